@@ -1,0 +1,105 @@
+#include "common/agent/agent_main.h"
+
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <iostream>
+
+#include "common/agent/agent_session.h"
+#include "common/error.h"
+#include "common/log.h"
+#include "common/unique_fd.h"
+
+namespace imgpipe::agent {
+
+int agentMain(int argc, char** argv, Role role, const RoleSetup& setup) {
+  const std::string roleName(toString(role));
+  CLI::App app{"imgpipe " + roleName + " agent"};
+  std::string configPath = "/etc/imgpipe/agent-" + roleName + ".yaml";
+  bool checkOnly = false;
+  app.add_option("-c,--config", configPath, "configuration file")->capture_default_str();
+  app.add_flag("--check-config", checkOnly, "validate the configuration and exit");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+
+  // Signals are taken synchronously through a signalfd on the reactor, so shutdown runs on the
+  // event loop thread like everything else.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  try {
+    log::init("agent-" + roleName, "info");
+    auto doc = YamlReader::fromFile(configPath);
+    AgentConfig common = parseAgentConfig(doc, role);
+    log::init(common.name, common.logLevel, common.logFile);
+    auto keys = net::loadSecretKey(common.keyFile);
+
+    zmq::context_t zmq(1);
+    net::Reactor reactor;
+    RoleContext ctx{doc, common, keys, zmq, reactor};
+    RoleParts parts = setup(ctx);
+    doc.rejectUnknownKeys();
+    if (checkOnly) {
+      std::cout << configPath << ": OK\n";
+      return 0;
+    }
+    std::filesystem::create_directories(common.stateDir);
+
+    SessionOptions options;
+    options.role = role;
+    options.name = common.name;
+    options.capacity = common.capacity;
+    options.labels = common.labels;
+    options.dataEndpoint = parts.dataEndpoint;
+    options.coordinatorEndpoint = common.coordinatorEndpoint;
+    options.coordinatorKey = common.coordinatorKey;
+    options.keys = keys;
+    options.heartbeat = common.heartbeat;
+    options.fenceAfter = common.fenceAfter;
+
+    int exitCode = 0;
+    {
+      AgentSession session(zmq, reactor, options, *parts.runner);
+      session.onRefused = [&](const std::string&) {
+        exitCode = 3;
+        reactor.stop();
+      };
+      UniqueFd sigfd(::signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK));
+      if (!sigfd) throwErrno("signalfd");
+      reactor.addFd(sigfd.get(), [&] {
+        signalfd_siginfo info{};
+        while (::read(sigfd.get(), &info, sizeof info) == sizeof info) {
+          if (info.ssi_signo == SIGPIPE) continue;
+          spdlog::info("received signal {}; stopping running tasks", info.ssi_signo);
+          reactor.stop();
+        }
+      });
+      session.start();
+      reactor.run();
+      session.stopAllTasks("agent shutting down");
+      // Give the final task events a moment to reach the coordinator.
+      auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
+      while (std::chrono::steady_clock::now() < until) reactor.runOnce(std::chrono::milliseconds(50));
+      reactor.removeFd(sigfd.get());
+    }
+    spdlog::info("stopped");
+    return exitCode;
+  } catch (const YamlError& e) {
+    std::cerr << "imgpipe-agent-" << roleName << ": configuration error: " << e.what() << "\n";
+    return 2;
+  } catch (const Error& e) {
+    std::cerr << "imgpipe-agent-" << roleName << ": " << e.what() << "\n";
+    return 1;
+  }
+}
+
+}  // namespace imgpipe::agent

@@ -1,0 +1,108 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <stop_token>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace imgpipe::agent {
+
+// Value types for the work the coordinator hands out and what agents report back. They mirror
+// protocol/schema/control.capnp but keep Cap'n Proto out of the task runners' code.
+
+struct ArtifactInfo {
+  std::string id;  // sha256 hex of the image
+  std::string sha512;
+  std::uint64_t size = 0;
+  std::uint64_t virtualSize = 0;
+  std::string manifestDigest;
+  std::string imageName;
+  std::string imageVersion;
+};
+
+struct BuildSpec {
+  std::string definition;
+  std::string definitionName;
+  std::string definitionDigest;
+};
+
+struct FetchSpec {
+  std::string artifactId;
+  std::string manifestDigest;
+  std::string imageName;
+  std::string imageVersion;
+  std::string upstreamName;
+  std::string upstreamEndpoint;
+  std::string upstreamKey;
+  std::uint64_t rateLimit = 0;  // bytes/s, 0 = unlimited
+  std::uint64_t size = 0;
+};
+
+struct RegisterSpec {
+  std::string artifactId;
+  std::string manifestDigest;
+  std::string buildId;
+  std::string imageName;
+  std::string imageVersion;
+  std::string definition;
+  std::string definitionName;
+  std::string sha256;
+  std::string sha512;
+  std::uint64_t size = 0;
+};
+
+// Passes time and reports progress; for control-plane tests and the coordinator benchmark.
+struct SimulatedSpec {
+  std::uint32_t durationMs = 0;
+  std::string failWith;
+};
+
+struct TaskSpec {
+  std::string taskId;
+  std::string jobId;
+  std::string step;
+  std::uint32_t attempt = 0;
+  std::variant<BuildSpec, FetchSpec, RegisterSpec, SimulatedSpec> kind;
+
+  bool reassignable() const {
+    return std::holds_alternative<BuildSpec>(kind) || std::holds_alternative<SimulatedSpec>(kind);
+  }
+};
+
+struct GrantSpec {
+  std::string artifactId;
+  std::string peerName;
+  std::string peerKey;
+  std::string jobId;
+  bool revoke = false;
+};
+
+enum class LogLevel { info, warn, error };
+
+struct ProgressInfo {
+  std::string step;
+  std::uint64_t done = 0;
+  std::uint64_t total = 0;
+  std::uint64_t rateBps = 0;
+  std::uint32_t etaS = 0;
+  std::uint32_t attempt = 0;
+  std::string state;  // "", "stalled", "retrying", "waiting for upstream"
+};
+
+struct TaskResultInfo {
+  std::optional<ArtifactInfo> artifact;
+  std::string glanceImageId;
+  std::string detail;
+};
+
+struct TaskFailureInfo {
+  std::string step;
+  std::string message;
+  int exitCode = 0;
+  std::vector<std::string> outputTail;
+  bool retryable = false;
+};
+
+}  // namespace imgpipe::agent

@@ -1,0 +1,23 @@
+#pragma once
+
+#include <spdlog/spdlog.h>
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace imgpipe::log {
+
+// Sets up the process-wide logger: "<time> <level> [<component>] message" on stderr, optionally
+// also to a file. `level` is one of trace, debug, info, warn, error.
+void init(std::string_view component, std::string_view level = "info",
+          const std::string& file = {});
+
+// A logger whose every line carries the job id and the step, so `grep job=42` finds the whole
+// story of a job across daemons. Shares the sinks of the process logger.
+std::shared_ptr<spdlog::logger> forJob(std::string_view jobId, std::string_view step);
+
+// The process logger with another component name ("zap", "scheduler", ...).
+std::shared_ptr<spdlog::logger> named(std::string_view component);
+
+}  // namespace imgpipe::log

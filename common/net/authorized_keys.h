@@ -1,0 +1,37 @@
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/role.h"
+
+namespace imgpipe::net {
+
+struct AuthorizedKey {
+  std::string name;
+  Role role;
+  std::string publicKey;  // Z85
+};
+
+// The coordinator's list of who may connect, one key a line:
+//
+//     # name      role      public key (Z85)
+//     build-1     build     rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7
+//
+// Names and keys are unique. Malformed lines are errors naming the file and line.
+class AuthorizedKeys {
+ public:
+  static AuthorizedKeys load(const std::filesystem::path& path);
+  static AuthorizedKeys parse(std::string_view text, const std::string& sourceName);
+
+  const AuthorizedKey* findByKey(std::string_view publicKey) const;
+  const AuthorizedKey* findByName(std::string_view name) const;
+  const std::vector<AuthorizedKey>& all() const { return keys_; }
+
+ private:
+  std::vector<AuthorizedKey> keys_;
+};
+
+}  // namespace imgpipe::net

@@ -1,0 +1,56 @@
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "protocol/codec.h"
+
+using namespace imgpipe;
+
+TEST(Codec, RoundTripsAnEnvelope) {
+  proto::EnvelopeBuilder b;
+  auto hello = b.body().initHello();
+  hello.setName("build-1");
+  hello.setRole(proto::Role::BUILD);
+  auto frame = b.frame();
+  auto decoded = proto::decodeEnvelope(frame);
+  ASSERT_EQ(decoded.index(), 0u) << std::get<1>(decoded);
+  auto env = std::get<0>(decoded)->root();
+  EXPECT_EQ(env.getMajor(), proto::PROTOCOL_MAJOR);
+  EXPECT_EQ(std::string(env.getBody().getHello().getName()), "build-1");
+}
+
+TEST(Codec, RefusesOtherMajorVersionNamingBoth) {
+  auto reason = proto::checkVersion(proto::PROTOCOL_MAJOR + 1, 3);
+  ASSERT_TRUE(reason);
+  EXPECT_NE(reason->find(std::to_string(proto::PROTOCOL_MAJOR + 1) + ".3"), std::string::npos);
+  EXPECT_FALSE(proto::checkVersion(proto::PROTOCOL_MAJOR, 99));
+}
+
+TEST(Codec, OversizedAndTruncatedFramesAreRejectedNotThrown) {
+  proto::DecodeLimits limits;
+  limits.maxFrameBytes = 1024;
+  zmq::message_t big(4096);
+  EXPECT_EQ(proto::decodeEnvelope(big, limits).index(), 1u);
+
+  proto::EnvelopeBuilder b;
+  b.body().initHello().setName(std::string(200, 'n'));
+  auto frame = b.frame();
+  for (size_t cut = 8; cut < frame.size(); cut += 8) {
+    zmq::message_t part(frame.data(), cut);
+    EXPECT_EQ(proto::decodeEnvelope(part).index(), 1u) << "cut at " << cut;
+  }
+}
+
+TEST(Codec, RandomBytesNeverThrow) {
+  std::mt19937 rng(42);
+  int rejected = 0;
+  for (int i = 0; i < 5000; ++i) {
+    size_t n = (rng() % 64 + 1) * 8;
+    zmq::message_t m(n);
+    for (size_t j = 0; j < n; ++j) m.data<uint8_t>()[j] = static_cast<uint8_t>(rng());
+    auto r = proto::decodeEnvelope(m);
+    if (r.index() == 1) ++rejected;
+    else (void)std::get<0>(r)->root().getBody().which();  // must be safe to read
+  }
+  EXPECT_GT(rejected, 0);
+}
