@@ -282,7 +282,13 @@ void AgentSession::onMessage() {
         return;
       }
       case proto::Envelope::Body::HEARTBEAT:
-        if (!registered_) sendHello();  // the coordinator restarted and forgot us
+        if (!registered_) sendHello();
+        break;
+      case proto::Envelope::Body::SAY_HELLO:
+        // The coordinator restarted while our connection survived: register again, after which
+        // the Welcome re-sends every unacknowledged event.
+        registered_ = false;
+        sendHello();
         break;
       case proto::Envelope::Body::ASSIGN_TASK:
         onAssign(toTaskSpec(body.getAssignTask()));

@@ -40,6 +40,8 @@ struct Envelope {
     request @11 :OperatorRequest;
     reply @12 :OperatorReply;
     jobUpdate @13 :JobDetail;
+    # coordinator -> agent: "I do not know this session (I restarted); send Hello again"
+    sayHello @14 :Void;
   }
 }
 
