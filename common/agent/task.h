@@ -26,6 +26,8 @@ struct BuildSpec {
   std::string definition;
   std::string definitionName;
   std::string definitionDigest;
+  std::string imageVersion;  // fixed at submit; overrides a version derived from the definition
+  std::string imageName;
 };
 
 struct FetchSpec {
@@ -53,22 +55,15 @@ struct RegisterSpec {
   std::uint64_t size = 0;
 };
 
-// Passes time and reports progress; for control-plane tests and the coordinator benchmark.
-struct SimulatedSpec {
-  std::uint32_t durationMs = 0;
-  std::string failWith;
-};
-
 struct TaskSpec {
   std::string taskId;
   std::string jobId;
   std::string step;
   std::uint32_t attempt = 0;
-  std::variant<BuildSpec, FetchSpec, RegisterSpec, SimulatedSpec> kind;
+  std::variant<BuildSpec, FetchSpec, RegisterSpec> kind;
 
-  bool reassignable() const {
-    return std::holds_alternative<BuildSpec>(kind) || std::holds_alternative<SimulatedSpec>(kind);
-  }
+  // Only builds may move to another agent; fetches and registrations belong to their agent.
+  bool reassignable() const { return std::holds_alternative<BuildSpec>(kind); }
 };
 
 struct GrantSpec {

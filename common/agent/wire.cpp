@@ -14,7 +14,8 @@ TaskSpec toTaskSpec(proto::Task::Reader task) {
   switch (kind.which()) {
     case proto::Task::Kind::BUILD: {
       auto b = kind.getBuild();
-      spec.kind = BuildSpec{b.getDefinition(), b.getDefinitionName(), b.getDefinitionDigest()};
+      spec.kind = BuildSpec{b.getDefinition(), b.getDefinitionName(), b.getDefinitionDigest(),
+                            b.getImageVersion(), b.getImageName()};
       break;
     }
     case proto::Task::Kind::FETCH: {
@@ -32,11 +33,6 @@ TaskSpec toTaskSpec(proto::Task::Reader task) {
                                r.getSize()};
       break;
     }
-    case proto::Task::Kind::SIMULATED: {
-      auto s = kind.getSimulated();
-      spec.kind = SimulatedSpec{s.getDurationMs(), s.getFailWith()};
-      break;
-    }
   }
   return spec;
 }
@@ -52,6 +48,8 @@ void fillTask(proto::Task::Builder out, const TaskSpec& spec) {
     o.setDefinition(b->definition);
     o.setDefinitionName(b->definitionName);
     o.setDefinitionDigest(b->definitionDigest);
+    o.setImageVersion(b->imageVersion);
+    o.setImageName(b->imageName);
   } else if (auto* f = std::get_if<FetchSpec>(&spec.kind)) {
     auto o = kind.initFetch();
     o.setArtifactId(f->artifactId);
@@ -75,10 +73,6 @@ void fillTask(proto::Task::Builder out, const TaskSpec& spec) {
     o.setSha256(r->sha256);
     o.setSha512(r->sha512);
     o.setSize(r->size);
-  } else if (auto* s = std::get_if<SimulatedSpec>(&spec.kind)) {
-    auto o = kind.initSimulated();
-    o.setDurationMs(s->durationMs);
-    o.setFailWith(s->failWith);
   }
 }
 

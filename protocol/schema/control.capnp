@@ -80,7 +80,6 @@ struct Task {
     build @4 :BuildTask;
     fetch @5 :FetchTask;
     register @6 :RegisterTask;
-    simulated @7 :SimulatedTask;
   }
 }
 
@@ -88,6 +87,8 @@ struct BuildTask {
   definition @0 :Text;        # the image definition (YAML) exactly as submitted
   definitionName @1 :Text;    # the file it came from, for error messages
   definitionDigest @2 :Text;  # sha256 hex of `definition`
+  imageVersion @3 :Text;      # fixed by the coordinator at submit (derived when the definition has none)
+  imageName @4 :Text;
 }
 
 # Fetch an artifact from the previous hop into this agent's store.
@@ -115,13 +116,6 @@ struct RegisterTask {
   sha256 @7 :Text;
   sha512 @8 :Text;
   size @9 :UInt64;
-}
-
-# Work that only passes time and reports progress. Used by control-plane tests and the
-# coordinator benchmark, which exercise scheduling and failure handling, not image building.
-struct SimulatedTask {
-  durationMs @0 :UInt32;
-  failWith @1 :Text;          # non-empty: fail with this message at the end
 }
 
 struct CancelTask {
