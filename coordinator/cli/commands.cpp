@@ -1,0 +1,286 @@
+#include "coordinator/cli/commands.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+
+#include "common/file_util.h"
+#include "common/hash.h"
+#include "common/net/curve_keys.h"
+#include "common/units.h"
+#include "common/yaml_reader.h"
+#include "coordinator/cli/render.h"
+#include "coordinator/definition_check.h"
+
+namespace imgpipe::cli {
+namespace {
+
+std::string defaultConfigPath() {
+  if (const char* env = std::getenv("IMGPIPE_CONFIG")) return env;
+  return "/etc/imgpipe/imgpipe.yaml";
+}
+
+OperatorClient connect(const GlobalOptions& g) {
+  auto c = resolveConnection(g);
+  return OperatorClient(c.endpoint, c.coordinatorKey, c.keys, c.timeout);
+}
+
+bool terminal(proto::JobState s) {
+  return s == proto::JobState::DONE || s == proto::JobState::FAILED || s == proto::JobState::CANCELLED;
+}
+
+int exitFor(proto::JobState s) { return s == proto::JobState::DONE ? kOk : kJobFailed; }
+
+// Follows a job until it ends; returns the exit code for its final state.
+int follow(OperatorClient& client, const GlobalOptions& g, const std::string& job) {
+  const bool tty = ::isatty(STDOUT_FILENO) && !g.json;
+  std::vector<std::string> previous;
+  auto render = [&](proto::JobDetail::Reader d) {
+    if (g.json) {
+      std::cout << toJson(d).dump() << std::endl;
+      return;
+    }
+    auto lines = watchLines(d);
+    if (tty) {
+      // Redraw in place: back to the first line of the previous frame, rewrite every line.
+      if (!previous.empty()) std::cout << "\033[" << previous.size() << "F";
+      for (const auto& l : lines) std::cout << "\033[2K" << l << "\n";
+    } else {
+      for (size_t i = 0; i < lines.size(); ++i)
+        if (i >= previous.size() || previous[i] != lines[i]) std::cout << clockTime(d.getSummary().getUpdatedMs() ? d.getSummary().getUpdatedMs() : 0) << " " << lines[i] << "\n";
+    }
+    std::cout.flush();
+    previous = std::move(lines);
+  };
+  auto subscribe = [&]() -> proto::JobState {
+    auto reply = client.request([&](auto r) { r.initKind().setWatch(job); });
+    auto d = reply->root().getBody().getReply().getKind().getJob();
+    render(d);
+    return d.getSummary().getState();
+  };
+  auto state = subscribe();
+  auto lastHeard = std::chrono::steady_clock::now();
+  while (!terminal(state)) {
+    auto msg = client.next(std::chrono::milliseconds(1000));
+    if (msg) {
+      auto body = msg->root().getBody();
+      if (body.which() != proto::Envelope::Body::JOB_UPDATE) continue;
+      render(body.getJobUpdate());
+      state = body.getJobUpdate().getSummary().getState();
+      lastHeard = std::chrono::steady_clock::now();
+    } else if (std::chrono::steady_clock::now() - lastHeard > std::chrono::seconds(5)) {
+      // Quiet for a while: ask again, which also re-subscribes after a coordinator restart.
+      state = subscribe();
+      lastHeard = std::chrono::steady_clock::now();
+    }
+  }
+  return exitFor(state);
+}
+
+}  // namespace
+
+Connection resolveConnection(const GlobalOptions& g) {
+  Connection c;
+  const std::string path = g.config.empty() ? defaultConfigPath() : g.config;
+  std::string keyPath, coordKey;
+  if (std::filesystem::exists(path)) {
+    auto doc = YamlReader::fromFile(path);
+    auto coord = doc.at("coordinator");
+    c.endpoint = coord.get<std::string>("endpoint", "");
+    coordKey = coord.get<std::string>("public_key", "");
+    coord.rejectUnknownKeys();
+    keyPath = doc.get<std::string>("key", "");
+    if (auto t = doc.at("timeout"); !t.isNull()) c.timeout = t.asDuration();
+    doc.rejectUnknownKeys();
+  } else if (!g.config.empty()) {
+    throw CliError(kUsage, "config file " + path + " does not exist");
+  }
+  if (!g.coordinator.empty()) c.endpoint = g.coordinator;
+  if (!g.coordinatorKey.empty()) coordKey = g.coordinatorKey;
+  if (!g.key.empty()) keyPath = g.key;
+  if (g.timeout != "10s") c.timeout = parseDuration(g.timeout);
+  if (c.endpoint.empty())
+    throw CliError(kUsage, "no coordinator endpoint: set coordinator.endpoint in " + path + " or pass --coordinator");
+  if (coordKey.empty())
+    throw CliError(kUsage, "no coordinator public key: set coordinator.public_key in " + path +
+                               " or pass --coordinator-key");
+  if (keyPath.empty()) throw CliError(kUsage, "no operator key: set key in " + path + " or pass --key");
+  c.coordinatorKey = net::loadPublicKey(coordKey);
+  c.keys = net::loadSecretKey(keyPath);
+  return c;
+}
+
+int cmdKeygen(const std::string& name, const std::string& dir, bool json) {
+  if (name.empty() || name.find_first_of("/ \t") != std::string::npos)
+    throw CliError(kUsage, "invalid key name '" + name + "'");
+  auto keys = net::generateKeyPair(name);
+  net::writeKeyPair(keys, dir);
+  const auto secret = std::filesystem::path(dir) / (name + ".key");
+  const auto pub = std::filesystem::path(dir) / (name + ".pub");
+  if (json) {
+    std::cout << nlohmann::json{{"name", name}, {"public_key", keys.publicKey}, {"secret_key_file", secret},
+                                {"public_key_file", pub}}
+                     .dump()
+              << "\n";
+  } else {
+    std::cout << "wrote " << secret.string() << " (secret, mode 0600) and " << pub.string() << "\n"
+              << "public key: " << keys.publicKey << "\n"
+              << "authorize it on the coordinator with a line in authorized_keys:\n"
+              << "  " << name << " <role> " << keys.publicKey << "\n";
+  }
+  return kOk;
+}
+
+int cmdValidate(const std::string& file, bool json) {
+  std::string text;
+  try {
+    text = readFile(file);
+  } catch (const Error& e) {
+    throw CliError(kUsage, e.what());
+  }
+  auto [name, version] = coord::inspectDefinition(text, file);
+  if (json)
+    std::cout << nlohmann::json{{"file", file}, {"valid", true}, {"name", name}, {"version", version},
+                                {"digest", toHex(sha256(text))}}
+                     .dump()
+              << "\n";
+  else
+    std::cout << file << ": valid (image " << name << (version.empty() ? "" : " " + version) << ")\n";
+  return kOk;
+}
+
+int cmdSubmit(const GlobalOptions& g, const std::string& file, const std::vector<std::string>& targets, int priority,
+              const std::vector<std::string>& labels, bool wait) {
+  std::string text;
+  try {
+    text = readFile(file);
+  } catch (const Error& e) {
+    throw CliError(kUsage, e.what());
+  }
+  coord::inspectDefinition(text, file);  // fail fast, before talking to anyone
+  auto client = connect(g);
+  auto reply = client.request([&](auto r) {
+    auto s = r.initKind().initSubmit();
+    s.setDefinition(text);
+    s.setDefinitionName(std::filesystem::path(file).filename().string());
+    auto t = s.initTargets(static_cast<unsigned>(targets.size()));
+    for (unsigned i = 0; i < targets.size(); ++i) t.set(i, targets[i]);
+    s.setPriority(priority);
+    auto l = s.initLabels(static_cast<unsigned>(labels.size()));
+    for (unsigned i = 0; i < labels.size(); ++i) l.set(i, labels[i]);
+  });
+  auto job = reply->root().getBody().getReply().getKind().getSubmitted();
+  const std::string id = job.getId();
+  if (g.json && !wait) std::cout << toJson(job).dump() << "\n";
+  else if (!g.json)
+    std::cout << "submitted job " << id << ": " << job.getImageName().cStr() << " " << job.getImageVersion().cStr()
+              << " -> " << [&] {
+                   std::string t;
+                   for (auto x : job.getTargets()) t += (t.empty() ? "" : ", ") + std::string(x);
+                   return t;
+                 }()
+              << "\n";
+  return wait ? follow(client, g, id) : kOk;
+}
+
+int cmdList(const GlobalOptions& g, const std::vector<std::string>& states, unsigned limit) {
+  static const std::vector<std::string> names = {"queued", "building", "transferring", "registering",
+                                                 "done",   "failed",   "cancelled"};
+  std::vector<proto::JobState> filter;
+  for (const auto& s : states) {
+    auto it = std::find(names.begin(), names.end(), s);
+    if (it == names.end()) throw CliError(kUsage, "unknown state '" + s + "' (use queued, building, transferring, registering, done, failed or cancelled)");
+    filter.push_back(static_cast<proto::JobState>(it - names.begin()));
+  }
+  auto client = connect(g);
+  auto reply = client.request([&](auto r) {
+    auto l = r.initKind().initList();
+    auto st = l.initStates(static_cast<unsigned>(filter.size()));
+    for (unsigned i = 0; i < filter.size(); ++i) st.set(i, filter[i]);
+    l.setLimit(limit);
+  });
+  auto jobs = reply->root().getBody().getReply().getKind().getJobs();
+  if (g.json) {
+    auto arr = nlohmann::json::array();
+    for (auto j : jobs) arr.push_back(toJson(j));
+    std::cout << arr.dump() << "\n";
+  } else {
+    printJobList(std::cout, jobs);
+  }
+  return kOk;
+}
+
+int cmdShow(const GlobalOptions& g, const std::string& job) {
+  auto client = connect(g);
+  auto reply = client.request([&](auto r) { r.initKind().setShow(job); });
+  auto d = reply->root().getBody().getReply().getKind().getJob();
+  if (g.json) std::cout << toJson(d).dump(2) << "\n";
+  else printJobDetail(std::cout, d);
+  return kOk;
+}
+
+int cmdWatch(const GlobalOptions& g, const std::string& job) {
+  auto client = connect(g);
+  return follow(client, g, job);
+}
+
+int cmdEvents(const GlobalOptions& g, const std::string& job, bool followEvents) {
+  auto client = connect(g);
+  std::uint64_t after = 0;
+  for (;;) {
+    auto reply = client.request([&](auto r) {
+      auto e = r.initKind().initEvents();
+      e.setJobId(job);
+      e.setAfterSeq(after);
+    });
+    for (auto e : reply->root().getBody().getReply().getKind().getEvents()) {
+      if (g.json) std::cout << toJson(e).dump() << "\n";
+      else printEvent(std::cout, e);
+      after = e.getSeq();
+    }
+    std::cout.flush();
+    if (!followEvents) return kOk;
+    auto show = client.request([&](auto r) { r.initKind().setShow(job); });
+    if (terminal(show->root().getBody().getReply().getKind().getJob().getSummary().getState()) ) {
+      followEvents = false;  // one more round picks up the final events
+      continue;
+    }
+    ::usleep(1'000'000);
+  }
+}
+
+int cmdCancel(const GlobalOptions& g, const std::string& job) {
+  auto client = connect(g);
+  auto reply = client.request([&](auto r) { r.initKind().setCancel(job); });
+  std::string msg = reply->root().getBody().getReply().getKind().getOk();
+  if (g.json) std::cout << nlohmann::json{{"job", job}, {"result", msg}}.dump() << "\n";
+  else std::cout << msg << "\n";
+  return kOk;
+}
+
+int cmdRetry(const GlobalOptions& g, const std::string& job) {
+  auto client = connect(g);
+  auto reply = client.request([&](auto r) { r.initKind().setRetry(job); });
+  std::string msg = reply->root().getBody().getReply().getKind().getOk();
+  if (g.json) std::cout << nlohmann::json{{"job", job}, {"result", msg}}.dump() << "\n";
+  else std::cout << msg << "\n";
+  return kOk;
+}
+
+int cmdAgents(const GlobalOptions& g) {
+  auto client = connect(g);
+  auto reply = client.request([&](auto r) { r.initKind().setAgents(); });
+  auto agents = reply->root().getBody().getReply().getKind().getAgents();
+  if (g.json) {
+    auto arr = nlohmann::json::array();
+    for (auto a : agents) arr.push_back(toJson(a));
+    std::cout << arr.dump() << "\n";
+  } else {
+    printAgents(std::cout, agents);
+  }
+  return kOk;
+}
+
+}  // namespace imgpipe::cli

@@ -1,0 +1,27 @@
+#include "coordinator/config.h"
+
+#include "common/agent/agent_config.h"
+
+namespace imgpipe::coord {
+
+CoordinatorConfig parseCoordinatorConfig(const YamlReader& doc) {
+  CoordinatorConfig c;
+  c.listen = doc.get<std::string>("listen", c.listen);
+  c.keyFile = doc.required<std::string>("key");
+  c.authorizedKeys = doc.get<std::string>("authorized_keys", c.authorizedKeys.string());
+  c.stateDir = doc.get<std::string>("state_dir", c.stateDir.string());
+  c.logLevel = doc.get<std::string>("log_level", c.logLevel);
+  c.logFile = doc.get<std::string>("log_file", "");
+  c.heartbeat = agent::parseHeartbeat(doc.at("heartbeat"));
+  if (auto v = doc.at("build_grace"); !v.isNull()) c.buildGrace = v.asDuration();
+  c.maxAttempts = doc.get<unsigned>("max_attempts", c.maxAttempts);
+  if (c.maxAttempts == 0) doc.at("max_attempts").fail("must be at least 1");
+  if (auto v = doc.at("retry_delay"); !v.isNull()) c.retryDelay = v.asDuration();
+  if (auto v = doc.at("max_frame"); !v.isNull()) c.maxFrame = v.asSize();
+  c.metricsListen = doc.get<std::string>("metrics_listen", "");
+  c.topology = Topology::parse(doc.at("topology"));
+  doc.rejectUnknownKeys();
+  return c;
+}
+
+}  // namespace imgpipe::coord

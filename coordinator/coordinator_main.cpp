@@ -1,0 +1,94 @@
+#include "coordinator/coordinator_main.h"
+
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <iostream>
+
+#include "common/error.h"
+#include "common/log.h"
+#include "common/net/curve_keys.h"
+#include "common/unique_fd.h"
+#include "coordinator/config.h"
+#include "coordinator/definition_check.h"
+#include "coordinator/metrics.h"
+#include "coordinator/server.h"
+
+namespace imgpipe::coord {
+
+int coordinatorMain(int argc, char** argv) {
+  CLI::App app{"imgpipe coordinator"};
+  std::string configPath = "/etc/imgpipe/coordinator.yaml";
+  bool checkOnly = false;
+  app.add_option("-c,--config", configPath, "configuration file")->capture_default_str();
+  app.add_flag("--check-config", checkOnly, "validate the configuration and exit");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  CoordinatorConfig config;
+  net::CurveKeyPair keys;
+  net::AuthorizedKeys authorized;
+  try {
+    log::init("coordinator", "info");
+    config = parseCoordinatorConfig(YamlReader::fromFile(configPath));
+    log::init("coordinator", config.logLevel, config.logFile);
+    keys = net::loadSecretKey(config.keyFile);
+    authorized = net::AuthorizedKeys::load(config.authorizedKeys);
+  } catch (const Error& e) {
+    std::cerr << "imgpipe-coordinator: configuration error: " << e.what() << "\n";
+    return 2;
+  }
+  if (checkOnly) {
+    std::cout << configPath << ": OK (" << authorized.all().size() << " authorized keys)\n";
+    return 0;
+  }
+  try {
+    Store store(config.stateDir);
+    zmq::context_t context(1);
+    net::Reactor reactor;
+    EngineOptions options;
+    options.heartbeat = config.heartbeat;
+    options.buildGrace = config.buildGrace;
+    options.maxAttempts = config.maxAttempts;
+    options.retryDelay = config.retryDelay;
+    options.topology = config.topology;
+    options.inspectDefinition = inspectDefinition;
+    Server server(config, keys, authorized, store, options, context, reactor);
+    std::unique_ptr<Metrics> metrics;
+    if (!config.metricsListen.empty()) metrics = std::make_unique<Metrics>(config.metricsListen, server, reactor);
+
+    UniqueFd sigfd(::signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK));
+    if (!sigfd) throwErrno("signalfd");
+    reactor.addFd(sigfd.get(), [&] {
+      signalfd_siginfo info{};
+      while (::read(sigfd.get(), &info, sizeof info) == sizeof info) {
+        if (info.ssi_signo == SIGPIPE) continue;
+        spdlog::info("received signal {}; stopping", info.ssi_signo);
+        reactor.stop();
+      }
+    });
+    reactor.run();
+    reactor.removeFd(sigfd.get());
+    return 0;
+  } catch (const Error& e) {
+    std::cerr << "imgpipe-coordinator: " << e.what() << "\n";
+    spdlog::error("{}", e.what());
+    return 1;
+  } catch (const zmq::error_t& e) {
+    std::cerr << "imgpipe-coordinator: cannot listen on " << config.listen << ": " << e.what() << "\n";
+    return 1;
+  }
+}
+
+}  // namespace imgpipe::coord

@@ -1,0 +1,146 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <set>
+#include <string>
+#include <tuple>
+#include <vector>
+#include <zmq.hpp>
+
+#include "common/net/authorized_keys.h"
+#include "common/net/liveness.h"
+#include "common/net/zap_handler.h"
+#include "coordinator/model.h"
+#include "coordinator/store.h"
+#include "coordinator/topology.h"
+#include "protocol/schema/control.capnp.h"
+
+namespace imgpipe::coord {
+
+// How the engine reaches peers. The server implements it over its ROUTER socket; tests can
+// record what would be sent.
+class Outbound {
+ public:
+  virtual ~Outbound() = default;
+  // false when the peer is gone (its connection closed).
+  virtual bool send(const std::string& routingId, zmq::message_t frame) = 0;
+};
+
+struct EngineOptions {
+  net::HeartbeatPolicy heartbeat;
+  std::chrono::milliseconds buildGrace{60'000};
+  unsigned maxAttempts = 3;
+  std::chrono::milliseconds retryDelay{5'000};
+  Topology topology;
+  // Validates a submitted definition; returns {name, version ("" = derive)} or throws Error.
+  std::function<std::pair<std::string, std::string>(const std::string& text, const std::string& sourceName)>
+      inspectDefinition;
+};
+
+struct EngineCounters {
+  std::uint64_t unexpectedMessages = 0;
+  std::uint64_t refusedHellos = 0;
+  std::uint64_t jobsSubmitted = 0;
+  std::uint64_t tasksAssigned = 0;
+  std::uint64_t requeuedBuilds = 0;
+  std::map<std::string, std::uint64_t> stepResults;  // "build/done", "fetch/failed", ...
+  std::map<std::pair<std::string, std::string>, std::uint64_t> linkBytes;  // (from, to) -> bytes
+  std::map<std::string, std::uint64_t> jobsFinished;                       // state -> count
+};
+
+// The coordinator's brain: agents, jobs and their steps, scheduling, routing, retries. Runs on
+// the event loop thread; every input is a message or a tick, every output goes through
+// Outbound. State changes are committed to the Store before they are acknowledged to anyone.
+class Engine {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  Engine(Store& store, const net::AuthorizedKeys& keys, EngineOptions options, Outbound& out);
+
+  void onMessage(const std::string& routingId, const net::PeerIdentity& who, proto::Envelope::Reader env);
+  void onTick();
+
+  const EngineCounters& counters() const { return counters_; }
+  // Current transfer rate per link (from, to), summed over running hops.
+  std::map<std::pair<std::string, std::string>, std::uint64_t> linkRates() const;
+  // Durations of finished build sub-steps since the last call: (sub-step, seconds).
+  std::vector<std::pair<std::string, double>> drainStepDurations();
+  std::map<JobState, std::size_t> jobsByState() const;
+  std::size_t queuedJobs() const { return queue_.size(); }
+  struct AgentLive;
+  const std::map<std::string, AgentLive>& agents() const { return agents_; }
+
+  struct AgentLive {
+    std::string name;
+    std::string role;
+    std::vector<std::string> labels;
+    unsigned capacity = 0;
+    std::string version, dataEndpoint;
+    std::uint64_t freeBytes = 0;
+    std::vector<agent::ArtifactInfo> inventory;
+    std::string routingId;
+    bool online = false;
+    Clock::time_point lastHeard{}, lostAt{}, lastSent{};
+    std::int64_t lastSeenMs = 0;
+    std::set<std::string> tasks;  // task ids the coordinator believes run there
+  };
+
+ private:
+  // agents (engine.cpp)
+  void onHello(const std::string& routingId, const net::PeerIdentity& who, proto::Hello::Reader hello);
+  void markLost(AgentLive& agent, const std::string& why);
+  void sendTo(AgentLive& agent, zmq::message_t frame);
+  void refuse(const std::string& routingId, const std::string& reason);
+  void reply(const std::string& routingId, zmq::message_t frame) { out_.send(routingId, std::move(frame)); }
+
+  // jobs (jobs.cpp)
+  void onTaskEvent(AgentLive& agent, proto::TaskEvent::Reader e);
+  void onTaskCompleted(Job& job, Step& step, proto::TaskResult::Reader r);
+  void onTaskFailed(Job& job, Step& step, proto::TaskFailure::Reader f);
+  void advance(Job& job);
+  void schedule();
+  bool assignBuild(Job& job, AgentLive& agent);
+  void startFetch(Job& job, Step& step);
+  void startRegister(Job& job, Step& step);
+  void sendTask(Job& job, Step& step, AgentLive& agent);
+  void grantUpstream(const Job& job, const Step& fetch, bool revoke = false);
+  void planDelivery(Job& job);
+  void failJob(Job& job, const std::string& error);
+  void finishJob(Job& job, JobState state);
+  void cancelRunningSteps(Job& job, const std::string& reason);
+  void requeueBuild(Job& job, Step& step, const std::string& why);
+  void retryLater(Job& job, Step& step, const std::string& why);
+  void event(Job& job, agent::LogLevel level, const std::string& step, const std::string& agentName,
+             const std::string& message, std::int64_t timeMs = 0);
+  void persist(Job& job, Step* step = nullptr);
+  void flushProgress();
+  void touched(Job& job);
+  Job* activeJob(std::int64_t id);
+  AgentLive* agentNamed(const std::string& name);
+
+  // operators (operator_api.cpp)
+  void onRequest(const std::string& routingId, const net::PeerIdentity& who, proto::OperatorRequest::Reader r);
+  void pushWatchers();
+
+  Store& store_;
+  const net::AuthorizedKeys& keys_;
+  EngineOptions options_;
+  Outbound& out_;
+  EngineCounters counters_;
+  Clock::time_point startedAt_ = Clock::now();
+
+  std::map<std::string, AgentLive> agents_;
+  std::map<std::int64_t, Job> active_;                         // every non-terminal job
+  std::set<std::tuple<int, std::int64_t>> queue_;              // (-priority, id): builds to place
+  std::map<std::string, std::pair<std::int64_t, int>> tasks_;  // task id -> (job, step)
+  std::set<std::pair<std::int64_t, int>> dirtyProgress_;       // steps whose progress is unsaved
+  Clock::time_point lastFlush_ = Clock::now();
+  std::map<std::int64_t, std::set<std::string>> watchers_;     // job -> routing ids
+  std::set<std::int64_t> changed_;                             // jobs to push to watchers
+  std::vector<std::pair<std::string, double>> stepDurations_;
+};
+
+}  // namespace imgpipe::coord

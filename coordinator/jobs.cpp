@@ -1,0 +1,495 @@
+// The life of a job: build -> hops (cut-through, fan-out) -> registrations, with retries.
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "common/agent/wire.h"
+#include "common/error.h"
+#include "common/log.h"
+#include "coordinator/engine.h"
+#include "protocol/codec.h"
+
+namespace imgpipe::coord {
+namespace {
+
+std::string taskIdFor(const Job& job, const Step& step) {
+  return job.idText() + "." + std::to_string(step.index) + "." + std::to_string(step.attempt);
+}
+
+agent::LogLevel levelOf(proto::LogLevel l) {
+  return l == proto::LogLevel::ERROR ? agent::LogLevel::error
+         : l == proto::LogLevel::WARN ? agent::LogLevel::warn
+                                      : agent::LogLevel::info;
+}
+
+}  // namespace
+
+void Engine::event(Job& job, agent::LogLevel level, const std::string& step, const std::string& agentName,
+                   const std::string& message, std::int64_t timeMs) {
+  JobEventRow e{0, timeMs ? timeMs : agent::wallClockMs(), level, step, agentName, message};
+  store_.appendEvent(job.id, e);
+  auto log = log::forJob(job.idText(), step);
+  log->log(level == agent::LogLevel::error ? spdlog::level::err
+           : level == agent::LogLevel::warn ? spdlog::level::warn
+                                            : spdlog::level::info,
+           "{}{}", agentName.empty() ? "" : "[" + agentName + "] ", message);
+  touched(job);
+}
+
+void Engine::touched(Job& job) {
+  job.updatedMs = agent::wallClockMs();
+  changed_.insert(job.id);
+}
+
+void Engine::persist(Job& job, Step* step) {
+  touched(job);
+  Transaction tx(store_.db());
+  if (step) store_.updateStep(job.id, *step);
+  store_.updateJob(job);
+  tx.commit();
+  if (step) dirtyProgress_.erase({job.id, step->index});
+}
+
+void Engine::flushProgress() {
+  lastFlush_ = Clock::now();
+  if (dirtyProgress_.empty()) return;
+  Transaction tx(store_.db());
+  for (const auto& [jobId, index] : dirtyProgress_)
+    if (auto* job = activeJob(jobId))
+      if (auto* step = job->step(index)) store_.updateStep(jobId, *step);
+  tx.commit();
+  dirtyProgress_.clear();
+}
+
+void Engine::onTaskEvent(AgentLive& agent, proto::TaskEvent::Reader e) {
+  const std::string taskId = e.getTaskId();
+  auto ack = [&] {
+    if (!e.getReliable()) return;
+    proto::EnvelopeBuilder b;
+    auto a = b.body().initTaskEventAck();
+    a.setTaskId(taskId);
+    a.setSeq(e.getSeq());
+    sendTo(agent, b.frame());
+  };
+  auto it = tasks_.find(taskId);
+  Job* job = it == tasks_.end() ? nullptr : activeJob(it->second.first);
+  Step* step = job ? job->step(it->second.second) : nullptr;
+  if (!step || step->taskId != taskId || step->agent != agent.name) {
+    // A stale attempt: acknowledge so the agent stops re-sending, and stop it if still running.
+    ack();
+    if (e.getKind().which() == proto::TaskEvent::Kind::PROGRESS) {
+      proto::EnvelopeBuilder b;
+      auto c = b.body().initCancelTask();
+      c.setTaskId(taskId);
+      c.setReason("task is no longer current");
+      sendTo(agent, b.frame());
+    }
+    return;
+  }
+  auto kind = e.getKind();
+  if (!e.getReliable()) {
+    if (kind.which() != proto::TaskEvent::Kind::PROGRESS || e.getSeq() <= step->lastProgressSeq) return;
+    step->lastProgressSeq = e.getSeq();
+    auto p = kind.getProgress();
+    if (step->kind == StepKind::fetch && p.getDone() > step->done)
+      counters_.linkBytes[{step->upstream, step->agent}] += p.getDone() - step->done;
+    step->detail = p.getStep();
+    if (!std::string(p.getState()).empty()) step->detail += " (" + std::string(p.getState()) + ")";
+    step->done = p.getDone();
+    step->total = p.getTotal();
+    step->rateBps = p.getRateBps();
+    step->etaS = p.getEtaS();
+    step->retries = p.getAttempt();
+    if (step->state == StepState::waiting) step->state = StepState::running;
+    dirtyProgress_.insert({job->id, step->index});
+    touched(*job);
+    return;
+  }
+  if (e.getSeq() <= step->lastReliableSeq) {
+    ack();  // a duplicate after a reconnect
+    return;
+  }
+  step->lastReliableSeq = e.getSeq();
+  switch (kind.which()) {
+    case proto::TaskEvent::Kind::LOG: {
+      auto l = kind.getLog();
+      std::string msg = l.getMessage();
+      if (l.getDurationMs() > 0) {
+        msg += " (" + std::to_string(l.getDurationMs()) + " ms)";
+        if (step->kind == StepKind::build)
+          stepDurations_.emplace_back(l.getStep(), static_cast<double>(l.getDurationMs()) / 1000.0);
+      }
+      event(*job, levelOf(l.getLevel()), step->name + (l.getStep().size() ? "/" + std::string(l.getStep()) : ""),
+            agent.name, msg, e.getTimeMs());
+      persist(*job, step);
+      break;
+    }
+    case proto::TaskEvent::Kind::COMPLETED:
+      agent.tasks.erase(taskId);
+      tasks_.erase(taskId);
+      onTaskCompleted(*job, *step, kind.getCompleted());
+      break;
+    case proto::TaskEvent::Kind::FAILED:
+      agent.tasks.erase(taskId);
+      tasks_.erase(taskId);
+      onTaskFailed(*job, *step, kind.getFailed());
+      break;
+    case proto::TaskEvent::Kind::PROGRESS: break;
+  }
+  ack();  // only after the change is committed
+  advance(*job);
+  schedule();
+}
+
+void Engine::onTaskCompleted(Job& job, Step& step, proto::TaskResult::Reader r) {
+  step.state = StepState::done;
+  step.finishedMs = agent::wallClockMs();
+  step.detail.clear();
+  step.error.clear();
+  if (step.total > 0) step.done = step.total;
+  ++counters_.stepResults[std::string(toString(step.kind)) + "/done"];
+  std::string summary = "done";
+  if (step.kind == StepKind::build) {
+    if (!r.hasArtifact() || std::string(r.getArtifact().getId()).empty()) {
+      persist(job, &step);
+      failJob(job, "build agent " + step.agent + " reported success without an artifact");
+      return;
+    }
+    job.artifact = agent::toArtifactInfo(r.getArtifact());
+    if (!job.artifact->imageVersion.empty()) job.imageVersion = job.artifact->imageVersion;
+    summary = "built " + job.artifact->imageName + " " + job.artifact->imageVersion + " (" +
+              std::to_string(job.artifact->size) + " bytes, sha256 " + job.artifact->id + ")";
+  } else if (step.kind == StepKind::register_) {
+    step.result = r.getGlanceImageId();
+    summary = "registered as Glance image " + step.result;
+  } else {
+    summary = "delivered to " + step.agent;
+  }
+  if (r.getDetail().size() > 0) summary += ": " + std::string(r.getDetail());
+  persist(job, &step);
+  event(job, agent::LogLevel::info, step.name, step.agent, summary);
+}
+
+void Engine::onTaskFailed(Job& job, Step& step, proto::TaskFailure::Reader f) {
+  std::string msg = f.getMessage();
+  if (f.getStep().size() > 0) msg = std::string(f.getStep()) + ": " + msg;
+  if (f.getExitCode() != 0) msg += " (exit code " + std::to_string(f.getExitCode()) + ")";
+  std::string full = msg;
+  for (auto line : f.getOutputTail()) full += "\n  " + std::string(line);
+  step.error = msg;
+  ++counters_.stepResults[std::string(toString(step.kind)) + "/failed"];
+  event(job, agent::LogLevel::error, step.name, step.agent, full);
+  if (f.getRetryable() && step.attempt < options_.maxAttempts) {
+    retryLater(job, step, msg);
+    return;
+  }
+  step.state = StepState::failed;
+  step.finishedMs = agent::wallClockMs();
+  persist(job, &step);
+  failJob(job, step.name + " failed: " + msg);
+}
+
+void Engine::retryLater(Job& job, Step& step, const std::string& why) {
+  auto delay = options_.retryDelay * (1 << std::min<std::uint32_t>(step.attempt > 0 ? step.attempt - 1 : 0, 6));
+  step.state = StepState::pending;
+  step.notBeforeMs = agent::wallClockMs() + delay.count();
+  step.detail = "retrying in " + std::to_string(delay.count() / 1000) + " s";
+  if (step.kind == StepKind::build) step.agent.clear();
+  persist(job, &step);
+  event(job, agent::LogLevel::warn, step.name, "",
+        "attempt " + std::to_string(step.attempt) + " of " + std::to_string(options_.maxAttempts) +
+            " failed (" + why + "); retrying in " + std::to_string(delay.count() / 1000) + " s");
+}
+
+void Engine::requeueBuild(Job& job, Step& step, const std::string& why) {
+  ++counters_.requeuedBuilds;
+  step.state = StepState::pending;
+  step.agent.clear();
+  step.detail = "re-queued";
+  step.notBeforeMs = 0;
+  persist(job, &step);
+  event(job, agent::LogLevel::warn, step.name, "", "re-queued: " + why);
+  queue_.insert({-job.priority, job.id});
+}
+
+void Engine::failJob(Job& job, const std::string& error) {
+  cancelRunningSteps(job, "job failed: " + error);
+  job.error = error;
+  finishJob(job, JobState::failed);
+}
+
+void Engine::finishJob(Job& job, JobState state) {
+  job.state = state;
+  ++counters_.jobsFinished[std::string(toString(state))];
+  for (auto& s : job.steps)
+    if (s.kind == StepKind::fetch && s.state != StepState::pending) grantUpstream(job, s, /*revoke=*/true);
+  queue_.erase({-job.priority, job.id});
+  persist(job);
+  event(job, state == JobState::done ? agent::LogLevel::info : agent::LogLevel::error, "", "",
+        "job " + std::string(toString(state)) + (job.error.empty() ? "" : ": " + job.error));
+}
+
+void Engine::cancelRunningSteps(Job& job, const std::string& reason) {
+  for (auto& s : job.steps) {
+    if (s.state == StepState::running || s.state == StepState::waiting) {
+      if (auto* a = agentNamed(s.agent)) {
+        proto::EnvelopeBuilder b;
+        auto c = b.body().initCancelTask();
+        c.setTaskId(s.taskId);
+        c.setReason(reason);
+        sendTo(*a, b.frame());
+        a->tasks.erase(s.taskId);
+      }
+      tasks_.erase(s.taskId);
+      s.state = StepState::cancelled;
+      s.finishedMs = agent::wallClockMs();
+      store_.updateStep(job.id, s);
+    } else if (s.state == StepState::pending) {
+      s.state = StepState::cancelled;
+      store_.updateStep(job.id, s);
+    }
+  }
+}
+
+void Engine::planDelivery(Job& job) {
+  const std::string buildAgent = job.steps[0].agent;
+  std::vector<Hop> hops;
+  try {
+    hops = options_.topology.plan(buildAgent, job.targets);
+  } catch (const Error& e) {
+    failJob(job, e.what());
+    return;
+  }
+  Transaction tx(store_.db());
+  for (const auto& hop : hops) {
+    Step s;
+    s.index = static_cast<int>(job.steps.size());
+    s.kind = StepKind::fetch;
+    s.name = "hop " + hop.from + " -> " + hop.to;
+    s.agent = hop.to;
+    s.upstream = hop.from;
+    s.total = job.artifact ? job.artifact->size : 0;
+    job.steps.push_back(s);
+    store_.insertStep(job.id, s);
+  }
+  for (const auto& controller : job.targets) {
+    Step s;
+    s.index = static_cast<int>(job.steps.size());
+    s.kind = StepKind::register_;
+    s.name = "register " + controller;
+    s.agent = controller;
+    job.steps.push_back(s);
+    store_.insertStep(job.id, s);
+  }
+  tx.commit();
+  std::string route;
+  for (const auto& h : hops) route += (route.empty() ? "" : ", ") + h.from + " -> " + h.to;
+  event(job, agent::LogLevel::info, "route", "", "delivery plan: " + (route.empty() ? "local" : route));
+}
+
+void Engine::advance(Job& job) {
+  if (isTerminal(job.state) || job.steps.empty()) return;
+  Step& build = job.steps[0];
+  JobState next = job.state;
+  if (build.state == StepState::pending) {
+    next = JobState::queued;
+  } else if (build.state == StepState::running || build.state == StepState::waiting) {
+    next = JobState::building;
+  } else if (build.state == StepState::done) {
+    if (job.steps.size() == 1) {
+      planDelivery(job);
+      if (isTerminal(job.state)) return;
+    }
+    const auto nowMs = agent::wallClockMs();
+    bool transferring = false, registering = false;
+    for (auto& s : job.steps) {
+      if (s.kind == StepKind::fetch && s.state != StepState::done) transferring = true;
+      if (s.kind == StepKind::register_ && s.state != StepState::done) registering = true;
+      if (s.state != StepState::pending || (s.notBeforeMs != 0 && s.notBeforeMs > nowMs)) continue;
+      if (s.kind == StepKind::fetch) {
+        // Cut-through: a hop may start as soon as its upstream has started receiving.
+        bool upstreamReady = s.upstream == build.agent;
+        for (const auto& u : job.steps)
+          if (u.kind == StepKind::fetch && u.agent == s.upstream &&
+              (u.state == StepState::running || u.state == StepState::done || u.state == StepState::waiting))
+            upstreamReady = true;
+        if (upstreamReady) startFetch(job, s);
+      } else if (s.kind == StepKind::register_) {
+        bool delivered = false;
+        for (const auto& u : job.steps)
+          if (u.kind == StepKind::fetch && u.agent == s.agent && u.state == StepState::done) delivered = true;
+        if (s.agent == build.agent) delivered = true;
+        if (delivered) startRegister(job, s);
+      }
+    }
+    if (isTerminal(job.state)) return;  // a step could not start and failed the job
+    next = transferring ? JobState::transferring : registering ? JobState::registering : JobState::done;
+  }
+  if (next == JobState::done) {
+    finishJob(job, JobState::done);
+    return;
+  }
+  if (next != job.state) {
+    job.state = next;
+    persist(job);
+  }
+}
+
+void Engine::sendTask(Job& job, Step& step, AgentLive& agent) {
+  ++step.attempt;
+  step.taskId = taskIdFor(job, step);
+  step.state = StepState::running;
+  step.startedMs = agent::wallClockMs();
+  step.finishedMs = 0;
+  step.detail.clear();
+  step.error.clear();
+  step.lastReliableSeq = 0;
+  step.lastProgressSeq = 0;
+  persist(job, &step);
+  tasks_[step.taskId] = {job.id, step.index};
+  agent.tasks.insert(step.taskId);
+
+  agent::TaskSpec spec;
+  spec.taskId = step.taskId;
+  spec.jobId = job.idText();
+  spec.step = step.name;
+  spec.attempt = step.attempt;
+  const auto& a = job.artifact;
+  switch (step.kind) {
+    case StepKind::build:
+      spec.kind = agent::BuildSpec{store_.loadDefinition(job.id), job.definitionName, job.definitionDigest,
+                                   job.imageVersion, job.imageName};
+      break;
+    case StepKind::fetch: {
+      auto* up = agentNamed(step.upstream);
+      std::string endpoint = up ? up->dataEndpoint : "";
+      std::uint64_t rate = 0;
+      for (const auto& l : options_.topology.links())
+        if ((l.from == step.upstream || (l.from == "build" && step.upstream == job.steps[0].agent)) &&
+            l.to == step.agent) {
+          if (!l.endpoint.empty()) endpoint = l.endpoint;
+          rate = l.rateLimit;
+        }
+      const auto* key = keys_.findByName(step.upstream);
+      spec.kind = agent::FetchSpec{a->id, a->manifestDigest, a->imageName, a->imageVersion, step.upstream,
+                                   endpoint, key ? key->publicKey : "", rate, a->size};
+      break;
+    }
+    case StepKind::register_:
+      spec.kind = agent::RegisterSpec{a->id, a->manifestDigest,
+                                      store_.coordinatorId() + "/" + job.idText() + "/" + a->id,
+                                      a->imageName, a->imageVersion, store_.loadDefinition(job.id),
+                                      job.definitionName, a->id, a->sha512, a->size};
+      break;
+  }
+  proto::EnvelopeBuilder b;
+  agent::fillTask(b.body().initAssignTask(), spec);
+  sendTo(agent, b.frame());
+  ++counters_.tasksAssigned;
+  event(job, agent::LogLevel::info, step.name, agent.name,
+        "assigned to " + agent.name + " (attempt " + std::to_string(step.attempt) + ")");
+}
+
+bool Engine::assignBuild(Job& job, AgentLive& agent) {
+  Step& build = job.steps[0];
+  build.agent = agent.name;
+  sendTask(job, build, agent);
+  job.state = JobState::building;
+  persist(job);
+  return true;
+}
+
+void Engine::grantUpstream(const Job& job, const Step& fetch, bool revoke) {
+  auto* up = agentNamed(fetch.upstream);
+  const auto* key = keys_.findByName(fetch.agent);
+  if (!up || !key || !job.artifact) return;
+  proto::EnvelopeBuilder b;
+  auto g = b.body().initGrant();
+  g.setArtifactId(job.artifact->id);
+  g.setPeerName(fetch.agent);
+  g.setPeerKey(key->publicKey);
+  g.setJobId(job.idText());
+  g.setRevoke(revoke);
+  sendTo(*up, b.frame());
+}
+
+void Engine::startFetch(Job& job, Step& step) {
+  auto* a = agentNamed(step.agent);
+  auto* up = agentNamed(step.upstream);
+  if (!a || !a->online) {
+    step.detail = "waiting for agent " + step.agent;
+    return;
+  }
+  if (!keys_.findByName(step.agent) || !keys_.findByName(step.upstream)) {
+    failJob(job, "no authorized key for '" + step.agent + "' or '" + step.upstream + "'");
+    return;
+  }
+  if (!up || !up->online) {
+    step.detail = "waiting for upstream " + step.upstream;
+    return;
+  }
+  grantUpstream(job, step);
+  sendTask(job, step, *a);
+}
+
+void Engine::startRegister(Job& job, Step& step) {
+  auto* a = agentNamed(step.agent);
+  if (!a || !a->online) {
+    step.detail = "waiting for agent " + step.agent;
+    return;
+  }
+  sendTask(job, step, *a);
+}
+
+void Engine::schedule() {
+  if (queue_.empty()) return;
+  std::vector<AgentLive*> free;
+  for (auto& [name, a] : agents_)
+    if (a.online && a.role == "build" && a.tasks.size() < a.capacity) free.push_back(&a);
+  if (free.empty()) return;
+  const auto nowMs = agent::wallClockMs();
+  for (auto it = queue_.begin(); it != queue_.end() && !free.empty();) {
+    Job* job = activeJob(std::get<1>(*it));
+    if (!job || job->steps.empty() || job->steps[0].state != StepState::pending) {
+      it = queue_.erase(it);
+      continue;
+    }
+    if (job->steps[0].notBeforeMs > nowMs) {
+      it = queue_.erase(it);  // back on the queue when the retry delay has passed (onTick)
+      continue;
+    }
+    // FIFO within priority, among agents whose labels cover the job's; least loaded first.
+    AgentLive* best = nullptr;
+    for (auto* a : free) {
+      bool labelsOk = std::all_of(job->labels.begin(), job->labels.end(), [&](const std::string& l) {
+        return std::find(a->labels.begin(), a->labels.end(), l) != a->labels.end();
+      });
+      if (labelsOk && (!best || a->tasks.size() * best->capacity < best->tasks.size() * a->capacity)) best = a;
+    }
+    if (!best) {
+      ++it;
+      continue;
+    }
+    it = queue_.erase(it);
+    assignBuild(*job, *best);
+    if (best->tasks.size() >= best->capacity) std::erase(free, best);
+  }
+}
+
+}  // namespace imgpipe::coord
+
+namespace imgpipe::coord {
+
+std::map<std::pair<std::string, std::string>, std::uint64_t> Engine::linkRates() const {
+  std::map<std::pair<std::string, std::string>, std::uint64_t> out;
+  for (const auto& [id, job] : active_)
+    for (const auto& s : job.steps)
+      if (s.kind == StepKind::fetch && s.state == StepState::running) out[{s.upstream, s.agent}] += s.rateBps;
+  return out;
+}
+
+std::vector<std::pair<std::string, double>> Engine::drainStepDurations() {
+  return std::exchange(stepDurations_, {});
+}
+
+}  // namespace imgpipe::coord
