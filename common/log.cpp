@@ -3,6 +3,7 @@
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
 
+#include <cstdio>
 #include <mutex>
 #include <vector>
 
@@ -59,6 +60,21 @@ std::shared_ptr<spdlog::logger> named(std::string_view component) {
   logger->set_pattern(kPattern);
   logger->flush_on(spdlog::level::info);
   return logger;
+}
+
+std::string untrusted(std::string_view text, std::size_t max) {
+  std::string out;
+  for (unsigned char c : text.substr(0, max)) {
+    if (c >= 0x20 && c < 0x7f) {
+      out.push_back(static_cast<char>(c));
+    } else {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      out += buf;
+    }
+  }
+  if (text.size() > max) out += "...(" + std::to_string(text.size()) + " bytes)";
+  return out;
 }
 
 }  // namespace imgpipe::log

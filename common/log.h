@@ -20,4 +20,8 @@ std::shared_ptr<spdlog::logger> forJob(std::string_view jobId, std::string_view 
 // The process logger with another component name ("zap", "scheduler", ...).
 std::shared_ptr<spdlog::logger> named(std::string_view component);
 
+// Text from an untrusted peer, fit for a log line: at most `max` characters, control characters
+// escaped, so a hostile name cannot forge log lines or fill the disk.
+std::string untrusted(std::string_view text, std::size_t max = 64);
+
 }  // namespace imgpipe::log

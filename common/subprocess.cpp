@@ -288,6 +288,15 @@ void Subprocess::terminate() {
   pid_ = -1;
 }
 
+std::optional<int> Subprocess::poll() {
+  if (pid_ <= 0) return std::nullopt;
+  int status = 0;
+  pid_t r = ::waitpid(pid_, &status, WNOHANG);
+  if (r != pid_) return std::nullopt;
+  pid_ = -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
 CommandResult runCommand(SubprocessOptions options) { return Subprocess(std::move(options)).wait(); }
 
 std::string checkCommand(SubprocessOptions options) {

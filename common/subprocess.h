@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <optional>
 #include <stop_token>
 #include <string>
 #include <string_view>
@@ -68,6 +69,8 @@ class Subprocess {
   CommandResult wait();
   // SIGTERM to the group, SIGKILL after the grace period; reaps the child.
   void terminate();
+  // Without blocking: the exit code if the child has exited (reaping it), else nullopt.
+  std::optional<int> poll();
 
  private:
   void pump(CommandResult& result);

@@ -18,7 +18,9 @@ YamlReader YamlReader::fromFile(const std::filesystem::path& path) {
   } catch (const Error& e) {
     throw YamlError(e.what());
   }
-  return fromString(text, path.string());
+  auto reader = fromString(text, path.string());
+  reader.baseDir_ = std::filesystem::absolute(path).parent_path();
+  return reader;
 }
 
 YamlReader YamlReader::fromString(std::string_view text, std::string sourceName) {
@@ -61,9 +63,10 @@ YamlReader YamlReader::at(std::string_view key) const {
   // so it is replaced by a real null node before it is stored anywhere.
   const YAML::Node& self = node_;
   const YAML::Node found = isMap() ? self[std::string(key)] : YAML::Node(YAML::NodeType::Null);
-  if (!found) return YamlReader(YAML::Node(YAML::NodeType::Null), source_, childPath(key), mark_);
-  YAML::Mark mark = found.Mark().is_null() ? mark_ : found.Mark();
-  return YamlReader(found, source_, childPath(key), mark);
+  YamlReader child = found ? YamlReader(found, source_, childPath(key), found.Mark().is_null() ? mark_ : found.Mark())
+                           : YamlReader(YAML::Node(YAML::NodeType::Null), source_, childPath(key), mark_);
+  child.baseDir_ = baseDir_;
+  return child;
 }
 
 YamlReader YamlReader::require(std::string_view key) const {
@@ -140,6 +143,12 @@ double YamlReader::as<double>() const {
   fail("expected a number");
 }
 
+std::filesystem::path YamlReader::asPath() const {
+  std::filesystem::path p = as<std::string>();
+  if (p.empty()) fail("expected a path, got an empty string");
+  return p.is_relative() && !baseDir_.empty() ? baseDir_ / p : p;
+}
+
 std::uint64_t YamlReader::asSize() const {
   try {
     return parseSize(as<std::string>());
@@ -186,6 +195,7 @@ std::vector<YamlReader> YamlReader::items() const {
   for (const auto& child : node_) {
     out.push_back(YamlReader(child, source_, path_ + "[" + std::to_string(i++) + "]",
                              child.Mark().is_null() ? mark_ : child.Mark()));
+    out.back().baseDir_ = baseDir_;
   }
   return out;
 }
@@ -199,6 +209,7 @@ std::vector<std::pair<std::string, YamlReader>> YamlReader::entries() const {
     read_->insert(key);
     out.emplace_back(key, YamlReader(kv.second, source_, childPath(key),
                                      kv.second.Mark().is_null() ? kv.first.Mark() : kv.second.Mark()));
+    out.back().second.baseDir_ = baseDir_;
   }
   return out;
 }

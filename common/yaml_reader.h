@@ -62,6 +62,13 @@ class YamlReader {
     return require(key).as<T>();
   }
 
+  // A path; a relative one is taken relative to the directory of the file it was read from, so a
+  // config can name its neighbours ("keys/agent.key") wherever it is started from.
+  std::filesystem::path asPath() const;
+  std::filesystem::path getPath(std::string_view key, const std::filesystem::path& fallback) const {
+    auto c = at(key);
+    return c.isNull() ? fallback : c.asPath();
+  }
   std::uint64_t asSize() const;                    // "10G"
   std::chrono::milliseconds asDuration() const;    // "500ms"
   std::uint64_t asRate() const;                    // "40mbit"
@@ -85,6 +92,7 @@ class YamlReader {
   YAML::Node node_;
   std::shared_ptr<const std::string> source_;
   std::string path_;
+  std::filesystem::path baseDir_;  // of the source file; empty for strings
   YAML::Mark mark_;  // position of this node, or of its parent when the node is absent
   std::shared_ptr<std::set<std::string>> read_ = std::make_shared<std::set<std::string>>();
 };

@@ -7,11 +7,11 @@ namespace imgpipe::coord {
 CoordinatorConfig parseCoordinatorConfig(const YamlReader& doc) {
   CoordinatorConfig c;
   c.listen = doc.get<std::string>("listen", c.listen);
-  c.keyFile = doc.required<std::string>("key");
-  c.authorizedKeys = doc.get<std::string>("authorized_keys", c.authorizedKeys.string());
-  c.stateDir = doc.get<std::string>("state_dir", c.stateDir.string());
+  c.keyFile = doc.require("key").asPath();
+  c.authorizedKeys = doc.getPath("authorized_keys", c.authorizedKeys);
+  c.stateDir = doc.getPath("state_dir", c.stateDir);
   c.logLevel = doc.get<std::string>("log_level", c.logLevel);
-  c.logFile = doc.get<std::string>("log_file", "");
+  c.logFile = doc.has("log_file") ? doc.at("log_file").asPath().string() : "";
   c.heartbeat = agent::parseHeartbeat(doc.at("heartbeat"));
   if (auto v = doc.at("build_grace"); !v.isNull()) c.buildGrace = v.asDuration();
   c.maxAttempts = doc.get<unsigned>("max_attempts", c.maxAttempts);

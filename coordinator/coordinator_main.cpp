@@ -1,11 +1,13 @@
 #include "coordinator/coordinator_main.h"
 
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <iostream>
+#include <optional>
 
 #include "common/error.h"
 #include "common/log.h"
@@ -29,6 +31,13 @@ int coordinatorMain(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
+  // Every agent and operator connection holds a descriptor; a site with hundreds of agents needs
+  // more than the usual soft limit of 1024.
+  rlimit nofile{};
+  if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+    nofile.rlim_cur = nofile.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &nofile);
+  }
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
@@ -38,19 +47,19 @@ int coordinatorMain(int argc, char** argv) {
 
   CoordinatorConfig config;
   net::CurveKeyPair keys;
-  net::AuthorizedKeys authorized;
+  std::optional<net::AuthorizedKeysFile> authorized;
   try {
     log::init("coordinator", "info");
     config = parseCoordinatorConfig(YamlReader::fromFile(configPath));
     log::init("coordinator", config.logLevel, config.logFile);
     keys = net::loadSecretKey(config.keyFile);
-    authorized = net::AuthorizedKeys::load(config.authorizedKeys);
+    authorized.emplace(config.authorizedKeys);
   } catch (const Error& e) {
     std::cerr << "imgpipe-coordinator: configuration error: " << e.what() << "\n";
     return 2;
   }
   if (checkOnly) {
-    std::cout << configPath << ": OK (" << authorized.all().size() << " authorized keys)\n";
+    std::cout << configPath << ": OK (" << authorized->current().all().size() << " authorized keys)\n";
     return 0;
   }
   try {
@@ -64,7 +73,7 @@ int coordinatorMain(int argc, char** argv) {
     options.retryDelay = config.retryDelay;
     options.topology = config.topology;
     options.inspectDefinition = inspectDefinition;
-    Server server(config, keys, authorized, store, options, context, reactor);
+    Server server(config, keys, *authorized, store, options, context, reactor);
     std::unique_ptr<Metrics> metrics;
     if (!config.metricsListen.empty()) metrics = std::make_unique<Metrics>(config.metricsListen, server, reactor);
 

@@ -5,11 +5,12 @@
 #include <algorithm>
 
 #include "common/agent/wire.h"
+#include "common/log.h"
 #include "protocol/codec.h"
 
 namespace imgpipe::coord {
 
-Engine::Engine(Store& store, const net::AuthorizedKeys& keys, EngineOptions options, Outbound& out)
+Engine::Engine(Store& store, net::AuthorizedKeysFile& keys, EngineOptions options, Outbound& out)
     : store_(store), keys_(keys), options_(std::move(options)), out_(out) {
   // Agents seen before are known but offline until they say hello; the grace period of a
   // build they were running counts from now.
@@ -36,10 +37,43 @@ Engine::Engine(Store& store, const net::AuthorizedKeys& keys, EngineOptions opti
         if (auto* a = agentNamed(s.agent)) a->tasks.insert(s.taskId);
       }
     }
-    if (!j.steps.empty() && j.steps[0].state == StepState::pending) queue_.insert({-j.priority, id});
+    if (!j.steps.empty() && j.steps[0].state == StepState::pending) enqueue(j);
   }
   spdlog::info("coordinator {}: {} active jobs ({} queued), {} known agents", store_.coordinatorId(),
-               active_.size(), queue_.size(), agents_.size());
+               active_.size(), queuedJobs(), agents_.size());
+}
+
+// Everything one input changes is committed in one transaction, and only then is anything sent:
+// no peer ever hears of a state the database might not hold after a crash. If handling throws,
+// the transaction rolls back and nothing is sent.
+class Engine::Batch {
+ public:
+  explicit Batch(Engine& e) : e_(e), tx_(e.store_.db()) { e_.batching_ = true; }
+  ~Batch() {
+    e_.batching_ = false;
+    e_.pending_.clear();
+  }
+  void commit() {
+    tx_.commit();
+    e_.batching_ = false;
+    for (auto& [routingId, frame] : e_.pending_) e_.out_.send(routingId, std::move(frame));
+    e_.pending_.clear();
+  }
+
+ private:
+  Engine& e_;
+  Transaction tx_;
+};
+
+void Engine::reply(const std::string& routingId, zmq::message_t frame) {
+  if (batching_) pending_.emplace_back(routingId, std::move(frame));
+  else out_.send(routingId, std::move(frame));
+}
+
+std::size_t Engine::queuedJobs() const {
+  std::size_t n = 0;
+  for (const auto& [labels, lane] : lanes_) n += lane.size();
+  return n;
 }
 
 Engine::AgentLive* Engine::agentNamed(const std::string& name) {
@@ -54,7 +88,7 @@ Job* Engine::activeJob(std::int64_t id) {
 
 void Engine::sendTo(AgentLive& agent, zmq::message_t frame) {
   if (!agent.online) return;
-  out_.send(agent.routingId, std::move(frame));
+  reply(agent.routingId, std::move(frame));
   agent.lastSent = Clock::now();
 }
 
@@ -68,8 +102,26 @@ void Engine::refuse(const std::string& routingId, const std::string& reason) {
 
 void Engine::onMessage(const std::string& routingId, const net::PeerIdentity& who,
                        proto::Envelope::Reader env) {
+  Batch batch(*this);
+  dispatch(routingId, who, env);
+  batch.commit();
+}
+
+void Engine::onTick() {
+  {
+    Batch batch(*this);
+    tick();
+    batch.commit();
+  }
+  // Watchers are told after the commit; a failed send drops the watcher, so send directly.
+  pushWatchers();
+}
+
+void Engine::dispatch(const std::string& routingId, const net::PeerIdentity& who,
+                      proto::Envelope::Reader env) {
   if (auto mismatch = proto::checkVersion(env.getMajor(), env.getMinor())) {
-    spdlog::warn("refused {} ({}): {}", who.name, who.role, *mismatch);
+    if (counters_.refusedHellos <= 10 || counters_.refusedHellos % 1000 == 0)
+      spdlog::warn("refused {} ({}): {} [{} refused so far]", who.name, who.role, *mismatch, counters_.refusedHellos);
     proto::EnvelopeBuilder b;
     auto r = b.body().initRefused();
     r.setReason(*mismatch);
@@ -115,9 +167,11 @@ void Engine::onHello(const std::string& routingId, const net::PeerIdentity& who,
   const std::string claimedRoleName = claimedRole ? std::string(toString(*claimedRole)) : "unknown";
   if (claimedName != who.name || claimedRoleName != who.role) {
     const std::string reason = "key '" + who.name + "' is authorized as " + who.role +
-                               "; it cannot register as " + claimedRoleName + " '" + claimedName + "'";
-    spdlog::warn("refused hello: {}", reason);
+                               "; it cannot register as " + claimedRoleName + " '" +
+                               log::untrusted(claimedName) + "'";
     ++counters_.refusedHellos;
+    if (counters_.refusedHellos <= 10 || counters_.refusedHellos % 1000 == 0)
+      spdlog::warn("refused hello: {} [{} refused so far]", reason, counters_.refusedHellos);
     refuse(routingId, reason);
     return;
   }
@@ -230,7 +284,7 @@ void Engine::markLost(AgentLive& a, const std::string& why) {
   }
 }
 
-void Engine::onTick() {
+void Engine::tick() {
   const auto now = Clock::now();
   for (auto& [name, a] : agents_) {
     if (a.online && now - a.lastHeard > options_.heartbeat.deadAfter()) {
@@ -259,14 +313,13 @@ void Engine::onTick() {
       }
       if (s.state == StepState::pending && s.notBeforeMs != 0 && s.notBeforeMs <= nowMs) {
         s.notBeforeMs = 0;
-        if (s.kind == StepKind::build) queue_.insert({-job.priority, job.id});
+        if (s.kind == StepKind::build) enqueue(job);
       }
     }
     advance(job);
   }
   schedule();
   if (now - lastFlush_ >= std::chrono::seconds(2)) flushProgress();
-  pushWatchers();
   // Jobs that ended leave memory; their rows stay in the database.
   std::erase_if(active_, [&](const auto& kv) { return isTerminal(kv.second.state) && !watchers_.count(kv.first); });
 }

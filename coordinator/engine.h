@@ -58,7 +58,7 @@ class Engine {
  public:
   using Clock = std::chrono::steady_clock;
 
-  Engine(Store& store, const net::AuthorizedKeys& keys, EngineOptions options, Outbound& out);
+  Engine(Store& store, net::AuthorizedKeysFile& keys, EngineOptions options, Outbound& out);
 
   void onMessage(const std::string& routingId, const net::PeerIdentity& who, proto::Envelope::Reader env);
   void onTick();
@@ -69,7 +69,7 @@ class Engine {
   // Durations of finished build sub-steps since the last call: (sub-step, seconds).
   std::vector<std::pair<std::string, double>> drainStepDurations();
   std::map<JobState, std::size_t> jobsByState() const;
-  std::size_t queuedJobs() const { return queue_.size(); }
+  std::size_t queuedJobs() const;
   struct AgentLive;
   const std::map<std::string, AgentLive>& agents() const { return agents_; }
 
@@ -94,7 +94,10 @@ class Engine {
   void markLost(AgentLive& agent, const std::string& why);
   void sendTo(AgentLive& agent, zmq::message_t frame);
   void refuse(const std::string& routingId, const std::string& reason);
-  void reply(const std::string& routingId, zmq::message_t frame) { out_.send(routingId, std::move(frame)); }
+  void reply(const std::string& routingId, zmq::message_t frame);
+  class Batch;
+  void dispatch(const std::string& routingId, const net::PeerIdentity& who, proto::Envelope::Reader env);
+  void tick();
 
   // jobs (jobs.cpp)
   void onTaskEvent(AgentLive& agent, proto::TaskEvent::Reader e);
@@ -102,6 +105,8 @@ class Engine {
   void onTaskFailed(Job& job, Step& step, proto::TaskFailure::Reader f);
   void advance(Job& job);
   void schedule();
+  void enqueue(const Job& job);
+  void dequeue(const Job& job);
   bool assignBuild(Job& job, AgentLive& agent);
   void startFetch(Job& job, Step& step);
   void startRegister(Job& job, Step& step);
@@ -126,7 +131,7 @@ class Engine {
   void pushWatchers();
 
   Store& store_;
-  const net::AuthorizedKeys& keys_;
+  net::AuthorizedKeysFile& keys_;
   EngineOptions options_;
   Outbound& out_;
   EngineCounters counters_;
@@ -134,13 +139,19 @@ class Engine {
 
   std::map<std::string, AgentLive> agents_;
   std::map<std::int64_t, Job> active_;                         // every non-terminal job
-  std::set<std::tuple<int, std::int64_t>> queue_;              // (-priority, id): builds to place
+  // Builds waiting for an agent, one FIFO-within-priority lane per set of required labels, so
+  // placing a job costs the number of distinct label sets, not the length of the queue.
+  using Lane = std::set<std::tuple<int, std::int64_t>>;  // (-priority, id)
+  std::map<std::vector<std::string>, Lane> lanes_;
   std::map<std::string, std::pair<std::int64_t, int>> tasks_;  // task id -> (job, step)
   std::set<std::pair<std::int64_t, int>> dirtyProgress_;       // steps whose progress is unsaved
   Clock::time_point lastFlush_ = Clock::now();
   std::map<std::int64_t, std::set<std::string>> watchers_;     // job -> routing ids
   std::set<std::int64_t> changed_;                             // jobs to push to watchers
   std::vector<std::pair<std::string, double>> stepDurations_;
+  // While an input is handled, sends wait here until its writes are committed.
+  bool batching_ = false;
+  std::vector<std::pair<std::string, zmq::message_t>> pending_;
 };
 
 }  // namespace imgpipe::coord

@@ -209,7 +209,7 @@ void Engine::requeueBuild(Job& job, Step& step, const std::string& why) {
   step.notBeforeMs = 0;
   persist(job, &step);
   event(job, agent::LogLevel::warn, step.name, "", "re-queued: " + why);
-  queue_.insert({-job.priority, job.id});
+  enqueue(job);
 }
 
 void Engine::failJob(Job& job, const std::string& error) {
@@ -223,7 +223,7 @@ void Engine::finishJob(Job& job, JobState state) {
   ++counters_.jobsFinished[std::string(toString(state))];
   for (auto& s : job.steps)
     if (s.kind == StepKind::fetch && s.state != StepState::pending) grantUpstream(job, s, /*revoke=*/true);
-  queue_.erase({-job.priority, job.id});
+  dequeue(job);
   persist(job);
   event(job, state == JobState::done ? agent::LogLevel::info : agent::LogLevel::error, "", "",
         "job " + std::string(toString(state)) + (job.error.empty() ? "" : ": " + job.error));
@@ -370,7 +370,7 @@ void Engine::sendTask(Job& job, Step& step, AgentLive& agent) {
           if (!l.endpoint.empty()) endpoint = l.endpoint;
           rate = l.rateLimit;
         }
-      const auto* key = keys_.findByName(step.upstream);
+      const auto* key = keys_.current().findByName(step.upstream);
       spec.kind = agent::FetchSpec{a->id, a->manifestDigest, a->imageName, a->imageVersion, step.upstream,
                                    endpoint, key ? key->publicKey : "", rate, a->size};
       break;
@@ -401,7 +401,7 @@ bool Engine::assignBuild(Job& job, AgentLive& agent) {
 
 void Engine::grantUpstream(const Job& job, const Step& fetch, bool revoke) {
   auto* up = agentNamed(fetch.upstream);
-  const auto* key = keys_.findByName(fetch.agent);
+  const auto* key = keys_.current().findByName(fetch.agent);
   if (!up || !key || !job.artifact) return;
   proto::EnvelopeBuilder b;
   auto g = b.body().initGrant();
@@ -420,7 +420,7 @@ void Engine::startFetch(Job& job, Step& step) {
     step.detail = "waiting for agent " + step.agent;
     return;
   }
-  if (!keys_.findByName(step.agent) || !keys_.findByName(step.upstream)) {
+  if (!keys_.current().findByName(step.agent) || !keys_.current().findByName(step.upstream)) {
     failJob(job, "no authorized key for '" + step.agent + "' or '" + step.upstream + "'");
     return;
   }
@@ -441,38 +441,66 @@ void Engine::startRegister(Job& job, Step& step) {
   sendTask(job, step, *a);
 }
 
+namespace {
+std::vector<std::string> laneKey(std::vector<std::string> labels) {
+  std::sort(labels.begin(), labels.end());
+  labels.erase(std::unique(labels.begin(), labels.end()), labels.end());
+  return labels;
+}
+}  // namespace
+
+void Engine::enqueue(const Job& job) { lanes_[laneKey(job.labels)].insert({-job.priority, job.id}); }
+
+void Engine::dequeue(const Job& job) {
+  auto it = lanes_.find(laneKey(job.labels));
+  if (it != lanes_.end()) it->second.erase({-job.priority, job.id});
+}
+
 void Engine::schedule() {
-  if (queue_.empty()) return;
   std::vector<AgentLive*> free;
   for (auto& [name, a] : agents_)
     if (a.online && a.role == "build" && a.tasks.size() < a.capacity) free.push_back(&a);
   if (free.empty()) return;
+  // The free agents each lane may use, worked out once per pass.
+  struct Candidate {
+    Lane* lane;
+    std::vector<AgentLive*> agents;
+  };
+  std::vector<Candidate> candidates;
+  for (auto& [labels, lane] : lanes_) {
+    if (lane.empty()) continue;
+    Candidate c{&lane, {}};
+    for (auto* a : free)
+      if (std::all_of(labels.begin(), labels.end(), [&](const std::string& l) {
+            return std::find(a->labels.begin(), a->labels.end(), l) != a->labels.end();
+          }))
+        c.agents.push_back(a);
+    if (!c.agents.empty()) candidates.push_back(std::move(c));
+  }
   const auto nowMs = agent::wallClockMs();
-  for (auto it = queue_.begin(); it != queue_.end() && !free.empty();) {
-    Job* job = activeJob(std::get<1>(*it));
-    if (!job || job->steps.empty() || job->steps[0].state != StepState::pending) {
-      it = queue_.erase(it);
-      continue;
+  for (;;) {
+    // The best head over all lanes that have an agent: highest priority, then oldest.
+    Candidate* best = nullptr;
+    for (auto& c : candidates) {
+      while (!c.lane->empty()) {
+        Job* job = activeJob(std::get<1>(*c.lane->begin()));
+        if (job && !job->steps.empty() && job->steps[0].state == StepState::pending &&
+            job->steps[0].notBeforeMs <= nowMs)
+          break;
+        c.lane->erase(c.lane->begin());  // ended, started, or waiting out a retry delay (re-queued by tick)
+      }
+      if (c.lane->empty() || c.agents.empty()) continue;
+      if (!best || *c.lane->begin() < *best->lane->begin()) best = &c;
     }
-    if (job->steps[0].notBeforeMs > nowMs) {
-      it = queue_.erase(it);  // back on the queue when the retry delay has passed (onTick)
-      continue;
-    }
-    // FIFO within priority, among agents whose labels cover the job's; least loaded first.
-    AgentLive* best = nullptr;
-    for (auto* a : free) {
-      bool labelsOk = std::all_of(job->labels.begin(), job->labels.end(), [&](const std::string& l) {
-        return std::find(a->labels.begin(), a->labels.end(), l) != a->labels.end();
-      });
-      if (labelsOk && (!best || a->tasks.size() * best->capacity < best->tasks.size() * a->capacity)) best = a;
-    }
-    if (!best) {
-      ++it;
-      continue;
-    }
-    it = queue_.erase(it);
-    assignBuild(*job, *best);
-    if (best->tasks.size() >= best->capacity) std::erase(free, best);
+    if (!best) return;
+    Job& job = *activeJob(std::get<1>(*best->lane->begin()));
+    best->lane->erase(best->lane->begin());
+    AgentLive* agent = *std::min_element(best->agents.begin(), best->agents.end(), [](auto* x, auto* y) {
+      return x->tasks.size() * y->capacity < y->tasks.size() * x->capacity;
+    });
+    assignBuild(job, *agent);
+    if (agent->tasks.size() >= agent->capacity)
+      for (auto& c : candidates) std::erase(c.agents, agent);
   }
 }
 

@@ -125,7 +125,7 @@ void Engine::onRequest(const std::string& routingId, const net::PeerIdentity& wh
         const auto id = job.id;
         auto& stored = active_[id] = std::move(job);
         fillSummary(kind.initSubmitted(), stored);
-        queue_.insert({-stored.priority, id});
+        enqueue(stored);
         reply(routingId, b.frame());
         schedule();
         return;
@@ -203,7 +203,7 @@ void Engine::onRequest(const std::string& routingId, const net::PeerIdentity& wh
           tx.commit();
         }
         event(live, agent::LogLevel::info, "", who.name, "retried by " + who.name);
-        if (live.steps[0].state == StepState::pending) queue_.insert({-live.priority, id});
+        if (live.steps[0].state == StepState::pending) enqueue(live);
         kind.setOk("job " + live.idText() + " retried");
         reply(routingId, b.frame());
         advance(live);

@@ -9,13 +9,13 @@
 namespace imgpipe::coord {
 
 Server::Server(const CoordinatorConfig& config, const net::CurveKeyPair& keys,
-               const net::AuthorizedKeys& authorized, Store& store, EngineOptions engineOptions,
+               net::AuthorizedKeysFile& authorized, Store& store, EngineOptions engineOptions,
                zmq::context_t& context, net::Reactor& reactor)
     : config_(config),
       reactor_(reactor),
       zap_(context, reactor,
            [&authorized](const std::string& key, const std::string&) -> std::optional<net::PeerIdentity> {
-             if (const auto* k = authorized.findByKey(key))
+             if (const auto* k = authorized.current().findByKey(key))
                return net::PeerIdentity{k->name, std::string(toString(k->role))};
              return std::nullopt;
            }),
@@ -53,6 +53,13 @@ bool Server::send(const std::string& routingId, zmq::message_t frame) {
   }
 }
 
+void Server::dropped(const std::string& why) {
+  ++counters_.framesDropped;
+  // The first few in full, then a sample: a flood of garbage must not flood the log too.
+  if (counters_.framesDropped <= 10 || counters_.framesDropped % 1000 == 0)
+    spdlog::warn("dropped {} [{} dropped so far]", why, counters_.framesDropped);
+}
+
 void Server::onReadable() {
   // Bounded batch so a flood from one peer cannot starve timers.
   for (int batch = 0; batch < 1000; ++batch) {
@@ -67,8 +74,7 @@ void Server::onReadable() {
     if (parts.empty()) return;
     ++counters_.framesReceived;
     if (parts.size() != 2) {
-      ++counters_.framesDropped;
-      spdlog::warn("dropped a message of {} frames (expected routing id + one frame)", parts.size());
+      dropped("a message of " + std::to_string(parts.size()) + " frames (expected routing id + one frame)");
       continue;
     }
     net::PeerIdentity who;
@@ -76,24 +82,19 @@ void Server::onReadable() {
       who.name = parts[1].gets("User-Id");
       who.role = parts[1].gets("X-Role");
     } catch (const zmq::error_t&) {
-      ++counters_.framesDropped;
+      dropped("a frame without an authenticated identity");
       continue;
     }
     auto decoded = proto::decodeEnvelope(parts[1], proto::DecodeLimits{config_.maxFrame});
     if (auto* err = std::get_if<std::string>(&decoded)) {
-      ++counters_.framesDropped;
-      // Logged at debug after the first few: a flood must not flood the log too.
-      if (counters_.framesDropped <= 10 || counters_.framesDropped % 1000 == 0)
-        spdlog::warn("dropped a frame from {} ({}): {} [{} dropped so far]", who.name, who.role, *err,
-                     counters_.framesDropped);
+      dropped("a frame from " + who.name + " (" + who.role + "): " + *err);
       continue;
     }
     auto& msg = std::get<0>(decoded);
     try {
       engine_.onMessage(parts[0].to_string(), who, msg->root());
     } catch (const kj::Exception& e) {
-      ++counters_.framesDropped;
-      spdlog::warn("dropped a message from {}: {}", who.name, e.getDescription().cStr());
+      dropped("a message from " + who.name + ": " + e.getDescription().cStr());
     }
   }
 }

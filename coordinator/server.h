@@ -24,7 +24,7 @@ struct ServerCounters {
 // keys in authorized_keys, feeding decoded envelopes to the Engine on the reactor thread.
 class Server : private Outbound {
  public:
-  Server(const CoordinatorConfig& config, const net::CurveKeyPair& keys, const net::AuthorizedKeys& authorized,
+  Server(const CoordinatorConfig& config, const net::CurveKeyPair& keys, net::AuthorizedKeysFile& authorized,
          Store& store, EngineOptions engineOptions, zmq::context_t& context, net::Reactor& reactor);
   ~Server() override;
 
@@ -37,6 +37,7 @@ class Server : private Outbound {
  private:
   bool send(const std::string& routingId, zmq::message_t frame) override;
   void onReadable();
+  void dropped(const std::string& why);
 
   const CoordinatorConfig& config_;
   net::Reactor& reactor_;

@@ -87,10 +87,12 @@ std::string Statement::getText(int column) const {
 
 bool Statement::isNull(int column) const { return sqlite3_column_type(stmt_, column) == SQLITE_NULL; }
 
-Transaction::Transaction(Database& db) : db_(db) { db_.exec("BEGIN IMMEDIATE"); }
+Transaction::Transaction(Database& db) : db_(db), outer_(sqlite3_get_autocommit(db.handle()) != 0) {
+  if (outer_) db_.exec("BEGIN IMMEDIATE");
+}
 
 Transaction::~Transaction() {
-  if (done_) return;
+  if (done_ || !outer_) return;
   try {
     db_.exec("ROLLBACK");
   } catch (const std::exception& e) {
@@ -99,7 +101,7 @@ Transaction::~Transaction() {
 }
 
 void Transaction::commit() {
-  db_.exec("COMMIT");
+  if (outer_) db_.exec("COMMIT");
   done_ = true;
 }
 

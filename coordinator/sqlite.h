@@ -66,6 +66,8 @@ class Statement {
 };
 
 // BEGIN IMMEDIATE ... COMMIT, rolled back if destroyed before commit() (an exception unwound).
+// Inside an open transaction it joins it: begin and commit are the outer scope's business, so
+// a function can make its writes atomic without knowing whether its caller batches.
 class Transaction {
  public:
   explicit Transaction(Database& db);
@@ -76,6 +78,7 @@ class Transaction {
 
  private:
   Database& db_;
+  bool outer_;
   bool done_ = false;
 };
 

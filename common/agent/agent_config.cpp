@@ -19,21 +19,22 @@ net::HeartbeatPolicy parseHeartbeat(const YamlReader& s, net::HeartbeatPolicy p)
 AgentConfig parseAgentConfig(const YamlReader& doc, Role role) {
   AgentConfig c;
   c.name = doc.required<std::string>("name");
-  c.keyFile = doc.required<std::string>("key");
+  c.keyFile = doc.require("key").asPath();
   auto coord = doc.require("coordinator");
   c.coordinatorEndpoint = coord.required<std::string>("endpoint");
   auto keyField = coord.require("public_key");
   try {
-    c.coordinatorKey = net::loadPublicKey(keyField.as<std::string>());
+    const auto text = keyField.as<std::string>();
+    c.coordinatorKey = net::isValidZ85Key(text) ? text : net::loadPublicKey(keyField.asPath());
   } catch (const YamlError&) {
     throw;
   } catch (const Error& e) {
     keyField.fail(e.what());
   }
   coord.rejectUnknownKeys();
-  c.stateDir = doc.get<std::string>("state_dir", c.stateDir.string());
+  c.stateDir = doc.getPath("state_dir", c.stateDir);
   c.logLevel = doc.get<std::string>("log_level", c.logLevel);
-  c.logFile = doc.get<std::string>("log_file", "");
+  c.logFile = doc.has("log_file") ? doc.at("log_file").asPath().string() : "";
   c.capacity = doc.get<unsigned>("capacity", role == Role::build ? 1u : 4u);
   if (c.capacity == 0) doc.at("capacity").fail("must be at least 1");
   c.labels = doc.at("labels").asStringList();

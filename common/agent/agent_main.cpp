@@ -6,6 +6,7 @@
 
 #include <CLI/CLI.hpp>
 #include <iostream>
+#include <optional>
 
 #include "common/agent/agent_session.h"
 #include "common/error.h"
@@ -36,18 +37,31 @@ int agentMain(int argc, char** argv, Role role, const RoleSetup& setup) {
   sigaddset(&signals, SIGPIPE);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
+  log::init("agent-" + roleName, "info");
+  std::optional<YamlReader> doc;
+  AgentConfig common;
+  net::CurveKeyPair keys;
   try {
-    log::init("agent-" + roleName, "info");
-    auto doc = YamlReader::fromFile(configPath);
-    AgentConfig common = parseAgentConfig(doc, role);
+    doc = YamlReader::fromFile(configPath);
+    common = parseAgentConfig(*doc, role);
     log::init(common.name, common.logLevel, common.logFile);
-    auto keys = net::loadSecretKey(common.keyFile);
-
+    keys = net::loadSecretKey(common.keyFile);
+  } catch (const Error& e) {
+    std::cerr << "imgpipe-agent-" << roleName << ": configuration error: " << e.what() << "\n";
+    return 2;
+  }
+  try {
     zmq::context_t zmq(1);
     net::Reactor reactor;
-    RoleContext ctx{doc, common, keys, zmq, reactor};
-    RoleParts parts = setup(ctx);
-    doc.rejectUnknownKeys();
+    RoleContext ctx{*doc, common, keys, zmq, reactor};
+    RoleParts parts;
+    try {
+      parts = setup(ctx);
+      doc->rejectUnknownKeys();
+    } catch (const Error& e) {
+      std::cerr << "imgpipe-agent-" << roleName << ": configuration error: " << e.what() << "\n";
+      return 2;
+    }
     if (checkOnly) {
       std::cout << configPath << ": OK\n";
       return 0;
@@ -93,9 +107,6 @@ int agentMain(int argc, char** argv, Role role, const RoleSetup& setup) {
     }
     spdlog::info("stopped");
     return exitCode;
-  } catch (const YamlError& e) {
-    std::cerr << "imgpipe-agent-" << roleName << ": configuration error: " << e.what() << "\n";
-    return 2;
   } catch (const Error& e) {
     std::cerr << "imgpipe-agent-" << roleName << ": " << e.what() << "\n";
     return 1;

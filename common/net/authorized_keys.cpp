@@ -1,5 +1,7 @@
 #include "common/net/authorized_keys.h"
 
+#include <spdlog/spdlog.h>
+
 #include <sstream>
 
 #include "common/error.h"
@@ -50,6 +52,26 @@ const AuthorizedKey* AuthorizedKeys::findByName(std::string_view name) const {
   for (const auto& k : keys_)
     if (k.name == name) return &k;
   return nullptr;
+}
+
+AuthorizedKeysFile::AuthorizedKeysFile(std::filesystem::path path) : path_(std::move(path)) {
+  std::error_code ec;
+  mtime_ = std::filesystem::last_write_time(path_, ec);
+  keys_ = AuthorizedKeys::load(path_);
+}
+
+const AuthorizedKeys& AuthorizedKeysFile::current() {
+  std::error_code ec;
+  auto mtime = std::filesystem::last_write_time(path_, ec);
+  if (ec || mtime == mtime_) return keys_;
+  mtime_ = mtime;
+  try {
+    keys_ = AuthorizedKeys::load(path_);
+    spdlog::info("reloaded {}: {} keys", path_.string(), keys_.all().size());
+  } catch (const std::exception& e) {
+    spdlog::error("keeping the previous authorized keys: {}", e.what());
+  }
+  return keys_;
 }
 
 }  // namespace imgpipe::net

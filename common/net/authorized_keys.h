@@ -34,4 +34,18 @@ class AuthorizedKeys {
   std::vector<AuthorizedKey> keys_;
 };
 
+// authorized_keys as a file that operators edit while the coordinator runs: reread whenever its
+// modification time changes, so adding a site's agent needs no restart. An edit that does not
+// parse keeps the last good list (and says why in the log) rather than locking everyone out.
+class AuthorizedKeysFile {
+ public:
+  explicit AuthorizedKeysFile(std::filesystem::path path);  // throws on a first load that fails
+  const AuthorizedKeys& current();
+
+ private:
+  std::filesystem::path path_;
+  AuthorizedKeys keys_;
+  std::filesystem::file_time_type mtime_{};
+};
+
 }  // namespace imgpipe::net

@@ -89,9 +89,12 @@ Connection resolveConnection(const GlobalOptions& g) {
     auto doc = YamlReader::fromFile(path);
     auto coord = doc.at("coordinator");
     c.endpoint = coord.get<std::string>("endpoint", "");
-    coordKey = coord.get<std::string>("public_key", "");
+    if (coord.has("public_key")) {
+      auto k = coord.at("public_key").as<std::string>();
+      coordKey = net::isValidZ85Key(k) ? k : coord.at("public_key").asPath().string();
+    }
     coord.rejectUnknownKeys();
-    keyPath = doc.get<std::string>("key", "");
+    if (doc.has("key")) keyPath = doc.at("key").asPath().string();
     if (auto t = doc.at("timeout"); !t.isNull()) c.timeout = t.asDuration();
     doc.rejectUnknownKeys();
   } else if (!g.config.empty()) {
@@ -229,6 +232,17 @@ int cmdWatch(const GlobalOptions& g, const std::string& job) {
 int cmdEvents(const GlobalOptions& g, const std::string& job, bool followEvents) {
   auto client = connect(g);
   std::uint64_t after = 0;
+  if (g.json && !followEvents) {
+    // One JSON array; with --follow, one object per line as events arrive.
+    auto reply = client.request([&](auto r) {
+      auto e = r.initKind().initEvents();
+      e.setJobId(job);
+    });
+    auto arr = nlohmann::json::array();
+    for (auto e : reply->root().getBody().getReply().getKind().getEvents()) arr.push_back(toJson(e));
+    std::cout << arr.dump() << "\n";
+    return kOk;
+  }
   for (;;) {
     auto reply = client.request([&](auto r) {
       auto e = r.initKind().initEvents();
