@@ -1,5 +1,6 @@
 #include "protocol/codec.h"
 
+#include <capnp/dynamic.h>
 #include <capnp/schema.h>
 #include <kj/exception.h>
 
@@ -8,6 +9,32 @@
 #include "protocol/schema/transfer.capnp.h"
 
 namespace imgpipe::proto {
+
+namespace {
+
+void walk(capnp::DynamicValue::Reader value);
+
+void walkStruct(capnp::DynamicStruct::Reader s) {
+  for (auto field : s.getSchema().getNonUnionFields()) walk(s.get(field));
+  KJ_IF_MAYBE(active, s.which()) { walk(s.get(*active)); }
+}
+
+// Reads every value the schema says is there, as the type the schema says it has. A pointer of
+// the wrong kind (a struct where text belongs) passes Cap'n Proto's bounds checks but throws
+// when the field is read; reading everything here, once, makes that happen at decode time.
+void walk(capnp::DynamicValue::Reader value) {
+  switch (value.getType()) {
+    case capnp::DynamicValue::STRUCT: walkStruct(value.as<capnp::DynamicStruct>()); break;
+    case capnp::DynamicValue::LIST:
+      for (auto element : value.as<capnp::DynamicList>()) walk(element);
+      break;
+    case capnp::DynamicValue::TEXT: (void)value.as<capnp::Text>(); break;
+    case capnp::DynamicValue::DATA: (void)value.as<capnp::Data>(); break;
+    default: break;  // scalars and enums cannot be malformed
+  }
+}
+
+}  // namespace
 
 template <typename Root>
 DecodeResult<Root> decodeAs(const void* data, std::size_t size, const DecodeLimits& limits) {
@@ -24,9 +51,9 @@ DecodeResult<Root> decodeAs(const void* data, std::size_t size, const DecodeLimi
   std::unique_ptr<Decoded<Root>> decoded;
   KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&] {
     decoded = std::make_unique<Decoded<Root>>(kj::mv(words), options);
-    // Walk the whole message now: every pointer is bounds-checked here, once, so handlers can
-    // read fields without a malformed pointer throwing in the middle of the event loop.
-    decoded->root().totalSize();
+    // Walk the whole message now, typed: every pointer is bounds- and kind-checked here, once, so
+    // handlers can read any field without a malformed message throwing in the event loop.
+    walkStruct(capnp::toDynamic(decoded->root()));
   })) {
     return "malformed message: " + std::string(exception->getDescription().cStr());
   }

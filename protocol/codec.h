@@ -23,8 +23,8 @@ struct DecodeLimits {
 };
 
 // One decoded message: owns an 8-byte-aligned copy of the frame (ZeroMQ gives no alignment
-// guarantee) and the reader over it. The whole message was traversed once during decode, so
-// later field access cannot throw on malformed pointers.
+// guarantee) and the reader over it. Every field was read once, typed, during decode, so later
+// field access cannot throw on a malformed message.
 template <typename Root>
 class Decoded {
  public:

@@ -6,5 +6,13 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh --test
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
 cmake --build build -j"$(nproc)"
-cd build
-ctest --output-on-failure --timeout 1800 "$@"
+# libFuzzer needs clang: the fuzz targets get a small build of their own.
+CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DIMGPIPE_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
+cmake --build build-fuzz -j"$(nproc)"
+
+status=0
+(cd build && ctest --output-on-failure --timeout 1800 "$@") || status=$?
+if [ "$#" -eq 0 ] || [[ " $* " == *" fuzz "* ]]; then
+  (cd build-fuzz && ctest --output-on-failure -L fuzz) || status=$?
+fi
+exit "$status"

@@ -2,7 +2,10 @@
 
 #include <random>
 
+#include <capnp/dynamic.h>
+
 #include "protocol/codec.h"
+#include "protocol/schema/transfer.capnp.h"
 
 using namespace imgpipe;
 
@@ -53,4 +56,19 @@ TEST(Codec, RandomBytesNeverThrow) {
     else (void)std::get<0>(r)->root().getBody().which();  // must be safe to read
   }
   EXPECT_GT(rejected, 0);
+}
+
+// Found by fuzz_decode: a valid Envelope read as a TransferMessage has pointers of the wrong kind
+// (a struct where text belongs). Bounds checks pass; the typed walk at decode must reject it.
+TEST(Codec, WrongPointerKindIsRejectedAtDecode) {
+  proto::EnvelopeBuilder b;
+  b.body().initRequest().initKind().initSubmit().setDefinition("name: x\n");
+  auto frame = b.frame();
+  auto r = proto::decodeAs<proto::TransferMessage>(frame.data(), frame.size(), proto::DecodeLimits{});
+  if (r.index() == 0) {
+    // If it decodes at all, every field must be readable.
+    EXPECT_NO_THROW((void)capnp::toDynamic(std::get<0>(r)->root()).totalSize());
+  } else {
+    EXPECT_NE(std::get<1>(r).find("malformed"), std::string::npos) << std::get<1>(r);
+  }
 }
