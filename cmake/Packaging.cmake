@@ -1,0 +1,17 @@
+# `cpack -G DEB` in the build dir makes imgpipe_<version>_amd64.deb; the Ansible playbook installs
+# it on every host. Run-time dependencies are the Debian packages the binaries link against plus
+# the tools the agents drive.
+include(GNUInstallDirs)
+install(DIRECTORY deploy/systemd/ DESTINATION lib/systemd/system FILES_MATCHING PATTERN "*.service")
+install(DIRECTORY deploy/config/ DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples/config)
+install(DIRECTORY deploy/examples/ DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples/definitions OPTIONAL)
+
+set(CPACK_PACKAGE_NAME imgpipe)
+set(CPACK_PACKAGE_CONTACT "imgpipe maintainers <imgpipe@localhost>")
+set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "Build VM images and deliver them through relays into OpenStack Glance")
+set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
+set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
+set(CPACK_DEBIAN_PACKAGE_DEPENDS "qemu-utils, gdisk, cloud-guest-utils, e2fsprogs, debootstrap, util-linux, fdisk")
+set(CPACK_DEBIAN_PACKAGE_SECTION admin)
+set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
+include(CPack)
