@@ -97,7 +97,7 @@ int main(int argc, char** argv) {
       << "listen: " << endpoint << "\nkey: keys/coordinator.key\nauthorized_keys: authorized_keys\n"
       << "state_dir: state\nlog_level: warn\ntopology: {default_targets: [ctrl]}\n";
   const auto coordinatorKey = net::loadPublicKey(keysDir / "coordinator.pub");
-  test::Daemon coordinator({(test::buildDir() / "coordinator/imgpipe-coordinator").string(), "--config",
+  test::Daemon coordinator({(test::buildDir() / "bin/imgpipe-coordinator").string(), "--config",
                             (dir.path() / "coordinator.yaml").string()},
                            dir.path() / "coordinator.log");
   std::this_thread::sleep_for(300ms);

@@ -5,6 +5,7 @@
 #include "common/log.h"
 #include "common/yaml_reader.h"
 #include "coordinator/cli/commands.h"
+#include "coordinator/cli/doctor.h"
 
 using namespace imgpipe::cli;
 
@@ -53,6 +54,11 @@ int main(int argc, char** argv) {
   auto* retry = app.add_subcommand("retry", "run the failed steps of a failed or cancelled job again");
   retry->add_option("job", job)->required();
   auto* agents = app.add_subcommand("agents", "the agents and their state");
+  std::vector<std::string> doctorConfigs;
+  auto* doctor = app.add_subcommand("doctor", "check this host's prerequisites for its imgpipe roles; exit 1 if any fails");
+  doctor->add_option("configs", doctorConfigs, "config files to check (default: those in /etc/imgpipe)");
+  std::string doctorRole;
+  doctor->add_option("--role", doctorRole, "role of an agent config whose file name does not say (build, relay, glance)");
 
   try {
     app.parse(argc, argv);
@@ -71,6 +77,7 @@ int main(int argc, char** argv) {
     if (cancel->parsed()) return cmdCancel(g, job);
     if (retry->parsed()) return cmdRetry(g, job);
     if (agents->parsed()) return cmdAgents(g);
+    if (doctor->parsed()) return cmdDoctor(doctorConfigs, doctorRole, g.json);
   } catch (const CliError& e) {
     std::cerr << "imgpipe: " << e.what() << "\n";
     return e.code();

@@ -129,7 +129,7 @@ TEST_F(ControlTest, UnlistedKeyIsRefused) {
   startAll();
   // A key the coordinator has never heard of: CURVE alone would accept it; ZAP must not.
   c.addKey("intruder");
-  c.startAgent("intruder", {(buildDir() / "tests/support/imgpipe-sim-agent").string(), "build"},
+  c.startAgent("intruder", {(buildDir() / "bin/imgpipe-sim-agent").string(), "build"},
                c.commonAgentConfig("intruder") + kFastAgent);
   std::this_thread::sleep_for(3s);
   EXPECT_FALSE(c.agentsOnline().count("intruder"));
@@ -137,7 +137,7 @@ TEST_F(ControlTest, UnlistedKeyIsRefused) {
 
   // The CLI with an unlisted key gets a clear refusal and exit code 4.
   c.addKey("stranger");
-  auto r = run({(buildDir() / "coordinator/cli/imgpipe").string(), "--coordinator", c.coordinatorEndpoint(),
+  auto r = run({(buildDir() / "bin/imgpipe").string(), "--coordinator", c.coordinatorEndpoint(),
                 "--coordinator-key", (c.dir() / "keys/coordinator.pub").string(), "--key",
                 (c.dir() / "keys/stranger.key").string(), "--timeout", "5s", "agents"});
   EXPECT_EQ(r.exitCode, 4) << r.err;
@@ -147,7 +147,7 @@ TEST_F(ControlTest, UnlistedKeyIsRefused) {
 TEST_F(ControlTest, RelayKeyCannotRegisterAsBuild) {
   startAll();
   c.addKey("sneaky", "relay");
-  auto& d = c.startAgent("sneaky", {(buildDir() / "tests/support/imgpipe-sim-agent").string(), "build"},
+  auto& d = c.startAgent("sneaky", {(buildDir() / "bin/imgpipe-sim-agent").string(), "build"},
                          c.commonAgentConfig("sneaky") + kFastAgent);
   EXPECT_EQ(d.waitExit(10s), 3) << d.log();
   EXPECT_NE(d.log().find("authorized as relay"), std::string::npos) << d.log();
@@ -159,14 +159,14 @@ TEST_F(ControlTest, SecretKeyReadableByOthersIsRefusedAtStart) {
   c.startCoordinator();
   c.addKey("loose", "build");
   ::chmod((c.dir() / "keys/loose.key").c_str(), 0644);
-  auto& d = c.startAgent("loose", {(buildDir() / "tests/support/imgpipe-sim-agent").string(), "build"},
+  auto& d = c.startAgent("loose", {(buildDir() / "bin/imgpipe-sim-agent").string(), "build"},
                          c.commonAgentConfig("loose"));
   EXPECT_EQ(d.waitExit(10s), 2);
   EXPECT_NE(d.log().find("mode 0644"), std::string::npos) << d.log();
 
   // The coordinator refuses too.
   ::chmod((c.dir() / "keys/coordinator.key").c_str(), 0640);
-  auto r = run({(buildDir() / "coordinator/imgpipe-coordinator").string(), "--config",
+  auto r = run({(buildDir() / "bin/imgpipe-coordinator").string(), "--config",
                 (c.dir() / "coordinator.yaml").string()});
   EXPECT_EQ(r.exitCode, 2);
   EXPECT_NE(r.err.find("mode 0640"), std::string::npos) << r.err;

@@ -44,7 +44,7 @@ Daemon& Cluster::startCoordinator() {
                                             << metricsPort_ << "\n"
                                             << coordinatorExtra_ << "\n";
   coordinator_ = std::make_unique<Daemon>(
-      std::vector<std::string>{(buildDir() / "coordinator/imgpipe-coordinator").string(), "--config",
+      std::vector<std::string>{(buildDir() / "bin/imgpipe-coordinator").string(), "--config",
                                (dir() / "coordinator.yaml").string()},
       dir() / "coordinator.log");
   // Ready when it answers an operator request.
@@ -72,12 +72,12 @@ Daemon& Cluster::startAgent(const std::string& name, const std::vector<std::stri
 
 Daemon& Cluster::startSimAgent(const std::string& name, const std::string& role, const std::string& extra) {
   addKey(name, role);
-  return startAgent(name, {(buildDir() / "tests/support/imgpipe-sim-agent").string(), role},
+  return startAgent(name, {(buildDir() / "bin/imgpipe-sim-agent").string(), role},
                     commonAgentConfig(name) + extra);
 }
 
 CommandOutput Cluster::cli(std::vector<std::string> args, bool json) {
-  std::vector<std::string> argv{(buildDir() / "coordinator/cli/imgpipe").string(), "--config",
+  std::vector<std::string> argv{(buildDir() / "bin/imgpipe").string(), "--config",
                                 (dir() / "cli.yaml").string()};
   if (json) argv.push_back("--json");
   argv.insert(argv.end(), args.begin(), args.end());
