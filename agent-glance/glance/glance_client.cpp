@@ -179,6 +179,7 @@ std::string listQuery(const ListFilter& f) {
     add(k, v);
   if (!f.status.empty()) add("status", f.status);
   if (!f.owner.empty()) add("owner", f.owner);
+  if (!f.visibility.empty()) add("visibility", f.visibility);
   if (f.osHidden) add("os_hidden", *f.osHidden ? "true" : "false");
   return q;
 }

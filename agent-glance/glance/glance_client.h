@@ -23,6 +23,7 @@ struct ListFilter {
   std::map<std::string, std::string> properties;
   std::string status;
   std::string owner;
+  std::string visibility;        // "all" includes community images, left out by default
   std::optional<bool> osHidden;  // unset: Glance's default (hidden images are left out)
   unsigned pageSize = 100;
 };

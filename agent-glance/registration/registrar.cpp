@@ -41,6 +41,14 @@ bool sleepFor(milliseconds d, std::stop_token stop) {
   return !cv.wait_for(lock, stop, d, [] { return false; }) && !stop.stop_requested();
 }
 
+// formatDuration rounds to whole seconds; backoff delays start below one.
+std::string formatDelay(milliseconds d) {
+  if (d >= milliseconds(10'000)) return formatDuration(d);
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "%.1fs", static_cast<double>(d.count()) / 1000.0);
+  return buf;
+}
+
 bool transient(const std::exception& e) {
   if (dynamic_cast<const http::TransportError*>(&e) != nullptr) return true;
   if (dynamic_cast<const StateChanged*>(&e) != nullptr) return true;
@@ -517,7 +525,7 @@ RegistrationResult Registrar::run(const RegistrationRequest& request, std::stop_
                 "; last error: " + e.what(),
             true);
       note(agent::LogLevel::warn, "attempt " + std::to_string(attempt) + " failed: " + e.what() +
-                                      "; retrying in " + formatDuration(delay));
+                                      "; retrying in " + formatDelay(delay));
       if (observer_.progress)
         observer_.progress({.step = kStep, .attempt = attempt + 1, .state = "retrying"});
       if (!sleepFor(delay, stop)) throw http::StoppedError("stopped while waiting to retry");
