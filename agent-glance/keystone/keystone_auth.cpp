@@ -159,6 +159,7 @@ bool KeystoneAuth::invalidate(std::uint64_t generation) {
   if (generation == generation_ && token_) {
     log::named("keystone")->info("Glance refused the token; fetching a new one");
     token_.reset();
+    ++refused_;
   }
   return true;
 }
@@ -179,6 +180,11 @@ std::string KeystoneAuth::projectId(std::stop_token stop) {
 std::uint64_t KeystoneAuth::tokensIssued() const {
   std::lock_guard lock(mutex_);
   return issued_;
+}
+
+std::uint64_t KeystoneAuth::tokensRefused() const {
+  std::lock_guard lock(mutex_);
+  return refused_;
 }
 
 const Token& KeystoneAuth::currentToken(std::stop_token stop) {

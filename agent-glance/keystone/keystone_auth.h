@@ -82,8 +82,10 @@ class KeystoneAuth : public AuthProvider {
   std::string imageEndpoint(std::stop_token stop) override;
   std::string projectId(std::stop_token stop) override;
 
-  // Tokens issued so far (tests check renewals with it).
+  // Tokens issued so far, and tokens dropped because Glance refused them (401). Tests and
+  // diagnostics tell proactive renewal from renewal after a refusal with them.
   std::uint64_t tokensIssued() const;
+  std::uint64_t tokensRefused() const;
 
  private:
   // With mutex_ held: a token that is not due for renewal.
@@ -96,6 +98,7 @@ class KeystoneAuth : public AuthProvider {
   std::optional<Token> token_;
   std::uint64_t generation_ = 0;
   std::uint64_t issued_ = 0;
+  std::uint64_t refused_ = 0;
 };
 
 }  // namespace imgpipe::glance::keystone

@@ -180,6 +180,11 @@ use_stderr = false
 [database]
 connection = sqlite:///$k/keystone.sqlite
 
+[identity]
+# bcrypt's minimum: Glance validates every request against Keystone and its service user
+# re-authenticates often with short-lived test tokens; default rounds make each take ~0.5 s.
+password_hash_rounds = 4
+
 [token]
 provider = fernet
 expiration = $expiration
