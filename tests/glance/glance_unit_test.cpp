@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <fstream>
+#include <sstream>
 
 #include "agent-glance/glance/auth_provider.h"
 #include "agent-glance/glance/glance_client.h"
@@ -16,6 +17,7 @@
 #include "agent-glance/registration/image_spec.h"
 #include "agent-glance/registration/registrar.h"
 #include "common/hash.h"
+#include "common/net/curve_keys.h"
 #include "common/subprocess.h"
 #include "common/temp_dir.h"
 
@@ -546,4 +548,43 @@ TEST(VerifyArtifact, NamesEveryMismatch) {
     EXPECT_NE(std::string(e.what()).find("sha512 is "), std::string::npos) << e.what();
     EXPECT_EQ(std::string(e.what()).find("sha256 is "), std::string::npos) << e.what();
   }
+}
+
+// ----------------------------------------------------------------------- example config
+
+TEST(ExampleConfig, PassesCheckConfig) {
+  // deploy/config/agent-glance.yaml, with its key and password paths pointed at test files.
+  TempDir dir;
+  net::writeKeyPair(net::generateKeyPair("glance-site1"), dir.path());
+  net::writeKeyPair(net::generateKeyPair("coordinator"), dir.path());
+  std::ofstream(dir.path() / "pw") << "pw\n";
+  ::chmod((dir.path() / "pw").c_str(), 0600);
+  std::ifstream in(std::string(IMGPIPE_TEST_SOURCE_DIR) + "/deploy/config/agent-glance.yaml");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string text = ss.str();
+  auto replace = [&](const std::string& from, const std::string& to) {
+    auto at = text.find(from);
+    ASSERT_NE(at, std::string::npos) << from;
+    text.replace(at, from.size(), to);
+  };
+  replace("/etc/imgpipe/keys/glance-site1.key", (dir.path() / "glance-site1.key").string());
+  replace("/etc/imgpipe/keys/coordinator.pub", (dir.path() / "coordinator.pub").string());
+  replace("/etc/imgpipe/glance-password", (dir.path() / "pw").string());
+  std::ofstream(dir.path() / "agent.yaml") << text;
+  SubprocessOptions o;
+  o.argv = {IMGPIPE_AGENT_GLANCE, "--check-config", "--config",
+            (dir.path() / "agent.yaml").string()};
+  o.captureStdout = true;
+  auto r = runCommand(o);
+  EXPECT_EQ(r.exitCode, 0) << r.stdoutText << ::testing::PrintToString(r.tail);
+
+  // An unknown key in the glance section is refused with exit code 2, naming the key.
+  text += "  uplod_method: put\n";
+  std::ofstream(dir.path() / "bad.yaml") << text;
+  o.argv.back() = (dir.path() / "bad.yaml").string();
+  r = runCommand(o);
+  EXPECT_EQ(r.exitCode, 2);
+  ASSERT_FALSE(r.tail.empty());
+  EXPECT_NE(r.tail.back().find("unknown key 'uplod_method'"), std::string::npos) << r.tail.back();
 }
