@@ -328,6 +328,44 @@ TEST_F(GlanceRegistration, GlanceStoppedDuringTheUploadAndStartedAgain) {
   EXPECT_TRUE(probe->get(gen0).is_null());
 }
 
+TEST_F(GlanceRegistration, CancelMidUploadStopsPromptlyAndLeavesAReusableImage) {
+  const auto build = uniqueBuildId("cancel");
+  auto cfg = configFor(configYaml("  upload_rate_limit: 4MB/s\n"));
+  GlanceRunner runner(
+      cfg, [&](const std::string&) { return image->path; }, auth);
+  agent::TaskSpec task;
+  task.jobId = "job-cancel";
+  task.kind = agent::RegisterSpec{.artifactId = image->sha256,
+                                  .buildId = build,
+                                  .definition = kDefinition,
+                                  .sha256 = image->sha256,
+                                  .sha512 = image->sha512,
+                                  .size = image->size};
+  RecordingReporter reporter;
+  std::jthread worker([&](std::stop_token stop) { runner.run(task, reporter, stop); });
+  const auto id = imageIdFor(build, 0);
+  ASSERT_TRUE(eventually(
+      [&] {
+        json i = probe->get(id);
+        return !i.is_null() && i["status"] == "saving";
+      },
+      30s));
+  const auto t0 = std::chrono::steady_clock::now();
+  worker.request_stop();
+  worker.join();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 2s);
+  ASSERT_TRUE(reporter.failure.has_value());
+  EXPECT_TRUE(reporter.failure->retryable);
+  EXPECT_NE(reporter.failure->message.find("stopped"), std::string::npos)
+      << reporter.failure->message;
+  EXPECT_TRUE(eventually([&] { return probe->get(id)["status"] == "queued"; }, 10s));
+
+  Recorder rec;
+  auto result = registerImage(requestFor(*image, build, spec()), rec);
+  EXPECT_EQ(result.image.id, id);
+  EXPECT_EQ(probe->imagesOfBuild(build).size(), 1u);
+}
+
 TEST_F(GlanceRegistration, QcowWithABackingFileIsRefused) {
   const auto build = uniqueBuildId("backing");
   auto overlay = work->path() / "overlay.qcow2";

@@ -5,6 +5,7 @@
 
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "agent-glance/glance/auth_provider.h"
 #include "agent-glance/glance/glance_client.h"
@@ -587,4 +588,55 @@ TEST(ExampleConfig, PassesCheckConfig) {
   EXPECT_EQ(r.exitCode, 2);
   ASSERT_FALSE(r.tail.empty());
   EXPECT_NE(r.tail.back().find("unknown key 'uplod_method'"), std::string::npos) << r.tail.back();
+}
+
+// ---------------------------------------------------------------------------- TLS (https)
+
+TEST(HttpClientTls, TrustsTheConfiguredCaBundleOnly) {
+  // A self-signed server certificate for 127.0.0.1, served by Python's https server.
+  TempDir dir;
+  const auto cert = dir.path() / "cert.pem", key = dir.path() / "key.pem",
+             portFile = dir.path() / "port";
+  checkCommand({"openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key.string(),
+                "-out", cert.string()});
+  SubprocessOptions o;
+  o.argv = {
+      "python3",
+      "-c",
+      "import http.server, ssl, sys\n"
+      "class H(http.server.BaseHTTPRequestHandler):\n"
+      "  def do_GET(self):\n"
+      "    self.send_response(200); self.send_header('Content-Length', '2'); self.end_headers();"
+      " self.wfile.write(b'ok')\n"
+      "  def log_message(self, *a): pass\n"
+      "s = http.server.HTTPServer(('127.0.0.1', 0), H)\n"
+      "c = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); c.load_cert_chain(sys.argv[1], sys.argv[2])\n"
+      "s.socket = c.wrap_socket(s.socket, server_side=True)\n"
+      "open(sys.argv[3], 'w').write(str(s.server_address[1]))\n"
+      "s.serve_forever()\n",
+      cert.string(),
+      key.string(),
+      portFile.string()};
+  Subprocess server(std::move(o));  // killed when the test ends
+  std::string port;
+  for (int i = 0; i < 100 && port.empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    std::ifstream(portFile) >> port;
+  }
+  ASSERT_FALSE(port.empty());
+  const std::string url = "https://127.0.0.1:" + port + "/";
+
+  http::HttpClient trusting({.caBundle = cert});
+  auto r = trusting.perform({.method = "GET", .url = url});
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, "ok");
+
+  http::HttpClient systemCas({});
+  try {
+    systemCas.perform({.method = "GET", .url = url});
+    FAIL() << "a self-signed certificate was accepted without the CA bundle";
+  } catch (const http::TransportError& e) {
+    EXPECT_NE(std::string(e.what()).find("certificate"), std::string::npos) << e.what();
+  }
 }
