@@ -42,6 +42,10 @@ keystone::KeystoneOptions parseKeystone(const YamlReader& k) {
   o.authUrl = k.get<std::string>("auth_url", "");
   if (o.authUrl.empty()) k.fail("missing required field 'auth_url' (with auth: keystone)");
   checkUrl(k, "auth_url", o.authUrl);
+  // "https://keystone:5000" and "https://cloud/identity" mean their v3 API.
+  while (!o.authUrl.empty() && o.authUrl.back() == '/')
+    o.authUrl.pop_back();
+  if (!o.authUrl.ends_with("/v3")) o.authUrl += "/v3";
   const auto method = k.get<std::string>("method", "password");
   if (method == "password")
     o.method = keystone::AuthMethod::password;

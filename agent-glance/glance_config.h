@@ -34,7 +34,8 @@ struct RetryPolicy {
 //                                 # with trusted-headers and none. With keystone it overrides
 //                                 # the catalog.
 //     keystone:                   # with auth: keystone
-//       auth_url: ""              # required, e.g. https://keystone.site1:5000/v3
+//       auth_url: ""              # required, e.g. https://keystone.site1:5000/v3 ("/v3"
+//                                 # is appended when missing)
 //       method: password          # password | application_credential         (password)
 //       username: ""              # password auth: username (+ user domain) or user_id
 //       user_id: ""

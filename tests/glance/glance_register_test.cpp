@@ -444,6 +444,41 @@ TEST_F(GlanceRegistration, ClientErrorFailsWithGlancesOwnMessage) {
   EXPECT_EQ(all[0]["visibility"], "private");
 }
 
+TEST_F(GlanceRegistration, ClientTagsPatchListAndImportInfo) {
+  // The parts of the Glance client the registrar itself does not exercise.
+  http::HttpClient http(config.http);
+  GlanceClient client(http, *auth, {});
+  const auto id = imageIdFor(uniqueBuildId("client"), 0);
+  Image img = client.create({{"id", id},
+                             {"name", "client-test"},
+                             {"disk_format", "qcow2"},
+                             {"container_format", "bare"},
+                             {"tags", {"a"}}});
+  EXPECT_EQ(img.status, "queued");
+  client.addTag(id, "b c");
+  client.removeTag(id, "a");
+  img = client.patch(
+      id, json::array({{{"op", "add"}, {"path", "/purpose"}, {"value", "client test"}}}));
+  EXPECT_EQ(img.tags, std::vector<std::string>{"b c"});
+  EXPECT_EQ(img.property("purpose"), "client test");
+  auto found =
+      client.list({.tags = {"b c"}, .properties = {{"purpose", "client test"}}, .pageSize = 1});
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_EQ(found[0].id, id);
+  auto methods = client.importMethods();
+  EXPECT_NE(std::find(methods.begin(), methods.end(), "glance-direct"), methods.end());
+  try {
+    client.create({{"id", id}, {"name", "again"}});
+    FAIL() << "second create with the same id";
+  } catch (const http::ApiError& e) {
+    EXPECT_EQ(e.status(), 409);
+    EXPECT_NE(e.serviceMessage().find("already exists"), std::string::npos) << e.what();
+  }
+  EXPECT_TRUE(client.remove(id));
+  EXPECT_FALSE(client.remove(id));
+  EXPECT_FALSE(client.get(id).has_value());
+}
+
 TEST_F(GlanceRegistration, RunnerRefusesAMissingArtifactClearly) {
   auto cfg = configFor(configYaml());
   GlanceRunner runner(

@@ -209,6 +209,11 @@ TEST(GlanceConfig, KeystonePasswordWithDefaults) {
   EXPECT_EQ(c.http.stallTimeout, std::chrono::minutes(2));
   EXPECT_EQ(c.savingGrace, std::chrono::seconds(15));
   EXPECT_EQ(c.keystone.password.read(), "s3cret-value");
+  auto bare = parseConfig(
+      "glance:\n  keystone:\n    auth_url: https://ks:5000/\n    username: u\n"
+      "    password_file: " +
+      f.secret.string() + "\n    project_id: p\n");
+  EXPECT_EQ(bare.keystone.authUrl, "https://ks:5000/v3");
 }
 
 TEST(GlanceConfig, EveryOption) {
