@@ -79,26 +79,35 @@ std::filesystem::path LocalOpenStack::script() {
 
 LocalOpenStack::LocalOpenStack(LocalOpenStackOptions options)
     : options_(options), dir_(std::filesystem::temp_directory_path(), "imgpipe-openstack-") {
-  const std::string d = dir_.path().string();
-  glancePort_ = claimPort(options_.firstPort);
-  if (options_.keystone) {
-    keystonePort_ = claimPort(glancePort_ + 1);
-    run({script().string(), "keystone-prepare", d, std::to_string(keystonePort_),
-         "--token-expiration", std::to_string(options_.tokenExpirationS), "--image-url",
-         glanceUrl()});
-    spawn(keystone_, "keystone-run", keystoneUrl());
-    run({script().string(), "keystone-seed", d});
-    std::ifstream in(dir_.path() / "keystone/ids.env");
-    for (std::string line; std::getline(in, line);) {
-      auto eq = line.find('=');
-      if (eq != std::string::npos) ids_[line.substr(0, eq)] = line.substr(eq + 1);
+  // The destructor does not run when the constructor throws: release what was claimed here.
+  try {
+    const std::string d = dir_.path().string();
+    glancePort_ = claimPort(options_.firstPort);
+    if (options_.keystone) {
+      keystonePort_ = claimPort(glancePort_ + 1);
+      run({script().string(), "keystone-prepare", d, std::to_string(keystonePort_),
+           "--token-expiration", std::to_string(options_.tokenExpirationS), "--image-url",
+           glanceUrl()});
+      spawn(keystone_, "keystone-run", keystoneUrl());
+      run({script().string(), "keystone-seed", d});
+      std::ifstream in(dir_.path() / "keystone/ids.env");
+      for (std::string line; std::getline(in, line);) {
+        auto eq = line.find('=');
+        if (eq != std::string::npos) ids_[line.substr(0, eq)] = line.substr(eq + 1);
+      }
+      run({script().string(), "glance-prepare", d, std::to_string(glancePort_), "--keystone",
+           keystoneUrl()});
+    } else {
+      run({script().string(), "glance-prepare", d, std::to_string(glancePort_)});
     }
-    run({script().string(), "glance-prepare", d, std::to_string(glancePort_), "--keystone",
-         keystoneUrl()});
-  } else {
-    run({script().string(), "glance-prepare", d, std::to_string(glancePort_)});
+    spawn(glance_, "glance-run", glanceUrl() + "/healthcheck");
+  } catch (...) {
+    glance_.reset();
+    keystone_.reset();
+    releasePort(glancePort_);
+    releasePort(keystonePort_);
+    throw;
   }
-  spawn(glance_, "glance-run", glanceUrl() + "/healthcheck");
 }
 
 LocalOpenStack::~LocalOpenStack() {

@@ -236,34 +236,46 @@ import json, os, urllib.request, urllib.error
 
 ks = os.environ["KS"]
 
-def call(method, path, body=None, token=None):
+def request(method, path, body=None, token=None):
     req = urllib.request.Request(ks + path, method=method,
                                  data=json.dumps(body).encode() if body is not None else None)
     req.add_header("Content-Type", "application/json")
     if token:
         req.add_header("X-Auth-Token", token)
-    try:
-        with urllib.request.urlopen(req) as r:
-            data = r.read()
-            return r.headers, (json.loads(data) if data else None)
-    except urllib.error.HTTPError as e:
-        raise SystemExit(f"{method} {path}: {e.code} {e.read().decode()}")
+    with urllib.request.urlopen(req) as r:
+        data = r.read()
+        return r.headers, (json.loads(data) if data else None)
 
-h, _ = call("POST", "/auth/tokens", {"auth": {
-    "identity": {"methods": ["password"], "password": {"user": {
-        "name": "admin", "domain": {"id": "default"}, "password": os.environ["ADMIN_PASSWORD"]}}},
-    "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}})
-tok = h["X-Subject-Token"]
+def admin_token():
+    h, _ = request("POST", "/auth/tokens", {"auth": {
+        "identity": {"methods": ["password"], "password": {"user": {
+            "name": "admin", "domain": {"id": "default"}, "password": os.environ["ADMIN_PASSWORD"]}}},
+        "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}})
+    return h["X-Subject-Token"]
+
+tok = admin_token()
+
+def call(method, path, body=None):
+    # Test Keystones issue tokens that live a few seconds: on 401, authenticate again once.
+    global tok
+    for again in (True, False):
+        try:
+            return request(method, path, body, tok)
+        except urllib.error.HTTPError as e:
+            if e.code == 401 and again:
+                tok = admin_token()
+                continue
+            raise SystemExit(f"{method} {path}: {e.code} {e.read().decode()}")
 
 def find(kind, key, name, extra=""):
-    _, r = call("GET", f"/{kind}?name={name}{extra}", token=tok)
+    _, r = call("GET", f"/{kind}?name={name}{extra}")
     return r[key][0]["id"] if r[key] else None
 
 def ensure(kind, key, body, extra=""):
     found = find(kind, key, body["name"], extra)
     if found:
         return found
-    _, r = call("POST", f"/{kind}", {key[:-1]: body}, token=tok)
+    _, r = call("POST", f"/{kind}", {key[:-1]: body})
     return r[key[:-1]]["id"]
 
 roles = {n: find("roles", "roles", n) for n in ("member", "reader", "admin")}
@@ -276,17 +288,17 @@ u_uploader = ensure("users", "users", {"name": "uploader", "domain_id": site1,
                                        "password": "uploader-secret"}, f"&domain_id={site1}")
 for proj, user in ((p_imgpipe, u_imgpipe), (p_images, u_uploader)):
     for role in ("member", "reader"):
-        call("PUT", f"/projects/{proj}/users/{user}/roles/{roles[role]}", token=tok)
+        call("PUT", f"/projects/{proj}/users/{user}/roles/{roles[role]}")
 
 if os.environ["IMAGE_URL"]:
     svc = ensure("services", "services", {"name": "glance", "type": "image"})
-    _, eps = call("GET", f"/endpoints?service_id={svc}", token=tok)
+    _, eps = call("GET", f"/endpoints?service_id={svc}")
     if not eps["endpoints"]:
         for iface in ("public", "internal", "admin"):
             call("POST", "/endpoints", {"endpoint": {"service_id": svc, "interface": iface,
-                 "region_id": "RegionOne", "url": os.environ["IMAGE_URL"]}}, token=tok)
+                 "region_id": "RegionOne", "url": os.environ["IMAGE_URL"]}})
 
-_, me = call("GET", "/projects?name=admin", token=tok)
+_, me = call("GET", "/projects?name=admin")
 with open(os.environ["IDS"], "w") as f:
     f.write(f"ADMIN_PROJECT_ID={me['projects'][0]['id']}\n")
     f.write(f"IMGPIPE_USER_ID={u_imgpipe}\nIMGPIPE_PROJECT_ID={p_imgpipe}\n")
