@@ -413,9 +413,13 @@ struct Registrar::Attempt {
     if (mode == OlderVersions::keep) return;
     const std::string owner = auth.projectId(stop);
     std::map<std::string, Image> candidates;
-    ListFilter byImage{
-        .properties = {{"imgpipe_image", req.spec.name}}, .status = "active", .owner = owner};
-    ListFilter byName{.name = req.spec.displayName, .status = "active", .owner = owner};
+    // visibility=all: community images are left out of a plain listing.
+    ListFilter byImage{.properties = {{"imgpipe_image", req.spec.name}},
+                       .status = "active",
+                       .owner = owner,
+                       .visibility = "all"};
+    ListFilter byName{
+        .name = req.spec.displayName, .status = "active", .owner = owner, .visibility = "all"};
     for (const auto* f : {&byImage, &byName})
       for (auto& img : glance.list(*f))
         candidates.emplace(img.id, std::move(img));

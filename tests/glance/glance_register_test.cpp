@@ -401,8 +401,10 @@ TEST_F(GlanceRegistration, OlderVersionsHiddenOrRenamed) {
            "'\nglance: {display_name: Versioned, older_versions: " + mode + "}\n";
   };
   Recorder rec;
-  auto v1 =
-      registerImage(requestFor(*image, uniqueBuildId("v1"), spec(def("2026.1.1-9", "keep"))), rec);
+  // v1 is a community image: plain listings leave those out, the search must not.
+  auto v1 = registerImage(requestFor(*image, uniqueBuildId("v1"),
+                                     spec(def("2026.1.1-9", "keep, visibility: community"))),
+                          rec);
   auto v3 =
       registerImage(requestFor(*image, uniqueBuildId("v3"), spec(def("2026.3.1-1", "keep"))), rec);
   // v2 is older than v3: hiding applies to v1 only.
