@@ -1,0 +1,84 @@
+#include "agent-glance/glance_runner.h"
+
+#include "agent-glance/http/api_error.h"
+#include "agent-glance/registration/registrar.h"
+#include "common/log.h"
+#include "common/subprocess.h"
+
+namespace imgpipe::glance {
+
+GlanceRunner::GlanceRunner(GlanceConfig config, ArtifactLocator locateArtifact)
+    : GlanceRunner(config, std::move(locateArtifact), makeAuthProvider(config)) {}
+
+GlanceRunner::GlanceRunner(GlanceConfig config, ArtifactLocator locateArtifact,
+                           std::shared_ptr<AuthProvider> auth)
+    : config_(std::move(config)),
+      locateArtifact_(std::move(locateArtifact)),
+      auth_(std::move(auth)) {}
+
+void GlanceRunner::run(const agent::TaskSpec& task, agent::TaskReporter& reporter,
+                       std::stop_token stop) {
+  const auto* spec = std::get_if<agent::RegisterSpec>(&task.kind);
+  if (spec == nullptr) {
+    reporter.failed({.step = "register", .message = "the glance agent only runs register tasks"});
+    return;
+  }
+  auto logger = log::forJob(task.jobId, "register");
+  try {
+    RegistrationRequest req;
+    req.jobId = task.jobId;
+    req.buildId = spec->buildId;
+    req.sha256 = spec->sha256.empty() ? spec->artifactId : spec->sha256;
+    req.sha512 = spec->sha512;
+    req.size = spec->size;
+    req.manifestDigest = spec->manifestDigest;
+    // Integration point: the definition is parsed here until the coordinator hands over an
+    // ImageSpec built from its own parsed definition.
+    req.spec = parseImageSpec(spec->definition,
+                              spec->definitionName.empty() ? "definition" : spec->definitionName);
+    if (req.spec.version.empty() && !spec->imageVersion.empty()) {
+      req.spec.version = spec->imageVersion;
+      if (req.spec.displayName == req.spec.name) req.spec.displayName += " " + spec->imageVersion;
+    }
+    if (req.buildId.empty()) throw Error("the register task carries no build id");
+    req.file = locateArtifact_(spec->artifactId);
+
+    RegistrationObserver observer;
+    observer.progress = [&](const agent::ProgressInfo& p) { reporter.progress(p); };
+    observer.log = [&](agent::LogLevel level, const std::string& msg) {
+      reporter.log(level, "register", msg);
+    };
+    Registrar registrar(config_, *auth_, observer);
+    RegistrationResult r = registrar.run(req, stop);
+
+    agent::TaskResultInfo out;
+    out.glanceImageId = r.image.id;
+    out.detail = "image " + r.image.id + " '" + r.image.name + "' active" +
+                 (r.reused ? " (found verified from an earlier attempt)" : "") +
+                 (r.generation > 0 ? " (generation " + std::to_string(r.generation) + ")" : "") +
+                 "; " + r.image.osHashAlgo + " " + r.image.osHashValue;
+    logger->info("{}", out.detail);
+    reporter.completed(out);
+  } catch (const http::StoppedError& e) {
+    logger->warn("stopped: {}", e.what());
+    reporter.failed(
+        {.step = "register", .message = std::string("stopped: ") + e.what(), .retryable = true});
+  } catch (const RegistrationError& e) {
+    logger->error("{}", e.what());
+    reporter.failed({.step = "register", .message = e.what(), .retryable = e.retryable()});
+  } catch (const http::ApiError& e) {
+    logger->error("{}", e.what());
+    reporter.failed({.step = "register", .message = e.what(), .retryable = e.retryable()});
+  } catch (const CommandError& e) {
+    logger->error("{}", e.what());
+    reporter.failed({.step = "register",
+                     .message = e.what(),
+                     .exitCode = e.result().exitCode,
+                     .outputTail = e.result().tail});
+  } catch (const std::exception& e) {
+    logger->error("{}", e.what());
+    reporter.failed({.step = "register", .message = e.what()});
+  }
+}
+
+}  // namespace imgpipe::glance

@@ -1,0 +1,155 @@
+#include "agent-glance/registration/image_spec.h"
+
+#include <cctype>
+
+#include "agent-glance/glance/image.h"
+
+namespace imgpipe::glance {
+namespace {
+
+constexpr size_t kMaxGlanceString = 255;  // Glance's column size for names, keys, values, tags
+
+void readStringMap(const YamlReader& section, std::map<std::string, std::string>& out) {
+  for (const auto& [key, value] : section.entries()) {
+    if (!value.isScalar())
+      value.fail("expected a text value (Glance properties are strings; quote it)");
+    out[key] = value.as<std::string>();
+  }
+}
+
+}  // namespace
+
+std::string_view toString(OlderVersions v) {
+  switch (v) {
+    case OlderVersions::keep:
+      return "keep";
+    case OlderVersions::hide:
+      return "hide";
+    case OlderVersions::rename:
+      return "rename";
+  }
+  return "keep";
+}
+
+std::optional<OlderVersions> parseOlderVersions(std::string_view text) {
+  if (text == "keep") return OlderVersions::keep;
+  if (text == "hide") return OlderVersions::hide;
+  if (text == "rename") return OlderVersions::rename;
+  return std::nullopt;
+}
+
+ImageSpec parseImageSpec(const YamlReader& definition) {
+  ImageSpec spec;
+  spec.name = definition.required<std::string>("name");
+  spec.version = definition.get<std::string>("version", "");
+  YamlReader g = definition.at("glance");
+  if (!g.isNull() && !g.isMap()) g.fail("expected a mapping");
+
+  spec.displayName = g.get<std::string>("display_name", "");
+  if (spec.displayName.empty())
+    spec.displayName = spec.version.empty() ? spec.name : spec.name + " " + spec.version;
+  spec.visibility = g.get<std::string>("visibility", "private");
+  if (spec.visibility != "private" && spec.visibility != "shared" &&
+      spec.visibility != "community" && spec.visibility != "public")
+    g.at("visibility")
+        .fail("expected private, shared, community or public, got '" + spec.visibility + "'");
+  spec.minDiskGiB = g.get<std::uint64_t>("min_disk", 0);
+  spec.minRamMiB = g.get<std::uint64_t>("min_ram", 0);
+  spec.tags = g.at("tags").asStringList();
+  spec.protectedFlag = g.get<bool>("protected", false);
+  if (auto ov = g.optional<std::string>("older_versions")) {
+    spec.olderVersions = parseOlderVersions(*ov);
+    if (!spec.olderVersions)
+      g.at("older_versions").fail("expected keep, hide or rename, got '" + *ov + "'");
+  }
+  // The metadata block first, then explicit properties over it: same key, the property wins.
+  readStringMap(g.at("metadata"), spec.properties);
+  readStringMap(g.at("properties"), spec.properties);
+  g.rejectUnknownKeys();
+
+  try {
+    validateImageSpec(spec);
+  } catch (const Error& e) {
+    g.fail(e.what());
+  }
+  return spec;
+}
+
+ImageSpec parseImageSpec(std::string_view definitionYaml, const std::string& sourceName) {
+  return parseImageSpec(YamlReader::fromString(definitionYaml, sourceName));
+}
+
+void validateImageSpec(const ImageSpec& spec) {
+  if (spec.name.empty()) throw Error("image name is empty");
+  if (spec.displayName.size() > kMaxGlanceString)
+    throw Error("display_name is longer than 255 characters");
+  if (spec.visibility != "private" && spec.visibility != "shared" &&
+      spec.visibility != "community" && spec.visibility != "public")
+    throw Error("visibility '" + spec.visibility +
+                "' is not one of private, shared, community, public");
+  for (const auto& tag : spec.tags) {
+    if (tag.empty()) throw Error("tags: empty tag");
+    if (tag.size() > kMaxGlanceString)
+      throw Error("tags: '" + tag.substr(0, 40) + "...' is longer than 255 characters");
+  }
+  for (const auto& [key, value] : spec.properties) {
+    if (key.empty()) throw Error("properties: empty property name");
+    if (key.size() > kMaxGlanceString)
+      throw Error("properties: name '" + key.substr(0, 40) + "...' is longer than 255 characters");
+    if (value.size() > kMaxGlanceString)
+      throw Error("properties." + key + ": value is longer than 255 characters");
+    if (isCoreAttribute(key))
+      throw Error("properties." + key + ": '" + key +
+                  "' is a Glance image attribute, not a custom property (set it with the "
+                  "glance section's own fields, or leave it to Glance)");
+    if (key.starts_with("imgpipe_"))
+      throw Error("properties." + key +
+                  ": the imgpipe_ prefix is reserved for imgpipe's own "
+                  "provenance properties");
+  }
+}
+
+std::map<std::string, std::string> glanceProperties(const ImageSpec& spec,
+                                                    const Provenance& provenance) {
+  auto props = spec.properties;
+  props["imgpipe_build_id"] = provenance.buildId;
+  props["imgpipe_image"] = spec.name;
+  if (!spec.version.empty()) props["imgpipe_version"] = spec.version;
+  if (!provenance.sha256.empty()) props["imgpipe_sha256"] = provenance.sha256;
+  if (!provenance.manifestDigest.empty())
+    props["imgpipe_manifest_digest"] = provenance.manifestDigest;
+  return props;
+}
+
+int compareVersions(std::string_view a, std::string_view b) {
+  auto isDigit = [](char c) { return std::isdigit(static_cast<unsigned char>(c)) != 0; };
+  size_t i = 0, j = 0;
+  while (i < a.size() && j < b.size()) {
+    if (isDigit(a[i]) && isDigit(b[j])) {
+      size_t ie = i, je = j;
+      while (ie < a.size() && isDigit(a[ie]))
+        ++ie;
+      while (je < b.size() && isDigit(b[je]))
+        ++je;
+      // Compare as numbers without overflow: skip leading zeros, then length, then digits.
+      auto na = a.substr(i, ie - i), nb = b.substr(j, je - j);
+      while (na.size() > 1 && na.front() == '0')
+        na.remove_prefix(1);
+      while (nb.size() > 1 && nb.front() == '0')
+        nb.remove_prefix(1);
+      if (na.size() != nb.size()) return na.size() < nb.size() ? -1 : 1;
+      if (int c = na.compare(nb); c != 0) return c < 0 ? -1 : 1;
+      i = ie;
+      j = je;
+    } else {
+      if (a[i] != b[j]) return a[i] < b[j] ? -1 : 1;
+      ++i;
+      ++j;
+    }
+  }
+  if (i < a.size()) return 1;
+  if (j < b.size()) return -1;
+  return 0;
+}
+
+}  // namespace imgpipe::glance
