@@ -1,0 +1,14 @@
+#pragma once
+
+namespace imgpipe::build {
+
+// The standalone modes of imgpipe-agent-build, for operators debugging a definition, the tests
+// and the benchmark — no coordinator involved:
+//   imgpipe-agent-build validate DEF.yaml [--json]
+//   imgpipe-agent-build build DEF.yaml --work-dir DIR --out DIR [--cache-dir DIR] [--config FILE]
+//                             [--keep-work-dir] [--job-id ID] [--json]
+// Exit codes: 0 ok, 1 build failed, 2 usage or invalid definition, 3 stopped (SIGTERM/SIGINT).
+int validateCommand(int argc, char** argv);
+int buildCommand(int argc, char** argv);
+
+}  // namespace imgpipe::build
