@@ -13,6 +13,7 @@ using namespace imgpipe;
 int main(int argc, char** argv) {
   if (argc > 1 && std::strcmp(argv[1], "run-build") == 0) return build::runBuildChild();
   if (argc > 1 && std::strcmp(argv[1], "build") == 0) return build::buildCommand(argc - 1, argv + 1);
+  if (argc > 1 && std::strcmp(argv[1], "prepare-base") == 0) return build::prepareBaseCommand(argc - 1, argv + 1);
   if (argc > 1 && std::strcmp(argv[1], "validate") == 0) return build::validateCommand(argc - 1, argv + 1);
 
   return agent::agentMain(argc, argv, Role::build, [](agent::RoleContext& ctx) {

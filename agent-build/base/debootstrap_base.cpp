@@ -11,8 +11,10 @@
 
 #include "agent-build/disk/attached_disk.h"
 #include "agent-build/disk/qemu_img.h"
+#include "agent-build/mount/apt.h"
 #include "agent-build/mount/chroot_session.h"
 #include "agent-build/mount/mount.h"
+#include "agent-build/steps/cleanup_rules.h"
 #include "agent-build/util/file_lock.h"
 #include "agent-build/util/image_fs.h"
 #include "common/error.h"
@@ -87,13 +89,6 @@ void configureRootfs(const DebootstrapBase& spec, ImageFs& img, BuildLog& log) {
     }
     img.writeFile("/etc/shadow", out, 0640, 0, img.groupId("shadow"));
   }
-  for (const auto& name : img.list("/var/lib/apt/lists"))
-    if (name != "partial" && name != "lock") img.removeTree("/var/lib/apt/lists/" + name);
-  for (const auto& name : img.list("/var/cache/apt/archives"))
-    if (name.ends_with(".deb")) img.remove("/var/cache/apt/archives/" + name);
-  img.removeTree("/var/log/bootstrap.log");
-  img.removeTree("/var/cache/apt/pkgcache.bin");
-  img.removeTree("/var/cache/apt/srcpkgcache.bin");
   log.detail("configured the root filesystem (fstab by label " + spec.rootLabel + ", serial console)");
 }
 
@@ -128,12 +123,12 @@ void makeDebootstrapBase(const DebootstrapBase& spec, const fs::path& output, co
   const fs::path raw = scratch / "disk.raw";
   fs::create_directories(rootfs);
 
-  auto packages = debootstrapBootPackages(spec);
-  std::string include;
-  for (const auto& p : packages) include += (include.empty() ? "" : ",") + p;
+  // debootstrap makes a minimal system only; the boot packages are installed with apt in a
+  // chroot afterwards. debootstrap's own dependency handling configures packages in an order
+  // that breaks on python3 modules (cloud-init's), apt's does not.
   std::string components;
   for (const auto& c : spec.components) components += (components.empty() ? "" : ",") + c;
-  std::vector<std::string> argv = {"debootstrap", "--include=" + include, "--components=" + components};
+  std::vector<std::string> argv = {"debootstrap", "--components=" + components};
   if (spec.variant != "default") argv.push_back("--variant=" + spec.variant);
   if (!spec.keyring.empty()) argv.push_back("--keyring=" + spec.keyring);
   // Packages fetched for one base are kept for the next (a different recipe, a refresh).
@@ -141,8 +136,7 @@ void makeDebootstrapBase(const DebootstrapBase& spec, const fs::path& output, co
   fs::create_directories(debCache);
   argv.push_back("--cache-dir=" + debCache.string());
   argv.insert(argv.end(), {spec.suite, rootfs.string(), spec.mirror});
-  log.info("debootstrap " + spec.suite + " from " + spec.mirror + " (" + spec.variant + ", " +
-           std::to_string(packages.size()) + " packages on top)");
+  log.info("debootstrap " + spec.suite + " from " + spec.mirror + " (" + spec.variant + ")");
   {
     FileLock cacheLock(config.cacheDir / "apt" / "debootstrap.lock", exec.stop);
     try {
@@ -153,6 +147,18 @@ void makeDebootstrapBase(const DebootstrapBase& spec, const fs::path& output, co
     }
   }
   unmountBelow(rootfs);
+
+  auto packages = debootstrapBootPackages(spec);
+  packages.erase(std::remove(packages.begin(), packages.end(), "grub-pc"), packages.end());
+  log.info("installing " + std::to_string(packages.size()) + " packages (kernel, systemd, ssh, cloud-init, ...)");
+  {
+    ChrootSession session(rootfs, ChrootOptions{config.nameservers, {}, {}}, exec);
+    Apt apt(session, config, log, exec.stop, {});
+    apt.update();
+    apt.install(packages);
+    apt.finish();
+    session.finish();
+  }
   {
     ImageFs img(rootfs);
     configureRootfs(spec, img, log);
@@ -185,12 +191,23 @@ void makeDebootstrapBase(const DebootstrapBase& spec, const fs::path& output, co
       ChrootSession session(mnt, ChrootOptions{config.nameservers, disk.device(), parts}, exec);
       if (spec.bootloader == "grub-pc") {
         log.info("installing grub-pc on " + disk.device().string());
-        session.run({"grub-install", "--target=i386-pc", "--recheck", disk.device().string()});
+        {
+          Apt apt(session, config, log, exec.stop, {});
+          // No install device recorded: the loop device is gone once the base is built, and a
+          // grub upgrade inside an instance must not try to install to it.
+          apt.preseed("grub-pc grub-pc/install_devices multiselect \ngrub-pc grub-pc/install_devices_empty boolean true\n");
+          apt.install({"grub-pc"});
+          apt.finish();
+        }
+        session.run({"grub-install", "--target=i386-pc", disk.device().string()});
         session.run({"update-grub"});
         auto cfg = session.fs().readFile("/boot/grub/grub.cfg").value_or("");
         if (cfg.find("root=UUID=" + root.uuid) == std::string::npos)
           throw Error("update-grub did not write root=UUID=" + root.uuid + " into grub.cfg; the base would not boot");
       }
+      session.run({"apt-get", "clean"});
+      // A base is sealed like a cloud image: no apt lists, logs, keys or machine-id.
+      cleanImage(session.fs(), {});
       session.finish();
     }
     rootMount.unmount();

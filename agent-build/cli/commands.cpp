@@ -104,13 +104,24 @@ int validateCommand(int argc, char** argv) {
   }
 }
 
-int buildCommand(int argc, char** argv) {
-  CLI::App app{"Build an image from a definition, here and now, without a coordinator"};
+namespace {
+int buildOrPrepare(int argc, char** argv, bool baseOnly);
+}
+
+int buildCommand(int argc, char** argv) { return buildOrPrepare(argc, argv, false); }
+int prepareBaseCommand(int argc, char** argv) { return buildOrPrepare(argc, argv, true); }
+
+namespace {
+
+int buildOrPrepare(int argc, char** argv, bool baseOnly) {
+  CLI::App app{baseOnly ? "Fetch or make a definition's base into the cache"
+                        : "Build an image from a definition, here and now, without a coordinator"};
   std::string file, workDir, outDir, cacheDir, configFile, jobId;
   bool keepWorkDir = false, json = false;
   app.add_option("definition", file, "image definition (YAML)")->required();
   app.add_option("--work-dir", workDir, "where the build works (sparse raw disk, mounts)")->required();
-  app.add_option("--out", outDir, "where the image, manifest and build log go")->required();
+  auto* outOption = app.add_option("--out", outDir, "where the image, manifest and build log go");
+  if (!baseOnly) outOption->required();
   app.add_option("--cache-dir", cacheDir, "bases, apt cache and earlier results (default: build.cache_dir)");
   app.add_option("--config", configFile, "an agent config file whose build: section to use");
   app.add_option("--job-id", jobId, "job id for logs and the manifest (default: local-<time>)");
@@ -153,8 +164,9 @@ int buildCommand(int argc, char** argv) {
   }
   job.config.workDir = fs::absolute(workDir);
   if (!cacheDir.empty()) job.config.cacheDir = fs::absolute(cacheDir);
-  job.outDir = fs::absolute(outDir);
+  if (!outDir.empty()) job.outDir = fs::absolute(outDir);
   job.keepWorkDir = keepWorkDir;
+  job.baseOnly = baseOnly;
   job.jobId = jobId.empty() ? "local-" + deriveVersion(std::chrono::system_clock::now()) : jobId;
   if (job.config.helper == "/proc/self/exe") job.config.helper = fs::read_symlink("/proc/self/exe");
   fs::create_directories(job.config.workDir);
@@ -166,6 +178,11 @@ int buildCommand(int argc, char** argv) {
   const auto start = std::chrono::steady_clock::now();
   auto outcome = runBuild(job, events, stop.get_token());
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (outcome.output && baseOnly) {
+    std::fprintf(out, "base %s\n  sha256 %s\n", outcome.output->image.c_str(), outcome.output->sha256Hex.c_str());
+    if (json) std::cout << nlohmann::json{{"base", outcome.output->image.string()}, {"sha256", outcome.output->sha256Hex}}.dump() << "\n";
+    return 0;
+  }
   if (outcome.output) {
     const auto& o = *outcome.output;
     std::fprintf(out, "built %s %s in %.1f s%s\n  image     %s\n  size      %s (virtual %s)\n  sha256    %s\n  manifest  %s\n  build log %s\n",
@@ -184,5 +201,7 @@ int buildCommand(int argc, char** argv) {
   }
   return f.stopped ? 3 : 1;
 }
+
+}  // namespace
 
 }  // namespace imgpipe::build

@@ -48,7 +48,7 @@ bool isSimpleName(std::string_view s) {
 // alphanumeric so that nothing can be smuggled into apt-get as an option.
 bool isPackageName(std::string_view s) {
   return allOf(s, [](char c) {
-           return isAlnum(c) || c == '.' || c == '+' || c == '-' || c == ':' || c == '=' || c == '~' ||
+           return isAlnum(c) || c == '.' || c == '+' || c == '-' || c == ':' || c == '=' || c == '~' || c == '*' ||
                   c == '/' || c == '_';
          }) &&
          isAlnum(s.front());

@@ -107,6 +107,14 @@ int runPipeline(BuildContext& ctx, EventWriter& events) {
       ctx.log.detail("done in " + formatDuration(std::chrono::milliseconds(ms)) + ": " + summary);
       ctx.timings.push_back({name, ms, "ok", summary});
       events.emit({{"event", "step"}, {"step", name}, {"state", "finished"}, {"duration_ms", ms}, {"message", summary}});
+      if (ctx.job.baseOnly && name == "fetch_base") {
+        events.emit({{"event", "result"}, {"image", ctx.base.file.string()}, {"name", ctx.def.name},
+                     {"version", ""}, {"reused", ctx.base.cached}, {"base_only", true},
+                     {"manifest_json", json{{"image", {{"sha256", ctx.base.sha256Hex}, {"sha512", ""},
+                                                         {"size", std::filesystem::file_size(ctx.base.file)},
+                                                         {"virtual_size", ctx.base.virtualSize}}}}.dump()}});
+        return 0;
+      }
     }
   } catch (...) {
     auto f = describeFailure(current, std::current_exception(), ctx.stop);

@@ -12,7 +12,8 @@ nlohmann::json toJson(const JobSpec& job) {
           {"definition_digest", job.definitionDigest},
           {"config", toJson(job.config)},
           {"out_dir", job.outDir.string()},
-          {"keep_work_dir", job.keepWorkDir}};
+          {"keep_work_dir", job.keepWorkDir},
+          {"base_only", job.baseOnly}};
 }
 
 JobSpec jobSpecFromJson(const nlohmann::json& j) {
@@ -27,6 +28,7 @@ JobSpec jobSpecFromJson(const nlohmann::json& j) {
   job.config = buildConfigFromJson(j.at("config"));
   job.outDir = j.at("out_dir").get<std::string>();
   job.keepWorkDir = j.at("keep_work_dir");
+  job.baseOnly = j.value("base_only", false);
   return job;
 }
 

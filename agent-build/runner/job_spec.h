@@ -20,6 +20,7 @@ struct JobSpec {
   BuildConfig config;
   std::filesystem::path outDir;  // empty: <output_dir>/<name>/<version>
   bool keepWorkDir = false;      // keep the work dir even after success
+  bool baseOnly = false;         // only resolve the base (fill the base cache) and report it
 };
 
 nlohmann::json toJson(const JobSpec& job);

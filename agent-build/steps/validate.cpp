@@ -59,12 +59,23 @@ std::string bareName(std::string pkg) {
   return pkg;
 }
 
-// Enabled in the offline sense: a symlink to it in some *.wants/ or *.requires/ directory of
-// /etc/systemd/system, following one alias (sshd.service -> ssh.service).
-bool unitEnabled(const ImageFs& img, const std::string& unit) {
+// The unit file as systemd would find it (admin overrides first).
+std::optional<std::string> unitFile(const ImageFs& img, const std::string& name) {
+  for (const char* dir : {"/etc/systemd/system/", "/run/systemd/system/", "/lib/systemd/system/", "/usr/lib/systemd/system/"})
+    if (auto text = img.readFile(dir + name)) return text;
+  return std::nullopt;
+}
+
+// Offline `systemctl is-enabled`: "enabled" (a symlink to it in some *.wants/ or *.requires/
+// of /etc/systemd/system, through one alias such as sshd.service -> ssh.service), "static" (its
+// unit file has no [Install] section: started by something else, e.g. qemu-guest-agent by a
+// udev rule, so enabling it is a no-op), "masked", "disabled" or "not-found".
+std::string unitState(const ImageFs& img, const std::string& unit) {
   std::vector<std::string> names;
   if (unit.find('.') == std::string::npos) names = {unit + ".service", unit + ".socket"};
   else names = {unit};
+  for (const auto& n : names)
+    if (auto t = img.readLink("/etc/systemd/system/" + n); t && *t == "/dev/null") return "masked";
   for (auto name : std::vector<std::string>(names)) {
     if (auto target = img.readLink("/etc/systemd/system/" + name); target && *target != "/dev/null")
       names.push_back(fs::path(*target).filename().string());
@@ -72,9 +83,29 @@ bool unitEnabled(const ImageFs& img, const std::string& unit) {
   for (const auto& dir : img.list("/etc/systemd/system")) {
     if (!dir.ends_with(".wants") && !dir.ends_with(".requires")) continue;
     for (const auto& n : names)
-      if (img.exists("/etc/systemd/system/" + dir + "/" + n)) return true;
+      if (img.exists("/etc/systemd/system/" + dir + "/" + n)) return "enabled";
   }
-  return false;
+  bool found = false;
+  for (const auto& n : names) {
+    auto text = unitFile(img, n);
+    if (!text) continue;
+    found = true;
+    std::istringstream in(*text);
+    bool install = false, hasInstallKeys = false;
+    for (std::string line; std::getline(in, line);) {
+      if (line.starts_with("[")) install = line.starts_with("[Install]");
+      else if (install && (line.starts_with("WantedBy") || line.starts_with("RequiredBy") || line.starts_with("Also") ||
+                           line.starts_with("Alias") || line.starts_with("UpheldBy")))
+        hasInstallKeys = true;
+    }
+    if (!hasInstallKeys) return "static";
+  }
+  return found ? "disabled" : "not-found";
+}
+
+bool unitEnabled(const ImageFs& img, const std::string& unit) {
+  auto s = unitState(img, unit);
+  return s == "enabled" || s == "static";
 }
 
 bool unitMasked(const ImageFs& img, const std::string& unit) {
@@ -170,13 +201,14 @@ class ValidateStep : public Step {
         if (def.validation.requireQemuGuestAgent)
           add("qemu-guest-agent installed", installed("qemu-guest-agent"), "qemu-guest-agent is not installed");
         if (def.validation.requireSshd)
-          add("sshd enabled", unitEnabled(img, "ssh") || unitEnabled(img, "sshd"), "neither ssh.service, ssh.socket nor sshd.service is enabled");
+          add("sshd enabled", unitState(img, "ssh") == "enabled" || unitState(img, "sshd") == "enabled",
+              "neither ssh.service, ssh.socket nor sshd.service is enabled");
         for (const auto& p : def.packages.install) add("package " + bareName(p) + " installed", installed(p), "not installed");
         for (const auto& p : def.packages.remove) add("package " + bareName(p) + " absent", !installed(p), "still installed");
         for (const auto& p : def.validation.expectPackages) add("package " + bareName(p) + " installed", installed(p), "not installed");
-        for (const auto& u : def.services.enable) add("service " + u + " enabled", unitEnabled(img, u), "not enabled");
-        for (const auto& u : def.validation.expectServices) add("service " + u + " enabled", unitEnabled(img, u), "not enabled");
-        for (const auto& u : def.services.disable) add("service " + u + " disabled", !unitEnabled(img, u), "still enabled");
+        for (const auto& u : def.services.enable) add("service " + u + " enabled", unitEnabled(img, u), unitState(img, u));
+        for (const auto& u : def.validation.expectServices) add("service " + u + " enabled", unitEnabled(img, u), unitState(img, u));
+        for (const auto& u : def.services.disable) add("service " + u + " disabled", unitState(img, u) != "enabled", "still enabled");
         for (const auto& u : def.services.mask) add("service " + u + " masked", unitMasked(img, u), "not masked");
 
         for (size_t i = 0; i < def.files.size(); ++i) {
