@@ -26,7 +26,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr int kDebootstrapRecipe = 1;
+constexpr int kDebootstrapRecipe = 2;
 constexpr std::uint64_t kRootStartSector = 10240;  // after p14 (BIOS boot, 2048..10239) as on Ubuntu
 
 std::pair<std::uint64_t, std::uint64_t> partitionSectors(const ExecContext& exec, const fs::path& disk, int n) {
@@ -210,6 +210,9 @@ void makeDebootstrapBase(const DebootstrapBase& spec, const fs::path& output, co
       cleanImage(session.fs(), {});
       session.finish();
     }
+    // Blocks freed by the cleanup still hold data in the raw file until trimmed.
+    run(exec, {"sync", "-f", mnt.string()});
+    run(exec, {"fstrim", mnt.string()});
     rootMount.unmount();
     if (!disk.detach()) throw Error(disk.describe() + " did not detach");
   }

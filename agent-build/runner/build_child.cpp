@@ -15,6 +15,7 @@
 #include "agent-build/runner/job_spec.h"
 #include "agent-build/runner/work_dir.h"
 #include "agent-build/steps/step.h"
+#include "common/file_util.h"
 #include "common/log.h"
 #include "common/units.h"
 
@@ -118,6 +119,13 @@ int runPipeline(BuildContext& ctx, EventWriter& events) {
     }
   } catch (...) {
     auto f = describeFailure(current, std::current_exception(), ctx.stop);
+    // A full work dir shows up as I/O errors deep inside a chroot command; say what it really is.
+    try {
+      if (auto free = freeBytes(ctx.workDir); free < (64ull << 20))
+        f.message += "; the work dir " + ctx.workDir.string() + " is out of space (" + formatBytes(free) +
+                     " free): give build.work_dir more room";
+    } catch (const std::exception&) {
+    }
     ctx.log.setStep(current);
     ctx.log.error(f.message);
     for (const auto& l : f.tail) ctx.log.detail("  " + l);

@@ -22,6 +22,8 @@ using nlohmann::json;
 // Moves (or hard-links, for a reused image) `from` to `to` through a temporary name, falling
 // back to a copy across filesystems.
 void place(const fs::path& from, const fs::path& to, bool keepSource) {
+  std::error_code same;
+  if (fs::equivalent(from, to, same)) return;  // reusing the very file (same name and version)
   fs::path tmp = to;
   tmp += ".partial";
   std::error_code ec;
