@@ -121,8 +121,8 @@ int runPipeline(BuildContext& ctx, EventWriter& events) {
     auto f = describeFailure(current, std::current_exception(), ctx.stop);
     // A full work dir shows up as I/O errors deep inside a chroot command; say what it really is.
     try {
-      if (auto free = freeBytes(ctx.workDir); free < (64ull << 20))
-        f.message += "; the work dir " + ctx.workDir.string() + " is out of space (" + formatBytes(free) +
+      if (auto free = freeBytes(ctx.config.workDir); free < (64ull << 20))
+        f.message += "; the work dir " + ctx.config.workDir.string() + " is out of space (" + formatBytes(free) +
                      " free): give build.work_dir more room";
     } catch (const std::exception&) {
     }

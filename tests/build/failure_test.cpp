@@ -117,6 +117,7 @@ TEST(BuildFailure, SigtermMidBuildUnwindsEverything) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::minutes(10));
   EXPECT_NE(all.find("build failed in step packages"), std::string::npos) << all;
   EXPECT_NE(all.find("stopped"), std::string::npos) << all;
+  std::printf("%s", all.c_str());
   expectNothingLeft(area);
 }
 
@@ -156,5 +157,6 @@ TEST(BuildFailure, FullWorkDirIsNamedAndCleanedUp) {
   EXPECT_EQ(r.exitCode, 1) << all;
   EXPECT_NE(all.find("build failed in step scripts"), std::string::npos) << all;
   EXPECT_NE(all.find("is out of space"), std::string::npos) << all;
+  std::printf("%s", all.c_str());
   expectNothingLeft(area);
 }
