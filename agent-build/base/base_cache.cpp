@@ -33,7 +33,9 @@ void touch(const fs::path& p) {
   fs::last_write_time(p, fs::file_time_type::clock::now(), ec);
 }
 
-std::int64_t nowUnix() { return static_cast<std::int64_t>(std::time(nullptr)); }
+std::int64_t nowUnix() {
+  return static_cast<std::int64_t>(std::time(nullptr));
+}
 
 }  // namespace
 
@@ -42,11 +44,15 @@ BaseCache::BaseCache(const BuildConfig& config, ExecContext exec, BuildLog& log)
   fs::create_directories(dir_);
 }
 
-BaseCache::Result BaseCache::resolve(const BaseSpec& spec, const fs::path& definitionDir, const fs::path& scratch) {
+BaseCache::Result BaseCache::resolve(const BaseSpec& spec, const fs::path& definitionDir,
+                                     const fs::path& scratch) {
   Result r;
-  if (auto* p = std::get_if<PathBase>(&spec)) r = fromPath(*p, definitionDir);
-  else if (auto* u = std::get_if<UrlBase>(&spec)) r = fromUrl(*u);
-  else r = fromDebootstrap(std::get<DebootstrapBase>(spec), scratch);
+  if (auto* p = std::get_if<PathBase>(&spec))
+    r = fromPath(*p, definitionDir);
+  else if (auto* u = std::get_if<UrlBase>(&spec))
+    r = fromUrl(*u);
+  else
+    r = fromDebootstrap(std::get<DebootstrapBase>(spec), scratch);
   inspect(r.base);
   return r;
 }
@@ -70,13 +76,19 @@ BaseCache::Result BaseCache::fromPath(const PathBase& spec, const fs::path& defi
   r.base.source = r.base.file.string();
   struct stat st {};
   if (::stat(r.base.file.c_str(), &st) != 0) throwErrno("base image " + r.base.file.string());
-  if (!S_ISREG(st.st_mode)) throw Error("base image " + r.base.file.string() + " is not a regular file");
+  if (!S_ISREG(st.st_mode))
+    throw Error("base image " + r.base.file.string() + " is not a regular file");
 
   // Hashing a multi-GB base on every build is wasteful: the digest is remembered per
   // (device, inode, size, mtime) and recomputed when any of them changes.
-  const fs::path memo = dir_ / "path-digests" / (toHex(sha256(r.base.file.string())).substr(0, 32) + ".json");
-  json key = {{"path", r.base.file.string()}, {"dev", st.st_dev}, {"ino", st.st_ino}, {"size", st.st_size},
-              {"mtime_ns", static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec}};
+  const fs::path memo =
+      dir_ / "path-digests" / (toHex(sha256(r.base.file.string())).substr(0, 32) + ".json");
+  json key = {
+      {"path", r.base.file.string()},
+      {"dev", st.st_dev},
+      {"ino", st.st_ino},
+      {"size", st.st_size},
+      {"mtime_ns", static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec}};
   std::string digest;
   try {
     auto j = json::parse(readFile(memo));
@@ -84,7 +96,8 @@ BaseCache::Result BaseCache::fromPath(const PathBase& spec, const fs::path& defi
   } catch (const std::exception&) {
   }
   if (digest.empty()) {
-    log_.info("hashing base " + r.base.file.string() + " (" + formatBytes(static_cast<std::uint64_t>(st.st_size)) + ")");
+    log_.info("hashing base " + r.base.file.string() + " (" +
+              formatBytes(static_cast<std::uint64_t>(st.st_size)) + ")");
     digest = toHex(hashFile(r.base.file).sha256);
     fs::create_directories(memo.parent_path());
     writeFileAtomic(memo, json{{"key", key}, {"sha256", digest}}.dump());
@@ -92,8 +105,8 @@ BaseCache::Result BaseCache::fromPath(const PathBase& spec, const fs::path& defi
     r.base.cached = true;
   }
   if (!spec.sha256.empty() && spec.sha256 != digest)
-    throw ChecksumMismatch("base checksum mismatch: " + r.base.file.string() + " has sha256 " + digest +
-                           ", the definition expects " + spec.sha256);
+    throw ChecksumMismatch("base checksum mismatch: " + r.base.file.string() + " has sha256 " +
+                           digest + ", the definition expects " + spec.sha256);
   r.base.sha256Hex = digest;
   return r;
 }
@@ -106,7 +119,11 @@ BaseCache::Result BaseCache::fromUrl(const UrlBase& spec) {
       if (fs::exists(file)) {
         touch(file);
         Result r;
-        r.base = ResolvedBase{.file = file, .sha256Hex = spec.sha256, .kind = "url", .source = spec.url, .cached = round == 0};
+        r.base = ResolvedBase{.file = file,
+                              .sha256Hex = spec.sha256,
+                              .kind = "url",
+                              .source = spec.url,
+                              .cached = round == 0};
         r.lock.emplace(std::move(shared));
         return r;
       }
@@ -144,14 +161,18 @@ BaseCache::Result BaseCache::fromDebootstrap(const DebootstrapBase& spec, const 
       return std::nullopt;
     }
   };
-  const std::string source = "debootstrap " + spec.suite + " " + spec.mirror + " (recipe " + key + ")";
+  const std::string source =
+      "debootstrap " + spec.suite + " " + spec.mirror + " (recipe " + key + ")";
   for (int round = 0; round < 3; ++round) {
     {
       FileLock shared(lockOf(file), exec_.stop, FileLock::Mode::shared);
       if (auto j = fresh()) {
         touch(file);
         Result r;
-        r.base = ResolvedBase{.file = file, .sha256Hex = j->at("sha256"), .kind = "debootstrap", .source = source,
+        r.base = ResolvedBase{.file = file,
+                              .sha256Hex = j->at("sha256"),
+                              .kind = "debootstrap",
+                              .source = source,
                               .cached = round == 0};
         r.lock.emplace(std::move(shared));
         return r;
@@ -159,12 +180,16 @@ BaseCache::Result BaseCache::fromDebootstrap(const DebootstrapBase& spec, const 
     }
     FileLock exclusive(lockOf(file), exec_.stop);
     if (fresh()) continue;
-    log_.info(fs::exists(file) ? "debootstrap base is older than base_cache.debootstrap_max_age; rebuilding it"
-                               : "no cached debootstrap base for this recipe; making it");
+    log_.info(fs::exists(file)
+                  ? "debootstrap base is older than base_cache.debootstrap_max_age; rebuilding it"
+                  : "no cached debootstrap base for this recipe; making it");
     TempDir work(scratch, "debootstrap-");
     makeDebootstrapBase(spec, file, work.path(), config_, exec_, log_);
     auto digest = toHex(hashFile(file).sha256);
-    writeFileAtomic(meta, json{{"sha256", digest}, {"created_at", nowUnix()}, {"recipe", key}, {"source", source}}.dump(2));
+    writeFileAtomic(
+        meta,
+        json{{"sha256", digest}, {"created_at", nowUnix()}, {"recipe", key}, {"source", source}}
+            .dump(2));
     log_.info("debootstrap base ready: " + formatBytes(fs::file_size(file)) + ", sha256 " + digest);
   }
   throw Error("debootstrap base " + file.string() + " keeps disappearing from the cache");
@@ -188,7 +213,8 @@ void BaseCache::evict() {
     entries.push_back({e.path(), e.last_write_time(), size});
     total += size;
   }
-  std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) { return a.used < b.used; });
+  std::sort(entries.begin(), entries.end(),
+            [](const Entry& a, const Entry& b) { return a.used < b.used; });
   for (const auto& e : entries) {
     if (total <= config_.baseCacheMaxSize) break;
     auto lock = FileLock::tryLock(lockOf(e.file));
@@ -198,7 +224,8 @@ void BaseCache::evict() {
     meta += ".json";
     fs::remove(meta, ec);
     total -= e.size;
-    log_.info("evicted base " + e.file.filename().string() + " (" + formatBytes(e.size) + ") from the cache");
+    log_.info("evicted base " + e.file.filename().string() + " (" + formatBytes(e.size) +
+              ") from the cache");
   }
 }
 

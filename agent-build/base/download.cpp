@@ -47,12 +47,14 @@ int onProgress(void* user, curl_off_t total, curl_off_t now, curl_off_t, curl_of
   auto* t = static_cast<Transfer*>(user);
   if (t->options->stop.stop_requested()) return 1;  // aborts the transfer
   if (t->options->progress && total > 0)
-    t->options->progress(t->offset + static_cast<std::uint64_t>(now), t->offset + static_cast<std::uint64_t>(total));
+    t->options->progress(t->offset + static_cast<std::uint64_t>(now),
+                         t->offset + static_cast<std::uint64_t>(total));
   return 0;
 }
 
 // One attempt. Returns "" on success, else why it failed (retryable).
-std::string attempt(const std::string& url, Transfer& t, long& httpCode, std::chrono::milliseconds timeout) {
+std::string attempt(const std::string& url, Transfer& t, long& httpCode,
+                    std::chrono::milliseconds timeout) {
   CURL* curl = curl_easy_init();
   if (curl == nullptr) throw Error("curl_easy_init failed");
   char errbuf[CURL_ERROR_SIZE] = {0};
@@ -72,15 +74,19 @@ std::string attempt(const std::string& url, Transfer& t, long& httpCode, std::ch
   curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, 60L);
   curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout.count()));
   curl_easy_setopt(curl, CURLOPT_USERAGENT, "imgpipe-agent-build/" IMGPIPE_VERSION);
-  if (t.offset > 0) curl_easy_setopt(curl, CURLOPT_RESUME_FROM_LARGE, static_cast<curl_off_t>(t.offset));
+  if (t.offset > 0)
+    curl_easy_setopt(curl, CURLOPT_RESUME_FROM_LARGE, static_cast<curl_off_t>(t.offset));
   CURLcode rc = curl_easy_perform(curl);
   curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &httpCode);
   curl_easy_cleanup(curl);
   if (rc == CURLE_OK) return {};
-  return std::string(curl_easy_strerror(rc)) + (errbuf[0] ? std::string(": ") + errbuf : std::string());
+  return std::string(curl_easy_strerror(rc)) +
+         (errbuf[0] ? std::string(": ") + errbuf : std::string());
 }
 
-std::string fileSha256(const fs::path& p) { return toHex(hashFile(p).sha256); }
+std::string fileSha256(const fs::path& p) {
+  return toHex(hashFile(p).sha256);
+}
 
 }  // namespace
 
@@ -92,11 +98,13 @@ void downloadFile(const std::string& url, const fs::path& dest, const DownloadOp
   std::string lastError;
   for (unsigned i = 0; i <= options.retries; ++i) {
     if (options.stop.stop_requested()) throw Error("download of " + url + " stopped");
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) break;
     std::error_code ec;
     std::uint64_t have = fs::exists(partial, ec) ? fs::file_size(partial, ec) : 0;
-    if (have > 0 && options.note) options.note("resuming " + url + " at " + std::to_string(have) + " bytes");
+    if (have > 0 && options.note)
+      options.note("resuming " + url + " at " + std::to_string(have) + " bytes");
     Transfer t;
     t.options = &options;
     t.offset = have;
@@ -110,8 +118,9 @@ void downloadFile(const std::string& url, const fs::path& dest, const DownloadOp
         auto got = fileSha256(partial);
         if (got != options.expectedSha256) {
           fs::remove(partial, ec);
-          throw ChecksumMismatch("checksum mismatch for " + url + ": expected sha256 " + options.expectedSha256 +
-                                 ", got " + got + " (the download was discarded)");
+          throw ChecksumMismatch("checksum mismatch for " + url + ": expected sha256 " +
+                                 options.expectedSha256 + ", got " + got +
+                                 " (the download was discarded)");
         }
       }
       fs::rename(partial, dest);
@@ -121,19 +130,25 @@ void downloadFile(const std::string& url, const fs::path& dest, const DownloadOp
     // 416: the partial file is already complete or longer than the resource; start over.
     if (code == 416 || (code >= 400 && code < 500 && code != 408 && code != 429)) {
       fs::remove(partial, ec);
-      if (code != 416) throw Error("cannot download " + url + ": HTTP " + std::to_string(code) + " (" + lastError + ")");
+      if (code != 416)
+        throw Error("cannot download " + url + ": HTTP " + std::to_string(code) + " (" + lastError +
+                    ")");
     }
-    if (options.note) options.note("download attempt " + std::to_string(i + 1) + " failed: " + lastError);
+    if (options.note)
+      options.note("download attempt " + std::to_string(i + 1) + " failed: " + lastError);
     auto backoff = std::chrono::seconds(std::min(30u, 1u << std::min(i, 5u)));
-    for (auto until = std::chrono::steady_clock::now() + backoff; std::chrono::steady_clock::now() < until;) {
+    for (auto until = std::chrono::steady_clock::now() + backoff;
+         std::chrono::steady_clock::now() < until;) {
       if (options.stop.stop_requested()) throw Error("download of " + url + " stopped");
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
   }
-  throw Error("cannot download " + url + " after " + std::to_string(options.retries + 1) + " attempts: " + lastError);
+  throw Error("cannot download " + url + " after " + std::to_string(options.retries + 1) +
+              " attempts: " + lastError);
 }
 
-std::string downloadText(const std::string& url, const DownloadOptions& options, std::uint64_t maxBytes) {
+std::string downloadText(const std::string& url, const DownloadOptions& options,
+                         std::uint64_t maxBytes) {
   globalInit();
   std::string lastError;
   for (unsigned i = 0; i <= options.retries; ++i) {
@@ -144,12 +159,14 @@ std::string downloadText(const std::string& url, const DownloadOptions& options,
     t.maxBytes = maxBytes;
     long code = 0;
     lastError = attempt(url, t, code, options.timeout);
-    if (t.tooBig) throw Error("download of " + url + " is larger than " + std::to_string(maxBytes) + " bytes");
+    if (t.tooBig)
+      throw Error("download of " + url + " is larger than " + std::to_string(maxBytes) + " bytes");
     if (lastError.empty()) {
       if (!options.expectedSha256.empty()) {
         auto got = toHex(sha256(body));
         if (got != options.expectedSha256)
-          throw ChecksumMismatch("checksum mismatch for " + url + ": expected sha256 " + options.expectedSha256 + ", got " + got);
+          throw ChecksumMismatch("checksum mismatch for " + url + ": expected sha256 " +
+                                 options.expectedSha256 + ", got " + got);
       }
       return body;
     }

@@ -12,7 +12,7 @@
 namespace imgpipe::build {
 
 struct DownloadOptions {
-  std::string expectedSha256;  // lowercase hex; empty: not verified
+  std::string expectedSha256;                            // lowercase hex; empty: not verified
   std::chrono::milliseconds timeout{2ll * 3600 * 1000};  // whole download, all attempts
   unsigned retries = 5;
   std::function<void(std::uint64_t done, std::uint64_t total)> progress;
@@ -30,7 +30,8 @@ class ChecksumMismatch : public Error {
 // an earlier build's) resumes with a Range request instead of starting over; retries with
 // backoff on network errors; verifies the SHA-256 before the file is renamed into place.
 // Throws imgpipe::Error (or ChecksumMismatch).
-void downloadFile(const std::string& url, const std::filesystem::path& dest, const DownloadOptions& options);
+void downloadFile(const std::string& url, const std::filesystem::path& dest,
+                  const DownloadOptions& options);
 
 // A small file (a repository key, a file for the image) into memory; at most `maxBytes`.
 std::string downloadText(const std::string& url, const DownloadOptions& options,

@@ -34,9 +34,11 @@ class ConsoleEvents : public BuildEvents {
     if (tty_) std::fprintf(out_, "  %-13s ...\r", step.c_str());
     std::fflush(out_);
   }
-  void stepFinished(const std::string& step, std::uint64_t ms, const std::string& summary) override {
+  void stepFinished(const std::string& step, std::uint64_t ms,
+                    const std::string& summary) override {
     clearLine();
-    std::fprintf(out_, "  %-13s %7.1fs  %s\n", step.c_str(), static_cast<double>(ms) / 1000.0, summary.c_str());
+    std::fprintf(out_, "  %-13s %7.1fs  %s\n", step.c_str(), static_cast<double>(ms) / 1000.0,
+                 summary.c_str());
     std::fflush(out_);
   }
   void stepSkipped(const std::string& step, const std::string& why) override {
@@ -44,13 +46,17 @@ class ConsoleEvents : public BuildEvents {
   }
   void log(const std::string& level, const std::string& step, const std::string& message) override {
     clearLine();
-    if (level == "info") std::fprintf(out_, "  %-13s          %s\n", step.c_str(), message.c_str());
-    else std::fprintf(out_, "  %-13s %8s  %s\n", step.c_str(), level.c_str(), message.c_str());
+    if (level == "info")
+      std::fprintf(out_, "  %-13s          %s\n", step.c_str(), message.c_str());
+    else
+      std::fprintf(out_, "  %-13s %8s  %s\n", step.c_str(), level.c_str(), message.c_str());
     std::fflush(out_);
   }
-  void progress(const std::string& step, std::uint64_t done, std::uint64_t total, std::uint64_t rate, std::uint64_t eta) override {
+  void progress(const std::string& step, std::uint64_t done, std::uint64_t total,
+                std::uint64_t rate, std::uint64_t eta) override {
     if (!tty_ || total == 0) return;
-    std::fprintf(out_, "  %-13s %5.1f%%  %s/s  eta %llus   \r", step.c_str(), 100.0 * static_cast<double>(done) / static_cast<double>(total),
+    std::fprintf(out_, "  %-13s %5.1f%%  %s/s  eta %llus   \r", step.c_str(),
+                 100.0 * static_cast<double>(done) / static_cast<double>(total),
                  formatBytes(rate).c_str(), static_cast<unsigned long long>(eta));
     std::fflush(out_);
   }
@@ -92,9 +98,11 @@ int validateCommand(int argc, char** argv) {
     } else {
       std::cout << summarize(def);
       std::string steps;
-      for (const auto& s : plannedSteps(def)) steps += (steps.empty() ? "" : " ") + s;
+      for (const auto& s : plannedSteps(def))
+        steps += (steps.empty() ? "" : " ") + s;
       std::cout << "  steps        " << steps << "\n";
-      for (const auto& p : problems) std::cerr << p << "\n";
+      for (const auto& p : problems)
+        std::cerr << p << "\n";
       if (problems.empty()) std::cout << file << ": OK\n";
     }
     return problems.empty() ? 0 : 2;
@@ -108,8 +116,12 @@ namespace {
 int buildOrPrepare(int argc, char** argv, bool baseOnly);
 }
 
-int buildCommand(int argc, char** argv) { return buildOrPrepare(argc, argv, false); }
-int prepareBaseCommand(int argc, char** argv) { return buildOrPrepare(argc, argv, true); }
+int buildCommand(int argc, char** argv) {
+  return buildOrPrepare(argc, argv, false);
+}
+int prepareBaseCommand(int argc, char** argv) {
+  return buildOrPrepare(argc, argv, true);
+}
 
 namespace {
 
@@ -119,10 +131,12 @@ int buildOrPrepare(int argc, char** argv, bool baseOnly) {
   std::string file, workDir, outDir, cacheDir, configFile, jobId;
   bool keepWorkDir = false, json = false;
   app.add_option("definition", file, "image definition (YAML)")->required();
-  app.add_option("--work-dir", workDir, "where the build works (sparse raw disk, mounts)")->required();
+  app.add_option("--work-dir", workDir, "where the build works (sparse raw disk, mounts)")
+      ->required();
   auto* outOption = app.add_option("--out", outDir, "where the image, manifest and build log go");
   if (!baseOnly) outOption->required();
-  app.add_option("--cache-dir", cacheDir, "bases, apt cache and earlier results (default: build.cache_dir)");
+  app.add_option("--cache-dir", cacheDir,
+                 "bases, apt cache and earlier results (default: build.cache_dir)");
   app.add_option("--config", configFile, "an agent config file whose build: section to use");
   app.add_option("--job-id", jobId, "job id for logs and the manifest (default: local-<time>)");
   app.add_flag("--keep-work-dir", keepWorkDir, "keep the work dir, even after a successful build");
@@ -137,12 +151,14 @@ int buildOrPrepare(int argc, char** argv, bool baseOnly) {
   // request that unwinds the build instead of killing this process under it.
   sigset_t signals;
   sigemptyset(&signals);
-  for (int s : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&signals, s);
+  for (int s : {SIGTERM, SIGINT, SIGHUP})
+    sigaddset(&signals, s);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   std::stop_source stop;
   std::thread([signals, stop]() mutable {
     int sig = 0;
-    while (sigwait(&signals, &sig) == 0) stop.request_stop();
+    while (sigwait(&signals, &sig) == 0)
+      stop.request_stop();
   }).detach();
 
   log::init("imgpipe-agent-build", "info");
@@ -177,27 +193,38 @@ int buildOrPrepare(int argc, char** argv, bool baseOnly) {
   ConsoleEvents events(out);
   const auto start = std::chrono::steady_clock::now();
   auto outcome = runBuild(job, events, stop.get_token());
-  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double secs =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (outcome.output && baseOnly) {
-    std::fprintf(out, "base %s\n  sha256 %s\n", outcome.output->image.c_str(), outcome.output->sha256Hex.c_str());
-    if (json) std::cout << nlohmann::json{{"base", outcome.output->image.string()}, {"sha256", outcome.output->sha256Hex}}.dump() << "\n";
+    std::fprintf(out, "base %s\n  sha256 %s\n", outcome.output->image.c_str(),
+                 outcome.output->sha256Hex.c_str());
+    if (json)
+      std::cout << nlohmann::json{{"base", outcome.output->image.string()},
+                                  {"sha256", outcome.output->sha256Hex}}
+                       .dump()
+                << "\n";
     return 0;
   }
   if (outcome.output) {
     const auto& o = *outcome.output;
-    std::fprintf(out, "built %s %s in %.1f s%s\n  image     %s\n  size      %s (virtual %s)\n  sha256    %s\n  manifest  %s\n  build log %s\n",
-                 o.imageName.c_str(), o.imageVersion.c_str(), secs, o.reused ? " (reused an identical earlier build)" : "",
-                 o.image.c_str(), formatBytes(o.size).c_str(), formatBytes(o.virtualSize).c_str(), o.sha256Hex.c_str(),
-                 o.manifestFile.c_str(), o.buildLog.c_str());
+    std::fprintf(out,
+                 "built %s %s in %.1f s%s\n  image     %s\n  size      %s (virtual %s)\n  sha256   "
+                 " %s\n  manifest  %s\n  build log %s\n",
+                 o.imageName.c_str(), o.imageVersion.c_str(), secs,
+                 o.reused ? " (reused an identical earlier build)" : "", o.image.c_str(),
+                 formatBytes(o.size).c_str(), formatBytes(o.virtualSize).c_str(),
+                 o.sha256Hex.c_str(), o.manifestFile.c_str(), o.buildLog.c_str());
     if (json) std::cout << o.manifestJson;
     return 0;
   }
   const auto& f = *outcome.failure;
-  std::fprintf(out, "build failed in step %s after %.1f s: %s\n", f.step.c_str(), secs, f.message.c_str());
+  std::fprintf(out, "build failed in step %s after %.1f s: %s\n", f.step.c_str(), secs,
+               f.message.c_str());
   if (f.exitCode != 0) std::fprintf(out, "  exit code %d\n", f.exitCode);
   if (!f.outputTail.empty()) {
     std::fprintf(out, "  last output:\n");
-    for (const auto& l : f.outputTail) std::fprintf(out, "    %s\n", l.c_str());
+    for (const auto& l : f.outputTail)
+      std::fprintf(out, "    %s\n", l.c_str());
   }
   return f.stopped ? 3 : 1;
 }

@@ -27,9 +27,12 @@ std::filesystem::path absolutePath(const YamlReader& node) {
 
 std::string_view toString(AttachMethod m) {
   switch (m) {
-    case AttachMethod::auto_: return "auto";
-    case AttachMethod::loop: return "loop";
-    case AttachMethod::nbd: return "nbd";
+    case AttachMethod::auto_:
+      return "auto";
+    case AttachMethod::loop:
+      return "loop";
+    case AttachMethod::nbd:
+      return "nbd";
   }
   return "?";
 }
@@ -45,13 +48,15 @@ BuildConfig parseBuildConfig(const YamlReader& s) {
   if (auto v = s.at("min_free_space"); !v.isNull()) c.minFreeSpace = v.asSize();
   if (auto v = s.at("attach"); !v.isNull()) {
     auto t = v.as<std::string>();
-    if (t != "auto" && t != "loop" && t != "nbd") v.fail("must be auto, loop or nbd, got '" + t + "'");
+    if (t != "auto" && t != "loop" && t != "nbd")
+      v.fail("must be auto, loop or nbd, got '" + t + "'");
     c.attach = attachFrom(t);
   }
   if (auto comp = s.at("compression"); !comp.isNull()) {
     if (auto v = comp.at("type"); !v.isNull()) {
       auto t = v.as<std::string>();
-      if (t != "zlib" && t != "zstd" && t != "none") v.fail("must be zlib, zstd or none, got '" + t + "'");
+      if (t != "zlib" && t != "zstd" && t != "none")
+        v.fail("must be zlib, zstd or none, got '" + t + "'");
       c.compression = compressionFrom(t);
     }
     c.parallelCompression = comp.get("parallel", c.parallelCompression);

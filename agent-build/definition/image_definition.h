@@ -31,7 +31,7 @@ struct UrlBase {
 // A base made on the agent with debootstrap, for sites that cannot fetch cloud images. The disk
 // looks like an Ubuntu cloud image: GPT, p14 BIOS boot, p1 ext4 root with `rootLabel`.
 struct DebootstrapBase {
-  std::string suite;                                    // bookworm
+  std::string suite;  // bookworm
   std::string mirror = "http://deb.debian.org/debian";
   std::string variant = "minbase";
   std::vector<std::string> components{"main"};
@@ -50,8 +50,8 @@ using BaseSpec = std::variant<PathBase, UrlBase, DebootstrapBase>;
 enum class Compression { zlib, zstd, none };
 
 struct DiskSpec {
-  std::optional<std::uint64_t> size;      // bytes; grow only; empty: keep the base's size
-  std::string rootLabel;                  // hint for finding the root filesystem
+  std::optional<std::uint64_t> size;       // bytes; grow only; empty: keep the base's size
+  std::string rootLabel;                   // hint for finding the root filesystem
   std::optional<Compression> compression;  // empty: the agent's default
 };
 
@@ -216,7 +216,8 @@ struct GlanceSpec {
   // metadata, then properties on top: what becomes the Glance image's properties.
   std::map<std::string, std::string> allProperties() const {
     auto all = metadata;
-    for (const auto& [k, v] : properties) all[k] = v;
+    for (const auto& [k, v] : properties)
+      all[k] = v;
     return all;
   }
 };

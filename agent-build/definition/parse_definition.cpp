@@ -15,9 +15,15 @@
 namespace imgpipe::build {
 namespace {
 
-bool isDigit(char c) { return c >= '0' && c <= '9'; }
-bool isLower(char c) { return c >= 'a' && c <= 'z'; }
-bool isAlnum(char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0; }
+bool isDigit(char c) {
+  return c >= '0' && c <= '9';
+}
+bool isLower(char c) {
+  return c >= 'a' && c <= 'z';
+}
+bool isAlnum(char c) {
+  return std::isalnum(static_cast<unsigned char>(c)) != 0;
+}
 
 bool allOf(std::string_view s, auto pred) {
   return !s.empty() && std::all_of(s.begin(), s.end(), pred);
@@ -25,12 +31,17 @@ bool allOf(std::string_view s, auto pred) {
 
 // [a-z0-9._-]+ : the image name is a Glance name, an artifact name and part of file names.
 bool isImageName(std::string_view s) {
-  return allOf(s, [](char c) { return isLower(c) || isDigit(c) || c == '.' || c == '_' || c == '-'; }) &&
+  return allOf(
+             s,
+             [](char c) { return isLower(c) || isDigit(c) || c == '.' || c == '_' || c == '-'; }) &&
          s != "." && s != "..";
 }
 
 bool isVersion(std::string_view s) {
-  return allOf(s, [](char c) { return isAlnum(c) || c == '.' || c == '_' || c == '-' || c == '+' || c == '~'; }) &&
+  return allOf(s,
+               [](char c) {
+                 return isAlnum(c) || c == '.' || c == '_' || c == '-' || c == '+' || c == '~';
+               }) &&
          isAlnum(s.front());
 }
 
@@ -47,21 +58,28 @@ bool isSimpleName(std::string_view s) {
 // Package names with optional =version, :arch or /release. The first character must be
 // alphanumeric so that nothing can be smuggled into apt-get as an option.
 bool isPackageName(std::string_view s) {
-  return allOf(s, [](char c) {
-           return isAlnum(c) || c == '.' || c == '+' || c == '-' || c == ':' || c == '=' || c == '~' || c == '*' ||
-                  c == '/' || c == '_';
-         }) &&
+  return allOf(s,
+               [](char c) {
+                 return isAlnum(c) || c == '.' || c == '+' || c == '-' || c == ':' || c == '=' ||
+                        c == '~' || c == '*' || c == '/' || c == '_';
+               }) &&
          isAlnum(s.front());
 }
 
 bool isUnitName(std::string_view s) {
-  return allOf(s, [](char c) { return isAlnum(c) || c == '@' || c == '.' || c == '_' || c == '-' || c == ':' || c == '\\'; }) &&
+  return allOf(s,
+               [](char c) {
+                 return isAlnum(c) || c == '@' || c == '.' || c == '_' || c == '-' || c == ':' ||
+                        c == '\\';
+               }) &&
          isAlnum(s.front());
 }
 
 bool isUserName(std::string_view s) {
   if (allOf(s, isDigit)) return true;
-  return allOf(s, [](char c) { return isLower(c) || isDigit(c) || c == '_' || c == '-' || c == '$'; }) &&
+  return allOf(
+             s,
+             [](char c) { return isLower(c) || isDigit(c) || c == '_' || c == '-' || c == '$'; }) &&
          (isLower(s.front()) || s.front() == '_');
 }
 
@@ -80,7 +98,8 @@ bool isAptUri(std::string_view s) {
 
 // An absolute path inside the image: no "..", no control characters.
 std::string absolutePathError(std::string_view p) {
-  if (p.empty() || p.front() != '/') return "must be an absolute path, got '" + std::string(p) + "'";
+  if (p.empty() || p.front() != '/')
+    return "must be an absolute path, got '" + std::string(p) + "'";
   if (std::any_of(p.begin(), p.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20; }))
     return "must not contain control characters";
   std::string_view rest = p;
@@ -94,7 +113,9 @@ std::string absolutePathError(std::string_view p) {
   return {};
 }
 
-std::string scalar(const YamlReader& r) { return r.as<std::string>(); }
+std::string scalar(const YamlReader& r) {
+  return r.as<std::string>();
+}
 
 // A list of scalars, each checked; the error points at the offending element.
 std::vector<std::string> checkedList(const YamlReader& list, bool (*ok)(std::string_view),
@@ -116,7 +137,8 @@ std::vector<std::string> checkedList(const YamlReader& list, bool (*ok)(std::str
 }
 
 std::vector<std::string> nonEmptyList(const YamlReader& list, std::string_view what) {
-  return checkedList(list, [](std::string_view s) { return !s.empty(); }, what);
+  return checkedList(
+      list, [](std::string_view s) { return !s.empty(); }, what);
 }
 
 std::string requireAbsolutePath(const YamlReader& parent, std::string_view key) {
@@ -131,7 +153,8 @@ std::string sha256Field(const YamlReader& parent, std::string_view key) {
   if (node.isNull()) return {};
   auto v = scalar(node);
   std::string lower;
-  for (char c : v) lower.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+  for (char c : v)
+    lower.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
   if (lower.starts_with("sha256:")) lower.erase(0, 7);
   if (!isHex64(lower)) node.fail("expected a SHA-256 as 64 hex digits, got '" + v + "'");
   return lower;
@@ -143,7 +166,8 @@ std::string exactlyOne(const YamlReader& r, std::initializer_list<std::string_vi
   for (auto k : keys)
     if (r.has(k)) present.emplace_back(k);
   std::string list;
-  for (auto k : keys) list += (list.empty() ? "" : ", ") + std::string(k);
+  for (auto k : keys)
+    list += (list.empty() ? "" : ", ") + std::string(k);
   if (present.empty()) r.fail("needs one of: " + list);
   if (present.size() > 1)
     r.fail("has both '" + present[0] + "' and '" + present[1] + "'; use exactly one of: " + list);
@@ -151,15 +175,18 @@ std::string exactlyOne(const YamlReader& r, std::initializer_list<std::string_vi
 }
 
 // content/source/url (+ sha256) for files; run/source/url for scripts; key/key_file/key_url.
-ContentSource parseContent(const YamlReader& r, std::string_view inlineKey, std::string_view fileKey,
-                           std::string_view urlKey, std::string_view shaKey) {
+ContentSource parseContent(const YamlReader& r, std::string_view inlineKey,
+                           std::string_view fileKey, std::string_view urlKey,
+                           std::string_view shaKey) {
   auto which = exactlyOne(r, {inlineKey, fileKey, urlKey});
   ContentSource c;
   auto node = r.at(which);
   c.text = scalar(node);
   if (which == inlineKey) {
     c.kind = ContentSource::Kind::inline_;
-    if (r.has(shaKey)) r.at(shaKey).fail("only applies to '" + std::string(fileKey) + "' or '" + std::string(urlKey) + "'");
+    if (r.has(shaKey))
+      r.at(shaKey).fail("only applies to '" + std::string(fileKey) + "' or '" +
+                        std::string(urlKey) + "'");
   } else if (which == fileKey) {
     c.kind = ContentSource::Kind::file;
     if (c.text.empty()) node.fail("must not be empty");
@@ -185,8 +212,9 @@ BaseSpec parseBase(const YamlReader& doc) {
     u.url = scalar(node);
     if (!isHttpUrl(u.url)) node.fail("expected an http:// or https:// URL, got '" + u.url + "'");
     if (!b.has("sha256"))
-      b.fail("missing required field 'sha256' (a downloaded base must be verified; the distribution "
-             "publishes it in SHA256SUMS next to the image)");
+      b.fail(
+          "missing required field 'sha256' (a downloaded base must be verified; the distribution "
+          "publishes it in SHA256SUMS next to the image)");
     u.sha256 = sha256Field(b, "sha256");
     out = u;
   } else if (which == "path") {
@@ -199,7 +227,8 @@ BaseSpec parseBase(const YamlReader& doc) {
   } else {
     if (b.has("sha256")) b.at("sha256").fail("does not apply to a debootstrap base");
     auto d = b.at("debootstrap");
-    if (!d.isMap()) d.fail("expected a mapping (suite, mirror, variant, components, packages, ...)");
+    if (!d.isMap())
+      d.fail("expected a mapping (suite, mirror, variant, components, packages, ...)");
     DebootstrapBase db;
     db.suite = scalar(d.require("suite"));
     if (!isSimpleName(db.suite)) d.at("suite").fail("'" + db.suite + "' is not a suite name");
@@ -213,7 +242,8 @@ BaseSpec parseBase(const YamlReader& doc) {
       if (db.variant != "minbase" && db.variant != "buildd" && db.variant != "default")
         v.fail("must be minbase, buildd or default, got '" + db.variant + "'");
     }
-    if (auto c = d.at("components"); !c.isNull()) db.components = checkedList(c, isSimpleName, "component");
+    if (auto c = d.at("components"); !c.isNull())
+      db.components = checkedList(c, isSimpleName, "component");
     db.packages = checkedList(d.at("packages"), isPackageName, "package name");
     if (auto k = d.at("keyring"); !k.isNull()) db.keyring = scalar(k);
     if (auto s = d.at("size"); !s.isNull()) {
@@ -222,7 +252,8 @@ BaseSpec parseBase(const YamlReader& doc) {
     }
     if (auto l = d.at("root_label"); !l.isNull()) {
       db.rootLabel = scalar(l);
-      if (db.rootLabel.empty() || db.rootLabel.size() > 16) l.fail("an ext4 label has 1 to 16 characters");
+      if (db.rootLabel.empty() || db.rootLabel.size() > 16)
+        l.fail("an ext4 label has 1 to 16 characters");
     }
     if (auto bl = d.at("bootloader"); !bl.isNull()) {
       db.bootloader = scalar(bl);
@@ -260,21 +291,28 @@ DiskSpec parseDisk(const YamlReader& doc) {
   return d;
 }
 
-void parseStanza(const YamlReader& s, std::vector<std::string>& types, std::vector<std::string>& uris,
-                 std::vector<std::string>& suites, std::vector<std::string>& components,
-                 std::vector<std::string>& architectures) {
+void parseStanza(const YamlReader& s, std::vector<std::string>& types,
+                 std::vector<std::string>& uris, std::vector<std::string>& suites,
+                 std::vector<std::string>& components, std::vector<std::string>& architectures) {
   if (auto t = s.at("types"); !t.isNull()) {
-    types = checkedList(t, [](std::string_view v) { return v == "deb" || v == "deb-src"; }, "type (deb or deb-src)");
+    types = checkedList(
+        t, [](std::string_view v) { return v == "deb" || v == "deb-src"; },
+        "type (deb or deb-src)");
   }
   uris = checkedList(s.require("uris"), isAptUri, "apt URI");
   if (uris.empty()) s.at("uris").fail("needs at least one URI");
-  suites = checkedList(s.require("suites"), [](std::string_view v) {
-    return allOf(v, [](char c) { return isAlnum(c) || c == '-' || c == '.' || c == '_' || c == '/'; });
-  }, "suite");
+  suites = checkedList(
+      s.require("suites"),
+      [](std::string_view v) {
+        return allOf(
+            v, [](char c) { return isAlnum(c) || c == '-' || c == '.' || c == '_' || c == '/'; });
+      },
+      "suite");
   if (suites.empty()) s.at("suites").fail("needs at least one suite");
   components = checkedList(s.at("components"), isSimpleName, "component");
   // A suite ending in '/' is a flat repository and takes no components; everything else needs some.
-  bool flat = std::all_of(suites.begin(), suites.end(), [](const std::string& x) { return x.ends_with("/"); });
+  bool flat = std::all_of(suites.begin(), suites.end(),
+                          [](const std::string& x) { return x.ends_with("/"); });
   if (!flat && components.empty()) s.require("components");
   architectures = checkedList(s.at("architectures"), isSimpleName, "architecture");
 }
@@ -307,7 +345,8 @@ MirrorSpec parseMirrors(const YamlReader& doc) {
     a.removeLegacySourcesList = apt.get("remove_legacy_sources_list", a.removeLegacySourcesList);
     if (auto p = apt.at("proxy"); !p.isNull()) {
       a.proxy = scalar(p);
-      if (!isHttpUrl(a.proxy)) p.fail("expected an http:// or https:// proxy URL, got '" + a.proxy + "'");
+      if (!isHttpUrl(a.proxy))
+        p.fail("expected an http:// or https:// proxy URL, got '" + a.proxy + "'");
     }
     if (a.sources.empty() && a.removeLegacySourcesList)
       apt.fail("removes the legacy sources.list but defines no 'sources' to replace it");
@@ -316,8 +355,9 @@ MirrorSpec parseMirrors(const YamlReader& doc) {
   }
   if (auto docker = n.at("docker"); !docker.isNull()) {
     DockerMirrors d;
-    d.registryMirrors = checkedList(docker.at("registry_mirrors"), [](std::string_view v) { return isHttpUrl(v); },
-                                    "registry mirror URL (http:// or https://)");
+    d.registryMirrors = checkedList(
+        docker.at("registry_mirrors"), [](std::string_view v) { return isHttpUrl(v); },
+        "registry mirror URL (http:// or https://)");
     d.insecureRegistries = nonEmptyList(docker.at("insecure_registries"), "registry");
     if (d.registryMirrors.empty() && d.insecureRegistries.empty())
       docker.fail("needs registry_mirrors or insecure_registries");
@@ -326,14 +366,18 @@ MirrorSpec parseMirrors(const YamlReader& doc) {
   }
   if (auto ctd = n.at("containerd"); !ctd.isNull()) {
     ContainerdMirrors c;
-    if (auto cp = ctd.at("config_path"); !cp.isNull()) c.configPath = requireAbsolutePath(ctd, "config_path");
+    if (auto cp = ctd.at("config_path"); !cp.isNull())
+      c.configPath = requireAbsolutePath(ctd, "config_path");
     std::set<std::string> hosts;
     for (const auto& r : ctd.require("registries").items()) {
       ContainerdRegistry reg;
       reg.host = scalar(r.require("host"));
-      if (reg.host.empty() || reg.host.find('/') != std::string::npos || reg.host.find("..") != std::string::npos)
-        r.at("host").fail("expected a registry host name (docker.io, registry.k8s.io:443), got '" + reg.host + "'");
-      if (!hosts.insert(reg.host).second) r.at("host").fail("duplicate registry '" + reg.host + "'");
+      if (reg.host.empty() || reg.host.find('/') != std::string::npos ||
+          reg.host.find("..") != std::string::npos)
+        r.at("host").fail("expected a registry host name (docker.io, registry.k8s.io:443), got '" +
+                          reg.host + "'");
+      if (!hosts.insert(reg.host).second)
+        r.at("host").fail("duplicate registry '" + reg.host + "'");
       if (auto sv = r.at("server"); !sv.isNull()) {
         reg.server = scalar(sv);
         if (!isHttpUrl(reg.server)) sv.fail("expected an http:// or https:// URL");
@@ -341,10 +385,12 @@ MirrorSpec parseMirrors(const YamlReader& doc) {
       for (const auto& mi : r.require("mirrors").items()) {
         ContainerdMirror cm;
         cm.url = scalar(mi.require("url"));
-        if (!isHttpUrl(cm.url)) mi.at("url").fail("expected an http:// or https:// URL, got '" + cm.url + "'");
+        if (!isHttpUrl(cm.url))
+          mi.at("url").fail("expected an http:// or https:// URL, got '" + cm.url + "'");
         if (auto caps = mi.at("capabilities"); !caps.isNull())
-          cm.capabilities = checkedList(caps, [](std::string_view v) { return v == "pull" || v == "resolve" || v == "push"; },
-                                        "capability (pull, resolve or push)");
+          cm.capabilities = checkedList(
+              caps, [](std::string_view v) { return v == "pull" || v == "resolve" || v == "push"; },
+              "capability (pull, resolve or push)");
         cm.skipVerify = mi.get("skip_verify", false);
         cm.overridePath = mi.get("override_path", false);
         mi.rejectUnknownKeys();
@@ -365,13 +411,16 @@ std::vector<RepositorySpec> parseRepositories(const YamlReader& doc, const Mirro
   std::vector<RepositorySpec> out;
   std::set<std::string> names;
   if (mirrors.apt)
-    for (const auto& s : mirrors.apt->sources) names.insert(s.name);
+    for (const auto& s : mirrors.apt->sources)
+      names.insert(s.name);
   for (const auto& r : doc.at("repositories").items()) {
     RepositorySpec repo;
     repo.name = scalar(r.require("name"));
-    if (!isSimpleName(repo.name)) r.at("name").fail("'" + repo.name + "' is not a simple file name");
+    if (!isSimpleName(repo.name))
+      r.at("name").fail("'" + repo.name + "' is not a simple file name");
     if (!names.insert(repo.name).second)
-      r.at("name").fail("'" + repo.name + "' is already used by another repository or mirror source");
+      r.at("name").fail("'" + repo.name +
+                        "' is already used by another repository or mirror source");
     parseStanza(r, repo.types, repo.uris, repo.suites, repo.components, repo.architectures);
     repo.key = parseContent(r, "key", "key_file", "key_url", "key_sha256");
     r.rejectUnknownKeys();
@@ -394,7 +443,8 @@ PackageSpec parsePackages(const YamlReader& doc) {
   auto removes = removeNode.isSequence() ? removeNode.items() : std::vector<YamlReader>{};
   for (size_t i = 0; i < p.remove.size(); ++i) {
     if (inst.count(p.remove[i]))
-      (i < removes.size() ? removes[i] : removeNode).fail("'" + p.remove[i] + "' is both installed and removed");
+      (i < removes.size() ? removes[i] : removeNode)
+          .fail("'" + p.remove[i] + "' is both installed and removed");
   }
   n.rejectUnknownKeys();
   return p;
@@ -473,9 +523,11 @@ std::vector<ScriptSpec> parseScripts(const YamlReader& doc) {
 void checkCloudConfig(const YamlReader& node, const std::string& text) {
   try {
     YAML::Node parsed = YAML::Load(text);
-    if (!parsed.IsMap() && !parsed.IsNull()) node.fail("must be a YAML mapping (cloud-init configuration)");
+    if (!parsed.IsMap() && !parsed.IsNull())
+      node.fail("must be a YAML mapping (cloud-init configuration)");
   } catch (const YAML::ParserException& e) {
-    node.fail("is not valid YAML (line " + std::to_string(e.mark.line + 1) + " of the content): " + e.msg);
+    node.fail("is not valid YAML (line " + std::to_string(e.mark.line + 1) +
+              " of the content): " + e.msg);
   }
 }
 
@@ -486,11 +538,14 @@ CloudInitSpec parseCloudInit(const YamlReader& doc) {
   if (auto u = n.at("default_user"); !u.isNull()) {
     if (auto nm = u.at("name"); !nm.isNull()) {
       c.defaultUserName = scalar(nm);
-      if (!isUserName(c.defaultUserName)) nm.fail("'" + c.defaultUserName + "' is not a valid user name");
+      if (!isUserName(c.defaultUserName))
+        nm.fail("'" + c.defaultUserName + "' is not a valid user name");
     }
     if (u.has("groups") && u.has("add_groups"))
-      u.fail("has both 'groups' (replaces the image's list) and 'add_groups' (adds to it); use one");
-    if (auto g = u.at("groups"); !g.isNull()) c.defaultUserGroups = checkedList(g, isUserName, "group name");
+      u.fail(
+          "has both 'groups' (replaces the image's list) and 'add_groups' (adds to it); use one");
+    if (auto g = u.at("groups"); !g.isNull())
+      c.defaultUserGroups = checkedList(g, isUserName, "group name");
     c.addGroups = checkedList(u.at("add_groups"), isUserName, "group name");
     if (auto sh = u.at("shell"); !sh.isNull()) {
       c.defaultUserShell = scalar(sh);
@@ -499,14 +554,15 @@ CloudInitSpec parseCloudInit(const YamlReader& doc) {
     if (auto su = u.at("sudo"); !su.isNull()) c.defaultUserSudo = scalar(su);
     u.rejectUnknownKeys();
   }
-  c.datasources = checkedList(n.at("datasources"), [](std::string_view v) { return allOf(v, isAlnum); },
-                              "datasource name");
+  c.datasources = checkedList(
+      n.at("datasources"), [](std::string_view v) { return allOf(v, isAlnum); }, "datasource name");
   std::set<std::string> names;
   for (const auto& d : n.at("drop_ins").items()) {
     CloudInitDropIn di;
     di.name = scalar(d.require("name"));
     if (!isSimpleName(di.name) || !di.name.ends_with(".cfg"))
-      d.at("name").fail("must be a file name ending in .cfg (cloud-init reads only *.cfg), got '" + di.name + "'");
+      d.at("name").fail("must be a file name ending in .cfg (cloud-init reads only *.cfg), got '" +
+                        di.name + "'");
     if (!names.insert(di.name).second) d.at("name").fail("duplicate drop-in '" + di.name + "'");
     di.content = scalar(d.require("content"));
     checkCloudConfig(d.at("content"), di.content);
@@ -585,14 +641,31 @@ ValidationSpec parseValidation(const YamlReader& doc) {
 // mistake is named here, with the field to use instead where there is one.
 std::string reservedPropertyHint(const std::string& key) {
   static const std::map<std::string, std::string> reserved = {
-      {"min_disk", "use glance.min_disk"}, {"min_ram", "use glance.min_ram"},
-      {"visibility", "use glance.visibility"}, {"protected", "use glance.protected"},
-      {"tags", "use glance.tags"}, {"name", "use glance.display_name"},
-      {"os_hidden", "set by glance.older_versions"}, {"id", ""}, {"status", ""},
-      {"checksum", ""}, {"os_hash_algo", ""}, {"os_hash_value", ""}, {"owner", ""},
-      {"size", ""}, {"virtual_size", ""}, {"disk_format", ""}, {"container_format", ""},
-      {"created_at", ""}, {"updated_at", ""}, {"locations", ""}, {"direct_url", ""},
-      {"self", ""}, {"file", ""}, {"schema", ""}, {"stores", ""}};
+      {"min_disk", "use glance.min_disk"},
+      {"min_ram", "use glance.min_ram"},
+      {"visibility", "use glance.visibility"},
+      {"protected", "use glance.protected"},
+      {"tags", "use glance.tags"},
+      {"name", "use glance.display_name"},
+      {"os_hidden", "set by glance.older_versions"},
+      {"id", ""},
+      {"status", ""},
+      {"checksum", ""},
+      {"os_hash_algo", ""},
+      {"os_hash_value", ""},
+      {"owner", ""},
+      {"size", ""},
+      {"virtual_size", ""},
+      {"disk_format", ""},
+      {"container_format", ""},
+      {"created_at", ""},
+      {"updated_at", ""},
+      {"locations", ""},
+      {"direct_url", ""},
+      {"self", ""},
+      {"file", ""},
+      {"schema", ""},
+      {"stores", ""}};
   auto it = reserved.find(key);
   if (it == reserved.end()) return {};
   return "'" + key + "' is reserved by Glance" + (it->second.empty() ? "" : "; " + it->second);
@@ -603,7 +676,8 @@ std::map<std::string, std::string> parseProperties(const YamlReader& n) {
   for (const auto& [k, v] : n.entries()) {
     if (k.empty() || k.size() > 255) v.fail("property names have 1 to 255 characters");
     if (auto hint = reservedPropertyHint(k); !hint.empty()) v.fail(hint);
-    if (!v.isScalar() && !v.isNull()) v.fail("must be a single value (it becomes a string property)");
+    if (!v.isScalar() && !v.isNull())
+      v.fail("must be a single value (it becomes a string property)");
     std::string value = v.isNull() ? "" : v.as<std::string>();
     if (value.size() > 255) v.fail("Glance property values are limited to 255 characters");
     out[k] = value;
@@ -617,30 +691,41 @@ GlanceSpec parseGlance(const YamlReader& doc) {
   if (n.isNull()) return g;
   if (auto d = n.at("display_name"); !d.isNull()) {
     g.displayName = scalar(d);
-    if (g.displayName.empty() || g.displayName.size() > 255) d.fail("must have 1 to 255 characters");
+    if (g.displayName.empty() || g.displayName.size() > 255)
+      d.fail("must have 1 to 255 characters");
   }
   if (auto v = n.at("visibility"); !v.isNull()) {
     auto s = scalar(v);
-    if (s == "private") g.visibility = Visibility::private_;
-    else if (s == "shared") g.visibility = Visibility::shared;
-    else if (s == "community") g.visibility = Visibility::community;
-    else if (s == "public") g.visibility = Visibility::public_;
-    else v.fail("must be private, shared, community or public, got '" + s + "'");
+    if (s == "private")
+      g.visibility = Visibility::private_;
+    else if (s == "shared")
+      g.visibility = Visibility::shared;
+    else if (s == "community")
+      g.visibility = Visibility::community;
+    else if (s == "public")
+      g.visibility = Visibility::public_;
+    else
+      v.fail("must be private, shared, community or public, got '" + s + "'");
   }
   if (auto m = n.at("min_disk"); !m.isNull()) {
     g.minDiskGiB = m.as<std::uint64_t>();
     if (*g.minDiskGiB == 0) m.fail("must be at least 1 (GiB)");
   }
   if (auto m = n.at("min_ram"); !m.isNull()) g.minRamMiB = m.as<std::uint64_t>();
-  g.tags = checkedList(n.at("tags"), [](std::string_view t) { return !t.empty() && t.size() <= 255; },
-                       "tag (1 to 255 characters)");
+  g.tags = checkedList(
+      n.at("tags"), [](std::string_view t) { return !t.empty() && t.size() <= 255; },
+      "tag (1 to 255 characters)");
   g.protected_ = n.get("protected", false);
   if (auto o = n.at("older_versions"); !o.isNull()) {
     auto s = scalar(o);
-    if (s == "keep") g.olderVersions = OlderVersions::keep;
-    else if (s == "hide") g.olderVersions = OlderVersions::hide;
-    else if (s == "rename") g.olderVersions = OlderVersions::rename;
-    else o.fail("must be keep, hide or rename, got '" + s + "'");
+    if (s == "keep")
+      g.olderVersions = OlderVersions::keep;
+    else if (s == "hide")
+      g.olderVersions = OlderVersions::hide;
+    else if (s == "rename")
+      g.olderVersions = OlderVersions::rename;
+    else
+      o.fail("must be keep, hide or rename, got '" + s + "'");
   }
   g.metadata = parseProperties(n.at("metadata"));
   g.properties = parseProperties(n.at("properties"));
@@ -659,11 +744,14 @@ ImageDefinition parseDefinition(std::string_view yamlText, const std::string& so
   auto nameNode = doc.require("name");
   def.name = scalar(nameNode);
   if (!isImageName(def.name) || def.name.size() > 128)
-    nameNode.fail("'" + def.name + "' is not a valid image name (lowercase letters, digits, '.', '_', '-'; at most 128)");
+    nameNode.fail(
+        "'" + def.name +
+        "' is not a valid image name (lowercase letters, digits, '.', '_', '-'; at most 128)");
   if (auto v = doc.at("version"); !v.isNull()) {
     def.version = scalar(v);
     if (!isVersion(def.version) || def.version.size() > 64)
-      v.fail("'" + def.version + "' is not a valid version (letters, digits, '.', '_', '-', '+', '~'; at most 64)");
+      v.fail("'" + def.version +
+             "' is not a valid version (letters, digits, '.', '_', '-', '+', '~'; at most 64)");
   }
   if (auto d = doc.at("description"); !d.isNull()) def.description = scalar(d);
 
@@ -671,9 +759,10 @@ ImageDefinition parseDefinition(std::string_view yamlText, const std::string& so
   def.disk = parseDisk(doc);
   if (auto* db = std::get_if<DebootstrapBase>(&def.base); db && def.disk.rootLabel.empty())
     def.disk.rootLabel = db->rootLabel;
-  if (auto* db = std::get_if<DebootstrapBase>(&def.base); db && def.disk.size && *def.disk.size < db->size)
-    doc.at("disk").at("size").fail("is smaller than the debootstrap base (" + formatBytes(db->size) +
-                                   "); disks only grow");
+  if (auto* db = std::get_if<DebootstrapBase>(&def.base);
+      db && def.disk.size && *def.disk.size < db->size)
+    doc.at("disk").at("size").fail("is smaller than the debootstrap base (" +
+                                   formatBytes(db->size) + "); disks only grow");
   def.mirrors = parseMirrors(doc);
   def.repositories = parseRepositories(doc, def.mirrors);
   def.packages = parsePackages(doc);
@@ -688,9 +777,10 @@ ImageDefinition parseDefinition(std::string_view yamlText, const std::string& so
   // Nova refuses to boot an image on a flavor whose disk is smaller than the image's virtual
   // size, so a min_disk below the disk size only advertises flavors that cannot work.
   if (def.glance.minDiskGiB && def.disk.size && (*def.glance.minDiskGiB << 30) < *def.disk.size)
-    doc.at("glance").at("min_disk").fail(
-        std::to_string(*def.glance.minDiskGiB) + " GiB is smaller than disk.size (" +
-        formatBytes(*def.disk.size) + "); instances on such flavors could not boot");
+    doc.at("glance")
+        .at("min_disk")
+        .fail(std::to_string(*def.glance.minDiskGiB) + " GiB is smaller than disk.size (" +
+              formatBytes(*def.disk.size) + "); instances on such flavors could not boot");
 
   doc.rejectUnknownKeys();
   return def;
@@ -706,7 +796,8 @@ ImageDefinition loadDefinitionFile(const std::filesystem::path& path) {
   return parseDefinition(text, path.string());
 }
 
-std::filesystem::path resolveLocalPath(const std::string& path, const std::filesystem::path& baseDir) {
+std::filesystem::path resolveLocalPath(const std::string& path,
+                                       const std::filesystem::path& baseDir) {
   std::filesystem::path p(path);
   if (p.is_absolute() || baseDir.empty()) return p;
   return baseDir / p;
@@ -736,28 +827,38 @@ std::vector<std::string> checkLocalReferences(const ImageDefinition& def,
 
 std::string_view toString(Compression c) {
   switch (c) {
-    case Compression::zlib: return "zlib";
-    case Compression::zstd: return "zstd";
-    case Compression::none: return "none";
+    case Compression::zlib:
+      return "zlib";
+    case Compression::zstd:
+      return "zstd";
+    case Compression::none:
+      return "none";
   }
   return "?";
 }
 
 std::string_view toString(Visibility v) {
   switch (v) {
-    case Visibility::private_: return "private";
-    case Visibility::shared: return "shared";
-    case Visibility::community: return "community";
-    case Visibility::public_: return "public";
+    case Visibility::private_:
+      return "private";
+    case Visibility::shared:
+      return "shared";
+    case Visibility::community:
+      return "community";
+    case Visibility::public_:
+      return "public";
   }
   return "?";
 }
 
 std::string_view toString(OlderVersions o) {
   switch (o) {
-    case OlderVersions::keep: return "keep";
-    case OlderVersions::hide: return "hide";
-    case OlderVersions::rename: return "rename";
+    case OlderVersions::keep:
+      return "keep";
+    case OlderVersions::hide:
+      return "hide";
+    case OlderVersions::rename:
+      return "rename";
   }
   return "?";
 }

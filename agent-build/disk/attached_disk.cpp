@@ -45,15 +45,16 @@ NbdDisk::NbdDisk(const fs::path& qcow2File, const ExecContext& ctx) : file_(qcow
     auto lock = FileLock::tryLock("/run/lock/imgpipe-" + name + ".lock");
     if (!lock.locked() || nbdConnected(name)) continue;
     device_ = "/dev/" + name;
-    auto options = commandOptions(ctx, {"qemu-nbd", "--verbose", "--connect=" + device_.string(), "--format=qcow2",
-                                        "--cache=writeback", "--discard=unmap", "--detect-zeroes=unmap",
-                                        file_.string()});
+    auto options = commandOptions(
+        ctx, {"qemu-nbd", "--verbose", "--connect=" + device_.string(), "--format=qcow2",
+              "--cache=writeback", "--discard=unmap", "--detect-zeroes=unmap", file_.string()});
     options.timeout = std::chrono::milliseconds(0);  // runs for the whole build
     server_.emplace(std::move(options));
     lock_.emplace(std::move(lock));
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
     while (!nbdConnected(name)) {
-      if (std::chrono::steady_clock::now() > deadline) throw Error("qemu-nbd did not connect " + device_.string() + " within 30 s");
+      if (std::chrono::steady_clock::now() > deadline)
+        throw Error("qemu-nbd did not connect " + device_.string() + " within 30 s");
       if (ctx.stop.stop_requested()) throw Error("stopped while connecting " + device_.string());
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
@@ -67,7 +68,8 @@ NbdDisk::NbdDisk(const fs::path& qcow2File, const ExecContext& ctx) : file_(qcow
 
 NbdDisk::~NbdDisk() {
   if (!detach())
-    log::named("nbd")->warn("{} still connected after disconnect; it goes when qemu-nbd exits", device_.string());
+    log::named("nbd")->warn("{} still connected after disconnect; it goes when qemu-nbd exits",
+                            device_.string());
 }
 
 void NbdDisk::refreshPartitions(const ExecContext& ctx) {
@@ -89,7 +91,9 @@ bool NbdDisk::detach() {
   return ok;
 }
 
-std::string NbdDisk::describe() const { return device_.string() + " (qemu-nbd) on " + file_.string(); }
+std::string NbdDisk::describe() const {
+  return device_.string() + " (qemu-nbd) on " + file_.string();
+}
 
 std::unique_ptr<AttachedDisk> attachDisk(const WorkImage& image, const ExecContext& ctx) {
   if (image.format == "raw") return std::make_unique<LoopDisk>(image.file, false, ctx);

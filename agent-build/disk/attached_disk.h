@@ -33,7 +33,9 @@ class AttachedDisk {
   virtual bool detach() = 0;
   virtual std::string describe() const = 0;
 
-  std::vector<Partition> partitions(const ExecContext& ctx) const { return listPartitions(name(), ctx); }
+  std::vector<Partition> partitions(const ExecContext& ctx) const {
+    return listPartitions(name(), ctx);
+  }
 };
 
 // Method (c) of the notes: a sparse raw copy on a loop device, partitions added with partx.

@@ -37,7 +37,8 @@ std::string loopBackingFile(const std::string& name) {
   return readSysfs("/sys/block/" + name + "/loop/backing_file");
 }
 
-LoopDevice::LoopDevice(const fs::path& backingFile, Options options) : backingFile_(fs::absolute(backingFile)) {
+LoopDevice::LoopDevice(const fs::path& backingFile, Options options)
+    : backingFile_(fs::absolute(backingFile)) {
   UniqueFd ctl(::open("/dev/loop-control", O_RDWR | O_CLOEXEC));
   if (!ctl) throwErrno("cannot open /dev/loop-control (is the loop module available?)");
   const int mode = options.readOnly ? O_RDONLY : O_RDWR;
@@ -54,15 +55,18 @@ LoopDevice::LoopDevice(const fs::path& backingFile, Options options) : backingFi
     UniqueFd fd;
     for (int i = 0; i < 50 && !fd; ++i) {
       fd.reset(::open(dev.c_str(), mode | O_CLOEXEC));
-      if (!fd && errno == ENOENT) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-      else if (!fd) throwErrno("cannot open " + dev.string());
+      if (!fd && errno == ENOENT)
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      else if (!fd)
+        throwErrno("cannot open " + dev.string());
     }
     if (!fd) throw Error("loop device node " + dev.string() + " did not appear");
     loop_config cfg{};
     cfg.fd = static_cast<__u32>(backing.get());
     cfg.info.lo_flags = LO_FLAGS_AUTOCLEAR | (options.partScan ? LO_FLAGS_PARTSCAN : 0) |
                         (options.readOnly ? LO_FLAGS_READ_ONLY : 0);
-    std::strncpy(reinterpret_cast<char*>(cfg.info.lo_file_name), backingFile_.c_str(), LO_NAME_SIZE - 1);
+    std::strncpy(reinterpret_cast<char*>(cfg.info.lo_file_name), backingFile_.c_str(),
+                 LO_NAME_SIZE - 1);
     if (::ioctl(fd.get(), LOOP_CONFIGURE, &cfg) == 0) {
       device_ = dev;
       name_ = name;
@@ -76,9 +80,10 @@ LoopDevice::LoopDevice(const fs::path& backingFile, Options options) : backingFi
 
 LoopDevice::~LoopDevice() {
   if (fd_ && !detach()) {
-    log::named("loop")->warn("{} is still bound to {} after closing it; the kernel detaches it "
-                             "when its last user goes",
-                             device_.string(), backingFile_.string());
+    log::named("loop")->warn(
+        "{} is still bound to {} after closing it; the kernel detaches it "
+        "when its last user goes",
+        device_.string(), backingFile_.string());
   }
 }
 

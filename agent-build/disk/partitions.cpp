@@ -45,18 +45,24 @@ std::vector<Partition> listPartitions(const std::string& diskName, const ExecCon
       auto eq = line.find('=');
       if (eq == std::string::npos) continue;
       auto key = line.substr(0, eq), value = line.substr(eq + 1);
-      if (key == "TYPE") p.fsType = value;
-      else if (key == "LABEL") p.label = value;
-      else if (key == "UUID") p.uuid = value;
-      else if (key == "PART_ENTRY_TYPE") p.partTypeGuid = value;
+      if (key == "TYPE")
+        p.fsType = value;
+      else if (key == "LABEL")
+        p.label = value;
+      else if (key == "UUID")
+        p.uuid = value;
+      else if (key == "PART_ENTRY_TYPE")
+        p.partTypeGuid = value;
     }
     out.push_back(p);
   }
-  std::sort(out.begin(), out.end(), [](const Partition& a, const Partition& b) { return a.number < b.number; });
+  std::sort(out.begin(), out.end(),
+            [](const Partition& a, const Partition& b) { return a.number < b.number; });
   return out;
 }
 
-const Partition& findRootPartition(const std::vector<Partition>& parts, const std::string& labelHint) {
+const Partition& findRootPartition(const std::vector<Partition>& parts,
+                                   const std::string& labelHint) {
   auto byLabel = [&](const std::string& label) -> const Partition* {
     for (const auto& p : parts)
       if (!label.empty() && p.label == label && isLinuxFs(p.fsType)) return &p;
@@ -72,15 +78,16 @@ const Partition& findRootPartition(const std::vector<Partition>& parts, const st
   }
   if (largest) return *largest;
   std::string found;
-  for (const auto& p : parts) found += "\n  " + describe(p);
+  for (const auto& p : parts)
+    found += "\n  " + describe(p);
   throw Error("no root filesystem found on the disk (looked for ext4/xfs/btrfs" +
-              (labelHint.empty() ? std::string() : ", label '" + labelHint + "'") + "); partitions:" +
-              (found.empty() ? std::string(" none") : found));
+              (labelHint.empty() ? std::string() : ", label '" + labelHint + "'") +
+              "); partitions:" + (found.empty() ? std::string(" none") : found));
 }
 
 std::string describe(const Partition& p) {
-  return p.device.string() + " (partition " + std::to_string(p.number) + ", " + formatBytes(p.size) +
-         ", " + (p.fsType.empty() ? std::string("no filesystem") : p.fsType) +
+  return p.device.string() + " (partition " + std::to_string(p.number) + ", " +
+         formatBytes(p.size) + ", " + (p.fsType.empty() ? std::string("no filesystem") : p.fsType) +
          (p.label.empty() ? "" : ", label " + p.label) + ")";
 }
 

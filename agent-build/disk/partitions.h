@@ -29,7 +29,8 @@ std::vector<Partition> listPartitions(const std::string& diskName, const ExecCon
 // The root filesystem: found by what it is, not by assuming partition 1. In order: an ext4/xfs
 // filesystem labelled `labelHint`, then one labelled cloudimg-rootfs/rootfs/root, then the
 // only Linux filesystem, then the largest. Throws an Error listing what was found otherwise.
-const Partition& findRootPartition(const std::vector<Partition>& parts, const std::string& labelHint);
+const Partition& findRootPartition(const std::vector<Partition>& parts,
+                                   const std::string& labelHint);
 
 std::string describe(const Partition& p);
 

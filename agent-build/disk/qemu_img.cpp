@@ -37,7 +37,8 @@ std::string qemuImgVersion(const ExecContext& ctx) {
 
 void qemuImgConvert(const ExecContext& ctx, const ConvertOptions& o,
                     const std::function<void(std::uint64_t, std::uint64_t)>& progress) {
-  std::vector<std::string> argv = {"qemu-img", "convert", "-f", o.sourceFormat, "-O", o.targetFormat};
+  std::vector<std::string> argv = {"qemu-img",     "convert", "-f",
+                                   o.sourceFormat, "-O",      o.targetFormat};
   if (o.compress) argv.push_back("-c");
   if (o.targetFormat == "qcow2" && o.compress && o.compression == Compression::zstd) {
     argv.push_back("-o");
@@ -49,8 +50,10 @@ void qemuImgConvert(const ExecContext& ctx, const ConvertOptions& o,
   argv.push_back(o.source.string());
   argv.push_back(o.target.string());
   auto options = commandOptions(ctx, argv);
-  if (progress && o.expectedReadBytes > 0) runWithReadProgress(ctx, options, o.expectedReadBytes, progress);
-  else run(ctx, options);
+  if (progress && o.expectedReadBytes > 0)
+    runWithReadProgress(ctx, options, o.expectedReadBytes, progress);
+  else
+    run(ctx, options);
 }
 
 std::uint64_t allocatedBytes(const std::filesystem::path& file) {

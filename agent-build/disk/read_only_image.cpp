@@ -23,14 +23,16 @@ FuseExport::FuseExport(const fs::path& qcow2, const fs::path& mountpoint, const 
     : mountpoint_(prepareMountpoint(mountpoint)) {
   auto options = commandOptions(
       ctx, {"qemu-storage-daemon", "--blockdev",
-            "driver=file,node-name=file0,filename=" + qcow2.string() + ",read-only=on", "--blockdev",
-            "driver=qcow2,node-name=disk0,file=file0,read-only=on", "--export",
-            "type=fuse,id=export0,node-name=disk0,mountpoint=" + mountpoint_.string() + ",writable=off"});
+            "driver=file,node-name=file0,filename=" + qcow2.string() + ",read-only=on",
+            "--blockdev", "driver=qcow2,node-name=disk0,file=file0,read-only=on", "--export",
+            "type=fuse,id=export0,node-name=disk0,mountpoint=" + mountpoint_.string() +
+                ",writable=off"});
   options.timeout = std::chrono::milliseconds(0);
   daemon_.emplace(std::move(options));
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   while (!isMountPoint(mountpoint_)) {
-    if (std::chrono::steady_clock::now() > deadline) throw Error("qemu-storage-daemon did not export " + qcow2.string() + " within 30 s");
+    if (std::chrono::steady_clock::now() > deadline)
+      throw Error("qemu-storage-daemon did not export " + qcow2.string() + " within 30 s");
     if (ctx.stop.stop_requested()) throw Error("stopped while exporting " + qcow2.string());
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
@@ -41,15 +43,17 @@ FuseExport::~FuseExport() {
   daemon_->terminate();  // SIGTERM: the daemon unmounts its export and exits
   daemon_.reset();
   if (isMountPoint(mountpoint_)) {
-    log::named("fuse")->warn("FUSE export {} still mounted after qemu-storage-daemon exited; detaching", mountpoint_.string());
+    log::named("fuse")->warn(
+        "FUSE export {} still mounted after qemu-storage-daemon exited; detaching",
+        mountpoint_.string());
     ::umount2(mountpoint_.c_str(), MNT_DETACH);
   }
   std::error_code ec;
   fs::remove(mountpoint_, ec);
 }
 
-ReadOnlyImage::ReadOnlyImage(const fs::path& qcow2, const fs::path& scratchDir, const std::string& rootLabelHint,
-                             const ExecContext& ctx)
+ReadOnlyImage::ReadOnlyImage(const fs::path& qcow2, const fs::path& scratchDir,
+                             const std::string& rootLabelHint, const ExecContext& ctx)
     : mountDir_(scratchDir / "ro-root"),
       export_(qcow2, scratchDir / "ro-export.raw", ctx),
       loop_(export_.file(), LoopDevice::Options{.readOnly = true, .partScan = true}) {
@@ -59,7 +63,8 @@ ReadOnlyImage::ReadOnlyImage(const fs::path& qcow2, const fs::path& scratchDir, 
   diskSize_ = blockDeviceSize(loop_.name());
   fs::create_directories(mountDir_);
   std::string options = rootPartition_.fsType.starts_with("ext") ? "noload" : "norecovery";
-  mount_.emplace(rootPartition_.device.string(), mountDir_, rootPartition_.fsType, MS_RDONLY | MS_NOSUID | MS_NODEV, options);
+  mount_.emplace(rootPartition_.device.string(), mountDir_, rootPartition_.fsType,
+                 MS_RDONLY | MS_NOSUID | MS_NODEV, options);
 }
 
 }  // namespace imgpipe::build

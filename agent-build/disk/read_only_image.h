@@ -19,7 +19,8 @@ namespace imgpipe::build {
 // daemon exits. Resource type.
 class FuseExport {
  public:
-  FuseExport(const std::filesystem::path& qcow2, const std::filesystem::path& mountpoint, const ExecContext& ctx);
+  FuseExport(const std::filesystem::path& qcow2, const std::filesystem::path& mountpoint,
+             const ExecContext& ctx);
   ~FuseExport();
   FuseExport(const FuseExport&) = delete;
   FuseExport& operator=(const FuseExport&) = delete;

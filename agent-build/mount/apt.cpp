@@ -14,8 +14,10 @@ namespace fs = std::filesystem;
 
 bool looksTransient(const std::vector<std::string>& tail) {
   for (const auto& l : tail)
-    if (l.find("Failed to fetch") != std::string::npos || l.find("Temporary failure resolving") != std::string::npos ||
-        l.find("Could not resolve") != std::string::npos || l.find("Connection timed out") != std::string::npos ||
+    if (l.find("Failed to fetch") != std::string::npos ||
+        l.find("Temporary failure resolving") != std::string::npos ||
+        l.find("Could not resolve") != std::string::npos ||
+        l.find("Connection timed out") != std::string::npos ||
         l.find("Unable to fetch some archives") != std::string::npos)
       return true;
   return false;
@@ -47,25 +49,44 @@ void pruneAptCache(const fs::path& archives, std::uint64_t maxSize, BuildLog& lo
     total -= d.size;
     freed += d.size;
   }
-  if (freed > 0) log.info("pruned " + formatBytes(freed) + " from the apt cache (build.apt_cache.max_size)");
+  if (freed > 0)
+    log.info("pruned " + formatBytes(freed) + " from the apt cache (build.apt_cache.max_size)");
 }
 
 }  // namespace
 
-Apt::Apt(ChrootSession& session, const BuildConfig& config, BuildLog& log, std::stop_token stop, Options options)
-    : session_(session), config_(config), log_(log), stop_(std::move(stop)), options_(options), aptDir_(config.cacheDir / "apt") {
+Apt::Apt(ChrootSession& session, const BuildConfig& config, BuildLog& log, std::stop_token stop,
+         Options options)
+    : session_(session),
+      config_(config),
+      log_(log),
+      stop_(std::move(stop)),
+      options_(options),
+      aptDir_(config.cacheDir / "apt") {
   if (config_.aptCache) {
     fs::create_directories(aptDir_ / "archives" / "partial");
     cacheBind_.emplace(session_.bindInto(aptDir_ / "archives", "/var/cache/apt/archives"));
   }
 }
 
-Apt::~Apt() { cacheBind_.reset(); }
+Apt::~Apt() {
+  cacheBind_.reset();
+}
 
 void Apt::aptGet(const std::vector<std::string>& args, bool noLocking) {
-  std::vector<std::string> argv = {"apt-get", "-q", "-o", "APT::Status-Fd=1", "-o", "Acquire::Retries=3",
-                                   "-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold",
-                                   "-o", std::string("APT::Install-Recommends=") + (options_.installRecommends ? "true" : "false")};
+  std::vector<std::string> argv = {
+      "apt-get",
+      "-q",
+      "-o",
+      "APT::Status-Fd=1",
+      "-o",
+      "Acquire::Retries=3",
+      "-o",
+      "Dpkg::Options::=--force-confdef",
+      "-o",
+      "Dpkg::Options::=--force-confold",
+      "-o",
+      std::string("APT::Install-Recommends=") + (options_.installRecommends ? "true" : "false")};
   if (noLocking) argv.insert(argv.end(), {"-o", "Debug::NoLocking=true"});
   argv.insert(argv.end(), args.begin(), args.end());
   auto o = session_.commandOptions(argv);
@@ -94,7 +115,9 @@ void Apt::aptGet(const std::vector<std::string>& args, bool noLocking) {
   }
 }
 
-void Apt::update() { aptGet({"-o", "Acquire::Languages=none", "update"}, false); }
+void Apt::update() {
+  aptGet({"-o", "Acquire::Languages=none", "update"}, false);
+}
 
 void Apt::install(const std::vector<std::string>& packages) {
   if (packages.empty()) return;

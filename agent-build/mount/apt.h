@@ -24,7 +24,8 @@ class Apt {
   struct Options {
     bool installRecommends = false;
   };
-  Apt(ChrootSession& session, const BuildConfig& config, BuildLog& log, std::stop_token stop, Options options);
+  Apt(ChrootSession& session, const BuildConfig& config, BuildLog& log, std::stop_token stop,
+      Options options);
   ~Apt();
   Apt(const Apt&) = delete;
   Apt& operator=(const Apt&) = delete;

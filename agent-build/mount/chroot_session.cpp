@@ -38,9 +38,15 @@ SavedEntry save(const ImageFs& img, std::string_view path) {
 
 void restore(ImageFs& img, std::string_view path, const SavedEntry& e) {
   switch (e.kind) {
-    case SavedEntry::Kind::absent: img.remove(path); break;
-    case SavedEntry::Kind::symlink: img.symlink(e.content, path); break;
-    case SavedEntry::Kind::file: img.writeFile(path, e.content, e.mode); break;
+    case SavedEntry::Kind::absent:
+      img.remove(path);
+      break;
+    case SavedEntry::Kind::symlink:
+      img.symlink(e.content, path);
+      break;
+    case SavedEntry::Kind::file:
+      img.writeFile(path, e.content, e.mode);
+      break;
   }
 }
 
@@ -63,7 +69,9 @@ std::vector<std::string> hostNameservers() {
     ns = nameserversIn(readFile("/etc/resolv.conf"));
   } catch (const Error&) {
   }
-  bool stubOnly = !ns.empty() && std::all_of(ns.begin(), ns.end(), [](const std::string& s) { return s.starts_with("127.0.0.53"); });
+  bool stubOnly = !ns.empty() && std::all_of(ns.begin(), ns.end(), [](const std::string& s) {
+    return s.starts_with("127.0.0.53");
+  });
   if (ns.empty() || stubOnly) {
     try {
       auto upstream = nameserversIn(readFile("/run/systemd/resolve/resolv.conf"));
@@ -81,14 +89,21 @@ ChrootSession::ChrootSession(const fs::path& root, ChrootOptions options, ExecCo
 
     resolvConf_ = save(fs_, kResolvConf);
     auto nameservers = options.nameservers.empty() ? hostNameservers() : options.nameservers;
-    if (nameservers.empty()) throw Error("no nameservers for the chroot: the host's /etc/resolv.conf lists none; set build.nameservers");
-    std::string text = "# written by imgpipe for the build; the image's own resolv.conf is restored afterwards\n";
-    for (const auto& n : nameservers) text += "nameserver " + n + "\n";
+    if (nameservers.empty())
+      throw Error(
+          "no nameservers for the chroot: the host's /etc/resolv.conf lists none; set "
+          "build.nameservers");
+    std::string text =
+        "# written by imgpipe for the build; the image's own resolv.conf is restored afterwards\n";
+    for (const auto& n : nameservers)
+      text += "nameserver " + n + "\n";
     fs_.writeFile(kResolvConf, text, 0644);
     resolvConfReplaced_ = true;
 
     policyRcd_ = save(fs_, kPolicyRcd);
-    fs_.writeFile(kPolicyRcd, "#!/bin/sh\n# imgpipe: no service starts while the image is built\nexit 101\n", 0755);
+    fs_.writeFile(kPolicyRcd,
+                  "#!/bin/sh\n# imgpipe: no service starts while the image is built\nexit 101\n",
+                  0755);
     policyRcdInstalled_ = true;
   } catch (...) {
     // The destructor does not run for a half-built object: undo what was done here.
@@ -96,7 +111,8 @@ ChrootSession::ChrootSession(const fs::path& root, ChrootOptions options, ExecCo
       if (resolvConfReplaced_) restoreResolvConf();
     } catch (const std::exception&) {
     }
-    while (!mounts_.empty()) mounts_.pop_back();
+    while (!mounts_.empty())
+      mounts_.pop_back();
     throw;
   }
 }
@@ -114,14 +130,16 @@ ChrootSession::~ChrootSession() {
   } catch (const std::exception& e) {
     log::named("chroot")->warn("cannot restore {}: {}", root_.string(), e.what());
   }
-  while (!mounts_.empty()) mounts_.pop_back();
+  while (!mounts_.empty())
+    mounts_.pop_back();
 }
 
-void ChrootSession::mountAt(const std::string& source, std::string_view imagePath, const std::string& type,
-                            unsigned long flags, const std::string& data) {
+void ChrootSession::mountAt(const std::string& source, std::string_view imagePath,
+                            const std::string& type, unsigned long flags, const std::string& data) {
   // A symlink here would make the kernel mount wherever it points (outside the image, even).
   if (auto st = fs_.lstat(imagePath); st && !S_ISDIR(st->st_mode))
-    throw Error(std::string(imagePath) + " in the image is not a directory; cannot mount " + type + " there");
+    throw Error(std::string(imagePath) + " in the image is not a directory; cannot mount " + type +
+                " there");
   fs_.mkdirs(imagePath);
   mounts_.emplace_back(source, fs_.hostPath(imagePath), type, flags, data);
 }
@@ -129,10 +147,12 @@ void ChrootSession::mountAt(const std::string& source, std::string_view imagePat
 void ChrootSession::mountApiFilesystems(const ChrootOptions& options) {
   mountAt("imgpipe-dev", "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=16m");
   populateDev(options);
-  mountAt("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5");
+  mountAt("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
+          "newinstance,ptmxmode=0666,mode=0620,gid=5");
   mountAt("shm", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
   mountAt("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "");
-  if (auto st = fs_.lstat("/sys"); st && !S_ISDIR(st->st_mode)) throw Error("/sys in the image is not a directory");
+  if (auto st = fs_.lstat("/sys"); st && !S_ISDIR(st->st_mode))
+    throw Error("/sys in the image is not a directory");
   fs_.mkdirs("/sys");
   mounts_.push_back(Mount::bind("/sys", fs_.hostPath("/sys"), true));
   mountAt("imgpipe-run", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755");
@@ -145,16 +165,19 @@ void ChrootSession::populateDev(const ChrootOptions& options) {
     unsigned maj, min;
     mode_t mode;
   };
-  for (const Node& n : {Node{"null", 1, 3, 0666}, Node{"zero", 1, 5, 0666}, Node{"full", 1, 7, 0666},
-                        Node{"random", 1, 8, 0666}, Node{"urandom", 1, 9, 0666}, Node{"tty", 5, 0, 0666},
-                        Node{"console", 5, 1, 0600}}) {
+  for (const Node& n :
+       {Node{"null", 1, 3, 0666}, Node{"zero", 1, 5, 0666}, Node{"full", 1, 7, 0666},
+        Node{"random", 1, 8, 0666}, Node{"urandom", 1, 9, 0666}, Node{"tty", 5, 0, 0666},
+        Node{"console", 5, 1, 0600}}) {
     auto p = dev / n.name;
-    if (::mknod(p.c_str(), S_IFCHR | n.mode, makedev(n.maj, n.min)) != 0) throwErrno("mknod " + p.string());
+    if (::mknod(p.c_str(), S_IFCHR | n.mode, makedev(n.maj, n.min)) != 0)
+      throwErrno("mknod " + p.string());
     ::chmod(p.c_str(), n.mode);
   }
-  for (auto [name, target] : {std::pair{"ptmx", "pts/ptmx"}, std::pair{"fd", "/proc/self/fd"},
-                              std::pair{"stdin", "/proc/self/fd/0"}, std::pair{"stdout", "/proc/self/fd/1"},
-                              std::pair{"stderr", "/proc/self/fd/2"}}) {
+  for (auto [name, target] :
+       {std::pair{"ptmx", "pts/ptmx"}, std::pair{"fd", "/proc/self/fd"},
+        std::pair{"stdin", "/proc/self/fd/0"}, std::pair{"stdout", "/proc/self/fd/1"},
+        std::pair{"stderr", "/proc/self/fd/2"}}) {
     fs::create_symlink(target, dev / name);
   }
   fs::create_directories(dev / "pts");
@@ -180,8 +203,8 @@ void ChrootSession::populateDev(const ChrootOptions& options) {
   }
 }
 
-SubprocessOptions ChrootSession::commandOptions(std::vector<std::string> argv,
-                                                const std::map<std::string, std::string>& env) const {
+SubprocessOptions ChrootSession::commandOptions(
+    std::vector<std::string> argv, const std::map<std::string, std::string>& env) const {
   std::vector<std::string> full = {"chroot", root_.string()};
   full.insert(full.end(), argv.begin(), argv.end());
   auto o = build::commandOptions(ctx_, std::move(full));
@@ -195,7 +218,8 @@ SubprocessOptions ChrootSession::commandOptions(std::vector<std::string> argv,
            {"DEBCONF_NONINTERACTIVE_SEEN", "true"},
            {"APT_LISTCHANGES_FRONTEND", "none"},
            {"TMPDIR", "/tmp"}};
-  for (const auto& [k, v] : env) o.env[k] = v;
+  for (const auto& [k, v] : env)
+    o.env[k] = v;
   return o;
 }
 
@@ -205,7 +229,9 @@ std::string ChrootSession::run(std::vector<std::string> argv, bool capture) cons
   return build::run(ctx_, std::move(o));
 }
 
-std::string ChrootSession::run(SubprocessOptions options) const { return build::run(ctx_, std::move(options)); }
+std::string ChrootSession::run(SubprocessOptions options) const {
+  return build::run(ctx_, std::move(options));
+}
 
 Mount ChrootSession::bindInto(const fs::path& hostDir, std::string_view imagePath) {
   if (auto st = fs_.lstat(imagePath); st && !S_ISDIR(st->st_mode))
@@ -247,7 +273,8 @@ int ChrootSession::killStrays() {
     log::named("chroot")->warn("killing process {} left running in {}", p, rootStr);
     ::kill(p, SIGKILL);
   }
-  for (int i = 0; i < 100 && !strays().empty(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  for (int i = 0; i < 100 && !strays().empty(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
   return static_cast<int>(first.size());
 }
 

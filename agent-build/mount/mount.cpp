@@ -9,23 +9,27 @@
 
 namespace imgpipe::build {
 
-Mount::Mount(const std::string& source, const std::filesystem::path& target, const std::string& fsType,
-             unsigned long flags, const std::string& data)
+Mount::Mount(const std::string& source, const std::filesystem::path& target,
+             const std::string& fsType, unsigned long flags, const std::string& data)
     : target_(target) {
   if (::mount(source.c_str(), target.c_str(), fsType.empty() ? nullptr : fsType.c_str(), flags,
               data.empty() ? nullptr : data.c_str()) != 0)
-    throwErrno("cannot mount " + source + " on " + target.string() + (fsType.empty() ? "" : " (" + fsType + ")"));
+    throwErrno("cannot mount " + source + " on " + target.string() +
+               (fsType.empty() ? "" : " (" + fsType + ")"));
   mounted_ = true;
 }
 
-Mount Mount::bind(const std::filesystem::path& source, const std::filesystem::path& target, bool readOnly) {
+Mount Mount::bind(const std::filesystem::path& source, const std::filesystem::path& target,
+                  bool readOnly) {
   Mount m(source.string(), target, "", MS_BIND);
-  if (readOnly && ::mount(nullptr, target.c_str(), nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY, nullptr) != 0)
+  if (readOnly &&
+      ::mount(nullptr, target.c_str(), nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY, nullptr) != 0)
     throwErrno("cannot make the bind mount " + target.string() + " read-only");
   return m;
 }
 
-Mount::Mount(Mount&& other) noexcept : target_(std::move(other.target_)), mounted_(std::exchange(other.mounted_, false)) {}
+Mount::Mount(Mount&& other) noexcept
+    : target_(std::move(other.target_)), mounted_(std::exchange(other.mounted_, false)) {}
 
 void Mount::unmount() {
   if (!mounted_) return;

@@ -23,7 +23,8 @@ void enterNewPidNamespace() {
   if (::unshare(CLONE_NEWPID) != 0) throwErrno("cannot create a PID namespace (unshare)");
   sigset_t forwarded;
   sigemptyset(&forwarded);
-  for (int s : {SIGTERM, SIGINT, SIGHUP, SIGCHLD}) sigaddset(&forwarded, s);
+  for (int s : {SIGTERM, SIGINT, SIGHUP, SIGCHLD})
+    sigaddset(&forwarded, s);
   if (::sigprocmask(SIG_BLOCK, &forwarded, nullptr) != 0) throwErrno("sigprocmask");
 
   // The child watches this pipe: it reads EOF once the supervisor is gone, which closes the race

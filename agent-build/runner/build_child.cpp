@@ -34,7 +34,8 @@ struct Failure {
   bool stopped = false;
 };
 
-Failure describeFailure(const std::string& step, std::exception_ptr error, const std::stop_token& stop) {
+Failure describeFailure(const std::string& step, std::exception_ptr error,
+                        const std::stop_token& stop) {
   Failure f;
   f.step = step;
   try {
@@ -65,7 +66,9 @@ Failure describeFailure(const std::string& step, std::exception_ptr error, const
 void teardown(BuildContext& ctx) {
   ctx.log.setStep("teardown");
   if (ctx.chroot) {
-    ctx.log.info("leaving the chroot (killing what runs in it, restoring resolv.conf, unmounting /dev /proc /sys /run)");
+    ctx.log.info(
+        "leaving the chroot (killing what runs in it, restoring resolv.conf, unmounting /dev /proc "
+        "/sys /run)");
     ctx.chroot.reset();
   }
   if (ctx.rootMount) {
@@ -79,8 +82,11 @@ void teardown(BuildContext& ctx) {
   }
   if (ctx.disk) {
     auto name = ctx.disk->describe();
-    if (ctx.disk->detach()) ctx.log.info("detached " + name);
-    else ctx.log.warn(name + " is still bound; the kernel detaches it when the build's namespace goes");
+    if (ctx.disk->detach())
+      ctx.log.info("detached " + name);
+    else
+      ctx.log.warn(name +
+                   " is still bound; the kernel detaches it when the build's namespace goes");
     ctx.disk.reset();
   }
   ctx.baseLock.reset();
@@ -92,7 +98,8 @@ int runPipeline(BuildContext& ctx, EventWriter& events) {
     for (const auto& step : makePipeline()) {
       const std::string name(step->name());
       std::string skip = step->skipReason(ctx.def);
-      if (skip.empty() && ctx.reusable && !step->runsWhenReused()) skip = "an earlier result is reused";
+      if (skip.empty() && ctx.reusable && !step->runsWhenReused())
+        skip = "an earlier result is reused";
       if (!skip.empty()) {
         events.emit({{"event", "step"}, {"step", name}, {"state", "skipped"}, {"message", skip}});
         ctx.timings.push_back({name, 0, "skipped", skip});
@@ -104,16 +111,28 @@ int runPipeline(BuildContext& ctx, EventWriter& events) {
       events.emit({{"event", "step"}, {"step", name}, {"state", "started"}});
       const auto start = Clock::now();
       std::string summary = step->run(ctx);
-      const auto ms = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count());
+      const auto ms = static_cast<std::uint64_t>(
+          std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count());
       ctx.log.detail("done in " + formatDuration(std::chrono::milliseconds(ms)) + ": " + summary);
       ctx.timings.push_back({name, ms, "ok", summary});
-      events.emit({{"event", "step"}, {"step", name}, {"state", "finished"}, {"duration_ms", ms}, {"message", summary}});
+      events.emit({{"event", "step"},
+                   {"step", name},
+                   {"state", "finished"},
+                   {"duration_ms", ms},
+                   {"message", summary}});
       if (ctx.job.baseOnly && name == "fetch_base") {
-        events.emit({{"event", "result"}, {"image", ctx.base.file.string()}, {"name", ctx.def.name},
-                     {"version", ""}, {"reused", ctx.base.cached}, {"base_only", true},
-                     {"manifest_json", json{{"image", {{"sha256", ctx.base.sha256Hex}, {"sha512", ""},
-                                                         {"size", std::filesystem::file_size(ctx.base.file)},
-                                                         {"virtual_size", ctx.base.virtualSize}}}}.dump()}});
+        events.emit({{"event", "result"},
+                     {"image", ctx.base.file.string()},
+                     {"name", ctx.def.name},
+                     {"version", ""},
+                     {"reused", ctx.base.cached},
+                     {"base_only", true},
+                     {"manifest_json", json{{"image",
+                                             {{"sha256", ctx.base.sha256Hex},
+                                              {"sha512", ""},
+                                              {"size", std::filesystem::file_size(ctx.base.file)},
+                                              {"virtual_size", ctx.base.virtualSize}}}}
+                                           .dump()}});
         return 0;
       }
     }
@@ -122,16 +141,22 @@ int runPipeline(BuildContext& ctx, EventWriter& events) {
     // A full work dir shows up as I/O errors deep inside a chroot command; say what it really is.
     try {
       if (auto free = freeBytes(ctx.config.workDir); free < (64ull << 20))
-        f.message += "; the work dir " + ctx.config.workDir.string() + " is out of space (" + formatBytes(free) +
-                     " free): give build.work_dir more room";
+        f.message += "; the work dir " + ctx.config.workDir.string() + " is out of space (" +
+                     formatBytes(free) + " free): give build.work_dir more room";
     } catch (const std::exception&) {
     }
     ctx.log.setStep(current);
     ctx.log.error(f.message);
-    for (const auto& l : f.tail) ctx.log.detail("  " + l);
+    for (const auto& l : f.tail)
+      ctx.log.detail("  " + l);
     teardown(ctx);
-    events.emit({{"event", "failed"}, {"step", f.step}, {"message", f.message}, {"exit_code", f.exitCode},
-                 {"tail", f.tail}, {"retryable", f.retryable}, {"stopped", f.stopped}});
+    events.emit({{"event", "failed"},
+                 {"step", f.step},
+                 {"message", f.message},
+                 {"exit_code", f.exitCode},
+                 {"tail", f.tail},
+                 {"retryable", f.retryable},
+                 {"stopped", f.stopped}});
     return f.stopped ? 3 : 1;
   }
   events.emit({{"event", "result"},
@@ -150,8 +175,13 @@ int runPipeline(BuildContext& ctx, EventWriter& events) {
 int runBuildChild() {
   EventWriter events(STDOUT_FILENO);
   auto fail = [&](const std::string& step, const std::string& message) {
-    events.emit({{"event", "failed"}, {"step", step}, {"message", message}, {"exit_code", 0},
-                 {"tail", json::array()}, {"retryable", false}, {"stopped", false}});
+    events.emit({{"event", "failed"},
+                 {"step", step},
+                 {"message", message},
+                 {"exit_code", 0},
+                 {"tail", json::array()},
+                 {"retryable", false},
+                 {"stopped", false}});
     return 1;
   };
   JobSpec job;
@@ -167,7 +197,8 @@ int runBuildChild() {
     enterPrivateMountNamespace();
     enterNewPidNamespace();  // from here on: PID 1 of the build's own namespace
   } catch (const std::exception& e) {
-    return fail("setup", std::string(e.what()) + " (the build agent must run as root with CAP_SYS_ADMIN)");
+    return fail("setup",
+                std::string(e.what()) + " (the build agent must run as root with CAP_SYS_ADMIN)");
   }
 
   // SIGTERM/SIGINT/SIGHUP are blocked (enterNewPidNamespace); a thread takes them and asks the
@@ -176,9 +207,11 @@ int runBuildChild() {
   std::thread([stopSource]() mutable {
     sigset_t set;
     sigemptyset(&set);
-    for (int s : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&set, s);
+    for (int s : {SIGTERM, SIGINT, SIGHUP})
+      sigaddset(&set, s);
     int sig = 0;
-    while (sigwait(&set, &sig) == 0) stopSource.request_stop();
+    while (sigwait(&set, &sig) == 0)
+      stopSource.request_stop();
   }).detach();
 
   std::optional<WorkDir> work;
@@ -198,7 +231,8 @@ int runBuildChild() {
       log.error(e.what());
       return fail("definition", e.what());
     }
-    log.detail("job " + job.jobId + " attempt " + std::to_string(job.attempt) + ", work dir " + work->path().string());
+    log.detail("job " + job.jobId + " attempt " + std::to_string(job.attempt) + ", work dir " +
+               work->path().string());
     BuildContext ctx(job, *def, log, stopSource.get_token(), work->path());
     rc = runPipeline(ctx, events);
     if (rc != 0 && job.config.keepFailedWorkDir) {

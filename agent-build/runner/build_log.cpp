@@ -10,7 +10,8 @@ namespace {
 std::string timestamp() {
   auto now = std::chrono::system_clock::now();
   auto t = std::chrono::system_clock::to_time_t(now);
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+  auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
   std::tm tm{};
   ::gmtime_r(&t, &tm);
   char buf[40];
@@ -22,7 +23,8 @@ std::string timestamp() {
 
 }  // namespace
 
-BuildLog::BuildLog(const std::filesystem::path& file, EventWriter& events) : path_(file), events_(events) {
+BuildLog::BuildLog(const std::filesystem::path& file, EventWriter& events)
+    : path_(file), events_(events) {
   file_ = std::fopen(file.c_str(), "ae");
   if (file_ == nullptr) throwErrno("cannot open build log " + file.string());
 }
@@ -44,7 +46,8 @@ std::string BuildLog::step() const {
 }
 
 void BuildLog::writeLine(const std::string& step, std::string_view text) {
-  std::fprintf(file_, "%s [%s] %.*s\n", timestamp().c_str(), step.c_str(), static_cast<int>(text.size()), text.data());
+  std::fprintf(file_, "%s [%s] %.*s\n", timestamp().c_str(), step.c_str(),
+               static_cast<int>(text.size()), text.data());
 }
 
 void BuildLog::write(const char* level, const std::string& message, bool toParent) {
@@ -52,9 +55,12 @@ void BuildLog::write(const char* level, const std::string& message, bool toParen
   {
     std::lock_guard lock(mutex_);
     step = step_;
-    writeLine(step, std::string(std::string_view(level) == "info" ? "" : std::string(level) + ": ") + message);
+    writeLine(
+        step,
+        std::string(std::string_view(level) == "info" ? "" : std::string(level) + ": ") + message);
   }
-  if (toParent) events_.emit({{"event", "log"}, {"step", step}, {"level", level}, {"message", message}});
+  if (toParent)
+    events_.emit({{"event", "log"}, {"step", step}, {"level", level}, {"message", message}});
 }
 
 void BuildLog::output(std::string_view line) {
@@ -84,7 +90,12 @@ void BuildLog::progress(std::uint64_t done, std::uint64_t total) {
       if (rate > 0 && total > done) eta = (total - done) / rate;
     }
   }
-  events_.emit({{"event", "progress"}, {"step", step}, {"done", done}, {"total", total}, {"rate", rate}, {"eta", eta}});
+  events_.emit({{"event", "progress"},
+                {"step", step},
+                {"done", done},
+                {"total", total},
+                {"rate", rate},
+                {"eta", eta}});
 }
 
 void BuildLog::flush() {

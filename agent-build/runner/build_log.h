@@ -30,7 +30,7 @@ class BuildLog {
   void warn(const std::string& message) { write("warn", message, true); }
   void error(const std::string& message) { write("error", message, true); }
   void detail(const std::string& message) { write("info", message, false); }  // file only
-  void output(std::string_view line);                                          // command output
+  void output(std::string_view line);                                         // command output
   // Rate-limited (about 2 per second, plus the final one) progress event with rate and ETA.
   void progress(std::uint64_t done, std::uint64_t total);
 

@@ -14,7 +14,8 @@ namespace imgpipe::build {
 
 using nlohmann::json;
 
-BuildOutcome runBuild(const JobSpec& job, BuildEvents& events, std::stop_token stop, std::chrono::milliseconds unwindGrace) {
+BuildOutcome runBuild(const JobSpec& job, BuildEvents& events, std::stop_token stop,
+                      std::chrono::milliseconds unwindGrace) {
   BuildOutcome outcome;
   std::optional<json> result;
   std::string currentStep = "setup";
@@ -39,7 +40,8 @@ BuildOutcome runBuild(const JobSpec& job, BuildEvents& events, std::stop_token s
         currentStep = step;
         events.stepStarted(step);
       } else if (state == "finished") {
-        outcome.steps.push_back({step, e.value("duration_ms", std::uint64_t{0}), "ok", e.value("message", "")});
+        outcome.steps.push_back(
+            {step, e.value("duration_ms", std::uint64_t{0}), "ok", e.value("message", "")});
         events.stepFinished(step, e.value("duration_ms", std::uint64_t{0}), e.value("message", ""));
       } else if (state == "skipped") {
         outcome.steps.push_back({step, 0, "skipped", e.value("message", "")});
@@ -77,7 +79,8 @@ BuildOutcome runBuild(const JobSpec& job, BuildEvents& events, std::stop_token s
   Subprocess child(std::move(o));
   const pid_t pid = child.pid();
   std::jthread watchdog([&, pid](std::stop_token self) {
-    while (!self.stop_requested() && !stop.stop_requested()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    while (!self.stop_requested() && !stop.stop_requested())
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
     if (self.stop_requested()) return;
     ::kill(pid, SIGTERM);
     const auto until = std::chrono::steady_clock::now() + unwindGrace;
@@ -111,7 +114,8 @@ BuildOutcome runBuild(const JobSpec& job, BuildEvents& events, std::stop_token s
     f.step = currentStep;
     f.stopped = stop.stop_requested();
     f.message = f.stopped ? "stopped during step " + currentStep
-                          : "the build process exited (status " + std::to_string(r.exitCode) + ") without reporting a result";
+                          : "the build process exited (status " + std::to_string(r.exitCode) +
+                                ") without reporting a result";
     f.exitCode = r.exitCode;
     f.outputTail = r.tail;
     outcome.failure = f;

@@ -16,11 +16,14 @@ class BuildEvents {
  public:
   virtual ~BuildEvents() = default;
   virtual void stepStarted(const std::string& /*step*/) {}
-  virtual void stepFinished(const std::string& /*step*/, std::uint64_t /*durationMs*/, const std::string& /*summary*/) {}
+  virtual void stepFinished(const std::string& /*step*/, std::uint64_t /*durationMs*/,
+                            const std::string& /*summary*/) {}
   virtual void stepSkipped(const std::string& /*step*/, const std::string& /*why*/) {}
-  virtual void log(const std::string& /*level*/, const std::string& /*step*/, const std::string& /*message*/) {}
-  virtual void progress(const std::string& /*step*/, std::uint64_t /*done*/, std::uint64_t /*total*/,
-                        std::uint64_t /*rateBps*/, std::uint64_t /*etaS*/) {}
+  virtual void log(const std::string& /*level*/, const std::string& /*step*/,
+                   const std::string& /*message*/) {}
+  virtual void progress(const std::string& /*step*/, std::uint64_t /*done*/,
+                        std::uint64_t /*total*/, std::uint64_t /*rateBps*/,
+                        std::uint64_t /*etaS*/) {}
   // A line the child printed outside the event protocol (a crash message, a warning).
   virtual void stray(const std::string& /*line*/) {}
 };

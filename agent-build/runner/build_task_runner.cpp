@@ -19,8 +19,10 @@ class ReporterEvents : public BuildEvents {
       : reporter_(reporter), jobId_(std::move(jobId)), attempt_(attempt) {}
 
   void stepStarted(const std::string& step) override { log::forJob(jobId_, step)->info("started"); }
-  void stepFinished(const std::string& step, std::uint64_t ms, const std::string& summary) override {
-    log::forJob(jobId_, step)->info("done in {}: {}", formatDuration(std::chrono::milliseconds(ms)), summary);
+  void stepFinished(const std::string& step, std::uint64_t ms,
+                    const std::string& summary) override {
+    log::forJob(jobId_, step)
+        ->info("done in {}: {}", formatDuration(std::chrono::milliseconds(ms)), summary);
     reporter_.log(agent::LogLevel::info, step, summary, ms);
   }
   void stepSkipped(const std::string& step, const std::string& why) override {
@@ -37,7 +39,8 @@ class ReporterEvents : public BuildEvents {
       l->info("{}", message);
     }
   }
-  void progress(const std::string& step, std::uint64_t done, std::uint64_t total, std::uint64_t rate, std::uint64_t eta) override {
+  void progress(const std::string& step, std::uint64_t done, std::uint64_t total,
+                std::uint64_t rate, std::uint64_t eta) override {
     agent::ProgressInfo p;
     p.step = step;
     p.done = done;
@@ -47,7 +50,9 @@ class ReporterEvents : public BuildEvents {
     p.attempt = attempt_;
     reporter_.progress(p);
   }
-  void stray(const std::string& line) override { log::forJob(jobId_, "")->warn("build process: {}", line); }
+  void stray(const std::string& line) override {
+    log::forJob(jobId_, "")->warn("build process: {}", line);
+  }
 
  private:
   agent::TaskReporter& reporter_;
@@ -84,7 +89,8 @@ std::uint64_t BuildTaskRunner::freeBytes() {
   }
 }
 
-void BuildTaskRunner::run(const agent::TaskSpec& task, agent::TaskReporter& reporter, std::stop_token stop) {
+void BuildTaskRunner::run(const agent::TaskSpec& task, agent::TaskReporter& reporter,
+                          std::stop_token stop) {
   const auto* spec = std::get_if<agent::BuildSpec>(&task.kind);
   if (spec == nullptr) {
     reporter.failed({.step = "build", .message = "a build agent runs only build tasks"});
@@ -106,7 +112,8 @@ void BuildTaskRunner::run(const agent::TaskSpec& task, agent::TaskReporter& repo
   job.agentName = agentName_;
   job.definitionText = spec->definition;
   job.definitionSource = spec->definitionName.empty() ? "definition" : spec->definitionName;
-  job.definitionDigest = spec->definitionDigest.empty() ? toHex(sha256(spec->definition)) : spec->definitionDigest;
+  job.definitionDigest =
+      spec->definitionDigest.empty() ? toHex(sha256(spec->definition)) : spec->definitionDigest;
   job.config = config_;
 
   ReporterEvents events(reporter, task.jobId, task.attempt);
@@ -116,20 +123,27 @@ void BuildTaskRunner::run(const agent::TaskSpec& task, agent::TaskReporter& repo
     try {
       artifact = publish_(*outcome.output);
     } catch (const std::exception& e) {
-      reporter.failed({.step = "publish", .message = std::string("cannot publish the image: ") + e.what(), .retryable = true});
+      reporter.failed({.step = "publish",
+                       .message = std::string("cannot publish the image: ") + e.what(),
+                       .retryable = true});
       return;
     }
-    log::forJob(task.jobId, "manifest")->info("built {} {} ({}, sha256 {})", outcome.output->imageName,
-                                               outcome.output->imageVersion, formatBytes(outcome.output->size),
-                                               outcome.output->sha256Hex);
-    reporter.completed({.artifact = artifact,
-                        .detail = outcome.output->imageName + " " + outcome.output->imageVersion +
-                                  (outcome.output->reused ? " (reused an identical earlier build)" : "")});
+    log::forJob(task.jobId, "manifest")
+        ->info("built {} {} ({}, sha256 {})", outcome.output->imageName,
+               outcome.output->imageVersion, formatBytes(outcome.output->size),
+               outcome.output->sha256Hex);
+    reporter.completed(
+        {.artifact = artifact,
+         .detail = outcome.output->imageName + " " + outcome.output->imageVersion +
+                   (outcome.output->reused ? " (reused an identical earlier build)" : "")});
     return;
   }
   const auto& f = *outcome.failure;
   log::forJob(task.jobId, f.step)->error("build failed: {}", f.message);
-  reporter.failed({.step = f.step, .message = f.message, .exitCode = f.exitCode, .outputTail = f.outputTail,
+  reporter.failed({.step = f.step,
+                   .message = f.message,
+                   .exitCode = f.exitCode,
+                   .outputTail = f.outputTail,
                    .retryable = f.retryable});
 }
 

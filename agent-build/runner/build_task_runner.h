@@ -20,7 +20,8 @@ class BuildTaskRunner : public agent::TaskRunner {
 
   BuildTaskRunner(BuildConfig config, Publish publish, std::string agentName = {});
 
-  void run(const agent::TaskSpec& task, agent::TaskReporter& reporter, std::stop_token stop) override;
+  void run(const agent::TaskSpec& task, agent::TaskReporter& reporter,
+           std::stop_token stop) override;
   std::uint64_t freeBytes() override;
 
   const BuildConfig& config() const { return config_; }

@@ -7,7 +7,8 @@
 namespace imgpipe::build {
 
 void EventWriter::emit(const nlohmann::json& event) {
-  std::string line = std::string(kEventPrefix) + event.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  std::string line = std::string(kEventPrefix) +
+                     event.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   std::lock_guard lock(mutex_);
   std::string_view rest = line;
   while (!rest.empty()) {

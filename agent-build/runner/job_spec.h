@@ -14,9 +14,9 @@ struct JobSpec {
   unsigned attempt = 0;
   std::string agentName;
   std::string definitionText;
-  std::string definitionSource;       // file name for messages
+  std::string definitionSource;         // file name for messages
   std::filesystem::path definitionDir;  // relative `source:` paths resolve against it
-  std::string definitionDigest;       // sha256 hex of definitionText
+  std::string definitionDigest;         // sha256 hex of definitionText
   BuildConfig config;
   std::filesystem::path outDir;  // empty: <output_dir>/<name>/<version>
   bool keepWorkDir = false;      // keep the work dir even after success

@@ -13,7 +13,9 @@ namespace {
 
 std::string sanitize(const std::string& s) {
   std::string out;
-  for (char c : s) out.push_back(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.' ? c : '_');
+  for (char c : s)
+    out.push_back(
+        std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.' ? c : '_');
   return out.substr(0, 64);
 }
 

@@ -13,7 +13,8 @@ class AttachStep : public Step {
     ctx.disk = attachDisk(ctx.image, ctx.exec());
     ctx.log.info("attached " + ctx.disk->describe());
     auto parts = ctx.disk->partitions(ctx.exec());
-    for (const auto& p : parts) ctx.log.detail("  " + describe(p));
+    for (const auto& p : parts)
+      ctx.log.detail("  " + describe(p));
     ctx.root = findRootPartition(parts, ctx.def.disk.rootLabel);
     return ctx.disk->device().string() + "; root filesystem " + describe(ctx.root);
   }
@@ -21,6 +22,8 @@ class AttachStep : public Step {
 
 }  // namespace
 
-std::unique_ptr<Step> makeAttachStep() { return std::make_unique<AttachStep>(); }
+std::unique_ptr<Step> makeAttachStep() {
+  return std::make_unique<AttachStep>();
+}
 
 }  // namespace imgpipe::build

@@ -22,7 +22,8 @@ std::string lastLines(const std::string& text, size_t n) {
     lines.push_back(l);
   }
   std::string out;
-  for (size_t i = lines.size() > n ? lines.size() - n : 0; i < lines.size(); ++i) out += "\n  " + lines[i];
+  for (size_t i = lines.size() > n ? lines.size() - n : 0; i < lines.size(); ++i)
+    out += "\n  " + lines[i];
   return out;
 }
 
@@ -38,19 +39,38 @@ class BootTestStep : public Step {
     const fs::path console = ctx.workDir / "boot" / "console.log";
     fs::create_directories(console.parent_path());
     std::string accel = ctx.config.bootAccel == "auto" ? "kvm:tcg" : ctx.config.bootAccel;
-    std::vector<std::string> argv = {ctx.config.qemuSystem, "-machine", "q35", "-accel", accel,
-                                     "-m", std::to_string(bt.memory >> 20), "-smp", std::to_string(ctx.config.bootCpus),
-                                     "-nodefaults", "-display", "none", "-no-reboot",
-                                     "-serial", "file:" + console.string(),
-                                     "-kernel", ctx.bootKernel.string(), "-initrd", ctx.bootInitrd.string(),
-                                     "-append", "root=UUID=" + ctx.outputRootUuid + " ro console=ttyS0,115200",
-                                     "-drive", "file=" + ctx.output.string() + ",if=virtio,format=qcow2,snapshot=on",
-                                     "-nic", "user,model=virtio-net-pci"};
+    std::vector<std::string> argv = {
+        ctx.config.qemuSystem,
+        "-machine",
+        "q35",
+        "-accel",
+        accel,
+        "-m",
+        std::to_string(bt.memory >> 20),
+        "-smp",
+        std::to_string(ctx.config.bootCpus),
+        "-nodefaults",
+        "-display",
+        "none",
+        "-no-reboot",
+        "-serial",
+        "file:" + console.string(),
+        "-kernel",
+        ctx.bootKernel.string(),
+        "-initrd",
+        ctx.bootInitrd.string(),
+        "-append",
+        "root=UUID=" + ctx.outputRootUuid + " ro console=ttyS0,115200",
+        "-drive",
+        "file=" + ctx.output.string() + ",if=virtio,format=qcow2,snapshot=on",
+        "-nic",
+        "user,model=virtio-net-pci"};
     auto o = commandOptions(ctx.exec(), argv);
     o.timeout = std::chrono::milliseconds(0);  // bounded by the wait below
     o.env["TMPDIR"] = ctx.workDir.string();    // where snapshot=on puts its overlay
-    ctx.log.info("booting " + ctx.output.filename().string() + " (" + accel + ", " + formatBytes(bt.memory) +
-                 "), waiting for \"" + bt.expect + "\" on the serial console");
+    ctx.log.info("booting " + ctx.output.filename().string() + " (" + accel + ", " +
+                 formatBytes(bt.memory) + "), waiting for \"" + bt.expect +
+                 "\" on the serial console");
     const auto start = std::chrono::steady_clock::now();
     Subprocess qemu(std::move(o));
     std::string text;
@@ -64,14 +84,17 @@ class BootTestStep : public Step {
       auto elapsed = std::chrono::steady_clock::now() - start;
       if (elapsed > bt.timeout) {
         qemu.terminate();
-        throw Error("boot test: no \"" + bt.expect + "\" on the serial console within " + formatDuration(bt.timeout) +
-                    "; last console lines:" + lastLines(text, 20));
+        throw Error("boot test: no \"" + bt.expect + "\" on the serial console within " +
+                    formatDuration(bt.timeout) + "; last console lines:" + lastLines(text, 20));
       }
-      ctx.log.progress(static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(elapsed).count()),
-                       static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(bt.timeout).count()));
+      ctx.log.progress(static_cast<std::uint64_t>(
+                           std::chrono::duration_cast<std::chrono::seconds>(elapsed).count()),
+                       static_cast<std::uint64_t>(
+                           std::chrono::duration_cast<std::chrono::seconds>(bt.timeout).count()));
       std::this_thread::sleep_for(std::chrono::milliseconds(250));
     }
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     qemu.terminate();
     for (std::istringstream in(text); !in.eof();) {
       std::string l;
@@ -81,13 +104,17 @@ class BootTestStep : public Step {
     }
     char buf[32];
     std::snprintf(buf, sizeof buf, "%.1f", secs);
-    ctx.validation["boot_test"] = {{"passed", true}, {"seconds", secs}, {"accel", accel}, {"expect", bt.expect}};
-    return std::string("\"") + bt.expect + "\" on the serial console after " + buf + " s (" + accel + ")";
+    ctx.validation["boot_test"] = {
+        {"passed", true}, {"seconds", secs}, {"accel", accel}, {"expect", bt.expect}};
+    return std::string("\"") + bt.expect + "\" on the serial console after " + buf + " s (" +
+           accel + ")";
   }
 };
 
 }  // namespace
 
-std::unique_ptr<Step> makeBootTestStep() { return std::make_unique<BootTestStep>(); }
+std::unique_ptr<Step> makeBootTestStep() {
+  return std::make_unique<BootTestStep>();
+}
 
 }  // namespace imgpipe::build

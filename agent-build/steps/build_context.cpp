@@ -4,8 +4,8 @@
 
 namespace imgpipe::build {
 
-BuildContext::BuildContext(JobSpec jobSpec, ImageDefinition definition, BuildLog& buildLog, std::stop_token stopToken,
-                           std::filesystem::path dir)
+BuildContext::BuildContext(JobSpec jobSpec, ImageDefinition definition, BuildLog& buildLog,
+                           std::stop_token stopToken, std::filesystem::path dir)
     : job(std::move(jobSpec)),
       def(std::move(definition)),
       config(job.config),
@@ -16,7 +16,9 @@ BuildContext::BuildContext(JobSpec jobSpec, ImageDefinition definition, BuildLog
   version = def.version.empty() ? deriveVersion(startedAt) : def.version;
 }
 
-ExecContext BuildContext::exec() const { return exec(config.commandTimeout); }
+ExecContext BuildContext::exec() const {
+  return exec(config.commandTimeout);
+}
 
 ExecContext BuildContext::exec(std::chrono::milliseconds timeout) const {
   ExecContext e;
@@ -41,7 +43,9 @@ ChrootSession& BuildContext::session() {
   return *chroot;
 }
 
-std::string outputStem(const BuildContext& ctx) { return ctx.def.name + "-" + ctx.version; }
+std::string outputStem(const BuildContext& ctx) {
+  return ctx.def.name + "-" + ctx.version;
+}
 
 std::string isoTime(std::chrono::system_clock::time_point t) {
   std::time_t tt = std::chrono::system_clock::to_time_t(t);

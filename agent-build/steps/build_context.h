@@ -35,8 +35,8 @@ struct ResolvedBase {
   std::string sha256Hex;
   std::uint64_t virtualSize = 0;
   std::uint64_t allocatedSize = 0;
-  std::string kind;    // path, url, debootstrap
-  std::string source;  // the path, the URL, or the debootstrap recipe
+  std::string kind;     // path, url, debootstrap
+  std::string source;   // the path, the URL, or the debootstrap recipe
   bool cached = false;  // served from the base cache without fetching
 };
 

@@ -17,9 +17,12 @@ class CleanupStep : public Step {
     auto& session = ctx.session();
     auto& img = session.fs();
     // Anything a package left running would keep files open and the filesystem busy.
-    if (int n = session.killStrays(); n > 0) ctx.log.warn("killed " + std::to_string(n) + " processes left running in the image");
+    if (int n = session.killStrays(); n > 0)
+      ctx.log.warn("killed " + std::to_string(n) + " processes left running in the image");
 
-    auto list = session.run({"dpkg-query", "-W", "-f", "${db:Status-Abbrev}\\t${Package}\\t${Version}\\t${Architecture}\\n"}, true);
+    auto list = session.run({"dpkg-query", "-W", "-f",
+                             "${db:Status-Abbrev}\\t${Package}\\t${Version}\\t${Architecture}\\n"},
+                            true);
     ctx.packages.clear();
     std::istringstream in(list);
     for (std::string line; std::getline(in, line);) {
@@ -38,14 +41,17 @@ class CleanupStep : public Step {
     auto report = cleanImage(img, ctx.def.cleanup);
     session.restoreResolvConf();
     session.removePolicyRcd();
-    return std::to_string(ctx.packages.size()) + " packages installed; removed " + std::to_string(report.removed) +
-           " entries and emptied " + std::to_string(report.truncated) + " logs (" + formatBytes(report.bytes) +
+    return std::to_string(ctx.packages.size()) + " packages installed; removed " +
+           std::to_string(report.removed) + " entries and emptied " +
+           std::to_string(report.truncated) + " logs (" + formatBytes(report.bytes) +
            "); resolv.conf and policy-rc.d restored";
   }
 };
 
 }  // namespace
 
-std::unique_ptr<Step> makeCleanupStep() { return std::make_unique<CleanupStep>(); }
+std::unique_ptr<Step> makeCleanupStep() {
+  return std::make_unique<CleanupStep>();
+}
 
 }  // namespace imgpipe::build

@@ -8,13 +8,15 @@
 namespace imgpipe::build {
 namespace {
 
-const std::vector<std::string> kHistoryNames = {".bash_history", ".zsh_history", ".sh_history", ".ash_history",
-                                                ".python_history", ".lesshst", ".viminfo", ".wget-hsts",
-                                                ".mysql_history", ".psql_history", ".node_repl_history"};
+const std::vector<std::string> kHistoryNames = {
+    ".bash_history",   ".zsh_history",  ".sh_history",       ".ash_history",
+    ".python_history", ".lesshst",      ".viminfo",          ".wget-hsts",
+    ".mysql_history",  ".psql_history", ".node_repl_history"};
 
 std::vector<std::string> homeDirs(const ImageFs& img) {
   std::vector<std::string> dirs = {"/root"};
-  for (const auto& h : img.list("/home")) dirs.push_back("/home/" + h);
+  for (const auto& h : img.list("/home"))
+    dirs.push_back("/home/" + h);
   return dirs;
 }
 
@@ -27,7 +29,8 @@ bool isRotatedLog(const std::string& name) {
 }
 
 // Calls fn(path, stat) for every entry below dir (not following symlinks), depth first.
-void walk(const ImageFs& img, const std::string& dir, const std::function<void(const std::string&, const struct stat&)>& fn) {
+void walk(const ImageFs& img, const std::string& dir,
+          const std::function<void(const std::string&, const struct stat&)>& fn) {
   for (const auto& name : img.list(dir)) {
     std::string p = dir + "/" + name;
     auto st = img.lstat(p);
@@ -48,7 +51,8 @@ std::uint64_t treeBytes(const ImageFs& img, const std::string& path) {
   return total;
 }
 
-std::vector<std::string> dirEntries(const ImageFs& img, const std::string& dir, const std::vector<std::string>& keep = {}) {
+std::vector<std::string> dirEntries(const ImageFs& img, const std::string& dir,
+                                    const std::vector<std::string>& keep = {}) {
   std::vector<std::string> out;
   for (const auto& name : img.list(dir))
     if (std::find(keep.begin(), keep.end(), name) == keep.end()) out.push_back(dir + "/" + name);
@@ -58,7 +62,9 @@ std::vector<std::string> dirEntries(const ImageFs& img, const std::string& dir, 
 // Everything cleanImage removes, as image paths (the same list drives the checks).
 std::vector<std::string> removableNow(const ImageFs& img, const CleanupSpec& spec) {
   std::vector<std::string> paths;
-  auto add = [&](const std::vector<std::string>& v) { paths.insert(paths.end(), v.begin(), v.end()); };
+  auto add = [&](const std::vector<std::string>& v) {
+    paths.insert(paths.end(), v.begin(), v.end());
+  };
   add(dirEntries(img, "/var/lib/apt/lists", {"lock", "partial"}));
   add(dirEntries(img, "/var/lib/apt/lists/partial"));
   add(img.glob("/var/cache/apt/*.bin"));
@@ -78,7 +84,8 @@ std::vector<std::string> removableNow(const ImageFs& img, const CleanupSpec& spe
   add(img.glob("/var/lib/dhcp/*.leases"));
   add(img.glob("/var/cache/debconf/*-old"));
   add(img.glob("/var/lib/dpkg/*-old"));
-  for (const auto& pattern : spec.remove) add(img.glob(pattern));
+  for (const auto& pattern : spec.remove)
+    add(img.glob(pattern));
   walk(img, "/var/log", [&](const std::string& p, const struct stat& st) {
     if (S_ISREG(st.st_mode) && isRotatedLog(p.substr(p.rfind('/') + 1))) paths.push_back(p);
   });
@@ -111,14 +118,20 @@ std::vector<Check> checkImageIsClean(const ImageFs& img, const CleanupSpec& spec
   std::vector<Check> checks;
   auto check = [&](std::string name, std::vector<std::string> found) {
     std::string detail;
-    for (size_t i = 0; i < found.size() && i < 5; ++i) detail += (detail.empty() ? "" : ", ") + found[i];
+    for (size_t i = 0; i < found.size() && i < 5; ++i)
+      detail += (detail.empty() ? "" : ", ") + found[i];
     if (found.size() > 5) detail += ", ... (" + std::to_string(found.size()) + " in all)";
     checks.push_back({std::move(name), found.empty(), found.empty() ? "" : "found " + detail});
   };
   auto mid = img.lstat("/etc/machine-id");
-  checks.push_back({"machine-id empty", mid && S_ISREG(mid->st_mode) && mid->st_size == 0,
-                    !mid ? "/etc/machine-id missing" : (mid->st_size != 0 ? "/etc/machine-id has " + std::to_string(mid->st_size) + " bytes" : "")});
-  check("no /var/lib/dbus/machine-id", img.exists("/var/lib/dbus/machine-id") ? std::vector<std::string>{"/var/lib/dbus/machine-id"} : std::vector<std::string>{});
+  checks.push_back(
+      {"machine-id empty", mid && S_ISREG(mid->st_mode) && mid->st_size == 0,
+       !mid ? "/etc/machine-id missing"
+            : (mid->st_size != 0 ? "/etc/machine-id has " + std::to_string(mid->st_size) + " bytes"
+                                 : "")});
+  check("no /var/lib/dbus/machine-id", img.exists("/var/lib/dbus/machine-id")
+                                           ? std::vector<std::string>{"/var/lib/dbus/machine-id"}
+                                           : std::vector<std::string>{});
   check("no ssh host keys", img.glob("/etc/ssh/ssh_host_*"));
   std::vector<std::string> histories;
   for (const auto& home : homeDirs(img))
@@ -140,7 +153,8 @@ std::vector<Check> checkImageIsClean(const ImageFs& img, const CleanupSpec& spec
   check("no temp files", tmp);
   std::vector<std::string> logs;
   walk(img, "/var/log", [&](const std::string& p, const struct stat& st) {
-    if (S_ISREG(st.st_mode) && (st.st_size > 0 || isRotatedLog(p.substr(p.rfind('/') + 1)))) logs.push_back(p);
+    if (S_ISREG(st.st_mode) && (st.st_size > 0 || isRotatedLog(p.substr(p.rfind('/') + 1))))
+      logs.push_back(p);
   });
   check("logs empty", logs);
   std::vector<std::string> seeds;

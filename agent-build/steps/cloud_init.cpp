@@ -28,13 +28,15 @@ std::vector<std::string> imageDefaultGroups(const ImageFs& img) {
       if (!g) continue;
       groups.clear();
       if (g.IsSequence()) {
-        for (const auto& e : g) groups.push_back(e.as<std::string>());
+        for (const auto& e : g)
+          groups.push_back(e.as<std::string>());
       } else if (g.IsScalar()) {  // "adm, sudo" is accepted by cloud-init too
         std::string s = g.as<std::string>();
         size_t start = 0;
         while (start <= s.size()) {
           auto comma = s.find(',', start);
-          auto item = s.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+          auto item =
+              s.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
           item.erase(0, item.find_first_not_of(' '));
           item.erase(item.find_last_not_of(' ') + 1);
           if (!item.empty()) groups.push_back(item);
@@ -60,49 +62,64 @@ class CloudInitStep : public Step {
     auto& img = ctx.session().fs();
     const auto& c = ctx.def.cloudInit;
     if (!img.exists("/etc/cloud/cloud.cfg"))
-      throw Error("cloud_init is configured but cloud-init is not installed in the image (no /etc/cloud/cloud.cfg); "
-                  "add cloud-init to packages.install");
+      throw Error(
+          "cloud_init is configured but cloud-init is not installed in the image (no "
+          "/etc/cloud/cloud.cfg); "
+          "add cloud-init to packages.install");
     std::vector<std::string> done;
     const bool user = !c.defaultUserName.empty() || c.defaultUserGroups || !c.addGroups.empty() ||
                       !c.defaultUserShell.empty() || !c.defaultUserSudo.empty();
     if (user) {
       YAML::Emitter out;
-      out << YAML::BeginMap << YAML::Key << "system_info" << YAML::Value << YAML::BeginMap << YAML::Key
-          << "default_user" << YAML::Value << YAML::BeginMap;
-      if (!c.defaultUserName.empty()) out << YAML::Key << "name" << YAML::Value << c.defaultUserName;
+      out << YAML::BeginMap << YAML::Key << "system_info" << YAML::Value << YAML::BeginMap
+          << YAML::Key << "default_user" << YAML::Value << YAML::BeginMap;
+      if (!c.defaultUserName.empty())
+        out << YAML::Key << "name" << YAML::Value << c.defaultUserName;
       std::vector<std::string> groups;
       if (c.defaultUserGroups) groups = *c.defaultUserGroups;
       if (!c.addGroups.empty()) {
         groups = imageDefaultGroups(img);
-        if (groups.empty()) ctx.log.warn("the image's cloud-init names no default_user groups; using add_groups alone");
+        if (groups.empty())
+          ctx.log.warn(
+              "the image's cloud-init names no default_user groups; using add_groups alone");
         for (const auto& g : c.addGroups)
           if (std::find(groups.begin(), groups.end(), g) == groups.end()) groups.push_back(g);
       }
-      if (c.defaultUserGroups || !c.addGroups.empty()) out << YAML::Key << "groups" << YAML::Value << YAML::Flow << groups;
-      if (!c.defaultUserShell.empty()) out << YAML::Key << "shell" << YAML::Value << c.defaultUserShell;
-      if (!c.defaultUserSudo.empty()) out << YAML::Key << "sudo" << YAML::Value << c.defaultUserSudo;
+      if (c.defaultUserGroups || !c.addGroups.empty())
+        out << YAML::Key << "groups" << YAML::Value << YAML::Flow << groups;
+      if (!c.defaultUserShell.empty())
+        out << YAML::Key << "shell" << YAML::Value << c.defaultUserShell;
+      if (!c.defaultUserSudo.empty())
+        out << YAML::Key << "sudo" << YAML::Value << c.defaultUserSudo;
       out << YAML::EndMap << YAML::EndMap << YAML::EndMap;
       img.writeFile(kCloudInitUserFile, std::string("# written by imgpipe\n") + out.c_str() + "\n");
       std::string g;
-      for (const auto& x : groups) g += (g.empty() ? "" : ",") + x;
+      for (const auto& x : groups)
+        g += (g.empty() ? "" : ",") + x;
       done.push_back("default user" + (groups.empty() ? std::string() : " groups " + g));
     }
     if (!c.datasources.empty()) {
       YAML::Emitter out;
-      out << YAML::BeginMap << YAML::Key << "datasource_list" << YAML::Value << YAML::Flow << c.datasources << YAML::EndMap;
-      img.writeFile(kCloudInitDatasourceFile, std::string("# written by imgpipe\n") + out.c_str() + "\n");
+      out << YAML::BeginMap << YAML::Key << "datasource_list" << YAML::Value << YAML::Flow
+          << c.datasources << YAML::EndMap;
+      img.writeFile(kCloudInitDatasourceFile,
+                    std::string("# written by imgpipe\n") + out.c_str() + "\n");
       done.push_back("datasources");
     }
-    for (const auto& d : c.dropIns) img.writeFile(cloudInitDropInPath(d.name), d.content);
+    for (const auto& d : c.dropIns)
+      img.writeFile(cloudInitDropInPath(d.name), d.content);
     if (!c.dropIns.empty()) done.push_back(std::to_string(c.dropIns.size()) + " drop-ins");
     std::string out;
-    for (const auto& d : done) out += (out.empty() ? "" : "; ") + d;
+    for (const auto& d : done)
+      out += (out.empty() ? "" : "; ") + d;
     return out;
   }
 };
 
 }  // namespace
 
-std::unique_ptr<Step> makeCloudInitStep() { return std::make_unique<CloudInitStep>(); }
+std::unique_ptr<Step> makeCloudInitStep() {
+  return std::make_unique<CloudInitStep>();
+}
 
 }  // namespace imgpipe::build

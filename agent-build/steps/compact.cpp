@@ -33,14 +33,18 @@ class CompactStep : public Step {
 
     ctx.outputInfo = qemuImgInfo(ctx.exec(), ctx.output);
     ctx.outputDigests = hashFile(ctx.output);
-    return std::string(toString(compression)) + (ctx.config.parallelCompression ? " (parallel)" : "") + ": " +
-           formatBytes(data) + " of data -> " + formatBytes(ctx.outputDigests.size) + ", virtual " +
-           formatBytes(ctx.outputInfo.virtualSize) + ", sha256 " + toHex(ctx.outputDigests.sha256).substr(0, 16) + "...";
+    return std::string(toString(compression)) +
+           (ctx.config.parallelCompression ? " (parallel)" : "") + ": " + formatBytes(data) +
+           " of data -> " + formatBytes(ctx.outputDigests.size) + ", virtual " +
+           formatBytes(ctx.outputInfo.virtualSize) + ", sha256 " +
+           toHex(ctx.outputDigests.sha256).substr(0, 16) + "...";
   }
 };
 
 }  // namespace
 
-std::unique_ptr<Step> makeCompactStep() { return std::make_unique<CompactStep>(); }
+std::unique_ptr<Step> makeCompactStep() {
+  return std::make_unique<CompactStep>();
+}
 
 }  // namespace imgpipe::build

@@ -12,9 +12,12 @@ namespace imgpipe::build {
 // write them and the validation that checks them agree byte for byte.
 
 // /etc/apt/sources.list.d/<name>.sources (DEB822).
-std::string renderDeb822(const std::vector<std::string>& types, const std::vector<std::string>& uris,
-                         const std::vector<std::string>& suites, const std::vector<std::string>& components,
-                         const std::vector<std::string>& architectures, const std::string& signedBy);
+std::string renderDeb822(const std::vector<std::string>& types,
+                         const std::vector<std::string>& uris,
+                         const std::vector<std::string>& suites,
+                         const std::vector<std::string>& components,
+                         const std::vector<std::string>& architectures,
+                         const std::string& signedBy);
 std::string renderAptSource(const AptSource& s);
 std::string aptSourcePath(const std::string& name);
 
@@ -28,13 +31,16 @@ std::string renderAptProxy(const std::string& proxy);
 inline constexpr const char* kDockerDaemonJson = "/etc/docker/daemon.json";
 // The image's daemon.json (if any) with registry-mirrors / insecure-registries set; other keys
 // are kept. Throws Error when the existing file is not a JSON object.
-std::string mergeDaemonJson(const std::optional<std::string>& existing, const DockerMirrors& mirrors);
+std::string mergeDaemonJson(const std::optional<std::string>& existing,
+                            const DockerMirrors& mirrors);
 
 std::string hostsTomlPath(const ContainerdMirrors& c, const ContainerdRegistry& r);
 std::string renderHostsToml(const ContainerdRegistry& r);
 
-inline constexpr const char* kCloudInitUserFile = "/etc/cloud/cloud.cfg.d/90-imgpipe-default-user.cfg";
-inline constexpr const char* kCloudInitDatasourceFile = "/etc/cloud/cloud.cfg.d/90-imgpipe-datasources.cfg";
+inline constexpr const char* kCloudInitUserFile =
+    "/etc/cloud/cloud.cfg.d/90-imgpipe-default-user.cfg";
+inline constexpr const char* kCloudInitDatasourceFile =
+    "/etc/cloud/cloud.cfg.d/90-imgpipe-datasources.cfg";
 std::string cloudInitDropInPath(const std::string& name);
 
 }  // namespace imgpipe::build

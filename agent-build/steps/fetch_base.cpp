@@ -20,13 +20,15 @@ class FetchBaseStep : public Step {
     ctx.baseLock = std::move(result.lock);
     cache.evict();
     return ctx.base.kind + " base " + ctx.base.source + ": " + ctx.base.format + ", " +
-           formatBytes(ctx.base.virtualSize) + " virtual, sha256 " + ctx.base.sha256Hex.substr(0, 16) + "..." +
-           (ctx.base.cached ? " (from the cache)" : "");
+           formatBytes(ctx.base.virtualSize) + " virtual, sha256 " +
+           ctx.base.sha256Hex.substr(0, 16) + "..." + (ctx.base.cached ? " (from the cache)" : "");
   }
 };
 
 }  // namespace
 
-std::unique_ptr<Step> makeFetchBaseStep() { return std::make_unique<FetchBaseStep>(); }
+std::unique_ptr<Step> makeFetchBaseStep() {
+  return std::make_unique<FetchBaseStep>();
+}
 
 }  // namespace imgpipe::build

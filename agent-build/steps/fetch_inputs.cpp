@@ -21,12 +21,14 @@ class FetchInputsStep : public Step {
     int fetched = 0;
     auto resolve = [&](const ContentSource& c, const std::string& field) -> std::string {
       switch (c.kind) {
-        case ContentSource::Kind::inline_: return c.text;
+        case ContentSource::Kind::inline_:
+          return c.text;
         case ContentSource::Kind::file: {
           if (ctx.job.definitionDir.empty() && !c.text.starts_with("/"))
-            throw Error(field + ": relative path '" + c.text +
-                        "' cannot be resolved for a submitted definition; use an absolute path on the "
-                        "build agent or inline content");
+            throw Error(
+                field + ": relative path '" + c.text +
+                "' cannot be resolved for a submitted definition; use an absolute path on the "
+                "build agent or inline content");
           auto path = resolveLocalPath(c.text, ctx.job.definitionDir);
           std::string data;
           try {
@@ -35,7 +37,8 @@ class FetchInputsStep : public Step {
             throw Error(field + ": " + e.what());
           }
           if (!c.sha256.empty() && toHex(sha256(data)) != c.sha256)
-            throw Error(field + ": " + path.string() + " has sha256 " + toHex(sha256(data)) + ", expected " + c.sha256);
+            throw Error(field + ": " + path.string() + " has sha256 " + toHex(sha256(data)) +
+                        ", expected " + c.sha256);
           ++fetched;
           return data;
         }
@@ -60,9 +63,11 @@ class FetchInputsStep : public Step {
     for (size_t i = 0; i < def.files.size(); ++i)
       ctx.inputs.files.push_back(resolve(def.files[i].content, "files[" + std::to_string(i) + "]"));
     for (size_t i = 0; i < def.scripts.size(); ++i)
-      ctx.inputs.scripts.push_back(resolve(def.scripts[i].content, "scripts[" + std::to_string(i) + "]"));
+      ctx.inputs.scripts.push_back(
+          resolve(def.scripts[i].content, "scripts[" + std::to_string(i) + "]"));
     for (size_t i = 0; i < def.repositories.size(); ++i)
-      ctx.inputs.repositoryKeys.push_back(resolve(def.repositories[i].key, "repositories[" + std::to_string(i) + "].key"));
+      ctx.inputs.repositoryKeys.push_back(
+          resolve(def.repositories[i].key, "repositories[" + std::to_string(i) + "].key"));
 
     // What decides the image's bytes: the definition without its version, description and
     // Glance section (those change the registration, not the disk), the base, every fetched
@@ -77,21 +82,25 @@ class FetchInputsStep : public Step {
                           {"compression", toString(effectiveCompression(def, ctx.config))}};
     auto digests = [](const std::vector<std::string>& v) {
       nlohmann::json a = nlohmann::json::array();
-      for (const auto& s : v) a.push_back(toHex(sha256(s)));
+      for (const auto& s : v)
+        a.push_back(toHex(sha256(s)));
       return a;
     };
     key["files"] = digests(ctx.inputs.files);
     key["scripts"] = digests(ctx.inputs.scripts);
     key["repository_keys"] = digests(ctx.inputs.repositoryKeys);
     ctx.contentDigest = toHex(sha256(key.dump()));
-    return std::to_string(def.files.size()) + " files, " + std::to_string(def.scripts.size()) + " scripts, " +
-           std::to_string(def.repositories.size()) + " repository keys (" + std::to_string(fetched) +
-           " fetched); content digest " + ctx.contentDigest.substr(0, 16) + "...";
+    return std::to_string(def.files.size()) + " files, " + std::to_string(def.scripts.size()) +
+           " scripts, " + std::to_string(def.repositories.size()) + " repository keys (" +
+           std::to_string(fetched) + " fetched); content digest " +
+           ctx.contentDigest.substr(0, 16) + "...";
   }
 };
 
 }  // namespace
 
-std::unique_ptr<Step> makeFetchInputsStep() { return std::make_unique<FetchInputsStep>(); }
+std::unique_ptr<Step> makeFetchInputsStep() {
+  return std::make_unique<FetchInputsStep>();
+}
 
 }  // namespace imgpipe::build

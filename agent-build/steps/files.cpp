@@ -8,7 +8,9 @@ namespace {
 class FilesStep : public Step {
  public:
   std::string_view name() const override { return "files"; }
-  std::string skipReason(const ImageDefinition& def) const override { return def.files.empty() ? "no files" : ""; }
+  std::string skipReason(const ImageDefinition& def) const override {
+    return def.files.empty() ? "no files" : "";
+  }
 
   std::string run(BuildContext& ctx) override {
     auto& img = ctx.session().fs();
@@ -28,12 +30,15 @@ class FilesStep : public Step {
       bytes += content.size();
       ctx.log.detail("wrote " + f.path);
     }
-    return "wrote " + std::to_string(ctx.def.files.size()) + " files (" + std::to_string(bytes) + " bytes)";
+    return "wrote " + std::to_string(ctx.def.files.size()) + " files (" + std::to_string(bytes) +
+           " bytes)";
   }
 };
 
 }  // namespace
 
-std::unique_ptr<Step> makeFilesStep() { return std::make_unique<FilesStep>(); }
+std::unique_ptr<Step> makeFilesStep() {
+  return std::make_unique<FilesStep>();
+}
 
 }  // namespace imgpipe::build

@@ -24,28 +24,35 @@ class GrowStep : public Step {
     bool grew = grow.exitCode == 0;
     if (!grew) {
       bool nochange = false;
-      for (const auto& l : grow.tail) nochange |= l.find("NOCHANGE") != std::string::npos;
-      if (!nochange) throw CommandError("growpart " + dev + " " + std::to_string(ctx.root.number), grow);
+      for (const auto& l : grow.tail)
+        nochange |= l.find("NOCHANGE") != std::string::npos;
+      if (!nochange)
+        throw CommandError("growpart " + dev + " " + std::to_string(ctx.root.number), grow);
     }
     ctx.disk->refreshPartitions(exec);
     for (const auto& p : ctx.disk->partitions(exec))
       if (p.number == ctx.root.number) ctx.root = p;
 
     if (!ctx.root.fsType.starts_with("ext"))
-      throw Error("the root filesystem is " + ctx.root.fsType + "; only ext2/3/4 roots can be grown and checked");
+      throw Error("the root filesystem is " + ctx.root.fsType +
+                  "; only ext2/3/4 roots can be grown and checked");
     // e2fsck: 0 clean, 1 errors corrected, 2 corrected (reboot advised) — all fine offline.
     auto fsck = runUnchecked(exec, {"e2fsck", "-f", "-y", ctx.root.device.string()});
     if (fsck.exitCode > 2) throw CommandError("e2fsck -f -y " + ctx.root.device.string(), fsck);
-    if (fsck.exitCode != 0) ctx.log.warn("e2fsck corrected errors in the base's root filesystem (exit code " + std::to_string(fsck.exitCode) + ")");
+    if (fsck.exitCode != 0)
+      ctx.log.warn("e2fsck corrected errors in the base's root filesystem (exit code " +
+                   std::to_string(fsck.exitCode) + ")");
     build::run(exec, {"resize2fs", ctx.root.device.string()});
     return "partition " + std::to_string(ctx.root.number) + ": " + formatBytes(before) +
-           (grew ? " -> " + formatBytes(ctx.root.size) : " (already fills the disk)") + "; " + ctx.root.fsType +
-           " checked and resized";
+           (grew ? " -> " + formatBytes(ctx.root.size) : " (already fills the disk)") + "; " +
+           ctx.root.fsType + " checked and resized";
   }
 };
 
 }  // namespace
 
-std::unique_ptr<Step> makeGrowStep() { return std::make_unique<GrowStep>(); }
+std::unique_ptr<Step> makeGrowStep() {
+  return std::make_unique<GrowStep>();
+}
 
 }  // namespace imgpipe::build

@@ -53,7 +53,8 @@ void pruneOutputs(const fs::path& nameDir, unsigned keep, const fs::path& curren
   for (size_t i = keep; i < versions.size(); ++i) {
     if (versions[i].path() == current) continue;
     fs::remove_all(versions[i].path(), ec);
-    log.info("pruned old output " + versions[i].path().string() + " (build.results.keep_per_image)");
+    log.info("pruned old output " + versions[i].path().string() +
+             " (build.results.keep_per_image)");
   }
 }
 
@@ -64,7 +65,8 @@ class ManifestStep : public Step {
 
   std::string run(BuildContext& ctx) override {
     const bool agentLayout = ctx.job.outDir.empty();
-    const fs::path outDir = agentLayout ? ctx.config.outputDir / ctx.def.name / ctx.version : ctx.job.outDir;
+    const fs::path outDir =
+        agentLayout ? ctx.config.outputDir / ctx.def.name / ctx.version : ctx.job.outDir;
     fs::create_directories(outDir);
     const std::string stem = outputStem(ctx);
     ctx.finalImage = outDir / (stem + ".qcow2");
@@ -92,7 +94,8 @@ class ManifestStep : public Step {
                {"compression", compression}};
       packages = json::array();
       for (const auto& p : ctx.packages)
-        packages.push_back({{"name", p.name}, {"version", p.version}, {"architecture", p.architecture}});
+        packages.push_back(
+            {{"name", p.name}, {"version", p.version}, {"architecture", p.architecture}});
       validation = ctx.validation;
     }
     image["name"] = ctx.def.name;
@@ -107,36 +110,54 @@ class ManifestStep : public Step {
     json steps = json::array();
     for (const auto& t : ctx.timings)
       steps.push_back({{"step", t.step}, {"duration_ms", t.durationMs}, {"status", t.status}});
-    json manifest = {
-        {"format", "imgpipe-build-manifest/1"},
-        {"image", image},
-        {"definition", {{"source", ctx.def.sourceName}, {"digest", ctx.job.definitionDigest}, {"content_digest", ctx.contentDigest}}},
-        {"base", {{"kind", ctx.base.kind}, {"source", ctx.base.source}, {"sha256", ctx.base.sha256Hex},
-                  {"format", ctx.base.format}, {"virtual_size", ctx.base.virtualSize}}},
-        {"recipe_version", kRecipeVersion},
-        {"build", {{"job_id", ctx.job.jobId}, {"attempt", ctx.job.attempt}, {"agent", ctx.job.agentName},
-                   {"started_at", isoTime(ctx.startedAt)}, {"finished_at", isoTime(std::chrono::system_clock::now())},
-                   {"qemu_img", ctx.toolVersion},
-                   {"attach", std::string(toString(resolveAttachMethod(ctx.config.attach)))},
-                   {"parallel_compression", ctx.config.parallelCompression},
-                   {"reused_from", reusedFrom}}},
-        {"steps", steps},
-        {"packages", packages},
-        {"validation", validation},
-        {"build_log", {{"file", ctx.finalLog.filename().string()}, {"sha256", toHex(sha256(logText))}, {"bytes", logText.size()}}},
-        {"glance", resolvedGlanceJson(ctx.def.glance, ctx.def.name, ctx.version, image.at("virtual_size").get<std::uint64_t>())}};
+    json manifest = {{"format", "imgpipe-build-manifest/1"},
+                     {"image", image},
+                     {"definition",
+                      {{"source", ctx.def.sourceName},
+                       {"digest", ctx.job.definitionDigest},
+                       {"content_digest", ctx.contentDigest}}},
+                     {"base",
+                      {{"kind", ctx.base.kind},
+                       {"source", ctx.base.source},
+                       {"sha256", ctx.base.sha256Hex},
+                       {"format", ctx.base.format},
+                       {"virtual_size", ctx.base.virtualSize}}},
+                     {"recipe_version", kRecipeVersion},
+                     {"build",
+                      {{"job_id", ctx.job.jobId},
+                       {"attempt", ctx.job.attempt},
+                       {"agent", ctx.job.agentName},
+                       {"started_at", isoTime(ctx.startedAt)},
+                       {"finished_at", isoTime(std::chrono::system_clock::now())},
+                       {"qemu_img", ctx.toolVersion},
+                       {"attach", std::string(toString(resolveAttachMethod(ctx.config.attach)))},
+                       {"parallel_compression", ctx.config.parallelCompression},
+                       {"reused_from", reusedFrom}}},
+                     {"steps", steps},
+                     {"packages", packages},
+                     {"validation", validation},
+                     {"build_log",
+                      {{"file", ctx.finalLog.filename().string()},
+                       {"sha256", toHex(sha256(logText))},
+                       {"bytes", logText.size()}}},
+                     {"glance", resolvedGlanceJson(ctx.def.glance, ctx.def.name, ctx.version,
+                                                   image.at("virtual_size").get<std::uint64_t>())}};
     ctx.manifestJson = manifest.dump(2) + "\n";
     writeFileAtomic(ctx.finalManifest, ctx.manifestJson);
 
-    if (!ctx.reusable && ctx.config.reuseResults) ResultCache(ctx.config.cacheDir).store(ctx.contentDigest, ctx.finalImage, manifest);
+    if (!ctx.reusable && ctx.config.reuseResults)
+      ResultCache(ctx.config.cacheDir).store(ctx.contentDigest, ctx.finalImage, manifest);
     if (agentLayout) pruneOutputs(outDir.parent_path(), ctx.config.keepOutputs, outDir, ctx.log);
-    return ctx.finalImage.string() + " (" + formatBytes(image.at("size").get<std::uint64_t>()) + ", sha256 " +
-           image.at("sha256").get<std::string>().substr(0, 16) + "...)" + (ctx.reusable ? " reused" : "");
+    return ctx.finalImage.string() + " (" + formatBytes(image.at("size").get<std::uint64_t>()) +
+           ", sha256 " + image.at("sha256").get<std::string>().substr(0, 16) + "...)" +
+           (ctx.reusable ? " reused" : "");
   }
 };
 
 }  // namespace
 
-std::unique_ptr<Step> makeManifestStep() { return std::make_unique<ManifestStep>(); }
+std::unique_ptr<Step> makeManifestStep() {
+  return std::make_unique<ManifestStep>();
+}
 
 }  // namespace imgpipe::build

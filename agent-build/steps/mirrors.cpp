@@ -30,20 +30,26 @@ class MirrorsStep : public Step {
     }
     if (m.docker) {
       img.writeFile(kDockerDaemonJson, mergeDaemonJson(img.readFile(kDockerDaemonJson), *m.docker));
-      done.push_back("docker: " + std::to_string(m.docker->registryMirrors.size()) + " registry mirrors");
+      done.push_back("docker: " + std::to_string(m.docker->registryMirrors.size()) +
+                     " registry mirrors");
     }
     if (m.containerd) {
-      for (const auto& r : m.containerd->registries) img.writeFile(hostsTomlPath(*m.containerd, r), renderHostsToml(r));
-      done.push_back("containerd: " + std::to_string(m.containerd->registries.size()) + " registries");
+      for (const auto& r : m.containerd->registries)
+        img.writeFile(hostsTomlPath(*m.containerd, r), renderHostsToml(r));
+      done.push_back("containerd: " + std::to_string(m.containerd->registries.size()) +
+                     " registries");
     }
     std::string out;
-    for (const auto& d : done) out += (out.empty() ? "" : "; ") + d;
+    for (const auto& d : done)
+      out += (out.empty() ? "" : "; ") + d;
     return out;
   }
 };
 
 }  // namespace
 
-std::unique_ptr<Step> makeMirrorsStep() { return std::make_unique<MirrorsStep>(); }
+std::unique_ptr<Step> makeMirrorsStep() {
+  return std::make_unique<MirrorsStep>();
+}
 
 }  // namespace imgpipe::build

@@ -15,13 +15,14 @@ class MountStep : public Step {
     std::filesystem::create_directories(ctx.rootDir());
     ctx.rootMount.emplace(ctx.root.device.string(), ctx.rootDir(), ctx.root.fsType, MS_NOATIME);
     ctx.chroot = std::make_unique<ChrootSession>(
-        ctx.rootDir(), ChrootOptions{ctx.config.nameservers, ctx.disk->device(), ctx.disk->partitions(ctx.exec())},
+        ctx.rootDir(),
+        ChrootOptions{ctx.config.nameservers, ctx.disk->device(), ctx.disk->partitions(ctx.exec())},
         ctx.exec());
     const auto& rc = ctx.chroot->originalResolvConf();
     ctx.resolvConfBefore = rc;
     ctx.policyRcdBefore = ctx.chroot->originalPolicyRcd();
     std::string was = rc.kind == SavedEntry::Kind::symlink ? "a symlink to " + rc.content
-                      : rc.kind == SavedEntry::Kind::file ? "a regular file"
+                      : rc.kind == SavedEntry::Kind::file  ? "a regular file"
                                                            : "absent";
     return "root mounted at " + ctx.rootDir().string() + "; /etc/resolv.conf was " + was +
            " (replaced for the build, restored at cleanup); policy-rc.d installed";
@@ -30,6 +31,8 @@ class MountStep : public Step {
 
 }  // namespace
 
-std::unique_ptr<Step> makeMountStep() { return std::make_unique<MountStep>(); }
+std::unique_ptr<Step> makeMountStep() {
+  return std::make_unique<MountStep>();
+}
 
 }  // namespace imgpipe::build

@@ -11,12 +11,15 @@ class PackagesStep : public Step {
   std::string_view name() const override { return "packages"; }
   std::string skipReason(const ImageDefinition& def) const override {
     const auto& p = def.packages;
-    return p.install.empty() && p.remove.empty() && !p.upgrade ? "no packages to install, upgrade or remove" : "";
+    return p.install.empty() && p.remove.empty() && !p.upgrade
+               ? "no packages to install, upgrade or remove"
+               : "";
   }
 
   std::string run(BuildContext& ctx) override {
     const auto& p = ctx.def.packages;
-    Apt apt(ctx.session(), ctx.config, ctx.log, ctx.stop, {.installRecommends = p.installRecommends});
+    Apt apt(ctx.session(), ctx.config, ctx.log, ctx.stop,
+            {.installRecommends = p.installRecommends});
     if (p.update) {
       ctx.log.info("apt-get update");
       apt.update();
@@ -41,6 +44,8 @@ class PackagesStep : public Step {
 
 }  // namespace
 
-std::unique_ptr<Step> makePackagesStep() { return std::make_unique<PackagesStep>(); }
+std::unique_ptr<Step> makePackagesStep() {
+  return std::make_unique<PackagesStep>();
+}
 
 }  // namespace imgpipe::build

@@ -7,11 +7,11 @@ std::vector<std::unique_ptr<Step>> makePipeline() {
   steps.push_back(makeFetchBaseStep());
   steps.push_back(makeFetchInputsStep());
   steps.push_back(makeReuseStep());
-  steps.push_back(makeResizeStep());      // resize happens before anything is installed
+  steps.push_back(makeResizeStep());  // resize happens before anything is installed
   steps.push_back(makeAttachStep());
   steps.push_back(makeGrowStep());
   steps.push_back(makeMountStep());
-  steps.push_back(makeMirrorsStep());     // before packages: apt must use the site's mirrors
+  steps.push_back(makeMirrorsStep());  // before packages: apt must use the site's mirrors
   steps.push_back(makeRepositoriesStep());
   steps.push_back(makePackagesStep());
   steps.push_back(makeFilesStep());
@@ -23,7 +23,7 @@ std::vector<std::unique_ptr<Step>> makePipeline() {
   steps.push_back(makeCompactStep());
   steps.push_back(makeValidateStep());
   steps.push_back(makeBootTestStep());
-  steps.push_back(makeManifestStep());    // last: it records every step's timing and the checks
+  steps.push_back(makeManifestStep());  // last: it records every step's timing and the checks
   return steps;
 }
 

@@ -30,6 +30,8 @@ class RepositoriesStep : public Step {
 
 }  // namespace
 
-std::unique_ptr<Step> makeRepositoriesStep() { return std::make_unique<RepositoriesStep>(); }
+std::unique_ptr<Step> makeRepositoriesStep() {
+  return std::make_unique<RepositoriesStep>();
+}
 
 }  // namespace imgpipe::build

@@ -15,10 +15,13 @@ namespace fs = std::filesystem;
 // Bytes of data in the image (what a raw copy will really occupy).
 std::uint64_t dataBytes(const BuildContext& ctx) {
   if (ctx.base.format == "raw") return allocatedBytes(ctx.base.file);
-  auto out = build::run(ctx.exec(), {"qemu-img", "map", "-f", ctx.base.format, "--output=json", ctx.base.file.string()}, true);
+  auto out = build::run(
+      ctx.exec(),
+      {"qemu-img", "map", "-f", ctx.base.format, "--output=json", ctx.base.file.string()}, true);
   std::uint64_t total = 0;
   for (const auto& e : nlohmann::json::parse(out))
-    if (e.value("data", false) && !e.value("zero", false)) total += e.at("length").get<std::uint64_t>();
+    if (e.value("data", false) && !e.value("zero", false))
+      total += e.at("length").get<std::uint64_t>();
   return total;
 }
 
@@ -35,9 +38,10 @@ class ResizeStep : public Step {
     const std::uint64_t need = data + ctx.config.minFreeSpace;
     const std::uint64_t avail = freeBytes(ctx.workDir);
     if (avail < need)
-      throw Error("not enough space in the work dir " + ctx.config.workDir.string() + ": " + formatBytes(avail) +
-                  " free, this build needs about " + formatBytes(need) + " (base data " + formatBytes(data) +
-                  " + build.min_free_space " + formatBytes(ctx.config.minFreeSpace) + ")");
+      throw Error("not enough space in the work dir " + ctx.config.workDir.string() + ": " +
+                  formatBytes(avail) + " free, this build needs about " + formatBytes(need) +
+                  " (base data " + formatBytes(data) + " + build.min_free_space " +
+                  formatBytes(ctx.config.minFreeSpace) + ")");
 
     const bool nbd = resolveAttachMethod(ctx.config.attach) == AttachMethod::nbd;
     ctx.image.format = nbd ? "qcow2" : "raw";
@@ -53,16 +57,22 @@ class ResizeStep : public Step {
     ctx.baseLock.reset();  // done reading the cached base
 
     if (target > ctx.base.virtualSize) {
-      if (nbd) build::run(ctx.exec(), {"qemu-img", "resize", "-f", "qcow2", ctx.image.file.string(), std::to_string(target)});
-      else fs::resize_file(ctx.image.file, target);  // sparse: costs nothing until written
+      if (nbd)
+        build::run(ctx.exec(), {"qemu-img", "resize", "-f", "qcow2", ctx.image.file.string(),
+                                std::to_string(target)});
+      else
+        fs::resize_file(ctx.image.file, target);  // sparse: costs nothing until written
     }
-    return std::string(nbd ? "qcow2 copy" : "sparse raw copy") + " with " + formatBytes(data) + " of data; virtual " +
-           formatBytes(ctx.base.virtualSize) + (target > ctx.base.virtualSize ? " -> " + formatBytes(target) : " (unchanged)");
+    return std::string(nbd ? "qcow2 copy" : "sparse raw copy") + " with " + formatBytes(data) +
+           " of data; virtual " + formatBytes(ctx.base.virtualSize) +
+           (target > ctx.base.virtualSize ? " -> " + formatBytes(target) : " (unchanged)");
   }
 };
 
 }  // namespace
 
-std::unique_ptr<Step> makeResizeStep() { return std::make_unique<ResizeStep>(); }
+std::unique_ptr<Step> makeResizeStep() {
+  return std::make_unique<ResizeStep>();
+}
 
 }  // namespace imgpipe::build

@@ -17,21 +17,26 @@ class ReuseStep : public Step {
     if (!ctx.reusable) return "no earlier result with these inputs; building";
     // Never hand out bytes that changed since they were validated.
     auto digests = hashFile(ctx.reusable->image);
-    if (toHex(digests.sha256) != ctx.reusable->manifest.at("image").at("sha256").get<std::string>()) {
-      ctx.log.warn("the earlier result " + ctx.reusable->image.string() + " changed on disk; building again");
+    if (toHex(digests.sha256) !=
+        ctx.reusable->manifest.at("image").at("sha256").get<std::string>()) {
+      ctx.log.warn("the earlier result " + ctx.reusable->image.string() +
+                   " changed on disk; building again");
       ctx.reusable.reset();
       return "earlier result changed on disk; building";
     }
     // The base is not needed any more: let the cache evict it if it must.
     ctx.baseLock.reset();
     const auto& m = ctx.reusable->manifest;
-    return "reusing " + ctx.reusable->image.string() + " (version " + m.at("image").value("version", "?") +
-           ", built " + m.at("build").value("finished_at", "?") + ")";
+    return "reusing " + ctx.reusable->image.string() + " (version " +
+           m.at("image").value("version", "?") + ", built " +
+           m.at("build").value("finished_at", "?") + ")";
   }
 };
 
 }  // namespace
 
-std::unique_ptr<Step> makeReuseStep() { return std::make_unique<ReuseStep>(); }
+std::unique_ptr<Step> makeReuseStep() {
+  return std::make_unique<ReuseStep>();
+}
 
 }  // namespace imgpipe::build

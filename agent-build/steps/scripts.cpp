@@ -10,14 +10,17 @@ namespace {
 std::vector<std::string> splitWords(const std::string& s) {
   std::istringstream in(s);
   std::vector<std::string> out;
-  for (std::string w; in >> w;) out.push_back(w);
+  for (std::string w; in >> w;)
+    out.push_back(w);
   return out;
 }
 
 class ScriptsStep : public Step {
  public:
   std::string_view name() const override { return "scripts"; }
-  std::string skipReason(const ImageDefinition& def) const override { return def.scripts.empty() ? "no scripts" : ""; }
+  std::string skipReason(const ImageDefinition& def) const override {
+    return def.scripts.empty() ? "no scripts" : "";
+  }
 
   std::string run(BuildContext& ctx) override {
     auto& session = ctx.session();
@@ -28,8 +31,10 @@ class ScriptsStep : public Step {
       const std::string path = "/run/imgpipe/scripts/" + std::to_string(i + 1) + "-" + sc.name;
       session.fs().writeFile(path, text, 0700);
       std::vector<std::string> argv;
-      if (!sc.interpreter.empty()) argv = splitWords(sc.interpreter);
-      else if (!text.starts_with("#!")) argv = {"/bin/sh", "-e"};
+      if (!sc.interpreter.empty())
+        argv = splitWords(sc.interpreter);
+      else if (!text.starts_with("#!"))
+        argv = {"/bin/sh", "-e"};
       argv.push_back(path);
       ctx.log.info("running script " + sc.name + " (" + std::to_string(i + 1) + " of " +
                    std::to_string(ctx.def.scripts.size()) + ")");
@@ -51,6 +56,8 @@ class ScriptsStep : public Step {
 
 }  // namespace
 
-std::unique_ptr<Step> makeScriptsStep() { return std::make_unique<ScriptsStep>(); }
+std::unique_ptr<Step> makeScriptsStep() {
+  return std::make_unique<ScriptsStep>();
+}
 
 }  // namespace imgpipe::build

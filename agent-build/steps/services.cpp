@@ -8,7 +8,9 @@ namespace {
 class ServicesStep : public Step {
  public:
   std::string_view name() const override { return "services"; }
-  std::string skipReason(const ImageDefinition& def) const override { return def.services.empty() ? "no services" : ""; }
+  std::string skipReason(const ImageDefinition& def) const override {
+    return def.services.empty() ? "no services" : "";
+  }
 
   std::string run(BuildContext& ctx) override {
     auto& s = ctx.session();
@@ -22,13 +24,15 @@ class ServicesStep : public Step {
     each("enable", sv.enable);
     each("disable", sv.disable);
     each("mask", sv.mask);
-    return std::to_string(sv.enable.size()) + " enabled, " + std::to_string(sv.disable.size()) + " disabled, " +
-           std::to_string(sv.mask.size()) + " masked";
+    return std::to_string(sv.enable.size()) + " enabled, " + std::to_string(sv.disable.size()) +
+           " disabled, " + std::to_string(sv.mask.size()) + " masked";
   }
 };
 
 }  // namespace
 
-std::unique_ptr<Step> makeServicesStep() { return std::make_unique<ServicesStep>(); }
+std::unique_ptr<Step> makeServicesStep() {
+  return std::make_unique<ServicesStep>();
+}
 
 }  // namespace imgpipe::build

@@ -8,7 +8,6 @@
 namespace imgpipe::build {
 namespace {
 
-
 class UnmountStep : public Step {
  public:
   std::string_view name() const override { return "unmount"; }
@@ -44,15 +43,19 @@ class UnmountStep : public Step {
     }
     const auto name = ctx.disk->describe();
     const std::uint64_t allocatedAfter = allocatedBytes(ctx.image.file);
-    const std::uint64_t trimmed = allocatedBefore > allocatedAfter ? allocatedBefore - allocatedAfter : 0;
+    const std::uint64_t trimmed =
+        allocatedBefore > allocatedAfter ? allocatedBefore - allocatedAfter : 0;
     if (!ctx.disk->detach()) throw Error(name + " is still attached after detaching it");
     ctx.disk.reset();
-    return "trimming freed " + formatBytes(trimmed) + " of the work image; " + journal + "; unmounted and detached " + name;
+    return "trimming freed " + formatBytes(trimmed) + " of the work image; " + journal +
+           "; unmounted and detached " + name;
   }
 };
 
 }  // namespace
 
-std::unique_ptr<Step> makeUnmountStep() { return std::make_unique<UnmountStep>(); }
+std::unique_ptr<Step> makeUnmountStep() {
+  return std::make_unique<UnmountStep>();
+}
 
 }  // namespace imgpipe::build

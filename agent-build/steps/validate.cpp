@@ -32,7 +32,8 @@ std::map<std::string, PackageInfo> installedPackages(const ImageFs& img) {
   PackageInfo cur;
   std::string status;
   auto flush = [&] {
-    if (!cur.name.empty() && status.find("install ok installed") != std::string::npos) out[cur.name] = cur;
+    if (!cur.name.empty() && status.find("install ok installed") != std::string::npos)
+      out[cur.name] = cur;
     cur = {};
     status.clear();
   };
@@ -44,10 +45,14 @@ std::map<std::string, PackageInfo> installedPackages(const ImageFs& img) {
     auto colon = line.find(": ");
     if (colon == std::string::npos || line[0] == ' ') continue;
     auto key = line.substr(0, colon), value = line.substr(colon + 2);
-    if (key == "Package") cur.name = value;
-    else if (key == "Version") cur.version = value;
-    else if (key == "Architecture") cur.architecture = value;
-    else if (key == "Status") status = value;
+    if (key == "Package")
+      cur.name = value;
+    else if (key == "Version")
+      cur.version = value;
+    else if (key == "Architecture")
+      cur.architecture = value;
+    else if (key == "Status")
+      status = value;
   }
   flush();
   return out;
@@ -61,7 +66,8 @@ std::string bareName(std::string pkg) {
 
 // The unit file as systemd would find it (admin overrides first).
 std::optional<std::string> unitFile(const ImageFs& img, const std::string& name) {
-  for (const char* dir : {"/etc/systemd/system/", "/run/systemd/system/", "/lib/systemd/system/", "/usr/lib/systemd/system/"})
+  for (const char* dir : {"/etc/systemd/system/", "/run/systemd/system/", "/lib/systemd/system/",
+                          "/usr/lib/systemd/system/"})
     if (auto text = img.readFile(dir + name)) return text;
   return std::nullopt;
 }
@@ -72,8 +78,10 @@ std::optional<std::string> unitFile(const ImageFs& img, const std::string& name)
 // udev rule, so enabling it is a no-op), "masked", "disabled" or "not-found".
 std::string unitState(const ImageFs& img, const std::string& unit) {
   std::vector<std::string> names;
-  if (unit.find('.') == std::string::npos) names = {unit + ".service", unit + ".socket"};
-  else names = {unit};
+  if (unit.find('.') == std::string::npos)
+    names = {unit + ".service", unit + ".socket"};
+  else
+    names = {unit};
   for (const auto& n : names)
     if (auto t = img.readLink("/etc/systemd/system/" + n); t && *t == "/dev/null") return "masked";
   for (auto name : std::vector<std::string>(names)) {
@@ -93,9 +101,11 @@ std::string unitState(const ImageFs& img, const std::string& unit) {
     std::istringstream in(*text);
     bool install = false, hasInstallKeys = false;
     for (std::string line; std::getline(in, line);) {
-      if (line.starts_with("[")) install = line.starts_with("[Install]");
-      else if (install && (line.starts_with("WantedBy") || line.starts_with("RequiredBy") || line.starts_with("Also") ||
-                           line.starts_with("Alias") || line.starts_with("UpheldBy")))
+      if (line.starts_with("["))
+        install = line.starts_with("[Install]");
+      else if (install && (line.starts_with("WantedBy") || line.starts_with("RequiredBy") ||
+                           line.starts_with("Also") || line.starts_with("Alias") ||
+                           line.starts_with("UpheldBy")))
         hasInstallKeys = true;
     }
     if (!hasInstallKeys) return "static";
@@ -127,14 +137,18 @@ std::vector<std::string> usersWithPasswordHashes(const ImageFs& img) {
     auto c2 = line.find(':', c1 + 1);
     std::string pw = line.substr(c1 + 1, c2 == std::string::npos ? std::string::npos : c2 - c1 - 1);
     std::string bare = pw;
-    while (!bare.empty() && bare.front() == '!') bare.erase(0, 1);
-    if (bare.empty() && pw.empty()) users.push_back(line.substr(0, c1) + " (empty password)");
-    else if (bare.size() > 1 && bare != "*") users.push_back(line.substr(0, c1));
+    while (!bare.empty() && bare.front() == '!')
+      bare.erase(0, 1);
+    if (bare.empty() && pw.empty())
+      users.push_back(line.substr(0, c1) + " (empty password)");
+    else if (bare.size() > 1 && bare != "*")
+      users.push_back(line.substr(0, c1));
   }
   return users;
 }
 
-bool sameEntry(const ImageFs& img, const std::string& path, const SavedEntry& before, std::string& detail) {
+bool sameEntry(const ImageFs& img, const std::string& path, const SavedEntry& before,
+               std::string& detail) {
   auto st = img.lstat(path);
   switch (before.kind) {
     case SavedEntry::Kind::absent:
@@ -142,7 +156,8 @@ bool sameEntry(const ImageFs& img, const std::string& path, const SavedEntry& be
       return !st;
     case SavedEntry::Kind::symlink: {
       auto t = img.readLink(path);
-      if (!t || *t != before.content) detail = path + " is not the base's symlink to " + before.content;
+      if (!t || *t != before.content)
+        detail = path + " is not the base's symlink to " + before.content;
       return t && *t == before.content;
     }
     case SavedEntry::Kind::file: {
@@ -186,76 +201,107 @@ class ValidateStep : public Step {
         checks.insert(checks.end(), clean.begin(), clean.end());
 
         std::string detail;
-        add("resolv.conf restored", sameEntry(img, "/etc/resolv.conf", ctx.resolvConfBefore, detail), detail);
-        add("policy-rc.d removed", sameEntry(img, "/usr/sbin/policy-rc.d", ctx.policyRcdBefore, detail), detail);
+        add("resolv.conf restored",
+            sameEntry(img, "/etc/resolv.conf", ctx.resolvConfBefore, detail), detail);
+        add("policy-rc.d removed",
+            sameEntry(img, "/usr/sbin/policy-rc.d", ctx.policyRcdBefore, detail), detail);
         auto hashes = usersWithPasswordHashes(img);
         std::string users;
-        for (const auto& u : hashes) users += (users.empty() ? "" : ", ") + u;
+        for (const auto& u : hashes)
+          users += (users.empty() ? "" : ", ") + u;
         add("no password hashes in /etc/shadow", hashes.empty(), "password set for " + users);
 
         auto pkgs = installedPackages(img);
         ctx.packages.clear();
-        for (const auto& [n, p] : pkgs) ctx.packages.push_back(p);
+        for (const auto& [n, p] : pkgs)
+          ctx.packages.push_back(p);
         auto installed = [&](const std::string& p) { return pkgs.count(bareName(p)) > 0; };
-        if (def.validation.requireCloudInit) add("cloud-init installed", installed("cloud-init"), "cloud-init is not installed");
+        if (def.validation.requireCloudInit)
+          add("cloud-init installed", installed("cloud-init"), "cloud-init is not installed");
         if (def.validation.requireQemuGuestAgent)
-          add("qemu-guest-agent installed", installed("qemu-guest-agent"), "qemu-guest-agent is not installed");
+          add("qemu-guest-agent installed", installed("qemu-guest-agent"),
+              "qemu-guest-agent is not installed");
         if (def.validation.requireSshd)
-          add("sshd enabled", unitState(img, "ssh") == "enabled" || unitState(img, "sshd") == "enabled",
+          add("sshd enabled",
+              unitState(img, "ssh") == "enabled" || unitState(img, "sshd") == "enabled",
               "neither ssh.service, ssh.socket nor sshd.service is enabled");
-        for (const auto& p : def.packages.install) add("package " + bareName(p) + " installed", installed(p), "not installed");
-        for (const auto& p : def.packages.remove) add("package " + bareName(p) + " absent", !installed(p), "still installed");
-        for (const auto& p : def.validation.expectPackages) add("package " + bareName(p) + " installed", installed(p), "not installed");
-        for (const auto& u : def.services.enable) add("service " + u + " enabled", unitEnabled(img, u), unitState(img, u));
-        for (const auto& u : def.validation.expectServices) add("service " + u + " enabled", unitEnabled(img, u), unitState(img, u));
-        for (const auto& u : def.services.disable) add("service " + u + " disabled", unitState(img, u) != "enabled", "still enabled");
-        for (const auto& u : def.services.mask) add("service " + u + " masked", unitMasked(img, u), "not masked");
+        for (const auto& p : def.packages.install)
+          add("package " + bareName(p) + " installed", installed(p), "not installed");
+        for (const auto& p : def.packages.remove)
+          add("package " + bareName(p) + " absent", !installed(p), "still installed");
+        for (const auto& p : def.validation.expectPackages)
+          add("package " + bareName(p) + " installed", installed(p), "not installed");
+        for (const auto& u : def.services.enable)
+          add("service " + u + " enabled", unitEnabled(img, u), unitState(img, u));
+        for (const auto& u : def.validation.expectServices)
+          add("service " + u + " enabled", unitEnabled(img, u), unitState(img, u));
+        for (const auto& u : def.services.disable)
+          add("service " + u + " disabled", unitState(img, u) != "enabled", "still enabled");
+        for (const auto& u : def.services.mask)
+          add("service " + u + " masked", unitMasked(img, u), "not masked");
 
         for (size_t i = 0; i < def.files.size(); ++i) {
           const auto& f = def.files[i];
           auto st = img.lstat(f.path);
           auto content = st && S_ISREG(st->st_mode) ? img.readFile(f.path) : std::nullopt;
-          std::string why = !content ? "missing" : *content != ctx.inputs.files.at(i) ? "content differs" : "";
+          std::string why = !content                             ? "missing"
+                            : *content != ctx.inputs.files.at(i) ? "content differs"
+                                                                 : "";
           if (why.empty() && (st->st_mode & 07777) != f.mode) why = "mode differs";
-          if (why.empty() && (st->st_uid != img.userId(f.owner) || st->st_gid != img.groupId(f.group))) why = "owner differs";
+          if (why.empty() &&
+              (st->st_uid != img.userId(f.owner) || st->st_gid != img.groupId(f.group)))
+            why = "owner differs";
           add("file " + f.path, why.empty(), why);
         }
-        auto sameFile = [&](const std::string& name, const std::string& path, const std::string& want) {
+        auto sameFile = [&](const std::string& name, const std::string& path,
+                            const std::string& want) {
           auto got = img.readFile(path);
           add(name, got && *got == want, got ? path + " differs" : path + " missing");
         };
         if (def.mirrors.apt) {
-          for (const auto& s : def.mirrors.apt->sources) sameFile("apt source " + s.name, aptSourcePath(s.name), renderAptSource(s));
+          for (const auto& s : def.mirrors.apt->sources)
+            sameFile("apt source " + s.name, aptSourcePath(s.name), renderAptSource(s));
           if (def.mirrors.apt->removeLegacySourcesList)
-            add("legacy sources.list removed", !img.exists("/etc/apt/sources.list"), "/etc/apt/sources.list present");
-          if (!def.mirrors.apt->proxy.empty()) sameFile("apt proxy", kAptProxyPath, renderAptProxy(def.mirrors.apt->proxy));
+            add("legacy sources.list removed", !img.exists("/etc/apt/sources.list"),
+                "/etc/apt/sources.list present");
+          if (!def.mirrors.apt->proxy.empty())
+            sameFile("apt proxy", kAptProxyPath, renderAptProxy(def.mirrors.apt->proxy));
         }
         if (def.mirrors.docker) {
           bool ok = false;
           try {
             auto j = nlohmann::json::parse(img.readFile(kDockerDaemonJson).value_or("{}"));
-            ok = (def.mirrors.docker->registryMirrors.empty() || j.value("registry-mirrors", nlohmann::json::array()) == nlohmann::json(def.mirrors.docker->registryMirrors)) &&
-                 (def.mirrors.docker->insecureRegistries.empty() || j.value("insecure-registries", nlohmann::json::array()) == nlohmann::json(def.mirrors.docker->insecureRegistries));
+            ok = (def.mirrors.docker->registryMirrors.empty() ||
+                  j.value("registry-mirrors", nlohmann::json::array()) ==
+                      nlohmann::json(def.mirrors.docker->registryMirrors)) &&
+                 (def.mirrors.docker->insecureRegistries.empty() ||
+                  j.value("insecure-registries", nlohmann::json::array()) ==
+                      nlohmann::json(def.mirrors.docker->insecureRegistries));
           } catch (const std::exception&) {
           }
           add("docker registry mirrors", ok, std::string(kDockerDaemonJson) + " lacks the mirrors");
         }
         if (def.mirrors.containerd)
           for (const auto& r : def.mirrors.containerd->registries)
-            sameFile("containerd mirror " + r.host, hostsTomlPath(*def.mirrors.containerd, r), renderHostsToml(r));
+            sameFile("containerd mirror " + r.host, hostsTomlPath(*def.mirrors.containerd, r),
+                     renderHostsToml(r));
         for (size_t i = 0; i < def.repositories.size(); ++i) {
           const auto& repo = def.repositories[i];
           auto keyPath = repositoryKeyPath(repo, ctx.inputs.repositoryKeys.at(i));
           sameFile("repository " + repo.name + " key", keyPath, ctx.inputs.repositoryKeys.at(i));
-          sameFile("repository " + repo.name, aptSourcePath(repo.name), renderRepositorySource(repo, keyPath));
+          sameFile("repository " + repo.name, aptSourcePath(repo.name),
+                   renderRepositorySource(repo, keyPath));
         }
-        for (const auto& d : def.cloudInit.dropIns) sameFile("cloud-init " + d.name, cloudInitDropInPath(d.name), d.content);
+        for (const auto& d : def.cloudInit.dropIns)
+          sameFile("cloud-init " + d.name, cloudInitDropInPath(d.name), d.content);
         if (def.cloudInit.defaultUserGroups || !def.cloudInit.addGroups.empty()) {
-          std::vector<std::string> want = def.cloudInit.defaultUserGroups.value_or(def.cloudInit.addGroups);
+          std::vector<std::string> want =
+              def.cloudInit.defaultUserGroups.value_or(def.cloudInit.addGroups);
           std::vector<std::string> got;
           try {
             auto y = YAML::Load(img.readFile(kCloudInitUserFile).value_or(""));
-            for (const auto& g : y["system_info"]["default_user"]["groups"]) got.push_back(g.as<std::string>());
+            for (const auto& g : y["system_info"]["default_user"]["groups"])
+              got.push_back(g.as<std::string>());
           } catch (const YAML::Exception&) {
           }
           std::string missing;
@@ -264,12 +310,14 @@ class ValidateStep : public Step {
           add("cloud-init default user groups", missing.empty(), "missing:" + missing);
         }
         if (!def.cloudInit.datasources.empty())
-          add("cloud-init datasources", img.exists(kCloudInitDatasourceFile), std::string(kCloudInitDatasourceFile) + " missing");
+          add("cloud-init datasources", img.exists(kCloudInitDatasourceFile),
+              std::string(kCloudInitDatasourceFile) + " missing");
 
         if (def.validation.bootTest.enabled) {
           auto kernel = findBootFile(img, "vmlinuz");
           auto initrd = findBootFile(img, "initrd.img");
-          add("kernel and initrd present", kernel && initrd, "no /boot/vmlinuz or /boot/initrd.img for the boot test");
+          add("kernel and initrd present", kernel && initrd,
+              "no /boot/vmlinuz or /boot/initrd.img for the boot test");
           if (kernel && initrd) {
             fs::create_directories(ctx.workDir / "boot");
             ctx.bootKernel = ctx.workDir / "boot" / "vmlinuz";
@@ -284,23 +332,29 @@ class ValidateStep : public Step {
       // backup), and the filesystem must fill the partition — else first boot has to grow it.
       const auto& root = image.rootPartition();
       std::uint64_t lastPartitionEnd = 0;
-      for (const auto& p : image.partitions()) lastPartitionEnd = std::max(lastPartitionEnd, p.start + p.size);
+      for (const auto& p : image.partitions())
+        lastPartitionEnd = std::max(lastPartitionEnd, p.start + p.size);
       const std::uint64_t slack = image.diskSize() - (root.start + root.size);
-      add("root partition fills the disk", root.start + root.size == lastPartitionEnd && slack <= (1ull << 20) + 33 * 512,
+      add("root partition fills the disk",
+          root.start + root.size == lastPartitionEnd && slack <= (1ull << 20) + 33 * 512,
           formatBytes(slack) + " unused after the root partition");
       if (root.fsType.starts_with("ext")) {
         auto info = build::run(exec, {"dumpe2fs", "-h", root.device.string()}, true);
         std::smatch count, size;
         std::regex_search(info, count, std::regex("Block count:\\s+([0-9]+)"));
         std::regex_search(info, size, std::regex("Block size:\\s+([0-9]+)"));
-        std::uint64_t fsBytes = count.empty() || size.empty() ? 0 : std::stoull(count[1]) * std::stoull(size[1]);
+        std::uint64_t fsBytes =
+            count.empty() || size.empty() ? 0 : std::stoull(count[1]) * std::stoull(size[1]);
         add("filesystem fills the partition", fsBytes + (1ull << 20) >= root.size,
-            "filesystem " + formatBytes(fsBytes) + " in a " + formatBytes(root.size) + " partition");
+            "filesystem " + formatBytes(fsBytes) + " in a " + formatBytes(root.size) +
+                " partition");
         image.unmountRoot();
         auto fsck = runUnchecked(exec, {"e2fsck", "-f", "-n", root.device.string()});
         std::string tail;
-        for (const auto& l : fsck.tail) tail += " | " + l;
-        add("e2fsck -n clean", fsck.exitCode == 0, "exit code " + std::to_string(fsck.exitCode) + tail);
+        for (const auto& l : fsck.tail)
+          tail += " | " + l;
+        add("e2fsck -n clean", fsck.exitCode == 0,
+            "exit code " + std::to_string(fsck.exitCode) + tail);
       }
     }
 
@@ -309,13 +363,16 @@ class ValidateStep : public Step {
     for (const auto& c : checks) {
       list.push_back({{"check", c.name}, {"ok", c.ok}, {"detail", c.detail}});
       if (!c.ok) failed.push_back(c.name + ": " + c.detail);
-      ctx.log.detail(std::string(c.ok ? "ok    " : "FAILED ") + c.name + (c.ok ? "" : ": " + c.detail));
+      ctx.log.detail(std::string(c.ok ? "ok    " : "FAILED ") + c.name +
+                     (c.ok ? "" : ": " + c.detail));
     }
     ctx.validation["checks"] = list;
     ctx.validation["passed"] = failed.empty();
     if (!failed.empty()) {
-      std::string msg = "validation failed (" + std::to_string(failed.size()) + " of " + std::to_string(checks.size()) + " checks):";
-      for (const auto& f : failed) msg += "\n  " + f;
+      std::string msg = "validation failed (" + std::to_string(failed.size()) + " of " +
+                        std::to_string(checks.size()) + " checks):";
+      for (const auto& f : failed)
+        msg += "\n  " + f;
       throw Error(msg);
     }
     return std::to_string(checks.size()) + " checks passed";
@@ -324,6 +381,8 @@ class ValidateStep : public Step {
 
 }  // namespace
 
-std::unique_ptr<Step> makeValidateStep() { return std::make_unique<ValidateStep>(); }
+std::unique_ptr<Step> makeValidateStep() {
+  return std::make_unique<ValidateStep>();
+}
 
 }  // namespace imgpipe::build

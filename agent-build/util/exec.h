@@ -27,7 +27,8 @@ std::string run(const ExecContext& ctx, std::vector<std::string> argv, bool capt
 // Same, with full control over the options (input, env, timeout...).
 std::string run(const ExecContext& ctx, SubprocessOptions options);
 // Never throws for a non-zero exit.
-CommandResult runUnchecked(const ExecContext& ctx, std::vector<std::string> argv, bool capture = false);
+CommandResult runUnchecked(const ExecContext& ctx, std::vector<std::string> argv,
+                           bool capture = false);
 
 // Runs a command and reports progress from how many bytes it has read so far (/proc/<pid>/io
 // rchar) against `expectedReadBytes`: qemu-img prints its progress with carriage returns only,

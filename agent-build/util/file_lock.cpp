@@ -34,8 +34,10 @@ FileLock::FileLock(const std::filesystem::path& path, std::stop_token stop, Mode
 FileLock FileLock::tryLock(const std::filesystem::path& path, Mode mode) {
   UniqueFd fd = openLockFile(path);
   FileLock lock;
-  if (::flock(fd.get(), (mode == Mode::shared ? LOCK_SH : LOCK_EX) | LOCK_NB) == 0) lock.fd_ = std::move(fd);
-  else if (errno != EWOULDBLOCK) throwErrno("cannot lock " + path.string());
+  if (::flock(fd.get(), (mode == Mode::shared ? LOCK_SH : LOCK_EX) | LOCK_NB) == 0)
+    lock.fd_ = std::move(fd);
+  else if (errno != EWOULDBLOCK)
+    throwErrno("cannot lock " + path.string());
   return lock;
 }
 

@@ -1,8 +1,8 @@
 #include "agent-build/util/image_fs.h"
 
 #include <dirent.h>
-#include <fnmatch.h>
 #include <fcntl.h>
+#include <fnmatch.h>
 #include <linux/openat2.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -31,7 +31,8 @@ int openat2Fd(int dirfd, const std::string& path, std::uint64_t flags, std::uint
 
 std::string joinParts(const std::vector<std::string>& parts, size_t count) {
   std::string out;
-  for (size_t i = 0; i < count; ++i) out += (i ? "/" : "") + parts[i];
+  for (size_t i = 0; i < count; ++i)
+    out += (i ? "/" : "") + parts[i];
   return out;
 }
 
@@ -56,7 +57,8 @@ void removeAt(int dirfd, const std::string& name, const std::string& shownPath) 
       if (n != "." && n != "..") names.push_back(n);
     }
     ::closedir(d);
-    for (const auto& n : names) removeAt(sub.get(), n, shownPath + "/" + n);
+    for (const auto& n : names)
+      removeAt(sub.get(), n, shownPath + "/" + n);
     if (::unlinkat(dirfd, name.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT)
       throwErrno("cannot remove " + shownPath);
   } else if (::unlinkat(dirfd, name.c_str(), 0) != 0 && errno != ENOENT) {
@@ -89,7 +91,8 @@ std::vector<std::string> splitImagePath(std::string_view path) {
   std::vector<std::string> parts;
   size_t i = 0;
   while (i < path.size()) {
-    while (i < path.size() && path[i] == '/') ++i;
+    while (i < path.size() && path[i] == '/')
+      ++i;
     size_t j = path.find('/', i);
     if (j == std::string_view::npos) j = path.size();
     if (j > i) {
@@ -112,7 +115,8 @@ std::filesystem::path ImageFs::hostPath(std::string_view imagePath) const {
 
 std::pair<UniqueFd, std::string> ImageFs::openParent(std::string_view path, bool create) const {
   auto parts = splitImagePath(path);
-  if (parts.empty() || parts.back() == "..") throw Error("not a file path in the image: '" + std::string(path) + "'");
+  if (parts.empty() || parts.back() == "..")
+    throw Error("not a file path in the image: '" + std::string(path) + "'");
   if (create) {
     std::string parent = joinParts(parts, parts.size() - 1);
     const_cast<ImageFs*>(this)->mkdirs(parent);
@@ -123,7 +127,9 @@ std::pair<UniqueFd, std::string> ImageFs::openParent(std::string_view path, bool
   return {std::move(fd), parts.back()};
 }
 
-bool ImageFs::exists(std::string_view path) const { return lstat(path).has_value(); }
+bool ImageFs::exists(std::string_view path) const {
+  return lstat(path).has_value();
+}
 
 std::optional<struct stat> ImageFs::lstat(std::string_view path) const {
   auto parts = splitImagePath(path);
@@ -132,17 +138,20 @@ std::optional<struct stat> ImageFs::lstat(std::string_view path) const {
     if (::fstat(rootFd_.get(), &st) != 0) return std::nullopt;
     return st;
   }
-  UniqueFd parent(openat2Fd(rootFd_.get(), joinParts(parts, parts.size() - 1), O_PATH | O_DIRECTORY));
+  UniqueFd parent(
+      openat2Fd(rootFd_.get(), joinParts(parts, parts.size() - 1), O_PATH | O_DIRECTORY));
   if (!parent) return std::nullopt;
   struct stat st {};
-  if (::fstatat(parent.get(), parts.back().c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return std::nullopt;
+  if (::fstatat(parent.get(), parts.back().c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0)
+    return std::nullopt;
   return st;
 }
 
 std::optional<std::string> ImageFs::readLink(std::string_view path) const {
   auto parts = splitImagePath(path);
   if (parts.empty()) return std::nullopt;
-  UniqueFd parent(openat2Fd(rootFd_.get(), joinParts(parts, parts.size() - 1), O_PATH | O_DIRECTORY));
+  UniqueFd parent(
+      openat2Fd(rootFd_.get(), joinParts(parts, parts.size() - 1), O_PATH | O_DIRECTORY));
   if (!parent) return std::nullopt;
   char buf[4096];
   ssize_t n = ::readlinkat(parent.get(), parts.back().c_str(), buf, sizeof buf);
@@ -207,11 +216,13 @@ void ImageFs::mkdirs(std::string_view path, mode_t mode) {
   }
 }
 
-void ImageFs::writeFile(std::string_view path, std::string_view content, mode_t mode, uid_t uid, gid_t gid) {
+void ImageFs::writeFile(std::string_view path, std::string_view content, mode_t mode, uid_t uid,
+                        gid_t gid) {
   auto [parent, name] = openParent(path, true);
   static thread_local std::mt19937_64 rng(std::random_device{}());
   std::string tmp = "." + name + ".imgpipe-" + std::to_string(rng() % 1000000000);
-  UniqueFd fd(::openat(parent.get(), tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+  UniqueFd fd(::openat(parent.get(), tmp.c_str(),
+                       O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
   if (!fd) throwErrno("cannot create " + std::string(path) + " in the image");
   auto fail = [&](const std::string& what) {
     int err = errno;
@@ -230,7 +241,8 @@ void ImageFs::writeFile(std::string_view path, std::string_view content, mode_t 
   if (::fchown(fd.get(), uid, gid) != 0) fail("cannot chown");
   if (::fchmod(fd.get(), mode) != 0) fail("cannot chmod");
   fd.reset();
-  if (::renameat(parent.get(), tmp.c_str(), parent.get(), name.c_str()) != 0) fail("cannot rename into");
+  if (::renameat(parent.get(), tmp.c_str(), parent.get(), name.c_str()) != 0)
+    fail("cannot rename into");
 }
 
 void ImageFs::symlink(std::string_view target, std::string_view path) {
@@ -244,25 +256,29 @@ void ImageFs::symlink(std::string_view target, std::string_view path) {
 bool ImageFs::remove(std::string_view path) {
   auto parts = splitImagePath(path);
   if (parts.empty()) throw Error("refusing to remove the image root");
-  UniqueFd parent(openat2Fd(rootFd_.get(), joinParts(parts, parts.size() - 1), O_PATH | O_DIRECTORY));
+  UniqueFd parent(
+      openat2Fd(rootFd_.get(), joinParts(parts, parts.size() - 1), O_PATH | O_DIRECTORY));
   if (!parent) return false;
   if (::unlinkat(parent.get(), parts.back().c_str(), 0) == 0) return true;
   if (errno == ENOENT) return false;
-  if (errno == EISDIR && ::unlinkat(parent.get(), parts.back().c_str(), AT_REMOVEDIR) == 0) return true;
+  if (errno == EISDIR && ::unlinkat(parent.get(), parts.back().c_str(), AT_REMOVEDIR) == 0)
+    return true;
   throwErrno("cannot remove " + std::string(path) + " in the image");
 }
 
 void ImageFs::removeTree(std::string_view path) {
   auto parts = splitImagePath(path);
   if (parts.empty()) throw Error("refusing to remove the image root");
-  UniqueFd parent(openat2Fd(rootFd_.get(), joinParts(parts, parts.size() - 1), O_PATH | O_DIRECTORY));
+  UniqueFd parent(
+      openat2Fd(rootFd_.get(), joinParts(parts, parts.size() - 1), O_PATH | O_DIRECTORY));
   if (!parent) return;
   removeAt(parent.get(), parts.back(), "/" + joinParts(parts, parts.size()));
 }
 
 void ImageFs::truncate(std::string_view path) {
   auto parts = splitImagePath(path);
-  UniqueFd fd(openat2Fd(rootFd_.get(), joinParts(parts, parts.size()), O_WRONLY | O_TRUNC | O_NOFOLLOW));
+  UniqueFd fd(
+      openat2Fd(rootFd_.get(), joinParts(parts, parts.size()), O_WRONLY | O_TRUNC | O_NOFOLLOW));
   if (!fd && errno != ENOENT) throwErrno("cannot truncate " + std::string(path) + " in the image");
 }
 

@@ -35,12 +35,12 @@ class ImageFs {
 
   // Replaces `path` atomically (temp file + rename, so a symlink there is replaced, not
   // followed); creates missing parent directories (0755, root).
-  void writeFile(std::string_view path, std::string_view content, mode_t mode = 0644,
-                 uid_t uid = 0, gid_t gid = 0);
+  void writeFile(std::string_view path, std::string_view content, mode_t mode = 0644, uid_t uid = 0,
+                 gid_t gid = 0);
   void mkdirs(std::string_view path, mode_t mode = 0755);
   void symlink(std::string_view target, std::string_view path);  // replaces what is there
-  bool remove(std::string_view path);                              // file, symlink or empty dir
-  void removeTree(std::string_view path);                          // no-op when missing
+  bool remove(std::string_view path);                            // file, symlink or empty dir
+  void removeTree(std::string_view path);                        // no-op when missing
   void truncate(std::string_view path);  // a regular file, in place (owner and mode kept)
 
   // Image paths matching a shell-style pattern such as /home/*/.bash_history (fnmatch per path

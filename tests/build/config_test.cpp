@@ -45,7 +45,8 @@ TEST(BuildConfig, ReadsEverySectionAndRoundTripsThroughJson) {
   nameservers: [192.0.2.1]
   command_timeout: 1h
   boot_test: {qemu: /usr/bin/qemu-system-x86_64, accel: kvm, cpus: 2}
-)", "agent.yaml");
+)",
+                                    "agent.yaml");
   auto c = parseBuildConfig(doc.at("build"));
   EXPECT_EQ(c.workDir, "/w");
   EXPECT_TRUE(c.keepFailedWorkDir);
@@ -64,12 +65,15 @@ TEST(BuildConfig, ReadsEverySectionAndRoundTripsThroughJson) {
 
 TEST(BuildConfig, UnknownKeysAndBadValuesAreNamed) {
   auto msg = configError("build:\n  work_dri: /w\n");
-  EXPECT_EQ(msg.substr(0, msg.find(" (known keys")), "agent.yaml:2:3: build: unknown key 'work_dri'");
-  EXPECT_EQ(configError("build:\n  work_dir: relative\n"), "agent.yaml:2:13: build.work_dir: must be an absolute path, got 'relative'");
+  EXPECT_EQ(msg.substr(0, msg.find(" (known keys")),
+            "agent.yaml:2:3: build: unknown key 'work_dri'");
+  EXPECT_EQ(configError("build:\n  work_dir: relative\n"),
+            "agent.yaml:2:13: build.work_dir: must be an absolute path, got 'relative'");
   EXPECT_EQ(configError("build:\n  compression: {type: lz4}\n"),
             "agent.yaml:2:23: build.compression.type: must be zlib, zstd or none, got 'lz4'");
   auto nested = configError("build:\n  apt_cache: {enable: true}\n");
-  EXPECT_EQ(nested.substr(0, nested.find(" (known keys")), "agent.yaml:2:15: build.apt_cache: unknown key 'enable'");
+  EXPECT_EQ(nested.substr(0, nested.find(" (known keys")),
+            "agent.yaml:2:15: build.apt_cache: unknown key 'enable'");
 }
 
 TEST(ConfigFiles, Deb822Source) {
@@ -80,7 +84,8 @@ TEST(ConfigFiles, Deb822Source) {
   s.components = {"main"};
   s.signedBy = "/usr/share/keyrings/debian-archive-keyring.gpg";
   EXPECT_EQ(renderAptSource(s),
-            "# written by imgpipe\nTypes: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm bookworm-updates\n"
+            "# written by imgpipe\nTypes: deb\nURIs: http://deb.debian.org/debian\nSuites: "
+            "bookworm bookworm-updates\n"
             "Components: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n");
   EXPECT_EQ(aptSourcePath("debian"), "/etc/apt/sources.list.d/debian.sources");
 }
@@ -90,7 +95,8 @@ TEST(ConfigFiles, ContainerdHostsToml) {
   r.host = "docker.io";
   r.mirrors.push_back({.url = "https://docker.example", .skipVerify = true});
   EXPECT_EQ(renderHostsToml(r),
-            "# written by imgpipe\nserver = \"https://registry-1.docker.io\"\n\n[host.\"https://docker.example\"]\n"
+            "# written by imgpipe\nserver = "
+            "\"https://registry-1.docker.io\"\n\n[host.\"https://docker.example\"]\n"
             "  capabilities = [\"pull\", \"resolve\"]\n  skip_verify = true\n");
   ContainerdMirrors c;
   EXPECT_EQ(hostsTomlPath(c, r), "/etc/containerd/certs.d/docker.io/hosts.toml");
@@ -99,8 +105,10 @@ TEST(ConfigFiles, ContainerdHostsToml) {
 TEST(ConfigFiles, DaemonJsonKeepsOtherKeys) {
   DockerMirrors m;
   m.registryMirrors = {"https://docker.example"};
-  EXPECT_EQ(mergeDaemonJson(std::nullopt, m), "{\n  \"registry-mirrors\": [\n    \"https://docker.example\"\n  ]\n}\n");
-  auto merged = mergeDaemonJson(std::string(R"({"log-driver": "journald", "registry-mirrors": ["https://old"]})"), m);
+  EXPECT_EQ(mergeDaemonJson(std::nullopt, m),
+            "{\n  \"registry-mirrors\": [\n    \"https://docker.example\"\n  ]\n}\n");
+  auto merged = mergeDaemonJson(
+      std::string(R"({"log-driver": "journald", "registry-mirrors": ["https://old"]})"), m);
   EXPECT_NE(merged.find("\"log-driver\": \"journald\""), std::string::npos) << merged;
   EXPECT_EQ(merged.find("https://old"), std::string::npos) << merged;
   EXPECT_THROW(mergeDaemonJson(std::string("[1]"), m), Error);

@@ -127,10 +127,12 @@ glance:
   EXPECT_EQ(*def.disk.size, 10ull << 30);
   EXPECT_EQ(*def.disk.compression, Compression::zstd);
   ASSERT_TRUE(def.mirrors.apt);
-  EXPECT_EQ(def.mirrors.apt->sources[0].suites, (std::vector<std::string>{"noble", "noble-updates"}));
+  EXPECT_EQ(def.mirrors.apt->sources[0].suites,
+            (std::vector<std::string>{"noble", "noble-updates"}));
   EXPECT_TRUE(def.mirrors.apt->removeLegacySourcesList);
   EXPECT_EQ(def.mirrors.apt->proxy, "http://proxy.example:3128");
-  EXPECT_EQ(def.mirrors.containerd->registries[0].mirrors[0].capabilities, (std::vector<std::string>{"pull", "resolve"}));
+  EXPECT_EQ(def.mirrors.containerd->registries[0].mirrors[0].capabilities,
+            (std::vector<std::string>{"pull", "resolve"}));
   EXPECT_TRUE(def.mirrors.containerd->registries[0].mirrors[0].skipVerify);
   EXPECT_EQ(def.repositories[0].key.kind, ContentSource::Kind::url);
   EXPECT_EQ(def.packages.install[1], "containerd.io=1.7.*");
@@ -161,40 +163,51 @@ glance:
 
 TEST(Definition, ErrorsNameFileLineFieldAndProblem) {
   EXPECT_EQ(errorOf("name: Bad_Name\nbase: {path: /x}\n"),
-            "def.yaml:1:7: name: 'Bad_Name' is not a valid image name (lowercase letters, digits, '.', '_', '-'; at most 128)");
+            "def.yaml:1:7: name: 'Bad_Name' is not a valid image name (lowercase letters, digits, "
+            "'.', '_', '-'; at most 128)");
   EXPECT_EQ(errorOf("name: x\n"), "def.yaml:1:1: missing required field 'base'");
   EXPECT_EQ(errorOf("name: x\nbase:\n  url: https://e/x.img\n"),
-            "def.yaml:3:3: base: missing required field 'sha256' (a downloaded base must be verified; the "
+            "def.yaml:3:3: base: missing required field 'sha256' (a downloaded base must be "
+            "verified; the "
             "distribution publishes it in SHA256SUMS next to the image)");
-  EXPECT_EQ(errorOf("name: x\nbase:\n  path: /a\n  url: https://e/x\n"),
-            "def.yaml:3:3: base: has both 'url' and 'path'; use exactly one of: url, path, debootstrap");
+  EXPECT_EQ(
+      errorOf("name: x\nbase:\n  path: /a\n  url: https://e/x\n"),
+      "def.yaml:3:3: base: has both 'url' and 'path'; use exactly one of: url, path, debootstrap");
   EXPECT_EQ(errorOf("name: x\nbase: {url: 'https://e/x', sha256: abc}\n"),
             "def.yaml:2:36: base.sha256: expected a SHA-256 as 64 hex digits, got 'abc'");
   EXPECT_EQ(errorOf("name: x\nbase: {path: /a}\npackages:\n  install: [curl, --force-yes]\n"),
             "def.yaml:4:19: packages.install[1]: '--force-yes' is not a valid package name");
   EXPECT_EQ(errorOf("name: x\nbase: {path: /a}\nfiles:\n  - path: etc/motd\n    content: hi\n"),
             "def.yaml:4:11: files[0].path: must be an absolute path, got 'etc/motd'");
-  EXPECT_EQ(errorOf("name: x\nbase: {path: /a}\nfiles:\n  - path: /etc/motd\n    content: hi\n    mode: rwx\n"),
+  EXPECT_EQ(errorOf("name: x\nbase: {path: /a}\nfiles:\n  - path: /etc/motd\n    content: hi\n    "
+                    "mode: rwx\n"),
             "def.yaml:6:11: files[0].mode: expected an octal mode such as \"0644\", got 'rwx'");
   EXPECT_EQ(errorOf("name: x\nbase: {path: /a}\nfiles:\n  - path: /etc/motd\n"),
             "def.yaml:4:5: files[0]: needs one of: content, source, url");
   EXPECT_EQ(errorOf("name: x\nbase: {path: /a}\nglance:\n  visibility: everyone\n"),
-            "def.yaml:4:15: glance.visibility: must be private, shared, community or public, got 'everyone'");
+            "def.yaml:4:15: glance.visibility: must be private, shared, community or public, got "
+            "'everyone'");
   EXPECT_EQ(errorOf("name: x\nbase: {path: /a}\nglance:\n  older_versions: delete\n"),
             "def.yaml:4:19: glance.older_versions: must be keep, hide or rename, got 'delete'");
   EXPECT_EQ(errorOf("name: x\nbase: {path: /a}\ndisk: {size: 10G}\nglance: {min_disk: 5}\n"),
-            "def.yaml:4:20: glance.min_disk: 5 GiB is smaller than disk.size (10.0 GiB); instances on such flavors could not boot");
+            "def.yaml:4:20: glance.min_disk: 5 GiB is smaller than disk.size (10.0 GiB); instances "
+            "on such flavors could not boot");
   EXPECT_EQ(errorOf("name: x\nbase: {path: /a}\nglance:\n  metadata:\n    min_ram: '512'\n"),
-            "def.yaml:5:14: glance.metadata.min_ram: 'min_ram' is reserved by Glance; use glance.min_ram");
+            "def.yaml:5:14: glance.metadata.min_ram: 'min_ram' is reserved by Glance; use "
+            "glance.min_ram");
   EXPECT_EQ(errorOf("name: x\nbase: {path: /a}\nglance:\n  metadata:\n    tags: [a, b]\n"),
             "def.yaml:5:11: glance.metadata.tags: 'tags' is reserved by Glance; use glance.tags");
   EXPECT_EQ(errorOf("name: x\nbase: {path: /a}\nglance:\n  properties:\n    team: [a, b]\n"),
-            "def.yaml:5:11: glance.properties.team: must be a single value (it becomes a string property)");
-  EXPECT_EQ(errorOf("name: x\nbase: {path: /a}\ncloud_init:\n  default_user: {groups: [a], add_groups: [b]}\n"),
-            "def.yaml:4:17: cloud_init.default_user: has both 'groups' (replaces the image's list) and "
-            "'add_groups' (adds to it); use one");
-  EXPECT_EQ(errorOf("name: x\nbase: {path: /a}\npackages: {install: [curl], remove: [vim, curl]}\n"),
-            "def.yaml:3:43: packages.remove[1]: 'curl' is both installed and removed");
+            "def.yaml:5:11: glance.properties.team: must be a single value (it becomes a string "
+            "property)");
+  EXPECT_EQ(
+      errorOf("name: x\nbase: {path: /a}\ncloud_init:\n  default_user: {groups: [a], add_groups: "
+              "[b]}\n"),
+      "def.yaml:4:17: cloud_init.default_user: has both 'groups' (replaces the image's list) and "
+      "'add_groups' (adds to it); use one");
+  EXPECT_EQ(
+      errorOf("name: x\nbase: {path: /a}\npackages: {install: [curl], remove: [vim, curl]}\n"),
+      "def.yaml:3:43: packages.remove[1]: 'curl' is both installed and removed");
   EXPECT_EQ(errorOf("name: x\nbase: {path: /a}\nservices: {enable: [ssh], disable: [ssh]}\n"),
             "def.yaml:3:36: services.disable: 'ssh' is both enabled and disabled");
 }
@@ -204,20 +217,31 @@ TEST(Definition, UnknownKeysAreErrorsAtEveryLevel) {
   EXPECT_EQ(top.substr(0, top.find(" (known keys")), "def.yaml:3:1: unknown key 'pakages'");
   EXPECT_NE(top.find("packages"), std::string::npos) << top;
   auto nested = errorOf("name: x\nbase: {path: /a}\npackages:\n  instal: [curl]\n");
-  EXPECT_EQ(nested.substr(0, nested.find(" (known keys")), "def.yaml:4:3: packages: unknown key 'instal'");
-  auto deep = errorOf("name: x\nbase: {path: /a}\nmirrors:\n  containerd:\n    registries:\n      - host: docker.io\n"
-                      "        mirrors: [{url: 'https://m', skipverify: true}]\n");
-  EXPECT_EQ(deep.substr(0, deep.find(" (known keys")), "def.yaml:7:38: mirrors.containerd.registries[0].mirrors[0]: unknown key 'skipverify'");
+  EXPECT_EQ(nested.substr(0, nested.find(" (known keys")),
+            "def.yaml:4:3: packages: unknown key 'instal'");
+  auto deep = errorOf(
+      "name: x\nbase: {path: /a}\nmirrors:\n  containerd:\n    registries:\n      - host: "
+      "docker.io\n"
+      "        mirrors: [{url: 'https://m', skipverify: true}]\n");
+  EXPECT_EQ(deep.substr(0, deep.find(" (known keys")),
+            "def.yaml:7:38: mirrors.containerd.registries[0].mirrors[0]: unknown key 'skipverify'");
   auto glance = errorOf("name: x\nbase: {path: /a}\nglance:\n  min_disks: 3\n");
-  EXPECT_EQ(glance.substr(0, glance.find(" (known keys")), "def.yaml:4:3: glance: unknown key 'min_disks'");
+  EXPECT_EQ(glance.substr(0, glance.find(" (known keys")),
+            "def.yaml:4:3: glance: unknown key 'min_disks'");
 }
 
 TEST(Definition, CloudInitDropInMustBeValidYaml) {
-  auto msg = errorOf("name: x\nbase: {path: /a}\ncloud_init:\n  drop_ins:\n    - name: 99-x.cfg\n"
-                     "      content: |\n        system_info: [unclosed\n");
-  EXPECT_EQ(msg.substr(0, msg.find(": end of")), "def.yaml:6:16: cloud_init.drop_ins[0].content: is not valid YAML (line 2 of the content)") << msg;
-  EXPECT_EQ(errorOf("name: x\nbase: {path: /a}\ncloud_init:\n  drop_ins:\n    - {name: x.conf, content: 'a: 1'}\n"),
-            "def.yaml:5:14: cloud_init.drop_ins[0].name: must be a file name ending in .cfg (cloud-init reads only *.cfg), got 'x.conf'");
+  auto msg = errorOf(
+      "name: x\nbase: {path: /a}\ncloud_init:\n  drop_ins:\n    - name: 99-x.cfg\n"
+      "      content: |\n        system_info: [unclosed\n");
+  EXPECT_EQ(
+      msg.substr(0, msg.find(": end of")),
+      "def.yaml:6:16: cloud_init.drop_ins[0].content: is not valid YAML (line 2 of the content)")
+      << msg;
+  EXPECT_EQ(errorOf("name: x\nbase: {path: /a}\ncloud_init:\n  drop_ins:\n    - {name: x.conf, "
+                    "content: 'a: 1'}\n"),
+            "def.yaml:5:14: cloud_init.drop_ins[0].name: must be a file name ending in .cfg "
+            "(cloud-init reads only *.cfg), got 'x.conf'");
 }
 
 TEST(Definition, SyntaxErrorsHavePositions) {
@@ -233,8 +257,9 @@ TEST(Definition, DerivedVersionIsUtcDateTime) {
 
 TEST(Definition, PlannedStepsFollowTheIssueOrderAndSkipWhatIsNotAsked) {
   auto minimal = plannedSteps(parseDefinition(kMinimal, "t.yaml"));
-  EXPECT_EQ(minimal, (std::vector<std::string>{"fetch_base", "fetch_inputs", "reuse", "resize", "attach", "grow", "mount",
-                                               "cleanup", "unmount", "compact", "validate", "manifest"}));
+  EXPECT_EQ(minimal, (std::vector<std::string>{"fetch_base", "fetch_inputs", "reuse", "resize",
+                                               "attach", "grow", "mount", "cleanup", "unmount",
+                                               "compact", "validate", "manifest"}));
   auto def = parseDefinition(R"(name: x
 base: {path: /a}
 mirrors: {docker: {registry_mirrors: ["https://m"]}}
@@ -245,11 +270,14 @@ scripts: [{run: "true"}]
 cloud_init: {datasources: [None]}
 services: {enable: [ssh]}
 validation: {boot_test: true}
-)", "t.yaml");
-  EXPECT_EQ(plannedSteps(def), (std::vector<std::string>{"fetch_base", "fetch_inputs", "reuse", "resize", "attach", "grow",
-                                                         "mount", "mirrors", "repositories", "packages", "files", "scripts",
-                                                         "cloud_init", "services", "cleanup", "unmount", "compact", "validate",
-                                                         "boot_test", "manifest"}));
+)",
+                             "t.yaml");
+  EXPECT_EQ(plannedSteps(def),
+            (std::vector<std::string>{"fetch_base",   "fetch_inputs", "reuse",     "resize",
+                                      "attach",       "grow",         "mount",     "mirrors",
+                                      "repositories", "packages",     "files",     "scripts",
+                                      "cloud_init",   "services",     "cleanup",   "unmount",
+                                      "compact",      "validate",     "boot_test", "manifest"}));
 }
 
 TEST(Definition, ResolvedGlanceDefaultsFromTheImage) {

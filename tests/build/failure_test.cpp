@@ -18,15 +18,19 @@ using namespace imgpipe::build::test;
 
 namespace {
 
-std::string definitionWith(const FixtureBase& base, const std::string& sha256, const std::string& rest) {
+std::string definitionWith(const FixtureBase& base, const std::string& sha256,
+                           const std::string& rest) {
   return "name: imgpipe-test-fail\nbase:\n  path: " + base.file.string() + "\n  sha256: " + sha256 +
          "\ndisk: {compression: zstd}\nvalidation: {require_qemu_guest_agent: false}\n" + rest;
 }
 
 void expectNothingLeft(const TestArea& area) {
-  for (const auto& l : leftoversUnder(area.root())) ADD_FAILURE() << "left behind: " << l;
-  for (const auto& e : fs::recursive_directory_iterator(area.out())) ADD_FAILURE() << "output left behind: " << e.path();
-  for (const auto& e : fs::directory_iterator(area.work())) ADD_FAILURE() << "work dir left behind: " << e.path();
+  for (const auto& l : leftoversUnder(area.root()))
+    ADD_FAILURE() << "left behind: " << l;
+  for (const auto& e : fs::recursive_directory_iterator(area.out()))
+    ADD_FAILURE() << "output left behind: " << e.path();
+  for (const auto& e : fs::directory_iterator(area.work()))
+    ADD_FAILURE() << "work dir left behind: " << e.path();
 }
 
 }  // namespace
@@ -34,13 +38,16 @@ void expectNothingLeft(const TestArea& area) {
 TEST(BuildFailure, WrongBaseChecksumIsRefusedBeforeAnythingHappens) {
   const auto& base = fixtureBase();
   TestArea area("checksum");
-  BuildTaskRunner runner(area.config(), [](const BuildOutput&) -> agent::ArtifactInfo { throw std::logic_error("published a failed build"); });
+  BuildTaskRunner runner(area.config(), [](const BuildOutput&) -> agent::ArtifactInfo {
+    throw std::logic_error("published a failed build");
+  });
   RecordingReporter reporter;
   const std::string wrong(64, 'a');
   runner.run(buildTask("job-checksum", definitionWith(base, wrong, "")), reporter, {});
   ASSERT_TRUE(reporter.failure());
   EXPECT_EQ(reporter.failure()->step, "fetch_base");
-  EXPECT_NE(reporter.failure()->message.find("base checksum mismatch: " + base.file.string() + " has sha256 " + base.sha256 +
+  EXPECT_NE(reporter.failure()->message.find("base checksum mismatch: " + base.file.string() +
+                                             " has sha256 " + base.sha256 +
                                              ", the definition expects " + wrong),
             std::string::npos)
       << reporter.failure()->message;
@@ -51,7 +58,9 @@ TEST(BuildFailure, WrongBaseChecksumIsRefusedBeforeAnythingHappens) {
 TEST(BuildFailure, FailingScriptReportsStepExitCodeAndLastLines) {
   const auto& base = fixtureBase();
   TestArea area("script");
-  BuildTaskRunner runner(area.config(), [](const BuildOutput&) -> agent::ArtifactInfo { throw std::logic_error("published a failed build"); });
+  BuildTaskRunner runner(area.config(), [](const BuildOutput&) -> agent::ArtifactInfo {
+    throw std::logic_error("published a failed build");
+  });
   RecordingReporter reporter;
   runner.run(buildTask("job-script", definitionWith(base, base.sha256, R"(scripts:
   - name: fine
@@ -81,12 +90,14 @@ TEST(BuildFailure, FailingScriptReportsStepExitCodeAndLastLines) {
 TEST(BuildFailure, SigtermMidBuildUnwindsEverything) {
   const auto& base = fixtureBase();
   TestArea area("sigterm");
-  auto def = area.writeDefinition("sigterm.yaml", definitionWith(base, base.sha256, "packages: {install: [tree]}\n"));
+  auto def = area.writeDefinition(
+      "sigterm.yaml", definitionWith(base, base.sha256, "packages: {install: [tree]}\n"));
   auto config = area.writeConfig(area.config());
   bool inPackages = false;
   SubprocessOptions o;
-  o.argv = {agentBinary().string(), "build", def.string(), "--config", config.string(), "--work-dir", area.work().string(),
-            "--out", area.out().string()};
+  o.argv = {agentBinary().string(), "build",      def.string(),         "--config",
+            config.string(),        "--work-dir", area.work().string(), "--out",
+            area.out().string()};
   std::mutex mutex;
   std::vector<std::string> lines;
   o.onLine = [&](std::string_view l) {
@@ -111,7 +122,8 @@ TEST(BuildFailure, SigtermMidBuildUnwindsEverything) {
   auto r = cli.wait();
   killer.join();
   std::string all;
-  for (const auto& l : lines) all += l + "\n";
+  for (const auto& l : lines)
+    all += l + "\n";
   EXPECT_TRUE(inPackages) << all;
   EXPECT_EQ(r.exitCode, 3) << all;
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::minutes(10));
@@ -145,9 +157,11 @@ TEST(BuildFailure, FullWorkDirIsNamedAndCleanedUp) {
       set -e
       dd if=/dev/zero of=/var/tmp/fill bs=1M count=1024 conv=fsync
 )"));
-  const std::string script = "mount -t tmpfs -o size=" + std::to_string(tmpfsSize) + " imgpipe-test-full " + area.work().string() +
-                             " && exec " + agentBinary().string() + " build " + def.string() + " --config " + config.string() +
-                             " --work-dir " + area.work().string() + " --out " + area.out().string();
+  const std::string script = "mount -t tmpfs -o size=" + std::to_string(tmpfsSize) +
+                             " imgpipe-test-full " + area.work().string() + " && exec " +
+                             agentBinary().string() + " build " + def.string() + " --config " +
+                             config.string() + " --work-dir " + area.work().string() + " --out " +
+                             area.out().string();
   SubprocessOptions o;
   o.argv = {"unshare", "--mount", "--propagation", "private", "sh", "-c", script};
   std::string all;

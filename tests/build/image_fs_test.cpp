@@ -1,6 +1,8 @@
 // ImageFs resolves every path inside the image: an untrusted image's absolute symlinks must not
 // lead a root-owned build to write or remove files on the agent. And the cleanup list, applied
 // to a tree, passes its own checks.
+#include "agent-build/util/image_fs.h"
+
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
@@ -8,7 +10,6 @@
 #include <fstream>
 
 #include "agent-build/steps/cleanup_rules.h"
-#include "agent-build/util/image_fs.h"
 #include "common/file_util.h"
 #include "common/temp_dir.h"
 
@@ -30,7 +31,8 @@ TEST(ImageFs, AbsoluteSymlinksResolveInsideTheImage) {
   img.writeFile("/etc/motd", "hello\n", 0600);
   EXPECT_FALSE(fs::is_symlink(image.path() / "etc" / "motd"));
   EXPECT_EQ(readFile(image.path() / "etc" / "motd"), "hello\n");
-  EXPECT_EQ(fs::status(image.path() / "etc" / "motd").permissions(), fs::perms::owner_read | fs::perms::owner_write);
+  EXPECT_EQ(fs::status(image.path() / "etc" / "motd").permissions(),
+            fs::perms::owner_read | fs::perms::owner_write);
   EXPECT_FALSE(fs::exists(outside.path() / "victim"));
 }
 
@@ -42,9 +44,10 @@ TEST(ImageFs, ReadsLinksListsAndGlobs) {
   img.writeFile("/home/b/notes", "n\n");
   img.symlink("../run/systemd/resolve/stub-resolv.conf", "/etc/resolv.conf");
   EXPECT_EQ(img.readLink("/etc/resolv.conf"), "../run/systemd/resolve/stub-resolv.conf");
-  EXPECT_TRUE(img.exists("/etc/resolv.conf"));           // dangling, but there
+  EXPECT_TRUE(img.exists("/etc/resolv.conf"));  // dangling, but there
   EXPECT_FALSE(img.readFile("/etc/resolv.conf").has_value());
-  EXPECT_EQ(img.glob("/home/*/.bash_history"), (std::vector<std::string>{"/home/a/.bash_history", "/home/b/.bash_history"}));
+  EXPECT_EQ(img.glob("/home/*/.bash_history"),
+            (std::vector<std::string>{"/home/a/.bash_history", "/home/b/.bash_history"}));
   EXPECT_EQ(img.list("/home"), (std::vector<std::string>{"a", "b"}));
   img.removeTree("/home/b");
   EXPECT_EQ(img.list("/home"), std::vector<std::string>{"a"});
@@ -79,7 +82,8 @@ TEST(Cleanup, CleansATreeAndItsChecksAgree) {
   auto report = cleanImage(img, spec);
   EXPECT_GT(report.removed, 10u);
   EXPECT_EQ(report.truncated, 1u);
-  for (const auto& c : checkImageIsClean(img, spec)) EXPECT_TRUE(c.ok) << c.name << ": " << c.detail;
+  for (const auto& c : checkImageIsClean(img, spec))
+    EXPECT_TRUE(c.ok) << c.name << ": " << c.detail;
   EXPECT_EQ(readFile(image.path() / "etc/machine-id"), "");
   EXPECT_TRUE(fs::exists(image.path() / "etc/ssh/sshd_config"));
   EXPECT_TRUE(fs::exists(image.path() / "var/log/syslog"));  // emptied, not removed

@@ -15,11 +15,12 @@ using namespace imgpipe::build::test;
 
 namespace {
 
-std::string definition(const FixtureBase& base, const std::string& name, const std::string& package) {
+std::string definition(const FixtureBase& base, const std::string& name,
+                       const std::string& package) {
   return "name: " + name + "\nbase:\n  path: " + base.file.string() + "\n  sha256: " + base.sha256 +
          "\ndisk: {size: 3G, compression: zstd}\npackages: {install: [" + package +
-         "]}\nfiles: [{path: /etc/which-build, content: " + name + "}]\nvalidation: {require_qemu_guest_agent: false, expect_packages: [" +
-         package + "]}\n";
+         "]}\nfiles: [{path: /etc/which-build, content: " + name +
+         "}]\nvalidation: {require_qemu_guest_agent: false, expect_packages: [" + package + "]}\n";
 }
 
 }  // namespace
@@ -36,11 +37,14 @@ TEST(BuildParallel, TwoBuildsAtOnceNeverShareADevice) {
   });
   RecordingReporter a, b;
   const auto start = std::chrono::steady_clock::now();
-  std::thread ta([&] { runner.run(buildTask("job-a", definition(base, "imgpipe-test-a", "tree")), a, {}); });
-  std::thread tb([&] { runner.run(buildTask("job-b", definition(base, "imgpipe-test-b", "jq")), b, {}); });
+  std::thread ta(
+      [&] { runner.run(buildTask("job-a", definition(base, "imgpipe-test-a", "tree")), a, {}); });
+  std::thread tb(
+      [&] { runner.run(buildTask("job-b", definition(base, "imgpipe-test-b", "jq")), b, {}); });
   ta.join();
   tb.join();
-  std::printf("two parallel builds took %.1f s\n", std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  std::printf("two parallel builds took %.1f s\n",
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   ASSERT_FALSE(a.failure()) << a.failure()->step << ": " << a.failure()->message;
   ASSERT_FALSE(b.failure()) << b.failure()->step << ": " << b.failure()->message;
   ASSERT_EQ(outputs.size(), 2u);
@@ -56,6 +60,7 @@ TEST(BuildParallel, TwoBuildsAtOnceNeverShareADevice) {
     loops.insert(m[1]);
   }
   EXPECT_EQ(loops.size(), 2u);
-  for (const auto& l : leftoversUnder(area.root())) ADD_FAILURE() << "left behind: " << l;
+  for (const auto& l : leftoversUnder(area.root()))
+    ADD_FAILURE() << "left behind: " << l;
   EXPECT_TRUE(fs::is_empty(area.work()));
 }

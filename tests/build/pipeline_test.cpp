@@ -28,8 +28,10 @@ std::string mainDefinition(const FixtureBase& base) {
   return R"(name: imgpipe-test-main
 version: "1.0.0-test"
 base:
-  path: )" + base.file.string() + R"(
-  sha256: )" + base.sha256 + R"(
+  path: )" +
+         base.file.string() + R"(
+  sha256: )" +
+         base.sha256 + R"(
 disk:
   size: 4G
 mirrors:
@@ -96,7 +98,9 @@ glance:
 )";
 }
 
-std::string read(const MountedImage& img, const std::string& path) { return readFile(img.root() / path.substr(1)); }
+std::string read(const MountedImage& img, const std::string& path) {
+  return readFile(img.root() / path.substr(1));
+}
 
 bool packageInstalled(const std::string& status, const std::string& name) {
   auto at = status.find("Package: " + name + "\n");
@@ -122,7 +126,8 @@ TEST(BuildPipeline, BuildsEveryItemOfTheDefinitionAndReusesTheResult) {
 
   RecordingReporter reporter;
   runner.run(buildTask("job-main", definition), reporter, {});
-  ASSERT_FALSE(reporter.failure()) << reporter.failure()->step << ": " << reporter.failure()->message;
+  ASSERT_FALSE(reporter.failure())
+      << reporter.failure()->step << ": " << reporter.failure()->message;
   ASSERT_TRUE(reporter.result());
   ASSERT_EQ(published.size(), 1u);
   const auto out = published[0];
@@ -130,11 +135,14 @@ TEST(BuildPipeline, BuildsEveryItemOfTheDefinitionAndReusesTheResult) {
 
   // Every step reported its end with a duration, in order; progress came during long steps.
   EXPECT_EQ(reporter.stepsLogged(),
-            "fetch_base,fetch_inputs,reuse,resize,attach,grow,mount,mirrors,repositories,packages,files,scripts,"
+            "fetch_base,fetch_inputs,reuse,resize,attach,grow,mount,mirrors,repositories,packages,"
+            "files,scripts,"
             "cloud_init,services,cleanup,unmount,compact,validate,boot_test,manifest");
   auto progress = reporter.progressEvents();
-  EXPECT_TRUE(std::any_of(progress.begin(), progress.end(), [](const auto& p) { return p.step == "packages"; }));
-  EXPECT_TRUE(std::any_of(progress.begin(), progress.end(), [](const auto& p) { return p.step == "compact"; }));
+  EXPECT_TRUE(std::any_of(progress.begin(), progress.end(),
+                          [](const auto& p) { return p.step == "packages"; }));
+  EXPECT_TRUE(std::any_of(progress.begin(), progress.end(),
+                          [](const auto& p) { return p.step == "compact"; }));
 
   // The artifact is the file on disk, and its manifest says so.
   auto digests = hashFile(out.image);
@@ -145,7 +153,8 @@ TEST(BuildPipeline, BuildsEveryItemOfTheDefinitionAndReusesTheResult) {
   EXPECT_EQ(artifact.imageName, "imgpipe-test-main");
   EXPECT_EQ(artifact.imageVersion, "1.0.0-test");
   EXPECT_EQ(artifact.manifestDigest, toHex(sha256(out.manifestJson)));
-  EXPECT_EQ(out.image, config.outputDir / "imgpipe-test-main" / "1.0.0-test" / "imgpipe-test-main-1.0.0-test.qcow2");
+  EXPECT_EQ(out.image, config.outputDir / "imgpipe-test-main" / "1.0.0-test" /
+                           "imgpipe-test-main-1.0.0-test.qcow2");
   auto m = json::parse(out.manifestJson);
   EXPECT_EQ(m["image"]["sha256"], artifact.id);
   EXPECT_EQ(m["image"]["sha512"], artifact.sha512);
@@ -159,7 +168,8 @@ TEST(BuildPipeline, BuildsEveryItemOfTheDefinitionAndReusesTheResult) {
   EXPECT_EQ(m["glance"]["display_name"], "imgpipe-test-main 1.0.0-test");
   EXPECT_EQ(m["glance"]["properties"]["hw_qemu_guest_agent"], "yes");
   bool treeListed = false;
-  for (const auto& p : m["packages"]) treeListed |= p["name"] == "tree";
+  for (const auto& p : m["packages"])
+    treeListed |= p["name"] == "tree";
   EXPECT_TRUE(treeListed);
   EXPECT_EQ(readFile(out.manifestFile), out.manifestJson);
   auto info = json::parse(checkCommand({"qemu-img", "info", "--output=json", out.image.string()}));
@@ -170,14 +180,19 @@ TEST(BuildPipeline, BuildsEveryItemOfTheDefinitionAndReusesTheResult) {
     MountedImage img(out.image, area.root() / "inspect");
     // Mirrors, repositories.
     EXPECT_EQ(read(img, "/etc/apt/sources.list.d/debian.sources"),
-              "# written by imgpipe\nTypes: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm bookworm-updates\n"
+              "# written by imgpipe\nTypes: deb\nURIs: http://deb.debian.org/debian\nSuites: "
+              "bookworm bookworm-updates\n"
               "Components: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n");
     EXPECT_FALSE(fs::exists(img.root() / "etc/apt/sources.list"));
     EXPECT_EQ(read(img, "/etc/apt/keyrings/debian-backports.gpg"), keyring);
-    EXPECT_NE(read(img, "/etc/apt/sources.list.d/debian-backports.sources").find("Signed-By: /etc/apt/keyrings/debian-backports.gpg"),
+    EXPECT_NE(read(img, "/etc/apt/sources.list.d/debian-backports.sources")
+                  .find("Signed-By: /etc/apt/keyrings/debian-backports.gpg"),
               std::string::npos);
-    EXPECT_EQ(json::parse(read(img, "/etc/docker/daemon.json"))["registry-mirrors"], json::array({"https://docker.mirror.example"}));
-    EXPECT_NE(read(img, "/etc/containerd/certs.d/docker.io/hosts.toml").find("[host.\"https://docker.mirror.example\"]"), std::string::npos);
+    EXPECT_EQ(json::parse(read(img, "/etc/docker/daemon.json"))["registry-mirrors"],
+              json::array({"https://docker.mirror.example"}));
+    EXPECT_NE(read(img, "/etc/containerd/certs.d/docker.io/hosts.toml")
+                  .find("[host.\"https://docker.mirror.example\"]"),
+              std::string::npos);
     // Packages from the mirror.
     auto status = read(img, "/var/lib/dpkg/status");
     EXPECT_TRUE(packageInstalled(status, "tree"));
@@ -193,20 +208,23 @@ TEST(BuildPipeline, BuildsEveryItemOfTheDefinitionAndReusesTheResult) {
     ASSERT_EQ(::stat((img.root() / "usr/local/bin/imgpipe-hello").c_str(), &st), 0);
     EXPECT_EQ(st.st_mode & 07777, 0755u);
     // The script ran in the chroot, in order after the packages, with its environment.
-    EXPECT_EQ(read(img, "/etc/imgpipe-test/script.txt"), "built imgpipe-test-main 1.0.0-test with hi\n");
+    EXPECT_EQ(read(img, "/etc/imgpipe-test/script.txt"),
+              "built imgpipe-test-main 1.0.0-test with hi\n");
     EXPECT_FALSE(fs::exists(img.root() / "run/imgpipe"));
     // cloud-init: the default user's groups are Debian's plus docker; no usermod happened.
     auto user = read(img, "/etc/cloud/cloud.cfg.d/90-imgpipe-default-user.cfg");
     EXPECT_NE(user.find("docker"), std::string::npos) << user;
     EXPECT_NE(user.find("sudo"), std::string::npos) << user;
     EXPECT_EQ(read(img, "/etc/group").find("docker:"), std::string::npos);
-    EXPECT_NE(read(img, "/etc/cloud/cloud.cfg.d/90-imgpipe-datasources.cfg").find("ConfigDrive"), std::string::npos);
+    EXPECT_NE(read(img, "/etc/cloud/cloud.cfg.d/90-imgpipe-datasources.cfg").find("ConfigDrive"),
+              std::string::npos);
     EXPECT_EQ(read(img, "/etc/cloud/cloud.cfg.d/99-imgpipe-test.cfg"), "ssh_pwauth: false\n");
     // Services.
     EXPECT_EQ(fs::read_symlink(img.root() / "etc/systemd/system/apt-daily.timer"), "/dev/null");
     for (const auto& e : fs::recursive_directory_iterator(img.root() / "etc/systemd/system"))
       EXPECT_NE(e.path().filename(), "e2scrub_reap.service") << e.path();
-    EXPECT_TRUE(fs::is_symlink(img.root() / "etc/systemd/system/multi-user.target.wants/ssh.service"));
+    EXPECT_TRUE(
+        fs::is_symlink(img.root() / "etc/systemd/system/multi-user.target.wants/ssh.service"));
 
     // Cleanup items.
     EXPECT_EQ(fs::file_size(img.root() / "etc/machine-id"), 0u);
@@ -218,13 +236,15 @@ TEST(BuildPipeline, BuildsEveryItemOfTheDefinitionAndReusesTheResult) {
       EXPECT_TRUE(e.path().filename() == "lock" || e.path().filename() == "partial") << e.path();
     for (const auto& e : fs::directory_iterator(img.root() / "var/cache/apt/archives"))
       EXPECT_NE(e.path().extension(), ".deb") << e.path();
-    EXPECT_TRUE(!fs::exists(img.root() / "var/lib/cloud") || fs::is_empty(img.root() / "var/lib/cloud"));
+    EXPECT_TRUE(!fs::exists(img.root() / "var/lib/cloud") ||
+                fs::is_empty(img.root() / "var/lib/cloud"));
     EXPECT_TRUE(fs::is_empty(img.root() / "tmp"));
     for (const auto& e : fs::recursive_directory_iterator(img.root() / "var/log"))
       if (e.is_regular_file() && !e.is_symlink()) {
         EXPECT_EQ(e.file_size(), 0u) << e.path();
       }
-    EXPECT_EQ(fs::read_symlink(img.root() / "etc/resolv.conf"), "../run/systemd/resolve/stub-resolv.conf");
+    EXPECT_EQ(fs::read_symlink(img.root() / "etc/resolv.conf"),
+              "../run/systemd/resolve/stub-resolv.conf");
     EXPECT_FALSE(fs::exists(img.root() / "usr/sbin/policy-rc.d"));
     std::istringstream shadow(read(img, "/etc/shadow"));
     for (std::string line; std::getline(shadow, line);) {
@@ -238,7 +258,8 @@ TEST(BuildPipeline, BuildsEveryItemOfTheDefinitionAndReusesTheResult) {
   }
   // Opening it changed nothing.
   EXPECT_EQ(toHex(hashFile(out.image).sha256), artifact.id);
-  for (const auto& l : leftoversUnder(area.root())) ADD_FAILURE() << "left behind: " << l;
+  for (const auto& l : leftoversUnder(area.root()))
+    ADD_FAILURE() << "left behind: " << l;
   EXPECT_TRUE(fs::is_empty(config.workDir)) << "work dir not cleaned";
 
   // Same definition, same base: the result is reused, not rebuilt.
@@ -253,5 +274,6 @@ TEST(BuildPipeline, BuildsEveryItemOfTheDefinitionAndReusesTheResult) {
   EXPECT_LT(secs, 20.0);
   EXPECT_NE(again.result()->detail.find("reused"), std::string::npos);
   EXPECT_EQ(json::parse(published[1].manifestJson)["build"]["reused_from"]["job_id"], "job-main");
-  for (const auto& l : leftoversUnder(area.root())) ADD_FAILURE() << "left behind: " << l;
+  for (const auto& l : leftoversUnder(area.root()))
+    ADD_FAILURE() << "left behind: " << l;
 }

@@ -32,8 +32,13 @@ std::string env(const char* name, const char* fallback) {
 
 }  // namespace
 
-fs::path sourceDir() { return env("IMGPIPE_SOURCE_DIR", IMGPIPE_TEST_SOURCE_DIR); }
-fs::path agentBinary() { return fs::path(env("IMGPIPE_BUILD_DIR", IMGPIPE_TEST_BUILD_DIR)) / "agent-build" / "imgpipe-agent-build"; }
+fs::path sourceDir() {
+  return env("IMGPIPE_SOURCE_DIR", IMGPIPE_TEST_SOURCE_DIR);
+}
+fs::path agentBinary() {
+  return fs::path(env("IMGPIPE_BUILD_DIR", IMGPIPE_TEST_BUILD_DIR)) / "agent-build" /
+         "imgpipe-agent-build";
+}
 
 const FixtureBase& fixtureBase() {
   static std::once_flag once;
@@ -44,12 +49,21 @@ const FixtureBase& fixtureBase() {
     // Bases made for tests stay for a month; the recipe digest changes when the recipe does.
     writeFileAtomic(config, "build:\n  base_cache: {debootstrap_max_age: 720h, max_size: 20G}\n");
     SubprocessOptions o;
-    o.argv = {agentBinary().string(), "prepare-base", (sourceDir() / "tests/build/fixture-base.yaml").string(),
-              "--work-dir", "/var/tmp/imgpipe-test-fixture-work", "--cache-dir", kSharedCache.string(),
-              "--config", config.string(), "--json"};
+    o.argv = {agentBinary().string(),
+              "prepare-base",
+              (sourceDir() / "tests/build/fixture-base.yaml").string(),
+              "--work-dir",
+              "/var/tmp/imgpipe-test-fixture-work",
+              "--cache-dir",
+              kSharedCache.string(),
+              "--config",
+              config.string(),
+              "--json"};
     o.captureStdout = true;
     o.timeout = std::chrono::minutes(20);
-    o.onLine = [](std::string_view l) { std::fprintf(stderr, "[fixture] %.*s\n", static_cast<int>(l.size()), l.data()); };
+    o.onLine = [](std::string_view l) {
+      std::fprintf(stderr, "[fixture] %.*s\n", static_cast<int>(l.size()), l.data());
+    };
     auto out = checkCommand(o);
     auto j = nlohmann::json::parse(out.substr(out.find('{')));
     base.file = j.at("base").get<std::string>();
@@ -123,12 +137,14 @@ std::vector<std::string> leftoversUnder(const fs::path& prefix) {
       rest >> type >> source;
     }
     bool loopSource = false;
-    for (const auto& l : ourLoops) loopSource |= source.starts_with(l);
+    for (const auto& l : ourLoops)
+      loopSource |= source.starts_with(l);
     if (mp.starts_with(pre) || loopSource) found.push_back("mount " + mp + " (" + source + ")");
   }
   for (const auto& e : fs::directory_iterator("/proc", ec)) {
     auto pid = e.path().filename().string();
-    if (pid.find_first_not_of("0123456789") != std::string::npos || std::stoi(pid) == ::getpid()) continue;
+    if (pid.find_first_not_of("0123456789") != std::string::npos || std::stoi(pid) == ::getpid())
+      continue;
     std::string cmdline;
     try {
       cmdline = readFile(e.path() / "cmdline");
@@ -155,9 +171,15 @@ MountedImage::MountedImage(const fs::path& qcow2, const fs::path& scratch) {
   diskSize_ = fs::file_size(raw_);
   auto table = nlohmann::json::parse(checkCommand({"sfdisk", "--json", raw_.string()}));
   for (const auto& p : table.at("partitiontable").at("partitions")) {
-    std::uint64_t start = p.at("start").get<std::uint64_t>() * 512, size = p.at("size").get<std::uint64_t>() * 512;
+    std::uint64_t start = p.at("start").get<std::uint64_t>() * 512,
+                  size = p.at("size").get<std::uint64_t>() * 512;
     SubprocessOptions o;
-    o.argv = {"blkid", "-p", "-o", "value", "-s", "LABEL", "-O", std::to_string(start), "-S", std::to_string(size), raw_.string()};
+    o.argv = {"blkid",      "-p",
+              "-o",         "value",
+              "-s",         "LABEL",
+              "-O",         std::to_string(start),
+              "-S",         std::to_string(size),
+              raw_.string()};
     o.captureStdout = true;
     auto r = runCommand(o);
     if (r.stdoutText.find("cloudimg-rootfs") != std::string::npos) {
@@ -166,8 +188,10 @@ MountedImage::MountedImage(const fs::path& qcow2, const fs::path& scratch) {
     }
   }
   if (size_ == 0) throw Error("no partition labelled cloudimg-rootfs in " + qcow2.string());
-  checkCommand({"mount", "-o", "ro,loop,noload,offset=" + std::to_string(start_) + ",sizelimit=" + std::to_string(size_),
-                raw_.string(), mnt_.string()});
+  checkCommand(
+      {"mount", "-o",
+       "ro,loop,noload,offset=" + std::to_string(start_) + ",sizelimit=" + std::to_string(size_),
+       raw_.string(), mnt_.string()});
 }
 
 MountedImage::~MountedImage() {
@@ -182,7 +206,8 @@ void RecordingReporter::progress(const agent::ProgressInfo& info) {
   std::lock_guard l(mutex_);
   progress_.push_back(info);
 }
-void RecordingReporter::log(agent::LogLevel level, const std::string& step, const std::string& message, std::uint64_t durationMs) {
+void RecordingReporter::log(agent::LogLevel level, const std::string& step,
+                            const std::string& message, std::uint64_t durationMs) {
   std::lock_guard l(mutex_);
   logs_.push_back({level, step, message, durationMs});
 }
@@ -218,7 +243,8 @@ std::string RecordingReporter::stepsLogged() const {
   return out;
 }
 
-agent::TaskSpec buildTask(const std::string& jobId, const std::string& definition, const std::string& name) {
+agent::TaskSpec buildTask(const std::string& jobId, const std::string& definition,
+                          const std::string& name) {
   agent::TaskSpec t;
   t.taskId = jobId + "-task";
   t.jobId = jobId;

@@ -80,7 +80,8 @@ class RecordingReporter : public agent::TaskReporter {
     std::uint64_t durationMs;
   };
   void progress(const agent::ProgressInfo& info) override;
-  void log(agent::LogLevel level, const std::string& step, const std::string& message, std::uint64_t durationMs) override;
+  void log(agent::LogLevel level, const std::string& step, const std::string& message,
+           std::uint64_t durationMs) override;
   void completed(const agent::TaskResultInfo& result) override;
   void failed(const agent::TaskFailureInfo& failure) override;
 
@@ -98,6 +99,7 @@ class RecordingReporter : public agent::TaskReporter {
   std::optional<agent::TaskFailureInfo> failure_;
 };
 
-agent::TaskSpec buildTask(const std::string& jobId, const std::string& definition, const std::string& name = "def.yaml");
+agent::TaskSpec buildTask(const std::string& jobId, const std::string& definition,
+                          const std::string& name = "def.yaml");
 
 }  // namespace imgpipe::build::test
