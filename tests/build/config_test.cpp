@@ -1,6 +1,9 @@
 // The agent's build: section, and the configuration files a definition turns into.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <filesystem>
+
 #include "agent-build/config/build_config.h"
 #include "agent-build/steps/config_files.h"
 
@@ -112,4 +115,13 @@ TEST(ConfigFiles, DaemonJsonKeepsOtherKeys) {
   EXPECT_NE(merged.find("\"log-driver\": \"journald\""), std::string::npos) << merged;
   EXPECT_EQ(merged.find("https://old"), std::string::npos) << merged;
   EXPECT_THROW(mergeDaemonJson(std::string("[1]"), m), Error);
+}
+
+TEST(BuildConfig, DeployedExampleConfigIsValid) {
+  const char* src = std::getenv("IMGPIPE_SOURCE_DIR");
+  auto doc = YamlReader::fromFile(std::filesystem::path(src ? src : IMGPIPE_TEST_SOURCE_DIR) /
+                                  "deploy/config/agent-build.yaml");
+  auto c = parseBuildConfig(doc.at("build"));
+  EXPECT_EQ(c.workDir, BuildConfig{}.workDir);
+  EXPECT_EQ(toJson(c), toJson(BuildConfig{}));  // the example shows the defaults
 }
