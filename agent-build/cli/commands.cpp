@@ -214,7 +214,15 @@ int buildOrPrepare(int argc, char** argv, bool baseOnly) {
                  o.reused ? " (reused an identical earlier build)" : "", o.image.c_str(),
                  formatBytes(o.size).c_str(), formatBytes(o.virtualSize).c_str(),
                  o.sha256Hex.c_str(), o.manifestFile.c_str(), o.buildLog.c_str());
-    if (json) std::cout << o.manifestJson;
+    if (json) {
+      std::cout << o.manifestJson;
+    } else {
+      // The manifest, with its package list (hundreds of lines) shortened to a count.
+      auto m = nlohmann::json::parse(o.manifestJson);
+      m["packages"] = std::to_string(m["packages"].size()) + " packages (see the manifest file)";
+      m["validation"]["checks"] = std::to_string(m["validation"]["checks"].size()) + " checks";
+      std::fprintf(out, "manifest:\n%s\n", m.dump(2).c_str());
+    }
     return 0;
   }
   const auto& f = *outcome.failure;

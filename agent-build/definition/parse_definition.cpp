@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstring>
 #include <ctime>
 #include <set>
 
@@ -468,6 +469,12 @@ std::vector<FileSpec> parseFiles(const YamlReader& doc) {
     FileSpec fs;
     fs.path = requireAbsolutePath(f, "path");
     if (fs.path.ends_with("/")) f.at("path").fail("names a directory; give the file's path");
+    // These are the build's API filesystems, not the image: a write there would land in the
+    // agent's kernel (/proc/sys) or vanish with the build (/dev, /run).
+    for (const char* api : {"/proc/", "/sys/", "/dev/", "/run/"})
+      if (fs.path.starts_with(api))
+        f.at("path").fail("'" + fs.path + "' is under " + std::string(api, std::strlen(api) - 1) +
+                          ", which is not part of the image");
     if (!paths.insert(fs.path).second) f.at("path").fail("'" + fs.path + "' is written twice");
     fs.content = parseContent(f, "content", "source", "url", "sha256");
     if (auto m = f.at("mode"); !m.isNull()) fs.mode = parseMode(m);

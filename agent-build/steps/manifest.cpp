@@ -10,6 +10,7 @@
 #include "agent-build/definition/definition_json.h"
 #include "agent-build/runner/result_cache.h"
 #include "agent-build/steps/step.h"
+#include "agent-build/util/file_lock.h"
 #include "common/file_util.h"
 #include "common/units.h"
 
@@ -65,8 +66,23 @@ class ManifestStep : public Step {
 
   std::string run(BuildContext& ctx) override {
     const bool agentLayout = ctx.job.outDir.empty();
-    const fs::path outDir =
-        agentLayout ? ctx.config.outputDir / ctx.def.name / ctx.version : ctx.job.outDir;
+    auto outDirFor = [&] {
+      return agentLayout ? ctx.config.outputDir / ctx.def.name / ctx.version : ctx.job.outDir;
+    };
+    // Two builds of one definition started in the same second would derive the same version:
+    // the later one takes the next free suffix instead of overwriting the other's image.
+    std::optional<FileLock> versionLock;
+    if (ctx.def.version.empty()) {
+      const std::string derived = ctx.version;
+      for (int n = 2;; ++n) {
+        fs::create_directories(outDirFor());
+        versionLock.emplace(outDirFor() / ("." + outputStem(ctx) + ".lock"), ctx.stop);
+        if (!fs::exists(outDirFor() / (outputStem(ctx) + ".qcow2"))) break;
+        versionLock.reset();
+        ctx.version = derived + "-" + std::to_string(n);
+      }
+    }
+    const fs::path outDir = outDirFor();
     fs::create_directories(outDir);
     const std::string stem = outputStem(ctx);
     ctx.finalImage = outDir / (stem + ".qcow2");
@@ -144,6 +160,7 @@ class ManifestStep : public Step {
                                                    image.at("virtual_size").get<std::uint64_t>())}};
     ctx.manifestJson = manifest.dump(2) + "\n";
     writeFileAtomic(ctx.finalManifest, ctx.manifestJson);
+    if (versionLock) fs::remove(outDir / ("." + stem + ".lock"));
 
     if (!ctx.reusable && ctx.config.reuseResults)
       ResultCache(ctx.config.cacheDir).store(ctx.contentDigest, ctx.finalImage, manifest);
