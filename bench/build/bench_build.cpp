@@ -162,13 +162,13 @@ int main(int argc, char** argv) {
     auto zstd =
         imgpipeBuild(area.path(), "zstd", definition(baseFile, baseSha, packages, "file zstd"));
 
-    writeFileAtomic(area.path() / "serial.yaml",
+    writeFileAtomic(area.path() / "serial-config.yaml",
                     "build:\n  base_cache: {debootstrap_max_age: 720h}\n  min_free_space: 1G\n  "
                     "compression: {parallel: false}\n");
     std::fprintf(stderr, "imgpipe build, changed definition, serial compression (no -W)\n");
     auto serial =
         imgpipeBuild(area.path(), "serial", definition(baseFile, baseSha, packages, "file serial"),
-                     "serial.yaml");
+                     "serial-config.yaml");
 
     std::fprintf(stderr, "shell recipe\n");
     fs::create_directories(area.path() / "script-work");
