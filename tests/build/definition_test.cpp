@@ -182,8 +182,11 @@ TEST(Definition, ErrorsNameFileLineFieldAndProblem) {
   EXPECT_EQ(errorOf("name: x\nbase: {path: /a}\nfiles:\n  - path: /etc/motd\n    content: hi\n    "
                     "mode: rwx\n"),
             "def.yaml:6:11: files[0].mode: expected an octal mode such as \"0644\", got 'rwx'");
-  EXPECT_EQ(errorOf("name: x\nbase: {path: /a}\nfiles:\n  - {path: /proc/sys/vm/swappiness, content: '1'}\n"),
-            "def.yaml:4:12: files[0].path: '/proc/sys/vm/swappiness' is under /proc, which is not part of the image");
+  EXPECT_EQ(
+      errorOf(
+          "name: x\nbase: {path: /a}\nfiles:\n  - {path: /proc/sys/vm/swappiness, content: '1'}\n"),
+      "def.yaml:4:12: files[0].path: '/proc/sys/vm/swappiness' is under /proc, which is not part "
+      "of the image");
   EXPECT_EQ(errorOf("name: x\nbase: {path: /a}\nfiles:\n  - path: /etc/motd\n"),
             "def.yaml:4:5: files[0]: needs one of: content, source, url");
   EXPECT_EQ(errorOf("name: x\nbase: {path: /a}\nglance:\n  visibility: everyone\n"),
