@@ -34,6 +34,14 @@ struct Failure {
   bool stopped = false;
 };
 
+// Events travel as single lines, which the parent reads in pieces of at most 64 KiB: keep the
+// text a failure carries well below that.
+std::string clip(std::string s, size_t max) {
+  if (s.size() > max)
+    s = s.substr(0, max) + "... (" + std::to_string(s.size() - max) + " more bytes)";
+  return s;
+}
+
 Failure describeFailure(const std::string& step, std::exception_ptr error,
                         const std::stop_token& stop) {
   Failure f;
@@ -53,6 +61,9 @@ Failure describeFailure(const std::string& step, std::exception_ptr error,
   } catch (const std::exception& e) {
     f.message = e.what();
   }
+  f.message = clip(f.message, 8000);
+  for (auto& l : f.tail)
+    l = clip(l, 1000);
   if (stop.stop_requested()) {
     f.stopped = true;
     f.message = "stopped during step " + step + " (SIGTERM or cancel)";
@@ -127,12 +138,10 @@ int runPipeline(BuildContext& ctx, EventWriter& events) {
                      {"version", ""},
                      {"reused", ctx.base.cached},
                      {"base_only", true},
-                     {"manifest_json", json{{"image",
-                                             {{"sha256", ctx.base.sha256Hex},
-                                              {"sha512", ""},
-                                              {"size", std::filesystem::file_size(ctx.base.file)},
-                                              {"virtual_size", ctx.base.virtualSize}}}}
-                                           .dump()}});
+                     {"sha256", ctx.base.sha256Hex},
+                     {"sha512", ""},
+                     {"size", std::filesystem::file_size(ctx.base.file)},
+                     {"virtual_size", ctx.base.virtualSize}});
         return 0;
       }
     }
@@ -163,7 +172,6 @@ int runPipeline(BuildContext& ctx, EventWriter& events) {
                {"image", ctx.finalImage.string()},
                {"manifest", ctx.finalManifest.string()},
                {"build_log", ctx.finalLog.string()},
-               {"manifest_json", ctx.manifestJson},
                {"name", ctx.def.name},
                {"version", ctx.version},
                {"reused", ctx.reusable.has_value()}});

@@ -97,10 +97,19 @@ BuildOutcome runBuild(const JobSpec& job, BuildEvents& events, std::stop_token s
     out.image = result->value("image", "");
     out.manifestFile = result->value("manifest", "");
     out.buildLog = result->value("build_log", "");
-    out.manifestJson = result->value("manifest_json", "");
     out.imageName = result->value("name", "");
     out.imageVersion = result->value("version", "");
     out.reused = result->value("reused", false);
+    if (result->value("base_only", false)) {
+      out.sha256Hex = result->value("sha256", "");
+      out.size = result->value("size", std::uint64_t{0});
+      out.virtualSize = result->value("virtual_size", std::uint64_t{0});
+      outcome.output = out;
+      return outcome;
+    }
+    // The manifest comes from its file, not the event line: with a long package list it would
+    // not fit one.
+    out.manifestJson = readFile(out.manifestFile);
     auto m = json::parse(out.manifestJson);
     out.sha256Hex = m.at("image").at("sha256");
     out.sha512Hex = m.at("image").at("sha512");
