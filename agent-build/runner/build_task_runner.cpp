@@ -75,11 +75,7 @@ agent::ArtifactInfo artifactFromOutput(const BuildOutput& output) {
 }
 
 BuildTaskRunner::BuildTaskRunner(BuildConfig config, Publish publish, std::string agentName)
-    : config_(std::move(config)), publish_(std::move(publish)), agentName_(std::move(agentName)) {
-  std::filesystem::create_directories(config_.workDir);
-  if (int n = cleanStaleWorkDirs(config_.workDir, config_.keepFailedWorkDir); n > 0)
-    log::named("build")->info("removed {} work directories left by builds that did not finish", n);
-}
+    : config_(std::move(config)), publish_(std::move(publish)), agentName_(std::move(agentName)) {}
 
 std::uint64_t BuildTaskRunner::freeBytes() {
   try {
@@ -104,6 +100,13 @@ void BuildTaskRunner::run(const agent::TaskSpec& task, agent::TaskReporter& repo
     reporter.failed({.step = "definition", .message = e.what()});
     return;
   }
+  // Not in the constructor: `--check-config` builds the runner too and must touch no disk.
+  std::call_once(started_, [&] {
+    std::filesystem::create_directories(config_.workDir);
+    if (int n = cleanStaleWorkDirs(config_.workDir, config_.keepFailedWorkDir); n > 0)
+      log::named("build")->info("removed {} work directories left by builds that did not finish",
+                                n);
+  });
   cleanStaleWorkDirs(config_.workDir, config_.keepFailedWorkDir);
 
   JobSpec job;

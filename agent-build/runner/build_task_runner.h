@@ -1,6 +1,7 @@
 #pragma once
 
 #include <functional>
+#include <mutex>
 #include <string>
 
 #include "agent-build/config/build_config.h"
@@ -30,6 +31,7 @@ class BuildTaskRunner : public agent::TaskRunner {
   BuildConfig config_;
   Publish publish_;
   std::string agentName_;
+  std::once_flag started_;
 };
 
 // An ArtifactInfo straight from a BuildOutput (manifestDigest = sha256 of the manifest JSON).
