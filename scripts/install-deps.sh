@@ -31,10 +31,13 @@ build_pkgs=(
 runtime_pkgs=(
   qemu-utils gdisk cloud-guest-utils e2fsprogs debootstrap fdisk util-linux mount
   iproute2 ca-certificates
+  # build agent: qemu-storage-daemon (read-only FUSE export for validation) and
+  # qemu-system-x86_64 (boot test); the keyring debootstrap verifies Debian's mirror with
+  qemu-system-x86 debian-archive-keyring
 )
 test_pkgs=(
   clang libclang-rt-14-dev
-  qemu-system-x86 ovmf
+  ovmf
   glance-api keystone uwsgi-core uwsgi-plugin-python3 python3-openstackclient sqlite3
   rsync openssh-server openssh-client ethtool iperf3 iptables nftables
   ansible-core

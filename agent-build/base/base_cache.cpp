@@ -1,0 +1,232 @@
+#include "agent-build/base/base_cache.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <ctime>
+#include <nlohmann/json.hpp>
+
+#include "agent-build/base/debootstrap_base.h"
+#include "agent-build/base/download.h"
+#include "agent-build/definition/parse_definition.h"
+#include "agent-build/disk/qemu_img.h"
+#include "common/error.h"
+#include "common/file_util.h"
+#include "common/hash.h"
+#include "common/temp_dir.h"
+#include "common/units.h"
+
+namespace imgpipe::build {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+fs::path lockOf(const fs::path& entry) {
+  fs::path l = entry;
+  l += ".lock";
+  return l;
+}
+
+void touch(const fs::path& p) {
+  std::error_code ec;
+  fs::last_write_time(p, fs::file_time_type::clock::now(), ec);
+}
+
+std::int64_t nowUnix() {
+  return static_cast<std::int64_t>(std::time(nullptr));
+}
+
+}  // namespace
+
+BaseCache::BaseCache(const BuildConfig& config, ExecContext exec, BuildLog& log)
+    : config_(config), exec_(std::move(exec)), log_(log), dir_(config.cacheDir / "bases") {
+  fs::create_directories(dir_);
+}
+
+BaseCache::Result BaseCache::resolve(const BaseSpec& spec, const fs::path& definitionDir,
+                                     const fs::path& scratch) {
+  Result r;
+  if (auto* p = std::get_if<PathBase>(&spec))
+    r = fromPath(*p, definitionDir);
+  else if (auto* u = std::get_if<UrlBase>(&spec))
+    r = fromUrl(*u);
+  else
+    r = fromDebootstrap(std::get<DebootstrapBase>(spec), scratch);
+  inspect(r.base);
+  return r;
+}
+
+void BaseCache::inspect(ResolvedBase& base) {
+  auto info = qemuImgInfo(exec_, base.file);
+  if (!info.backingFile.empty())
+    throw Error("base " + base.source + " has a backing file (" + info.backingFile +
+                "); refusing it: a build reads only the image it was given");
+  if (info.format != "qcow2" && info.format != "raw")
+    throw Error("base " + base.source + " is in format " + info.format + "; qcow2 or raw expected");
+  base.format = info.format;
+  base.virtualSize = info.virtualSize;
+  base.allocatedSize = allocatedBytes(base.file);
+}
+
+BaseCache::Result BaseCache::fromPath(const PathBase& spec, const fs::path& definitionDir) {
+  Result r;
+  r.base.kind = "path";
+  r.base.file = fs::absolute(resolveLocalPath(spec.path, definitionDir));
+  r.base.source = r.base.file.string();
+  struct stat st {};
+  if (::stat(r.base.file.c_str(), &st) != 0) throwErrno("base image " + r.base.file.string());
+  if (!S_ISREG(st.st_mode))
+    throw Error("base image " + r.base.file.string() + " is not a regular file");
+
+  // Hashing a multi-GB base on every build is wasteful: the digest is remembered per
+  // (device, inode, size, mtime) and recomputed when any of them changes.
+  const fs::path memo =
+      dir_ / "path-digests" / (toHex(sha256(r.base.file.string())).substr(0, 32) + ".json");
+  json key = {
+      {"path", r.base.file.string()},
+      {"dev", st.st_dev},
+      {"ino", st.st_ino},
+      {"size", st.st_size},
+      {"mtime_ns", static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec}};
+  std::string digest;
+  try {
+    auto j = json::parse(readFile(memo));
+    if (j.at("key") == key) digest = j.at("sha256");
+  } catch (const std::exception&) {
+  }
+  if (digest.empty()) {
+    log_.info("hashing base " + r.base.file.string() + " (" +
+              formatBytes(static_cast<std::uint64_t>(st.st_size)) + ")");
+    digest = toHex(hashFile(r.base.file).sha256);
+    fs::create_directories(memo.parent_path());
+    writeFileAtomic(memo, json{{"key", key}, {"sha256", digest}}.dump());
+  } else {
+    r.base.cached = true;
+  }
+  if (!spec.sha256.empty() && spec.sha256 != digest)
+    throw ChecksumMismatch("base checksum mismatch: " + r.base.file.string() + " has sha256 " +
+                           digest + ", the definition expects " + spec.sha256);
+  r.base.sha256Hex = digest;
+  return r;
+}
+
+BaseCache::Result BaseCache::fromUrl(const UrlBase& spec) {
+  const fs::path file = dir_ / ("url-" + spec.sha256 + ".img");
+  for (int round = 0; round < 3; ++round) {
+    {
+      FileLock shared(lockOf(file), exec_.stop, FileLock::Mode::shared);
+      if (fs::exists(file)) {
+        touch(file);
+        Result r;
+        r.base = ResolvedBase{.file = file,
+                              .sha256Hex = spec.sha256,
+                              .kind = "url",
+                              .source = spec.url,
+                              .cached = round == 0};
+        r.lock.emplace(std::move(shared));
+        return r;
+      }
+    }
+    FileLock exclusive(lockOf(file), exec_.stop);
+    if (fs::exists(file)) continue;  // another build fetched it meanwhile
+    log_.info("downloading " + spec.url);
+    DownloadOptions o;
+    o.expectedSha256 = spec.sha256;
+    o.timeout = config_.downloadTimeout;
+    o.retries = config_.downloadRetries;
+    o.stop = exec_.stop;
+    BuildLog* log = &log_;
+    o.progress = [log](std::uint64_t done, std::uint64_t total) { log->progress(done, total); };
+    o.note = [log](const std::string& m) { log->warn(m); };
+    downloadFile(spec.url, file, o);
+    log_.info("downloaded and verified " + formatBytes(fs::file_size(file)));
+  }
+  throw Error("base " + spec.url + " keeps disappearing from the cache (evicted while in use?)");
+}
+
+BaseCache::Result BaseCache::fromDebootstrap(const DebootstrapBase& spec, const fs::path& scratch) {
+  const std::string key = debootstrapRecipeKey(spec);
+  const fs::path file = dir_ / ("debootstrap-" + key + ".qcow2");
+  fs::path meta = file;
+  meta += ".json";
+  auto fresh = [&]() -> std::optional<json> {
+    try {
+      if (!fs::exists(file)) return std::nullopt;
+      auto j = json::parse(readFile(meta));
+      auto age = nowUnix() - j.at("created_at").get<std::int64_t>();
+      if (age * 1000 > config_.debootstrapMaxAge.count()) return std::nullopt;
+      return j;
+    } catch (const std::exception&) {
+      return std::nullopt;
+    }
+  };
+  const std::string source =
+      "debootstrap " + spec.suite + " " + spec.mirror + " (recipe " + key + ")";
+  for (int round = 0; round < 3; ++round) {
+    {
+      FileLock shared(lockOf(file), exec_.stop, FileLock::Mode::shared);
+      if (auto j = fresh()) {
+        touch(file);
+        Result r;
+        r.base = ResolvedBase{.file = file,
+                              .sha256Hex = j->at("sha256"),
+                              .kind = "debootstrap",
+                              .source = source,
+                              .cached = round == 0};
+        r.lock.emplace(std::move(shared));
+        return r;
+      }
+    }
+    FileLock exclusive(lockOf(file), exec_.stop);
+    if (fresh()) continue;
+    log_.info(fs::exists(file)
+                  ? "debootstrap base is older than base_cache.debootstrap_max_age; rebuilding it"
+                  : "no cached debootstrap base for this recipe; making it");
+    TempDir work(scratch, "debootstrap-");
+    makeDebootstrapBase(spec, file, work.path(), config_, exec_, log_);
+    auto digest = toHex(hashFile(file).sha256);
+    writeFileAtomic(
+        meta,
+        json{{"sha256", digest}, {"created_at", nowUnix()}, {"recipe", key}, {"source", source}}
+            .dump(2));
+    log_.info("debootstrap base ready: " + formatBytes(fs::file_size(file)) + ", sha256 " + digest);
+  }
+  throw Error("debootstrap base " + file.string() + " keeps disappearing from the cache");
+}
+
+void BaseCache::evict() {
+  struct Entry {
+    fs::path file;
+    fs::file_time_type used;
+    std::uint64_t size;
+  };
+  std::vector<Entry> entries;
+  std::uint64_t total = 0;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir_, ec)) {
+    auto name = e.path().filename().string();
+    bool image = (name.starts_with("url-") && name.ends_with(".img")) ||
+                 (name.starts_with("debootstrap-") && name.ends_with(".qcow2"));
+    if (!image || !e.is_regular_file()) continue;
+    auto size = allocatedBytes(e.path());
+    entries.push_back({e.path(), e.last_write_time(), size});
+    total += size;
+  }
+  std::sort(entries.begin(), entries.end(),
+            [](const Entry& a, const Entry& b) { return a.used < b.used; });
+  for (const auto& e : entries) {
+    if (total <= config_.baseCacheMaxSize) break;
+    auto lock = FileLock::tryLock(lockOf(e.file));
+    if (!lock.locked()) continue;  // in use by a build
+    fs::remove(e.file, ec);
+    fs::path meta = e.file;
+    meta += ".json";
+    fs::remove(meta, ec);
+    total -= e.size;
+    log_.info("evicted base " + e.file.filename().string() + " (" + formatBytes(e.size) +
+              ") from the cache");
+  }
+}
+
+}  // namespace imgpipe::build

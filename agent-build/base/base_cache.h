@@ -1,0 +1,51 @@
+#pragma once
+
+#include <filesystem>
+#include <functional>
+#include <optional>
+
+#include "agent-build/config/build_config.h"
+#include "agent-build/definition/image_definition.h"
+#include "agent-build/runner/build_log.h"
+#include "agent-build/steps/build_context.h"
+#include "agent-build/util/exec.h"
+#include "agent-build/util/file_lock.h"
+
+namespace imgpipe::build {
+
+// Bases on the agent, under <cache_dir>/bases:
+//   url-<sha256>.img                 downloaded images, named by their verified digest
+//   debootstrap-<recipe>.qcow2/.json debootstrap bases, rebuilt after debootstrap_max_age
+//   path-digests/<hash>.json         digests of local bases, keyed by inode/size/mtime
+// Every entry has a .lock: builds using an entry hold it shared, whoever creates or evicts it
+// holds it exclusively — so eviction never removes a base a build is converting.
+class BaseCache {
+ public:
+  struct Result {
+    ResolvedBase base;
+    std::optional<FileLock> lock;  // shared; keep it while the base is read
+  };
+
+  BaseCache(const BuildConfig& config, ExecContext exec, BuildLog& log);
+
+  // `definitionDir` resolves relative base paths; `scratch` hosts a debootstrap run.
+  Result resolve(const BaseSpec& spec, const std::filesystem::path& definitionDir,
+                 const std::filesystem::path& scratch);
+
+  // Removes least recently used entries until the cache fits base_cache.max_size; entries in
+  // use are skipped.
+  void evict();
+
+ private:
+  Result fromPath(const PathBase& spec, const std::filesystem::path& definitionDir);
+  Result fromUrl(const UrlBase& spec);
+  Result fromDebootstrap(const DebootstrapBase& spec, const std::filesystem::path& scratch);
+  void inspect(ResolvedBase& base);
+
+  const BuildConfig& config_;
+  ExecContext exec_;
+  BuildLog& log_;
+  std::filesystem::path dir_;
+};
+
+}  // namespace imgpipe::build

@@ -1,0 +1,71 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "agent-build/definition/image_definition.h"
+#include "common/yaml_reader.h"
+
+namespace imgpipe::build {
+
+enum class AttachMethod { auto_, loop, nbd };
+std::string_view toString(AttachMethod m);
+
+// The `build:` section of the build agent's config (deploy/config/agent-build.yaml documents
+// every key). Value type: copied into each build's job spec.
+struct BuildConfig {
+  // Per-build work directories (a sparse raw copy of the disk lives here while building).
+  std::filesystem::path workDir = "/var/lib/imgpipe/build/work";
+  // Bases (by digest), the shared apt package cache, the result index.
+  std::filesystem::path cacheDir = "/var/cache/imgpipe/build";
+  // Finished images, manifests and build logs, one directory per image name and version.
+  std::filesystem::path outputDir = "/var/lib/imgpipe/build/outputs";
+  bool keepFailedWorkDir = false;
+  // A build refuses to start when the work dir has less free space than the base's allocated
+  // size plus this margin.
+  std::uint64_t minFreeSpace = 2ull << 30;
+
+  AttachMethod attach = AttachMethod::auto_;
+
+  Compression compression = Compression::zlib;  // for definitions that do not choose
+  bool parallelCompression = true;              // qemu-img convert -W
+  unsigned compressionCoroutines = 8;           // qemu-img convert -m
+
+  bool aptCache = true;
+  std::uint64_t aptCacheMaxSize = 10ull << 30;
+
+  std::uint64_t baseCacheMaxSize = 20ull << 30;
+  std::chrono::milliseconds debootstrapMaxAge{7ll * 24 * 3600 * 1000};
+
+  bool reuseResults = true;
+  unsigned keepOutputs = 3;  // finished versions kept per image name
+
+  std::chrono::milliseconds downloadTimeout{2ll * 3600 * 1000};
+  unsigned downloadRetries = 5;
+
+  std::vector<std::string> nameservers;  // for the chroot; empty: the host's resolvers
+  std::chrono::milliseconds commandTimeout{2ll * 3600 * 1000};
+
+  std::string qemuSystem = "qemu-system-x86_64";
+  std::string bootAccel = "tcg";  // tcg | kvm | auto
+  unsigned bootCpus = 1;
+
+  // The program run as the build child (`<helper> run-build`). The agent binary itself unless a
+  // test embeds the runner in another executable.
+  std::filesystem::path helper = "/proc/self/exe";
+};
+
+// Reads the section (a null reader gives the defaults) and rejects unknown keys.
+BuildConfig parseBuildConfig(const YamlReader& section);
+
+nlohmann::json toJson(const BuildConfig& c);
+BuildConfig buildConfigFromJson(const nlohmann::json& j);
+
+// The effective compression of a definition on this agent.
+Compression effectiveCompression(const ImageDefinition& def, const BuildConfig& config);
+
+}  // namespace imgpipe::build

@@ -1,0 +1,33 @@
+// imgpipe-agent-build: the build agent daemon, plus standalone modes (see cli/commands.h) and
+// the build child (`run-build`, started by the agent itself for every build).
+#include <cstring>
+
+#include "agent-build/cli/commands.h"
+#include "agent-build/config/build_config.h"
+#include "agent-build/runner/build_child.h"
+#include "agent-build/runner/build_task_runner.h"
+#include "common/agent/agent_main.h"
+
+using namespace imgpipe;
+
+int main(int argc, char** argv) {
+  if (argc > 1 && std::strcmp(argv[1], "run-build") == 0) return build::runBuildChild();
+  if (argc > 1 && std::strcmp(argv[1], "build") == 0)
+    return build::buildCommand(argc - 1, argv + 1);
+  if (argc > 1 && std::strcmp(argv[1], "prepare-base") == 0)
+    return build::prepareBaseCommand(argc - 1, argv + 1);
+  if (argc > 1 && std::strcmp(argv[1], "validate") == 0)
+    return build::validateCommand(argc - 1, argv + 1);
+
+  return agent::agentMain(argc, argv, Role::build, [](agent::RoleContext& ctx) {
+    auto config = build::parseBuildConfig(ctx.config.at("build"));
+    agent::RoleParts parts;
+    // integration point: the artifact store (agent-relay) takes the image here and returns its
+    // ArtifactInfo; until it is wired, the artifact is described straight from the build output.
+    auto publish = [](const build::BuildOutput& output) {
+      return build::artifactFromOutput(output);
+    };
+    parts.runner = std::make_unique<build::BuildTaskRunner>(config, publish, ctx.common.name);
+    return parts;
+  });
+}

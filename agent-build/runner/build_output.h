@@ -1,0 +1,21 @@
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+
+namespace imgpipe::build {
+
+// What a successful build hands to the artifact store. Value type.
+struct BuildOutput {
+  std::filesystem::path image;  // the compacted qcow2
+  std::string manifestJson;     // the build manifest (docs/build-agent.md lists its fields)
+  std::string sha256Hex, sha512Hex;
+  std::uint64_t size = 0, virtualSize = 0;
+  std::string imageName, imageVersion;
+  std::filesystem::path manifestFile;  // the same manifest, on disk next to the image
+  std::filesystem::path buildLog;
+  bool reused = false;  // an earlier result with the same inputs
+};
+
+}  // namespace imgpipe::build

@@ -1,0 +1,153 @@
+#include "agent-build/runner/build_task_runner.h"
+
+#include "agent-build/definition/parse_definition.h"
+#include "agent-build/runner/build_process.h"
+#include "agent-build/runner/work_dir.h"
+#include "common/file_util.h"
+#include "common/hash.h"
+#include "common/log.h"
+#include "common/units.h"
+
+namespace imgpipe::build {
+namespace {
+
+// Forwards a build's events to the coordinator (through the TaskReporter) and to the agent's
+// log, every line carrying job= and step=.
+class ReporterEvents : public BuildEvents {
+ public:
+  ReporterEvents(agent::TaskReporter& reporter, std::string jobId, std::uint32_t attempt)
+      : reporter_(reporter), jobId_(std::move(jobId)), attempt_(attempt) {}
+
+  void stepStarted(const std::string& step) override { log::forJob(jobId_, step)->info("started"); }
+  void stepFinished(const std::string& step, std::uint64_t ms,
+                    const std::string& summary) override {
+    log::forJob(jobId_, step)
+        ->info("done in {}: {}", formatDuration(std::chrono::milliseconds(ms)), summary);
+    reporter_.log(agent::LogLevel::info, step, summary, ms);
+  }
+  void stepSkipped(const std::string& step, const std::string& why) override {
+    log::forJob(jobId_, step)->debug("skipped: {}", why);
+  }
+  void log(const std::string& level, const std::string& step, const std::string& message) override {
+    auto l = log::forJob(jobId_, step);
+    if (level == "warn") {
+      l->warn("{}", message);
+      reporter_.log(agent::LogLevel::warn, step, message);
+    } else if (level == "error") {
+      l->error("{}", message);
+    } else {
+      l->info("{}", message);
+    }
+  }
+  void progress(const std::string& step, std::uint64_t done, std::uint64_t total,
+                std::uint64_t rate, std::uint64_t eta) override {
+    agent::ProgressInfo p;
+    p.step = step;
+    p.done = done;
+    p.total = total;
+    p.rateBps = rate;
+    p.etaS = static_cast<std::uint32_t>(eta);
+    p.attempt = attempt_;
+    reporter_.progress(p);
+  }
+  void stray(const std::string& line) override {
+    log::forJob(jobId_, "")->warn("build process: {}", line);
+  }
+
+ private:
+  agent::TaskReporter& reporter_;
+  std::string jobId_;
+  std::uint32_t attempt_;
+};
+
+}  // namespace
+
+agent::ArtifactInfo artifactFromOutput(const BuildOutput& output) {
+  agent::ArtifactInfo a;
+  a.id = output.sha256Hex;
+  a.sha512 = output.sha512Hex;
+  a.size = output.size;
+  a.virtualSize = output.virtualSize;
+  a.manifestDigest = toHex(sha256(output.manifestJson));
+  a.imageName = output.imageName;
+  a.imageVersion = output.imageVersion;
+  return a;
+}
+
+BuildTaskRunner::BuildTaskRunner(BuildConfig config, Publish publish, std::string agentName)
+    : config_(std::move(config)), publish_(std::move(publish)), agentName_(std::move(agentName)) {}
+
+std::uint64_t BuildTaskRunner::freeBytes() {
+  try {
+    return imgpipe::freeBytes(config_.workDir);
+  } catch (const Error&) {
+    return 0;
+  }
+}
+
+void BuildTaskRunner::run(const agent::TaskSpec& task, agent::TaskReporter& reporter,
+                          std::stop_token stop) {
+  const auto* spec = std::get_if<agent::BuildSpec>(&task.kind);
+  if (spec == nullptr) {
+    reporter.failed({.step = "build", .message = "a build agent runs only build tasks"});
+    return;
+  }
+  auto jobLog = log::forJob(task.jobId, "definition");
+  try {
+    parseDefinition(spec->definition, spec->definitionName);
+  } catch (const std::exception& e) {
+    jobLog->error("{}", e.what());
+    reporter.failed({.step = "definition", .message = e.what()});
+    return;
+  }
+  // Not in the constructor: `--check-config` builds the runner too and must touch no disk.
+  std::call_once(started_, [&] {
+    std::filesystem::create_directories(config_.workDir);
+    if (int n = cleanStaleWorkDirs(config_.workDir, config_.keepFailedWorkDir); n > 0)
+      log::named("build")->info("removed {} work directories left by builds that did not finish",
+                                n);
+  });
+  cleanStaleWorkDirs(config_.workDir, config_.keepFailedWorkDir);
+
+  JobSpec job;
+  job.jobId = task.jobId;
+  job.attempt = task.attempt;
+  job.agentName = agentName_;
+  job.definitionText = spec->definition;
+  job.definitionSource = spec->definitionName.empty() ? "definition" : spec->definitionName;
+  job.definitionDigest =
+      spec->definitionDigest.empty() ? toHex(sha256(spec->definition)) : spec->definitionDigest;
+  job.config = config_;
+
+  ReporterEvents events(reporter, task.jobId, task.attempt);
+  auto outcome = runBuild(job, events, stop);
+  if (outcome.output) {
+    agent::ArtifactInfo artifact;
+    try {
+      artifact = publish_(*outcome.output);
+    } catch (const std::exception& e) {
+      reporter.failed({.step = "publish",
+                       .message = std::string("cannot publish the image: ") + e.what(),
+                       .retryable = true});
+      return;
+    }
+    log::forJob(task.jobId, "manifest")
+        ->info("built {} {} ({}, sha256 {})", outcome.output->imageName,
+               outcome.output->imageVersion, formatBytes(outcome.output->size),
+               outcome.output->sha256Hex);
+    reporter.completed(
+        {.artifact = artifact,
+         .detail = outcome.output->imageName + " " + outcome.output->imageVersion +
+                   (outcome.output->reused ? " (reused an identical earlier build)" : "")});
+    return;
+  }
+  const auto& f = *outcome.failure;
+  log::forJob(task.jobId, f.step)->error("build failed: {}", f.message);
+  reporter.failed({.step = f.step,
+                   .message = f.message,
+                   .exitCode = f.exitCode,
+                   .outputTail = f.outputTail,
+                   .retryable = f.retryable});
+}
+
+}  // namespace imgpipe::build

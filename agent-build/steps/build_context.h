@@ -1,0 +1,150 @@
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <stop_token>
+#include <string>
+#include <vector>
+
+#include "agent-build/config/build_config.h"
+#include "agent-build/definition/image_definition.h"
+#include "agent-build/disk/attached_disk.h"
+#include "agent-build/disk/partitions.h"
+#include "agent-build/disk/qemu_img.h"
+#include "agent-build/mount/chroot_session.h"
+#include "agent-build/mount/mount.h"
+#include "agent-build/runner/build_log.h"
+#include "agent-build/runner/job_spec.h"
+#include "agent-build/util/exec.h"
+#include "agent-build/util/file_lock.h"
+#include "common/hash.h"
+
+namespace imgpipe::build {
+
+// Bump when a change to the steps changes what a build produces from the same inputs: results
+// of older recipes are then not reused.
+inline constexpr int kRecipeVersion = 1;
+
+// The base a build starts from, wherever it came from. Value type.
+struct ResolvedBase {
+  std::filesystem::path file;
+  std::string format;  // qcow2 or raw
+  std::string sha256Hex;
+  std::uint64_t virtualSize = 0;
+  std::uint64_t allocatedSize = 0;
+  std::string kind;     // path, url, debootstrap
+  std::string source;   // the path, the URL, or the debootstrap recipe
+  bool cached = false;  // served from the base cache without fetching
+};
+
+// Contents the definition points at (files, scripts, repository keys), fetched once at the
+// start so that their digests are part of the result key. Index-aligned with the definition.
+struct ResolvedInputs {
+  std::vector<std::string> files;
+  std::vector<std::string> scripts;
+  std::vector<std::string> repositoryKeys;
+};
+
+struct PackageInfo {
+  std::string name, version, architecture;
+};
+
+struct StepTiming {
+  std::string step;
+  std::uint64_t durationMs = 0;
+  std::string status;  // ok, skipped
+  std::string message;
+};
+
+// A finished earlier build with the same inputs (see ResultCache).
+struct ReusableResult {
+  std::filesystem::path image;
+  nlohmann::json manifest;
+};
+
+// A command that failed for a reason worth retrying on another attempt (a mirror that did not
+// answer, DNS): the coordinator may re-queue the job.
+class RetryableCommandError : public CommandError {
+ public:
+  using CommandError::CommandError;
+};
+
+// An error worth retrying that is not a command (a download).
+class RetryableError : public Error {
+ public:
+  using Error::Error;
+};
+
+// Thrown when the build was asked to stop (SIGTERM, cancel).
+class BuildStopped : public Error {
+ public:
+  using Error::Error;
+};
+
+// Everything a build's steps share. The resource members are declared in acquisition order, so
+// that whatever happens they are destroyed in reverse: chroot session, image fs, root mount,
+// attached disk, base lock. Steps release them explicitly on the success path (unmount step).
+class BuildContext {
+ public:
+  BuildContext(JobSpec job, ImageDefinition def, BuildLog& log, std::stop_token stop,
+               std::filesystem::path workDir);
+
+  const JobSpec job;
+  const ImageDefinition def;
+  const BuildConfig& config;
+  BuildLog& log;
+  const std::stop_token stop;
+  const std::filesystem::path workDir;
+  const std::chrono::system_clock::time_point startedAt;
+  std::string version;  // the definition's, or derived from startedAt
+
+  // Runs commands for this build: stop token, command timeout, output into the build log.
+  ExecContext exec() const;
+  ExecContext exec(std::chrono::milliseconds timeout) const;
+  void checkStop() const;
+  // `progress(done, total)` for the current step.
+  std::function<void(std::uint64_t, std::uint64_t)> progress() const;
+
+  // ---- state, filled in by the steps in order ----
+  std::string toolVersion;  // qemu-img version
+  ResolvedBase base;
+  ResolvedInputs inputs;
+  std::string contentDigest;  // result key: inputs that decide the image's bytes
+  std::optional<ReusableResult> reusable;
+  WorkImage image;
+  Partition root;
+  SavedEntry resolvConfBefore;  // as the base had them, for the validation
+  SavedEntry policyRcdBefore;
+  std::vector<PackageInfo> packages;
+  std::filesystem::path output;  // the compacted qcow2 in the work dir
+  ImageInfo outputInfo;
+  FileDigests outputDigests;
+  nlohmann::json validation = nlohmann::json::object();
+  // Found by the validate step for the boot test: the image's kernel and initrd (copied out)
+  // and its root filesystem's UUID.
+  std::filesystem::path bootKernel, bootInitrd;
+  std::string outputRootUuid;
+  std::vector<StepTiming> timings;
+  // Where the manifest step published the result.
+  std::filesystem::path finalImage, finalManifest, finalLog;
+  std::string manifestJson;
+
+  // ---- resources, in acquisition order (destroyed in reverse) ----
+  std::optional<FileLock> baseLock;  // keeps the cached base from being evicted while in use
+  std::unique_ptr<AttachedDisk> disk;
+  std::optional<Mount> rootMount;
+  std::unique_ptr<ChrootSession> chroot;
+
+  std::filesystem::path rootDir() const { return workDir / "root"; }
+  ChrootSession& session();  // throws when the root is not mounted
+};
+
+// The `<name>-<version>` stem of output files.
+std::string outputStem(const BuildContext& ctx);
+// ISO 8601 UTC ("2026-11-22T03:15:00Z").
+std::string isoTime(std::chrono::system_clock::time_point t);
+
+}  // namespace imgpipe::build

@@ -1,0 +1,106 @@
+// Step: fetches what the definition points at (files, scripts, repository keys) and computes the
+// content digest — the key under which the finished image can be reused.
+#include <nlohmann/json.hpp>
+
+#include "agent-build/base/download.h"
+#include "agent-build/definition/definition_json.h"
+#include "agent-build/definition/parse_definition.h"
+#include "agent-build/steps/step.h"
+#include "common/file_util.h"
+#include "common/hash.h"
+
+namespace imgpipe::build {
+namespace {
+
+class FetchInputsStep : public Step {
+ public:
+  std::string_view name() const override { return "fetch_inputs"; }
+  bool runsWhenReused() const override { return true; }
+
+  std::string run(BuildContext& ctx) override {
+    int fetched = 0;
+    auto resolve = [&](const ContentSource& c, const std::string& field) -> std::string {
+      switch (c.kind) {
+        case ContentSource::Kind::inline_:
+          return c.text;
+        case ContentSource::Kind::file: {
+          if (ctx.job.definitionDir.empty() && !c.text.starts_with("/"))
+            throw Error(
+                field + ": relative path '" + c.text +
+                "' cannot be resolved for a submitted definition; use an absolute path on the "
+                "build agent or inline content");
+          auto path = resolveLocalPath(c.text, ctx.job.definitionDir);
+          std::string data;
+          try {
+            data = readFile(path);
+          } catch (const Error& e) {
+            throw Error(field + ": " + e.what());
+          }
+          if (!c.sha256.empty() && toHex(sha256(data)) != c.sha256)
+            throw Error(field + ": " + path.string() + " has sha256 " + toHex(sha256(data)) +
+                        ", expected " + c.sha256);
+          ++fetched;
+          return data;
+        }
+        case ContentSource::Kind::url: {
+          DownloadOptions o;
+          o.expectedSha256 = c.sha256;
+          o.stop = ctx.stop;
+          o.retries = ctx.config.downloadRetries;
+          o.timeout = std::chrono::minutes(10);
+          ctx.log.info("fetching " + c.text);
+          ++fetched;
+          try {
+            return downloadText(c.text, o);
+          } catch (const Error& e) {
+            throw Error(field + ": " + e.what());
+          }
+        }
+      }
+      return {};
+    };
+    const auto& def = ctx.def;
+    for (size_t i = 0; i < def.files.size(); ++i)
+      ctx.inputs.files.push_back(resolve(def.files[i].content, "files[" + std::to_string(i) + "]"));
+    for (size_t i = 0; i < def.scripts.size(); ++i)
+      ctx.inputs.scripts.push_back(
+          resolve(def.scripts[i].content, "scripts[" + std::to_string(i) + "]"));
+    for (size_t i = 0; i < def.repositories.size(); ++i)
+      ctx.inputs.repositoryKeys.push_back(
+          resolve(def.repositories[i].key, "repositories[" + std::to_string(i) + "].key"));
+
+    // What decides the image's bytes: the definition without its version, description and
+    // Glance section (those change the registration, not the disk), the base, every fetched
+    // input, the compression and the recipe version.
+    auto content = toJson(def);
+    content.erase("version");
+    content.erase("description");
+    content.erase("glance");
+    nlohmann::json key = {{"recipe", kRecipeVersion},
+                          {"definition", content},
+                          {"base_sha256", ctx.base.sha256Hex},
+                          {"compression", toString(effectiveCompression(def, ctx.config))}};
+    auto digests = [](const std::vector<std::string>& v) {
+      nlohmann::json a = nlohmann::json::array();
+      for (const auto& s : v)
+        a.push_back(toHex(sha256(s)));
+      return a;
+    };
+    key["files"] = digests(ctx.inputs.files);
+    key["scripts"] = digests(ctx.inputs.scripts);
+    key["repository_keys"] = digests(ctx.inputs.repositoryKeys);
+    ctx.contentDigest = toHex(sha256(key.dump()));
+    return std::to_string(def.files.size()) + " files, " + std::to_string(def.scripts.size()) +
+           " scripts, " + std::to_string(def.repositories.size()) + " repository keys (" +
+           std::to_string(fetched) + " fetched); content digest " +
+           ctx.contentDigest.substr(0, 16) + "...";
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Step> makeFetchInputsStep() {
+  return std::make_unique<FetchInputsStep>();
+}
+
+}  // namespace imgpipe::build

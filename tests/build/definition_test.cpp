@@ -1,0 +1,308 @@
+// The image definition schema: good definitions parse into the right values, broken ones are
+// refused with the file, line, field and what is wrong.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+
+#include "agent-build/definition/definition_json.h"
+#include "agent-build/definition/parse_definition.h"
+#include "agent-build/steps/step.h"
+#include "common/file_util.h"
+
+using namespace imgpipe;
+using namespace imgpipe::build;
+
+namespace {
+
+const char* kMinimal = R"(name: tiny
+base:
+  path: /srv/base.qcow2
+)";
+
+std::string errorOf(std::string_view yaml, const std::string& source = "def.yaml") {
+  try {
+    parseDefinition(yaml, source);
+  } catch (const YamlError& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+std::filesystem::path sourceDir() {
+  const char* d = std::getenv("IMGPIPE_SOURCE_DIR");
+  return d ? d : IMGPIPE_TEST_SOURCE_DIR;
+}
+
+}  // namespace
+
+TEST(Definition, MinimalDefinitionGetsDefaults) {
+  auto def = parseDefinition(kMinimal, "tiny.yaml");
+  EXPECT_EQ(def.name, "tiny");
+  EXPECT_EQ(def.version, "");
+  ASSERT_TRUE(std::holds_alternative<PathBase>(def.base));
+  EXPECT_EQ(std::get<PathBase>(def.base).path, "/srv/base.qcow2");
+  EXPECT_FALSE(def.disk.size);
+  EXPECT_TRUE(def.packages.update);
+  EXPECT_FALSE(def.packages.upgrade);
+  EXPECT_TRUE(def.cleanup.recreateJournal);
+  EXPECT_FALSE(def.validation.bootTest.enabled);
+  EXPECT_TRUE(def.validation.requireCloudInit);
+  EXPECT_EQ(def.glance.visibility, Visibility::private_);
+  EXPECT_EQ(def.glance.olderVersions, OlderVersions::hide);
+  EXPECT_EQ(def.glance.displayNameFor(def.name, "1.0"), "tiny 1.0");
+}
+
+TEST(Definition, FullDefinitionParsesEverySection) {
+  const char* yaml = R"(name: ubuntu-2404-docker
+version: "2026.11.22-1"
+base:
+  url: https://cloud-images.ubuntu.com/noble/current/noble-server-cloudimg-amd64.img
+  sha256: "SHA256:0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef"
+disk: {size: 10G, compression: zstd, root_label: cloudimg-rootfs}
+mirrors:
+  apt:
+    sources:
+      - name: ubuntu
+        uris: [https://archive.example/ubuntu]
+        suites: [noble, noble-updates]
+        components: [main, universe]
+        signed_by: /usr/share/keyrings/ubuntu-archive-keyring.gpg
+    proxy: http://proxy.example:3128
+  docker: {registry_mirrors: [https://docker.example]}
+  containerd:
+    registries:
+      - host: docker.io
+        mirrors: [{url: https://docker.example, skip_verify: true}]
+repositories:
+  - name: docker
+    uris: [https://download.docker.com/linux/ubuntu]
+    suites: [noble]
+    components: [stable]
+    architectures: [amd64]
+    key_url: https://download.docker.com/linux/ubuntu/gpg
+packages:
+  install: [docker-ce, "containerd.io=1.7.*"]
+  remove: [snapd]
+  upgrade: true
+files:
+  - {path: /etc/motd, content: "hi\n", mode: "0600", owner: "root:adm"}
+  - {path: /usr/local/bin/x, source: files/x.sh, mode: 755}
+scripts:
+  - {name: pull, run: "echo hi", timeout: 5m, env: {A: b}}
+  - run: "true"
+cloud_init:
+  default_user: {add_groups: [docker]}
+  datasources: [ConfigDrive, OpenStack, None]
+  drop_ins:
+    - name: 99-x.cfg
+      content: "ssh_pwauth: false\n"
+services: {enable: [docker], disable: [ufw], mask: [apt-daily.timer]}
+cleanup: {remove: ["/root/.cache"], recreate_journal: false}
+validation:
+  boot_test: {timeout: 10m, memory: 2G}
+  expect_packages: [docker-ce]
+  expect_services: [docker]
+  require_qemu_guest_agent: false
+glance:
+  display_name: "Ubuntu 24.04 Docker"
+  visibility: public
+  min_disk: 10
+  min_ram: 2048
+  tags: [docker]
+  protected: true
+  older_versions: rename
+  metadata:
+    os_admin_user: ubuntu
+    os_version: 24
+    hw_qemu_guest_agent: yes
+    hw_disk_bus: scsi
+  properties:
+    hw_disk_bus: virtio
+)";
+  auto def = parseDefinition(yaml, "u.yaml");
+  EXPECT_EQ(def.version, "2026.11.22-1");
+  const auto& url = std::get<UrlBase>(def.base);
+  EXPECT_EQ(url.sha256, "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+  EXPECT_EQ(*def.disk.size, 10ull << 30);
+  EXPECT_EQ(*def.disk.compression, Compression::zstd);
+  ASSERT_TRUE(def.mirrors.apt);
+  EXPECT_EQ(def.mirrors.apt->sources[0].suites,
+            (std::vector<std::string>{"noble", "noble-updates"}));
+  EXPECT_TRUE(def.mirrors.apt->removeLegacySourcesList);
+  EXPECT_EQ(def.mirrors.apt->proxy, "http://proxy.example:3128");
+  EXPECT_EQ(def.mirrors.containerd->registries[0].mirrors[0].capabilities,
+            (std::vector<std::string>{"pull", "resolve"}));
+  EXPECT_TRUE(def.mirrors.containerd->registries[0].mirrors[0].skipVerify);
+  EXPECT_EQ(def.repositories[0].key.kind, ContentSource::Kind::url);
+  EXPECT_EQ(def.packages.install[1], "containerd.io=1.7.*");
+  EXPECT_EQ(def.files[0].mode, 0600u);
+  EXPECT_EQ(def.files[0].group, "adm");
+  EXPECT_EQ(def.files[1].mode, 0755u);
+  EXPECT_EQ(def.files[1].content.kind, ContentSource::Kind::file);
+  EXPECT_EQ(def.scripts[0].timeout, std::chrono::minutes(5));
+  EXPECT_EQ(def.scripts[1].name, "script-2");
+  EXPECT_EQ(def.cloudInit.addGroups, (std::vector<std::string>{"docker"}));
+  EXPECT_EQ(def.services.mask[0], "apt-daily.timer");
+  EXPECT_FALSE(def.cleanup.recreateJournal);
+  EXPECT_TRUE(def.validation.bootTest.enabled);
+  EXPECT_EQ(def.validation.bootTest.memory, 2ull << 30);
+  EXPECT_FALSE(def.validation.requireQemuGuestAgent);
+  EXPECT_EQ(def.glance.visibility, Visibility::public_);
+  EXPECT_EQ(*def.glance.minRamMiB, 2048u);
+  EXPECT_TRUE(def.glance.protected_);
+  EXPECT_EQ(def.glance.olderVersions, OlderVersions::rename);
+  // Metadata values are strings exactly as written ('yes' stays "yes", 24 stays "24"), and
+  // properties override metadata on the same key.
+  auto props = def.glance.allProperties();
+  EXPECT_EQ(props.at("hw_qemu_guest_agent"), "yes");
+  EXPECT_EQ(props.at("os_version"), "24");
+  EXPECT_EQ(props.at("hw_disk_bus"), "virtio");
+  EXPECT_EQ(def.glance.displayNameFor(def.name, def.version), "Ubuntu 24.04 Docker");
+}
+
+TEST(Definition, ErrorsNameFileLineFieldAndProblem) {
+  EXPECT_EQ(errorOf("name: Bad_Name\nbase: {path: /x}\n"),
+            "def.yaml:1:7: name: 'Bad_Name' is not a valid image name (lowercase letters, digits, "
+            "'.', '_', '-'; at most 128)");
+  EXPECT_EQ(errorOf("name: x\n"), "def.yaml:1:1: missing required field 'base'");
+  EXPECT_EQ(errorOf("name: x\nbase:\n  url: https://e/x.img\n"),
+            "def.yaml:3:3: base: missing required field 'sha256' (a downloaded base must be "
+            "verified; the "
+            "distribution publishes it in SHA256SUMS next to the image)");
+  EXPECT_EQ(
+      errorOf("name: x\nbase:\n  path: /a\n  url: https://e/x\n"),
+      "def.yaml:3:3: base: has both 'url' and 'path'; use exactly one of: url, path, debootstrap");
+  EXPECT_EQ(errorOf("name: x\nbase: {url: 'https://e/x', sha256: abc}\n"),
+            "def.yaml:2:36: base.sha256: expected a SHA-256 as 64 hex digits, got 'abc'");
+  EXPECT_EQ(errorOf("name: x\nbase: {path: /a}\npackages:\n  install: [curl, --force-yes]\n"),
+            "def.yaml:4:19: packages.install[1]: '--force-yes' is not a valid package name");
+  EXPECT_EQ(errorOf("name: x\nbase: {path: /a}\nfiles:\n  - path: etc/motd\n    content: hi\n"),
+            "def.yaml:4:11: files[0].path: must be an absolute path, got 'etc/motd'");
+  EXPECT_EQ(errorOf("name: x\nbase: {path: /a}\nfiles:\n  - path: /etc/motd\n    content: hi\n    "
+                    "mode: rwx\n"),
+            "def.yaml:6:11: files[0].mode: expected an octal mode such as \"0644\", got 'rwx'");
+  EXPECT_EQ(
+      errorOf(
+          "name: x\nbase: {path: /a}\nfiles:\n  - {path: /proc/sys/vm/swappiness, content: '1'}\n"),
+      "def.yaml:4:12: files[0].path: '/proc/sys/vm/swappiness' is under /proc, which is not part "
+      "of the image");
+  EXPECT_EQ(errorOf("name: x\nbase: {path: /a}\nfiles:\n  - path: /etc/motd\n"),
+            "def.yaml:4:5: files[0]: needs one of: content, source, url");
+  EXPECT_EQ(errorOf("name: x\nbase: {path: /a}\nglance:\n  visibility: everyone\n"),
+            "def.yaml:4:15: glance.visibility: must be private, shared, community or public, got "
+            "'everyone'");
+  EXPECT_EQ(errorOf("name: x\nbase: {path: /a}\nglance:\n  older_versions: delete\n"),
+            "def.yaml:4:19: glance.older_versions: must be keep, hide or rename, got 'delete'");
+  EXPECT_EQ(errorOf("name: x\nbase: {path: /a}\ndisk: {size: 10G}\nglance: {min_disk: 5}\n"),
+            "def.yaml:4:20: glance.min_disk: 5 GiB is smaller than disk.size (10.0 GiB); instances "
+            "on such flavors could not boot");
+  EXPECT_EQ(errorOf("name: x\nbase: {path: /a}\nglance:\n  metadata:\n    min_ram: '512'\n"),
+            "def.yaml:5:14: glance.metadata.min_ram: 'min_ram' is reserved by Glance; use "
+            "glance.min_ram");
+  EXPECT_EQ(errorOf("name: x\nbase: {path: /a}\nglance:\n  metadata:\n    tags: [a, b]\n"),
+            "def.yaml:5:11: glance.metadata.tags: 'tags' is reserved by Glance; use glance.tags");
+  EXPECT_EQ(errorOf("name: x\nbase: {path: /a}\nglance:\n  properties:\n    team: [a, b]\n"),
+            "def.yaml:5:11: glance.properties.team: must be a single value (it becomes a string "
+            "property)");
+  EXPECT_EQ(
+      errorOf("name: x\nbase: {path: /a}\ncloud_init:\n  default_user: {groups: [a], add_groups: "
+              "[b]}\n"),
+      "def.yaml:4:17: cloud_init.default_user: has both 'groups' (replaces the image's list) and "
+      "'add_groups' (adds to it); use one");
+  EXPECT_EQ(
+      errorOf("name: x\nbase: {path: /a}\npackages: {install: [curl], remove: [vim, curl]}\n"),
+      "def.yaml:3:43: packages.remove[1]: 'curl' is both installed and removed");
+  EXPECT_EQ(errorOf("name: x\nbase: {path: /a}\nservices: {enable: [ssh], disable: [ssh]}\n"),
+            "def.yaml:3:36: services.disable: 'ssh' is both enabled and disabled");
+}
+
+TEST(Definition, UnknownKeysAreErrorsAtEveryLevel) {
+  auto top = errorOf("name: x\nbase: {path: /a}\npakages: {install: [curl]}\n");
+  EXPECT_EQ(top.substr(0, top.find(" (known keys")), "def.yaml:3:1: unknown key 'pakages'");
+  EXPECT_NE(top.find("packages"), std::string::npos) << top;
+  auto nested = errorOf("name: x\nbase: {path: /a}\npackages:\n  instal: [curl]\n");
+  EXPECT_EQ(nested.substr(0, nested.find(" (known keys")),
+            "def.yaml:4:3: packages: unknown key 'instal'");
+  auto deep = errorOf(
+      "name: x\nbase: {path: /a}\nmirrors:\n  containerd:\n    registries:\n      - host: "
+      "docker.io\n"
+      "        mirrors: [{url: 'https://m', skipverify: true}]\n");
+  EXPECT_EQ(deep.substr(0, deep.find(" (known keys")),
+            "def.yaml:7:38: mirrors.containerd.registries[0].mirrors[0]: unknown key 'skipverify'");
+  auto glance = errorOf("name: x\nbase: {path: /a}\nglance:\n  min_disks: 3\n");
+  EXPECT_EQ(glance.substr(0, glance.find(" (known keys")),
+            "def.yaml:4:3: glance: unknown key 'min_disks'");
+}
+
+TEST(Definition, CloudInitDropInMustBeValidYaml) {
+  auto msg = errorOf(
+      "name: x\nbase: {path: /a}\ncloud_init:\n  drop_ins:\n    - name: 99-x.cfg\n"
+      "      content: |\n        system_info: [unclosed\n");
+  EXPECT_EQ(
+      msg.substr(0, msg.find(": end of")),
+      "def.yaml:6:16: cloud_init.drop_ins[0].content: is not valid YAML (line 2 of the content)")
+      << msg;
+  EXPECT_EQ(errorOf("name: x\nbase: {path: /a}\ncloud_init:\n  drop_ins:\n    - {name: x.conf, "
+                    "content: 'a: 1'}\n"),
+            "def.yaml:5:14: cloud_init.drop_ins[0].name: must be a file name ending in .cfg "
+            "(cloud-init reads only *.cfg), got 'x.conf'");
+}
+
+TEST(Definition, SyntaxErrorsHavePositions) {
+  auto msg = errorOf("name: x\nbase: {path: /a\n");
+  EXPECT_EQ(msg.rfind("def.yaml:", 0), 0u) << msg;
+  EXPECT_NE(msg.find("not valid YAML"), std::string::npos) << msg;
+}
+
+TEST(Definition, DerivedVersionIsUtcDateTime) {
+  auto t = std::chrono::system_clock::from_time_t(1795311296);  // 2026-11-22T01:34:56Z
+  EXPECT_EQ(deriveVersion(t), "2026.11.22-013456");
+}
+
+TEST(Definition, PlannedStepsFollowTheIssueOrderAndSkipWhatIsNotAsked) {
+  auto minimal = plannedSteps(parseDefinition(kMinimal, "t.yaml"));
+  EXPECT_EQ(minimal, (std::vector<std::string>{"fetch_base", "fetch_inputs", "reuse", "resize",
+                                               "attach", "grow", "mount", "cleanup", "unmount",
+                                               "compact", "validate", "manifest"}));
+  auto def = parseDefinition(R"(name: x
+base: {path: /a}
+mirrors: {docker: {registry_mirrors: ["https://m"]}}
+repositories: [{name: r, uris: ["https://r"], suites: [s], components: [c], key: k}]
+packages: {install: [curl]}
+files: [{path: /a, content: b}]
+scripts: [{run: "true"}]
+cloud_init: {datasources: [None]}
+services: {enable: [ssh]}
+validation: {boot_test: true}
+)",
+                             "t.yaml");
+  EXPECT_EQ(plannedSteps(def),
+            (std::vector<std::string>{"fetch_base",   "fetch_inputs", "reuse",     "resize",
+                                      "attach",       "grow",         "mount",     "mirrors",
+                                      "repositories", "packages",     "files",     "scripts",
+                                      "cloud_init",   "services",     "cleanup",   "unmount",
+                                      "compact",      "validate",     "boot_test", "manifest"}));
+}
+
+TEST(Definition, ResolvedGlanceDefaultsFromTheImage) {
+  auto def = parseDefinition(kMinimal, "t.yaml");
+  auto g = resolvedGlanceJson(def.glance, def.name, "1.2", (10ull << 30) + 1);
+  EXPECT_EQ(g["display_name"], "tiny 1.2");
+  EXPECT_EQ(g["min_disk"], 11);  // rounded up
+  EXPECT_EQ(g["visibility"], "private");
+}
+
+TEST(Definition, DeployExamplesAreValid) {
+  int seen = 0;
+  for (const auto& e : std::filesystem::directory_iterator(sourceDir() / "deploy" / "examples")) {
+    if (e.path().extension() != ".yaml") continue;
+    ++seen;
+    EXPECT_NO_THROW({
+      auto def = loadDefinitionFile(e.path());
+      auto problems = checkLocalReferences(def, e.path().parent_path());
+      EXPECT_TRUE(problems.empty()) << e.path() << ": " << (problems.empty() ? "" : problems[0]);
+    }) << e.path();
+  }
+  EXPECT_GE(seen, 3);
+}
