@@ -32,8 +32,6 @@ void GlanceRunner::run(const agent::TaskSpec& task, agent::TaskReporter& reporte
     req.sha512 = spec->sha512;
     req.size = spec->size;
     req.manifestDigest = spec->manifestDigest;
-    // Integration point: the definition is parsed here until the coordinator hands over an
-    // ImageSpec built from its own parsed definition.
     req.spec = parseImageSpec(spec->definition,
                               spec->definitionName.empty() ? "definition" : spec->definitionName);
     if (req.spec.version.empty() && !spec->imageVersion.empty()) {

@@ -1,8 +1,8 @@
 // Requests from the imgpipe CLI (role operator).
 #include <spdlog/spdlog.h>
 
-#include <ctime>
 
+#include "agent-build/definition/image_definition.h"
 #include "common/agent/wire.h"
 #include "common/error.h"
 #include "common/hash.h"
@@ -12,15 +12,6 @@
 
 namespace imgpipe::coord {
 namespace {
-
-std::string derivedVersion() {
-  std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y%m%d.%H%M%S", &tm);
-  return buf;
-}
 
 std::optional<std::int64_t> parseJobId(const std::string& text) {
   try {
@@ -79,7 +70,7 @@ void Engine::onRequest(const std::string& routingId, const net::PeerIdentity& wh
         }
         Job job;
         job.imageName = nv.first;
-        job.imageVersion = nv.second.empty() ? derivedVersion() : nv.second;
+        job.imageVersion = nv.second.empty() ? build::deriveVersion(std::chrono::system_clock::now()) : nv.second;
         job.definitionName = source;
         job.definitionDigest = toHex(sha256(text));
         job.priority = s.getPriority();

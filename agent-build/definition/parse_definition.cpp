@@ -673,6 +673,8 @@ std::string reservedPropertyHint(const std::string& key) {
       {"file", ""},
       {"schema", ""},
       {"stores", ""}};
+  if (key.rfind("imgpipe_", 0) == 0)
+    return "'" + key + "': the imgpipe_ prefix is reserved for the properties imgpipe sets itself";
   auto it = reserved.find(key);
   if (it == reserved.end()) return {};
   return "'" + key + "' is reserved by Glance" + (it->second.empty() ? "" : "; " + it->second);
@@ -691,6 +693,8 @@ std::map<std::string, std::string> parseProperties(const YamlReader& n) {
   }
   return out;
 }
+
+}  // namespace
 
 GlanceSpec parseGlance(const YamlReader& doc) {
   GlanceSpec g;
@@ -740,7 +744,6 @@ GlanceSpec parseGlance(const YamlReader& doc) {
   return g;
 }
 
-}  // namespace
 
 ImageDefinition parseDefinition(std::string_view yamlText, const std::string& sourceName) {
   auto doc = YamlReader::fromString(yamlText, sourceName);

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "agent-build/definition/image_definition.h"
+#include "common/yaml_reader.h"
 
 namespace imgpipe::build {
 
@@ -13,6 +14,10 @@ namespace imgpipe::build {
 // field and what is wrong ("def.yaml:12:5: packages.install[2]: ..."); unknown keys are errors.
 // Does not touch the file system or the network: `imgpipe validate` and the coordinator call it.
 ImageDefinition parseDefinition(std::string_view yamlText, const std::string& sourceName);
+
+// The `glance:` section alone, from a definition's root: what the Glance agent registers. It is
+// the one reader of that section; parseDefinition uses it too.
+GlanceSpec parseGlance(const YamlReader& definitionRoot);
 
 // Reads and parses a definition file.
 ImageDefinition loadDefinitionFile(const std::filesystem::path& path);

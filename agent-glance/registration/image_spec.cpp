@@ -1,5 +1,7 @@
 #include "agent-glance/registration/image_spec.h"
 
+#include "agent-build/definition/parse_definition.h"
+
 #include <cctype>
 
 #include "agent-glance/glance/image.h"
@@ -8,14 +10,6 @@ namespace imgpipe::glance {
 namespace {
 
 constexpr size_t kMaxGlanceString = 255;  // Glance's column size for names, keys, values, tags
-
-void readStringMap(const YamlReader& section, std::map<std::string, std::string>& out) {
-  for (const auto& [key, value] : section.entries()) {
-    if (!value.isScalar())
-      value.fail("expected a text value (Glance properties are strings; quote it)");
-    out[key] = value.as<std::string>();
-  }
-}
 
 }  // namespace
 
@@ -38,41 +32,39 @@ std::optional<OlderVersions> parseOlderVersions(std::string_view text) {
   return std::nullopt;
 }
 
-ImageSpec parseImageSpec(const YamlReader& definition) {
+ImageSpec imageSpecFrom(const std::string& name, const std::string& version,
+                        const build::GlanceSpec& g) {
   ImageSpec spec;
-  spec.name = definition.required<std::string>("name");
-  spec.version = definition.get<std::string>("version", "");
-  YamlReader g = definition.at("glance");
-  if (!g.isNull() && !g.isMap()) g.fail("expected a mapping");
-
-  spec.displayName = g.get<std::string>("display_name", "");
-  if (spec.displayName.empty())
-    spec.displayName = spec.version.empty() ? spec.name : spec.name + " " + spec.version;
-  spec.visibility = g.get<std::string>("visibility", "private");
-  if (spec.visibility != "private" && spec.visibility != "shared" &&
-      spec.visibility != "community" && spec.visibility != "public")
-    g.at("visibility")
-        .fail("expected private, shared, community or public, got '" + spec.visibility + "'");
-  spec.minDiskGiB = g.get<std::uint64_t>("min_disk", 0);
-  spec.minRamMiB = g.get<std::uint64_t>("min_ram", 0);
-  spec.tags = g.at("tags").asStringList();
-  spec.protectedFlag = g.get<bool>("protected", false);
-  if (auto ov = g.optional<std::string>("older_versions")) {
-    spec.olderVersions = parseOlderVersions(*ov);
-    if (!spec.olderVersions)
-      g.at("older_versions").fail("expected keep, hide or rename, got '" + *ov + "'");
+  spec.name = name;
+  spec.version = version;
+  spec.displayName = g.displayName.empty() ? (version.empty() ? name : name + " " + version) : g.displayName;
+  switch (g.visibility) {
+    case build::Visibility::private_: spec.visibility = "private"; break;
+    case build::Visibility::shared: spec.visibility = "shared"; break;
+    case build::Visibility::community: spec.visibility = "community"; break;
+    case build::Visibility::public_: spec.visibility = "public"; break;
   }
-  // The metadata block first, then explicit properties over it: same key, the property wins.
-  readStringMap(g.at("metadata"), spec.properties);
-  readStringMap(g.at("properties"), spec.properties);
-  g.rejectUnknownKeys();
-
-  try {
-    validateImageSpec(spec);
-  } catch (const Error& e) {
-    g.fail(e.what());
+  spec.minDiskGiB = g.minDiskGiB.value_or(0);
+  spec.minRamMiB = g.minRamMiB.value_or(0);
+  spec.tags = g.tags;
+  spec.properties = g.allProperties();
+  spec.protectedFlag = g.protected_;
+  if (g.olderVersions) {
+    switch (*g.olderVersions) {
+      case build::OlderVersions::keep: spec.olderVersions = OlderVersions::keep; break;
+      case build::OlderVersions::hide: spec.olderVersions = OlderVersions::hide; break;
+      case build::OlderVersions::rename: spec.olderVersions = OlderVersions::rename; break;
+    }
   }
+  validateImageSpec(spec);
   return spec;
+}
+
+ImageSpec parseImageSpec(const YamlReader& definition) {
+  // The build agent's definition parser owns the glance: section; the rest of the definition is
+  // the build's business and is not looked at here.
+  return imageSpecFrom(definition.required<std::string>("name"), definition.get<std::string>("version", ""),
+                       build::parseGlance(definition));
 }
 
 ImageSpec parseImageSpec(std::string_view definitionYaml, const std::string& sourceName) {

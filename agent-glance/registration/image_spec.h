@@ -9,6 +9,10 @@
 
 #include "common/yaml_reader.h"
 
+namespace imgpipe::build {
+struct GlanceSpec;
+}
+
 namespace imgpipe::glance {
 
 // What to do with the other images of the same name once a new version is active.
@@ -36,13 +40,13 @@ struct ImageSpec {
   std::optional<OlderVersions> olderVersions;  // unset: the agent's configured default
 };
 
-// Reads `name`, `version` and the `glance:` section of an image definition (the rest of the
-// definition belongs to the build agent and is not looked at). Unknown keys inside `glance:`
-// are errors; so are values Glance would refuse (see validateImageSpec).
-// Integration point: the coordinator/build side may build an ImageSpec from its own parsed
-// definition instead and call validateImageSpec on it.
+// Reads `name`, `version` and the `glance:` section of an image definition, through the build
+// agent's parser of that section (build::parseGlance: one reader, one set of rules). Unknown
+// keys inside `glance:` are errors; so are values Glance would refuse (see validateImageSpec).
+// min_disk 0 means "not set": the registrar uses the image's virtual size, rounded up.
 ImageSpec parseImageSpec(const YamlReader& definition);
 ImageSpec parseImageSpec(std::string_view definitionYaml, const std::string& sourceName);
+ImageSpec imageSpecFrom(const std::string& name, const std::string& version, const build::GlanceSpec& glance);
 
 // Throws Error naming the field and value for what Glance would refuse later: an unknown
 // visibility, a property that is a core attribute (name, visibility, os_hash_value, ...) or

@@ -503,8 +503,11 @@ RegistrationResult Registrar::run(const RegistrationRequest& request, std::stop_
     ProgressMeter meter(observer_, 0, "verifying");
     verifyArtifact(request, stop, [&](std::uint64_t d, std::uint64_t t) { meter.update(d, t); });
   }
-  checkQcow2(request.file,
-             {.maxVirtualSize = config_.maxVirtualSize, .timeout = config_.qemuImgTimeout}, stop);
+  const auto info = checkQcow2(
+      request.file, {.maxVirtualSize = config_.maxVirtualSize, .timeout = config_.qemuImgTimeout}, stop);
+  RegistrationRequest resolved = request;
+  if (resolved.spec.minDiskGiB == 0)  // unset in the definition: no flavor smaller than the disk
+    resolved.spec.minDiskGiB = (info.virtualSize + (1ull << 30) - 1) >> 30;
   note(agent::LogLevel::info, "verified " + request.file.filename().string() + " (" +
                                   formatBytes(request.size) +
                                   ", sha256 and sha512 match; qcow2 checked)");
@@ -514,7 +517,7 @@ RegistrationResult Registrar::run(const RegistrationRequest& request, std::stop_
   milliseconds delay = config_.retry.initial;
   for (unsigned attempt = 1;; ++attempt) {
     try {
-      return attemptOnce(request, attempt, stop);
+      return attemptOnce(resolved, attempt, stop);
     } catch (const http::StoppedError&) {
       throw;
     } catch (const std::exception& e) {

@@ -38,7 +38,7 @@ std::string env(const char* name, const char* fallback) {
 
 fs::path agent() {
   return fs::path(env("IMGPIPE_BUILD_DIR", IMGPIPE_BENCH_BUILD_DIR)) /
-         "agent-build/imgpipe-agent-build";
+         "bin/imgpipe-agent-build";
 }
 fs::path source() {
   return env("IMGPIPE_SOURCE_DIR", IMGPIPE_BENCH_SOURCE_DIR);

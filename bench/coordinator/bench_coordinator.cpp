@@ -170,7 +170,7 @@ int main(int argc, char** argv) {
     auto r = b.body().initRequest();
     r.setRequestId(++requestId);
     auto s = r.initKind().initSubmit();
-    s.setDefinition("name: " + name + "\nversion: '1'\n");
+    s.setDefinition("name: " + name + "\nversion: '1'\nbase: {path: /srv/base.qcow2}\n");
     s.setDefinitionName(name + ".yaml");
     auto t = s.initTargets(1);
     t.set(0, "ctrl");

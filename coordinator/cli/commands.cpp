@@ -6,6 +6,8 @@
 #include <filesystem>
 #include <iostream>
 
+#include "agent-build/definition/definition_json.h"
+#include "agent-build/definition/parse_definition.h"
 #include "common/file_util.h"
 #include "common/hash.h"
 #include "common/net/curve_keys.h"
@@ -143,14 +145,20 @@ int cmdValidate(const std::string& file, bool json) {
   } catch (const Error& e) {
     throw CliError(kUsage, e.what());
   }
-  auto [name, version] = coord::inspectDefinition(text, file);
-  if (json)
-    std::cout << nlohmann::json{{"file", file}, {"valid", true}, {"name", name}, {"version", version},
-                                {"digest", toHex(sha256(text))}}
+  auto def = build::parseDefinition(text, file);
+  // Local files it names must exist where the build runs; here they can only be looked for.
+  auto missing = build::checkLocalReferences(def, std::filesystem::absolute(file).parent_path());
+  if (json) {
+    std::cout << nlohmann::json{{"file", file},           {"valid", true},
+                                {"name", def.name},       {"version", def.version},
+                                {"digest", toHex(sha256(text))}, {"not_found_here", missing},
+                                {"definition", build::toJson(def)}}
                      .dump()
               << "\n";
-  else
-    std::cout << file << ": valid (image " << name << (version.empty() ? "" : " " + version) << ")\n";
+  } else {
+    std::cout << file << ": valid\n" << build::summarize(def) << "\n";
+    for (const auto& m : missing) std::cout << "note: " << m << " (it must exist on the build agent)\n";
+  }
   return kOk;
 }
 

@@ -18,7 +18,7 @@ namespace {
 
 fs::path agent() {
   const char* d = std::getenv("IMGPIPE_BUILD_DIR");
-  return fs::path(d ? d : IMGPIPE_TEST_BUILD_DIR) / "agent-build" / "imgpipe-agent-build";
+  return fs::path(d ? d : IMGPIPE_TEST_BUILD_DIR) / "bin" / "imgpipe-agent-build";
 }
 
 CommandResult checkConfig(const fs::path& config) {

@@ -49,7 +49,7 @@ TEST(Definition, MinimalDefinitionGetsDefaults) {
   EXPECT_FALSE(def.validation.bootTest.enabled);
   EXPECT_TRUE(def.validation.requireCloudInit);
   EXPECT_EQ(def.glance.visibility, Visibility::private_);
-  EXPECT_EQ(def.glance.olderVersions, OlderVersions::hide);
+  EXPECT_FALSE(def.glance.olderVersions.has_value());
   EXPECT_EQ(def.glance.displayNameFor(def.name, "1.0"), "tiny 1.0");
 }
 

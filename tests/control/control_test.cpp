@@ -57,7 +57,7 @@ class ControlTest : public ::testing::Test {
     if (HasFailure()) std::cerr << c.logs();
   }
   std::string definition(const std::string& name = "demo") {
-    return c.writeDefinition(name + ".yaml", "name: " + name + "\nversion: \"1.0\"\n");
+    return c.writeDefinition(name + ".yaml", "name: " + name + "\nversion: \"1.0\"\nbase: {path: /srv/base.qcow2}\n");
   }
 
   Cluster c;
@@ -325,7 +325,7 @@ TEST_F(ControlTest, FailedJobReportsAndCanBeRetriedOrCancelled) {
   EXPECT_EQ(c.cli({"show", "999"}).exitCode, 5);
   EXPECT_EQ(c.cli({"show", "abc"}).exitCode, 2);
   // An invalid definition never reaches the coordinator.
-  auto bad = c.writeDefinition("bad.yaml", "name: Bad Name!\n");
+  auto bad = c.writeDefinition("bad.yaml", "name: Bad Name!\nbase: {path: /x}\n");
   auto v = c.cli({"submit", bad}, false);
   EXPECT_EQ(v.exitCode, 2);
   EXPECT_NE(v.err.find("bad.yaml:1:7: name"), std::string::npos) << v.err;

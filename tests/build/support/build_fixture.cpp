@@ -36,8 +36,7 @@ fs::path sourceDir() {
   return env("IMGPIPE_SOURCE_DIR", IMGPIPE_TEST_SOURCE_DIR);
 }
 fs::path agentBinary() {
-  return fs::path(env("IMGPIPE_BUILD_DIR", IMGPIPE_TEST_BUILD_DIR)) / "agent-build" /
-         "imgpipe-agent-build";
+  return fs::path(env("IMGPIPE_BUILD_DIR", IMGPIPE_TEST_BUILD_DIR)) / "bin" / "imgpipe-agent-build";
 }
 
 const FixtureBase& fixtureBase() {
