@@ -5,9 +5,10 @@
 namespace imgpipe::relay {
 namespace {
 
-constexpr double kGrow = 1.15;    // a doubling that raises the rate this much was worth it
-constexpr double kHold = 0.95;    // a smaller window that keeps this much of the rate is enough
-constexpr int kSteadyRounds = 8;  // rounds between probes
+constexpr double kGrow = 1.15;     // doubling paid off: keep doubling
+constexpr double kGain = 1.02;     // a bigger window that helped at least this much is kept
+constexpr double kHold = 0.99;     // a smaller window that keeps this much of the rate is enough
+constexpr int kSteadyRounds = 16;  // rounds between probes
 
 }  // namespace
 
@@ -28,6 +29,7 @@ void CreditWindow::forgetOutstanding() {
   roundStart_.reset();
   roundBytes_ = 0;
   roundLimited_ = false;
+  skipRounds_ = 1;
 }
 
 std::vector<std::uint32_t> CreditWindow::outstandingIndices() const {
@@ -46,6 +48,14 @@ void CreditWindow::onArrival(std::uint32_t index, TimePoint now) {
   if (roundStart_ && roundBytes_ >= window_) endRound(now);
 }
 
+void CreditWindow::setWindow(std::uint64_t w) {
+  w = std::clamp(w, options_.min, options_.max);
+  // The round after a change still carries requests made under the old window: not a fair
+  // measurement of the new one.
+  if (w != window_) skipRounds_ = 1;
+  window_ = w;
+}
+
 void CreditWindow::endRound(TimePoint now) {
   const double seconds = std::chrono::duration<double>(now - *roundStart_).count();
   const double rate = seconds > 0 ? static_cast<double>(roundBytes_) / seconds : 0;
@@ -55,56 +65,63 @@ void CreditWindow::endRound(TimePoint now) {
   roundLimited_ = false;
   if (rate <= 0) return;
   lastRate_ = rate;
-  // A round in which the receiver never filled the window (paced by the rate limit, or the
-  // chunks ran out) says nothing about the window.
-  if (!limited && phase_ != Phase::probeDown) return;
+  if (skipRounds_ > 0) {
+    --skipRounds_;
+    return;
+  }
+  // A round in which the window was never full (paced by the rate limit, or the chunks ran out)
+  // says nothing about the window.
+  if (!limited) return;
 
-  const std::uint64_t previous = window_;
   switch (phase_) {
     case Phase::startup:
       if (referenceRate_ == 0 || rate >= referenceRate_ * kGrow) {
         referenceRate_ = rate;
         referenceWindow_ = window_;
-        window_ = std::min(options_.max, window_ * 2);
-        if (window_ == previous) phase_ = Phase::steady;
+        setWindow(window_ * 2);
+        if (window_ == referenceWindow_) phase_ = Phase::steady;
       } else {
-        // Doubling did not pay: the link was already full at the window before.
-        window_ = referenceWindow_;
+        // The link filled up somewhere between the last two windows: keep the bigger one if it
+        // helped at all.
+        if (rate < referenceRate_ * kGain) setWindow(referenceWindow_);
         referenceRate_ = std::max(referenceRate_, rate);
         phase_ = Phase::steady;
         steadyRounds_ = 0;
       }
       break;
     case Phase::steady:
-      referenceRate_ = 0.5 * referenceRate_ + 0.5 * rate;
+      referenceRate_ = 0.75 * referenceRate_ + 0.25 * rate;
       if (++steadyRounds_ >= kSteadyRounds) {
         steadyRounds_ = 0;
         referenceWindow_ = window_;
-        window_ = std::min(options_.max, window_ + window_ / 2);
-        phase_ = window_ == previous ? Phase::probeDown : Phase::probeUp;
-        if (phase_ == Phase::probeDown) window_ = std::max(options_.min, window_ - window_ / 4);
+        if (window_ < options_.max) {
+          setWindow(window_ + window_ / 4);
+          phase_ = Phase::probeUp;
+        } else if (window_ > options_.min) {
+          setWindow(window_ - window_ / 8);
+          phase_ = Phase::probeDown;
+        }
       }
       break;
     case Phase::probeUp:
       if (rate >= referenceRate_ * kGrow) {
         referenceRate_ = rate;
         referenceWindow_ = window_;
-        window_ = std::min(options_.max, window_ * 2);
+        setWindow(window_ * 2);
         phase_ = Phase::startup;
+      } else if (referenceWindow_ > options_.min) {
+        setWindow(referenceWindow_ - referenceWindow_ / 8);
+        phase_ = Phase::probeDown;
       } else {
-        window_ = std::max(options_.min, referenceWindow_ - referenceWindow_ / 4);
-        phase_ = window_ == referenceWindow_ ? Phase::steady : Phase::probeDown;
+        setWindow(referenceWindow_);
+        phase_ = Phase::steady;
       }
       break;
     case Phase::probeDown:
-      if (rate < referenceRate_ * kHold)
-        window_ = referenceWindow_;
-      else
-        referenceRate_ = std::max(referenceRate_ * kHold, rate);
+      if (rate < referenceRate_ * kHold) setWindow(referenceWindow_);
       phase_ = Phase::steady;
       break;
   }
-  window_ = std::clamp(window_, options_.min, options_.max);
 }
 
 RateLimiter::RateLimiter(std::uint64_t bytesPerSecond, std::uint64_t burstBytes, TimePoint now)

@@ -19,15 +19,15 @@ struct WindowOptions {
 // canRequest() before each chunk request and reports requests, arrivals and losses.
 //
 // How it adapts — a hill climb on the delivered rate, measured once per round (a window's worth
-// of bytes delivered while the window was in use). A window below the path's bandwidth x delay
-// limits the rate to window/RTT, so doubling it raises the rate; once the link is full, a bigger
-// window only queues bytes at the sender. So: double while the rate rises by >= 15% per round;
-// when it stops rising, fall back to the last window that did not help less; then every few
-// rounds probe 1.5x up (kept only if the rate rises) and 0.75x down (kept if the rate holds
-// within 5%), so the window follows a path whose rate or delay changes, and stays near the
-// smallest size that keeps the link full. Round-trip estimates are not needed: Little's law
-// makes latency x rate equal to the window whether or not the link is full, so latency alone
-// cannot tell the two apart, while the rate's response to a bigger window can.
+// of bytes delivered while the window was in use; the round right after a change is not
+// counted). A window below the path's bandwidth x delay limits the rate to window/RTT, so
+// doubling it raises the rate; once the link is full, a bigger window only queues bytes at the
+// sender. So: double while the rate rises by >= 15% per round; when it stops, keep the last
+// window that helped. Then every 16 rounds probe 1.25x up (kept when the rate rises) and 0.875x
+// down (kept when the rate holds within 1%), so the window follows a path whose rate or delay
+// changes, staying near the smallest size that keeps the link full. Round-trip estimates are not
+// needed: Little's law makes latency x rate equal to the window whether or not the link is full, so
+// latency alone cannot tell the two apart, while the rate's response to a bigger window can.
 class CreditWindow {
  public:
   using Clock = std::chrono::steady_clock;
@@ -56,6 +56,7 @@ class CreditWindow {
  private:
   enum class Phase { startup, steady, probeUp, probeDown };
   void endRound(TimePoint now);
+  void setWindow(std::uint64_t window);
 
   WindowOptions options_;
   std::uint64_t window_;
@@ -70,6 +71,7 @@ class CreditWindow {
   double referenceRate_ = 0;  // rate at the window we compare a probe against
   std::uint64_t referenceWindow_ = 0;
   int steadyRounds_ = 0;
+  int skipRounds_ = 0;
 };
 
 // Token bucket for a per-link bandwidth cap, applied where the receiver issues requests: the

@@ -188,6 +188,12 @@ FetchOutcome TransferPlane::fetch(const FetchRequest& request, std::stop_token s
     if (ex.failed()) throw FetchError(ex.error(), ex.retryable());
     encoded = ex.encoded();
   }
+  auto elapsedMs = [&] {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                                 started)
+        .count();
+  };
+  log->debug("manifest of {} after {} ms", shortId(request.artifactId), elapsedMs());
   // 2. Room for it (InsufficientSpace names path, need and what is available).
   auto artifact = store_->openPartial(encoded);
   const Manifest& manifest = artifact->manifest();
@@ -238,8 +244,10 @@ FetchOutcome TransferPlane::fetch(const FetchRequest& request, std::stop_token s
   out.reconnects = fetcher.reconnects();
   if (session.failed()) throw FetchError(session.error(), session.retryable());
   // 5. Whole-file SHA-256 and SHA-512 before the hop reports complete.
+  log->debug("all chunks of {} after {} ms", shortId(request.artifactId), elapsedMs());
   report("verify", manifest.size, manifest.size, "");
   writer->finalize();
+  log->debug("{} verified and synced after {} ms", shortId(request.artifactId), elapsedMs());
   log->info("fetched {} ({} {}, {}) from {} in {:.1f} s, {} reconnects", shortId(artifact->id()),
             manifest.imageName, manifest.imageVersion, formatBytes(manifest.size),
             request.upstream.endpoint,

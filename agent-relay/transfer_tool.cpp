@@ -14,6 +14,7 @@
 // Exit codes: 0 ok, 1 failed, 2 usage, 4 not enough disk space.
 #include <poll.h>
 #include <signal.h>
+#include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -141,10 +142,18 @@ int runFetch(const Options& o) {
   req.upstream = {o.from, net::loadPublicKey(o.serverKey)};
   req.allowDelta = !o.noDelta;
   std::stop_source stop;
+  // Turns SIGTERM/SIGINT into a stop request; woken through an eventfd when the fetch ends, so
+  // exiting never waits on a poll timeout.
+  UniqueFd wake(::eventfd(0, EFD_CLOEXEC));
+  if (!wake) throwErrno("eventfd");
   std::jthread watcher([&](std::stop_token st) {
+    std::stop_callback onStop(st, [&] {
+      std::uint64_t one = 1;
+      (void)!::write(wake.get(), &one, sizeof one);
+    });
+    pollfd p[2] = {{signals.fd(), POLLIN, 0}, {wake.get(), POLLIN, 0}};
     while (!st.stop_requested()) {
-      pollfd p{signals.fd(), POLLIN, 0};
-      if (::poll(&p, 1, 100) > 0) {
+      if (::poll(p, 2, -1) > 0 && (p[0].revents & POLLIN)) {
         signals.drain();
         stop.request_stop();
         return;
