@@ -172,8 +172,11 @@ void ArtifactServer::handle(const std::string& routingId, const std::string& key
     }
     case Body::OPEN_DELTA: {
       auto req = body.getOpenDelta();
+      bool qcow2Ok = false;
+      for (auto f : req.getFormats())
+        qcow2Ok |= f == proto::DeltaFormat::QCOW2_CLUSTERS;
       return openDelta(routingId, key, wire::toString(req.getTargetId()),
-                       wire::toString(req.getBasisId()));
+                       wire::toString(req.getBasisId()), qcow2Ok);
     }
     case Body::SIGNATURE_PART: {
       auto p = body.getSignaturePart();
@@ -307,7 +310,8 @@ void ArtifactServer::replyDelta(const std::string& routingId, const std::string&
 }
 
 void ArtifactServer::openDelta(const std::string& routingId, const std::string& key,
-                               const std::string& targetId, const std::string& basisId) {
+                               const std::string& targetId, const std::string& basisId,
+                               bool qcow2Ok) {
   if (!authorized(key, targetId)) {
     ++stats_.refused;
     return replyUnavailable(routingId, targetId, "not granted to this peer", false);
@@ -332,12 +336,12 @@ void ArtifactServer::openDelta(const std::string& routingId, const std::string& 
     return refuse("the target is not complete here; fetch it whole");
   auto basis = store_.find(basisId);
   if (basis && basis->complete()) {
-    startDelta(deltaId, target, basis, {});
+    startDelta(deltaId, target, basis, {}, qcow2Ok);
     return replyDelta(routingId, targetId, basisId, [](auto r) { r.setPending(); });
   }
   auto up = uploads_.find(deltaId);
   if (up != uploads_.end() && up->second.total > 0 && up->second.received >= up->second.total) {
-    startDelta(deltaId, target, nullptr, up->second.file);
+    startDelta(deltaId, target, nullptr, up->second.file, false);
     return replyDelta(routingId, targetId, basisId, [](auto r) { r.setPending(); });
   }
   const std::uint32_t block = options_.deltaBlockSize;
@@ -373,60 +377,78 @@ void ArtifactServer::signaturePart(const std::string& routingId, const std::stri
 }
 
 void ArtifactServer::startDelta(const std::string& deltaId, const std::shared_ptr<Artifact>& target,
-                                const std::shared_ptr<Artifact>& basis, fs::path signature) {
+                                const std::shared_ptr<Artifact>& basis, fs::path signature,
+                                bool qcow2Ok) {
   spdlog::info("artifact server: computing delta {} -> {} ({})",
                basis ? basis->manifest().imageVersion : "uploaded signature",
                target->manifest().imageVersion, shortId(target->id()));
   std::weak_ptr<bool> alive = alive_;
   const ServerOptions opts = options_;
-  deltaWorkers_[deltaId] = std::jthread([this, alive, deltaId, target, basis, signature, opts] {
-    std::string failure;
-    try {
-      TempDir work(store_.options().dir / "tmp", "delta-");
-      fs::path sig = signature;
-      if (basis) {
-        sig = work.path() / "basis.sig";
-        makeSignature(basis->dataPath(), sig, opts.deltaBlockSize);
-      }
-      const fs::path out = work.path() / "delta";
-      auto stats = makeDelta(sig, target->dataPath(), out, opts.deltaXzPreset);
-      const double ratio = static_cast<double>(stats.deltaBytes) /
-                           static_cast<double>(std::max<std::uint64_t>(1, target->manifest().size));
-      if (ratio > opts.deltaMaxRatio) {
-        failure = "a delta would be " + std::to_string(static_cast<int>(ratio * 100)) +
-                  "% of the image; fetch it whole";
-      } else {
-        ManifestOptions mo;
-        mo.kind = ArtifactKind::delta;
-        mo.imageName = target->manifest().imageName;
-        mo.imageVersion = target->manifest().imageVersion;
-        mo.basisId = deltaId.substr(6, 64);
-        mo.targetId = target->id();
-        mo.deltaFormat = DeltaFormat::rdiffXz;
-        mo.deltaBlockSize = opts.deltaBlockSize;
-        mo.chunkSize = store_.options().chunkSize;
-        store_.addFile(out, mo);
-        spdlog::info("artifact server: delta for {} is {} ({:.1f}% of the image)",
-                     shortId(target->id()), formatBytes(stats.deltaBytes), ratio * 100);
-      }
-    } catch (const std::exception& e) {
-      failure = std::string("delta failed: ") + e.what();
-      spdlog::error("artifact server: {}", failure);
-    }
-    reactor_.post([this, alive, deltaId, failure] {
-      if (alive.expired()) return;
-      auto it = deltaWorkers_.find(deltaId);
-      if (it != deltaWorkers_.end()) {
-        it->second.detach();  // this very thread is ending; nothing to join
-        deltaWorkers_.erase(it);
-      }
-      if (failure.empty())
-        ++stats_.deltasComputed;
-      else
-        deltaFailures_[deltaId] = failure;
-      uploads_.erase(deltaId);
-    });
-  });
+  deltaWorkers_[deltaId] =
+      std::jthread([this, alive, deltaId, target, basis, signature, opts, qcow2Ok] {
+        std::string failure;
+        try {
+          TempDir work(store_.options().dir / "tmp", "delta-");
+          const fs::path out = work.path() / "delta";
+          DeltaStats stats;
+          DeltaFormat format = DeltaFormat::rdiffXz;
+          if (basis && qcow2Ok) {
+            try {
+              stats = makeQcow2Delta(basis->dataPath(), target->dataPath(), out, work.path(),
+                                     opts.deltaContentBlockSize, opts.deltaXzPreset);
+              format = DeltaFormat::qcow2Clusters;
+            } catch (const DeltaUnsupported& e) {
+              spdlog::info("artifact server: no qcow2 delta ({}); a plain rdiff instead", e.what());
+            }
+          }
+          if (format == DeltaFormat::rdiffXz) {
+            fs::path sig = signature;
+            if (basis) {
+              sig = work.path() / "basis.sig";
+              makeSignature(basis->dataPath(), sig, opts.deltaBlockSize);
+            }
+            stats = makeDelta(sig, target->dataPath(), out, opts.deltaXzPreset);
+          }
+          const double ratio =
+              static_cast<double>(stats.deltaBytes) /
+              static_cast<double>(std::max<std::uint64_t>(1, target->manifest().size));
+          if (ratio > opts.deltaMaxRatio) {
+            failure = "a delta would be " + std::to_string(static_cast<int>(ratio * 100)) +
+                      "% of the image; fetch it whole";
+          } else {
+            ManifestOptions mo;
+            mo.kind = ArtifactKind::delta;
+            mo.imageName = target->manifest().imageName;
+            mo.imageVersion = target->manifest().imageVersion;
+            mo.basisId = deltaId.substr(6, 64);
+            mo.targetId = target->id();
+            mo.deltaFormat = format;
+            mo.deltaBlockSize = format == DeltaFormat::qcow2Clusters ? opts.deltaContentBlockSize
+                                                                     : opts.deltaBlockSize;
+            mo.chunkSize = store_.options().chunkSize;
+            store_.addFile(out, mo);
+            spdlog::info("artifact server: {} delta for {} is {} ({:.2f}% of the image)",
+                         toString(format), shortId(target->id()), formatBytes(stats.deltaBytes),
+                         ratio * 100);
+          }
+        } catch (const std::exception& e) {
+          failure = std::string("delta failed: ") + e.what();
+          spdlog::error("artifact server: {}", failure);
+        }
+        reactor_.post([this, alive, deltaId, failure] {
+          if (alive.expired()) return;
+          auto it = deltaWorkers_.find(deltaId);
+          if (it != deltaWorkers_.end()) {
+            it->second.detach();  // this very thread is ending; nothing to join
+            deltaWorkers_.erase(it);
+          }
+          if (failure.empty())
+            ++stats_.deltasComputed;
+          else
+            deltaFailures_[deltaId] = failure;
+          uploads_.erase(deltaId);
+        });
+      });
 }
 
 }  // namespace imgpipe::relay

@@ -26,8 +26,9 @@ struct ServerOptions {
   // A parked request nobody answered for this long is forgotten (its receiver has long since
   // reconnected and asked again).
   std::chrono::milliseconds parkTimeout{600'000};
-  std::uint32_t deltaBlockSize = 4096;
-  int deltaXzPreset = 6;
+  std::uint32_t deltaBlockSize = 4096;         // rdiff over the file (any artifact)
+  std::uint32_t deltaContentBlockSize = 1024;  // rdiff over qcow2 cluster contents
+  int deltaXzPreset = 3;
   double deltaMaxRatio = 0.6;  // a delta larger than this share of the image is not offered
 };
 
@@ -96,13 +97,14 @@ class ArtifactServer {
   void onStoreEvent(const StoreEvent& event);
   void expireParked();
   void openDelta(const std::string& routingId, const std::string& peerKey,
-                 const std::string& targetId, const std::string& basisId);
+                 const std::string& targetId, const std::string& basisId, bool qcow2Ok);
   void signaturePart(const std::string& routingId, const std::string& peerKey,
                      const std::string& targetId, const std::string& basisId, std::uint64_t offset,
                      std::uint64_t total, std::uint32_t blockSize,
                      std::span<const std::byte> bytes);
   void startDelta(const std::string& deltaId, const std::shared_ptr<Artifact>& target,
-                  const std::shared_ptr<Artifact>& basis, std::filesystem::path signature);
+                  const std::shared_ptr<Artifact>& basis, std::filesystem::path signature,
+                  bool qcow2Ok);
   void replyDelta(const std::string& routingId, const std::string& targetId,
                   const std::string& basisId,
                   const std::function<void(proto::DeltaReply::Builder)>& fill);

@@ -277,7 +277,7 @@ bool TransferPlane::tryDelta(const FetchRequest& request, Fetcher& fetcher,
   fs::create_directories(store_->options().dir / "tmp");
   TempDir work(store_->options().dir / "tmp", "fetch-delta-");
   DeltaExchange ex(
-      target.id(), basis->id(), {DeltaFormat::rdiffXz},
+      target.id(), basis->id(), {DeltaFormat::qcow2Clusters, DeltaFormat::rdiffXz},
       [&](std::uint32_t blockLen) {
         report("delta", 0, 0, "computing the basis signature");
         makeSignature(basis->dataPath(), work.path() / "basis.sig", blockLen);
@@ -296,7 +296,8 @@ bool TransferPlane::tryDelta(const FetchRequest& request, Fetcher& fetcher,
   std::string why;
   auto dm = decodeManifest(*ex.deltaManifest(), &why);
   if (!dm || dm->kind != ArtifactKind::delta || dm->basisId != basis->id() ||
-      dm->targetId != target.id() || dm->deltaFormat != DeltaFormat::rdiffXz) {
+      dm->targetId != target.id() ||
+      (dm->deltaFormat != DeltaFormat::rdiffXz && dm->deltaFormat != DeltaFormat::qcow2Clusters)) {
     out.deltaNote = "the sender's delta manifest does not fit: " + why;
     return false;
   }
@@ -337,7 +338,10 @@ bool TransferPlane::tryDelta(const FetchRequest& request, Fetcher& fetcher,
   // itself against the target's manifest: chunks that do not match are simply fetched.
   report("patch", 0, target.manifest().size, "");
   try {
-    applyDelta(basis->dataPath(), delta->dataPath(), target.dataPath());
+    if (delta->manifest().deltaFormat == DeltaFormat::qcow2Clusters)
+      applyQcow2Delta(basis->dataPath(), delta->dataPath(), target.dataPath(), work.path());
+    else
+      applyDelta(basis->dataPath(), delta->dataPath(), target.dataPath());
   } catch (const Error& e) {
     out.deltaNote = std::string("patching failed: ") + e.what();
     return false;
@@ -356,8 +360,8 @@ bool TransferPlane::tryDelta(const FetchRequest& request, Fetcher& fetcher,
     return false;
   }
   out.viaDelta = true;
-  out.deltaNote =
-      "delta of " + formatBytes(out.deltaBytes) + " from version " + basis->manifest().imageVersion;
+  out.deltaNote = std::string(toString(delta->manifest().deltaFormat)) + " delta of " +
+                  formatBytes(out.deltaBytes) + " from version " + basis->manifest().imageVersion;
   return true;
 }
 

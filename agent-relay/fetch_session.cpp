@@ -296,8 +296,7 @@ void DeltaExchange::ask(TimePoint) {
   req.setBasisId(basisId_);
   auto list = req.initFormats(static_cast<unsigned>(formats_.size()));
   for (unsigned i = 0; i < formats_.size(); ++i)
-    list.set(i, formats_[i] == DeltaFormat::rdiffXz ? proto::DeltaFormat::RDIFF_XZ
-                                                    : proto::DeltaFormat::NONE);
+    list.set(i, deltaFormatToProto(formats_[i]));
   send(m);
 }
 

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <vector>
 
+#include "agent-relay/transfer_wire.h"
 #include "common/error.h"
 #include "common/hash.h"
 #include "common/unique_fd.h"
@@ -23,6 +24,8 @@ proto::DeltaFormat toProto(DeltaFormat f) {
   switch (f) {
     case DeltaFormat::rdiffXz:
       return proto::DeltaFormat::RDIFF_XZ;
+    case DeltaFormat::qcow2Clusters:
+      return proto::DeltaFormat::QCOW2_CLUSTERS;
     case DeltaFormat::none:
       break;
   }
@@ -40,10 +43,27 @@ std::uint64_t qcow2VirtualSize(const unsigned char* header, size_t n) {
 
 }  // namespace
 
+proto::DeltaFormat deltaFormatToProto(DeltaFormat f) {
+  return toProto(f);
+}
+
+DeltaFormat deltaFormatFromProto(proto::DeltaFormat f) {
+  switch (f) {
+    case proto::DeltaFormat::RDIFF_XZ:
+      return DeltaFormat::rdiffXz;
+    case proto::DeltaFormat::QCOW2_CLUSTERS:
+      return DeltaFormat::qcow2Clusters;
+    default:
+      return DeltaFormat::none;
+  }
+}
+
 std::string_view toString(DeltaFormat format) {
   switch (format) {
     case DeltaFormat::rdiffXz:
       return "rdiff+xz";
+    case DeltaFormat::qcow2Clusters:
+      return "qcow2-clusters";
     case DeltaFormat::none:
       break;
   }
@@ -132,13 +152,7 @@ std::optional<Manifest> decodeManifest(std::string_view encoded, std::string* er
   m.targetId = r.getTargetId();
   m.virtualSize = r.getVirtualSize();
   m.metadata = r.getMetadata();
-  switch (r.getDeltaFormat()) {
-    case proto::DeltaFormat::RDIFF_XZ:
-      m.deltaFormat = DeltaFormat::rdiffXz;
-      break;
-    default:
-      m.deltaFormat = DeltaFormat::none;
-  }
+  m.deltaFormat = deltaFormatFromProto(r.getDeltaFormat());
   m.deltaBlockSize = r.getDeltaBlockSize();
 
   if (m.sha256.size() != 32 || m.sha512.size() != 64)

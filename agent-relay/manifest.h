@@ -9,7 +9,7 @@
 namespace imgpipe::relay {
 
 enum class ArtifactKind { image, delta };
-enum class DeltaFormat { none, rdiffXz };
+enum class DeltaFormat { none, rdiffXz, qcow2Clusters };
 
 std::string_view toString(DeltaFormat format);
 

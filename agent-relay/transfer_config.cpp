@@ -12,6 +12,7 @@ ServerOptions TransferConfig::serverOptions() const {
   o.heartbeatInterval = connection.heartbeatInterval;
   o.heartbeatTimeout = connection.heartbeatTimeout;
   o.deltaBlockSize = deltaBlockSize;
+  o.deltaContentBlockSize = deltaContentBlockSize;
   o.deltaXzPreset = deltaXzPreset;
   o.deltaMaxRatio = deltaMaxRatio;
   return o;
@@ -97,11 +98,14 @@ TransferConfig parseTransferConfig(const YamlReader& s, const std::filesystem::p
   if (auto d = s.at("delta"); !d.isNull()) {
     c.delta = d.get("enabled", c.delta);
     c.deltaBlockSize = d.get("block_size", c.deltaBlockSize);
+    c.deltaContentBlockSize = d.get("content_block_size", c.deltaContentBlockSize);
     c.deltaMaxRatio = d.get("max_ratio", c.deltaMaxRatio);
     c.deltaXzPreset = d.get("xz_preset", c.deltaXzPreset);
     d.rejectUnknownKeys();
     if (c.deltaBlockSize < 256 || c.deltaBlockSize > (1u << 20))
       d.at("block_size").fail("must be between 256 and 1M");
+    if (c.deltaContentBlockSize < 256 || c.deltaContentBlockSize > (1u << 20))
+      d.at("content_block_size").fail("must be between 256 and 1M");
     if (c.deltaMaxRatio <= 0 || c.deltaMaxRatio > 1) d.at("max_ratio").fail("must be in (0, 1]");
     if (c.deltaXzPreset < 0 || c.deltaXzPreset > 9) d.at("xz_preset").fail("must be 0..9");
   }

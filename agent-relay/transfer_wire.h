@@ -7,6 +7,7 @@
 #include <string_view>
 #include <variant>
 
+#include "agent-relay/manifest.h"
 #include "protocol/codec.h"
 #include "protocol/schema/transfer.capnp.h"
 
@@ -40,3 +41,9 @@ inline std::string toString(capnp::Text::Reader t) {
 std::string versionMismatch(std::uint16_t peerMajor, std::uint16_t peerMinor);
 
 }  // namespace imgpipe::relay::wire
+
+namespace imgpipe::relay {
+proto::DeltaFormat deltaFormatToProto(DeltaFormat format);
+DeltaFormat deltaFormatFromProto(proto::DeltaFormat format);
+
+}  // namespace imgpipe::relay
