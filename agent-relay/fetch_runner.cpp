@@ -242,6 +242,7 @@ FetchOutcome TransferPlane::fetch(const FetchRequest& request, std::stop_token s
       throw stopped();
   }
   out.reconnects = fetcher.reconnects();
+  out.badChunks += session.badChunks();
   if (session.failed()) throw FetchError(session.error(), session.retryable());
   // 5. Whole-file SHA-256 and SHA-512 before the hop reports complete.
   log->debug("all chunks of {} after {} ms", shortId(request.artifactId), elapsedMs());

@@ -46,6 +46,7 @@ struct FetchOutcome {
   std::string deltaNote;  // why no delta was used, or its size
   std::uint64_t deltaBytes = 0;
   std::uint32_t reconnects = 0;
+  std::uint32_t badChunks = 0;  // chunks that arrived with the wrong content (and were refetched)
   double seconds = 0;
 };
 

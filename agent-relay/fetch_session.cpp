@@ -29,11 +29,24 @@ void Conversation::disconnected(TimePoint now) {
 void Conversation::authFailed(TimePoint now) {
   state_ = "retrying";
   if (!authFailingSince_) authFailingSince_ = now;
-  // The grant for our key may reach the sender a moment after our task reached us.
-  if (now - *authFailingSince_ > liveness_.authFailTimeout)
+  lastAuthFailure_ = now;
+  checkAuthFailures(now);
+}
+
+void Conversation::checkAuthFailures(TimePoint now) {
+  if (!authFailingSince_) return;
+  // The grant for our key may reach the sender a moment after our task reached us: keep trying
+  // (ZeroMQ does not retry a refused handshake by itself) until the timeout.
+  if (now - *authFailingSince_ > liveness_.authFailTimeout) {
     fail("the sender refused our key in the CURVE handshake for " +
          std::to_string(liveness_.authFailTimeout.count() / 1000) +
          " s: it has no grant for us (or we hold the wrong server key)");
+    return;
+  }
+  if (now - lastAuthFailure_ >= liveness_.retryDelay) {
+    lastAuthFailure_ = now;
+    reconnect_ = true;
+  }
 }
 
 void Conversation::received(proto::TransferMessage::Reader message,
@@ -46,6 +59,7 @@ void Conversation::received(proto::TransferMessage::Reader message,
 
 void Conversation::tick(TimePoint now) {
   if (finished_ || failed()) return;
+  if (!connected_) checkAuthFailures(now);
   if (connected_) {
     if (now - lastHeard_ > liveness_.deadAfter) {
       // Heartbeats should have caught a dead link; this catches a live link to a stuck peer.

@@ -82,6 +82,7 @@ class Conversation {
   void fail(std::string why, bool retryable = false);
   void setState(std::string state) { state_ = std::move(state); }
   TimePoint lastHeard() const { return lastHeard_; }
+  void checkAuthFailures(TimePoint now);
   const LivenessOptions& liveness() const { return liveness_; }
 
  private:
@@ -96,6 +97,7 @@ class Conversation {
   TimePoint lastPing_{};
   std::uint64_t pingNonce_ = 0;
   std::optional<TimePoint> authFailingSince_;
+  TimePoint lastAuthFailure_{};
   std::vector<OutFrame> outbox_;
 };
 

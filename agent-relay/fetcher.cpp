@@ -151,8 +151,8 @@ bool Fetcher::run(Conversation& c, std::stop_token stop, const std::function<voi
     const auto now = Clock::now();
     c.tick(now);
     if (c.takeReconnectRequest()) {
-      spdlog::warn("transfer: nothing heard from {} for too long; opening a new connection",
-                   upstream_.endpoint);
+      spdlog::warn("transfer: opening a new connection to {} ({})", upstream_.endpoint,
+                   connected_ ? "nothing heard for too long" : "after a refused handshake");
       ++reconnects_;
       close();
       open();

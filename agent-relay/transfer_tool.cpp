@@ -175,7 +175,8 @@ int runFetch(const Options& o) {
                 : out.viaDelta  ? "delta"
                                 : "full")
             << "\n"
-            << "delta_bytes " << out.deltaBytes << "\n";
+            << "delta_bytes " << out.deltaBytes << "\n"
+            << "bad_chunks " << out.badChunks << "\n";
   if (!out.deltaNote.empty()) std::cout << "note " << out.deltaNote << "\n";
   return 0;
 }

@@ -357,3 +357,33 @@ TEST(DeltaExchange, ARefusalEndsItWithoutADelta) {
   EXPECT_FALSE(ex.deltaManifest());
   EXPECT_NE(ex.refusal().find("80%"), std::string::npos);
 }
+
+TEST(Conversation, KeepsRetryingARefusedKeyThenGivesUp) {
+  LivenessOptions lo;
+  lo.retryDelay = 1s;
+  lo.authFailTimeout = 5s;
+  ManifestExchange ex("id", "", lo);
+  ex.authFailed(t0());
+  EXPECT_EQ(ex.state(), "retrying");
+  ex.tick(t0() + 500ms);
+  EXPECT_FALSE(ex.takeReconnectRequest());
+  ex.tick(t0() + 1100ms);
+  EXPECT_TRUE(ex.takeReconnectRequest()) << "a refused handshake is tried again on a new socket";
+  ex.authFailed(t0() + 1200ms);
+  ex.tick(t0() + 3s);
+  EXPECT_TRUE(ex.takeReconnectRequest());
+  EXPECT_FALSE(ex.failed());
+  ex.tick(t0() + 6s);
+  EXPECT_TRUE(ex.failed());
+  EXPECT_NE(ex.error().find("refused our key"), std::string::npos) << ex.error();
+}
+
+TEST(Conversation, AGrantArrivingInTimeEndsTheRetrying) {
+  LivenessOptions lo;
+  lo.authFailTimeout = 5s;
+  ManifestExchange ex("id", "", lo);
+  ex.authFailed(t0());
+  ex.connected(t0() + 2s);
+  ex.tick(t0() + 10s);
+  EXPECT_FALSE(ex.failed());
+}

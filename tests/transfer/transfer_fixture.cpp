@@ -79,13 +79,13 @@ std::unique_ptr<Daemon> TransferNetTest::serve(const std::string& host, const st
 std::unique_ptr<Daemon> TransferNetTest::relay(const std::string& host, const std::string& upstream,
                                                const std::string& downstream, const Imported& a,
                                                const std::vector<std::string>& allow,
-                                               std::vector<std::string> extra) {
+                                               std::vector<std::string> extra, std::string listen) {
   std::vector<std::string> argv{transferTool().string(),
                                 "relay",
                                 "--store",
                                 store(host).string(),
                                 "--listen",
-                                endpoint(host, downstream),
+                                listen.empty() ? endpoint(host, downstream) : listen,
                                 "--key",
                                 key(host).string(),
                                 "--from",

@@ -60,7 +60,7 @@ class TransferNetTest : public ::testing::Test {
   std::unique_ptr<Daemon> relay(const std::string& host, const std::string& upstream,
                                 const std::string& downstream, const Imported& artifact,
                                 const std::vector<std::string>& allow,
-                                std::vector<std::string> extra = {});
+                                std::vector<std::string> extra = {}, std::string listen = {});
   FetchResult fetch(const std::string& host, const std::string& upstream, const Imported& artifact,
                     std::vector<std::string> extra = {},
                     std::chrono::seconds timeout = std::chrono::seconds(180));
