@@ -148,7 +148,13 @@ void ArtifactServer::handle(const std::string& routingId, const std::string& key
         return replyUnavailable(routingId, id, "not granted to this peer", false);
       }
       auto artifact = store_.find(id);
-      if (!artifact) return replyUnavailable(routingId, id, "not here yet", true);
+      if (!artifact) {
+        // A relay still waiting for it: say so (the receiver shows "waiting for upstream"), and
+        // answer the moment it arrives rather than at the receiver's next retry.
+        auto& waiting = parkedManifests_[id];
+        if (waiting.size() < 64) waiting.push_back({routingId, SteadyClock::now()});
+        return replyUnavailable(routingId, id, "not here yet", true);
+      }
       return replyManifest(routingId, *artifact);
     }
     case Body::GET_CHUNKS: {
@@ -271,6 +277,16 @@ void ArtifactServer::park(const std::string& routingId, const std::string& artif
 }
 
 void ArtifactServer::onStoreEvent(const StoreEvent& event) {
+  if (event.kind == StoreEvent::Kind::added) {
+    auto m = parkedManifests_.find(event.artifactId);
+    if (m == parkedManifests_.end()) return;
+    auto waiting = std::move(m->second);
+    parkedManifests_.erase(m);
+    if (auto artifact = store_.find(event.artifactId))
+      for (const auto& p : waiting)
+        replyManifest(p.routingId, *artifact);
+    return;
+  }
   if (event.kind != StoreEvent::Kind::chunk) return;
   auto a = parked_.find(event.artifactId);
   if (a == parked_.end()) return;
@@ -287,6 +303,10 @@ void ArtifactServer::onStoreEvent(const StoreEvent& event) {
 
 void ArtifactServer::expireParked() {
   const auto cutoff = SteadyClock::now() - options_.parkTimeout;
+  for (auto m = parkedManifests_.begin(); m != parkedManifests_.end();) {
+    std::erase_if(m->second, [&](const Parked& p) { return p.since < cutoff; });
+    m = m->second.empty() ? parkedManifests_.erase(m) : std::next(m);
+  }
   for (auto a = parked_.begin(); a != parked_.end();) {
     for (auto c = a->second.begin(); c != a->second.end();) {
       std::erase_if(c->second, [&](const Parked& p) { return p.since < cutoff; });

@@ -124,6 +124,7 @@ class ArtifactServer {
   std::map<std::string, std::map<std::string, std::string>> grants_;  // artifact -> key -> name
   std::map<std::string, std::string> allowAll_;                       // key -> name
   std::map<std::string, std::map<std::uint32_t, std::vector<Parked>>> parked_;
+  std::map<std::string, std::vector<Parked>> parkedManifests_;  // asked before it was here
   RepairHook repair_;
 
   std::map<std::string, std::jthread> deltaWorkers_;

@@ -168,7 +168,7 @@ FetchOutcome TransferPlane::fetch(const FetchRequest& request, std::stop_token s
     return finishOutcome(a);
   }
 
-  Fetcher fetcher(context_, request.upstream, keys_, config_.connection);
+  Fetcher fetcher(context_, request.upstream, keys_, config_.connection, log);
   ProgressMeter meter;
   auto report = [&](const std::string& phase, std::uint64_t done, std::uint64_t total,
                     const std::string& state) {
@@ -409,13 +409,16 @@ void FetchRunner::run(const agent::TaskSpec& task, agent::TaskReporter& reporter
   }
 }
 
-void FetchRunner::onGrant(const agent::GrantSpec& grant) {
-  auto* server = plane_->server();
-  if (!server) return;
+void TransferPlane::onGrant(const agent::GrantSpec& grant) {
+  if (!server_) return;
   if (grant.revoke)
-    server->revoke(grant.artifactId, grant.peerKey);
+    server_->revoke(grant.artifactId, grant.peerKey);
   else
-    server->grant(grant.artifactId, grant.peerKey, grant.peerName);
+    server_->grant(grant.artifactId, grant.peerKey, grant.peerName);
+}
+
+void FetchRunner::onGrant(const agent::GrantSpec& grant) {
+  plane_->onGrant(grant);
 }
 
 }  // namespace imgpipe::relay

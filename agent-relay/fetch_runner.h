@@ -82,6 +82,10 @@ class TransferPlane {
   FetchOutcome fetch(const FetchRequest& request, std::stop_token stop,
                      const std::function<void(const FetchProgress&)>& progress = {});
 
+  // A grant (or revocation) from the coordinator for this agent's artifact server. Call it from
+  // TaskRunner::onGrant (the session thread, which is the reactor thread the server lives on).
+  void onGrant(const agent::GrantSpec& grant);
+
  private:
   struct Active;
   bool repair(const std::shared_ptr<Artifact>& artifact, std::uint32_t index);

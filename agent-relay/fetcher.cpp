@@ -11,8 +11,12 @@
 namespace imgpipe::relay {
 
 Fetcher::Fetcher(zmq::context_t& context, Upstream upstream, net::CurveKeyPair keys,
-                 ConnectionOptions options)
-    : context_(context), upstream_(std::move(upstream)), keys_(std::move(keys)), options_(options) {
+                 ConnectionOptions options, std::shared_ptr<spdlog::logger> log)
+    : context_(context),
+      upstream_(std::move(upstream)),
+      keys_(std::move(keys)),
+      options_(options),
+      log_(log ? std::move(log) : spdlog::default_logger()) {
   open();
 }
 
@@ -65,7 +69,7 @@ void Fetcher::drainMonitor(Conversation& c) {
     const auto now = Clock::now();
     switch (id) {
       case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
-        if (everConnected_) spdlog::info("transfer: reconnected to {}", upstream_.endpoint);
+        if (everConnected_) log_->info("reconnected to {}", upstream_.endpoint);
         everConnected_ = true;
         connected_ = true;
         c.connected(now);
@@ -73,18 +77,17 @@ void Fetcher::drainMonitor(Conversation& c) {
       case ZMQ_EVENT_DISCONNECTED:
         if (connected_) {
           ++reconnects_;
-          spdlog::warn("transfer: connection to {} lost; reconnecting", upstream_.endpoint);
+          log_->warn("connection to {} lost; reconnecting", upstream_.endpoint);
         }
         connected_ = false;
         c.disconnected(now);
         break;
       case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
-        spdlog::warn("transfer: {} refused our key (no grant for it yet?)", upstream_.endpoint);
+        log_->warn("{} refused our key (no grant for it yet?)", upstream_.endpoint);
         c.authFailed(now);
         break;
       case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
-        spdlog::warn("transfer: CURVE handshake with {} failed (wrong server key?)",
-                     upstream_.endpoint);
+        log_->warn("CURVE handshake with {} failed (wrong server key?)", upstream_.endpoint);
         c.authFailed(now);
         break;
       default:
@@ -111,8 +114,7 @@ void Fetcher::drainSocket(Conversation& c) {
     auto decoded = wire::decode(header.data(), header.size());
     if (auto* why = std::get_if<std::string>(&decoded)) {
       ++undecodable_;
-      spdlog::warn("transfer: dropped an undecodable message from {}: {}", upstream_.endpoint,
-                   *why);
+      log_->warn("dropped an undecodable message from {}: {}", upstream_.endpoint, *why);
       if (why->find("version mismatch") != std::string::npos) c.authFailed(Clock::now());
       continue;
     }
@@ -151,8 +153,8 @@ bool Fetcher::run(Conversation& c, std::stop_token stop, const std::function<voi
     const auto now = Clock::now();
     c.tick(now);
     if (c.takeReconnectRequest()) {
-      spdlog::warn("transfer: opening a new connection to {} ({})", upstream_.endpoint,
-                   connected_ ? "nothing heard for too long" : "after a refused handshake");
+      log_->warn("opening a new connection to {} ({})", upstream_.endpoint,
+                 connected_ ? "nothing heard for too long" : "after a refused handshake");
       ++reconnects_;
       close();
       open();

@@ -1,8 +1,11 @@
 #pragma once
 
+#include <spdlog/spdlog.h>
+
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <stop_token>
 #include <string>
@@ -37,8 +40,9 @@ struct Upstream {
 // drops whatever the old connection still had queued. Resource type.
 class Fetcher {
  public:
+  // `log`: where connection events go (a job's logger, so they carry its id); null: default.
   Fetcher(zmq::context_t& context, Upstream upstream, net::CurveKeyPair keys,
-          ConnectionOptions options);
+          ConnectionOptions options, std::shared_ptr<spdlog::logger> log = nullptr);
   ~Fetcher();
   Fetcher(const Fetcher&) = delete;
   Fetcher& operator=(const Fetcher&) = delete;
@@ -63,6 +67,7 @@ class Fetcher {
   Upstream upstream_;
   net::CurveKeyPair keys_;
   ConnectionOptions options_;
+  std::shared_ptr<spdlog::logger> log_;
   std::optional<zmq::socket_t> socket_;
   std::optional<zmq::socket_t> monitor_;
   bool connected_ = false;
