@@ -32,6 +32,10 @@ void Fetcher::open() {
   net::configureHeartbeats(s, options_.heartbeatInterval, options_.heartbeatTimeout);
   s.set(zmq::sockopt::reconnect_ivl, static_cast<int>(options_.reconnectInitial.count()));
   s.set(zmq::sockopt::reconnect_ivl_max, static_cast<int>(options_.reconnectMax.count()));
+  // A SYN lost in a black hole is retransmitted after 1, 3, 7 s...: give up on it and send a
+  // fresh one, so a link that comes back is used within about a second.
+  s.set(zmq::sockopt::connect_timeout,
+        static_cast<int>(std::max(options_.reconnectMax, options_.heartbeatTimeout / 2).count()));
   // Queue nothing for a connection that is not up: requests are re-issued on reconnection, and
   // stale ones must not reach the sender later (they would cost a second copy on the wire).
   s.set(zmq::sockopt::immediate, 1);

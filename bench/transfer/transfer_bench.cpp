@@ -468,9 +468,16 @@ void Bench::loopback() {
 }
 
 void Bench::run() {
-  if (!fs::exists(v1_) || !fs::exists(v2_))
-    throw Error("no benchmark images in " + args_.images + ": run bench/transfer/make-images.sh " +
-                args_.images + " first");
+  if (!fs::exists(v1_) || !fs::exists(v2_)) {
+    // Made once (a few minutes: debootstrap, two chroot builds, compaction) and cached.
+    const fs::path script = fs::path(IMGPIPE_SOURCE_DIR) / "bench/transfer/make-images.sh";
+    std::cerr << "== making the benchmark images with " << script.string() << "\n";
+    SubprocessOptions o;
+    o.argv = {script.string(), args_.images};
+    o.onLine = [](std::string_view line) { std::cerr << "   " << line << "\n"; };
+    o.timeout = std::chrono::minutes(30);
+    checkCommand(o);
+  }
   fileBytes_ = fs::file_size(v2_);
   if (want("one_hop")) oneHop();
   if (want("two_hop")) twoHops();

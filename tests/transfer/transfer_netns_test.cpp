@@ -251,6 +251,20 @@ TEST_F(TransferNetTest, FanOutCarriesTheBytesOnceOverTheSharedHop) {
   EXPECT_GT(double(net_->counters("relay", "ctrl2").txBytes) / size, 1.0);
 }
 
+TEST_F(TransferNetTest, TheRateLimitCapsTheLink) {
+  net_->addHost("build");
+  net_->addHost("ctrl");
+  net_->link("build", "ctrl", {"200mbit"});
+  const std::uint64_t size = 10 << 20;
+  auto a = import("build", makeFile("image", size, 10), "img", "1");
+  auto server = serve("build", "ctrl", {"ctrl"});
+  auto r = fetch("ctrl", "build", a, {"--rate", "20mbit"});
+  ASSERT_EQ(r.command.exitCode, 0) << r.tail();
+  // 10 MiB at 20 Mbit/s is 4.2 s; unlimited it would take under a second.
+  EXPECT_GT(r.seconds, 3.6);
+  EXPECT_LT(r.seconds, 6.0);
+}
+
 TEST_F(TransferNetTest, AReceiverWithoutEnoughDiskRefusesCleanly) {
   net_->addHost("build");
   net_->addHost("ctrl");
