@@ -173,6 +173,13 @@ void NetTopology::linkUp(const std::string& a, const std::string& b) {
   restoreRoutes();
 }
 
+void NetTopology::blackhole(const std::string& a, const std::string& b, bool on) {
+  const auto& l = findLink(a, b);
+  const char* verb = on ? "add" : "del";
+  run(l.a, {"ip", "route", verb, "blackhole", l.addrB + "/32"});
+  run(l.b, {"ip", "route", verb, "blackhole", l.addrA + "/32"});
+}
+
 void NetTopology::restoreRoutes() {
   for (const auto& r : routes_) {
     SubprocessOptions o;

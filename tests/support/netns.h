@@ -55,6 +55,10 @@ class NetTopology {
   // Takes the link down (both ends) and back up, restoring the static routes `ip` deletes.
   void linkDown(const std::string& a, const std::string& b);
   void linkUp(const std::string& a, const std::string& b);
+  // A black hole instead: the link stays up but nothing gets across (blackhole routes to the
+  // peer's address on both ends; this kernel has no netem and no tc drop action). Like a
+  // WireGuard tunnel whose path died: no error reaches the far side, only silence.
+  void blackhole(const std::string& a, const std::string& b, bool on);
   LinkCounters counters(const std::string& host, const std::string& peer) const;
 
   // argv prefixed to run inside `host`'s namespace.

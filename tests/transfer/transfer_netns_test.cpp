@@ -64,10 +64,15 @@ TEST_F(TransferNetTest, AnUnlistedKeyIsRefused) {
   EXPECT_FALSE(fs::exists(artifactData("ctrl", a)));
 }
 
-class LinkOutage : public TransferNetTest, public ::testing::WithParamInterface<int> {};
+struct Outage {
+  int seconds;
+  bool blackhole;  // silence instead of a link that goes down
+};
+
+class LinkOutage : public TransferNetTest, public ::testing::WithParamInterface<Outage> {};
 
 TEST_P(LinkOutage, ResumesWithoutStartingOver) {
-  const int outage = GetParam();
+  const Outage outage = GetParam();
   net_->addHost("build");
   net_->addHost("relay");
   net_->link("build", "relay", {"40mbit"});
@@ -79,14 +84,19 @@ TEST_P(LinkOutage, ResumesWithoutStartingOver) {
   const auto t0 = std::chrono::steady_clock::now();
   auto p = startFetch("relay", "build", a);
   std::this_thread::sleep_until(t0 + 3s);
-  net_->linkDown("build", "relay");
-  std::this_thread::sleep_until(t0 + 3s + std::chrono::seconds(outage));
-  net_->linkUp("build", "relay");
+  if (outage.blackhole)
+    net_->blackhole("build", "relay", true);
+  else
+    net_->linkDown("build", "relay");
+  std::this_thread::sleep_until(t0 + 3s + std::chrono::seconds(outage.seconds));
+  if (outage.blackhole)
+    net_->blackhole("build", "relay", false);
+  else
+    net_->linkUp("build", "relay");
   auto result = p->wait();
   const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   ASSERT_EQ(result.exitCode, 0) << result.stdoutText;
   EXPECT_TRUE(sameContent(file, artifactData("relay", a)));
-  EXPECT_NE(result.stdoutText.find("reconnects 0\n"), 0u);
   EXPECT_EQ(result.stdoutText.find("reconnects 0\n"), std::string::npos)
       << "the outage went unnoticed?\n"
       << result.stdoutText;
@@ -94,10 +104,11 @@ TEST_P(LinkOutage, ResumesWithoutStartingOver) {
   // Framing costs ~4.6% at MTU 1500; starting over would cost 3 s of transfer (~30%) more.
   EXPECT_LT(double(wire) / size, 1.08) << wire;
   // ~11 s of transfer, the outage, and resuming within a couple of seconds of the link's return.
-  EXPECT_LT(total, 11.5 + outage + 4.0);
+  EXPECT_LT(total, 11.5 + outage.seconds + 4.0);
 }
 
-INSTANTIATE_TEST_SUITE_P(TenAndFortySeconds, LinkOutage, ::testing::Values(10, 40));
+INSTANTIATE_TEST_SUITE_P(DownAndBlackholed, LinkOutage,
+                         ::testing::Values(Outage{10, false}, Outage{40, false}, Outage{10, true}));
 
 TEST_F(TransferNetTest, RelayKilledMidTransferResumesAfterRestart) {
   chain(*net_, "40mbit");
