@@ -197,6 +197,10 @@ void FetchSession::onDisconnected(TimePoint) {
 
 void FetchSession::issue(TimePoint now) {
   if (!isConnected() || finished() || failed()) return;
+  if (pausedUntil_) {
+    if (now < *pausedUntil_) return;
+    pausedUntil_.reset();
+  }
   std::vector<std::uint32_t> batch;
   auto flush = [&] {
     if (batch.empty()) return;
@@ -237,6 +241,7 @@ void FetchSession::onMessage(proto::TransferMessage::Reader message,
     // The sender lost the artifact for now (a relay restarting its store): ask again later.
     setState("waiting for upstream");
     onDisconnected(now);
+    pausedUntil_ = now + liveness().retryDelay;
     return;
   }
   if (body.which() != Body::CHUNK) return;

@@ -192,6 +192,7 @@ class FetchSession : public Conversation {
   std::uint64_t payloadBytes_ = 0;
   std::uint32_t badChunks_ = 0;
   TimePoint lastChunk_;
+  std::optional<TimePoint> pausedUntil_;  // after "not here yet" from the sender
   std::mutex requeueMutex_;
   std::vector<std::uint32_t> requeued_;
 };

@@ -387,3 +387,24 @@ TEST(Conversation, AGrantArrivingInTimeEndsTheRetrying) {
   ex.tick(t0() + 10s);
   EXPECT_FALSE(ex.failed());
 }
+
+TEST(FetchSession, NotHereYetPausesTheRequestsForTheRetryDelay) {
+  Fixture f(4);
+  MemorySink sink(f.manifest);
+  auto o = smallWindow();
+  o.liveness.retryDelay = 1s;
+  FetchSession s(f.id(), f.manifest, sink, o, t0());
+  s.connected(t0());
+  take(s);
+  wire::Message u;
+  auto un = u.body().initUnavailable();
+  un.setArtifactId(f.id());
+  un.setReason("not here yet");
+  un.setRetryable(true);
+  deliver(s, u, "", t0() + 1ms);
+  EXPECT_EQ(s.state(), "waiting for upstream");
+  s.tick(t0() + 500ms);
+  EXPECT_TRUE(take(s).requested().empty());
+  s.tick(t0() + 1100ms);
+  EXPECT_EQ(take(s).requested(), (std::vector<std::uint32_t>{0, 1, 2, 3}));
+}
