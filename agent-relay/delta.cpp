@@ -6,6 +6,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <array>
+#include <cstring>
 #include <exception>
 #include <fstream>
 #include <memory>
@@ -243,6 +245,101 @@ void writeAll(FILE* f, const void* buf, size_t n, const fs::path& path) {
   if (n != 0 && std::fwrite(buf, 1, n, f) != n) throwErrno("cannot write " + path.string());
 }
 
+// The basis side of the contents patch: serves byte ranges of the (virtual) stream of the basis's
+// decompressed clusters in guest order, inflating clusters on demand with a small cache.
+class ClusterReader {
+ public:
+  ClusterReader(const fs::path& image, const Qcow2Layout& layout)
+      : image_(image), layout_(layout), file_(openFile(image, "rb")), blob_(layout.clusterSize()) {}
+
+  rs_result copy(rs_long_t pos, size_t* len, void** buf) {
+    const size_t cs = layout_.clusterSize();
+    const auto index = static_cast<size_t>(pos / static_cast<rs_long_t>(cs));
+    const auto offset = static_cast<size_t>(pos % static_cast<rs_long_t>(cs));
+    if (pos < 0 || index >= layout_.guestOrder.size()) return RS_INPUT_ENDED;
+    const std::uint8_t* data = cluster(index);
+    if (!data) return RS_CORRUPT;
+    *len = std::min(*len, cs - offset);
+    std::memcpy(*buf, data + offset, *len);
+    return RS_DONE;
+  }
+
+  static rs_result callback(void* self, rs_long_t pos, size_t* len, void** buf) {
+    try {
+      return static_cast<ClusterReader*>(self)->copy(pos, len, buf);
+    } catch (const std::exception&) {
+      return RS_IO_ERROR;
+    }
+  }
+
+ private:
+  const std::uint8_t* cluster(size_t index) {
+    for (auto& e : cache_)
+      if (e.index == index) return e.data.data();
+    const auto& c = layout_.guestOrder[index];
+    auto& slot = cache_[next_++ % cache_.size()];
+    slot.index = index;
+    slot.data.resize(layout_.clusterSize());
+    readAt(file_.get(), blob_.data(), c.length, c.offset, image_);
+    if (!c.compressed) {
+      std::memcpy(slot.data.data(), blob_.data(), c.length);
+    } else if (!inflateCluster(blob_.data(), c.length, slot.data.data(), slot.data.size(),
+                               nullptr)) {
+      slot.index = SIZE_MAX;
+      return nullptr;
+    }
+    return slot.data.data();
+  }
+
+  struct Entry {
+    size_t index = SIZE_MAX;
+    std::vector<std::uint8_t> data;
+  };
+  const fs::path& image_;
+  const Qcow2Layout& layout_;
+  File file_;
+  std::vector<std::uint8_t> blob_;
+  std::array<Entry, 16> cache_;
+  size_t next_ = 0;
+};
+
+struct JobFree {
+  void operator()(rs_job_t* j) const { rs_job_free(j); }
+};
+
+void patchFromClusters(const fs::path& basis, const Qcow2Layout& layout, const fs::path& rdiff,
+                       const fs::path& out) {
+  ClusterReader reader(basis, layout);
+  std::unique_ptr<rs_job_t, JobFree> job(rs_patch_begin(&ClusterReader::callback, &reader));
+  File in = openFile(rdiff, "rb");
+  File dst = openFile(out, "wb");
+  std::vector<char> inbuf(1 << 20), outbuf(1 << 20);
+  rs_buffers_t b{};
+  b.next_out = outbuf.data();
+  b.avail_out = outbuf.size();
+  for (;;) {
+    if (!b.eof_in && b.avail_in < inbuf.size() / 2) {
+      // librsync keeps what it has not consumed in place: move it to the front, then top up.
+      std::memmove(inbuf.data(), b.next_in ? b.next_in : inbuf.data(), b.avail_in);
+      const size_t n =
+          std::fread(inbuf.data() + b.avail_in, 1, inbuf.size() - b.avail_in, in.get());
+      if (std::ferror(in.get())) throwErrno("cannot read " + rdiff.string());
+      b.next_in = inbuf.data();
+      b.avail_in += n;
+      if (std::feof(in.get())) b.eof_in = 1;
+    }
+    const rs_result r = rs_job_iter(job.get(), &b);
+    const size_t produced = outbuf.size() - b.avail_out;
+    writeAll(dst.get(), outbuf.data(), produced, out);
+    b.next_out = outbuf.data();
+    b.avail_out = outbuf.size();
+    if (r == RS_DONE) break;
+    if (r != RS_BLOCKED)
+      throw Error("patching cluster contents: librsync: " + std::string(rs_strerror(r)));
+  }
+  closeChecked(dst, out);
+}
+
 std::string hashKey(const std::uint8_t* data, size_t n) {
   Hasher h(HashAlgo::sha256);
   h.update(std::span<const std::byte>(reinterpret_cast<const std::byte*>(data), n));
@@ -414,12 +511,14 @@ void applyQcow2Delta(const fs::path& basis, const fs::path& delta, const fs::pat
   xzDecompress(work / "segments.xz", work / "segments");
   xzDecompress(work / "literal.xz", work / "literal");
   std::string why;
-  const fs::path basisContents = work / "basis-contents";
-  auto lb = readQcow2Layout(basis, &why, &basisContents);
+  auto lb = readQcow2Layout(basis, &why);
   if (!lb) throw Error("the basis cannot be read as qcow2: " + why);
   if (lb->clusterBits != clusterBits) throw Error("the basis has another cluster size");
-  applyDelta(work / "basis-contents", work / "contents.rdiff.xz", work / "target-contents");
-  fs::remove(work / "basis-contents");
+  // The basis's decompressed clusters are read straight out of the basis, cluster by cluster, as
+  // the patch asks for them: a controller needs no scratch space the size of the image's data.
+  xzDecompress(work / "contents.rdiff.xz", work / "contents.rdiff");
+  patchFromClusters(basis, *lb, work / "contents.rdiff", work / "target-contents");
+  fs::remove(work / "contents.rdiff");
 
   const std::string segments = readFile(work / "segments");
   const size_t cs = size_t{1} << clusterBits;

@@ -162,6 +162,7 @@ std::optional<Qcow2Layout> readQcow2Layout(const fs::path& path, std::string* wh
       ::write(contents.get(), pending.data(), pending.size()) !=
           static_cast<ssize_t>(pending.size()))
     throwErrno("cannot write " + contentsOut->string());
+  layout.guestOrder = layout.clusters;
   std::sort(layout.clusters.begin(), layout.clusters.end(),
             [](const auto& a, const auto& b) { return a.offset < b.offset; });
   // Two guest clusters may share one host cluster (deduplicated by a tool): keep one, and never

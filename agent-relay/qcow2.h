@@ -26,6 +26,9 @@ struct Qcow2Layout {
   std::uint32_t clusterSize() const { return 1u << clusterBits; }
   std::uint64_t fileSize = 0;
   std::vector<Qcow2Cluster> clusters;  // data clusters in file order
+  // The same clusters in guest order (as `contentsOut` writes them; a host cluster shared by two
+  // guest clusters appears twice): cluster i's content is at i x clusterSize in that stream.
+  std::vector<Qcow2Cluster> guestOrder;
 };
 
 // A qcow2 this code can take apart: version 2 or 3, zlib compression, no encryption, no
