@@ -22,7 +22,7 @@ build_pkgs=(
   build-essential cmake ninja-build pkg-config git
   capnproto libcapnp-dev libatomic1
   libzmq3-dev cppzmq-dev libsodium-dev
-  librsync-dev libssl-dev libcurl4-openssl-dev
+  librsync-dev liblzma-dev zlib1g-dev libssl-dev libcurl4-openssl-dev
   libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev libyaml-cpp-dev libsqlite3-dev
   prometheus-cpp-dev
   libgtest-dev libgmock-dev

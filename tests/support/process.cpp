@@ -41,11 +41,15 @@ void Daemon::signal(int sig) {
   if (process_ && process_->pid() > 0) ::kill(process_->pid(), sig);
 }
 
-void Daemon::kill9() {
+void Daemon::kill(int sig) {
   if (!process_) return;
-  signal(SIGKILL);
+  signal(sig);
   exitCode_ = process_->wait().exitCode;
   process_.reset();
+}
+
+bool Daemon::waitForLog(const std::string& text, std::chrono::milliseconds timeout) const {
+  return waitUntil([&] { return log().find(text) != std::string::npos; }, timeout);
 }
 
 int Daemon::stop() {

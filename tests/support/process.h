@@ -1,5 +1,7 @@
 #pragma once
 
+#include <signal.h>
+
 #include <chrono>
 #include <filesystem>
 #include <functional>
@@ -24,7 +26,11 @@ class Daemon {
   bool running();
   void signal(int sig);
   // Sends SIGKILL and reaps.
-  void kill9();
+  void kill9() { kill(SIGKILL); }
+  // Sends `sig` and waits for the process to exit (reaping it).
+  void kill(int sig);
+  // Waits until the log contains `text`; false on timeout.
+  bool waitForLog(const std::string& text, std::chrono::milliseconds timeout) const;
   // SIGTERM, waits; returns the exit code.
   int stop();
   // Waits for it to exit by itself; returns its exit code, or -1 on timeout.

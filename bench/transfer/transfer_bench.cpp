@@ -1,0 +1,582 @@
+// bench/transfer: imgpipe's transfer plane against rsync over ssh, side by side, on a
+// build -> relay -> ctrl topology of network namespaces with tbf-limited links (40 Mbit/s by
+// default), moving a real ~200 MiB compressed qcow2 and a rebuilt version of it
+// (bench/transfer/make-images.sh makes and caches them).
+//
+//   transfer [--images DIR] [--rate 40mbit] [--mtu 1500] [--outage-at 15] [--outage 40]
+//            [--only one_hop,two_hop,outage,delta,loopback] [--json FILE]
+//
+// Wire bytes are read from the veth's counters (ip -s link) on the sending end of the link: the
+// bytes of every frame in the data direction (payload, TCP/IP and Ethernet headers,
+// retransmissions, and anything sent twice). Reverse-direction bytes (ACKs, requests) are
+// reported separately.
+#include <signal.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "common/error.h"
+#include "common/file_util.h"
+#include "common/subprocess.h"
+#include "common/temp_dir.h"
+#include "common/units.h"
+#include "tests/support/netns.h"
+
+using namespace imgpipe;
+using namespace imgpipe::test;
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+struct Args {
+  std::string images = "/var/cache/imgpipe-bench";
+  std::string rate = "40mbit";
+  int mtu = 1500;
+  double outageAt = 15;
+  double outage = 40;
+  std::string only;
+  std::string json;
+  bool keep = false;
+};
+
+double seconds(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+double rateBitsPerSecond(const std::string& rate) {
+  double v = std::stod(rate);
+  if (rate.find("gbit") != std::string::npos) return v * 1e9;
+  if (rate.find("mbit") != std::string::npos) return v * 1e6;
+  if (rate.find("kbit") != std::string::npos) return v * 1e3;
+  return v;
+}
+
+struct Imported {
+  std::string id, digest;
+};
+
+class Bench {
+ public:
+  explicit Bench(Args args)
+      : args_(std::move(args)), work_(fs::temp_directory_path(), "imgpipe-bench-") {
+    tool_ = buildDir() / "bin" / "imgpipe-transfer";
+    v1_ = fs::path(args_.images) / "v1.qcow2";
+    v2_ = fs::path(args_.images) / "v2.qcow2";
+    linkBits_ = rateBitsPerSecond(args_.rate);
+    if (args_.keep) work_.keep();
+    for (const char* h : {"build", "relay", "ctrl"})
+      checkCommand({tool_.string(), "keygen", h, "--dir", (dir() / "keys").string()});
+    // ssh keys for rsync: one client key, one host key.
+    checkCommand(
+        {"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", (dir() / "ssh_client").string()});
+    checkCommand(
+        {"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", (dir() / "ssh_host").string()});
+  }
+
+  bool want(const std::string& phase) const {
+    if (args_.only.empty()) return true;
+    return ("," + args_.only + ",").find("," + phase + ",") != std::string::npos;
+  }
+
+  void run();
+  void report();
+
+ private:
+  fs::path dir() const { return work_.path(); }
+  fs::path store(const std::string& name) const { return dir() / ("store-" + name); }
+  fs::path key(const std::string& h) const { return dir() / "keys" / (h + ".key"); }
+  fs::path pub(const std::string& h) const { return dir() / "keys" / (h + ".pub"); }
+
+  std::unique_ptr<NetTopology> topology(bool twoHops);
+  Imported import(const fs::path& storeDir, const fs::path& file, const std::string& version);
+  std::unique_ptr<NetDaemon> serve(NetTopology& net, const std::string& host, const std::string& peer,
+                                const fs::path& storeDir, const std::string& allow);
+  std::vector<std::string> fetchArgv(const fs::path& storeDir, const std::string& from,
+                                     const std::string& serverHost, const std::string& host,
+                                     const Imported& a);
+  std::unique_ptr<NetDaemon> sshd(NetTopology& net, const std::string& host, const std::string& peer);
+  // rsync pushing `src` to `dst` on the host at `toAddr`, as operators run it on the sending host.
+  std::vector<std::string> rsyncPush(const fs::path& src, const std::string& toAddr,
+                                     const fs::path& dst, std::vector<std::string> extra = {});
+  double timed(const std::vector<std::string>& argv, CommandResult* result = nullptr);
+  std::uint64_t dataBytes(NetTopology& net, const std::string& sender,
+                          const std::string& receiver) {
+    return net.counters(sender, receiver).txBytes;
+  }
+
+  void oneHop();
+  void twoHops();
+  void outage();
+  void delta();
+  void loopback();
+
+  Args args_;
+  TempDir work_;
+  fs::path tool_, v1_, v2_;
+  double linkBits_;
+  std::uint64_t fileBytes_ = 0;
+  double oneHopS_ = 0, rsyncOneHopS_ = 0;
+  nlohmann::ordered_json figures_ = nlohmann::ordered_json::object();
+  std::vector<std::string> notes_;
+};
+
+std::unique_ptr<NetTopology> Bench::topology(bool twoHops) {
+  auto net = std::make_unique<NetTopology>();
+  net->addHost("build");
+  net->addHost("relay");
+  LinkOptions link{args_.rate, args_.mtu};
+  net->link("build", "relay", link);
+  if (twoHops) {
+    net->addHost("ctrl");
+    net->link("relay", "ctrl", link);
+  }
+  return net;
+}
+
+Imported Bench::import(const fs::path& storeDir, const fs::path& file, const std::string& version) {
+  SubprocessOptions o;
+  o.argv = {tool_.string(), "import",      file.string(), "--store", storeDir.string(),
+            "--name",       "bench-image", "--version",   version};
+  o.captureStdout = true;
+  auto out = checkCommand(o);
+  auto field = [&](const std::string& k) {
+    auto p = out.find(k + " ");
+    return out.substr(p + k.size() + 1, out.find('\n', p) - p - k.size() - 1);
+  };
+  return {field("artifact"), field("manifest")};
+}
+
+std::unique_ptr<NetDaemon> Bench::serve(NetTopology& net, const std::string& host,
+                                     const std::string& peer, const fs::path& storeDir,
+                                     const std::string& allow) {
+  auto d = std::make_unique<NetDaemon>(
+      net, host,
+      std::vector<std::string>{tool_.string(), "serve", "--store", storeDir.string(), "--listen",
+                               "tcp://" + net.address(host, peer) + ":7701", "--key",
+                               key(host).string(), "--allow", pub(allow).string()},
+      dir() / (host + "-serve.log"));
+  if (!d->waitForLog("listening", std::chrono::seconds(10)))
+    throw Error("artifact server did not start: " + d->log());
+  return d;
+}
+
+std::vector<std::string> Bench::fetchArgv(const fs::path& storeDir, const std::string& from,
+                                          const std::string& serverHost, const std::string& host,
+                                          const Imported& a) {
+  return {tool_.string(),
+          "fetch",
+          "--store",
+          storeDir.string(),
+          "--from",
+          from,
+          "--server-key",
+          pub(serverHost).string(),
+          "--key",
+          key(host).string(),
+          "--artifact",
+          a.id,
+          "--manifest-digest",
+          a.digest};
+}
+
+std::unique_ptr<NetDaemon> Bench::sshd(NetTopology& net, const std::string& host,
+                                    const std::string& peer) {
+  const fs::path cfg = dir() / ("sshd-" + host + ".conf");
+  fs::copy_file(dir() / "ssh_client.pub", dir() / "authorized_keys",
+                fs::copy_options::overwrite_existing);
+  std::ofstream(cfg) << "ListenAddress " << net.address(host, peer) << "\n"
+                     << "Port 22\nHostKey " << (dir() / "ssh_host").string() << "\n"
+                     << "AuthorizedKeysFile " << (dir() / "authorized_keys").string() << "\n"
+                     << "PermitRootLogin prohibit-password\nUsePAM no\nStrictModes no\n"
+                     << "PidFile none\n";
+  // sshd wants /run/sshd: a private mount namespace with its own tmpfs /run.
+  auto d = std::make_unique<NetDaemon>(
+      net, host,
+      std::vector<std::string>{"unshare", "-m", "--propagation", "private", "sh", "-c",
+                               "mount -t tmpfs tmpfs /run && mkdir -p /run/sshd && exec "
+                               "/usr/sbin/sshd -D -e -f " +
+                                   cfg.string()},
+      dir() / ("sshd-" + host + ".log"));
+  if (!d->waitForLog("Server listening", std::chrono::seconds(10)))
+    throw Error("sshd did not start: " + d->log());
+  return d;
+}
+
+std::string sshCommand(const fs::path& key) {
+  return "ssh -i " + key.string() +
+         " -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes "
+         "-o ServerAliveInterval=10 -o LogLevel=ERROR";
+}
+
+std::vector<std::string> Bench::rsyncPush(const fs::path& src, const std::string& toAddr,
+                                          const fs::path& dst, std::vector<std::string> extra) {
+  std::vector<std::string> argv{"rsync", "-a", "--partial", "-e", sshCommand(dir() / "ssh_client")};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  argv.push_back(src.string());
+  argv.push_back("root@" + toAddr + ":" + dst.string());
+  return argv;
+}
+
+double Bench::timed(const std::vector<std::string>& argv, CommandResult* result) {
+  SubprocessOptions o;
+  o.argv = argv;
+  o.captureStdout = true;
+  o.tailLines = 50;
+  o.timeout = std::chrono::seconds(1200);
+  const auto t0 = Clock::now();
+  auto r = runCommand(o);
+  const double s = seconds(t0, Clock::now());
+  if (r.exitCode != 0) throw CommandError(joinCommand(argv), r);
+  if (result) *result = r;
+  return s;
+}
+
+void requireSame(const fs::path& a, const fs::path& b) {
+  SubprocessOptions o;
+  o.argv = {"cmp", "-s", a.string(), b.string()};
+  if (runCommand(o).exitCode != 0)
+    throw Error(b.string() + " differs from " + a.string() + ": the transfer is broken");
+}
+
+void Bench::oneHop() {
+  std::cerr << "== one hop (build -> relay, " << args_.rate << ")\n";
+  auto net = topology(false);
+  const std::string from = "tcp://" + net->address("build", "relay") + ":7701";
+  auto a = import(store("build-1"), v2_, "2");
+  {
+    auto server = serve(*net, "build", "relay", store("build-1"), "relay");
+    const auto before = net->counters("build", "relay");
+    oneHopS_ = timed(net->inHost("relay", fetchArgv(store("relay-1"), from, "build", "relay", a)));
+    const auto after = net->counters("build", "relay");
+    requireSame(v2_, store("relay-1") / "objects" / a.id / "data");
+    figures_["one_hop_s"] = oneHopS_;
+    figures_["one_hop_goodput_ratio"] = fileBytes_ * 8.0 / oneHopS_ / linkBits_;
+    figures_["one_hop_wire_ratio"] = double(after.txBytes - before.txBytes) / fileBytes_;
+    std::cerr << "   imgpipe " << oneHopS_ << " s\n";
+  }
+  auto ssh = sshd(*net, "relay", "build");
+  fs::create_directories(dir() / "rsync-1");
+  const auto before = net->counters("build", "relay");
+  rsyncOneHopS_ = timed(
+      net->inHost("build", rsyncPush(v2_, net->address("relay", "build"), dir() / "rsync-1/")));
+  const auto after = net->counters("build", "relay");
+  requireSame(v2_, dir() / "rsync-1" / v2_.filename());
+  figures_["rsync_one_hop_s"] = rsyncOneHopS_;
+  figures_["rsync_one_hop_goodput_ratio"] = fileBytes_ * 8.0 / rsyncOneHopS_ / linkBits_;
+  figures_["rsync_one_hop_wire_ratio"] = double(after.txBytes - before.txBytes) / fileBytes_;
+  std::cerr << "   rsync " << rsyncOneHopS_ << " s\n";
+}
+
+void Bench::twoHops() {
+  std::cerr << "== two hops (build -> relay -> ctrl)\n";
+  auto net = topology(true);
+  auto a = import(store("build-2"), v2_, "2");
+  {
+    auto server = serve(*net, "build", "relay", store("build-2"), "relay");
+    const auto t0 = Clock::now();
+    NetDaemon relay(*net, "relay",
+                 {tool_.string(), "relay", "--store", store("relay-2").string(), "--listen",
+                  "tcp://" + net->address("relay", "ctrl") + ":7701", "--key",
+                  key("relay").string(), "--allow", pub("ctrl").string(), "--from",
+                  "tcp://" + net->address("build", "relay") + ":7701", "--server-key",
+                  pub("build").string(), "--artifact", a.id, "--manifest-digest", a.digest},
+                 dir() / "relay-2.log");
+    const std::string from = "tcp://" + net->address("relay", "ctrl") + ":7701";
+    // The controller's fetch starts with the relay's: it waits ("waiting for upstream") until
+    // the relay has the manifest, then takes every chunk as it lands there.
+    timed(net->inHost("ctrl", fetchArgv(store("ctrl-2"), from, "relay", "ctrl", a)));
+    const double t = seconds(t0, Clock::now());
+    requireSame(v2_, store("ctrl-2") / "objects" / a.id / "data");
+    figures_["two_hop_s"] = t;
+    if (oneHopS_ > 0) figures_["two_hop_time_ratio"] = t / oneHopS_;
+    std::cerr << "   imgpipe " << t << " s\n";
+  }
+  auto ssh1 = sshd(*net, "relay", "build");
+  auto ssh2 = sshd(*net, "ctrl", "relay");
+  fs::create_directories(dir() / "rsync-2r");
+  fs::create_directories(dir() / "rsync-2c");
+  // Store and forward, as operators do it: to the relay, then from the relay.
+  double t = timed(
+      net->inHost("build", rsyncPush(v2_, net->address("relay", "build"), dir() / "rsync-2r/")));
+  t += timed(net->inHost("relay", rsyncPush(dir() / "rsync-2r" / v2_.filename(),
+                                            net->address("ctrl", "relay"), dir() / "rsync-2c/")));
+  requireSame(v2_, dir() / "rsync-2c" / v2_.filename());
+  figures_["rsync_two_hop_s"] = t;
+  if (rsyncOneHopS_ > 0) figures_["rsync_two_hop_time_ratio"] = t / rsyncOneHopS_;
+  std::cerr << "   rsync " << t << " s\n";
+}
+
+// Runs `argv` in the background, takes the link down at `at` for `length`, and returns the total
+// time and the bytes the sender put on the wire.
+std::pair<double, std::uint64_t> withOutage(NetTopology& net, const std::vector<std::string>& argv,
+                                            double at, double length) {
+  SubprocessOptions o;
+  o.argv = argv;
+  o.captureStdout = true;
+  o.tailLines = 50;
+  o.timeout = std::chrono::seconds(1200);
+  const auto before = net.counters("build", "relay");
+  const auto t0 = Clock::now();
+  Subprocess p(std::move(o));
+  std::jthread flapper([&] {
+    std::this_thread::sleep_until(t0 + std::chrono::duration<double>(at));
+    net.linkDown("build", "relay");
+    std::this_thread::sleep_until(t0 + std::chrono::duration<double>(at + length));
+    net.linkUp("build", "relay");
+  });
+  auto r = p.wait();
+  const double t = seconds(t0, Clock::now());
+  flapper.join();
+  if (r.exitCode != 0) throw CommandError(joinCommand(argv), r);
+  const auto after = net.counters("build", "relay");
+  return {t, after.txBytes - before.txBytes};
+}
+
+void Bench::outage() {
+  std::cerr << "== outage of " << args_.outage << " s at t=" << args_.outageAt << " s\n";
+  auto net = topology(false);
+  const double bound = fileBytes_ * 8.0 / linkBits_ + args_.outage;
+  figures_["outage_bound_s"] = bound;
+  auto a = import(store("build-3"), v2_, "2");
+  {
+    auto server = serve(*net, "build", "relay", store("build-3"), "relay");
+    const std::string from = "tcp://" + net->address("build", "relay") + ":7701";
+    auto [t, wire] = withOutage(
+        *net, net->inHost("relay", fetchArgv(store("relay-3"), from, "build", "relay", a)),
+        args_.outageAt, args_.outage);
+    requireSame(v2_, store("relay-3") / "objects" / a.id / "data");
+    figures_["outage_total_s"] = t;
+    figures_["outage_wire_ratio"] = double(wire) / fileBytes_;
+    if (figures_.contains("one_hop_wire_ratio"))
+      figures_["outage_wire_vs_clean"] =
+          double(wire) / fileBytes_ / figures_["one_hop_wire_ratio"].get<double>();
+    std::cerr << "   imgpipe " << t << " s, " << wire << " bytes\n";
+  }
+  auto ssh = sshd(*net, "relay", "build");
+  fs::create_directories(dir() / "rsync-3");
+  // The operators' retry loop on the build host (../shared/notes: --timeout=20 recovers
+  // fastest of the settings measured there).
+  std::vector<std::string> loop{"sh", "-c", "until \"$@\"; do sleep 1; done", "sh"};
+  for (auto& x :
+       rsyncPush(v2_, net->address("relay", "build"), dir() / "rsync-3/", {"--timeout=20"}))
+    loop.push_back(x);
+  auto [t, wire] = withOutage(*net, net->inHost("build", loop), args_.outageAt, args_.outage);
+  requireSame(v2_, dir() / "rsync-3" / v2_.filename());
+  figures_["rsync_outage_total_s"] = t;
+  figures_["rsync_outage_wire_ratio"] = double(wire) / fileBytes_;
+  if (figures_.contains("rsync_one_hop_wire_ratio"))
+    figures_["rsync_outage_wire_vs_clean"] =
+        double(wire) / fileBytes_ / figures_["rsync_one_hop_wire_ratio"].get<double>();
+  std::cerr << "   rsync " << t << " s, " << wire << " bytes\n";
+}
+
+void Bench::delta() {
+  std::cerr << "== delta (relay holds version 1, fetches version 2)\n";
+  auto net = topology(false);
+  import(store("build-4"), v1_, "1");
+  auto a = import(store("build-4"), v2_, "2");
+  import(store("relay-4"), v1_, "1");
+  {
+    auto server = serve(*net, "build", "relay", store("build-4"), "relay");
+    const std::string from = "tcp://" + net->address("build", "relay") + ":7701";
+    const auto before = net->counters("build", "relay");
+    CommandResult r;
+    const double t =
+        timed(net->inHost("relay", fetchArgv(store("relay-4"), from, "build", "relay", a)), &r);
+    const auto after = net->counters("build", "relay");
+    requireSame(v2_, store("relay-4") / "objects" / a.id / "data");
+    if (r.stdoutText.find("via delta") == std::string::npos)
+      notes_.push_back("imgpipe did not use a delta: " + r.stdoutText);
+    // Both directions: a delta exchange may upload a signature.
+    const auto wire = (after.txBytes - before.txBytes) + (after.rxBytes - before.rxBytes);
+    figures_["delta_wire_bytes"] = wire;
+    figures_["delta_s"] = t;
+    std::cerr << "   imgpipe " << t << " s, " << wire << " bytes\n";
+  }
+  auto ssh = sshd(*net, "relay", "build");
+  fs::create_directories(dir() / "rsync-4");
+  // rsync's basis: the old version under the new one's name, as an operator would stage it.
+  fs::copy_file(v1_, dir() / "rsync-4" / v2_.filename());
+  const auto before = net->counters("build", "relay");
+  const double t = timed(
+      net->inHost("build", rsyncPush(v2_, net->address("relay", "build"), dir() / "rsync-4/")));
+  const auto after = net->counters("build", "relay");
+  requireSame(v2_, dir() / "rsync-4" / v2_.filename());
+  const auto wire = (after.txBytes - before.txBytes) + (after.rxBytes - before.rxBytes);
+  figures_["rsync_delta_wire_bytes"] = wire;
+  figures_["rsync_delta_s"] = t;
+  std::cerr << "   rsync " << t << " s, " << wire << " bytes\n";
+}
+
+void Bench::loopback() {
+  std::cerr << "== unshaped loopback (one namespace, 127.0.0.1)\n";
+  NetTopology net;
+  net.addHost("lo");
+  auto a = import(store("lo-src"), v2_, "2");
+  NetDaemon server(
+      net, "lo",
+      {tool_.string(), "serve", "--store", store("lo-src").string(), "--listen",
+       "tcp://127.0.0.1:7701", "--key", key("build").string(), "--allow", pub("relay").string()},
+      dir() / "lo-serve.log");
+  if (!server.waitForLog("listening", std::chrono::seconds(10)))
+    throw Error("artifact server did not start: " + server.log());
+  std::vector<double> rates;
+  for (int i = 0; i < 3; ++i) {
+    const fs::path dst = store("lo-dst-" + std::to_string(i));
+    const double t =
+        timed(net.inHost("lo", fetchArgv(dst, "tcp://127.0.0.1:7701", "build", "relay", a)));
+    requireSame(v2_, dst / "objects" / a.id / "data");
+    rates.push_back(fileBytes_ / t / 1e6);
+    fs::remove_all(dst);
+  }
+  std::sort(rates.begin(), rates.end());
+  figures_["loopback_MBps"] = rates.back();
+  figures_["loopback_MBps_median"] = rates[1];
+  std::cerr << "   imgpipe best " << rates.back() << " MB/s, median " << rates[1] << "\n";
+  // rsync over ssh on the same loopback, for the table.
+  NetTopology net2;  // fresh namespace: sshd binds 127.0.0.1:22 there
+  net2.addHost("lo");
+  const fs::path cfg = dir() / "sshd-lo.conf";
+  fs::copy_file(dir() / "ssh_client.pub", dir() / "authorized_keys",
+                fs::copy_options::overwrite_existing);
+  std::ofstream(cfg) << "ListenAddress 127.0.0.1\nPort 22\nHostKey "
+                     << (dir() / "ssh_host").string() << "\nAuthorizedKeysFile "
+                     << (dir() / "authorized_keys").string()
+                     << "\nPermitRootLogin prohibit-password\nUsePAM no\nStrictModes no\n"
+                     << "PidFile none\n";
+  NetDaemon ssh(net2, "lo",
+             {"unshare", "-m", "--propagation", "private", "sh", "-c",
+              "mount -t tmpfs tmpfs /run && mkdir -p /run/sshd && exec /usr/sbin/sshd -D -e -f " +
+                  cfg.string()},
+             dir() / "sshd-lo.log");
+  if (!ssh.waitForLog("Server listening", std::chrono::seconds(10)))
+    throw Error("sshd did not start: " + ssh.log());
+  fs::create_directories(dir() / "rsync-lo");
+  const double t = timed(net2.inHost("lo", rsyncPush(v2_, "127.0.0.1", dir() / "rsync-lo/")));
+  figures_["rsync_loopback_MBps"] = fileBytes_ / t / 1e6;
+  std::cerr << "   rsync " << fileBytes_ / t / 1e6 << " MB/s\n";
+}
+
+void Bench::run() {
+  if (!fs::exists(v1_) || !fs::exists(v2_)) {
+    // Made once (a few minutes: debootstrap, two chroot builds, compaction) and cached.
+    const fs::path script = fs::path(IMGPIPE_SOURCE_DIR) / "bench/transfer/make-images.sh";
+    std::cerr << "== making the benchmark images with " << script.string() << "\n";
+    SubprocessOptions o;
+    o.argv = {script.string(), args_.images};
+    o.onLine = [](std::string_view line) { std::cerr << "   " << line << "\n"; };
+    o.timeout = std::chrono::minutes(30);
+    checkCommand(o);
+  }
+  fileBytes_ = fs::file_size(v2_);
+  if (want("one_hop")) oneHop();
+  if (want("two_hop")) twoHops();
+  if (want("outage")) outage();
+  if (want("delta")) delta();
+  if (want("loopback")) loopback();
+}
+
+void Bench::report() {
+  auto num = [&](const char* key) -> std::optional<double> {
+    if (!figures_.contains(key)) return std::nullopt;
+    return figures_[key].get<double>();
+  };
+  auto cell = [](std::optional<double> v, const char* fmt) {
+    if (!v) return std::string("-");
+    char buf[64];
+    std::snprintf(buf, sizeof buf, fmt, *v);
+    return std::string(buf);
+  };
+  auto ratio = [&](const char* a, const char* b) -> std::optional<double> {
+    auto x = num(a), y = num(b);
+    if (!x || !y || *y == 0) return std::nullopt;
+    return *x / *y;
+  };
+  struct Row {
+    std::string name, imgpipe, rsync, ratio, target;
+  };
+  std::vector<Row> rows{
+      {"one hop: time (s)", cell(num("one_hop_s"), "%.1f"), cell(num("rsync_one_hop_s"), "%.1f"),
+       cell(ratio("one_hop_s", "rsync_one_hop_s"), "%.2f"), ""},
+      {"one hop: goodput / link rate", cell(num("one_hop_goodput_ratio"), "%.3f"),
+       cell(num("rsync_one_hop_goodput_ratio"), "%.3f"), "", ">= 0.95"},
+      {"one hop: wire bytes / file", cell(num("one_hop_wire_ratio"), "%.3f"),
+       cell(num("rsync_one_hop_wire_ratio"), "%.3f"), "", ""},
+      {"two hops: time (s)", cell(num("two_hop_s"), "%.1f"), cell(num("rsync_two_hop_s"), "%.1f"),
+       cell(ratio("two_hop_s", "rsync_two_hop_s"), "%.2f"), ""},
+      {"two hops / one hop", cell(num("two_hop_time_ratio"), "%.3f"),
+       cell(num("rsync_two_hop_time_ratio"), "%.3f"), "", "<= 1.05"},
+      {"outage: total time (s)", cell(num("outage_total_s"), "%.1f"),
+       cell(num("rsync_outage_total_s"), "%.1f"), "",
+       "bound " + cell(num("outage_bound_s"), "%.1f") + " + 5"},
+      {"outage: wire bytes / file", cell(num("outage_wire_ratio"), "%.3f"),
+       cell(num("rsync_outage_wire_ratio"), "%.3f"), "", "<= 1.01"},
+      {"outage: wire / clean run's wire", cell(num("outage_wire_vs_clean"), "%.3f"),
+       cell(num("rsync_outage_wire_vs_clean"), "%.3f"), "", ""},
+      {"delta: bytes on the wire", cell(num("delta_wire_bytes"), "%.0f"),
+       cell(num("rsync_delta_wire_bytes"), "%.0f"),
+       cell(ratio("delta_wire_bytes", "rsync_delta_wire_bytes"), "%.3f"), "<= 0.5"},
+      {"loopback MB/s", cell(num("loopback_MBps"), "%.0f"),
+       cell(num("rsync_loopback_MBps"), "%.0f"),
+       cell(ratio("loopback_MBps", "rsync_loopback_MBps"), "%.1f"), ">= 250"},
+  };
+  std::printf(
+      "\nimgpipe transfer plane vs rsync over ssh — %s per link, MTU %d, %s (%llu bytes)\n\n",
+      args_.rate.c_str(), args_.mtu, v2_.filename().c_str(),
+      static_cast<unsigned long long>(fileBytes_));
+  std::printf("| %-30s | %12s | %12s | %7s | %-14s |\n", "", "imgpipe", "rsync", "ratio", "target");
+  std::printf("|%s|%s|%s|%s|%s|\n", std::string(32, '-').c_str(), std::string(14, '-').c_str(),
+              std::string(14, '-').c_str(), std::string(9, '-').c_str(),
+              std::string(16, '-').c_str());
+  for (const auto& r : rows)
+    std::printf("| %-30s | %12s | %12s | %7s | %-14s |\n", r.name.c_str(), r.imgpipe.c_str(),
+                r.rsync.c_str(), r.ratio.c_str(), r.target.c_str());
+  for (const auto& n : notes_)
+    std::printf("\nnote: %s\n", n.c_str());
+  if (!args_.json.empty()) {
+    if (figures_.contains("delta_wire_bytes") && figures_.contains("rsync_delta_wire_bytes"))
+      figures_["delta_wire_ratio"] = ratio("delta_wire_bytes", "rsync_delta_wire_bytes").value();
+    figures_["link_rate_bps"] = linkBits_;
+    figures_["mtu"] = args_.mtu;
+    figures_["file_bytes"] = fileBytes_;
+    std::ofstream(args_.json) << figures_.dump(2) << "\n";
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"imgpipe transfer benchmark: imgpipe vs rsync over ssh on namespaced links"};
+  Args args;
+  app.add_option("--images", args.images, "directory with v1.qcow2 and v2.qcow2")
+      ->capture_default_str();
+  app.add_option("--rate", args.rate, "tbf rate of every link")->capture_default_str();
+  app.add_option("--mtu", args.mtu, "MTU of every link")->capture_default_str();
+  app.add_option("--outage-at", args.outageAt, "seconds into the transfer")->capture_default_str();
+  app.add_option("--outage", args.outage, "length of the outage, seconds")->capture_default_str();
+  app.add_option("--only", args.only, "comma-separated: one_hop,two_hop,outage,delta,loopback");
+  app.add_option("--json", args.json, "also write the figures here as a flat JSON object");
+  app.add_flag("--keep", args.keep, "keep the work directory (logs) for inspection");
+  CLI11_PARSE(app, argc, argv);
+  try {
+    std::string why;
+    if (!NetTopology::available(&why)) throw Error("cannot run: " + why);
+    Bench bench(args);
+    bench.run();
+    bench.report();
+    return 0;
+  } catch (const std::exception& e) {
+    std::cerr << "bench/transfer: " << e.what() << "\n";
+    return 1;
+  }
+}

@@ -1,0 +1,98 @@
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/subprocess.h"
+#include "tests/support/process.h"
+
+namespace imgpipe::test {
+
+struct LinkOptions {
+  std::string rate = "40mbit";  // tbf rate on each end; "" = unshaped
+  int mtu = 1500;
+};
+
+struct LinkCounters {
+  std::uint64_t txBytes = 0, rxBytes = 0, txPackets = 0, rxPackets = 0;
+};
+
+// A multi-host topology on one machine for transfer tests and benchmarks: network namespaces
+// joined by veth pairs, each end rate-limited with tbf (the only shaping qdisc this kernel has),
+// segmentation offloads off so tbf sees wire-size packets, addresses from 198.18.0.0/15
+// (RFC 2544's benchmark range). Names are unique per process ("ipt<pid>-<host>"); namespaces
+// left behind by an earlier run that died are removed on construction. Teardown (destructor)
+// runs whatever happened in the test. Root only. Resource type.
+class NetTopology {
+ public:
+  NetTopology();
+  ~NetTopology();
+  NetTopology(const NetTopology&) = delete;
+  NetTopology& operator=(const NetTopology&) = delete;
+
+  // False when the machine cannot do this (not root, no `ip netns`): tests skip.
+  static bool available(std::string* why);
+
+  void addHost(const std::string& host);
+  void link(const std::string& a, const std::string& b, const LinkOptions& options = {});
+  // Static route on `host` to `dest`'s address on its link with `destPeer`, via `gateway`.
+  void addRoute(const std::string& host, const std::string& destHost, const std::string& destPeer,
+                const std::string& gateway);
+
+  const std::string& ns(const std::string& host) const { return hosts_.at(host); }
+  // `host`'s address on its link to `peer`.
+  std::string address(const std::string& host, const std::string& peer) const;
+  // The device on `host` that leads to `peer`.
+  std::string device(const std::string& host, const std::string& peer) const;
+
+  // Takes the link down (both ends) and back up, restoring the static routes `ip` deletes.
+  void linkDown(const std::string& a, const std::string& b);
+  void linkUp(const std::string& a, const std::string& b);
+  // A black hole instead: the link stays up but nothing gets across (blackhole routes to the
+  // peer's address on both ends; this kernel has no netem and no tc drop action). Like a
+  // WireGuard tunnel whose path died: no error reaches the far side, only silence.
+  void blackhole(const std::string& a, const std::string& b, bool on);
+  LinkCounters counters(const std::string& host, const std::string& peer) const;
+
+  // argv prefixed to run inside `host`'s namespace.
+  std::vector<std::string> inHost(const std::string& host, std::vector<std::string> argv) const;
+  void run(const std::string& host, std::vector<std::string> argv) const;  // throws on failure
+
+ private:
+  struct Link {
+    std::string a, b;
+    std::string addrA, addrB;
+    std::string devA, devB;
+  };
+  struct Route {
+    std::string host, dest, gateway;
+  };
+  const Link& findLink(const std::string& a, const std::string& b) const;
+  void restoreRoutes();
+
+  std::string prefix_;
+  std::map<std::string, std::string> hosts_;  // host -> namespace
+  std::vector<Link> links_;
+  std::vector<Route> routes_;
+};
+
+// A Daemon (tests/support/process.h) started inside `host`'s namespace.
+class NetDaemon : public Daemon {
+ public:
+  NetDaemon(const NetTopology& net, const std::string& host, std::vector<std::string> argv,
+            std::filesystem::path log)
+      : Daemon(net.inHost(host, std::move(argv)), std::move(log)) {}
+};
+
+// The imgpipe-transfer tool built next to the tests.
+std::filesystem::path transferTool();
+
+}  // namespace imgpipe::test

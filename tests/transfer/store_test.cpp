@@ -1,0 +1,208 @@
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#include "agent-relay/artifact_store.h"
+#include "common/file_util.h"
+#include "common/hash.h"
+#include "common/temp_dir.h"
+
+using namespace imgpipe;
+using namespace imgpipe::relay;
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr std::uint32_t kChunk = 64 << 10;
+
+std::string data(size_t n, unsigned seed) {
+  std::string s(n, '\0');
+  std::uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
+  for (size_t i = 0; i < n; ++i) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    s[i] = static_cast<char>(x);
+  }
+  return s;
+}
+
+fs::path writeFile(const fs::path& p, const std::string& content) {
+  std::ofstream(p, std::ios::binary) << content;
+  return p;
+}
+
+StoreOptions options(const TempDir& dir, const std::string& name) {
+  StoreOptions o;
+  o.dir = dir.path() / name;
+  o.chunkSize = kChunk;
+  o.retention = 2;
+  return o;
+}
+
+std::span<const std::byte> bytes(const std::string& s, size_t off, size_t len) {
+  return {reinterpret_cast<const std::byte*>(s.data()) + off, std::min(len, s.size() - off)};
+}
+
+}  // namespace
+
+TEST(ArtifactStore, ImportMakesACompleteArtifactWithItsManifest) {
+  TempDir dir;
+  ArtifactStore store(options(dir, "s"));
+  const std::string content = data(5 * kChunk + 7, 1);
+  auto info = store.importFile(writeFile(dir.path() / "img", content), "img", "1", "{}");
+  EXPECT_EQ(info.id, toHex(sha256(content)));
+  EXPECT_EQ(info.sha512, toHex(sha512(content)));
+  EXPECT_EQ(info.size, content.size());
+  auto path = store.pathOf(info.id);
+  ASSERT_TRUE(path);
+  EXPECT_EQ(readFile(*path), content);
+  auto a = store.find(info.id);
+  EXPECT_EQ(manifestDigest(a->encodedManifest()), info.manifestDigest);
+  ASSERT_EQ(store.inventory().size(), 1u);
+  // A second store over the same directory sees it (a restarted agent).
+  ArtifactStore again(options(dir, "s"));
+  EXPECT_TRUE(again.pathOf(info.id));
+}
+
+TEST(ArtifactStore, AWriterVerifiesEveryChunkAndTheWholeFile) {
+  TempDir dir;
+  ArtifactStore src(options(dir, "src"));
+  const std::string content = data(3 * kChunk + 10, 2);
+  auto info = src.importFile(writeFile(dir.path() / "img", content), "img", "1");
+  ArtifactStore dst(options(dir, "dst"));
+  auto partial = dst.openPartial(src.find(info.id)->encodedManifest());
+  EXPECT_FALSE(partial->complete());
+  EXPECT_FALSE(dst.pathOf(info.id));
+  auto writer = Artifact::openWriter(partial);
+  ASSERT_TRUE(writer);
+  EXPECT_FALSE(Artifact::openWriter(partial)) << "one writer at a time";
+  std::string wrong = content.substr(kChunk, kChunk);
+  wrong[5] ^= 1;
+  EXPECT_FALSE(writer->writeChunk(1, bytes(wrong, 0, kChunk)));
+  EXPECT_FALSE(partial->hasChunk(1));
+  // Out of order: the whole-file hashes still come out right.
+  for (std::uint32_t i : {2u, 0u, 3u, 1u})
+    EXPECT_TRUE(writer->writeChunk(i, bytes(content, i * kChunk, kChunk)));
+  EXPECT_EQ(partial->chunksAvailable(), 4u);
+  writer->finalize();
+  EXPECT_TRUE(partial->complete());
+  EXPECT_EQ(readFile(*dst.pathOf(info.id)), content);
+  EXPECT_FALSE(fs::exists(partial->dir() / "journal"));
+}
+
+TEST(ArtifactStore, APartialArtifactResumesFromItsJournal) {
+  TempDir dir;
+  ArtifactStore src(options(dir, "src"));
+  const std::string content = data(4 * kChunk, 3);
+  auto info = src.importFile(writeFile(dir.path() / "img", content), "img", "1");
+  const std::string manifest = src.find(info.id)->encodedManifest();
+  {
+    ArtifactStore dst(options(dir, "dst"));
+    auto w = Artifact::openWriter(dst.openPartial(manifest));
+    w->writeChunk(0, bytes(content, 0, kChunk));
+    w->writeChunk(2, bytes(content, 2 * kChunk, kChunk));
+  }
+  // Chunk 2's data did not survive the "crash"; the journal still lists it.
+  {
+    std::fstream f(dir.path() / "dst" / "objects" / info.id / "data",
+                   std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(2 * kChunk + 100);
+    f.put('\x42');
+  }
+  ArtifactStore dst(options(dir, "dst"));
+  auto a = dst.find(info.id);
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->chunksAvailable(), 2u);
+  auto w = Artifact::openWriter(a);
+  EXPECT_EQ(w->reverify(), 1u);
+  EXPECT_EQ(a->missingChunks(), (std::vector<std::uint32_t>{1, 2, 3}));
+  for (std::uint32_t i : {1u, 2u, 3u})
+    w->writeChunk(i, bytes(content, i * kChunk, kChunk));
+  w->finalize();
+  EXPECT_EQ(readFile(*dst.pathOf(info.id)), content);
+}
+
+TEST(ArtifactStore, AChunkDamagedOnDiskIsDroppedNeverServed) {
+  TempDir dir;
+  ArtifactStore store(options(dir, "s"));
+  const std::string content = data(3 * kChunk, 4);
+  auto info = store.importFile(writeFile(dir.path() / "img", content), "img", "1");
+  auto a = store.find(info.id);
+  std::vector<StoreEvent> events;
+  store.subscribe([&](const StoreEvent& e) { events.push_back(e); });
+  {
+    std::fstream f(a->dataPath(), std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(kChunk + 9);
+    f.put('\0');
+  }
+  std::vector<std::byte> buf(kChunk);
+  EXPECT_EQ(a->readChunk(0, buf.data()), ReadStatus::ok);
+  EXPECT_EQ(a->readChunk(1, buf.data()), ReadStatus::corrupt);
+  EXPECT_EQ(a->readChunk(1, buf.data()), ReadStatus::missing);
+  EXPECT_FALSE(a->complete());
+  EXPECT_FALSE(store.pathOf(info.id));
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events.back().kind, StoreEvent::Kind::dropped);
+  EXPECT_EQ(events.back().index, 1u);
+  // After a restart it is a partial artifact missing exactly that chunk.
+  a.reset();
+  ArtifactStore again(options(dir, "s"));
+  auto b = again.find(info.id);
+  EXPECT_FALSE(b->complete());
+  EXPECT_EQ(b->missingChunks(), std::vector<std::uint32_t>{1});
+  auto w = Artifact::openWriter(b);
+  w->writeChunk(1, bytes(content, kChunk, kChunk));
+  w->finalize();
+  EXPECT_EQ(readFile(*again.pathOf(info.id)), content);
+}
+
+TEST(ArtifactStore, RefusesAnArtifactThatDoesNotFitNamingPathNeedAndAvailable) {
+  TempDir dir;
+  ArtifactStore src(options(dir, "src"));
+  auto info = src.importFile(writeFile(dir.path() / "img", data(2 * kChunk, 5)), "img", "1");
+  auto o = options(dir, "dst");
+  o.reserveBytes = ~0ull / 2;  // whatever the disk has, it is less than this
+  ArtifactStore dst(o);
+  try {
+    dst.openPartial(src.find(info.id)->encodedManifest());
+    FAIL() << "expected InsufficientSpace";
+  } catch (const InsufficientSpace& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find(o.dir.string()), std::string::npos) << what;
+    EXPECT_NE(what.find("needs"), std::string::npos) << what;
+    EXPECT_NE(what.find("available"), std::string::npos) << what;
+  }
+  EXPECT_FALSE(dst.find(info.id));
+}
+
+TEST(ArtifactStore, KeepsTheNewestVersionsOfEachImage) {
+  TempDir dir;
+  ArtifactStore store(options(dir, "s"));  // retention 2
+  std::vector<std::string> ids;
+  for (int v = 1; v <= 4; ++v)
+    ids.push_back(
+        store
+            .importFile(writeFile(dir.path() / ("v" + std::to_string(v)), data(kChunk, 10 + v)),
+                        "img", std::to_string(v))
+            .id);
+  store.importFile(writeFile(dir.path() / "other", data(kChunk, 99)), "other", "1");
+  EXPECT_FALSE(store.find(ids[0]));
+  EXPECT_FALSE(store.find(ids[1]));
+  EXPECT_TRUE(store.find(ids[2]));
+  EXPECT_TRUE(store.find(ids[3]));
+  EXPECT_EQ(store.newestImage("img", "")->id(), ids[3]);
+  EXPECT_EQ(store.newestImage("img", ids[3])->id(), ids[2]);
+  EXPECT_EQ(store.inventory().size(), 3u);
+}
+
+TEST(ArtifactStore, AnImportByAnotherProcessIsFoundLater) {
+  TempDir dir;
+  ArtifactStore serving(options(dir, "s"));
+  ArtifactStore importer(options(dir, "s"));
+  auto info = importer.importFile(writeFile(dir.path() / "img", data(kChunk, 7)), "img", "1");
+  auto a = serving.find(info.id);
+  ASSERT_TRUE(a);
+  EXPECT_TRUE(a->complete());
+}
