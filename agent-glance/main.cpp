@@ -1,5 +1,8 @@
-// imgpipe-agent-glance: registers delivered images in the site's Glance (see registration/).
+// imgpipe-agent-glance: receives images from the last hop and registers them in the site's Glance
+// (see registration/).
 #include "agent-glance/glance_runner.h"
+#include "agent-relay/plane_runner.h"
+#include "agent-relay/transfer_config.h"
 #include "common/agent/agent_main.h"
 #include "common/log.h"
 
@@ -9,14 +12,22 @@ int main(int argc, char** argv) {
   return agent::agentMain(argc, argv, Role::glance, [](agent::RoleContext& ctx) {
     glance::GlanceConfig config = glance::parseGlanceConfig(ctx.config.at("glance"));
     spdlog::info("glance: {}", glance::describe(config));
-    // Integration point: the transfer plane's artifact store decides where a delivered artifact
-    // lies; until it is wired in, <state_dir>/artifacts/<artifact id>.
-    const std::filesystem::path store = ctx.common.stateDir / "artifacts";
-    glance::ArtifactLocator locate = [store](const std::string& artifactId) {
-      return store / artifactId;
+    // A controller is the last hop: it fetches, and serves nobody unless its transfer: section
+    // says so.
+    auto transfer = relay::parseTransferConfig(ctx.config.at("transfer"), ctx.common.stateDir,
+                                               /*serveByDefault=*/false);
+    const bool serve = !transfer.listen.empty() && !ctx.checkOnly;
+    auto plane = std::make_shared<relay::TransferPlane>(transfer, ctx.zmq, ctx.reactor, ctx.keys, serve);
+    glance::ArtifactLocator locate = [plane](const std::string& artifactId) {
+      if (auto path = plane->store().pathOf(artifactId)) return *path;
+      throw Error("artifact " + artifactId + " is not in this agent's store (" +
+                  plane->config().storeDir.string() + "); the fetch before registration did not complete");
     };
     agent::RoleParts parts;
-    parts.runner = std::make_unique<glance::GlanceRunner>(std::move(config), std::move(locate));
+    parts.runner = std::make_unique<relay::PlaneRunner>(
+        plane, std::make_unique<glance::GlanceRunner>(std::move(config), std::move(locate)));
+    parts.dataEndpoint = plane->advertisedEndpoint();
+    parts.keepAlive = plane;
     return parts;
   });
 }

@@ -10,8 +10,8 @@ int main(int argc, char** argv) {
   return agent::agentMain(argc, argv, Role::relay, [](agent::RoleContext& ctx) {
     auto config = relay::parseTransferConfig(ctx.config.at("transfer"), ctx.common.stateDir,
                                              /*serveByDefault=*/true);
-    auto plane =
-        std::make_shared<relay::TransferPlane>(config, ctx.zmq, ctx.reactor, ctx.keys, true);
+    auto plane = std::make_shared<relay::TransferPlane>(config, ctx.zmq, ctx.reactor, ctx.keys,
+                                                        /*serve=*/!ctx.checkOnly);
     agent::RoleParts parts;
     parts.runner = std::make_unique<relay::FetchRunner>(plane);
     parts.dataEndpoint = plane->advertisedEndpoint();

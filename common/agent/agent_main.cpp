@@ -53,7 +53,7 @@ int agentMain(int argc, char** argv, Role role, const RoleSetup& setup) {
   try {
     zmq::context_t zmq(1);
     net::Reactor reactor;
-    RoleContext ctx{*doc, common, keys, zmq, reactor};
+    RoleContext ctx{*doc, common, keys, zmq, reactor, checkOnly};
     RoleParts parts;
     try {
       parts = setup(ctx);

@@ -27,6 +27,8 @@ struct RoleContext {
   const net::CurveKeyPair& keys;
   zmq::context_t& zmq;
   net::Reactor& reactor;
+  // --check-config: read and validate everything, but bind no port and start nothing.
+  bool checkOnly = false;
 };
 
 using RoleSetup = std::function<RoleParts(RoleContext&)>;
