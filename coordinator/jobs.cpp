@@ -100,6 +100,7 @@ void Engine::onTaskEvent(AgentLive& agent, proto::TaskEvent::Reader e) {
     step->rateBps = p.getRateBps();
     step->etaS = p.getEtaS();
     step->retries = p.getAttempt();
+    step->unit = p.getUnit();
     if (step->state == StepState::waiting) step->state = StepState::running;
     dirtyProgress_.insert({job->id, step->index});
     touched(*job);

@@ -36,6 +36,7 @@ struct Step {
   std::string detail;  // current sub-step or "stalled"/"retrying"
   std::uint64_t done = 0, total = 0, rateBps = 0;
   std::uint32_t etaS = 0, retries = 0;
+  std::string unit;  // of done/total: "" (bytes), "seconds", "permille"
   std::string error;
   std::int64_t startedMs = 0, finishedMs = 0;
   std::uint64_t lastReliableSeq = 0, lastProgressSeq = 0;

@@ -75,6 +75,7 @@ void fillDetail(proto::JobDetail::Builder out, const Job& job) {
     o.setEtaS(s.etaS);
     o.setAttempts(s.attempt);
     o.setRetries(s.retries);
+    o.setUnit(s.unit);
     o.setError(s.error);
     o.setStartedMs(s.startedMs);
     o.setFinishedMs(s.finishedMs);

@@ -1,14 +1,25 @@
 #include "coordinator/store.h"
 
 #include <nlohmann/json.hpp>
+#include <iterator>
 #include <random>
+
+#include <spdlog/spdlog.h>
 
 #include "common/error.h"
 
 namespace imgpipe::coord {
 namespace {
 
-constexpr int kSchemaVersion = 1;
+constexpr int kSchemaVersion = 2;
+
+// Steps from one schema version to the next, in order; kSchema always creates the newest.
+// migrations[v - 1] takes a database from version v to v + 1.
+const char* const kMigrations[] = {
+    // 1 -> 2: progress units ("bytes", "seconds", "permille")
+    "ALTER TABLE steps ADD COLUMN unit TEXT NOT NULL DEFAULT ''",
+};
+static_assert(std::size(kMigrations) == kSchemaVersion - 1);
 
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -29,7 +40,7 @@ CREATE TABLE IF NOT EXISTS steps (
   done INTEGER NOT NULL, total INTEGER NOT NULL, rate INTEGER NOT NULL, eta INTEGER NOT NULL,
   retries INTEGER NOT NULL, error TEXT NOT NULL, started_ms INTEGER NOT NULL,
   finished_ms INTEGER NOT NULL, last_seq INTEGER NOT NULL, result TEXT NOT NULL,
-  not_before_ms INTEGER NOT NULL,
+  not_before_ms INTEGER NOT NULL, unit TEXT NOT NULL DEFAULT '',
   PRIMARY KEY (job_id, idx)
 );
 CREATE TABLE IF NOT EXISTS events (
@@ -99,10 +110,16 @@ Store::Store(const std::filesystem::path& stateDir) : db_((std::filesystem::crea
   get.bind(1, "schema_version");
   if (get.step()) {
     int version = std::stoi(get.getText(0));
+    get.reset();
     if (version > kSchemaVersion)
       throw Error("database " + (stateDir / "coordinator.db").string() + " has schema version " +
                   std::to_string(version) + ", newer than this coordinator understands (" +
                   std::to_string(kSchemaVersion) + "); upgrade imgpipe");
+    for (; version < kSchemaVersion; ++version) {
+      spdlog::info("migrating the coordinator database from schema version {} to {}", version, version + 1);
+      db_.exec(kMigrations[version - 1]);
+    }
+    db_.prepare("UPDATE meta SET value = ? WHERE key = 'schema_version'").bind(1, std::to_string(kSchemaVersion)).run();
   } else {
     db_.prepare("INSERT INTO meta(key, value) VALUES ('schema_version', ?)").bind(1, std::to_string(kSchemaVersion)).run();
   }
@@ -143,26 +160,26 @@ void Store::updateJob(const Job& job) {
 void Store::insertStep(std::int64_t jobId, const Step& st) {
   auto s = db_.prepare(
       "INSERT INTO steps(job_id, idx, name, kind, agent, upstream, state, attempt, task_id, detail, "
-      "done, total, rate, eta, retries, error, started_ms, finished_ms, last_seq, result, not_before_ms) "
-      "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+      "done, total, rate, eta, retries, error, started_ms, finished_ms, last_seq, result, not_before_ms, unit) "
+      "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
   s.bind(1, jobId).bind(2, st.index).bind(3, st.name).bind(4, toString(st.kind)).bind(5, st.agent);
   s.bind(6, st.upstream).bind(7, toString(st.state)).bind(8, st.attempt).bind(9, st.taskId);
   s.bind(10, st.detail).bind(11, st.done).bind(12, st.total).bind(13, st.rateBps).bind(14, st.etaS);
   s.bind(15, st.retries).bind(16, st.error).bind(17, st.startedMs).bind(18, st.finishedMs);
-  s.bind(19, st.lastReliableSeq).bind(20, st.result).bind(21, st.notBeforeMs);
+  s.bind(19, st.lastReliableSeq).bind(20, st.result).bind(21, st.notBeforeMs).bind(22, st.unit);
   s.run();
 }
 
 void Store::updateStep(std::int64_t jobId, const Step& st) {
   auto s = db_.prepare(
       "UPDATE steps SET agent=?, state=?, attempt=?, task_id=?, detail=?, done=?, total=?, rate=?, "
-      "eta=?, retries=?, error=?, started_ms=?, finished_ms=?, last_seq=?, result=?, not_before_ms=? "
-      "WHERE job_id=? AND idx=?");
+      "eta=?, retries=?, error=?, started_ms=?, finished_ms=?, last_seq=?, result=?, not_before_ms=?, "
+      "unit=? WHERE job_id=? AND idx=?");
   s.bind(1, st.agent).bind(2, toString(st.state)).bind(3, st.attempt).bind(4, st.taskId);
   s.bind(5, st.detail).bind(6, st.done).bind(7, st.total).bind(8, st.rateBps).bind(9, st.etaS);
   s.bind(10, st.retries).bind(11, st.error).bind(12, st.startedMs).bind(13, st.finishedMs);
-  s.bind(14, st.lastReliableSeq).bind(15, st.result).bind(16, st.notBeforeMs).bind(17, jobId);
-  s.bind(18, st.index);
+  s.bind(14, st.lastReliableSeq).bind(15, st.result).bind(16, st.notBeforeMs).bind(17, st.unit);
+  s.bind(18, jobId).bind(19, st.index);
   s.run();
 }
 
@@ -196,7 +213,7 @@ Job Store::readJob(Statement& s) {
 void Store::loadSteps(Job& job) {
   auto s = db_.prepare(
       "SELECT idx, name, kind, agent, upstream, state, attempt, task_id, detail, done, total, rate, "
-      "eta, retries, error, started_ms, finished_ms, last_seq, result, not_before_ms "
+      "eta, retries, error, started_ms, finished_ms, last_seq, result, not_before_ms, unit "
       "FROM steps WHERE job_id=? ORDER BY idx");
   s.bind(1, job.id);
   while (s.step()) {
@@ -221,6 +238,7 @@ void Store::loadSteps(Job& job) {
     st.lastReliableSeq = static_cast<std::uint64_t>(s.getInt(17));
     st.result = s.getText(18);
     st.notBeforeMs = s.getInt(19);
+    st.unit = s.getText(20);
     job.steps.push_back(std::move(st));
   }
 }

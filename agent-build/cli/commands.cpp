@@ -53,7 +53,7 @@ class ConsoleEvents : public BuildEvents {
     std::fflush(out_);
   }
   void progress(const std::string& step, std::uint64_t done, std::uint64_t total,
-                std::uint64_t rate, std::uint64_t eta) override {
+                std::uint64_t rate, std::uint64_t eta, const std::string& /*unit*/) override {
     if (!tty_ || total == 0) return;
     std::fprintf(out_, "  %-13s %5.1f%%  %s/s  eta %llus   \r", step.c_str(),
                  100.0 * static_cast<double>(done) / static_cast<double>(total),

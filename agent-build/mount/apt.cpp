@@ -99,7 +99,7 @@ void Apt::aptGet(const std::vector<std::string>& args, bool noLocking) {
       auto b = a == std::string_view::npos ? a : line.find(':', a + 1);
       if (b != std::string_view::npos) {
         double pct = std::atof(std::string(line.substr(a + 1, b - a - 1)).c_str());
-        log->progress(static_cast<std::uint64_t>(pct * 10), 1000);
+        log->progress(static_cast<std::uint64_t>(pct * 10), 1000, "permille");
       }
       return;
     }

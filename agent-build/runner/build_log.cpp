@@ -70,7 +70,7 @@ void BuildLog::output(std::string_view line) {
   writeLine(step_, text);
 }
 
-void BuildLog::progress(std::uint64_t done, std::uint64_t total) {
+void BuildLog::progress(std::uint64_t done, std::uint64_t total, const std::string& unit) {
   const auto now = std::chrono::steady_clock::now();
   std::string step;
   std::uint64_t rate = 0, eta = 0;
@@ -95,7 +95,8 @@ void BuildLog::progress(std::uint64_t done, std::uint64_t total) {
                 {"done", done},
                 {"total", total},
                 {"rate", rate},
-                {"eta", eta}});
+                {"eta", eta},
+                {"unit", unit}});
 }
 
 void BuildLog::flush() {

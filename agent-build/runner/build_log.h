@@ -32,7 +32,8 @@ class BuildLog {
   void detail(const std::string& message) { write("info", message, false); }  // file only
   void output(std::string_view line);                                         // command output
   // Rate-limited (about 2 per second, plus the final one) progress event with rate and ETA.
-  void progress(std::uint64_t done, std::uint64_t total);
+  // `unit` names what done/total count: "bytes", "seconds" or "permille".
+  void progress(std::uint64_t done, std::uint64_t total, const std::string& unit = "bytes");
 
   EventWriter& events() { return events_; }
   const std::filesystem::path& file() const { return path_; }

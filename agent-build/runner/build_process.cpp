@@ -51,7 +51,8 @@ BuildOutcome runBuild(const JobSpec& job, BuildEvents& events, std::stop_token s
       events.log(e.value("level", "info"), step, e.value("message", ""));
     } else if (kind == "progress") {
       events.progress(step, e.value("done", std::uint64_t{0}), e.value("total", std::uint64_t{0}),
-                      e.value("rate", std::uint64_t{0}), e.value("eta", std::uint64_t{0}));
+                      e.value("rate", std::uint64_t{0}), e.value("eta", std::uint64_t{0}),
+                      e.value("unit", std::string("bytes")));
     } else if (kind == "failed") {
       BuildFailure f;
       f.step = step;

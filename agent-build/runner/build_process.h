@@ -23,7 +23,7 @@ class BuildEvents {
                    const std::string& /*message*/) {}
   virtual void progress(const std::string& /*step*/, std::uint64_t /*done*/,
                         std::uint64_t /*total*/, std::uint64_t /*rateBps*/,
-                        std::uint64_t /*etaS*/) {}
+                        std::uint64_t /*etaS*/, const std::string& /*unit*/) {}
   // A line the child printed outside the event protocol (a crash message, a warning).
   virtual void stray(const std::string& /*line*/) {}
 };

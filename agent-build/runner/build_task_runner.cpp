@@ -15,8 +15,8 @@ namespace {
 // log, every line carrying job= and step=.
 class ReporterEvents : public BuildEvents {
  public:
-  ReporterEvents(agent::TaskReporter& reporter, std::string jobId, std::uint32_t attempt)
-      : reporter_(reporter), jobId_(std::move(jobId)), attempt_(attempt) {}
+  ReporterEvents(agent::TaskReporter& reporter, std::string jobId)
+      : reporter_(reporter), jobId_(std::move(jobId)) {}
 
   void stepStarted(const std::string& step) override { log::forJob(jobId_, step)->info("started"); }
   void stepFinished(const std::string& step, std::uint64_t ms,
@@ -40,14 +40,14 @@ class ReporterEvents : public BuildEvents {
     }
   }
   void progress(const std::string& step, std::uint64_t done, std::uint64_t total,
-                std::uint64_t rate, std::uint64_t eta) override {
+                std::uint64_t rate, std::uint64_t eta, const std::string& unit) override {
     agent::ProgressInfo p;
     p.step = step;
     p.done = done;
     p.total = total;
-    p.rateBps = rate;
+    p.rateBps = unit == "bytes" ? rate : 0;
     p.etaS = static_cast<std::uint32_t>(eta);
-    p.attempt = attempt_;
+    p.unit = unit;
     reporter_.progress(p);
   }
   void stray(const std::string& line) override {
@@ -57,7 +57,6 @@ class ReporterEvents : public BuildEvents {
  private:
   agent::TaskReporter& reporter_;
   std::string jobId_;
-  std::uint32_t attempt_;
 };
 
 }  // namespace
@@ -119,7 +118,7 @@ void BuildTaskRunner::run(const agent::TaskSpec& task, agent::TaskReporter& repo
       spec->definitionDigest.empty() ? toHex(sha256(spec->definition)) : spec->definitionDigest;
   job.config = config_;
 
-  ReporterEvents events(reporter, task.jobId, task.attempt);
+  ReporterEvents events(reporter, task.jobId);
   auto outcome = runBuild(job, events, stop);
   if (outcome.output) {
     agent::ArtifactInfo artifact;

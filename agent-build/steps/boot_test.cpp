@@ -90,7 +90,8 @@ class BootTestStep : public Step {
       ctx.log.progress(static_cast<std::uint64_t>(
                            std::chrono::duration_cast<std::chrono::seconds>(elapsed).count()),
                        static_cast<std::uint64_t>(
-                           std::chrono::duration_cast<std::chrono::seconds>(bt.timeout).count()));
+                           std::chrono::duration_cast<std::chrono::seconds>(bt.timeout).count()),
+                       "seconds");
       std::this_thread::sleep_for(std::chrono::milliseconds(250));
     }
     const double secs =

@@ -46,6 +46,7 @@ class AgentSession::Reporter : public TaskReporter {
       p.setEtaS(info.etaS);
       p.setAttempt(info.attempt);
       p.setState(info.state);
+      p.setUnit(info.unit);
     });
   }
 

@@ -84,6 +84,7 @@ struct ProgressInfo {
   std::uint32_t etaS = 0;
   std::uint32_t attempt = 0;
   std::string state;  // "", "stalled", "retrying", "waiting for upstream"
+  std::string unit;   // what done/total count: "" (bytes), "seconds", "permille"
 };
 
 struct TaskResultInfo {

@@ -88,7 +88,7 @@ nlohmann::json toJson(proto::JobDetail::Reader d) {
     steps.push_back({{"name", s.getName()},     {"agent", s.getAgent()},         {"state", stateName(s.getState())},
                      {"detail", s.getDetail()}, {"done", s.getDone()},           {"total", s.getTotal()},
                      {"rate_bps", s.getRateBps()}, {"eta_s", s.getEtaS()},       {"attempts", s.getAttempts()},
-                     {"retries", s.getRetries()}, {"error", s.getError()},       {"started_ms", s.getStartedMs()},
+                     {"retries", s.getRetries()}, {"unit", s.getUnit().size() ? std::string(s.getUnit()) : "bytes"}, {"error", s.getError()},       {"started_ms", s.getStartedMs()},
                      {"finished_ms", s.getFinishedMs()}});
   j["steps"] = steps;
   if (d.hasArtifact() && d.getArtifact().getId().size() > 0) {
@@ -159,13 +159,18 @@ std::string progressBar(std::uint64_t done, std::uint64_t total, int width) {
 
 std::string stepProgress(proto::StepInfo::Reader s) {
   std::string out;
+  const std::string unit = s.getUnit();
+  const bool bytes = unit.empty() || unit == "bytes";
   if (s.getTotal() > 0) {
     char pct[16];
     std::snprintf(pct, sizeof pct, "%3d%%", static_cast<int>(s.getDone() * 100 / s.getTotal()));
-    out += progressBar(s.getDone(), s.getTotal(), 20) + " " + pct + " " + formatBytes(s.getDone()) + "/" +
-           formatBytes(s.getTotal());
+    out += progressBar(s.getDone(), s.getTotal(), 20) + " " + pct;
+    if (bytes) out += " " + formatBytes(s.getDone()) + "/" + formatBytes(s.getTotal());
+    else if (unit == "seconds")
+      out += " " + formatDuration(std::chrono::seconds(s.getDone())) + "/" +
+             formatDuration(std::chrono::seconds(s.getTotal()));
   }
-  if (s.getRateBps() > 0) out += "  " + formatBytes(s.getRateBps()) + "/s";
+  if (s.getRateBps() > 0 && bytes) out += "  " + formatBytes(s.getRateBps()) + "/s";
   if (s.getEtaS() > 0 && s.getState() == proto::StepState::RUNNING)
     out += "  ETA " + formatDuration(std::chrono::seconds(s.getEtaS()));
   if (s.getRetries() > 0) out += "  retries " + std::to_string(s.getRetries());

@@ -162,6 +162,7 @@ struct Progress {
   etaS @4 :UInt32;
   attempt @5 :UInt32;         # retries so far (a hop reconnecting, Glance answering 5xx)
   state @6 :Text;             # "" while healthy; "stalled", "retrying", "waiting for upstream"
+  unit @7 :Text;              # what done/total count: "" or "bytes", "seconds", "permille"
 }
 
 enum LogLevel {
@@ -308,6 +309,7 @@ struct StepInfo {
   startedMs @10 :Int64;
   finishedMs @11 :Int64;
   retries @12 :UInt32;
+  unit @13 :Text;             # of done/total, as in Progress
 }
 
 struct JobDetail {
