@@ -352,6 +352,11 @@ void ArtifactServer::openDelta(const std::string& routingId, const std::string& 
   if (deltaWorkers_.count(deltaId))
     return replyDelta(routingId, targetId, basisId, [](auto r) { r.setPending(); });
   auto target = store_.find(targetId);
+  // This agent is receiving the target right now (a relay fetching it, maybe as a delta itself):
+  // the delta for the next hop follows — cut through when it is the same delta, computed here
+  // once the target is complete otherwise. Meanwhile the receiver asks again.
+  if (target && !target->complete() && target->receiving())
+    return replyDelta(routingId, targetId, basisId, [](auto r) { r.setPending(); });
   if (!target || !target->complete())
     return refuse("the target is not complete here; fetch it whole");
   auto basis = store_.find(basisId);

@@ -97,6 +97,11 @@ bool Artifact::complete() const {
   return complete_;
 }
 
+bool Artifact::receiving() const {
+  std::lock_guard lock(mutex_);
+  return writerActive_;
+}
+
 std::uint64_t Artifact::seq() const {
   std::lock_guard lock(mutex_);
   return seq_;

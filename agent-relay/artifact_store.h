@@ -64,6 +64,8 @@ class Artifact {
   const std::filesystem::path& dir() const { return dir_; }
 
   bool complete() const;
+  // A writer is filling it right now (a fetch of this agent is under way).
+  bool receiving() const;
   std::uint64_t seq() const;
   std::uint32_t chunksAvailable() const;
   std::uint64_t bytesAvailable() const;

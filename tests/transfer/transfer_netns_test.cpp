@@ -211,6 +211,26 @@ TEST_F(TransferNetTest, DeltaToAControllerHoldingThePreviousVersion) {
   EXPECT_EQ(relayd->log().find("computing delta"), std::string::npos) << relayd->log();
 }
 
+// The pipeline starts every hop at once: the controller asks the relay for a delta while the relay
+// is still receiving the new version (itself as a delta). The relay answers "pending", not
+// "fetch it whole", and the controller gets the small delta too.
+TEST_F(TransferNetTest, DeltaRequestedWhileTheRelayIsStillReceivingTheTarget) {
+  chain(*net_, "100mbit");
+  auto [v1, v2] = makeQcow2Pair(dir());
+  import("build", v1, "img", "1");
+  auto a2 = import("build", v2, "img", "2");
+  import("relay", v1, "img", "1");
+  import("ctrl", v1, "img", "1");
+  auto server = serve("build", "relay", {"relay"});
+  auto relayd = relay("relay", "build", "ctrl", a2, {"ctrl"});
+  auto r = fetch("ctrl", "relay", a2);  // started at once: the relay has not got v2 yet
+  ASSERT_EQ(r.command.exitCode, 0) << r.tail() << relayd->log();
+  EXPECT_EQ(r.via, "delta") << r.out() << relayd->log();
+  EXPECT_TRUE(sameContent(v2, artifactData("ctrl", a2)));
+  ASSERT_TRUE(relayd->waitForLog("fetched", 60s)) << relayd->log();
+  EXPECT_NE(relayd->log().find("via delta"), std::string::npos) << relayd->log();
+}
+
 TEST_F(TransferNetTest, DeltaOfAPlainFileAndFallbackWhenItWouldNotPay) {
   net_->addHost("build");
   net_->addHost("ctrl");
