@@ -5,6 +5,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <fstream>
 #include <sstream>
 
@@ -22,8 +23,11 @@ std::string readFile(const std::filesystem::path& path) {
 }
 
 void writeFileAtomic(const std::filesystem::path& path, std::string_view content, mode_t mode) {
+  // Unique per writer, not only per process: two threads of one agent may write the same
+  // cache entry at once, and a shared temp name lets one rename the other's file away.
+  static std::atomic<std::uint64_t> counter{0};
   auto tmp = path;
-  tmp += ".tmp." + std::to_string(::getpid());
+  tmp += ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter.fetch_add(1));
   UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode));
   if (!fd) throwErrno("cannot create " + tmp.string());
   // The umask may have narrowed the mode; the caller asked for exactly this one.
@@ -39,9 +43,17 @@ void writeFileAtomic(const std::filesystem::path& path, std::string_view content
     }
     rest.remove_prefix(static_cast<size_t>(n));
   }
-  if (::fsync(fd.get()) != 0) throwErrno("cannot fsync " + tmp.string());
+  if (::fsync(fd.get()) != 0) {
+    int err = errno;
+    ::unlink(tmp.c_str());
+    throwErrno("cannot fsync " + tmp.string(), err);
+  }
   fd.reset();
-  if (::rename(tmp.c_str(), path.c_str()) != 0) throwErrno("cannot rename to " + path.string());
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    int err = errno;
+    ::unlink(tmp.c_str());
+    throwErrno("cannot rename to " + path.string(), err);
+  }
   fsyncDirectory(path.parent_path().empty() ? "." : path.parent_path());
 }
 
