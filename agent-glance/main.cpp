@@ -1,5 +1,6 @@
 // imgpipe-agent-glance: receives images from the last hop and registers them in the site's Glance
 // (see registration/).
+#include "agent-glance/glance_probe.h"
 #include "agent-glance/glance_runner.h"
 #include "agent-relay/plane_runner.h"
 #include "agent-relay/transfer_config.h"
@@ -17,13 +18,16 @@ int main(int argc, char** argv) {
     auto transfer = relay::parseTransferConfig(ctx.config.at("transfer"), ctx.common.stateDir,
                                                /*serveByDefault=*/false);
     const bool serve = !transfer.listen.empty() && !ctx.checkOnly;
-    auto plane = std::make_shared<relay::TransferPlane>(transfer, ctx.zmq, ctx.reactor, ctx.keys, serve);
+    auto plane =
+        std::make_shared<relay::TransferPlane>(transfer, ctx.zmq, ctx.reactor, ctx.keys, serve);
     glance::ArtifactLocator locate = [plane](const std::string& artifactId) {
       if (auto path = plane->store().pathOf(artifactId)) return *path;
       throw Error("artifact " + artifactId + " is not in this agent's store (" +
-                  plane->config().storeDir.string() + "); the fetch before registration did not complete");
+                  plane->config().storeDir.string() +
+                  "); the fetch before registration did not complete");
     };
     agent::RoleParts parts;
+    parts.probe = [config] { return glance::probeGlance(config); };
     parts.runner = std::make_unique<relay::PlaneRunner>(
         plane, std::make_unique<glance::GlanceRunner>(std::move(config), std::move(locate)));
     parts.dataEndpoint = plane->advertisedEndpoint();

@@ -14,7 +14,8 @@ class PlaneRunner : public agent::TaskRunner {
   PlaneRunner(std::shared_ptr<TransferPlane> plane, std::unique_ptr<agent::TaskRunner> work)
       : fetch_(plane), work_(std::move(work)) {}
 
-  void run(const agent::TaskSpec& task, agent::TaskReporter& reporter, std::stop_token stop) override {
+  void run(const agent::TaskSpec& task, agent::TaskReporter& reporter,
+           std::stop_token stop) override {
     if (std::holds_alternative<agent::FetchSpec>(task.kind) || !work_) {
       fetch_.run(task, reporter, stop);
       return;

@@ -6,6 +6,7 @@
 #   build     real images: mounts, loop devices, chroot, apt (minutes)
 #   transfer  real network namespaces with rate-limited links
 #   glance    a real glance-api (and Keystone) on loopback
+#   deploy    the Ansible playbook (syntax check, check mode against localhost)
 #   e2e       the whole pipeline
 #   fuzz      bounded libFuzzer runs
 function(imgpipe_add_test name)

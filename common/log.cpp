@@ -17,7 +17,9 @@ constexpr const char* kPattern = "%Y-%m-%d %H:%M:%S.%e %^%-5l%$ [%n] %v";
 std::mutex gMutex;
 std::string gComponent = "imgpipe";
 
-std::vector<spdlog::sink_ptr> sinks() { return spdlog::default_logger()->sinks(); }
+std::vector<spdlog::sink_ptr> sinks() {
+  return spdlog::default_logger()->sinks();
+}
 
 }  // namespace
 

@@ -4,10 +4,14 @@ namespace imgpipe {
 
 std::string_view toString(Role role) {
   switch (role) {
-    case Role::build: return "build";
-    case Role::relay: return "relay";
-    case Role::glance: return "glance";
-    case Role::operator_: return "operator";
+    case Role::build:
+      return "build";
+    case Role::relay:
+      return "relay";
+    case Role::glance:
+      return "glance";
+    case Role::operator_:
+      return "operator";
   }
   return "?";
 }

@@ -18,7 +18,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-void setNonBlocking(int fd) { ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK); }
+void setNonBlocking(int fd) {
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+}
 
 std::pair<UniqueFd, UniqueFd> makePipe() {
   int fds[2];
@@ -54,14 +56,18 @@ struct LineSplitter {
 CommandError::CommandError(std::string command, CommandResult result)
     : Error([&] {
         std::string msg = "command failed: " + command;
-        if (result.timedOut) msg += " (timed out)";
-        else if (result.stopped) msg += " (stopped)";
+        if (result.timedOut)
+          msg += " (timed out)";
+        else if (result.stopped)
+          msg += " (stopped)";
         else if (result.exitCode > 128)
           msg += " (killed by signal " + std::to_string(result.exitCode - 128) + ")";
-        else msg += " (exit code " + std::to_string(result.exitCode) + ")";
+        else
+          msg += " (exit code " + std::to_string(result.exitCode) + ")";
         if (!result.tail.empty()) {
           msg += "; last output:";
-          for (const auto& l : result.tail) msg += "\n  " + l;
+          for (const auto& l : result.tail)
+            msg += "\n  " + l;
         }
         return msg;
       }()),
@@ -74,8 +80,10 @@ std::string shellQuote(std::string_view arg) {
     return std::string(arg);
   std::string out = "'";
   for (char c : arg) {
-    if (c == '\'') out += "'\\''";
-    else out.push_back(c);
+    if (c == '\'')
+      out += "'\\''";
+    else
+      out.push_back(c);
   }
   return out + "'";
 }
@@ -94,7 +102,8 @@ Subprocess::Subprocess(SubprocessOptions options) : options_(std::move(options))
 
   // Everything the child needs is prepared before fork: after it, only async-signal-safe calls.
   std::vector<char*> argv;
-  for (auto& a : options_.argv) argv.push_back(a.data());
+  for (auto& a : options_.argv)
+    argv.push_back(a.data());
   argv.push_back(nullptr);
 
   std::vector<std::string> envStrings;
@@ -107,9 +116,11 @@ Subprocess::Subprocess(SubprocessOptions options) : options_(std::move(options))
       envStrings.emplace_back(kv);
     }
   }
-  for (const auto& [k, v] : options_.env) envStrings.push_back(k + "=" + v);
+  for (const auto& [k, v] : options_.env)
+    envStrings.push_back(k + "=" + v);
   std::vector<char*> envp;
-  for (auto& e : envStrings) envp.push_back(e.data());
+  for (auto& e : envStrings)
+    envp.push_back(e.data());
   envp.push_back(nullptr);
 
   auto [inR, inW] = makePipe();
@@ -130,7 +141,8 @@ Subprocess::Subprocess(SubprocessOptions options) : options_(std::move(options))
     sigset_t all;
     sigemptyset(&all);
     ::sigprocmask(SIG_SETMASK, &all, nullptr);
-    for (int sig : {SIGPIPE, SIGTERM, SIGINT, SIGHUP, SIGCHLD}) ::signal(sig, SIG_DFL);
+    for (int sig : {SIGPIPE, SIGTERM, SIGINT, SIGHUP, SIGCHLD})
+      ::signal(sig, SIG_DFL);
     int devnull = feedInput ? -1 : ::open("/dev/null", O_RDONLY);
     ::dup2(feedInput ? inR.get() : devnull, 0);
     ::dup2(outW.get(), 1);
@@ -152,7 +164,8 @@ Subprocess::Subprocess(SubprocessOptions options) : options_(std::move(options))
   execW.reset();
   int err = 0;
   ssize_t n;
-  do n = ::read(execR.get(), &err, sizeof err);
+  do
+    n = ::read(execR.get(), &err, sizeof err);
   while (n < 0 && errno == EINTR);
   if (n == sizeof err) {
     ::waitpid(pid_, nullptr, 0);
@@ -233,8 +246,10 @@ void Subprocess::pump(CommandResult& result) {
       ssize_t n = ::read(fd.get(), buf, sizeof buf);
       if (n > 0) {
         std::string_view data(buf, static_cast<size_t>(n));
-        if (isOut && options_.captureStdout) result.stdoutText.append(data);
-        else (isOut ? outLines : errLines).feed(data, emit);
+        if (isOut && options_.captureStdout)
+          result.stdoutText.append(data);
+        else
+          (isOut ? outLines : errLines).feed(data, emit);
       } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
         (isOut ? outLines : errLines).flush(emit);
         fd.reset();
@@ -297,7 +312,9 @@ std::optional<int> Subprocess::poll() {
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-CommandResult runCommand(SubprocessOptions options) { return Subprocess(std::move(options)).wait(); }
+CommandResult runCommand(SubprocessOptions options) {
+  return Subprocess(std::move(options)).wait();
+}
 
 std::string checkCommand(SubprocessOptions options) {
   std::string command = joinCommand(options.argv);

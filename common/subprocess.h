@@ -20,23 +20,23 @@ namespace imgpipe {
 
 struct SubprocessOptions {
   std::vector<std::string> argv;
-  std::filesystem::path cwd;                // empty: inherit
-  std::map<std::string, std::string> env;   // added to (or replacing) the inherited environment
-  bool clearEnv = false;                    // start from an empty environment plus `env`
-  std::string input;                        // written to stdin, then closed; empty: /dev/null
-  bool captureStdout = false;               // keep stdout verbatim instead of streaming lines
+  std::filesystem::path cwd;               // empty: inherit
+  std::map<std::string, std::string> env;  // added to (or replacing) the inherited environment
+  bool clearEnv = false;                   // start from an empty environment plus `env`
+  std::string input;                       // written to stdin, then closed; empty: /dev/null
+  bool captureStdout = false;              // keep stdout verbatim instead of streaming lines
   std::function<void(std::string_view line)> onLine;  // every output line as it arrives
-  size_t tailLines = 40;                    // lines kept for error reports
-  std::chrono::milliseconds timeout{0};     // 0: none
-  std::stop_token stop;                     // a stop request terminates the child
-  std::chrono::milliseconds killGrace{5000};  // SIGTERM -> SIGKILL delay
+  size_t tailLines = 40;                              // lines kept for error reports
+  std::chrono::milliseconds timeout{0};               // 0: none
+  std::stop_token stop;                               // a stop request terminates the child
+  std::chrono::milliseconds killGrace{5000};          // SIGTERM -> SIGKILL delay
 };
 
 struct CommandResult {
   int exitCode = 0;  // 128 + signal number when killed by a signal
   bool timedOut = false;
-  bool stopped = false;     // terminated because of a stop request
-  std::string stdoutText;   // only with captureStdout
+  bool stopped = false;    // terminated because of a stop request
+  std::string stdoutText;  // only with captureStdout
   std::vector<std::string> tail;
 };
 

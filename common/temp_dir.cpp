@@ -12,7 +12,8 @@ namespace imgpipe {
 TempDir::TempDir(const std::filesystem::path& parent, std::string_view prefix) {
   std::filesystem::create_directories(parent);
   std::string pattern = (parent / (std::string(prefix) + "XXXXXX")).string();
-  if (::mkdtemp(pattern.data()) == nullptr) throwErrno("cannot create a directory in " + parent.string());
+  if (::mkdtemp(pattern.data()) == nullptr)
+    throwErrno("cannot create a directory in " + parent.string());
   path_ = pattern;
 }
 

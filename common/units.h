@@ -14,7 +14,7 @@ std::chrono::milliseconds parseDuration(std::string_view text);
 // "40mbit", "5MB/s", "0" (unlimited) -> bytes per second. Throws Error naming the text.
 std::uint64_t parseRate(std::string_view text);
 
-std::string formatBytes(std::uint64_t bytes);          // "1.5 GiB"
+std::string formatBytes(std::uint64_t bytes);           // "1.5 GiB"
 std::string formatDuration(std::chrono::milliseconds);  // "1m05s"
 
 }  // namespace imgpipe

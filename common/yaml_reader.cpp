@@ -43,7 +43,9 @@ std::string YamlReader::where() const {
   return w;
 }
 
-void YamlReader::fail(std::string_view message) const { throw YamlError(where() + std::string(message)); }
+void YamlReader::fail(std::string_view message) const {
+  throw YamlError(where() + std::string(message));
+}
 
 std::string YamlReader::childPath(std::string_view key) const {
   return path_.empty() ? std::string(key) : path_ + "." + std::string(key);
@@ -63,8 +65,10 @@ YamlReader YamlReader::at(std::string_view key) const {
   // so it is replaced by a real null node before it is stored anywhere.
   const YAML::Node& self = node_;
   const YAML::Node found = isMap() ? self[std::string(key)] : YAML::Node(YAML::NodeType::Null);
-  YamlReader child = found ? YamlReader(found, source_, childPath(key), found.Mark().is_null() ? mark_ : found.Mark())
-                           : YamlReader(YAML::Node(YAML::NodeType::Null), source_, childPath(key), mark_);
+  YamlReader child =
+      found ? YamlReader(found, source_, childPath(key),
+                         found.Mark().is_null() ? mark_ : found.Mark())
+            : YamlReader(YAML::Node(YAML::NodeType::Null), source_, childPath(key), mark_);
   child.baseDir_ = baseDir_;
   return child;
 }
@@ -90,8 +94,8 @@ bool YamlReader::as<bool>() const {
     bool v;
     if (YAML::convert<bool>::decode(node_, v)) return v;
   }
-  fail("expected true or false, got '" + (isScalar() ? node_.Scalar() : std::string("<non-scalar>")) +
-       "'");
+  fail("expected true or false, got '" +
+       (isScalar() ? node_.Scalar() : std::string("<non-scalar>")) + "'");
 }
 
 template <>
@@ -104,8 +108,8 @@ std::int64_t YamlReader::as<std::int64_t>() const {
     } catch (const std::exception&) {
     }
   }
-  fail("expected a whole number, got '" + (isScalar() ? node_.Scalar() : std::string("<non-scalar>")) +
-       "'");
+  fail("expected a whole number, got '" +
+       (isScalar() ? node_.Scalar() : std::string("<non-scalar>")) + "'");
 }
 
 template <>
@@ -183,7 +187,8 @@ std::vector<std::string> YamlReader::asStringList() const {
   if (isNull()) return {};
   if (isScalar()) return {node_.Scalar()};
   std::vector<std::string> out;
-  for (auto& item : items()) out.push_back(item.as<std::string>());
+  for (auto& item : items())
+    out.push_back(item.as<std::string>());
   return out;
 }
 
@@ -207,8 +212,9 @@ std::vector<std::pair<std::string, YamlReader>> YamlReader::entries() const {
   for (const auto& kv : node_) {
     std::string key = kv.first.Scalar();
     read_->insert(key);
-    out.emplace_back(key, YamlReader(kv.second, source_, childPath(key),
-                                     kv.second.Mark().is_null() ? kv.first.Mark() : kv.second.Mark()));
+    out.emplace_back(key,
+                     YamlReader(kv.second, source_, childPath(key),
+                                kv.second.Mark().is_null() ? kv.first.Mark() : kv.second.Mark()));
     out.back().second.baseDir_ = baseDir_;
   }
   return out;
@@ -220,9 +226,11 @@ void YamlReader::rejectUnknownKeys() const {
     const std::string key = kv.first.Scalar();
     if (read_->count(key)) continue;
     std::string known;
-    for (const auto& k : *read_) known += (known.empty() ? "" : ", ") + k;
+    for (const auto& k : *read_)
+      known += (known.empty() ? "" : ", ") + k;
     YamlReader keyView(kv.first, source_, path_, kv.first.Mark());
-    keyView.fail("unknown key '" + key + "'" + (known.empty() ? "" : " (known keys: " + known + ")"));
+    keyView.fail("unknown key '" + key + "'" +
+                 (known.empty() ? "" : " (known keys: " + known + ")"));
   }
 }
 

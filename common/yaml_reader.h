@@ -69,10 +69,10 @@ class YamlReader {
     auto c = at(key);
     return c.isNull() ? fallback : c.asPath();
   }
-  std::uint64_t asSize() const;                    // "10G"
-  std::chrono::milliseconds asDuration() const;    // "500ms"
-  std::uint64_t asRate() const;                    // "40mbit"
-  std::vector<std::string> asStringList() const;   // a sequence of scalars (or one scalar)
+  std::uint64_t asSize() const;                   // "10G"
+  std::chrono::milliseconds asDuration() const;   // "500ms"
+  std::uint64_t asRate() const;                   // "40mbit"
+  std::vector<std::string> asStringList() const;  // a sequence of scalars (or one scalar)
 
   // Elements of a sequence (empty for null); fails on a non-sequence.
   std::vector<YamlReader> items() const;

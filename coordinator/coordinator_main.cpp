@@ -59,7 +59,8 @@ int coordinatorMain(int argc, char** argv) {
     return 2;
   }
   if (checkOnly) {
-    std::cout << configPath << ": OK (" << authorized->current().all().size() << " authorized keys)\n";
+    std::cout << configPath << ": OK (" << authorized->current().all().size()
+              << " authorized keys)\n";
     return 0;
   }
   try {
@@ -75,7 +76,8 @@ int coordinatorMain(int argc, char** argv) {
     options.inspectDefinition = inspectDefinition;
     Server server(config, keys, *authorized, store, options, context, reactor);
     std::unique_ptr<Metrics> metrics;
-    if (!config.metricsListen.empty()) metrics = std::make_unique<Metrics>(config.metricsListen, server, reactor);
+    if (!config.metricsListen.empty())
+      metrics = std::make_unique<Metrics>(config.metricsListen, server, reactor);
 
     UniqueFd sigfd(::signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK));
     if (!sigfd) throwErrno("signalfd");
@@ -95,7 +97,8 @@ int coordinatorMain(int argc, char** argv) {
     spdlog::error("{}", e.what());
     return 1;
   } catch (const zmq::error_t& e) {
-    std::cerr << "imgpipe-coordinator: cannot listen on " << config.listen << ": " << e.what() << "\n";
+    std::cerr << "imgpipe-coordinator: cannot listen on " << config.listen << ": " << e.what()
+              << "\n";
     return 1;
   }
 }

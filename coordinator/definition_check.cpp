@@ -4,7 +4,8 @@
 
 namespace imgpipe::coord {
 
-std::pair<std::string, std::string> inspectDefinition(const std::string& text, const std::string& sourceName) {
+std::pair<std::string, std::string> inspectDefinition(const std::string& text,
+                                                      const std::string& sourceName) {
   // The build agent's own parser: a definition the coordinator accepts is one the agent can build.
   auto def = build::parseDefinition(text, sourceName);
   return {def.name, def.version};

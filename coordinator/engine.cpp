@@ -39,8 +39,8 @@ Engine::Engine(Store& store, net::AuthorizedKeysFile& keys, EngineOptions option
     }
     if (!j.steps.empty() && j.steps[0].state == StepState::pending) enqueue(j);
   }
-  spdlog::info("coordinator {}: {} active jobs ({} queued), {} known agents", store_.coordinatorId(),
-               active_.size(), queuedJobs(), agents_.size());
+  spdlog::info("coordinator {}: {} active jobs ({} queued), {} known agents",
+               store_.coordinatorId(), active_.size(), queuedJobs(), agents_.size());
 }
 
 // Everything one input changes is committed in one transaction, and only then is anything sent:
@@ -56,7 +56,8 @@ class Engine::Batch {
   void commit() {
     tx_.commit();
     e_.batching_ = false;
-    for (auto& [routingId, frame] : e_.pending_) e_.out_.send(routingId, std::move(frame));
+    for (auto& [routingId, frame] : e_.pending_)
+      e_.out_.send(routingId, std::move(frame));
     e_.pending_.clear();
   }
 
@@ -66,13 +67,16 @@ class Engine::Batch {
 };
 
 void Engine::reply(const std::string& routingId, zmq::message_t frame) {
-  if (batching_) pending_.emplace_back(routingId, std::move(frame));
-  else out_.send(routingId, std::move(frame));
+  if (batching_)
+    pending_.emplace_back(routingId, std::move(frame));
+  else
+    out_.send(routingId, std::move(frame));
 }
 
 std::size_t Engine::queuedJobs() const {
   std::size_t n = 0;
-  for (const auto& [labels, lane] : lanes_) n += lane.size();
+  for (const auto& [labels, lane] : lanes_)
+    n += lane.size();
   return n;
 }
 
@@ -121,7 +125,8 @@ void Engine::dispatch(const std::string& routingId, const net::PeerIdentity& who
                       proto::Envelope::Reader env) {
   if (auto mismatch = proto::checkVersion(env.getMajor(), env.getMinor())) {
     if (counters_.refusedHellos <= 10 || counters_.refusedHellos % 1000 == 0)
-      spdlog::warn("refused {} ({}): {} [{} refused so far]", who.name, who.role, *mismatch, counters_.refusedHellos);
+      spdlog::warn("refused {} ({}): {} [{} refused so far]", who.name, who.role, *mismatch,
+                   counters_.refusedHellos);
     proto::EnvelopeBuilder b;
     auto r = b.body().initRefused();
     r.setReason(*mismatch);
@@ -154,9 +159,13 @@ void Engine::dispatch(const std::string& routingId, const net::PeerIdentity& who
   }
   agent->lastHeard = Clock::now();
   switch (body.which()) {
-    case proto::Envelope::Body::HEARTBEAT: break;
-    case proto::Envelope::Body::TASK_EVENT: onTaskEvent(*agent, body.getTaskEvent()); break;
-    default: ++counters_.unexpectedMessages;
+    case proto::Envelope::Body::HEARTBEAT:
+      break;
+    case proto::Envelope::Body::TASK_EVENT:
+      onTaskEvent(*agent, body.getTaskEvent());
+      break;
+    default:
+      ++counters_.unexpectedMessages;
   }
 }
 
@@ -180,21 +189,24 @@ void Engine::onHello(const std::string& routingId, const net::PeerIdentity& who,
   a.name = who.name;
   a.role = who.role;
   a.labels.clear();
-  for (auto l : hello.getLabels()) a.labels.emplace_back(l);
+  for (auto l : hello.getLabels())
+    a.labels.emplace_back(l);
   a.capacity = hello.getCapacity();
   a.version = hello.getVersion();
   a.dataEndpoint = hello.getDataEndpoint();
   a.freeBytes = hello.getFreeBytes();
   a.inventory.clear();
-  for (auto i : hello.getInventory()) a.inventory.push_back(agent::toArtifactInfo(i));
+  for (auto i : hello.getInventory())
+    a.inventory.push_back(agent::toArtifactInfo(i));
   a.routingId = routingId;
   a.online = true;
   a.lastHeard = Clock::now();
   a.lastSeenMs = agent::wallClockMs();
   store_.saveAgent({a.name, a.role, a.version, a.dataEndpoint, a.labels, a.capacity, a.lastSeenMs});
   spdlog::info("agent {} ({}) {} from {} (capacity {}, {} active tasks)", a.name, a.role,
-               wasOnline ? "re-registered" : "registered", a.dataEndpoint.empty() ? "-" : a.dataEndpoint,
-               a.capacity, hello.getActiveTasks().size());
+               wasOnline ? "re-registered" : "registered",
+               a.dataEndpoint.empty() ? "-" : a.dataEndpoint, a.capacity,
+               hello.getActiveTasks().size());
 
   proto::EnvelopeBuilder b;
   auto w = b.body().initWelcome();
@@ -205,7 +217,8 @@ void Engine::onHello(const std::string& routingId, const net::PeerIdentity& who,
 
   // Reconcile what the agent runs with what we believe it runs.
   std::set<std::string> reported;
-  for (auto t : hello.getActiveTasks()) reported.insert(t);
+  for (auto t : hello.getActiveTasks())
+    reported.insert(t);
   for (const auto& taskId : reported) {
     auto it = tasks_.find(taskId);
     bool ours = it != tasks_.end();
@@ -250,7 +263,8 @@ void Engine::onHello(const std::string& routingId, const net::PeerIdentity& who,
         s.state = StepState::running;
         s.detail.clear();
         persist(job, &s);
-        event(job, agent::LogLevel::info, s.name, a.name, "agent " + a.name + " is back; task continues");
+        event(job, agent::LogLevel::info, s.name, a.name,
+              "agent " + a.name + " is back; task continues");
       }
       // Grants live in the serving agent's memory: give them again after it restarted.
       if (s.kind == StepKind::fetch && s.upstream == a.name &&
@@ -258,7 +272,8 @@ void Engine::onHello(const std::string& routingId, const net::PeerIdentity& who,
         grantUpstream(job, s);
     }
   }
-  for (auto& [id, job] : active_) advance(job);
+  for (auto& [id, job] : active_)
+    advance(job);
   schedule();
 }
 
@@ -289,7 +304,9 @@ void Engine::tick() {
   for (auto& [name, a] : agents_) {
     if (a.online && now - a.lastHeard > options_.heartbeat.deadAfter()) {
       markLost(a, "silent for " +
-                      std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(now - a.lastHeard).count()) +
+                      std::to_string(
+                          std::chrono::duration_cast<std::chrono::milliseconds>(now - a.lastHeard)
+                              .count()) +
                       " ms");
     } else if (a.online && now - a.lastSent >= options_.heartbeat.interval) {
       proto::EnvelopeBuilder b;
@@ -307,8 +324,9 @@ void Engine::tick() {
         if (!a || (!a->online && now - a->lostAt > options_.buildGrace)) {
           if (a) a->tasks.erase(s.taskId);
           tasks_.erase(s.taskId);
-          requeueBuild(job, s, "build agent " + s.agent + " lost for more than " +
-                                   std::to_string(options_.buildGrace.count() / 1000) + " s");
+          requeueBuild(job, s,
+                       "build agent " + s.agent + " lost for more than " +
+                           std::to_string(options_.buildGrace.count() / 1000) + " s");
         }
       }
       if (s.state == StepState::pending && s.notBeforeMs != 0 && s.notBeforeMs <= nowMs) {
@@ -321,12 +339,15 @@ void Engine::tick() {
   schedule();
   if (now - lastFlush_ >= std::chrono::seconds(2)) flushProgress();
   // Jobs that ended leave memory; their rows stay in the database.
-  std::erase_if(active_, [&](const auto& kv) { return isTerminal(kv.second.state) && !watchers_.count(kv.first); });
+  std::erase_if(active_, [&](const auto& kv) {
+    return isTerminal(kv.second.state) && !watchers_.count(kv.first);
+  });
 }
 
 std::map<JobState, std::size_t> Engine::jobsByState() const {
   std::map<JobState, std::size_t> out;
-  for (const auto& [id, j] : active_) ++out[j.state];
+  for (const auto& [id, j] : active_)
+    ++out[j.state];
   return out;
 }
 

@@ -36,7 +36,8 @@ struct EngineOptions {
   std::chrono::milliseconds retryDelay{5'000};
   Topology topology;
   // Validates a submitted definition; returns {name, version ("" = derive)} or throws Error.
-  std::function<std::pair<std::string, std::string>(const std::string& text, const std::string& sourceName)>
+  std::function<std::pair<std::string, std::string>(const std::string& text,
+                                                    const std::string& sourceName)>
       inspectDefinition;
 };
 
@@ -60,7 +61,8 @@ class Engine {
 
   Engine(Store& store, net::AuthorizedKeysFile& keys, EngineOptions options, Outbound& out);
 
-  void onMessage(const std::string& routingId, const net::PeerIdentity& who, proto::Envelope::Reader env);
+  void onMessage(const std::string& routingId, const net::PeerIdentity& who,
+                 proto::Envelope::Reader env);
   void onTick();
 
   const EngineCounters& counters() const { return counters_; }
@@ -90,13 +92,15 @@ class Engine {
 
  private:
   // agents (engine.cpp)
-  void onHello(const std::string& routingId, const net::PeerIdentity& who, proto::Hello::Reader hello);
+  void onHello(const std::string& routingId, const net::PeerIdentity& who,
+               proto::Hello::Reader hello);
   void markLost(AgentLive& agent, const std::string& why);
   void sendTo(AgentLive& agent, zmq::message_t frame);
   void refuse(const std::string& routingId, const std::string& reason);
   void reply(const std::string& routingId, zmq::message_t frame);
   class Batch;
-  void dispatch(const std::string& routingId, const net::PeerIdentity& who, proto::Envelope::Reader env);
+  void dispatch(const std::string& routingId, const net::PeerIdentity& who,
+                proto::Envelope::Reader env);
   void tick();
 
   // jobs (jobs.cpp)
@@ -127,7 +131,8 @@ class Engine {
   AgentLive* agentNamed(const std::string& name);
 
   // operators (operator_api.cpp)
-  void onRequest(const std::string& routingId, const net::PeerIdentity& who, proto::OperatorRequest::Reader r);
+  void onRequest(const std::string& routingId, const net::PeerIdentity& who,
+                 proto::OperatorRequest::Reader r);
   void pushWatchers();
 
   Store& store_;
@@ -138,7 +143,7 @@ class Engine {
   Clock::time_point startedAt_ = Clock::now();
 
   std::map<std::string, AgentLive> agents_;
-  std::map<std::int64_t, Job> active_;                         // every non-terminal job
+  std::map<std::int64_t, Job> active_;  // every non-terminal job
   // Builds waiting for an agent, one FIFO-within-priority lane per set of required labels, so
   // placing a job costs the number of distinct label sets, not the length of the queue.
   using Lane = std::set<std::tuple<int, std::int64_t>>;  // (-priority, id)
@@ -146,8 +151,8 @@ class Engine {
   std::map<std::string, std::pair<std::int64_t, int>> tasks_;  // task id -> (job, step)
   std::set<std::pair<std::int64_t, int>> dirtyProgress_;       // steps whose progress is unsaved
   Clock::time_point lastFlush_ = Clock::now();
-  std::map<std::int64_t, std::set<std::string>> watchers_;     // job -> routing ids
-  std::set<std::int64_t> changed_;                             // jobs to push to watchers
+  std::map<std::int64_t, std::set<std::string>> watchers_;  // job -> routing ids
+  std::set<std::int64_t> changed_;                          // jobs to push to watchers
   std::vector<std::pair<std::string, double>> stepDurations_;
   // While an input is handled, sends wait here until its writes are committed.
   bool batching_ = false;

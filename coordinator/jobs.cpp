@@ -17,19 +17,19 @@ std::string taskIdFor(const Job& job, const Step& step) {
 }
 
 agent::LogLevel levelOf(proto::LogLevel l) {
-  return l == proto::LogLevel::ERROR ? agent::LogLevel::error
+  return l == proto::LogLevel::ERROR  ? agent::LogLevel::error
          : l == proto::LogLevel::WARN ? agent::LogLevel::warn
                                       : agent::LogLevel::info;
 }
 
 }  // namespace
 
-void Engine::event(Job& job, agent::LogLevel level, const std::string& step, const std::string& agentName,
-                   const std::string& message, std::int64_t timeMs) {
+void Engine::event(Job& job, agent::LogLevel level, const std::string& step,
+                   const std::string& agentName, const std::string& message, std::int64_t timeMs) {
   JobEventRow e{0, timeMs ? timeMs : agent::wallClockMs(), level, step, agentName, message};
   store_.appendEvent(job.id, e);
   auto log = log::forJob(job.idText(), step);
-  log->log(level == agent::LogLevel::error ? spdlog::level::err
+  log->log(level == agent::LogLevel::error  ? spdlog::level::err
            : level == agent::LogLevel::warn ? spdlog::level::warn
                                             : spdlog::level::info,
            "{}{}", agentName.empty() ? "" : "[" + agentName + "] ", message);
@@ -88,7 +88,8 @@ void Engine::onTaskEvent(AgentLive& agent, proto::TaskEvent::Reader e) {
   }
   auto kind = e.getKind();
   if (!e.getReliable()) {
-    if (kind.which() != proto::TaskEvent::Kind::PROGRESS || e.getSeq() <= step->lastProgressSeq) return;
+    if (kind.which() != proto::TaskEvent::Kind::PROGRESS || e.getSeq() <= step->lastProgressSeq)
+      return;
     step->lastProgressSeq = e.getSeq();
     auto p = kind.getProgress();
     if (step->kind == StepKind::fetch && p.getDone() > step->done)
@@ -120,8 +121,9 @@ void Engine::onTaskEvent(AgentLive& agent, proto::TaskEvent::Reader e) {
         if (step->kind == StepKind::build)
           stepDurations_.emplace_back(l.getStep(), static_cast<double>(l.getDurationMs()) / 1000.0);
       }
-      event(*job, levelOf(l.getLevel()), step->name + (l.getStep().size() ? "/" + std::string(l.getStep()) : ""),
-            agent.name, msg, e.getTimeMs());
+      event(*job, levelOf(l.getLevel()),
+            step->name + (l.getStep().size() ? "/" + std::string(l.getStep()) : ""), agent.name,
+            msg, e.getTimeMs());
       persist(*job, step);
       break;
     }
@@ -135,7 +137,8 @@ void Engine::onTaskEvent(AgentLive& agent, proto::TaskEvent::Reader e) {
       tasks_.erase(taskId);
       onTaskFailed(*job, *step, kind.getFailed());
       break;
-    case proto::TaskEvent::Kind::PROGRESS: break;
+    case proto::TaskEvent::Kind::PROGRESS:
+      break;
   }
   ack();  // only after the change is committed
   advance(*job);
@@ -176,7 +179,8 @@ void Engine::onTaskFailed(Job& job, Step& step, proto::TaskFailure::Reader f) {
   if (f.getStep().size() > 0) msg = std::string(f.getStep()) + ": " + msg;
   if (f.getExitCode() != 0) msg += " (exit code " + std::to_string(f.getExitCode()) + ")";
   std::string full = msg;
-  for (auto line : f.getOutputTail()) full += "\n  " + std::string(line);
+  for (auto line : f.getOutputTail())
+    full += "\n  " + std::string(line);
   step.error = msg;
   ++counters_.stepResults[std::string(toString(step.kind)) + "/failed"];
   event(job, agent::LogLevel::error, step.name, step.agent, full);
@@ -191,7 +195,8 @@ void Engine::onTaskFailed(Job& job, Step& step, proto::TaskFailure::Reader f) {
 }
 
 void Engine::retryLater(Job& job, Step& step, const std::string& why) {
-  auto delay = options_.retryDelay * (1 << std::min<std::uint32_t>(step.attempt > 0 ? step.attempt - 1 : 0, 6));
+  auto delay = options_.retryDelay *
+               (1 << std::min<std::uint32_t>(step.attempt > 0 ? step.attempt - 1 : 0, 6));
   step.state = StepState::pending;
   step.notBeforeMs = agent::wallClockMs() + delay.count();
   step.detail = "retrying in " + std::to_string(delay.count() / 1000) + " s";
@@ -223,7 +228,8 @@ void Engine::finishJob(Job& job, JobState state) {
   job.state = state;
   ++counters_.jobsFinished[std::string(toString(state))];
   for (auto& s : job.steps)
-    if (s.kind == StepKind::fetch && s.state != StepState::pending) grantUpstream(job, s, /*revoke=*/true);
+    if (s.kind == StepKind::fetch && s.state != StepState::pending)
+      grantUpstream(job, s, /*revoke=*/true);
   dequeue(job);
   persist(job);
   event(job, state == JobState::done ? agent::LogLevel::info : agent::LogLevel::error, "", "",
@@ -284,8 +290,10 @@ void Engine::planDelivery(Job& job) {
   }
   tx.commit();
   std::string route;
-  for (const auto& h : hops) route += (route.empty() ? "" : ", ") + h.from + " -> " + h.to;
-  event(job, agent::LogLevel::info, "route", "", "delivery plan: " + (route.empty() ? "local" : route));
+  for (const auto& h : hops)
+    route += (route.empty() ? "" : ", ") + h.from + " -> " + h.to;
+  event(job, agent::LogLevel::info, "route", "",
+        "delivery plan: " + (route.empty() ? "local" : route));
 }
 
 void Engine::advance(Job& job) {
@@ -312,19 +320,23 @@ void Engine::advance(Job& job) {
         bool upstreamReady = s.upstream == build.agent;
         for (const auto& u : job.steps)
           if (u.kind == StepKind::fetch && u.agent == s.upstream &&
-              (u.state == StepState::running || u.state == StepState::done || u.state == StepState::waiting))
+              (u.state == StepState::running || u.state == StepState::done ||
+               u.state == StepState::waiting))
             upstreamReady = true;
         if (upstreamReady) startFetch(job, s);
       } else if (s.kind == StepKind::register_) {
         bool delivered = false;
         for (const auto& u : job.steps)
-          if (u.kind == StepKind::fetch && u.agent == s.agent && u.state == StepState::done) delivered = true;
+          if (u.kind == StepKind::fetch && u.agent == s.agent && u.state == StepState::done)
+            delivered = true;
         if (s.agent == build.agent) delivered = true;
         if (delivered) startRegister(job, s);
       }
     }
     if (isTerminal(job.state)) return;  // a step could not start and failed the job
-    next = transferring ? JobState::transferring : registering ? JobState::registering : JobState::done;
+    next = transferring  ? JobState::transferring
+           : registering ? JobState::registering
+                         : JobState::done;
   }
   if (next == JobState::done) {
     finishJob(job, JobState::done);
@@ -358,29 +370,37 @@ void Engine::sendTask(Job& job, Step& step, AgentLive& agent) {
   const auto& a = job.artifact;
   switch (step.kind) {
     case StepKind::build:
-      spec.kind = agent::BuildSpec{store_.loadDefinition(job.id), job.definitionName, job.definitionDigest,
-                                   job.imageVersion, job.imageName};
+      spec.kind = agent::BuildSpec{store_.loadDefinition(job.id), job.definitionName,
+                                   job.definitionDigest, job.imageVersion, job.imageName};
       break;
     case StepKind::fetch: {
       auto* up = agentNamed(step.upstream);
       std::string endpoint = up ? up->dataEndpoint : "";
       std::uint64_t rate = 0;
       for (const auto& l : options_.topology.links())
-        if ((l.from == step.upstream || (l.from == "build" && step.upstream == job.steps[0].agent)) &&
+        if ((l.from == step.upstream ||
+             (l.from == "build" && step.upstream == job.steps[0].agent)) &&
             l.to == step.agent) {
           if (!l.endpoint.empty()) endpoint = l.endpoint;
           rate = l.rateLimit;
         }
       const auto* key = keys_.current().findByName(step.upstream);
-      spec.kind = agent::FetchSpec{a->id, a->manifestDigest, a->imageName, a->imageVersion, step.upstream,
-                                   endpoint, key ? key->publicKey : "", rate, a->size};
+      spec.kind = agent::FetchSpec{
+          a->id,    a->manifestDigest,         a->imageName, a->imageVersion, step.upstream,
+          endpoint, key ? key->publicKey : "", rate,         a->size};
       break;
     }
     case StepKind::register_:
-      spec.kind = agent::RegisterSpec{a->id, a->manifestDigest,
+      spec.kind = agent::RegisterSpec{a->id,
+                                      a->manifestDigest,
                                       store_.coordinatorId() + "/" + job.idText() + "/" + a->id,
-                                      a->imageName, a->imageVersion, store_.loadDefinition(job.id),
-                                      job.definitionName, a->id, a->sha512, a->size};
+                                      a->imageName,
+                                      a->imageVersion,
+                                      store_.loadDefinition(job.id),
+                                      job.definitionName,
+                                      a->id,
+                                      a->sha512,
+                                      a->size};
       break;
   }
   proto::EnvelopeBuilder b;
@@ -450,7 +470,9 @@ std::vector<std::string> laneKey(std::vector<std::string> labels) {
 }
 }  // namespace
 
-void Engine::enqueue(const Job& job) { lanes_[laneKey(job.labels)].insert({-job.priority, job.id}); }
+void Engine::enqueue(const Job& job) {
+  lanes_[laneKey(job.labels)].insert({-job.priority, job.id});
+}
 
 void Engine::dequeue(const Job& job) {
   auto it = lanes_.find(laneKey(job.labels));
@@ -488,7 +510,8 @@ void Engine::schedule() {
         if (job && !job->steps.empty() && job->steps[0].state == StepState::pending &&
             job->steps[0].notBeforeMs <= nowMs)
           break;
-        c.lane->erase(c.lane->begin());  // ended, started, or waiting out a retry delay (re-queued by tick)
+        c.lane->erase(
+            c.lane->begin());  // ended, started, or waiting out a retry delay (re-queued by tick)
       }
       if (c.lane->empty() || c.agents.empty()) continue;
       if (!best || *c.lane->begin() < *best->lane->begin()) best = &c;
@@ -496,12 +519,14 @@ void Engine::schedule() {
     if (!best) return;
     Job& job = *activeJob(std::get<1>(*best->lane->begin()));
     best->lane->erase(best->lane->begin());
-    AgentLive* agent = *std::min_element(best->agents.begin(), best->agents.end(), [](auto* x, auto* y) {
-      return x->tasks.size() * y->capacity < y->tasks.size() * x->capacity;
-    });
+    AgentLive* agent =
+        *std::min_element(best->agents.begin(), best->agents.end(), [](auto* x, auto* y) {
+          return x->tasks.size() * y->capacity < y->tasks.size() * x->capacity;
+        });
     assignBuild(job, *agent);
     if (agent->tasks.size() >= agent->capacity)
-      for (auto& c : candidates) std::erase(c.agents, agent);
+      for (auto& c : candidates)
+        std::erase(c.agents, agent);
   }
 }
 
@@ -513,7 +538,8 @@ std::map<std::pair<std::string, std::string>, std::uint64_t> Engine::linkRates()
   std::map<std::pair<std::string, std::string>, std::uint64_t> out;
   for (const auto& [id, job] : active_)
     for (const auto& s : job.steps)
-      if (s.kind == StepKind::fetch && s.state == StepState::running) out[{s.upstream, s.agent}] += s.rateBps;
+      if (s.kind == StepKind::fetch && s.state == StepState::running)
+        out[{s.upstream, s.agent}] += s.rateBps;
   return out;
 }
 

@@ -46,16 +46,43 @@ Metrics::Metrics(const std::string& listen, Server& server, net::Reactor& reacto
   auto& r = *registry_;
   families_ = std::unique_ptr<Families>(new Families{
       BuildGauge().Name("imgpipe_jobs").Help("Active jobs by state").Register(r),
-      BuildCounter().Name("imgpipe_jobs_finished_total").Help("Jobs that ended, by final state").Register(r),
-      BuildGauge().Name("imgpipe_agents").Help("Known agents by role and whether online").Register(r),
-      BuildCounter().Name("imgpipe_frames_total").Help("Control frames received, and dropped as malformed").Register(r),
-      BuildCounter().Name("imgpipe_zap_refused_total").Help("Connections refused: key not authorized").Register(r),
+      BuildCounter()
+          .Name("imgpipe_jobs_finished_total")
+          .Help("Jobs that ended, by final state")
+          .Register(r),
+      BuildGauge()
+          .Name("imgpipe_agents")
+          .Help("Known agents by role and whether online")
+          .Register(r),
+      BuildCounter()
+          .Name("imgpipe_frames_total")
+          .Help("Control frames received, and dropped as malformed")
+          .Register(r),
+      BuildCounter()
+          .Name("imgpipe_zap_refused_total")
+          .Help("Connections refused: key not authorized")
+          .Register(r),
       BuildCounter().Name("imgpipe_tasks_assigned_total").Help("Tasks sent to agents").Register(r),
-      BuildCounter().Name("imgpipe_builds_requeued_total").Help("Builds re-queued after their agent was lost").Register(r),
-      BuildCounter().Name("imgpipe_step_results_total").Help("Finished steps by kind (build, fetch, register) and result").Register(r),
-      BuildCounter().Name("imgpipe_link_bytes_total").Help("Verified bytes delivered per link").Register(r),
-      BuildGauge().Name("imgpipe_link_rate_bytes_per_second").Help("Current transfer rate per link").Register(r),
-      BuildHistogram().Name("imgpipe_build_step_seconds").Help("Duration of build sub-steps").Register(r),
+      BuildCounter()
+          .Name("imgpipe_builds_requeued_total")
+          .Help("Builds re-queued after their agent was lost")
+          .Register(r),
+      BuildCounter()
+          .Name("imgpipe_step_results_total")
+          .Help("Finished steps by kind (build, fetch, register) and result")
+          .Register(r),
+      BuildCounter()
+          .Name("imgpipe_link_bytes_total")
+          .Help("Verified bytes delivered per link")
+          .Register(r),
+      BuildGauge()
+          .Name("imgpipe_link_rate_bytes_per_second")
+          .Help("Current transfer rate per link")
+          .Register(r),
+      BuildHistogram()
+          .Name("imgpipe_build_step_seconds")
+          .Help("Duration of build sub-steps")
+          .Register(r),
       {}});
   exposer_->RegisterCollectable(registry_);
   timer_ = reactor_.every(std::chrono::seconds(1), [this] { update(); });
@@ -63,27 +90,34 @@ Metrics::Metrics(const std::string& listen, Server& server, net::Reactor& reacto
   spdlog::info("metrics on http://{}/metrics", listen);
 }
 
-Metrics::~Metrics() { reactor_.cancel(timer_); }
+Metrics::~Metrics() {
+  reactor_.cancel(timer_);
+}
 
 void Metrics::update() {
   auto& f = *families_;
   auto& engine = server_.engine();
-  for (auto state : {JobState::queued, JobState::building, JobState::transferring, JobState::registering})
+  for (auto state :
+       {JobState::queued, JobState::building, JobState::transferring, JobState::registering})
     f.jobs.Add({{"state", std::string(toString(state))}}).Set(0);
   for (const auto& [state, n] : engine.jobsByState())
     f.jobs.Add({{"state", std::string(toString(state))}}).Set(static_cast<double>(n));
   for (const auto& [state, n] : engine.counters().jobsFinished)
-    addTo(f.jobsFinished.Add({{"state", state}}), static_cast<double>(n), f.seen["finished/" + state]);
+    addTo(f.jobsFinished.Add({{"state", state}}), static_cast<double>(n),
+          f.seen["finished/" + state]);
   std::map<std::pair<std::string, std::string>, double> agents;
   for (const auto& [name, a] : engine.agents()) {
     agents[{a.role, "true"}] += 0;
     agents[{a.role, "false"}] += 0;
     agents[{a.role, a.online ? "true" : "false"}] += 1;
   }
-  for (const auto& [k, n] : agents) f.agents.Add({{"role", k.first}, {"online", k.second}}).Set(n);
+  for (const auto& [k, n] : agents)
+    f.agents.Add({{"role", k.first}, {"online", k.second}}).Set(n);
   const auto& sc = server_.counters();
-  addTo(f.frames.Add({{"result", "received"}}), static_cast<double>(sc.framesReceived), f.seen["frames/received"]);
-  addTo(f.frames.Add({{"result", "dropped"}}), static_cast<double>(sc.framesDropped), f.seen["frames/dropped"]);
+  addTo(f.frames.Add({{"result", "received"}}), static_cast<double>(sc.framesReceived),
+        f.seen["frames/received"]);
+  addTo(f.frames.Add({{"result", "dropped"}}), static_cast<double>(sc.framesDropped),
+        f.seen["frames/dropped"]);
   addTo(f.zapRefused.Add({}), static_cast<double>(server_.zapRefused()), f.seen["zap"]);
   const auto& c = engine.counters();
   addTo(f.tasksAssigned.Add({}), static_cast<double>(c.tasksAssigned), f.seen["assigned"]);
@@ -98,7 +132,8 @@ void Metrics::update() {
           f.seen["link/" + link.first + "/" + link.second]);
   for (const auto& [link, rate] : engine.linkRates())
     f.linkRate.Add({{"from", link.first}, {"to", link.second}}).Set(static_cast<double>(rate));
-  static const prometheus::Histogram::BucketBoundaries buckets{1, 5, 15, 30, 60, 120, 300, 600, 1200};
+  static const prometheus::Histogram::BucketBoundaries buckets{1,   5,   15,  30,  60,
+                                                               120, 300, 600, 1200};
   for (const auto& [step, seconds] : engine.drainStepDurations())
     f.stepSeconds.Add({{"step", step}}, buckets).Observe(seconds);
 }

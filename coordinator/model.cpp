@@ -5,8 +5,8 @@
 namespace imgpipe::coord {
 namespace {
 
-constexpr std::array<std::string_view, 7> kJobStates = {"queued", "building", "transferring", "registering",
-                                                        "done",   "failed",   "cancelled"};
+constexpr std::array<std::string_view, 7> kJobStates = {
+    "queued", "building", "transferring", "registering", "done", "failed", "cancelled"};
 constexpr std::array<std::string_view, 6> kStepStates = {"pending", "running",   "done",
                                                          "failed",  "cancelled", "waiting"};
 constexpr std::array<std::string_view, 3> kStepKinds = {"build", "fetch", "register"};
@@ -20,12 +20,24 @@ std::optional<E> parseEnum(const std::array<std::string_view, N>& names, std::st
 
 }  // namespace
 
-std::string_view toString(JobState s) { return kJobStates[static_cast<size_t>(s)]; }
-std::string_view toString(StepState s) { return kStepStates[static_cast<size_t>(s)]; }
-std::string_view toString(StepKind k) { return kStepKinds[static_cast<size_t>(k)]; }
-std::optional<JobState> parseJobState(std::string_view s) { return parseEnum<JobState>(kJobStates, s); }
-std::optional<StepState> parseStepState(std::string_view s) { return parseEnum<StepState>(kStepStates, s); }
-std::optional<StepKind> parseStepKind(std::string_view s) { return parseEnum<StepKind>(kStepKinds, s); }
+std::string_view toString(JobState s) {
+  return kJobStates[static_cast<size_t>(s)];
+}
+std::string_view toString(StepState s) {
+  return kStepStates[static_cast<size_t>(s)];
+}
+std::string_view toString(StepKind k) {
+  return kStepKinds[static_cast<size_t>(k)];
+}
+std::optional<JobState> parseJobState(std::string_view s) {
+  return parseEnum<JobState>(kJobStates, s);
+}
+std::optional<StepState> parseStepState(std::string_view s) {
+  return parseEnum<StepState>(kStepStates, s);
+}
+std::optional<StepKind> parseStepKind(std::string_view s) {
+  return parseEnum<StepKind>(kStepKinds, s);
+}
 
 bool isTerminal(JobState s) {
   return s == JobState::done || s == JobState::failed || s == JobState::cancelled;
@@ -38,13 +50,21 @@ std::string Job::location() const {
     if (s.state != StepState::running && s.state != StepState::waiting) continue;
     std::string part;
     switch (s.kind) {
-      case StepKind::build: part = "building on " + s.agent; break;
-      case StepKind::fetch: part = s.upstream + " -> " + s.agent; break;
-      case StepKind::register_: part = "registering at " + s.agent; break;
+      case StepKind::build:
+        part = "building on " + s.agent;
+        break;
+      case StepKind::fetch:
+        part = s.upstream + " -> " + s.agent;
+        break;
+      case StepKind::register_:
+        part = "registering at " + s.agent;
+        break;
     }
     if (s.total > 0) part += " (" + std::to_string(s.done * 100 / s.total) + "%)";
-    if (s.state == StepState::waiting) part += " [agent lost]";
-    else if (!s.detail.empty() && s.kind != StepKind::build) part += " [" + s.detail + "]";
+    if (s.state == StepState::waiting)
+      part += " [agent lost]";
+    else if (!s.detail.empty() && s.kind != StepKind::build)
+      part += " [" + s.detail + "]";
     where += (where.empty() ? "" : ", ") + part;
   }
   if (where.empty()) return state == JobState::queued ? "waiting for a build agent" : "waiting";

@@ -26,9 +26,9 @@ bool isTerminal(JobState s);
 
 struct Step {
   int index = 0;
-  std::string name;   // "build", "hop build-1 -> relay-1", "register ctrl-a"
+  std::string name;  // "build", "hop build-1 -> relay-1", "register ctrl-a"
   StepKind kind = StepKind::build;
-  std::string agent;  // who runs it ("" for a build not yet assigned)
+  std::string agent;     // who runs it ("" for a build not yet assigned)
   std::string upstream;  // fetch: the agent it pulls from
   StepState state = StepState::pending;
   std::uint32_t attempt = 0;
@@ -40,7 +40,7 @@ struct Step {
   std::string error;
   std::int64_t startedMs = 0, finishedMs = 0;
   std::uint64_t lastReliableSeq = 0, lastProgressSeq = 0;
-  std::string result;          // register: the Glance image id
+  std::string result;            // register: the Glance image id
   std::int64_t notBeforeMs = 0;  // retry backoff
 };
 
@@ -58,7 +58,9 @@ struct Job {
   std::vector<Step> steps;
 
   std::string idText() const { return std::to_string(id); }
-  Step* step(int index) { return index >= 0 && index < static_cast<int>(steps.size()) ? &steps[index] : nullptr; }
+  Step* step(int index) {
+    return index >= 0 && index < static_cast<int>(steps.size()) ? &steps[index] : nullptr;
+  }
   // "building on build-1", "relay-1 -> ctrl-a (42%)", "registering at ctrl-a"
   std::string location() const;
 };

@@ -1,7 +1,6 @@
 // Requests from the imgpipe CLI (role operator).
 #include <spdlog/spdlog.h>
 
-
 #include "agent-build/definition/image_definition.h"
 #include "common/agent/wire.h"
 #include "common/error.h"
@@ -60,7 +59,8 @@ void Engine::onRequest(const std::string& routingId, const net::PeerIdentity& wh
       case proto::OperatorRequest::Kind::SUBMIT: {
         auto s = req.getSubmit();
         const std::string text = s.getDefinition();
-        const std::string source = s.getDefinitionName().size() ? std::string(s.getDefinitionName()) : "definition";
+        const std::string source =
+            s.getDefinitionName().size() ? std::string(s.getDefinitionName()) : "definition";
         std::pair<std::string, std::string> nv;
         try {
           nv = options_.inspectDefinition(text, source);
@@ -70,13 +70,16 @@ void Engine::onRequest(const std::string& routingId, const net::PeerIdentity& wh
         }
         Job job;
         job.imageName = nv.first;
-        job.imageVersion = nv.second.empty() ? build::deriveVersion(std::chrono::system_clock::now()) : nv.second;
+        job.imageVersion =
+            nv.second.empty() ? build::deriveVersion(std::chrono::system_clock::now()) : nv.second;
         job.definitionName = source;
         job.definitionDigest = toHex(sha256(text));
         job.priority = s.getPriority();
-        for (auto l : s.getLabels()) job.labels.emplace_back(l);
+        for (auto l : s.getLabels())
+          job.labels.emplace_back(l);
         std::vector<std::string> targets;
-        for (auto t : s.getTargets()) targets.emplace_back(t);
+        for (auto t : s.getTargets())
+          targets.emplace_back(t);
         if (targets.empty()) targets = options_.topology.defaultTargets();
         if (targets.empty()) {
           fail(proto::ErrorCode::BAD_REQUEST,
@@ -86,7 +89,8 @@ void Engine::onRequest(const std::string& routingId, const net::PeerIdentity& wh
         std::string unknown;
         for (const auto& t : targets) {
           auto c = options_.topology.controllerFor(t);
-          if (!c) unknown += (unknown.empty() ? "" : ", ") + t;
+          if (!c)
+            unknown += (unknown.empty() ? "" : ", ") + t;
           else if (std::find(job.targets.begin(), job.targets.end(), *c) == job.targets.end())
             job.targets.push_back(*c);
         }
@@ -145,7 +149,8 @@ void Engine::onRequest(const std::string& routingId, const net::PeerIdentity& wh
         if (auto* j = findJob(e.getJobId(), holder)) {
           auto rows = store_.events(j->id, e.getAfterSeq());
           auto out = kind.initEvents(static_cast<unsigned>(rows.size()));
-          for (unsigned i = 0; i < rows.size(); ++i) fillEvent(out[i], rows[i]);
+          for (unsigned i = 0; i < rows.size(); ++i)
+            fillEvent(out[i], rows[i]);
         }
         break;
       }
@@ -154,8 +159,8 @@ void Engine::onRequest(const std::string& routingId, const net::PeerIdentity& wh
         Job* j = findJob(req.getCancel(), holder);
         if (!j) break;
         if (isTerminal(j->state)) {
-          fail(proto::ErrorCode::CONFLICT, "job " + j->idText() + " already ended (" +
-                                               std::string(toString(j->state)) + ")");
+          fail(proto::ErrorCode::CONFLICT,
+               "job " + j->idText() + " already ended (" + std::string(toString(j->state)) + ")");
           break;
         }
         cancelRunningSteps(*j, "cancelled by " + who.name);
@@ -169,7 +174,8 @@ void Engine::onRequest(const std::string& routingId, const net::PeerIdentity& wh
         Job* j = findJob(req.getRetry(), holder);
         if (!j) break;
         if (j->state != JobState::failed && j->state != JobState::cancelled) {
-          fail(proto::ErrorCode::CONFLICT, "job " + j->idText() + " is " + std::string(toString(j->state)) +
+          fail(proto::ErrorCode::CONFLICT, "job " + j->idText() + " is " +
+                                               std::string(toString(j->state)) +
                                                "; only failed or cancelled jobs can be retried");
           break;
         }
@@ -184,12 +190,14 @@ void Engine::onRequest(const std::string& routingId, const net::PeerIdentity& wh
           }
         }
         job.error.clear();
-        job.state = job.steps[0].state == StepState::done ? JobState::transferring : JobState::queued;
+        job.state =
+            job.steps[0].state == StepState::done ? JobState::transferring : JobState::queued;
         const auto id = job.id;
         auto& live = active_[id] = std::move(job);
         {
           Transaction tx(store_.db());
-          for (const auto& s : live.steps) store_.updateStep(id, s);
+          for (const auto& s : live.steps)
+            store_.updateStep(id, s);
           store_.updateJob(live);
           tx.commit();
         }
@@ -204,7 +212,8 @@ void Engine::onRequest(const std::string& routingId, const net::PeerIdentity& wh
       case proto::OperatorRequest::Kind::AGENTS: {
         auto out = kind.initAgents(static_cast<unsigned>(agents_.size()));
         unsigned i = 0;
-        for (const auto& [name, a] : agents_) fillAgent(out[i++], a);
+        for (const auto& [name, a] : agents_)
+          fillAgent(out[i++], a);
         break;
       }
       case proto::OperatorRequest::Kind::WATCH: {
@@ -246,8 +255,10 @@ void Engine::pushWatchers() {
     for (auto it = w->second.begin(); it != w->second.end();) {
       proto::EnvelopeBuilder b;
       fillDetail(b.body().initJobUpdate(), *job);
-      if (out_.send(*it, b.frame())) ++it;
-      else it = w->second.erase(it);  // the CLI went away
+      if (out_.send(*it, b.frame()))
+        ++it;
+      else
+        it = w->second.erase(it);  // the CLI went away
     }
     if (isTerminal(job->state) || w->second.empty()) watchers_.erase(w);
   }

@@ -6,26 +6,40 @@ namespace imgpipe::coord {
 
 proto::JobState toProto(JobState s) {
   switch (s) {
-    case JobState::queued: return proto::JobState::QUEUED;
-    case JobState::building: return proto::JobState::BUILDING;
-    case JobState::transferring: return proto::JobState::TRANSFERRING;
-    case JobState::registering: return proto::JobState::REGISTERING;
-    case JobState::done: return proto::JobState::DONE;
-    case JobState::failed: return proto::JobState::FAILED;
-    case JobState::cancelled: return proto::JobState::CANCELLED;
+    case JobState::queued:
+      return proto::JobState::QUEUED;
+    case JobState::building:
+      return proto::JobState::BUILDING;
+    case JobState::transferring:
+      return proto::JobState::TRANSFERRING;
+    case JobState::registering:
+      return proto::JobState::REGISTERING;
+    case JobState::done:
+      return proto::JobState::DONE;
+    case JobState::failed:
+      return proto::JobState::FAILED;
+    case JobState::cancelled:
+      return proto::JobState::CANCELLED;
   }
   return proto::JobState::FAILED;
 }
 
 std::optional<JobState> fromProto(proto::JobState s) {
   switch (s) {
-    case proto::JobState::QUEUED: return JobState::queued;
-    case proto::JobState::BUILDING: return JobState::building;
-    case proto::JobState::TRANSFERRING: return JobState::transferring;
-    case proto::JobState::REGISTERING: return JobState::registering;
-    case proto::JobState::DONE: return JobState::done;
-    case proto::JobState::FAILED: return JobState::failed;
-    case proto::JobState::CANCELLED: return JobState::cancelled;
+    case proto::JobState::QUEUED:
+      return JobState::queued;
+    case proto::JobState::BUILDING:
+      return JobState::building;
+    case proto::JobState::TRANSFERRING:
+      return JobState::transferring;
+    case proto::JobState::REGISTERING:
+      return JobState::registering;
+    case proto::JobState::DONE:
+      return JobState::done;
+    case proto::JobState::FAILED:
+      return JobState::failed;
+    case proto::JobState::CANCELLED:
+      return JobState::cancelled;
   }
   return std::nullopt;
 }
@@ -33,12 +47,18 @@ std::optional<JobState> fromProto(proto::JobState s) {
 namespace {
 proto::StepState toProto(StepState s) {
   switch (s) {
-    case StepState::pending: return proto::StepState::PENDING;
-    case StepState::running: return proto::StepState::RUNNING;
-    case StepState::done: return proto::StepState::DONE;
-    case StepState::failed: return proto::StepState::FAILED;
-    case StepState::cancelled: return proto::StepState::CANCELLED;
-    case StepState::waiting: return proto::StepState::WAITING;
+    case StepState::pending:
+      return proto::StepState::PENDING;
+    case StepState::running:
+      return proto::StepState::RUNNING;
+    case StepState::done:
+      return proto::StepState::DONE;
+    case StepState::failed:
+      return proto::StepState::FAILED;
+    case StepState::cancelled:
+      return proto::StepState::CANCELLED;
+    case StepState::waiting:
+      return proto::StepState::WAITING;
   }
   return proto::StepState::FAILED;
 }
@@ -53,7 +73,8 @@ void fillSummary(proto::JobSummary::Builder out, const Job& job) {
   out.setUpdatedMs(job.updatedMs);
   out.setLocation(job.location());
   auto t = out.initTargets(static_cast<unsigned>(job.targets.size()));
-  for (unsigned i = 0; i < job.targets.size(); ++i) t.set(i, job.targets[i]);
+  for (unsigned i = 0; i < job.targets.size(); ++i)
+    t.set(i, job.targets[i]);
   out.setPriority(job.priority);
   out.setError(job.error);
 }
@@ -102,7 +123,8 @@ void fillAgent(proto::AgentInfo::Builder out, const Engine::AgentLive& a) {
   out.setCapacity(a.capacity);
   out.setRunning(static_cast<std::uint32_t>(a.tasks.size()));
   auto l = out.initLabels(static_cast<unsigned>(a.labels.size()));
-  for (unsigned i = 0; i < a.labels.size(); ++i) l.set(i, a.labels[i]);
+  for (unsigned i = 0; i < a.labels.size(); ++i)
+    l.set(i, a.labels[i]);
   out.setLastSeenMs(a.lastSeenMs);
   out.setVersion(a.version);
   out.setDataEndpoint(a.dataEndpoint);

@@ -14,7 +14,8 @@ Server::Server(const CoordinatorConfig& config, const net::CurveKeyPair& keys,
     : config_(config),
       reactor_(reactor),
       zap_(context, reactor,
-           [&authorized](const std::string& key, const std::string&) -> std::optional<net::PeerIdentity> {
+           [&authorized](const std::string& key,
+                         const std::string&) -> std::optional<net::PeerIdentity> {
              if (const auto* k = authorized.current().findByKey(key))
                return net::PeerIdentity{k->name, std::string(toString(k->role))};
              return std::nullopt;
@@ -74,7 +75,8 @@ void Server::onReadable() {
     if (parts.empty()) return;
     ++counters_.framesReceived;
     if (parts.size() != 2) {
-      dropped("a message of " + std::to_string(parts.size()) + " frames (expected routing id + one frame)");
+      dropped("a message of " + std::to_string(parts.size()) +
+              " frames (expected routing id + one frame)");
       continue;
     }
     net::PeerIdentity who;

@@ -24,8 +24,9 @@ struct ServerCounters {
 // keys in authorized_keys, feeding decoded envelopes to the Engine on the reactor thread.
 class Server : private Outbound {
  public:
-  Server(const CoordinatorConfig& config, const net::CurveKeyPair& keys, net::AuthorizedKeysFile& authorized,
-         Store& store, EngineOptions engineOptions, zmq::context_t& context, net::Reactor& reactor);
+  Server(const CoordinatorConfig& config, const net::CurveKeyPair& keys,
+         net::AuthorizedKeysFile& authorized, Store& store, EngineOptions engineOptions,
+         zmq::context_t& context, net::Reactor& reactor);
   ~Server() override;
 
   const std::string& boundEndpoint() const { return endpoint_; }

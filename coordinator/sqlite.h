@@ -42,11 +42,17 @@ class Statement {
   // Binds are 1-based, in SQL order; each returns *this for chaining.
   Statement& bind(int index, std::int64_t value);
   Statement& bind(int index, int value) { return bind(index, static_cast<std::int64_t>(value)); }
-  Statement& bind(int index, std::uint64_t value) { return bind(index, static_cast<std::int64_t>(value)); }
-  Statement& bind(int index, std::uint32_t value) { return bind(index, static_cast<std::int64_t>(value)); }
+  Statement& bind(int index, std::uint64_t value) {
+    return bind(index, static_cast<std::int64_t>(value));
+  }
+  Statement& bind(int index, std::uint32_t value) {
+    return bind(index, static_cast<std::int64_t>(value));
+  }
   Statement& bind(int index, std::string_view value);
   Statement& bind(int index, const char* value) { return bind(index, std::string_view(value)); }
-  Statement& bind(int index, const std::string& value) { return bind(index, std::string_view(value)); }
+  Statement& bind(int index, const std::string& value) {
+    return bind(index, std::string_view(value));
+  }
   Statement& bindNull(int index);
 
   // Advances; true while a row is available.

@@ -1,10 +1,10 @@
 #include "coordinator/store.h"
 
-#include <nlohmann/json.hpp>
-#include <iterator>
-#include <random>
-
 #include <spdlog/spdlog.h>
+
+#include <iterator>
+#include <nlohmann/json.hpp>
+#include <random>
 
 #include "common/error.h"
 
@@ -58,13 +58,17 @@ std::string randomId() {
   std::random_device rd;
   std::uniform_int_distribution<int> hex(0, 15);
   std::string out;
-  for (int i = 0; i < 16; ++i) out.push_back("0123456789abcdef"[hex(rd)]);
+  for (int i = 0; i < 16; ++i)
+    out.push_back("0123456789abcdef"[hex(rd)]);
   return out;
 }
 
-std::string toJson(const std::vector<std::string>& v) { return nlohmann::json(v).dump(); }
+std::string toJson(const std::vector<std::string>& v) {
+  return nlohmann::json(v).dump();
+}
 std::vector<std::string> fromJsonList(const std::string& s) {
-  return s.empty() ? std::vector<std::string>{} : nlohmann::json::parse(s).get<std::vector<std::string>>();
+  return s.empty() ? std::vector<std::string>{}
+                   : nlohmann::json::parse(s).get<std::vector<std::string>>();
 }
 
 std::string artifactJson(const std::optional<agent::ArtifactInfo>& a) {
@@ -91,7 +95,9 @@ std::string levelName(agent::LogLevel l) {
   return l == agent::LogLevel::error ? "error" : l == agent::LogLevel::warn ? "warn" : "info";
 }
 agent::LogLevel levelFrom(const std::string& s) {
-  return s == "error" ? agent::LogLevel::error : s == "warn" ? agent::LogLevel::warn : agent::LogLevel::info;
+  return s == "error"  ? agent::LogLevel::error
+         : s == "warn" ? agent::LogLevel::warn
+                       : agent::LogLevel::info;
 }
 
 constexpr const char* kJobColumns =
@@ -100,7 +106,8 @@ constexpr const char* kJobColumns =
 
 }  // namespace
 
-Store::Store(const std::filesystem::path& stateDir) : db_((std::filesystem::create_directories(stateDir), stateDir / "coordinator.db")) {
+Store::Store(const std::filesystem::path& stateDir)
+    : db_((std::filesystem::create_directories(stateDir), stateDir / "coordinator.db")) {
   db_.exec("PRAGMA journal_mode=WAL");
   db_.exec("PRAGMA synchronous=FULL");
   db_.exec("PRAGMA foreign_keys=ON");
@@ -116,12 +123,17 @@ Store::Store(const std::filesystem::path& stateDir) : db_((std::filesystem::crea
                   std::to_string(version) + ", newer than this coordinator understands (" +
                   std::to_string(kSchemaVersion) + "); upgrade imgpipe");
     for (; version < kSchemaVersion; ++version) {
-      spdlog::info("migrating the coordinator database from schema version {} to {}", version, version + 1);
+      spdlog::info("migrating the coordinator database from schema version {} to {}", version,
+                   version + 1);
       db_.exec(kMigrations[version - 1]);
     }
-    db_.prepare("UPDATE meta SET value = ? WHERE key = 'schema_version'").bind(1, std::to_string(kSchemaVersion)).run();
+    db_.prepare("UPDATE meta SET value = ? WHERE key = 'schema_version'")
+        .bind(1, std::to_string(kSchemaVersion))
+        .run();
   } else {
-    db_.prepare("INSERT INTO meta(key, value) VALUES ('schema_version', ?)").bind(1, std::to_string(kSchemaVersion)).run();
+    db_.prepare("INSERT INTO meta(key, value) VALUES ('schema_version', ?)")
+        .bind(1, std::to_string(kSchemaVersion))
+        .run();
   }
   get.reset();
   get.bind(1, "coordinator_id");
@@ -129,7 +141,9 @@ Store::Store(const std::filesystem::path& stateDir) : db_((std::filesystem::crea
     coordinatorId_ = get.getText(0);
   } else {
     coordinatorId_ = randomId();
-    db_.prepare("INSERT INTO meta(key, value) VALUES ('coordinator_id', ?)").bind(1, coordinatorId_).run();
+    db_.prepare("INSERT INTO meta(key, value) VALUES ('coordinator_id', ?)")
+        .bind(1, coordinatorId_)
+        .run();
   }
   get.reset();
   tx.commit();
@@ -140,27 +154,37 @@ void Store::insertJob(Job& job, const std::string& definition) {
       "INSERT INTO jobs(image_name, image_version, definition, definition_name, definition_digest, "
       "targets, labels, priority, state, error, created_ms, updated_ms, artifact) "
       "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)");
-  s.bind(1, job.imageName).bind(2, job.imageVersion).bind(3, definition).bind(4, job.definitionName);
+  s.bind(1, job.imageName)
+      .bind(2, job.imageVersion)
+      .bind(3, definition)
+      .bind(4, job.definitionName);
   s.bind(5, job.definitionDigest).bind(6, toJson(job.targets)).bind(7, toJson(job.labels));
   s.bind(8, job.priority).bind(9, toString(job.state)).bind(10, job.error);
   s.bind(11, job.createdMs).bind(12, job.updatedMs).bind(13, artifactJson(job.artifact));
   s.run();
   job.id = db_.lastInsertId();
-  for (const auto& step : job.steps) insertStep(job.id, step);
+  for (const auto& step : job.steps)
+    insertStep(job.id, step);
 }
 
 void Store::updateJob(const Job& job) {
   auto s = db_.prepare(
-      "UPDATE jobs SET image_version=?, targets=?, state=?, error=?, updated_ms=?, artifact=? WHERE id=?");
-  s.bind(1, job.imageVersion).bind(2, toJson(job.targets)).bind(3, toString(job.state)).bind(4, job.error);
+      "UPDATE jobs SET image_version=?, targets=?, state=?, error=?, updated_ms=?, artifact=? "
+      "WHERE id=?");
+  s.bind(1, job.imageVersion)
+      .bind(2, toJson(job.targets))
+      .bind(3, toString(job.state))
+      .bind(4, job.error);
   s.bind(5, job.updatedMs).bind(6, artifactJson(job.artifact)).bind(7, job.id);
   s.run();
 }
 
 void Store::insertStep(std::int64_t jobId, const Step& st) {
   auto s = db_.prepare(
-      "INSERT INTO steps(job_id, idx, name, kind, agent, upstream, state, attempt, task_id, detail, "
-      "done, total, rate, eta, retries, error, started_ms, finished_ms, last_seq, result, not_before_ms, unit) "
+      "INSERT INTO steps(job_id, idx, name, kind, agent, upstream, state, attempt, task_id, "
+      "detail, "
+      "done, total, rate, eta, retries, error, started_ms, finished_ms, last_seq, result, "
+      "not_before_ms, unit) "
       "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
   s.bind(1, jobId).bind(2, st.index).bind(3, st.name).bind(4, toString(st.kind)).bind(5, st.agent);
   s.bind(6, st.upstream).bind(7, toString(st.state)).bind(8, st.attempt).bind(9, st.taskId);
@@ -173,7 +197,8 @@ void Store::insertStep(std::int64_t jobId, const Step& st) {
 void Store::updateStep(std::int64_t jobId, const Step& st) {
   auto s = db_.prepare(
       "UPDATE steps SET agent=?, state=?, attempt=?, task_id=?, detail=?, done=?, total=?, rate=?, "
-      "eta=?, retries=?, error=?, started_ms=?, finished_ms=?, last_seq=?, result=?, not_before_ms=?, "
+      "eta=?, retries=?, error=?, started_ms=?, finished_ms=?, last_seq=?, result=?, "
+      "not_before_ms=?, "
       "unit=? WHERE job_id=? AND idx=?");
   s.bind(1, st.agent).bind(2, toString(st.state)).bind(3, st.attempt).bind(4, st.taskId);
   s.bind(5, st.detail).bind(6, st.done).bind(7, st.total).bind(8, st.rateBps).bind(9, st.etaS);
@@ -212,7 +237,8 @@ Job Store::readJob(Statement& s) {
 
 void Store::loadSteps(Job& job) {
   auto s = db_.prepare(
-      "SELECT idx, name, kind, agent, upstream, state, attempt, task_id, detail, done, total, rate, "
+      "SELECT idx, name, kind, agent, upstream, state, attempt, task_id, detail, done, total, "
+      "rate, "
       "eta, retries, error, started_ms, finished_ms, last_seq, result, not_before_ms, unit "
       "FROM steps WHERE job_id=? ORDER BY idx");
   s.bind(1, job.id);
@@ -247,8 +273,10 @@ std::vector<Job> Store::loadActiveJobs() {
   auto s = db_.prepare(std::string("SELECT ") + kJobColumns +
                        " FROM jobs WHERE state NOT IN ('done','failed','cancelled') ORDER BY id");
   std::vector<Job> out;
-  while (s.step()) out.push_back(readJob(s));
-  for (auto& j : out) loadSteps(j);
+  while (s.step())
+    out.push_back(readJob(s));
+  for (auto& j : out)
+    loadSteps(j);
   return out;
 }
 
@@ -265,15 +293,18 @@ std::vector<Job> Store::listJobs(const std::vector<JobState>& states, unsigned l
   std::string sql = std::string("SELECT ") + kJobColumns + " FROM jobs";
   if (!states.empty()) {
     sql += " WHERE state IN (";
-    for (size_t i = 0; i < states.size(); ++i) sql += (i ? ",'" : "'") + std::string(toString(states[i])) + "'";
+    for (size_t i = 0; i < states.size(); ++i)
+      sql += (i ? ",'" : "'") + std::string(toString(states[i])) + "'";
     sql += ")";
   }
   sql += " ORDER BY id DESC LIMIT ?";
   auto s = db_.prepare(sql);
   s.bind(1, static_cast<std::int64_t>(limit));
   std::vector<Job> out;
-  while (s.step()) out.push_back(readJob(s));
-  for (auto& j : out) loadSteps(j);
+  while (s.step())
+    out.push_back(readJob(s));
+  for (auto& j : out)
+    loadSteps(j);
   return out;
 }
 
@@ -286,7 +317,8 @@ std::string Store::loadDefinition(std::int64_t jobId) {
 
 std::vector<JobEventRow> Store::events(std::int64_t jobId, std::uint64_t afterSeq) {
   auto s = db_.prepare(
-      "SELECT seq, time_ms, level, step, agent, message FROM events WHERE job_id=? AND seq>? ORDER BY seq");
+      "SELECT seq, time_ms, level, step, agent, message FROM events WHERE job_id=? AND seq>? ORDER "
+      "BY seq");
   s.bind(1, jobId).bind(2, afterSeq);
   std::vector<JobEventRow> out;
   while (s.step())
@@ -301,14 +333,19 @@ void Store::saveAgent(const AgentRow& a) {
       "VALUES (?,?,?,?,?,?,?) ON CONFLICT(name) DO UPDATE SET role=excluded.role, "
       "labels=excluded.labels, capacity=excluded.capacity, version=excluded.version, "
       "data_endpoint=excluded.data_endpoint, last_seen_ms=excluded.last_seen_ms");
-  s.bind(1, a.name).bind(2, a.role).bind(3, toJson(a.labels)).bind(4, a.capacity).bind(5, a.version);
+  s.bind(1, a.name)
+      .bind(2, a.role)
+      .bind(3, toJson(a.labels))
+      .bind(4, a.capacity)
+      .bind(5, a.version);
   s.bind(6, a.dataEndpoint).bind(7, a.lastSeenMs);
   s.run();
 }
 
 std::vector<Store::AgentRow> Store::loadAgents() {
   auto s = db_.prepare(
-      "SELECT name, role, labels, capacity, version, data_endpoint, last_seen_ms FROM agents ORDER BY name");
+      "SELECT name, role, labels, capacity, version, data_endpoint, last_seen_ms FROM agents ORDER "
+      "BY name");
   std::vector<AgentRow> out;
   while (s.step()) {
     AgentRow a;

@@ -15,7 +15,8 @@ Topology Topology::parse(const YamlReader& s) {
     Site site{item.required<std::string>("name"), item.required<std::string>("controller")};
     item.rejectUnknownKeys();
     for (const auto& other : t.sites_)
-      if (other.name == site.name) item.at("name").fail("site '" + site.name + "' is defined twice");
+      if (other.name == site.name)
+        item.at("name").fail("site '" + site.name + "' is defined twice");
     t.sites_.push_back(site);
   }
   for (auto& item : s.at("links").items()) {
@@ -24,7 +25,8 @@ Topology Topology::parse(const YamlReader& s) {
     if (auto r = item.at("rate_limit"); !r.isNull()) link.rateLimit = r.asRate();
     item.rejectUnknownKeys();
     if (link.from == link.to) item.fail("a link from '" + link.from + "' to itself");
-    if (link.to == "build") item.at("to").fail("'build' (every build agent) can only be a link's source");
+    if (link.to == "build")
+      item.at("to").fail("'build' (every build agent) can only be a link's source");
     t.links_.push_back(link);
   }
   t.defaultTargets_ = s.at("default_targets").asStringList();
@@ -53,7 +55,8 @@ std::vector<Hop> Topology::plan(const std::string& buildAgent,
     edges.push_back({l.from == "build" ? buildAgent : l.from, l.to, l.endpoint, l.rateLimit});
   }
   if (links_.empty())
-    for (const auto& c : controllers) edges.push_back({buildAgent, c, "", 0});
+    for (const auto& c : controllers)
+      edges.push_back({buildAgent, c, "", 0});
 
   // Breadth-first from the build agent; the first path found to a node is a shortest one.
   std::map<std::string, const Hop*> parent;
@@ -75,12 +78,15 @@ std::vector<Hop> Topology::plan(const std::string& buildAgent,
     if (c == buildAgent) continue;
     if (!parent.count(c)) {
       std::string known;
-      for (const auto& e : edges) known += (known.empty() ? "" : ", ") + e.from + "->" + e.to;
+      for (const auto& e : edges)
+        known += (known.empty() ? "" : ", ") + e.from + "->" + e.to;
       throw Error("no route from build agent '" + buildAgent + "' to controller '" + c +
-                  "' (links: " + (known.empty() ? "none" : known) + "); add a link in the topology");
+                  "' (links: " + (known.empty() ? "none" : known) +
+                  "); add a link in the topology");
     }
     std::vector<Hop> path;
-    for (std::string n = c; n != buildAgent; n = parent[n]->from) path.push_back(*parent[n]);
+    for (std::string n = c; n != buildAgent; n = parent[n]->from)
+      path.push_back(*parent[n]);
     std::reverse(path.begin(), path.end());
     paths.push_back(path);
   }

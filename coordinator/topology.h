@@ -56,7 +56,8 @@ class Topology {
 
   // The delivery tree from a build agent to every controller, shortest paths, each shared hop
   // once, parents before children. Fails (Error) naming the controller that has no route.
-  std::vector<Hop> plan(const std::string& buildAgent, const std::vector<std::string>& controllers) const;
+  std::vector<Hop> plan(const std::string& buildAgent,
+                        const std::vector<std::string>& controllers) const;
 
  private:
   std::vector<Site> sites_;

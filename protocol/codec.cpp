@@ -15,8 +15,11 @@ namespace {
 void walk(capnp::DynamicValue::Reader value);
 
 void walkStruct(capnp::DynamicStruct::Reader s) {
-  for (auto field : s.getSchema().getNonUnionFields()) walk(s.get(field));
-  KJ_IF_MAYBE(active, s.which()) { walk(s.get(*active)); }
+  for (auto field : s.getSchema().getNonUnionFields())
+    walk(s.get(field));
+  KJ_IF_MAYBE (active, s.which()) {
+    walk(s.get(*active));
+  }
 }
 
 // Reads every value the schema says is there, as the type the schema says it has. A pointer of
@@ -24,13 +27,21 @@ void walkStruct(capnp::DynamicStruct::Reader s) {
 // when the field is read; reading everything here, once, makes that happen at decode time.
 void walk(capnp::DynamicValue::Reader value) {
   switch (value.getType()) {
-    case capnp::DynamicValue::STRUCT: walkStruct(value.as<capnp::DynamicStruct>()); break;
-    case capnp::DynamicValue::LIST:
-      for (auto element : value.as<capnp::DynamicList>()) walk(element);
+    case capnp::DynamicValue::STRUCT:
+      walkStruct(value.as<capnp::DynamicStruct>());
       break;
-    case capnp::DynamicValue::TEXT: (void)value.as<capnp::Text>(); break;
-    case capnp::DynamicValue::DATA: (void)value.as<capnp::Data>(); break;
-    default: break;  // scalars and enums cannot be malformed
+    case capnp::DynamicValue::LIST:
+      for (auto element : value.as<capnp::DynamicList>())
+        walk(element);
+      break;
+    case capnp::DynamicValue::TEXT:
+      (void)value.as<capnp::Text>();
+      break;
+    case capnp::DynamicValue::DATA:
+      (void)value.as<capnp::Data>();
+      break;
+    default:
+      break;  // scalars and enums cannot be malformed
   }
 }
 
@@ -49,12 +60,13 @@ DecodeResult<Root> decodeAs(const void* data, std::size_t size, const DecodeLimi
   options.traversalLimitInWords = limits.traversalLimitWords;
   options.nestingLimit = limits.nestingLimit;
   std::unique_ptr<Decoded<Root>> decoded;
-  KJ_IF_MAYBE(exception, kj::runCatchingExceptions([&] {
-    decoded = std::make_unique<Decoded<Root>>(kj::mv(words), options);
-    // Walk the whole message now, typed: every pointer is bounds- and kind-checked here, once, so
-    // handlers can read any field without a malformed message throwing in the event loop.
-    walkStruct(capnp::toDynamic(decoded->root()));
-  })) {
+  KJ_IF_MAYBE (exception, kj::runCatchingExceptions([&] {
+                 decoded = std::make_unique<Decoded<Root>>(kj::mv(words), options);
+                 // Walk the whole message now, typed: every pointer is bounds- and kind-checked
+                 // here, once, so handlers can read any field without a malformed message throwing
+                 // in the event loop.
+                 walkStruct(capnp::toDynamic(decoded->root()));
+               })) {
     return "malformed message: " + std::string(exception->getDescription().cStr());
   }
   decoded->resetBudget();

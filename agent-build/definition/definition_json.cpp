@@ -208,7 +208,8 @@ json toJson(const ImageDefinition& def) {
                  {"min_ram", g.minRamMiB ? json(*g.minRamMiB) : json(nullptr)},
                  {"tags", g.tags},
                  {"protected", g.protected_},
-                 {"older_versions", g.olderVersions ? std::string(toString(*g.olderVersions)) : std::string("agent default")},
+                 {"older_versions", g.olderVersions ? std::string(toString(*g.olderVersions))
+                                                    : std::string("agent default")},
                  {"metadata", g.metadata},
                  {"properties", g.properties}};
   return j;
@@ -224,7 +225,8 @@ json resolvedGlanceJson(const GlanceSpec& g, const std::string& name, const std:
           {"min_ram", g.minRamMiB ? *g.minRamMiB : 0},
           {"tags", g.tags},
           {"protected", g.protected_},
-          {"older_versions", g.olderVersions ? std::string(toString(*g.olderVersions)) : std::string("agent default")},
+          {"older_versions", g.olderVersions ? std::string(toString(*g.olderVersions))
+                                             : std::string("agent default")},
           {"properties", g.allProperties()}};
 }
 
@@ -362,7 +364,8 @@ std::string summarize(const ImageDefinition& def) {
     if (g.minRamMiB) text += ", min_ram " + std::to_string(*g.minRamMiB) + " MiB";
     if (!g.tags.empty()) text += ", tags [" + joined(g.tags, ", ") + "]";
     if (g.protected_) text += ", protected";
-    text += ", older versions: " + (g.olderVersions ? std::string(toString(*g.olderVersions)) : std::string("agent default"));
+    text += ", older versions: " + (g.olderVersions ? std::string(toString(*g.olderVersions))
+                                                    : std::string("agent default"));
     row("glance", text);
     auto props = g.allProperties();
     std::string line;

@@ -206,7 +206,7 @@ struct GlanceSpec {
   std::optional<std::uint64_t> minRamMiB;
   std::vector<std::string> tags;
   bool protected_ = false;
-  std::optional<OlderVersions> olderVersions;  // unset: the Glance agent's configured default
+  std::optional<OlderVersions> olderVersions;     // unset: the Glance agent's configured default
   std::map<std::string, std::string> metadata;    // the .images.yaml `metadata:` block
   std::map<std::string, std::string> properties;  // override metadata on the same key
 

@@ -744,7 +744,6 @@ GlanceSpec parseGlance(const YamlReader& doc) {
   return g;
 }
 
-
 ImageDefinition parseDefinition(std::string_view yamlText, const std::string& sourceName) {
   auto doc = YamlReader::fromString(yamlText, sourceName);
   if (!doc.isMap()) doc.fail("an image definition must be a YAML mapping (name, base, ...)");

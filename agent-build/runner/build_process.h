@@ -22,8 +22,8 @@ class BuildEvents {
   virtual void log(const std::string& /*level*/, const std::string& /*step*/,
                    const std::string& /*message*/) {}
   virtual void progress(const std::string& /*step*/, std::uint64_t /*done*/,
-                        std::uint64_t /*total*/, std::uint64_t /*rateBps*/,
-                        std::uint64_t /*etaS*/, const std::string& /*unit*/) {}
+                        std::uint64_t /*total*/, std::uint64_t /*rateBps*/, std::uint64_t /*etaS*/,
+                        const std::string& /*unit*/) {}
   // A line the child printed outside the event protocol (a crash message, a warning).
   virtual void stray(const std::string& /*line*/) {}
 };

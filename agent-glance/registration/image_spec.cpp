@@ -1,9 +1,8 @@
 #include "agent-glance/registration/image_spec.h"
 
-#include "agent-build/definition/parse_definition.h"
-
 #include <cctype>
 
+#include "agent-build/definition/parse_definition.h"
 #include "agent-glance/glance/image.h"
 
 namespace imgpipe::glance {
@@ -12,18 +11,6 @@ namespace {
 constexpr size_t kMaxGlanceString = 255;  // Glance's column size for names, keys, values, tags
 
 }  // namespace
-
-std::string_view toString(OlderVersions v) {
-  switch (v) {
-    case OlderVersions::keep:
-      return "keep";
-    case OlderVersions::hide:
-      return "hide";
-    case OlderVersions::rename:
-      return "rename";
-  }
-  return "keep";
-}
 
 std::optional<OlderVersions> parseOlderVersions(std::string_view text) {
   if (text == "keep") return OlderVersions::keep;
@@ -37,25 +24,15 @@ ImageSpec imageSpecFrom(const std::string& name, const std::string& version,
   ImageSpec spec;
   spec.name = name;
   spec.version = version;
-  spec.displayName = g.displayName.empty() ? (version.empty() ? name : name + " " + version) : g.displayName;
-  switch (g.visibility) {
-    case build::Visibility::private_: spec.visibility = "private"; break;
-    case build::Visibility::shared: spec.visibility = "shared"; break;
-    case build::Visibility::community: spec.visibility = "community"; break;
-    case build::Visibility::public_: spec.visibility = "public"; break;
-  }
+  spec.displayName =
+      g.displayName.empty() ? (version.empty() ? name : name + " " + version) : g.displayName;
+  spec.visibility = std::string(build::toString(g.visibility));
   spec.minDiskGiB = g.minDiskGiB.value_or(0);
   spec.minRamMiB = g.minRamMiB.value_or(0);
   spec.tags = g.tags;
   spec.properties = g.allProperties();
   spec.protectedFlag = g.protected_;
-  if (g.olderVersions) {
-    switch (*g.olderVersions) {
-      case build::OlderVersions::keep: spec.olderVersions = OlderVersions::keep; break;
-      case build::OlderVersions::hide: spec.olderVersions = OlderVersions::hide; break;
-      case build::OlderVersions::rename: spec.olderVersions = OlderVersions::rename; break;
-    }
-  }
+  spec.olderVersions = g.olderVersions;
   validateImageSpec(spec);
   return spec;
 }
@@ -63,8 +40,8 @@ ImageSpec imageSpecFrom(const std::string& name, const std::string& version,
 ImageSpec parseImageSpec(const YamlReader& definition) {
   // The build agent's definition parser owns the glance: section; the rest of the definition is
   // the build's business and is not looked at here.
-  return imageSpecFrom(definition.required<std::string>("name"), definition.get<std::string>("version", ""),
-                       build::parseGlance(definition));
+  return imageSpecFrom(definition.required<std::string>("name"),
+                       definition.get<std::string>("version", ""), build::parseGlance(definition));
 }
 
 ImageSpec parseImageSpec(std::string_view definitionYaml, const std::string& sourceName) {

@@ -7,21 +7,17 @@
 #include <string_view>
 #include <vector>
 
+#include "agent-build/definition/image_definition.h"
 #include "common/yaml_reader.h"
-
-namespace imgpipe::build {
-struct GlanceSpec;
-}
 
 namespace imgpipe::glance {
 
-// What to do with the other images of the same name once a new version is active.
-enum class OlderVersions {
-  keep,    // leave them as they are
-  hide,    // set os_hidden=true: still bootable by id, no longer listed by default
-  rename,  // append " (old)" to their name
-};
-std::string_view toString(OlderVersions v);
+// What to do with the other images of the same name once a new version is active: the image
+// definition's `older_versions:` (build::OlderVersions), which the agent's config defaults.
+//   keep    leave them as they are
+//   hide    set os_hidden=true: still bootable by id, no longer listed by default
+//   rename  append " (old)" to their name
+using OlderVersions = build::OlderVersions;
 std::optional<OlderVersions> parseOlderVersions(std::string_view text);
 
 // The Glance side of an image definition. Value type.
@@ -46,7 +42,8 @@ struct ImageSpec {
 // min_disk 0 means "not set": the registrar uses the image's virtual size, rounded up.
 ImageSpec parseImageSpec(const YamlReader& definition);
 ImageSpec parseImageSpec(std::string_view definitionYaml, const std::string& sourceName);
-ImageSpec imageSpecFrom(const std::string& name, const std::string& version, const build::GlanceSpec& glance);
+ImageSpec imageSpecFrom(const std::string& name, const std::string& version,
+                        const build::GlanceSpec& glance);
 
 // Throws Error naming the field and value for what Glance would refuse later: an unknown
 // visibility, a property that is a core attribute (name, visibility, os_hash_value, ...) or

@@ -504,7 +504,8 @@ RegistrationResult Registrar::run(const RegistrationRequest& request, std::stop_
     verifyArtifact(request, stop, [&](std::uint64_t d, std::uint64_t t) { meter.update(d, t); });
   }
   const auto info = checkQcow2(
-      request.file, {.maxVirtualSize = config_.maxVirtualSize, .timeout = config_.qemuImgTimeout}, stop);
+      request.file, {.maxVirtualSize = config_.maxVirtualSize, .timeout = config_.qemuImgTimeout},
+      stop);
   RegistrationRequest resolved = request;
   if (resolved.spec.minDiskGiB == 0)  // unset in the definition: no flavor smaller than the disk
     resolved.spec.minDiskGiB = (info.virtualSize + (1ull << 30) - 1) >> 30;

@@ -1,4 +1,4 @@
-// bench-build: one run of imgpipe's build against the plain shell recipe of the operators'
+// build/bench/build: one run of imgpipe's build against the plain shell recipe of the operators'
 // notes (bench/build/shell-recipe.sh), on the same base and the same definition:
 //   build_s            imgpipe, apt cache empty (everything downloaded from the mirror)
 //   script_build_s     the shell recipe (downloads everything too)
@@ -11,7 +11,7 @@
 // and the output sizes. Targets: build <= 1.0x, cached rebuild <= 0.5x, size <= 0.9x of the
 // shell recipe's. Needs root, Debian's mirror, and makes the test fixture base on first use.
 //
-//   bench-build [--json FILE] [--packages "docker.io qemu-guest-agent curl"]
+//   build/bench/build [--json FILE] [--packages "docker.io qemu-guest-agent curl"]
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
@@ -37,8 +37,7 @@ std::string env(const char* name, const char* fallback) {
 }
 
 fs::path agent() {
-  return fs::path(env("IMGPIPE_BUILD_DIR", IMGPIPE_BENCH_BUILD_DIR)) /
-         "bin/imgpipe-agent-build";
+  return fs::path(env("IMGPIPE_BUILD_DIR", IMGPIPE_BENCH_BUILD_DIR)) / "bin/imgpipe-agent-build";
 }
 fs::path source() {
   return env("IMGPIPE_SOURCE_DIR", IMGPIPE_BENCH_SOURCE_DIR);

@@ -1,8 +1,9 @@
-// bench-coordinator: a real coordinator process under 1,000 heartbeating agents and 10,000 queued
-// jobs. Measures submit-to-assignment latency (submit sent by an operator -> assignment received
-// by a build agent), and the coordinator's peak RSS and CPU time.
+// build/bench/coordinator: a real coordinator process under 1,000 heartbeating agents and 10,000
+// queued jobs. Measures submit-to-assignment latency (submit sent by an operator -> assignment
+// received by a build agent), and the coordinator's peak RSS and CPU time.
 //
-//   bench-coordinator [--agents N] [--queued N] [--measured N] [--rate JOBS_PER_S] [--json FILE]
+//   build/bench/coordinator [--agents N] [--queued N] [--measured N] [--rate JOBS_PER_S] [--json
+//   FILE]
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -65,8 +66,10 @@ int main(int argc, char** argv) {
   double rate = 100;
   std::string jsonOut;
   app.add_option("--agents", agents)->capture_default_str();
-  app.add_option("--queued", queued, "jobs parked in the queue (labels no agent has)")->capture_default_str();
-  app.add_option("--measured", measured, "jobs whose submit-to-assignment latency is measured")->capture_default_str();
+  app.add_option("--queued", queued, "jobs parked in the queue (labels no agent has)")
+      ->capture_default_str();
+  app.add_option("--measured", measured, "jobs whose submit-to-assignment latency is measured")
+      ->capture_default_str();
   app.add_option("--rate", rate, "submits per second while measuring")->capture_default_str();
   app.add_option("--json", jsonOut, "write the figures as a flat JSON object");
   CLI11_PARSE(app, argc, argv);
@@ -129,7 +132,8 @@ int main(int argc, char** argv) {
       nextBeat.push_back(Clock::now() + std::chrono::milliseconds(i * 1000 / agents));
     }
     std::vector<zmq::pollitem_t> items;
-    for (auto& s : sockets) items.push_back({s.handle(), 0, ZMQ_POLLIN, 0});
+    for (auto& s : sockets)
+      items.push_back({s.handle(), 0, ZMQ_POLLIN, 0});
     proto::EnvelopeBuilder beat;
     beat.body().setHeartbeat();
     auto beatFrame = beat.frame();
@@ -175,7 +179,8 @@ int main(int argc, char** argv) {
     auto t = s.initTargets(1);
     t.set(0, "ctrl");
     auto l = s.initLabels(static_cast<unsigned>(labels.size()));
-    for (unsigned i = 0; i < labels.size(); ++i) l.set(i, labels[i]);
+    for (unsigned i = 0; i < labels.size(); ++i)
+      l.set(i, labels[i]);
     op.send(b.frame(), zmq::send_flags::none);
   };
   auto awaitReply = [&]() -> std::string {
@@ -193,7 +198,8 @@ int main(int argc, char** argv) {
   };
 
   const auto regStart = Clock::now();
-  while (registered < agents && Clock::now() - regStart < 120s) std::this_thread::sleep_for(50ms);
+  while (registered < agents && Clock::now() - regStart < 120s)
+    std::this_thread::sleep_for(50ms);
   const double registerS = std::chrono::duration<double>(Clock::now() - regStart).count();
   std::cout << registered << " agents registered in " << registerS << " s\n";
 
@@ -208,7 +214,8 @@ int main(int argc, char** argv) {
       --inFlight;
     }
   }
-  while (inFlight-- > 0) awaitReply();
+  while (inFlight-- > 0)
+    awaitReply();
   const double parkS = std::chrono::duration<double>(Clock::now() - parkStart).count();
   std::cout << queued << " jobs queued in " << parkS << " s (" << queued / parkS << " submits/s)\n";
 
@@ -234,8 +241,10 @@ int main(int argc, char** argv) {
     std::lock_guard lock(mu);
     for (const auto& [id, t] : submittedAt) {
       auto it = assignedAt.find(id);
-      if (it == assignedAt.end()) ++missing;
-      else latencies.push_back(std::chrono::duration<double, std::milli>(it->second - t).count());
+      if (it == assignedAt.end())
+        ++missing;
+      else
+        latencies.push_back(std::chrono::duration<double, std::milli>(it->second - t).count());
     }
   }
   const double p50 = percentile(latencies, 50), p99 = percentile(latencies, 99);

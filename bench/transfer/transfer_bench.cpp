@@ -99,12 +99,14 @@ class Bench {
 
   std::unique_ptr<NetTopology> topology(bool twoHops);
   Imported import(const fs::path& storeDir, const fs::path& file, const std::string& version);
-  std::unique_ptr<NetDaemon> serve(NetTopology& net, const std::string& host, const std::string& peer,
-                                const fs::path& storeDir, const std::string& allow);
+  std::unique_ptr<NetDaemon> serve(NetTopology& net, const std::string& host,
+                                   const std::string& peer, const fs::path& storeDir,
+                                   const std::string& allow);
   std::vector<std::string> fetchArgv(const fs::path& storeDir, const std::string& from,
                                      const std::string& serverHost, const std::string& host,
                                      const Imported& a);
-  std::unique_ptr<NetDaemon> sshd(NetTopology& net, const std::string& host, const std::string& peer);
+  std::unique_ptr<NetDaemon> sshd(NetTopology& net, const std::string& host,
+                                  const std::string& peer);
   // rsync pushing `src` to `dst` on the host at `toAddr`, as operators run it on the sending host.
   std::vector<std::string> rsyncPush(const fs::path& src, const std::string& toAddr,
                                      const fs::path& dst, std::vector<std::string> extra = {});
@@ -157,8 +159,8 @@ Imported Bench::import(const fs::path& storeDir, const fs::path& file, const std
 }
 
 std::unique_ptr<NetDaemon> Bench::serve(NetTopology& net, const std::string& host,
-                                     const std::string& peer, const fs::path& storeDir,
-                                     const std::string& allow) {
+                                        const std::string& peer, const fs::path& storeDir,
+                                        const std::string& allow) {
   auto d = std::make_unique<NetDaemon>(
       net, host,
       std::vector<std::string>{tool_.string(), "serve", "--store", storeDir.string(), "--listen",
@@ -190,7 +192,7 @@ std::vector<std::string> Bench::fetchArgv(const fs::path& storeDir, const std::s
 }
 
 std::unique_ptr<NetDaemon> Bench::sshd(NetTopology& net, const std::string& host,
-                                    const std::string& peer) {
+                                       const std::string& peer) {
   const fs::path cfg = dir() / ("sshd-" + host + ".conf");
   fs::copy_file(dir() / "ssh_client.pub", dir() / "authorized_keys",
                 fs::copy_options::overwrite_existing);
@@ -285,12 +287,12 @@ void Bench::twoHops() {
     auto server = serve(*net, "build", "relay", store("build-2"), "relay");
     const auto t0 = Clock::now();
     NetDaemon relay(*net, "relay",
-                 {tool_.string(), "relay", "--store", store("relay-2").string(), "--listen",
-                  "tcp://" + net->address("relay", "ctrl") + ":7701", "--key",
-                  key("relay").string(), "--allow", pub("ctrl").string(), "--from",
-                  "tcp://" + net->address("build", "relay") + ":7701", "--server-key",
-                  pub("build").string(), "--artifact", a.id, "--manifest-digest", a.digest},
-                 dir() / "relay-2.log");
+                    {tool_.string(), "relay", "--store", store("relay-2").string(), "--listen",
+                     "tcp://" + net->address("relay", "ctrl") + ":7701", "--key",
+                     key("relay").string(), "--allow", pub("ctrl").string(), "--from",
+                     "tcp://" + net->address("build", "relay") + ":7701", "--server-key",
+                     pub("build").string(), "--artifact", a.id, "--manifest-digest", a.digest},
+                    dir() / "relay-2.log");
     const std::string from = "tcp://" + net->address("relay", "ctrl") + ":7701";
     // The controller's fetch starts with the relay's: it waits ("waiting for upstream") until
     // the relay has the manifest, then takes every chunk as it lands there.
@@ -454,11 +456,12 @@ void Bench::loopback() {
                      << (dir() / "authorized_keys").string()
                      << "\nPermitRootLogin prohibit-password\nUsePAM no\nStrictModes no\n"
                      << "PidFile none\n";
-  NetDaemon ssh(net2, "lo",
-             {"unshare", "-m", "--propagation", "private", "sh", "-c",
-              "mount -t tmpfs tmpfs /run && mkdir -p /run/sshd && exec /usr/sbin/sshd -D -e -f " +
-                  cfg.string()},
-             dir() / "sshd-lo.log");
+  NetDaemon ssh(
+      net2, "lo",
+      {"unshare", "-m", "--propagation", "private", "sh", "-c",
+       "mount -t tmpfs tmpfs /run && mkdir -p /run/sshd && exec /usr/sbin/sshd -D -e -f " +
+           cfg.string()},
+      dir() / "sshd-lo.log");
   if (!ssh.waitForLog("Server listening", std::chrono::seconds(10)))
     throw Error("sshd did not start: " + ssh.log());
   fs::create_directories(dir() / "rsync-lo");

@@ -21,7 +21,11 @@ int agentMain(int argc, char** argv, Role role, const RoleSetup& setup) {
   std::string configPath = "/etc/imgpipe/agent-" + roleName + ".yaml";
   bool checkOnly = false;
   app.add_option("-c,--config", configPath, "configuration file")->capture_default_str();
+  bool probe = false;
   app.add_flag("--check-config", checkOnly, "validate the configuration and exit");
+  app.add_flag("--probe", probe,
+               "validate the configuration, check that the services this role uses answer "
+               "(a glance agent's Glance and Keystone), and exit");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -53,6 +57,7 @@ int agentMain(int argc, char** argv, Role role, const RoleSetup& setup) {
   try {
     zmq::context_t zmq(1);
     net::Reactor reactor;
+    if (probe) checkOnly = true;
     RoleContext ctx{*doc, common, keys, zmq, reactor, checkOnly};
     RoleParts parts;
     try {
@@ -61,6 +66,14 @@ int agentMain(int argc, char** argv, Role role, const RoleSetup& setup) {
     } catch (const Error& e) {
       std::cerr << "imgpipe-agent-" << roleName << ": configuration error: " << e.what() << "\n";
       return 2;
+    }
+    if (probe && parts.probe) {
+      try {
+        std::cout << parts.probe() << "\n";
+      } catch (const std::exception& e) {
+        std::cerr << "imgpipe-agent-" << roleName << ": " << e.what() << "\n";
+        return 1;
+      }
     }
     if (checkOnly) {
       std::cout << configPath << ": OK\n";
@@ -102,7 +115,8 @@ int agentMain(int argc, char** argv, Role role, const RoleSetup& setup) {
       session.stopAllTasks("agent shutting down");
       // Give the final task events a moment to reach the coordinator.
       auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
-      while (std::chrono::steady_clock::now() < until) reactor.runOnce(std::chrono::milliseconds(50));
+      while (std::chrono::steady_clock::now() < until)
+        reactor.runOnce(std::chrono::milliseconds(50));
       reactor.removeFd(sigfd.get());
     }
     spdlog::info("stopped");

@@ -19,10 +19,13 @@ struct RoleParts {
   std::string dataEndpoint;  // advertised artifact server endpoint, if the role serves any
   // Extra resources that must live as long as the process (servers bound on the reactor...).
   std::shared_ptr<void> keepAlive;
+  // --probe: checks that what this role talks to besides the coordinator answers (a glance
+  // agent's Glance and Keystone) and says what it found; throws naming what does not answer.
+  std::function<std::string()> probe;
 };
 
 struct RoleContext {
-  const YamlReader& config;     // the whole file; read your role's section, nothing else
+  const YamlReader& config;  // the whole file; read your role's section, nothing else
   const AgentConfig& common;
   const net::CurveKeyPair& keys;
   zmq::context_t& zmq;
@@ -33,9 +36,9 @@ struct RoleContext {
 
 using RoleSetup = std::function<RoleParts(RoleContext&)>;
 
-// The whole main() of an agent daemon: `--config FILE` (and `--check-config`), strict config
-// parsing (unknown keys are errors), secret key checks, logging, the coordinator session, and
-// orderly shutdown on SIGTERM/SIGINT: running tasks are stopped and unwind their resources.
+// The whole main() of an agent daemon: `--config FILE` (and `--check-config`, `--probe`), strict
+// config parsing (unknown keys are errors), secret key checks, logging, the coordinator session,
+// and orderly shutdown on SIGTERM/SIGINT: running tasks are stopped and unwind their resources.
 // Exit codes: 0 stopped by a signal, 1 runtime failure, 2 usage or configuration error,
 // 3 refused by the coordinator.
 int agentMain(int argc, char** argv, Role role, const RoleSetup& setup);

@@ -79,7 +79,8 @@ class AgentSession::Reporter : public TaskReporter {
       r.setMessage(f.message);
       r.setExitCode(f.exitCode);
       auto tail = r.initOutputTail(static_cast<unsigned>(f.outputTail.size()));
-      for (unsigned i = 0; i < f.outputTail.size(); ++i) tail.set(i, f.outputTail[i]);
+      for (unsigned i = 0; i < f.outputTail.size(); ++i)
+        tail.set(i, f.outputTail[i]);
       r.setRetryable(f.retryable);
     });
   }
@@ -148,7 +149,8 @@ std::size_t AgentSession::runningTasks() const {
 void AgentSession::start() {
   connect();
   // Checked at a quarter of the interval so a dead coordinator is noticed promptly.
-  reactor_.every(std::max(std::chrono::milliseconds(50), heartbeat_.interval / 4), [this] { tick(); });
+  reactor_.every(std::max(std::chrono::milliseconds(50), heartbeat_.interval / 4),
+                 [this] { tick(); });
 }
 
 void AgentSession::connect() {
@@ -167,7 +169,8 @@ void AgentSession::connect() {
               "authorized_keys with role {}?",
               ep, options_.keys.publicKey, options_.name, toString(options_.role));
         else if (e == net::SocketMonitor::Event::protocolFailed)
-          spdlog::error("CURVE handshake with {} failed: check coordinator_key in this agent's config", ep);
+          spdlog::error(
+              "CURVE handshake with {} failed: check coordinator_key in this agent's config", ep);
       });
   socket_->connect(options_.coordinatorEndpoint);
   reactor_.addSocket(*socket_, [this] { onMessage(); });
@@ -198,17 +201,20 @@ void AgentSession::sendHello() {
   h.setVersion(IMGPIPE_VERSION);
   h.setCapacity(options_.capacity);
   auto labels = h.initLabels(static_cast<unsigned>(options_.labels.size()));
-  for (unsigned i = 0; i < options_.labels.size(); ++i) labels.set(i, options_.labels[i]);
+  for (unsigned i = 0; i < options_.labels.size(); ++i)
+    labels.set(i, options_.labels[i]);
   h.setDataEndpoint(options_.dataEndpoint);
   // A task whose result is still unacknowledged counts as active: the coordinator must not
   // re-issue it, the result follows right after the Welcome.
   auto active = h.initActiveTasks(static_cast<unsigned>(tasks_.size()));
   unsigned i = 0;
-  for (const auto& [id, t] : tasks_) active.set(i++, id);
+  for (const auto& [id, t] : tasks_)
+    active.set(i++, id);
   h.setFreeBytes(runner_.freeBytes());
   auto inventory = runner_.inventory();
   auto inv = h.initInventory(static_cast<unsigned>(inventory.size()));
-  for (unsigned j = 0; j < inventory.size(); ++j) fillArtifact(inv[j], inventory[j]);
+  for (unsigned j = 0; j < inventory.size(); ++j)
+    fillArtifact(inv[j], inventory[j]);
   sendFrame(b.frame());
   liveness_.sent(Clock::now());
 }
@@ -219,10 +225,10 @@ void AgentSession::tick() {
   if (reconnectScheduled_) return;
   if (liveness_.expired(now)) {
     auto delay = backoff_.next();
-    spdlog::warn("coordinator at {} silent for {} ms; reconnecting in {} ms",
-                 options_.coordinatorEndpoint,
-                 std::chrono::duration_cast<std::chrono::milliseconds>(now - liveness_.lastHeard()).count(),
-                 delay.count());
+    spdlog::warn(
+        "coordinator at {} silent for {} ms; reconnecting in {} ms", options_.coordinatorEndpoint,
+        std::chrono::duration_cast<std::chrono::milliseconds>(now - liveness_.lastHeard()).count(),
+        delay.count());
     disconnect();
     reconnectScheduled_ = true;
     reactor_.after(delay, [this] { connect(); });
@@ -268,12 +274,15 @@ void AgentSession::onMessage() {
         registered_ = true;
         backoff_.reset();
         coordinatorId_ = w.getCoordinatorId();
-        if (w.getHeartbeatIntervalMs() > 0) heartbeat_.interval = std::chrono::milliseconds(w.getHeartbeatIntervalMs());
+        if (w.getHeartbeatIntervalMs() > 0)
+          heartbeat_.interval = std::chrono::milliseconds(w.getHeartbeatIntervalMs());
         if (w.getLiveness() > 0) heartbeat_.liveness = static_cast<int>(w.getLiveness());
         liveness_ = net::PeerLiveness(heartbeat_, now);
-        if (first) spdlog::info("registered with coordinator {} ({} unacknowledged events to resend)",
-                                coordinatorId_, outbox_.size());
-        for (const auto& p : outbox_) sendFrame(zmq::message_t(p.frame.data(), p.frame.size()));
+        if (first)
+          spdlog::info("registered with coordinator {} ({} unacknowledged events to resend)",
+                       coordinatorId_, outbox_.size());
+        for (const auto& p : outbox_)
+          sendFrame(zmq::message_t(p.frame.data(), p.frame.size()));
         break;
       }
       case proto::Envelope::Body::REFUSED: {
@@ -314,7 +323,8 @@ void AgentSession::onAssign(const TaskSpec& spec) {
   if (tasks_.count(spec.taskId)) return;  // re-sent after a reconnect; already ours
   auto log = spdlog::default_logger();
   if (runningTasks() >= options_.capacity) {
-    spdlog::warn("job={} refused task {}: at capacity ({})", spec.jobId, spec.taskId, options_.capacity);
+    spdlog::warn("job={} refused task {}: at capacity ({})", spec.jobId, spec.taskId,
+                 options_.capacity);
     auto reporter = std::make_shared<Reporter>(*this, spec);
     reporter->failed({spec.step, "agent " + options_.name + " is at capacity", 0, {}, true});
     return;
@@ -333,7 +343,9 @@ void AgentSession::onAssign(const TaskSpec& spec) {
             reporter->failed({spec.step,
                               stop.stop_requested() ? "task stopped before it finished"
                                                     : "task ended without reporting a result",
-                              0, {}, stop.stop_requested()});
+                              0,
+                              {},
+                              stop.stop_requested()});
           }
         } catch (const std::exception& e) {
           reporter->failed({spec.step, e.what(), 0, {}, false});
@@ -350,14 +362,16 @@ void AgentSession::onTaskEnded(const std::string& taskId) {
   it->second.ended = true;
   // Forget the task once nothing about it waits for an acknowledgement.
   bool pending = false;
-  for (const auto& p : outbox_) pending |= p.taskId == taskId;
+  for (const auto& p : outbox_)
+    pending |= p.taskId == taskId;
   if (!pending) tasks_.erase(it);
 }
 
 void AgentSession::onCancel(const std::string& taskId, const std::string& reason) {
   auto it = tasks_.find(taskId);
   if (it == tasks_.end() || it->second.ended) return;
-  spdlog::info("job={} task {} cancelled by the coordinator: {}", it->second.spec.jobId, taskId, reason);
+  spdlog::info("job={} task {} cancelled by the coordinator: {}", it->second.spec.jobId, taskId,
+               reason);
   it->second.stopReason = reason;
   it->second.thread->request_stop();
 }
@@ -378,9 +392,10 @@ void AgentSession::fenceIfDisconnectedTooLong() {
   if (registered_ || Clock::now() - lastContact_ < options_.fenceAfter) return;
   for (auto& [id, t] : tasks_) {
     if (t.ended || !t.spec.reassignable() || t.thread->get_stop_token().stop_requested()) continue;
-    spdlog::warn("job={} step={} abandoning task {}: coordinator unreachable for over {} s, so it "
-                 "has been re-queued elsewhere",
-                 t.spec.jobId, t.spec.step, id, options_.fenceAfter.count() / 1000);
+    spdlog::warn(
+        "job={} step={} abandoning task {}: coordinator unreachable for over {} s, so it "
+        "has been re-queued elsewhere",
+        t.spec.jobId, t.spec.step, id, options_.fenceAfter.count() / 1000);
     t.thread->request_stop();
   }
 }

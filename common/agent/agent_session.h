@@ -64,7 +64,7 @@ class AgentSession {
     TaskSpec spec;
     std::shared_ptr<Reporter> reporter;
     std::unique_ptr<std::jthread> thread;
-    bool ended = false;     // run() returned and its final event is queued
+    bool ended = false;  // run() returned and its final event is queued
     std::string stopReason;
   };
   struct Pending {

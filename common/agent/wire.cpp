@@ -20,17 +20,18 @@ TaskSpec toTaskSpec(proto::Task::Reader task) {
     }
     case proto::Task::Kind::FETCH: {
       auto f = kind.getFetch();
-      spec.kind = FetchSpec{f.getArtifactId(),   f.getManifestDigest(),   f.getImageName(),
-                            f.getImageVersion(), f.getUpstreamName(),     f.getUpstreamEndpoint(),
-                            f.getUpstreamKey(),  f.getRateLimit(),        f.getSize()};
+      spec.kind = FetchSpec{f.getArtifactId(),   f.getManifestDigest(), f.getImageName(),
+                            f.getImageVersion(), f.getUpstreamName(),   f.getUpstreamEndpoint(),
+                            f.getUpstreamKey(),  f.getRateLimit(),      f.getSize()};
       break;
     }
     case proto::Task::Kind::REGISTER: {
       auto r = kind.getRegister();
-      spec.kind = RegisterSpec{r.getArtifactId(),   r.getManifestDigest(), r.getBuildId(),
-                               r.getImageName(),    r.getImageVersion(),   r.getDefinition(),
-                               r.getDefinitionName(), r.getSha256(),       r.getSha512(),
-                               r.getSize()};
+      spec.kind = RegisterSpec{r.getArtifactId(),     r.getManifestDigest(),
+                               r.getBuildId(),        r.getImageName(),
+                               r.getImageVersion(),   r.getDefinition(),
+                               r.getDefinitionName(), r.getSha256(),
+                               r.getSha512(),         r.getSize()};
       break;
     }
   }
@@ -81,8 +82,9 @@ GrantSpec toGrantSpec(proto::Grant::Reader g) {
 }
 
 ArtifactInfo toArtifactInfo(proto::ArtifactSummary::Reader a) {
-  return ArtifactInfo{a.getId(),          a.getSha512(),    a.getSize(),        a.getVirtualSize(),
-                      a.getManifestDigest(), a.getImageName(), a.getImageVersion()};
+  return ArtifactInfo{a.getId(),          a.getSha512(),         a.getSize(),
+                      a.getVirtualSize(), a.getManifestDigest(), a.getImageName(),
+                      a.getImageVersion()};
 }
 
 void fillArtifact(proto::ArtifactSummary::Builder out, const ArtifactInfo& a) {
@@ -97,29 +99,41 @@ void fillArtifact(proto::ArtifactSummary::Builder out, const ArtifactInfo& a) {
 
 proto::Role toProto(Role role) {
   switch (role) {
-    case Role::build: return proto::Role::BUILD;
-    case Role::relay: return proto::Role::RELAY;
-    case Role::glance: return proto::Role::GLANCE;
-    case Role::operator_: return proto::Role::OPERATOR;
+    case Role::build:
+      return proto::Role::BUILD;
+    case Role::relay:
+      return proto::Role::RELAY;
+    case Role::glance:
+      return proto::Role::GLANCE;
+    case Role::operator_:
+      return proto::Role::OPERATOR;
   }
   return proto::Role::UNKNOWN;
 }
 
 std::optional<Role> fromProto(proto::Role role) {
   switch (role) {
-    case proto::Role::BUILD: return Role::build;
-    case proto::Role::RELAY: return Role::relay;
-    case proto::Role::GLANCE: return Role::glance;
-    case proto::Role::OPERATOR: return Role::operator_;
-    default: return std::nullopt;
+    case proto::Role::BUILD:
+      return Role::build;
+    case proto::Role::RELAY:
+      return Role::relay;
+    case proto::Role::GLANCE:
+      return Role::glance;
+    case proto::Role::OPERATOR:
+      return Role::operator_;
+    default:
+      return std::nullopt;
   }
 }
 
 proto::LogLevel toProto(LogLevel level) {
   switch (level) {
-    case LogLevel::info: return proto::LogLevel::INFO;
-    case LogLevel::warn: return proto::LogLevel::WARN;
-    case LogLevel::error: return proto::LogLevel::ERROR;
+    case LogLevel::info:
+      return proto::LogLevel::INFO;
+    case LogLevel::warn:
+      return proto::LogLevel::WARN;
+    case LogLevel::error:
+      return proto::LogLevel::ERROR;
   }
   return proto::LogLevel::INFO;
 }

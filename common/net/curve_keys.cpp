@@ -41,8 +41,9 @@ void writeKeyPair(const CurveKeyPair& keys, const std::filesystem::path& dir) {
   }
   std::string secret = "# imgpipe CurveZMQ key pair '" + keys.name +
                        "'. Keep this file secret (mode 0600).\n"
-                       "name: \"" + keys.name + "\"\npublic: \"" + keys.publicKey +
-                       "\"\nsecret: \"" + keys.secretKey + "\"\n";
+                       "name: \"" +
+                       keys.name + "\"\npublic: \"" + keys.publicKey + "\"\nsecret: \"" +
+                       keys.secretKey + "\"\n";
   if (::write(fd.get(), secret.data(), secret.size()) != static_cast<ssize_t>(secret.size()) ||
       ::fsync(fd.get()) != 0)
     throwErrno("cannot write " + secretPath.string());

@@ -42,7 +42,9 @@ Reactor::TimerId Reactor::every(std::chrono::milliseconds period, std::function<
   return id;
 }
 
-void Reactor::cancel(TimerId id) { timers_.erase(id); }
+void Reactor::cancel(TimerId id) {
+  timers_.erase(id);
+}
 
 void Reactor::post(std::function<void()> fn) {
   {
@@ -79,7 +81,8 @@ void Reactor::drainPosted() {
     std::lock_guard lock(postMutex_);
     batch.swap(posted_);
   }
-  for (auto& fn : batch) invoke(fn);
+  for (auto& fn : batch)
+    invoke(fn);
 }
 
 void Reactor::runOnce(std::chrono::milliseconds maxWait) {
@@ -93,7 +96,8 @@ void Reactor::runOnce(std::chrono::milliseconds maxWait) {
   std::vector<zmq::pollitem_t> items;
   items.reserve(handlers_.size() + 1);
   items.push_back({nullptr, wakeFd_.get(), ZMQ_POLLIN, 0});
-  for (const auto& h : handlers_) items.push_back({h.socket, h.fd, ZMQ_POLLIN, 0});
+  for (const auto& h : handlers_)
+    items.push_back({h.socket, h.fd, ZMQ_POLLIN, 0});
   zmq::poll(items.data(), items.size(), wait);
 
   if (items[0].revents & ZMQ_POLLIN) drainPosted();
@@ -123,7 +127,8 @@ void Reactor::runOnce(std::chrono::milliseconds maxWait) {
 }
 
 void Reactor::run() {
-  while (!stopping_) runOnce(std::chrono::milliseconds(1000));
+  while (!stopping_)
+    runOnce(std::chrono::milliseconds(1000));
 }
 
 }  // namespace imgpipe::net

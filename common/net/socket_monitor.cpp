@@ -9,7 +9,10 @@ namespace imgpipe::net {
 
 SocketMonitor::SocketMonitor(zmq::context_t& context, Reactor& reactor, zmq::socket_t& watched,
                              Callback cb)
-    : reactor_(reactor), watched_(watched), pair_(context, zmq::socket_type::pair), callback_(std::move(cb)) {
+    : reactor_(reactor),
+      watched_(watched),
+      pair_(context, zmq::socket_type::pair),
+      callback_(std::move(cb)) {
   static std::atomic<unsigned> counter{0};
   const std::string endpoint = "inproc://imgpipe-monitor-" + std::to_string(counter++);
   if (zmq_socket_monitor(watched_.handle(), endpoint.c_str(),
@@ -37,12 +40,23 @@ void SocketMonitor::onEvent() {
     std::memcpy(&id, head.data(), sizeof id);
     Event e;
     switch (id) {
-      case ZMQ_EVENT_CONNECTED: e = Event::connected; break;
-      case ZMQ_EVENT_DISCONNECTED: e = Event::disconnected; break;
-      case ZMQ_EVENT_HANDSHAKE_SUCCEEDED: e = Event::handshakeSucceeded; break;
-      case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH: e = Event::authFailed; break;
-      case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL: e = Event::protocolFailed; break;
-      default: continue;
+      case ZMQ_EVENT_CONNECTED:
+        e = Event::connected;
+        break;
+      case ZMQ_EVENT_DISCONNECTED:
+        e = Event::disconnected;
+        break;
+      case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
+        e = Event::handshakeSucceeded;
+        break;
+      case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
+        e = Event::authFailed;
+        break;
+      case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
+        e = Event::protocolFailed;
+        break;
+      default:
+        continue;
     }
     callback_(e, address.to_string());
   }

@@ -23,13 +23,17 @@ void appendProperty(std::string& out, const std::string& name, const std::string
 }  // namespace
 
 ZapHandler::ZapHandler(zmq::context_t& context, Reactor& reactor, Authorizer authorizer)
-    : socket_(context, zmq::socket_type::rep), reactor_(reactor), authorizer_(std::move(authorizer)) {
+    : socket_(context, zmq::socket_type::rep),
+      reactor_(reactor),
+      authorizer_(std::move(authorizer)) {
   socket_.set(zmq::sockopt::linger, 0);
   socket_.bind("inproc://zeromq.zap.01");
   reactor_.addSocket(socket_, [this] { handleRequest(); });
 }
 
-ZapHandler::~ZapHandler() { reactor_.removeSocket(socket_); }
+ZapHandler::~ZapHandler() {
+  reactor_.removeSocket(socket_);
+}
 
 void ZapHandler::handleRequest() {
   std::vector<zmq::message_t> frames;
@@ -59,12 +63,15 @@ void ZapHandler::handleRequest() {
       spdlog::debug("zap: admitted {} ({}) from {}", who->name, who->role, address);
     } else {
       ++refused_;
-      spdlog::warn("zap: refused a connection from {}: public key {} is not authorized", address, z85);
+      spdlog::warn("zap: refused a connection from {}: public key {} is not authorized", address,
+                   z85);
     }
   } else {
     ++refused_;
-    spdlog::warn("zap: refused a malformed or non-CURVE authentication request (domain '{}', mechanism '{}')",
-                 text(2), text(5));
+    spdlog::warn(
+        "zap: refused a malformed or non-CURVE authentication request (domain '{}', mechanism "
+        "'{}')",
+        text(2), text(5));
   }
   socket_.send(zmq::buffer(std::string("1.0")), zmq::send_flags::sndmore);
   socket_.send(zmq::buffer(requestId), zmq::send_flags::sndmore);

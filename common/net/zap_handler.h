@@ -22,8 +22,8 @@ struct PeerIdentity {
 // the ZMQ "User-Id" and its role the "X-Role" property of every message it sends.
 class ZapHandler {
  public:
-  using Authorizer =
-      std::function<std::optional<PeerIdentity>(const std::string& publicKey, const std::string& address)>;
+  using Authorizer = std::function<std::optional<PeerIdentity>(const std::string& publicKey,
+                                                               const std::string& address)>;
 
   ZapHandler(zmq::context_t& context, Reactor& reactor, Authorizer authorizer);
   ~ZapHandler();

@@ -6,7 +6,10 @@ namespace imgpipe::cli {
 
 OperatorClient::OperatorClient(const std::string& endpoint, const std::string& coordinatorKey,
                                const net::CurveKeyPair& keys, std::chrono::milliseconds timeout)
-    : endpoint_(endpoint), publicKey_(keys.publicKey), timeout_(timeout), socket_(context_, zmq::socket_type::dealer) {
+    : endpoint_(endpoint),
+      publicKey_(keys.publicKey),
+      timeout_(timeout),
+      socket_(context_, zmq::socket_type::dealer) {
   net::configureCurveClient(socket_, keys.publicKey, keys.secretKey, coordinatorKey);
   monitor_ = std::make_unique<net::SocketMonitor>(
       context_, reactor_, socket_, [this](net::SocketMonitor::Event e, const std::string&) {
@@ -30,7 +33,8 @@ OperatorClient::~OperatorClient() {
   monitor_.reset();
 }
 
-std::unique_ptr<proto::Decoded<proto::Envelope>> OperatorClient::receive(std::chrono::milliseconds timeout) {
+std::unique_ptr<proto::Decoded<proto::Envelope>> OperatorClient::receive(
+    std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
     zmq::message_t frame;
@@ -41,11 +45,13 @@ std::unique_ptr<proto::Decoded<proto::Envelope>> OperatorClient::receive(std::ch
       auto& msg = std::get<0>(decoded);
       auto body = msg->root().getBody();
       if (body.which() == proto::Envelope::Body::REFUSED)
-        throw CliError(kNotAuthorized, "coordinator refused: " + std::string(body.getRefused().getReason()));
+        throw CliError(kNotAuthorized,
+                       "coordinator refused: " + std::string(body.getRefused().getReason()));
       return std::move(msg);
     }
     if (authError_) throw CliError(kNotAuthorized, *authError_);
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) return nullptr;
     reactor_.runOnce(std::min(left, std::chrono::milliseconds(100)));
   }
@@ -61,24 +67,34 @@ std::unique_ptr<proto::Decoded<proto::Envelope>> OperatorClient::request(const F
   socket_.send(frame, zmq::send_flags::none);
   const auto deadline = std::chrono::steady_clock::now() + timeout_;
   for (;;) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
     auto msg = left.count() > 0 ? receive(left) : nullptr;
     if (!msg)
-      throw CliError(kUnreachable, "no answer from the coordinator at " + endpoint_ + " within " +
-                                       std::to_string(timeout_.count() / 1000) +
-                                       " s: is it running and reachable, and is this CLI's key listed in its "
-                                       "authorized_keys as operator?");
+      throw CliError(kUnreachable,
+                     "no answer from the coordinator at " + endpoint_ + " within " +
+                         std::to_string(timeout_.count() / 1000) +
+                         " s: is it running and reachable, and is this CLI's key listed in its "
+                         "authorized_keys as operator?");
     auto body = msg->root().getBody();
-    if (body.which() != proto::Envelope::Body::REPLY || body.getReply().getRequestId() != id) continue;
+    if (body.which() != proto::Envelope::Body::REPLY || body.getReply().getRequestId() != id)
+      continue;
     auto kind = body.getReply().getKind();
     if (kind.which() == proto::OperatorReply::Kind::ERROR) {
       auto e = kind.getError();
       ExitCode code = kRejected;
       switch (e.getCode()) {
-        case proto::ErrorCode::BAD_REQUEST: code = kUsage; break;
-        case proto::ErrorCode::FORBIDDEN: code = kNotAuthorized; break;
-        case proto::ErrorCode::INTERNAL: code = kUnreachable; break;
-        default: code = kRejected;
+        case proto::ErrorCode::BAD_REQUEST:
+          code = kUsage;
+          break;
+        case proto::ErrorCode::FORBIDDEN:
+          code = kNotAuthorized;
+          break;
+        case proto::ErrorCode::INTERNAL:
+          code = kUnreachable;
+          break;
+        default:
+          code = kRejected;
       }
       throw CliError(code, e.getMessage());
     }
@@ -86,7 +102,8 @@ std::unique_ptr<proto::Decoded<proto::Envelope>> OperatorClient::request(const F
   }
 }
 
-std::unique_ptr<proto::Decoded<proto::Envelope>> OperatorClient::next(std::chrono::milliseconds timeout) {
+std::unique_ptr<proto::Decoded<proto::Envelope>> OperatorClient::next(
+    std::chrono::milliseconds timeout) {
   return receive(timeout);
 }
 

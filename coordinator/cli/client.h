@@ -18,11 +18,11 @@ namespace imgpipe::cli {
 // Exit codes of the imgpipe command (documented in README.md).
 enum ExitCode : int {
   kOk = 0,
-  kJobFailed = 1,     // the job failed or was cancelled (submit --wait, watch)
-  kUsage = 2,         // bad arguments or invalid input (definition, request)
-  kUnreachable = 3,   // no answer from the coordinator
-  kNotAuthorized = 4, // the coordinator refused our key or role
-  kRejected = 5,      // understood but not possible: unknown job, conflicting state
+  kJobFailed = 1,      // the job failed or was cancelled (submit --wait, watch)
+  kUsage = 2,          // bad arguments or invalid input (definition, request)
+  kUnreachable = 3,    // no answer from the coordinator
+  kNotAuthorized = 4,  // the coordinator refused our key or role
+  kRejected = 5,       // understood but not possible: unknown job, conflicting state
 };
 
 // A failure with its exit code; main() prints the message and exits with the code.
@@ -38,8 +38,8 @@ class CliError : public Error {
 // One operator connection to the coordinator (DEALER, CurveZMQ client).
 class OperatorClient {
  public:
-  OperatorClient(const std::string& endpoint, const std::string& coordinatorKey, const net::CurveKeyPair& keys,
-                 std::chrono::milliseconds timeout);
+  OperatorClient(const std::string& endpoint, const std::string& coordinatorKey,
+                 const net::CurveKeyPair& keys, std::chrono::milliseconds timeout);
   ~OperatorClient();
 
   using Fill = std::function<void(proto::OperatorRequest::Builder)>;

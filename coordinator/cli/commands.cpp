@@ -30,10 +30,13 @@ OperatorClient connect(const GlobalOptions& g) {
 }
 
 bool terminal(proto::JobState s) {
-  return s == proto::JobState::DONE || s == proto::JobState::FAILED || s == proto::JobState::CANCELLED;
+  return s == proto::JobState::DONE || s == proto::JobState::FAILED ||
+         s == proto::JobState::CANCELLED;
 }
 
-int exitFor(proto::JobState s) { return s == proto::JobState::DONE ? kOk : kJobFailed; }
+int exitFor(proto::JobState s) {
+  return s == proto::JobState::DONE ? kOk : kJobFailed;
+}
 
 // Follows a job until it ends; returns the exit code for its final state.
 int follow(OperatorClient& client, const GlobalOptions& g, const std::string& job) {
@@ -48,10 +51,13 @@ int follow(OperatorClient& client, const GlobalOptions& g, const std::string& jo
     if (tty) {
       // Redraw in place: back to the first line of the previous frame, rewrite every line.
       if (!previous.empty()) std::cout << "\033[" << previous.size() << "F";
-      for (const auto& l : lines) std::cout << "\033[2K" << l << "\n";
+      for (const auto& l : lines)
+        std::cout << "\033[2K" << l << "\n";
     } else {
       for (size_t i = 0; i < lines.size(); ++i)
-        if (i >= previous.size() || previous[i] != lines[i]) std::cout << clockTime(d.getSummary().getUpdatedMs() ? d.getSummary().getUpdatedMs() : 0) << " " << lines[i] << "\n";
+        if (i >= previous.size() || previous[i] != lines[i])
+          std::cout << clockTime(d.getSummary().getUpdatedMs() ? d.getSummary().getUpdatedMs() : 0)
+                    << " " << lines[i] << "\n";
     }
     std::cout.flush();
     previous = std::move(lines);
@@ -107,11 +113,13 @@ Connection resolveConnection(const GlobalOptions& g) {
   if (!g.key.empty()) keyPath = g.key;
   if (g.timeout != "10s") c.timeout = parseDuration(g.timeout);
   if (c.endpoint.empty())
-    throw CliError(kUsage, "no coordinator endpoint: set coordinator.endpoint in " + path + " or pass --coordinator");
+    throw CliError(kUsage, "no coordinator endpoint: set coordinator.endpoint in " + path +
+                               " or pass --coordinator");
   if (coordKey.empty())
     throw CliError(kUsage, "no coordinator public key: set coordinator.public_key in " + path +
                                " or pass --coordinator-key");
-  if (keyPath.empty()) throw CliError(kUsage, "no operator key: set key in " + path + " or pass --key");
+  if (keyPath.empty())
+    throw CliError(kUsage, "no operator key: set key in " + path + " or pass --key");
   c.coordinatorKey = net::loadPublicKey(coordKey);
   c.keys = net::loadSecretKey(keyPath);
   return c;
@@ -125,7 +133,9 @@ int cmdKeygen(const std::string& name, const std::string& dir, bool json) {
   const auto secret = std::filesystem::path(dir) / (name + ".key");
   const auto pub = std::filesystem::path(dir) / (name + ".pub");
   if (json) {
-    std::cout << nlohmann::json{{"name", name}, {"public_key", keys.publicKey}, {"secret_key_file", secret},
+    std::cout << nlohmann::json{{"name", name},
+                                {"public_key", keys.publicKey},
+                                {"secret_key_file", secret},
                                 {"public_key_file", pub}}
                      .dump()
               << "\n";
@@ -149,20 +159,25 @@ int cmdValidate(const std::string& file, bool json) {
   // Local files it names must exist where the build runs; here they can only be looked for.
   auto missing = build::checkLocalReferences(def, std::filesystem::absolute(file).parent_path());
   if (json) {
-    std::cout << nlohmann::json{{"file", file},           {"valid", true},
-                                {"name", def.name},       {"version", def.version},
-                                {"digest", toHex(sha256(text))}, {"not_found_here", missing},
+    std::cout << nlohmann::json{{"file", file},
+                                {"valid", true},
+                                {"name", def.name},
+                                {"version", def.version},
+                                {"digest", toHex(sha256(text))},
+                                {"not_found_here", missing},
                                 {"definition", build::toJson(def)}}
                      .dump()
               << "\n";
   } else {
     std::cout << file << ": valid\n" << build::summarize(def) << "\n";
-    for (const auto& m : missing) std::cout << "note: " << m << " (it must exist on the build agent)\n";
+    for (const auto& m : missing)
+      std::cout << "note: " << m << " (it must exist on the build agent)\n";
   }
   return kOk;
 }
 
-int cmdSubmit(const GlobalOptions& g, const std::string& file, const std::vector<std::string>& targets, int priority,
+int cmdSubmit(const GlobalOptions& g, const std::string& file,
+              const std::vector<std::string>& targets, int priority,
               const std::vector<std::string>& labels, bool wait) {
   std::string text;
   try {
@@ -177,45 +192,55 @@ int cmdSubmit(const GlobalOptions& g, const std::string& file, const std::vector
     s.setDefinition(text);
     s.setDefinitionName(std::filesystem::path(file).filename().string());
     auto t = s.initTargets(static_cast<unsigned>(targets.size()));
-    for (unsigned i = 0; i < targets.size(); ++i) t.set(i, targets[i]);
+    for (unsigned i = 0; i < targets.size(); ++i)
+      t.set(i, targets[i]);
     s.setPriority(priority);
     auto l = s.initLabels(static_cast<unsigned>(labels.size()));
-    for (unsigned i = 0; i < labels.size(); ++i) l.set(i, labels[i]);
+    for (unsigned i = 0; i < labels.size(); ++i)
+      l.set(i, labels[i]);
   });
   auto job = reply->root().getBody().getReply().getKind().getSubmitted();
   const std::string id = job.getId();
-  if (g.json && !wait) std::cout << toJson(job).dump() << "\n";
+  if (g.json && !wait)
+    std::cout << toJson(job).dump() << "\n";
   else if (!g.json)
-    std::cout << "submitted job " << id << ": " << job.getImageName().cStr() << " " << job.getImageVersion().cStr()
-              << " -> " << [&] {
-                   std::string t;
-                   for (auto x : job.getTargets()) t += (t.empty() ? "" : ", ") + std::string(x);
-                   return t;
-                 }()
-              << "\n";
+    std::cout << "submitted job " << id << ": " << job.getImageName().cStr() << " "
+              << job.getImageVersion().cStr() << " -> " <<
+        [&] {
+          std::string t;
+          for (auto x : job.getTargets())
+            t += (t.empty() ? "" : ", ") + std::string(x);
+          return t;
+        }() << "\n";
   return wait ? follow(client, g, id) : kOk;
 }
 
 int cmdList(const GlobalOptions& g, const std::vector<std::string>& states, unsigned limit) {
-  static const std::vector<std::string> names = {"queued", "building", "transferring", "registering",
-                                                 "done",   "failed",   "cancelled"};
+  static const std::vector<std::string> names = {
+      "queued", "building", "transferring", "registering", "done", "failed", "cancelled"};
   std::vector<proto::JobState> filter;
   for (const auto& s : states) {
     auto it = std::find(names.begin(), names.end(), s);
-    if (it == names.end()) throw CliError(kUsage, "unknown state '" + s + "' (use queued, building, transferring, registering, done, failed or cancelled)");
+    if (it == names.end())
+      throw CliError(
+          kUsage,
+          "unknown state '" + s +
+              "' (use queued, building, transferring, registering, done, failed or cancelled)");
     filter.push_back(static_cast<proto::JobState>(it - names.begin()));
   }
   auto client = connect(g);
   auto reply = client.request([&](auto r) {
     auto l = r.initKind().initList();
     auto st = l.initStates(static_cast<unsigned>(filter.size()));
-    for (unsigned i = 0; i < filter.size(); ++i) st.set(i, filter[i]);
+    for (unsigned i = 0; i < filter.size(); ++i)
+      st.set(i, filter[i]);
     l.setLimit(limit);
   });
   auto jobs = reply->root().getBody().getReply().getKind().getJobs();
   if (g.json) {
     auto arr = nlohmann::json::array();
-    for (auto j : jobs) arr.push_back(toJson(j));
+    for (auto j : jobs)
+      arr.push_back(toJson(j));
     std::cout << arr.dump() << "\n";
   } else {
     printJobList(std::cout, jobs);
@@ -227,8 +252,10 @@ int cmdShow(const GlobalOptions& g, const std::string& job) {
   auto client = connect(g);
   auto reply = client.request([&](auto r) { r.initKind().setShow(job); });
   auto d = reply->root().getBody().getReply().getKind().getJob();
-  if (g.json) std::cout << toJson(d).dump(2) << "\n";
-  else printJobDetail(std::cout, d);
+  if (g.json)
+    std::cout << toJson(d).dump(2) << "\n";
+  else
+    printJobDetail(std::cout, d);
   return kOk;
 }
 
@@ -247,7 +274,8 @@ int cmdEvents(const GlobalOptions& g, const std::string& job, bool followEvents)
       e.setJobId(job);
     });
     auto arr = nlohmann::json::array();
-    for (auto e : reply->root().getBody().getReply().getKind().getEvents()) arr.push_back(toJson(e));
+    for (auto e : reply->root().getBody().getReply().getKind().getEvents())
+      arr.push_back(toJson(e));
     std::cout << arr.dump() << "\n";
     return kOk;
   }
@@ -258,14 +286,16 @@ int cmdEvents(const GlobalOptions& g, const std::string& job, bool followEvents)
       e.setAfterSeq(after);
     });
     for (auto e : reply->root().getBody().getReply().getKind().getEvents()) {
-      if (g.json) std::cout << toJson(e).dump() << "\n";
-      else printEvent(std::cout, e);
+      if (g.json)
+        std::cout << toJson(e).dump() << "\n";
+      else
+        printEvent(std::cout, e);
       after = e.getSeq();
     }
     std::cout.flush();
     if (!followEvents) return kOk;
     auto show = client.request([&](auto r) { r.initKind().setShow(job); });
-    if (terminal(show->root().getBody().getReply().getKind().getJob().getSummary().getState()) ) {
+    if (terminal(show->root().getBody().getReply().getKind().getJob().getSummary().getState())) {
       followEvents = false;  // one more round picks up the final events
       continue;
     }
@@ -277,8 +307,10 @@ int cmdCancel(const GlobalOptions& g, const std::string& job) {
   auto client = connect(g);
   auto reply = client.request([&](auto r) { r.initKind().setCancel(job); });
   std::string msg = reply->root().getBody().getReply().getKind().getOk();
-  if (g.json) std::cout << nlohmann::json{{"job", job}, {"result", msg}}.dump() << "\n";
-  else std::cout << msg << "\n";
+  if (g.json)
+    std::cout << nlohmann::json{{"job", job}, {"result", msg}}.dump() << "\n";
+  else
+    std::cout << msg << "\n";
   return kOk;
 }
 
@@ -286,8 +318,10 @@ int cmdRetry(const GlobalOptions& g, const std::string& job) {
   auto client = connect(g);
   auto reply = client.request([&](auto r) { r.initKind().setRetry(job); });
   std::string msg = reply->root().getBody().getReply().getKind().getOk();
-  if (g.json) std::cout << nlohmann::json{{"job", job}, {"result", msg}}.dump() << "\n";
-  else std::cout << msg << "\n";
+  if (g.json)
+    std::cout << nlohmann::json{{"job", job}, {"result", msg}}.dump() << "\n";
+  else
+    std::cout << msg << "\n";
   return kOk;
 }
 
@@ -297,7 +331,8 @@ int cmdAgents(const GlobalOptions& g) {
   auto agents = reply->root().getBody().getReply().getKind().getAgents();
   if (g.json) {
     auto arr = nlohmann::json::array();
-    for (auto a : agents) arr.push_back(toJson(a));
+    for (auto a : agents)
+      arr.push_back(toJson(a));
     std::cout << arr.dump() << "\n";
   } else {
     printAgents(std::cout, agents);

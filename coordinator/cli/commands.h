@@ -10,10 +10,10 @@
 namespace imgpipe::cli {
 
 struct GlobalOptions {
-  std::string config;           // CLI config file
-  std::string coordinator;      // overrides config
-  std::string coordinatorKey;   // overrides config
-  std::string key;              // overrides config
+  std::string config;          // CLI config file
+  std::string coordinator;     // overrides config
+  std::string coordinatorKey;  // overrides config
+  std::string key;             // overrides config
   std::string timeout = "10s";
   bool json = false;
 };
@@ -29,7 +29,8 @@ Connection resolveConnection(const GlobalOptions& g);
 
 int cmdKeygen(const std::string& name, const std::string& dir, bool json);
 int cmdValidate(const std::string& file, bool json);
-int cmdSubmit(const GlobalOptions& g, const std::string& file, const std::vector<std::string>& targets, int priority,
+int cmdSubmit(const GlobalOptions& g, const std::string& file,
+              const std::vector<std::string>& targets, int priority,
               const std::vector<std::string>& labels, bool wait);
 int cmdList(const GlobalOptions& g, const std::vector<std::string>& states, unsigned limit);
 int cmdShow(const GlobalOptions& g, const std::string& job);

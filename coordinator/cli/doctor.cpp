@@ -51,14 +51,19 @@ class Report {
       auto arr = nlohmann::json::array();
       for (const auto& c : checks_)
         arr.push_back({{"check", c.name},
-                       {"status", c.status == Status::ok ? "ok" : c.status == Status::warn ? "warn" : "fail"},
+                       {"status", c.status == Status::ok     ? "ok"
+                                  : c.status == Status::warn ? "warn"
+                                                             : "fail"},
                        {"detail", c.detail},
                        {"fix", c.fix}});
       std::cout << arr.dump(2) << "\n";
       return;
     }
     for (const auto& c : checks_) {
-      std::cout << (c.status == Status::ok ? "ok    " : c.status == Status::warn ? "warn  " : "FAIL  ") << c.name;
+      std::cout << (c.status == Status::ok     ? "ok    "
+                    : c.status == Status::warn ? "warn  "
+                                               : "FAIL  ")
+                << c.name;
       if (!c.detail.empty()) std::cout << ": " << c.detail;
       std::cout << "\n";
       if (c.status != Status::ok && !c.fix.empty()) std::cout << "      fix: " << c.fix << "\n";
@@ -91,25 +96,60 @@ std::filesystem::path binaryDir() {
   return ec ? std::filesystem::path() : self.parent_path();
 }
 
+// Installed side by side with this CLI (as in build/bin), else on the PATH.
+std::optional<std::string> daemonBinary(const std::string& daemon) {
+  std::string binary = (binaryDir() / daemon).string();
+  if (::access(binary.c_str(), X_OK) == 0) return binary;
+  return which(daemon);
+}
+
+CommandResult runDaemon(const std::string& binary, const std::string& config,
+                        const std::string& flag) {
+  SubprocessOptions o;
+  o.argv = {binary, "--config", config, flag};
+  o.timeout = std::chrono::seconds(30);
+  return runCommand(o);
+}
+
+std::string joinTail(const CommandResult& res) {
+  std::string out;
+  for (const auto& l : res.tail)
+    out += (out.empty() ? "" : " ") + l;
+  return out;
+}
+
 // The daemon's own parser is the authority on its config.
 void checkConfigWithDaemon(Report& r, const std::string& daemon, const std::string& config) {
-  std::string binary = (binaryDir() / daemon).string();  // installed side by side, as in build/bin
-  if (::access(binary.c_str(), X_OK) != 0) {
-    auto found = which(daemon);
-    if (!found) {
-      r.add("config " + config, Status::fail, daemon + " is not installed", "install the imgpipe package");
-      return;
-    }
-    binary = *found;
+  auto binary = daemonBinary(daemon);
+  if (!binary) {
+    r.add("config " + config, Status::fail, daemon + " is not installed",
+          "install the imgpipe package");
+    return;
   }
-  SubprocessOptions o;
-  o.argv = {binary, "--config", config, "--check-config"};
-  o.timeout = std::chrono::seconds(20);
-  auto res = runCommand(o);
-  std::string out;
-  for (const auto& l : res.tail) out += (out.empty() ? "" : " ") + l;
-  if (res.exitCode == 0) r.add("config " + config, Status::ok, "valid");
-  else r.add("config " + config, Status::fail, out, "correct the file; the message names the line and field");
+  auto res = runDaemon(*binary, config, "--check-config");
+  if (res.exitCode == 0)
+    r.add("config " + config, Status::ok, "valid");
+  else
+    r.add("config " + config, Status::fail, joinTail(res),
+          "correct the file; the message names the line and field");
+}
+
+// A glance agent is only as good as its Glance: the daemon authenticates and asks it, as it
+// would for a registration.
+void checkGlance(Report& r, const std::string& config) {
+  auto binary = daemonBinary("imgpipe-agent-glance");
+  if (!binary) return;  // already reported by the config check
+  auto res = runDaemon(*binary, config, "--probe");
+  std::string said = joinTail(res);
+  if (res.exitCode == 0) {
+    // The daemon prints the probe's finding, then "<config>: OK".
+    auto ok = said.rfind(' ' + config + ": OK");
+    r.add("glance", Status::ok, ok == std::string::npos ? said : said.substr(0, ok));
+  } else {
+    r.add("glance", Status::fail, said,
+          "check the glance: section (endpoint, auth_url, credentials) and that this host "
+          "reaches them: the message names the service and URL");
+  }
 }
 
 void checkSecretKey(Report& r, const std::filesystem::path& key) {
@@ -128,10 +168,12 @@ void checkSecretKey(Report& r, const std::filesystem::path& key) {
   }
 }
 
-void checkSpace(Report& r, const std::filesystem::path& dir, std::uint64_t want, const std::string& what) {
+void checkSpace(Report& r, const std::filesystem::path& dir, std::uint64_t want,
+                const std::string& what) {
   std::error_code ec;
   auto probe = dir;
-  while (!probe.empty() && !std::filesystem::exists(probe, ec)) probe = probe.parent_path();
+  while (!probe.empty() && !std::filesystem::exists(probe, ec))
+    probe = probe.parent_path();
   if (probe.empty()) probe = "/";
   auto free = freeBytes(probe);
   r.add("disk " + dir.string(), free >= want ? Status::ok : Status::fail,
@@ -150,12 +192,15 @@ void checkCoordinator(Report& r, const std::string& endpoint, const std::string&
   std::optional<std::string> authError;
   net::SocketMonitor monitor(ctx, reactor, s, [&](net::SocketMonitor::Event e, const std::string&) {
     if (e == net::SocketMonitor::Event::authFailed) authError = "the coordinator refused this key";
-    if (e == net::SocketMonitor::Event::protocolFailed) authError = "CURVE handshake failed (wrong coordinator public key?)";
+    if (e == net::SocketMonitor::Event::protocolFailed)
+      authError = "CURVE handshake failed (wrong coordinator public key?)";
   });
   s.connect(endpoint);
   proto::EnvelopeBuilder b;
-  if (role == "operator") b.body().initRequest().initKind().setAgents();
-  else b.body().setHeartbeat();
+  if (role == "operator")
+    b.body().initRequest().initKind().setAgents();
+  else
+    b.body().setHeartbeat();
   s.send(b.frame(), zmq::send_flags::dontwait);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
   bool answered = false;
@@ -165,34 +210,51 @@ void checkCoordinator(Report& r, const std::string& endpoint, const std::string&
     answered = s.recv(m, zmq::recv_flags::dontwait).has_value();
   }
   const std::string name = "coordinator " + endpoint;
-  if (answered) r.add(name, Status::ok, "reachable; key '" + keys.name + "' accepted");
+  if (answered)
+    r.add(name, Status::ok, "reachable; key '" + keys.name + "' accepted");
   else if (authError)
     r.add(name, Status::fail, *authError,
-          "add this line to the coordinator's authorized_keys: " + keys.name + " " + role + " " + keys.publicKey);
+          "add this line to the coordinator's authorized_keys: " + keys.name + " " + role + " " +
+              keys.publicKey);
   else
     r.add(name, Status::fail, "no answer within 5 s",
-          "check that the coordinator runs, the address and port, and the WireGuard link / firewall between");
+          "check that the coordinator runs, the address and port, and the WireGuard link / "
+          "firewall between");
 }
 
 void checkBuildHost(Report& r) {
-  for (const auto& tool : {"qemu-img", "sgdisk", "growpart", "e2fsck", "resize2fs", "tune2fs", "losetup", "partx",
-                           "mount", "umount", "chroot", "fstrim", "debootstrap"}) {
+  for (const auto& tool :
+       {"qemu-img", "sgdisk", "growpart", "e2fsck", "resize2fs", "tune2fs", "losetup", "partx",
+        "mount", "umount", "chroot", "fstrim", "debootstrap"}) {
     auto found = which(tool);
-    r.add(std::string("tool ") + tool, found ? Status::ok : Status::fail, found ? *found : "not found",
-          "apt-get install qemu-utils gdisk cloud-guest-utils e2fsprogs util-linux mount debootstrap");
+    r.add(std::string("tool ") + tool, found ? Status::ok : Status::fail,
+          found ? *found : "not found",
+          "apt-get install qemu-utils gdisk cloud-guest-utils e2fsprogs util-linux mount "
+          "debootstrap");
   }
   const bool nbd = std::filesystem::exists("/dev/nbd0");
   const bool loop = std::filesystem::exists("/dev/loop-control");
-  if (nbd) r.add("disk attach", Status::ok, "kernel nbd (/dev/nbd0) with qemu-nbd");
-  else if (loop) r.add("disk attach", Status::ok, "no nbd module: raw image on a loop device");
-  else r.add("disk attach", Status::fail, "neither /dev/nbd0 nor /dev/loop-control", "modprobe nbd max_part=16 (or loop)");
-  if (!nbd) r.add("nbd", Status::warn, "kernel nbd not loaded; builds use loop devices (costs temporary disk)", "modprobe nbd max_part=16");
+  if (nbd)
+    r.add("disk attach", Status::ok, "kernel nbd (/dev/nbd0) with qemu-nbd");
+  else if (loop)
+    r.add("disk attach", Status::ok, "no nbd module: raw image on a loop device");
+  else
+    r.add("disk attach", Status::fail, "neither /dev/nbd0 nor /dev/loop-control",
+          "modprobe nbd max_part=16 (or loop)");
+  if (!nbd)
+    r.add("nbd", Status::warn,
+          "kernel nbd not loaded; builds use loop devices (costs temporary disk)",
+          "modprobe nbd max_part=16");
   r.add("fuse", std::filesystem::exists("/dev/fuse") ? Status::ok : Status::warn,
-        std::filesystem::exists("/dev/fuse") ? "/dev/fuse present" : "/dev/fuse missing", "modprobe fuse");
+        std::filesystem::exists("/dev/fuse") ? "/dev/fuse present" : "/dev/fuse missing",
+        "modprobe fuse");
   auto qemu = which("qemu-system-x86_64");
-  r.add("boot test", qemu ? Status::ok : Status::warn, qemu ? *qemu : "qemu-system-x86_64 not installed: boot tests cannot run",
+  r.add("boot test", qemu ? Status::ok : Status::warn,
+        qemu ? *qemu : "qemu-system-x86_64 not installed: boot tests cannot run",
         "apt-get install qemu-system-x86");
-  if (::geteuid() != 0) r.add("privileges", Status::fail, "not root", "build agents run as root (see the systemd unit)");
+  if (::geteuid() != 0)
+    r.add("privileges", Status::fail, "not root",
+          "build agents run as root (see the systemd unit)");
 }
 
 }  // namespace
@@ -201,11 +263,13 @@ int cmdDoctor(const std::vector<std::string>& configsIn, const std::string& role
   Report r;
   std::vector<std::string> configs = configsIn;
   if (configs.empty())
-    for (const auto* f : {"coordinator.yaml", "agent-build.yaml", "agent-relay.yaml", "agent-glance.yaml", "imgpipe.yaml"})
+    for (const auto* f : {"coordinator.yaml", "agent-build.yaml", "agent-relay.yaml",
+                          "agent-glance.yaml", "imgpipe.yaml"})
       if (std::filesystem::exists(std::filesystem::path("/etc/imgpipe") / f))
         configs.push_back((std::filesystem::path("/etc/imgpipe") / f).string());
   if (configs.empty())
-    r.add("configs", Status::fail, "none found in /etc/imgpipe", "pass them: imgpipe doctor FILE...");
+    r.add("configs", Status::fail, "none found in /etc/imgpipe",
+          "pass them: imgpipe doctor FILE...");
 
   for (const auto& config : configs) {
     const auto file = std::filesystem::path(config).filename().string();
@@ -217,12 +281,16 @@ int cmdDoctor(const std::vector<std::string>& configsIn, const std::string& role
         if (file.find(std::string("agent-") + role) != std::string::npos) kind = role;
       if (kind.empty()) {
         auto doc = YamlReader::fromFile(config);
-        if (doc.has("authorized_keys") || doc.has("topology")) kind = "coordinator";
-        else if (doc.has("name")) kind = roleHint.empty() ? "agent" : roleHint;
-        else kind = "cli";
+        if (doc.has("authorized_keys") || doc.has("topology"))
+          kind = "coordinator";
+        else if (doc.has("name"))
+          kind = roleHint.empty() ? "agent" : roleHint;
+        else
+          kind = "cli";
       }
       if (kind == "agent") {
-        r.add("config " + config, Status::fail, "an agent config, but of which role?", "imgpipe doctor --role build|relay|glance " + config);
+        r.add("config " + config, Status::fail, "an agent config, but of which role?",
+              "imgpipe doctor --role build|relay|glance " + config);
         continue;
       }
       if (kind == "coordinator") {
@@ -231,16 +299,19 @@ int cmdDoctor(const std::vector<std::string>& configsIn, const std::string& role
         checkSecretKey(r, c.keyFile);
         try {
           auto keys = net::AuthorizedKeys::load(c.authorizedKeys);
-          r.add("authorized_keys " + c.authorizedKeys.string(), Status::ok, std::to_string(keys.all().size()) + " keys");
+          r.add("authorized_keys " + c.authorizedKeys.string(), Status::ok,
+                std::to_string(keys.all().size()) + " keys");
         } catch (const Error& e) {
-          r.add("authorized_keys " + c.authorizedKeys.string(), Status::fail, e.what(), "one 'name role key' per line");
+          r.add("authorized_keys " + c.authorizedKeys.string(), Status::fail, e.what(),
+                "one 'name role key' per line");
         }
         checkSpace(r, c.stateDir, 1ull << 30, "the coordinator database");
       } else if (kind != "cli") {
         const std::string roleName = kind;
         auto role = parseRole(roleName);
         if (!role) {
-          r.add("config " + config, Status::fail, "cannot tell the role from the file name", "name it agent-ROLE.yaml");
+          r.add("config " + config, Status::fail, "cannot tell the role from the file name",
+                "name it agent-ROLE.yaml");
           continue;
         }
         checkConfigWithDaemon(r, "imgpipe-agent-" + roleName, config);
@@ -251,12 +322,15 @@ int cmdDoctor(const std::vector<std::string>& configsIn, const std::string& role
                    *role == Role::build ? "builds and their caches" : "the artifact store");
         if (*role == Role::build) checkBuildHost(r);
         if (*role == Role::glance) {
+          checkGlance(r, config);
           auto qemuImg = which("qemu-img");
-          r.add("tool qemu-img", qemuImg ? Status::ok : Status::fail, qemuImg ? *qemuImg : "not found",
+          r.add("tool qemu-img", qemuImg ? Status::ok : Status::fail,
+                qemuImg ? *qemuImg : "not found",
                 "apt-get install qemu-utils (images are checked before registration)");
         }
         try {
-          checkCoordinator(r, c.coordinatorEndpoint, c.coordinatorKey, net::loadSecretKey(c.keyFile), roleName);
+          checkCoordinator(r, c.coordinatorEndpoint, c.coordinatorKey,
+                           net::loadSecretKey(c.keyFile), roleName);
         } catch (const Error&) {
           // The key check above already explains it.
         }
@@ -271,7 +345,8 @@ int cmdDoctor(const std::vector<std::string>& configsIn, const std::string& role
         checkCoordinator(r, conn.endpoint, conn.coordinatorKey, conn.keys, "operator");
       }
     } catch (const Error& e) {
-      r.add("config " + config, Status::fail, e.what(), "correct the file; the message names the line and field");
+      r.add("config " + config, Status::fail, e.what(),
+            "correct the file; the message names the line and field");
     }
   }
   r.print(json);

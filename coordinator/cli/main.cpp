@@ -10,16 +10,21 @@
 using namespace imgpipe::cli;
 
 int main(int argc, char** argv) {
-  CLI::App app{"imgpipe: build VM images and deliver them into Glance\n\n"
-               "exit codes: 0 ok, 1 job failed or cancelled, 2 usage or invalid input,\n"
-               "            3 coordinator unreachable, 4 not authorized, 5 request rejected (unknown job, wrong state)"};
+  CLI::App app{
+      "imgpipe: build VM images and deliver them into Glance\n\n"
+      "exit codes: 0 ok, 1 job failed or cancelled, 2 usage or invalid input,\n"
+      "            3 coordinator unreachable, 4 not authorized, 5 request rejected (unknown job, "
+      "wrong state)"};
   app.require_subcommand(1);
   GlobalOptions g;
-  app.add_option("--config", g.config, "CLI config (default $IMGPIPE_CONFIG or /etc/imgpipe/imgpipe.yaml)");
+  app.add_option("--config", g.config,
+                 "CLI config (default $IMGPIPE_CONFIG or /etc/imgpipe/imgpipe.yaml)");
   app.add_option("--coordinator", g.coordinator, "coordinator endpoint, e.g. tcp://10.0.0.1:7700");
-  app.add_option("--coordinator-key", g.coordinatorKey, "coordinator public key file (or the key itself)");
+  app.add_option("--coordinator-key", g.coordinatorKey,
+                 "coordinator public key file (or the key itself)");
   app.add_option("--key", g.key, "operator secret key file");
-  app.add_option("--timeout", g.timeout, "how long to wait for the coordinator")->capture_default_str();
+  app.add_option("--timeout", g.timeout, "how long to wait for the coordinator")
+      ->capture_default_str();
   app.add_flag("--json", g.json, "machine-readable output");
 
   std::string name, dir = ".", file, job;
@@ -28,7 +33,8 @@ int main(int argc, char** argv) {
   bool wait = false, followEvents = false;
   unsigned limit = 50;
 
-  auto* keygen = app.add_subcommand("keygen", "write a CurveZMQ key pair NAME.key (0600) and NAME.pub");
+  auto* keygen =
+      app.add_subcommand("keygen", "write a CurveZMQ key pair NAME.key (0600) and NAME.pub");
   keygen->add_option("name", name, "key name (the agent or operator name)")->required();
   keygen->add_option("--dir", dir, "directory")->capture_default_str();
   auto* validate = app.add_subcommand("validate", "check an image definition without building");
@@ -51,14 +57,18 @@ int main(int argc, char** argv) {
   events->add_flag("-f,--follow", followEvents, "keep printing until the job ends");
   auto* cancel = app.add_subcommand("cancel", "cancel a job");
   cancel->add_option("job", job)->required();
-  auto* retry = app.add_subcommand("retry", "run the failed steps of a failed or cancelled job again");
+  auto* retry =
+      app.add_subcommand("retry", "run the failed steps of a failed or cancelled job again");
   retry->add_option("job", job)->required();
   auto* agents = app.add_subcommand("agents", "the agents and their state");
   std::vector<std::string> doctorConfigs;
-  auto* doctor = app.add_subcommand("doctor", "check this host's prerequisites for its imgpipe roles; exit 1 if any fails");
-  doctor->add_option("configs", doctorConfigs, "config files to check (default: those in /etc/imgpipe)");
+  auto* doctor = app.add_subcommand(
+      "doctor", "check this host's prerequisites for its imgpipe roles; exit 1 if any fails");
+  doctor->add_option("configs", doctorConfigs,
+                     "config files to check (default: those in /etc/imgpipe)");
   std::string doctorRole;
-  doctor->add_option("--role", doctorRole, "role of an agent config whose file name does not say (build, relay, glance)");
+  doctor->add_option("--role", doctorRole,
+                     "role of an agent config whose file name does not say (build, relay, glance)");
 
   try {
     app.parse(argc, argv);

@@ -11,17 +11,23 @@ namespace imgpipe::cli {
 namespace {
 
 std::int64_t nowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
 
 std::string roleName(proto::Role r) {
   switch (r) {
-    case proto::Role::BUILD: return "build";
-    case proto::Role::RELAY: return "relay";
-    case proto::Role::GLANCE: return "glance";
-    case proto::Role::OPERATOR: return "operator";
-    default: return "unknown";
+    case proto::Role::BUILD:
+      return "build";
+    case proto::Role::RELAY:
+      return "relay";
+    case proto::Role::GLANCE:
+      return "glance";
+    case proto::Role::OPERATOR:
+      return "operator";
+    default:
+      return "unknown";
   }
 }
 
@@ -31,13 +37,15 @@ std::string levelName(proto::LogLevel l) {
 
 std::vector<std::string> texts(capnp::List<capnp::Text>::Reader list) {
   std::vector<std::string> out;
-  for (auto t : list) out.emplace_back(t);
+  for (auto t : list)
+    out.emplace_back(t);
   return out;
 }
 
 std::string join(const std::vector<std::string>& v, const char* sep = ",") {
   std::string out;
-  for (const auto& s : v) out += (out.empty() ? "" : sep) + s;
+  for (const auto& s : v)
+    out += (out.empty() ? "" : sep) + s;
   return out;
 }
 
@@ -45,25 +53,38 @@ std::string join(const std::vector<std::string>& v, const char* sep = ",") {
 
 std::string stateName(proto::JobState s) {
   switch (s) {
-    case proto::JobState::QUEUED: return "queued";
-    case proto::JobState::BUILDING: return "building";
-    case proto::JobState::TRANSFERRING: return "transferring";
-    case proto::JobState::REGISTERING: return "registering";
-    case proto::JobState::DONE: return "done";
-    case proto::JobState::FAILED: return "failed";
-    case proto::JobState::CANCELLED: return "cancelled";
+    case proto::JobState::QUEUED:
+      return "queued";
+    case proto::JobState::BUILDING:
+      return "building";
+    case proto::JobState::TRANSFERRING:
+      return "transferring";
+    case proto::JobState::REGISTERING:
+      return "registering";
+    case proto::JobState::DONE:
+      return "done";
+    case proto::JobState::FAILED:
+      return "failed";
+    case proto::JobState::CANCELLED:
+      return "cancelled";
   }
   return "?";
 }
 
 std::string stateName(proto::StepState s) {
   switch (s) {
-    case proto::StepState::PENDING: return "pending";
-    case proto::StepState::RUNNING: return "running";
-    case proto::StepState::DONE: return "done";
-    case proto::StepState::FAILED: return "failed";
-    case proto::StepState::CANCELLED: return "cancelled";
-    case proto::StepState::WAITING: return "waiting";
+    case proto::StepState::PENDING:
+      return "pending";
+    case proto::StepState::RUNNING:
+      return "running";
+    case proto::StepState::DONE:
+      return "done";
+    case proto::StepState::FAILED:
+      return "failed";
+    case proto::StepState::CANCELLED:
+      return "cancelled";
+    case proto::StepState::WAITING:
+      return "waiting";
   }
   return "?";
 }
@@ -85,36 +106,54 @@ nlohmann::json toJson(proto::JobDetail::Reader d) {
   auto j = toJson(d.getSummary());
   auto steps = nlohmann::json::array();
   for (auto s : d.getSteps())
-    steps.push_back({{"name", s.getName()},     {"agent", s.getAgent()},         {"state", stateName(s.getState())},
-                     {"detail", s.getDetail()}, {"done", s.getDone()},           {"total", s.getTotal()},
-                     {"rate_bps", s.getRateBps()}, {"eta_s", s.getEtaS()},       {"attempts", s.getAttempts()},
-                     {"retries", s.getRetries()}, {"unit", s.getUnit().size() ? std::string(s.getUnit()) : "bytes"}, {"error", s.getError()},       {"started_ms", s.getStartedMs()},
+    steps.push_back({{"name", s.getName()},
+                     {"agent", s.getAgent()},
+                     {"state", stateName(s.getState())},
+                     {"detail", s.getDetail()},
+                     {"done", s.getDone()},
+                     {"total", s.getTotal()},
+                     {"rate_bps", s.getRateBps()},
+                     {"eta_s", s.getEtaS()},
+                     {"attempts", s.getAttempts()},
+                     {"retries", s.getRetries()},
+                     {"unit", s.getUnit().size() ? std::string(s.getUnit()) : "bytes"},
+                     {"error", s.getError()},
+                     {"started_ms", s.getStartedMs()},
                      {"finished_ms", s.getFinishedMs()}});
   j["steps"] = steps;
   if (d.hasArtifact() && d.getArtifact().getId().size() > 0) {
     auto a = d.getArtifact();
-    j["artifact"] = {{"sha256", a.getId()},       {"sha512", a.getSha512()},
-                     {"size", a.getSize()},       {"virtual_size", a.getVirtualSize()},
+    j["artifact"] = {{"sha256", a.getId()},
+                     {"sha512", a.getSha512()},
+                     {"size", a.getSize()},
+                     {"virtual_size", a.getVirtualSize()},
                      {"manifest_digest", a.getManifestDigest()}};
   }
   j["definition_digest"] = d.getDefinitionDigest();
   j["definition_name"] = d.getDefinitionName();
   auto images = nlohmann::json::array();
-  for (auto g : d.getGlanceImages()) images.push_back({{"controller", g.getController()}, {"image_id", g.getImageId()}});
+  for (auto g : d.getGlanceImages())
+    images.push_back({{"controller", g.getController()}, {"image_id", g.getImageId()}});
   j["glance_images"] = images;
   return j;
 }
 
 nlohmann::json toJson(proto::AgentInfo::Reader a) {
-  return {{"name", a.getName()},         {"role", roleName(a.getRole())}, {"online", a.getOnline()},
-          {"capacity", a.getCapacity()}, {"running", a.getRunning()},     {"labels", texts(a.getLabels())},
-          {"last_seen_ms", a.getLastSeenMs()}, {"version", a.getVersion()}, {"data_endpoint", a.getDataEndpoint()},
+  return {{"name", a.getName()},
+          {"role", roleName(a.getRole())},
+          {"online", a.getOnline()},
+          {"capacity", a.getCapacity()},
+          {"running", a.getRunning()},
+          {"labels", texts(a.getLabels())},
+          {"last_seen_ms", a.getLastSeenMs()},
+          {"version", a.getVersion()},
+          {"data_endpoint", a.getDataEndpoint()},
           {"free_bytes", a.getFreeBytes()}};
 }
 
 nlohmann::json toJson(proto::JobEvent::Reader e) {
-  return {{"seq", e.getSeq()},     {"time_ms", e.getTimeMs()}, {"level", levelName(e.getLevel())},
-          {"step", e.getStep()},   {"agent", e.getAgent()},   {"message", e.getMessage()}};
+  return {{"seq", e.getSeq()},   {"time_ms", e.getTimeMs()}, {"level", levelName(e.getLevel())},
+          {"step", e.getStep()}, {"agent", e.getAgent()},    {"message", e.getMessage()}};
 }
 
 void Table::print(std::ostream& out) const {
@@ -153,8 +192,11 @@ std::string clockTime(std::int64_t epochMs) {
 }
 
 std::string progressBar(std::uint64_t done, std::uint64_t total, int width) {
-  int filled = total ? static_cast<int>(static_cast<double>(std::min(done, total)) / static_cast<double>(total) * width) : 0;
-  return "[" + std::string(static_cast<size_t>(filled), '#') + std::string(static_cast<size_t>(width - filled), '.') + "]";
+  int filled = total ? static_cast<int>(static_cast<double>(std::min(done, total)) /
+                                        static_cast<double>(total) * width)
+                     : 0;
+  return "[" + std::string(static_cast<size_t>(filled), '#') +
+         std::string(static_cast<size_t>(width - filled), '.') + "]";
 }
 
 std::string stepProgress(proto::StepInfo::Reader s) {
@@ -165,7 +207,8 @@ std::string stepProgress(proto::StepInfo::Reader s) {
     char pct[16];
     std::snprintf(pct, sizeof pct, "%3d%%", static_cast<int>(s.getDone() * 100 / s.getTotal()));
     out += progressBar(s.getDone(), s.getTotal(), 20) + " " + pct;
-    if (bytes) out += " " + formatBytes(s.getDone()) + "/" + formatBytes(s.getTotal());
+    if (bytes)
+      out += " " + formatBytes(s.getDone()) + "/" + formatBytes(s.getTotal());
     else if (unit == "seconds")
       out += " " + formatDuration(std::chrono::seconds(s.getDone())) + "/" +
              formatDuration(std::chrono::seconds(s.getTotal()));
@@ -182,32 +225,38 @@ void printJobList(std::ostream& out, capnp::List<proto::JobSummary>::Reader jobs
   for (auto j : jobs)
     t.add({std::string(j.getId()), stateName(j.getState()), std::string(j.getImageName()),
            std::string(j.getImageVersion()), age(j.getCreatedMs()),
-           j.getState() == proto::JobState::FAILED && j.getError().size() ? std::string(j.getError())
-                                                                          : std::string(j.getLocation())});
+           j.getState() == proto::JobState::FAILED && j.getError().size()
+               ? std::string(j.getError())
+               : std::string(j.getLocation())});
   t.print(out);
 }
 
 void printJobDetail(std::ostream& out, proto::JobDetail::Reader d) {
   auto s = d.getSummary();
-  out << "job " << s.getId().cStr() << ": " << s.getImageName().cStr() << " " << s.getImageVersion().cStr() << "  ["
-      << stateName(s.getState()) << "]\n";
-  out << "  definition: " << d.getDefinitionName().cStr() << " (sha256 " << d.getDefinitionDigest().cStr() << ")\n";
+  out << "job " << s.getId().cStr() << ": " << s.getImageName().cStr() << " "
+      << s.getImageVersion().cStr() << "  [" << stateName(s.getState()) << "]\n";
+  out << "  definition: " << d.getDefinitionName().cStr() << " (sha256 "
+      << d.getDefinitionDigest().cStr() << ")\n";
   out << "  targets:    " << join(texts(s.getTargets()), ", ") << "\n";
-  out << "  created:    " << age(s.getCreatedMs()) << " ago, updated " << age(s.getUpdatedMs()) << " ago\n";
+  out << "  created:    " << age(s.getCreatedMs()) << " ago, updated " << age(s.getUpdatedMs())
+      << " ago\n";
   if (s.getError().size()) out << "  error:      " << s.getError().cStr() << "\n";
   if (d.hasArtifact() && d.getArtifact().getId().size() > 0) {
     auto a = d.getArtifact();
-    out << "  artifact:   " << formatBytes(a.getSize()) << " (virtual " << formatBytes(a.getVirtualSize()) << ")\n";
+    out << "  artifact:   " << formatBytes(a.getSize()) << " (virtual "
+        << formatBytes(a.getVirtualSize()) << ")\n";
     out << "    sha256    " << a.getId().cStr() << "\n";
     out << "    sha512    " << a.getSha512().cStr() << "\n";
   }
   for (auto g : d.getGlanceImages())
-    out << "  glance:     " << g.getController().cStr() << " image " << g.getImageId().cStr() << "\n";
+    out << "  glance:     " << g.getController().cStr() << " image " << g.getImageId().cStr()
+        << "\n";
   out << "\n";
   Table t({"STEP", "AGENT", "STATE", "ATTEMPT", "PROGRESS"});
   for (auto st : d.getSteps()) {
     std::string progress = stepProgress(st);
-    if (st.getDetail().size()) progress = std::string(st.getDetail()) + (progress.empty() ? "" : "  " + progress);
+    if (st.getDetail().size())
+      progress = std::string(st.getDetail()) + (progress.empty() ? "" : "  " + progress);
     if (st.getError().size()) progress = std::string(st.getError());
     t.add({std::string(st.getName()), st.getAgent().size() ? std::string(st.getAgent()) : "-",
            stateName(st.getState()), std::to_string(st.getAttempts()), progress});
@@ -219,9 +268,11 @@ void printAgents(std::ostream& out, capnp::List<proto::AgentInfo>::Reader agents
   Table t({"NAME", "ROLE", "STATE", "TASKS", "LABELS", "LAST SEEN", "FREE", "ENDPOINT", "VERSION"});
   for (auto a : agents)
     t.add({std::string(a.getName()), roleName(a.getRole()), a.getOnline() ? "online" : "lost",
-           std::to_string(a.getRunning()) + "/" + std::to_string(a.getCapacity()), join(texts(a.getLabels())),
-           age(a.getLastSeenMs()), a.getFreeBytes() ? formatBytes(a.getFreeBytes()) : "-",
-           a.getDataEndpoint().size() ? std::string(a.getDataEndpoint()) : "-", std::string(a.getVersion())});
+           std::to_string(a.getRunning()) + "/" + std::to_string(a.getCapacity()),
+           join(texts(a.getLabels())), age(a.getLastSeenMs()),
+           a.getFreeBytes() ? formatBytes(a.getFreeBytes()) : "-",
+           a.getDataEndpoint().size() ? std::string(a.getDataEndpoint()) : "-",
+           std::string(a.getVersion())});
   t.print(out);
 }
 
@@ -239,7 +290,8 @@ std::vector<std::string> watchLines(proto::JobDetail::Reader d) {
                   std::string(s.getImageVersion()) + ": " + stateName(s.getState()) +
                   (s.getError().size() ? " — " + std::string(s.getError()) : ""));
   size_t width = 0;
-  for (auto st : d.getSteps()) width = std::max(width, st.getName().size());
+  for (auto st : d.getSteps())
+    width = std::max(width, st.getName().size());
   for (auto st : d.getSteps()) {
     std::string name = st.getName();
     name.resize(width, ' ');

@@ -31,7 +31,8 @@ topology:
   default_targets: [site-a]
 )";
 
-const char* kFastAgent = "heartbeat: {interval: 500ms, liveness: 4, reconnect_initial: 200ms, reconnect_max: 1s}\n";
+const char* kFastAgent =
+    "heartbeat: {interval: 500ms, liveness: 4, reconnect_initial: 200ms, reconnect_max: 1s}\n";
 
 std::string simTimes(const std::string& build, const std::string& fetch = "500ms") {
   return "sim: {build: " + build + ", fetch: " + fetch + ", register: 200ms}\n";
@@ -57,7 +58,8 @@ class ControlTest : public ::testing::Test {
     if (HasFailure()) std::cerr << c.logs();
   }
   std::string definition(const std::string& name = "demo") {
-    return c.writeDefinition(name + ".yaml", "name: " + name + "\nversion: \"1.0\"\nbase: {path: /srv/base.qcow2}\n");
+    return c.writeDefinition(
+        name + ".yaml", "name: " + name + "\nversion: \"1.0\"\nbase: {path: /srv/base.qcow2}\n");
   }
 
   Cluster c;
@@ -67,7 +69,8 @@ TEST_F(ControlTest, RegistersAgentsAndDeliversAJob) {
   startAll();
   auto agents = c.cliJson({"agents"});
   ASSERT_EQ(agents.size(), 3u);
-  for (const auto& a : agents) EXPECT_TRUE(a["online"].get<bool>()) << a.dump();
+  for (const auto& a : agents)
+    EXPECT_TRUE(a["online"].get<bool>()) << a.dump();
 
   auto r = c.cli({"submit", definition(), "--wait"});
   ASSERT_EQ(r.exitCode, 0) << r.out << r.err;
@@ -87,7 +90,8 @@ TEST_F(ControlTest, KilledAgentShowsLostWithinFiveSecondsAndReturns) {
   c.agent("relay-1").kill9();
   auto start = std::chrono::steady_clock::now();
   ASSERT_TRUE(waitUntil([&] { return !c.agentsOnline()["relay-1"]; }, 5s));
-  auto lostAfter = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+  auto lostAfter = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::steady_clock::now() - start);
   std::cout << "relay-1 shown lost after " << lostAfter.count() << " ms\n";
   EXPECT_LE(lostAfter, 5s);
   c.startSimAgent("relay-1", "relay", std::string(kFastAgent) + simTimes("1s"));
@@ -110,7 +114,8 @@ TEST_F(ControlTest, CoordinatorKilledMidJobRestartsAndTheJobEndsDone) {
   EXPECT_EQ(job["steps"][0]["attempts"], 1) << "the build ran again instead of continuing";
   auto events = c.cliJson({"events", id});
   int built = 0;
-  for (const auto& e : events) built += e["message"].get<std::string>().rfind("built ", 0) == 0;
+  for (const auto& e : events)
+    built += e["message"].get<std::string>().rfind("built ", 0) == 0;
   EXPECT_EQ(built, 1);
 }
 
@@ -119,10 +124,12 @@ TEST_F(ControlTest, SubmitIsDurableBeforeItIsAcknowledged) {
   c.startCoordinator();
   // No build agent: jobs stay queued. Kill -9 right after the acknowledgements.
   std::vector<std::string> ids;
-  for (int i = 0; i < 5; ++i) ids.push_back(c.cliJson({"submit", definition("d" + std::to_string(i))})["id"]);
+  for (int i = 0; i < 5; ++i)
+    ids.push_back(c.cliJson({"submit", definition("d" + std::to_string(i))})["id"]);
   c.killCoordinator();
   c.startCoordinator();
-  for (const auto& id : ids) EXPECT_EQ(c.jobState(id), "queued") << id;
+  for (const auto& id : ids)
+    EXPECT_EQ(c.jobState(id), "queued") << id;
 }
 
 TEST_F(ControlTest, UnlistedKeyIsRefused) {
@@ -133,7 +140,8 @@ TEST_F(ControlTest, UnlistedKeyIsRefused) {
                c.commonAgentConfig("intruder") + kFastAgent);
   std::this_thread::sleep_for(3s);
   EXPECT_FALSE(c.agentsOnline().count("intruder"));
-  EXPECT_NE(c.agent("intruder").log().find("refused our key"), std::string::npos) << c.agent("intruder").log();
+  EXPECT_NE(c.agent("intruder").log().find("refused our key"), std::string::npos)
+      << c.agent("intruder").log();
 
   // The CLI with an unlisted key gets a clear refusal and exit code 4.
   c.addKey("stranger");
@@ -178,7 +186,8 @@ TEST_F(ControlTest, GarbageFramesAreDroppedCountedAndServiceContinues) {
   auto keys = net::loadSecretKey(c.dir() / "keys/fuzzer.key");
   zmq::context_t ctx;
   zmq::socket_t s(ctx, zmq::socket_type::dealer);
-  net::configureCurveClient(s, keys.publicKey, keys.secretKey, net::loadPublicKey(c.dir() / "keys/coordinator.pub"));
+  net::configureCurveClient(s, keys.publicKey, keys.secretKey,
+                            net::loadPublicKey(c.dir() / "keys/coordinator.pub"));
   s.set(zmq::sockopt::sndhwm, 0);
   s.connect(c.coordinatorEndpoint());
 
@@ -193,7 +202,8 @@ TEST_F(ControlTest, GarbageFramesAreDroppedCountedAndServiceContinues) {
     switch (i % 4) {
       case 0:  // random bytes; a length that is not a whole number of words never decodes
         frame.resize(rng() % 512 + 1);
-        for (auto& ch : frame) ch = static_cast<char>(rng());
+        for (auto& ch : frame)
+          ch = static_cast<char>(rng());
         surelyInvalid += frame.size() % 8 != 0;
         break;
       case 1:  // a valid message, truncated: always ends prematurely
@@ -202,10 +212,12 @@ TEST_F(ControlTest, GarbageFramesAreDroppedCountedAndServiceContinues) {
         break;
       case 2:  // a valid message with bytes flipped: often still decodes, and is then refused
         frame = validBytes;
-        for (int k = 0; k < 4; ++k) frame[rng() % frame.size()] ^= static_cast<char>(rng() | 1);
+        for (int k = 0; k < 4; ++k)
+          frame[rng() % frame.size()] ^= static_cast<char>(rng() | 1);
         break;
       case 3:  // oversized (over max_frame) now and then, else a multi-part message
-        if (i % 1000 == 3) frame.assign(5 << 20, 'A');
+        if (i % 1000 == 3)
+          frame.assign(5 << 20, 'A');
         else {
           s.send(zmq::buffer(std::string("part")), zmq::send_flags::sndmore);
           frame = "x";
@@ -244,7 +256,8 @@ TEST_F(ControlTest, GarbageFramesAreDroppedCountedAndServiceContinues) {
   EXPECT_EQ(r.exitCode, 0) << r.err;
   EXPECT_TRUE(c.coordinator().running());
   // And the drops were counted.
-  auto metrics = run({"curl", "-sf", "http://127.0.0.1:" + std::to_string(c.metricsPort()) + "/metrics"});
+  auto metrics =
+      run({"curl", "-sf", "http://127.0.0.1:" + std::to_string(c.metricsPort()) + "/metrics"});
   ASSERT_EQ(metrics.exitCode, 0);
   auto pos = metrics.out.find("imgpipe_frames_total{result=\"dropped\"}");
   ASSERT_NE(pos, std::string::npos) << metrics.out;
@@ -252,7 +265,8 @@ TEST_F(ControlTest, GarbageFramesAreDroppedCountedAndServiceContinues) {
   auto rpos = metrics.out.find("imgpipe_frames_total{result=\"received\"}");
   ASSERT_NE(rpos, std::string::npos);
   double received = std::stod(metrics.out.substr(metrics.out.find(' ', rpos) + 1));
-  std::cout << "sent " << sent << " bad frames (" << surelyInvalid << " undecodable by construction); coordinator "
+  std::cout << "sent " << sent << " bad frames (" << surelyInvalid
+            << " undecodable by construction); coordinator "
             << "received " << received << ", dropped " << dropped << "\n";
   EXPECT_GE(received, sent);
   EXPECT_GE(dropped, surelyInvalid);
@@ -281,7 +295,11 @@ TEST_F(ControlTest, LostBuildAgentIsRequeuedAndTheJobNeverRunsTwice) {
   const std::string second = first == "build-1" ? "build-2" : "build-1";
   // Freeze it: alive but silent, like a host behind a broken link.
   c.agent(first).signal(SIGSTOP);
-  ASSERT_TRUE(waitUntil([&] { return c.cliJson({"show", id})["steps"][0]["agent"] == second; }, 15s));
+  ASSERT_TRUE(waitUntil(
+      [&] {
+        return c.cliJson({"show", id})["steps"][0]["agent"] == second;
+      },
+      15s));
   c.agent(first).signal(SIGCONT);
   auto r = c.cli({"watch", id}, false);
   EXPECT_EQ(r.exitCode, 0) << r.out;
@@ -289,13 +307,15 @@ TEST_F(ControlTest, LostBuildAgentIsRequeuedAndTheJobNeverRunsTwice) {
   EXPECT_EQ(job["steps"][0]["agent"], second);
   EXPECT_EQ(job["steps"][0]["attempts"], 2);
   int built = 0;
-  for (const auto& e : c.cliJson({"events", id})) built += e["message"].get<std::string>().rfind("built ", 0) == 0;
+  for (const auto& e : c.cliJson({"events", id}))
+    built += e["message"].get<std::string>().rfind("built ", 0) == 0;
   EXPECT_EQ(built, 1) << "a stale build's result was accepted";
   // The frozen agent gave up its stale build (fenced, or told by the coordinator).
   EXPECT_TRUE(waitUntil(
       [&] {
         auto log = c.agent(first).log();
-        return log.find("abandoning task") != std::string::npos || log.find("cancelled by the coordinator") != std::string::npos;
+        return log.find("abandoning task") != std::string::npos ||
+               log.find("cancelled by the coordinator") != std::string::npos;
       },
       10s))
       << c.agent(first).log();
@@ -304,7 +324,9 @@ TEST_F(ControlTest, LostBuildAgentIsRequeuedAndTheJobNeverRunsTwice) {
 TEST_F(ControlTest, FailedJobReportsAndCanBeRetriedOrCancelled) {
   c.setCoordinatorExtra(kTopology);
   c.startCoordinator();
-  c.startSimAgent("build-1", "build", std::string(kFastAgent) + "sim: {build: 300ms, fail_build_with: 'apt-get install exploded'}\n");
+  c.startSimAgent("build-1", "build",
+                  std::string(kFastAgent) +
+                      "sim: {build: 300ms, fail_build_with: 'apt-get install exploded'}\n");
   c.startSimAgent("relay-1", "relay", kFastAgent);
   c.startSimAgent("ctrl-a", "glance", kFastAgent);
   ASSERT_TRUE(waitUntil([&] { return c.agentsOnline().size() == 3; }, 10s));
@@ -312,7 +334,8 @@ TEST_F(ControlTest, FailedJobReportsAndCanBeRetriedOrCancelled) {
   EXPECT_EQ(r.exitCode, 1);
   auto job = c.cliJson({"show", "1"});
   EXPECT_EQ(job["state"], "failed");
-  EXPECT_NE(job["error"].get<std::string>().find("apt-get install exploded"), std::string::npos) << job.dump();
+  EXPECT_NE(job["error"].get<std::string>().find("apt-get install exploded"), std::string::npos)
+      << job.dump();
   EXPECT_NE(job["steps"][0]["error"].get<std::string>().find("exit code 100"), std::string::npos);
 
   // retry runs it again (and it fails again: the agent still fails builds).
@@ -337,7 +360,11 @@ TEST_F(ControlTest, CancelStopsRunningTasks) {
   ASSERT_TRUE(waitUntil([&] { return c.jobState(id) == "building"; }, 10s));
   EXPECT_EQ(c.cli({"cancel", id}).exitCode, 0);
   EXPECT_EQ(c.jobState(id), "cancelled");
-  EXPECT_TRUE(waitUntil([&] { return c.agent("build-1").log().find("cancelled by the coordinator") != std::string::npos; }, 5s));
+  EXPECT_TRUE(waitUntil(
+      [&] {
+        return c.agent("build-1").log().find("cancelled by the coordinator") != std::string::npos;
+      },
+      5s));
   // The agent is free again: the next job starts building at once.
   const std::string next = c.cliJson({"submit", definition("next")})["id"];
   EXPECT_TRUE(waitUntil([&] { return c.jobState(next) == "building"; }, 5s));

@@ -21,7 +21,8 @@ void check(const uint8_t* data, size_t size) {
   auto result = imgpipe::proto::decodeAs<Root>(data, size, limits);
   if (result.index() != 0) return;
   auto& msg = std::get<0>(result);
-  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&] { (void)capnp::prettyPrint(msg->root()).flatten(); })) {
+  KJ_IF_MAYBE (e, kj::runCatchingExceptions(
+                      [&] { (void)capnp::prettyPrint(msg->root()).flatten(); })) {
     // A message that passed decode must be readable in full.
     fprintf(stderr, "read after decode threw: %s\n", e->getDescription().cStr());
     abort();

@@ -10,7 +10,8 @@ int main(int argc, char** argv) {
   int n = 0;
   auto write = [&](imgpipe::proto::EnvelopeBuilder& b) {
     auto f = b.frame();
-    std::ofstream(dir + "/seed-" + std::to_string(n++), std::ios::binary).write(f.data<char>(), f.size());
+    std::ofstream(dir + "/seed-" + std::to_string(n++), std::ios::binary)
+        .write(f.data<char>(), f.size());
   };
   {
     imgpipe::proto::EnvelopeBuilder b;

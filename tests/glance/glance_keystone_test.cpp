@@ -7,12 +7,14 @@
 
 #include "agent-glance/keystone/keystone_auth.h"
 #include "agent-glance/registration/image_id.h"
+#include "common/net/curve_keys.h"
 #include "common/temp_dir.h"
 #include "tests/glance/glance_test_util.h"
+#include "tests/support/process.h"
 
 using namespace imgpipe;
 using namespace imgpipe::glance;
-using namespace imgpipe::testing;
+using namespace imgpipe::test;
 using namespace std::chrono_literals;
 
 namespace {
@@ -196,6 +198,41 @@ TEST_F(KeystoneRegistration, TokenRevokedMidJobIsReplacedAfterGlanceRefusesIt) {
   EXPECT_EQ(rec.maxRetryAttempt(), 0u);  // renewed inside the attempt, not by a retry
   GlanceProbe probe(auth);
   EXPECT_EQ(probe.imagesOfBuild(build).size(), 1u);
+}
+
+// `imgpipe doctor` on a controller asks the glance agent to authenticate and reach Glance, as a
+// registration would; a wrong password is named as Keystone's refusal, never shown.
+TEST_F(KeystoneRegistration, DoctorProbesGlanceThroughKeystone) {
+  TempDir dir;
+  net::writeKeyPair(net::generateKeyPair("ctrl-probe"), dir.path());
+  net::writeKeyPair(net::generateKeyPair("coordinator"), dir.path());
+  auto doctor = [&](const std::string& passwordFile) {
+    const auto config = dir.path() / "agent-glance.yaml";
+    writeText(config, "name: ctrl-probe\nkey: " + (dir.path() / "ctrl-probe.key").string() +
+                          "\ncoordinator: {endpoint: 'tcp://127.0.0.1:1', public_key: " +
+                          (dir.path() / "coordinator.pub").string() + "}\nstate_dir: " +
+                          (dir.path() / "state").string() + "\nglance:\n  auth: keystone\n" +
+                          "  keystone:\n    auth_url: " + openstack->keystoneUrl() + "\n" +
+                          imgpipeUser(passwordFile));
+    auto r = run({(buildDir() / "bin/imgpipe").string(), "--json", "doctor", "--role", "glance",
+                  config.string()},
+                 60s);
+    for (const auto& c : json::parse(r.out))
+      if (c["check"] == "glance") return c;
+    ADD_FAILURE() << "no glance check in: " << r.out << r.err;
+    return json();
+  };
+  auto good = doctor("imgpipe-password");
+  EXPECT_EQ(good["status"], "ok") << good.dump(2);
+  const std::string found = good["detail"];
+  EXPECT_NE(found.find("Glance at " + openstack->glanceUrl()), std::string::npos) << found;
+  EXPECT_NE(found.find("answers as project"), std::string::npos) << found;
+
+  auto bad = doctor("wrong-password");
+  EXPECT_EQ(bad["status"], "fail") << bad.dump(2);
+  const std::string said = bad["detail"];
+  EXPECT_NE(said.find("Keystone refused POST"), std::string::npos) << said;
+  EXPECT_EQ(said.find("not-the-password"), std::string::npos) << said;
 }
 
 TEST_F(KeystoneRegistration, ExplicitEndpointSkipsTheCatalog) {

@@ -11,7 +11,7 @@
 
 using namespace imgpipe;
 using namespace imgpipe::glance;
-using namespace imgpipe::testing;
+using namespace imgpipe::test;
 using namespace std::chrono_literals;
 
 namespace {

@@ -18,7 +18,7 @@
 #include "common/subprocess.h"
 #include "tests/support/local_openstack.h"
 
-namespace imgpipe::testing {
+namespace imgpipe::test {
 
 using json = nlohmann::json;
 
@@ -151,4 +151,4 @@ inline glance::RegistrationRequest requestFor(const TestArtifact& a, const std::
   return r;
 }
 
-}  // namespace imgpipe::testing
+}  // namespace imgpipe::test

@@ -131,11 +131,13 @@ TEST(ImageSpec, RefusesWhatGlanceWouldRefuse) {
                   "glance.visibility: must be private, shared, community or public");
   expectSpecError("name: a\nglance: {older_versions: drop}\n", "must be keep, hide or rename");
   expectSpecError("name: a\nglance: {tagz: [x]}\n", "unknown key 'tagz'");
-  expectSpecError("name: a\nglance: {properties: {os_hash_value: x}}\n", "'os_hash_value' is reserved by Glance");
+  expectSpecError("name: a\nglance: {properties: {os_hash_value: x}}\n",
+                  "'os_hash_value' is reserved by Glance");
   expectSpecError("name: a\nglance: {metadata: {visibility: public}}\n",
                   "'visibility' is reserved by Glance; use glance.visibility");
   expectSpecError("name: a\nglance: {properties: {imgpipe_build_id: x}}\n", "reserved");
-  expectSpecError("name: a\nglance: {properties: {k: [1, 2]}}\n", "glance.properties.k: must be a single value");
+  expectSpecError("name: a\nglance: {properties: {k: [1, 2]}}\n",
+                  "glance.properties.k: must be a single value");
   expectSpecError("name: a\nglance: {properties: {k: " + std::string(256, 'v') + "}}\n",
                   "limited to 255 characters");
   expectSpecError("name: a\nglance: {min_disk: -1}\n", "non-negative");

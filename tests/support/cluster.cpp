@@ -7,13 +7,19 @@
 
 namespace imgpipe::test {
 
-Cluster::Cluster() : dir_(std::filesystem::temp_directory_path(), "imgpipe-cluster-"), port_(freePort()), metricsPort_(freePort()) {
+Cluster::Cluster(std::string address, Launcher launcher)
+    : address_(std::move(address)),
+      launcher_(std::move(launcher)),
+      dir_(std::filesystem::temp_directory_path(), "imgpipe-cluster-"),
+      port_(freePort()),
+      metricsPort_(freePort()) {
   std::filesystem::create_directories(dir() / "keys");
   std::ofstream(dir() / "authorized_keys") << "# name role key\n";
   addKey("coordinator");
   addKey("ops", "operator");
-  std::ofstream(dir() / "cli.yaml") << "coordinator: {endpoint: " << coordinatorEndpoint()
-                                    << ", public_key: keys/coordinator.pub}\nkey: keys/ops.key\ntimeout: 5s\n";
+  std::ofstream(dir() / "cli.yaml")
+      << "coordinator: {endpoint: " << coordinatorEndpoint()
+      << ", public_key: keys/coordinator.pub}\nkey: keys/ops.key\ntimeout: 5s\n";
 }
 
 Cluster::~Cluster() {
@@ -32,45 +38,52 @@ std::string Cluster::addKey(const std::string& name, const std::string& role) {
   }
   if (!role.empty() && !roles_.count(name)) {
     roles_[name] = role;
-    std::ofstream(dir() / "authorized_keys", std::ios::app) << name << " " << role << " " << pub << "\n";
+    std::ofstream(dir() / "authorized_keys", std::ios::app)
+        << name << " " << role << " " << pub << "\n";
   }
   return pub;
 }
 
 Daemon& Cluster::startCoordinator() {
-  std::ofstream(dir() / "coordinator.yaml") << "listen: " << coordinatorEndpoint()
-                                            << "\nkey: keys/coordinator.key\nauthorized_keys: authorized_keys\n"
-                                            << "state_dir: coordinator-state\nmetrics_listen: 127.0.0.1:"
-                                            << metricsPort_ << "\n"
-                                            << coordinatorExtra_ << "\n";
+  std::ofstream(dir() / "coordinator.yaml")
+      << "listen: " << coordinatorEndpoint()
+      << "\nkey: keys/coordinator.key\nauthorized_keys: authorized_keys\n"
+      << "state_dir: coordinator-state\nmetrics_listen: 127.0.0.1:" << metricsPort_ << "\n"
+      << coordinatorExtra_ << "\n";
   coordinator_ = std::make_unique<Daemon>(
-      std::vector<std::string>{(buildDir() / "bin/imgpipe-coordinator").string(), "--config",
-                               (dir() / "coordinator.yaml").string()},
+      launch("coordinator", {(buildDir() / "bin/imgpipe-coordinator").string(), "--config",
+                             (dir() / "coordinator.yaml").string()}),
       dir() / "coordinator.log");
   // Ready when it answers an operator request.
-  waitUntil([&] { return cli({"agents"}).exitCode == 0 || !coordinator_->running(); }, std::chrono::seconds(10));
+  waitUntil([&] { return cli({"agents"}).exitCode == 0 || !coordinator_->running(); },
+            std::chrono::seconds(10));
   return *coordinator_;
 }
 
 std::string Cluster::commonAgentConfig(const std::string& name) const {
   return "name: " + name + "\nkey: " + (dir() / "keys" / (name + ".key")).string() +
-         "\ncoordinator: {endpoint: " + coordinatorEndpoint() + ", public_key: " +
-         (dir() / "keys/coordinator.pub").string() + "}\nstate_dir: " + (dir() / ("state-" + name)).string() + "\n";
+         "\ncoordinator: {endpoint: " + coordinatorEndpoint() +
+         ", public_key: " + (dir() / "keys/coordinator.pub").string() +
+         "}\nstate_dir: " + (dir() / ("state-" + name)).string() + "\n";
 }
 
-std::string Cluster::agentConfigPath(const std::string& name) const { return (dir() / (name + ".yaml")).string(); }
+std::string Cluster::agentConfigPath(const std::string& name) const {
+  return (dir() / (name + ".yaml")).string();
+}
 
-Daemon& Cluster::startAgent(const std::string& name, const std::vector<std::string>& argvBeforeConfig,
+Daemon& Cluster::startAgent(const std::string& name,
+                            const std::vector<std::string>& argvBeforeConfig,
                             const std::string& configYaml) {
   std::ofstream(agentConfigPath(name)) << configYaml;
   auto argv = argvBeforeConfig;
   argv.push_back("--config");
   argv.push_back(agentConfigPath(name));
-  agents_[name] = std::make_unique<Daemon>(argv, dir() / (name + ".log"));
+  agents_[name] = std::make_unique<Daemon>(launch(name, argv), dir() / (name + ".log"));
   return *agents_[name];
 }
 
-Daemon& Cluster::startSimAgent(const std::string& name, const std::string& role, const std::string& extra) {
+Daemon& Cluster::startSimAgent(const std::string& name, const std::string& role,
+                               const std::string& extra) {
   addKey(name, role);
   return startAgent(name, {(buildDir() / "bin/imgpipe-sim-agent").string(), role},
                     commonAgentConfig(name) + extra);
@@ -81,12 +94,13 @@ CommandOutput Cluster::cli(std::vector<std::string> args, bool json) {
                                 (dir() / "cli.yaml").string()};
   if (json) argv.push_back("--json");
   argv.insert(argv.end(), args.begin(), args.end());
-  return run(argv, std::chrono::seconds(120));
+  return run(launch("cli", argv), std::chrono::seconds(600));
 }
 
 nlohmann::json Cluster::cliJson(std::vector<std::string> args) {
   auto r = cli(std::move(args));
-  if (r.exitCode != 0) throw std::runtime_error("imgpipe failed (" + std::to_string(r.exitCode) + "): " + r.err);
+  if (r.exitCode != 0)
+    throw std::runtime_error("imgpipe failed (" + std::to_string(r.exitCode) + "): " + r.err);
   return nlohmann::json::parse(r.out);
 }
 
@@ -94,7 +108,8 @@ std::map<std::string, bool> Cluster::agentsOnline() {
   std::map<std::string, bool> out;
   auto r = cli({"agents"});
   if (r.exitCode != 0) return out;
-  for (const auto& a : nlohmann::json::parse(r.out)) out[a["name"]] = a["online"];
+  for (const auto& a : nlohmann::json::parse(r.out))
+    out[a["name"]] = a["online"];
   return out;
 }
 
@@ -112,7 +127,8 @@ std::string Cluster::writeDefinition(const std::string& name, const std::string&
 
 std::string Cluster::logs() {
   std::string out = "--- coordinator.log\n" + (coordinator_ ? coordinator_->log() : std::string());
-  for (const auto& [name, d] : agents_) out += "--- " + name + ".log\n" + d->log();
+  for (const auto& [name, d] : agents_)
+    out += "--- " + name + ".log\n" + d->log();
   return out;
 }
 

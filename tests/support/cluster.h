@@ -1,5 +1,6 @@
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -15,11 +16,19 @@ namespace imgpipe::test {
 // keys, authorized_keys, configs and logs. Everything is killed when the Cluster goes away.
 class Cluster {
  public:
-  Cluster();
+  // Wraps the argv of a process before it starts: `who` is "coordinator", "cli" or an agent's
+  // name. The end-to-end tests use it to run each in its own network namespace.
+  using Launcher = std::function<std::vector<std::string>(const std::string& who,
+                                                          std::vector<std::string> argv)>;
+
+  // `address`: where the coordinator listens and is reached (default loopback).
+  explicit Cluster(std::string address = "127.0.0.1", Launcher launcher = {});
   ~Cluster();
 
   const std::filesystem::path& dir() const { return dir_.path(); }
-  std::string coordinatorEndpoint() const { return "tcp://127.0.0.1:" + std::to_string(port_); }
+  std::string coordinatorEndpoint() const {
+    return "tcp://" + address_ + ":" + std::to_string(port_);
+  }
   int metricsPort() const { return metricsPort_; }
 
   // Writes NAME.key/.pub; with a role, lists the key in authorized_keys.
@@ -32,7 +41,8 @@ class Cluster {
 
   // Starts a simulated-work agent (tests/support/sim_agent.cpp) with its key and config;
   // `extra` is appended to its config. The key is created and authorized if missing.
-  Daemon& startSimAgent(const std::string& name, const std::string& role, const std::string& extra = "");
+  Daemon& startSimAgent(const std::string& name, const std::string& role,
+                        const std::string& extra = "");
   // Starts any agent binary with a config written from `config`.
   Daemon& startAgent(const std::string& name, const std::vector<std::string>& argvBeforeConfig,
                      const std::string& configYaml);
@@ -50,6 +60,12 @@ class Cluster {
   std::string logs();
 
  private:
+  std::vector<std::string> launch(const std::string& who, std::vector<std::string> argv) const {
+    return launcher_ ? launcher_(who, std::move(argv)) : argv;
+  }
+
+  std::string address_;
+  Launcher launcher_;
   TempDir dir_;
   int port_;
   int metricsPort_;

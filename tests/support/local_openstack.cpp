@@ -15,7 +15,7 @@
 #include "common/hash.h"
 #include "common/unique_fd.h"
 
-namespace imgpipe::testing {
+namespace imgpipe::test {
 namespace {
 
 std::string run(std::vector<std::string> argv) {
@@ -136,11 +136,16 @@ void LocalOpenStack::spawn(std::optional<Subprocess>& slot, const std::string& c
                            const std::string& healthUrl) {
   SubprocessOptions o;
   // The script execs the server: the child is the server itself, in its own process group.
-  o.argv = {script().string(), command, dir_.path().string()};
+  o.argv = options_.launchPrefix;
+  for (auto a : {script().string(), command, dir_.path().string()})
+    o.argv.push_back(a);
   o.killGrace = std::chrono::milliseconds(3000);
   slot.emplace(std::move(o));
   try {
-    run({script().string(), "wait-http", healthUrl, "60"});
+    auto check = options_.launchPrefix;
+    for (auto a : {script().string(), std::string("wait-http"), healthUrl, std::string("60")})
+      check.push_back(a);
+    run(check);
   } catch (const Error& e) {
     std::string log;
     for (auto f :
@@ -185,4 +190,4 @@ TestArtifact makeQcow2(const std::filesystem::path& path, unsigned virtualMiB, u
   return describeFile(path);
 }
 
-}  // namespace imgpipe::testing
+}  // namespace imgpipe::test

@@ -4,16 +4,20 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "common/subprocess.h"
 #include "common/temp_dir.h"
 
-namespace imgpipe::testing {
+namespace imgpipe::test {
 
 struct LocalOpenStackOptions {
   bool keystone = false;        // also run Keystone; Glance then validates its tokens
   int tokenExpirationS = 3600;  // Keystone's [token] expiration
   int firstPort = 19292;        // ports are taken from here upwards, checked free
+  // Prepended to the servers' command lines and health checks, e.g. {"ip", "netns", "exec", NS}
+  // to run them in another network namespace (where 127.0.0.1 is that namespace's own).
+  std::vector<std::string> launchPrefix;
 };
 
 // Debian's glance-api (and Keystone under uwsgi) on loopback, each under one temporary
@@ -69,4 +73,4 @@ TestArtifact makeQcow2(const std::filesystem::path& path, unsigned virtualMiB, u
 // Hashes an existing file.
 TestArtifact describeFile(const std::filesystem::path& path);
 
-}  // namespace imgpipe::testing
+}  // namespace imgpipe::test

@@ -102,6 +102,40 @@ NetTopology::~NetTopology() {
   }
   for (const auto& [host, ns] : hosts_)
     quiet({"ip", "netns", "del", ns});
+  for (const auto& table : natTables_)
+    quiet({"nft", "delete", "table", "ip", table});
+  for (const auto& dev : rootDevices_)
+    quiet({"ip", "link", "del", dev});
+}
+
+void NetTopology::uplink(const std::string& host) {
+  // The root namespace is shared with every other test process: its side of the uplink gets an
+  // address (and device, and nft table) of its own per process and host.
+  const int index = (::getpid() * 8 + static_cast<int>(rootDevices_.size())) % 16000;
+  const std::string base = "198.19." + std::to_string(index / 64) + ".";
+  const std::string rootAddr = base + std::to_string((index % 64) * 4 + 1);
+  const std::string hostAddr = base + std::to_string((index % 64) * 4 + 2);
+  const std::string rootDev = ("u" + std::to_string(index) + "-" + host).substr(0, 15);
+  const std::string hostDev = "uplink0";
+  output(
+      {"ip", "link", "add", rootDev, "type", "veth", "peer", "name", hostDev, "netns", ns(host)});
+  rootDevices_.push_back(rootDev);
+  output({"ip", "addr", "add", rootAddr + "/30", "dev", rootDev});
+  output({"ip", "link", "set", rootDev, "up"});
+  run(host, {"ip", "addr", "add", hostAddr + "/30", "dev", hostDev});
+  run(host, {"ip", "link", "set", hostDev, "up"});
+  run(host, {"ip", "route", "add", "default", "via", rootAddr});
+  output({"sysctl", "-qw", "net.ipv4.ip_forward=1"});
+  const std::string table = prefix_ + "_" + host;
+  natTables_.push_back(table);
+  output({"nft", "add", "table", "ip", table});
+  output(
+      {"nft", "add", "chain", "ip", table, "post", "{ type nat hook postrouting priority 100 ; }"});
+  output({"nft", "add", "rule", "ip", table, "post", "ip", "saddr", hostAddr, "masquerade"});
+}
+
+void NetTopology::forwarding(const std::string& host) {
+  run(host, {"sysctl", "-qw", "net.ipv4.ip_forward=1"});
 }
 
 void NetTopology::addHost(const std::string& host) {

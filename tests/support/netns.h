@@ -43,6 +43,11 @@ class NetTopology {
 
   void addHost(const std::string& host);
   void link(const std::string& a, const std::string& b, const LinkOptions& options = {});
+  // Connects `host` to this machine's own network namespace, NATed to whatever lies beyond (a
+  // build host needs Debian's mirror). `host`'s default route goes there.
+  void uplink(const std::string& host);
+  // Lets `host` route packets between its links (a relay site's router).
+  void forwarding(const std::string& host);
   // Static route on `host` to `dest`'s address on its link with `destPeer`, via `gateway`.
   void addRoute(const std::string& host, const std::string& destHost, const std::string& destPeer,
                 const std::string& gateway);
@@ -82,6 +87,8 @@ class NetTopology {
   std::map<std::string, std::string> hosts_;  // host -> namespace
   std::vector<Link> links_;
   std::vector<Route> routes_;
+  std::vector<std::string> natTables_;  // nft tables in the root namespace, removed on teardown
+  std::vector<std::string> rootDevices_;
 };
 
 // A Daemon (tests/support/process.h) started inside `host`'s namespace.

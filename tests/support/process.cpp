@@ -16,7 +16,8 @@
 
 namespace imgpipe::test {
 
-Daemon::Daemon(std::vector<std::string> argv, std::filesystem::path log, std::map<std::string, std::string> env)
+Daemon::Daemon(std::vector<std::string> argv, std::filesystem::path log,
+               std::map<std::string, std::string> env)
     : log_(std::move(log)) {
   SubprocessOptions o;
   // exec through the shell only to redirect: the pid we hold is the daemon's own.

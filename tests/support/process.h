@@ -17,7 +17,8 @@ namespace imgpipe::test {
 // object goes away, whatever the test's outcome.
 class Daemon {
  public:
-  Daemon(std::vector<std::string> argv, std::filesystem::path log, std::map<std::string, std::string> env = {});
+  Daemon(std::vector<std::string> argv, std::filesystem::path log,
+         std::map<std::string, std::string> env = {});
   ~Daemon();
   Daemon(const Daemon&) = delete;
   Daemon& operator=(const Daemon&) = delete;
@@ -50,7 +51,8 @@ struct CommandOutput {
   std::string err;
 };
 // Runs a command to completion capturing stdout and (separately) stderr.
-CommandOutput run(const std::vector<std::string>& argv, std::chrono::milliseconds timeout = std::chrono::seconds(60));
+CommandOutput run(const std::vector<std::string>& argv,
+                  std::chrono::milliseconds timeout = std::chrono::seconds(60));
 
 // Polls `condition` every 100 ms until it holds or `timeout` passes.
 bool waitUntil(const std::function<bool()>& condition, std::chrono::milliseconds timeout);

@@ -23,7 +23,8 @@ class SimRunner : public agent::TaskRunner {
  public:
   explicit SimRunner(SimConfig c) : c_(std::move(c)) {}
 
-  void run(const agent::TaskSpec& task, agent::TaskReporter& reporter, std::stop_token stop) override {
+  void run(const agent::TaskSpec& task, agent::TaskReporter& reporter,
+           std::stop_token stop) override {
     std::chrono::milliseconds duration = c_.registration;
     std::string step = "register";
     if (std::holds_alternative<agent::BuildSpec>(task.kind)) duration = c_.build, step = "packages";
@@ -37,8 +38,9 @@ class SimRunner : public agent::TaskRunner {
         if (stop.stop_requested()) return;  // the session reports it as stopped
         std::this_thread::sleep_for(10ms);
       }
-      reporter.progress({step, total * i / 10, total, total * 1000 / std::max<std::int64_t>(1, duration.count()),
-                         static_cast<std::uint32_t>((duration * (10 - i) / 10).count() / 1000), 0, ""});
+      reporter.progress(
+          {step, total * i / 10, total, total * 1000 / std::max<std::int64_t>(1, duration.count()),
+           static_cast<std::uint32_t>((duration * (10 - i) / 10).count() / 1000), 0, ""});
     }
     if (auto* b = std::get_if<agent::BuildSpec>(&task.kind)) {
       if (!c_.failBuildWith.empty()) {

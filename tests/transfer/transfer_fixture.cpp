@@ -63,7 +63,7 @@ Imported TransferNetTest::import(const std::string& host, const fs::path& file,
 }
 
 std::unique_ptr<NetDaemon> TransferNetTest::serve(const std::string& host, const std::string& peer,
-                                               const std::vector<std::string>& allow) {
+                                                  const std::vector<std::string>& allow) {
   std::vector<std::string> argv{
       transferTool().string(), "serve", "--store",         store(host).string(), "--listen",
       endpoint(host, peer),    "--key", key(host).string()};
@@ -76,10 +76,12 @@ std::unique_ptr<NetDaemon> TransferNetTest::serve(const std::string& host, const
   return d;
 }
 
-std::unique_ptr<NetDaemon> TransferNetTest::relay(const std::string& host, const std::string& upstream,
-                                               const std::string& downstream, const Imported& a,
-                                               const std::vector<std::string>& allow,
-                                               std::vector<std::string> extra, std::string listen) {
+std::unique_ptr<NetDaemon> TransferNetTest::relay(const std::string& host,
+                                                  const std::string& upstream,
+                                                  const std::string& downstream, const Imported& a,
+                                                  const std::vector<std::string>& allow,
+                                                  std::vector<std::string> extra,
+                                                  std::string listen) {
   std::vector<std::string> argv{transferTool().string(),
                                 "relay",
                                 "--store",

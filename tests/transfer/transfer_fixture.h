@@ -55,12 +55,12 @@ class TransferNetTest : public ::testing::Test {
                   const std::string& name, const std::string& version);
   // `host` serves its store on its address towards `peer`, to the given keys.
   std::unique_ptr<NetDaemon> serve(const std::string& host, const std::string& peer,
-                                const std::vector<std::string>& allow);
+                                   const std::vector<std::string>& allow);
   // `host` fetches from `upstream` while serving towards `downstream`.
   std::unique_ptr<NetDaemon> relay(const std::string& host, const std::string& upstream,
-                                const std::string& downstream, const Imported& artifact,
-                                const std::vector<std::string>& allow,
-                                std::vector<std::string> extra = {}, std::string listen = {});
+                                   const std::string& downstream, const Imported& artifact,
+                                   const std::vector<std::string>& allow,
+                                   std::vector<std::string> extra = {}, std::string listen = {});
   FetchResult fetch(const std::string& host, const std::string& upstream, const Imported& artifact,
                     std::vector<std::string> extra = {},
                     std::chrono::seconds timeout = std::chrono::seconds(180));

@@ -1,10 +1,10 @@
+#include "protocol/codec.h"
+
+#include <capnp/dynamic.h>
 #include <gtest/gtest.h>
 
 #include <random>
 
-#include <capnp/dynamic.h>
-
-#include "protocol/codec.h"
 #include "protocol/schema/transfer.capnp.h"
 
 using namespace imgpipe;
@@ -50,10 +50,13 @@ TEST(Codec, RandomBytesNeverThrow) {
   for (int i = 0; i < 5000; ++i) {
     size_t n = (rng() % 64 + 1) * 8;
     zmq::message_t m(n);
-    for (size_t j = 0; j < n; ++j) m.data<uint8_t>()[j] = static_cast<uint8_t>(rng());
+    for (size_t j = 0; j < n; ++j)
+      m.data<uint8_t>()[j] = static_cast<uint8_t>(rng());
     auto r = proto::decodeEnvelope(m);
-    if (r.index() == 1) ++rejected;
-    else (void)std::get<0>(r)->root().getBody().which();  // must be safe to read
+    if (r.index() == 1)
+      ++rejected;
+    else
+      (void)std::get<0>(r)->root().getBody().which();  // must be safe to read
   }
   EXPECT_GT(rejected, 0);
 }
@@ -64,7 +67,8 @@ TEST(Codec, WrongPointerKindIsRejectedAtDecode) {
   proto::EnvelopeBuilder b;
   b.body().initRequest().initKind().initSubmit().setDefinition("name: x\n");
   auto frame = b.frame();
-  auto r = proto::decodeAs<proto::TransferMessage>(frame.data(), frame.size(), proto::DecodeLimits{});
+  auto r =
+      proto::decodeAs<proto::TransferMessage>(frame.data(), frame.size(), proto::DecodeLimits{});
   if (r.index() == 0) {
     // If it decodes at all, every field must be readable.
     EXPECT_NO_THROW((void)capnp::toDynamic(std::get<0>(r)->root()).totalSize());

@@ -11,7 +11,9 @@ using namespace imgpipe;
 using namespace imgpipe::coord;
 
 namespace {
-Topology topo(const std::string& yaml) { return Topology::parse(YamlReader::fromString(yaml, "t.yaml")); }
+Topology topo(const std::string& yaml) {
+  return Topology::parse(YamlReader::fromString(yaml, "t.yaml"));
+}
 }  // namespace
 
 TEST(Topology, PlansATreeWithSharedHopsOnce) {
@@ -41,8 +43,9 @@ TEST(Topology, NoRouteNamesTheController) {
     t.plan("build-1", {"ctrl-a"});
     FAIL();
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("no route from build agent 'build-1' to controller 'ctrl-a'"),
-              std::string::npos)
+    EXPECT_NE(
+        std::string(e.what()).find("no route from build agent 'build-1' to controller 'ctrl-a'"),
+        std::string::npos)
         << e.what();
   }
 }
@@ -64,8 +67,10 @@ TEST(Topology, MistakesAreNamed) {
     return std::string();
   };
   EXPECT_NE(err("links: [{from: a, to: a}]").find("to itself"), std::string::npos);
-  EXPECT_NE(err("sites: [{name: a, controller: c}]\ndefault_targets: [x]").find("unknown site 'x'"), std::string::npos);
-  EXPECT_NE(err("links: [{from: a, to: b, speed: 1}]").find("unknown key 'speed'"), std::string::npos);
+  EXPECT_NE(err("sites: [{name: a, controller: c}]\ndefault_targets: [x]").find("unknown site 'x'"),
+            std::string::npos);
+  EXPECT_NE(err("links: [{from: a, to: b, speed: 1}]").find("unknown key 'speed'"),
+            std::string::npos);
 }
 
 TEST(Store, JobsAndStepsSurviveReopening) {
@@ -118,18 +123,28 @@ TEST(Store, MigratesASchemaVersionOneDatabase) {
     db.exec(
         "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
         "INSERT INTO meta VALUES ('schema_version', '1'), ('coordinator_id', 'abc');"
-        "CREATE TABLE jobs (id INTEGER PRIMARY KEY AUTOINCREMENT, image_name TEXT NOT NULL, image_version TEXT NOT NULL,"
-        " definition TEXT NOT NULL, definition_name TEXT NOT NULL, definition_digest TEXT NOT NULL, targets TEXT NOT NULL,"
-        " labels TEXT NOT NULL, priority INTEGER NOT NULL, state TEXT NOT NULL, error TEXT NOT NULL DEFAULT '',"
+        "CREATE TABLE jobs (id INTEGER PRIMARY KEY AUTOINCREMENT, image_name TEXT NOT NULL, "
+        "image_version TEXT NOT NULL,"
+        " definition TEXT NOT NULL, definition_name TEXT NOT NULL, definition_digest TEXT NOT "
+        "NULL, targets TEXT NOT NULL,"
+        " labels TEXT NOT NULL, priority INTEGER NOT NULL, state TEXT NOT NULL, error TEXT NOT "
+        "NULL DEFAULT '',"
         " created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL, artifact TEXT);"
-        "INSERT INTO jobs VALUES (7, 'img', '1', 'd', 'd.yaml', 'x', '[]', '[]', 0, 'queued', '', 1, 1, '');"
-        "CREATE TABLE steps (job_id INTEGER NOT NULL, idx INTEGER NOT NULL, name TEXT NOT NULL, kind TEXT NOT NULL,"
-        " agent TEXT NOT NULL, upstream TEXT NOT NULL, state TEXT NOT NULL, attempt INTEGER NOT NULL,"
-        " task_id TEXT NOT NULL, detail TEXT NOT NULL, done INTEGER NOT NULL, total INTEGER NOT NULL,"
-        " rate INTEGER NOT NULL, eta INTEGER NOT NULL, retries INTEGER NOT NULL, error TEXT NOT NULL,"
-        " started_ms INTEGER NOT NULL, finished_ms INTEGER NOT NULL, last_seq INTEGER NOT NULL, result TEXT NOT NULL,"
+        "INSERT INTO jobs VALUES (7, 'img', '1', 'd', 'd.yaml', 'x', '[]', '[]', 0, 'queued', '', "
+        "1, 1, '');"
+        "CREATE TABLE steps (job_id INTEGER NOT NULL, idx INTEGER NOT NULL, name TEXT NOT NULL, "
+        "kind TEXT NOT NULL,"
+        " agent TEXT NOT NULL, upstream TEXT NOT NULL, state TEXT NOT NULL, attempt INTEGER NOT "
+        "NULL,"
+        " task_id TEXT NOT NULL, detail TEXT NOT NULL, done INTEGER NOT NULL, total INTEGER NOT "
+        "NULL,"
+        " rate INTEGER NOT NULL, eta INTEGER NOT NULL, retries INTEGER NOT NULL, error TEXT NOT "
+        "NULL,"
+        " started_ms INTEGER NOT NULL, finished_ms INTEGER NOT NULL, last_seq INTEGER NOT NULL, "
+        "result TEXT NOT NULL,"
         " not_before_ms INTEGER NOT NULL, PRIMARY KEY (job_id, idx));"
-        "INSERT INTO steps VALUES (7, 0, 'build', 'build', '', '', 'pending', 0, '', '', 0, 0, 0, 0, 0, '', 0, 0, 0, '', 0);");
+        "INSERT INTO steps VALUES (7, 0, 'build', 'build', '', '', 'pending', 0, '', '', 0, 0, 0, "
+        "0, 0, '', 0, 0, 0, '', 0);");
   }
   Store store(dir.path());
   EXPECT_EQ(store.coordinatorId(), "abc");

@@ -1,9 +1,10 @@
+#include "common/net/curve_keys.h"
+
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
 #include "common/error.h"
 #include "common/net/authorized_keys.h"
-#include "common/net/curve_keys.h"
 #include "common/temp_dir.h"
 
 using namespace imgpipe;
@@ -39,9 +40,9 @@ TEST(CurveKeys, RefusesSecretReadableByOthers) {
 
 TEST(AuthorizedKeys, ParsesAndRejectsMistakes) {
   auto a = generateKeyPair("a"), b = generateKeyPair("b");
-  auto keys = AuthorizedKeys::parse("# comment\nbuild-1 build " + a.publicKey + "\n\nops operator " +
-                                        b.publicKey + "\n",
-                                    "authorized_keys");
+  auto keys = AuthorizedKeys::parse(
+      "# comment\nbuild-1 build " + a.publicKey + "\n\nops operator " + b.publicKey + "\n",
+      "authorized_keys");
   ASSERT_EQ(keys.all().size(), 2u);
   EXPECT_EQ(keys.findByKey(b.publicKey)->name, "ops");
   EXPECT_EQ(keys.findByName("build-1")->role, Role::build);
@@ -54,7 +55,8 @@ TEST(AuthorizedKeys, ParsesAndRejectsMistakes) {
     }
     return "";
   };
-  EXPECT_NE(errorOf("x wizard " + a.publicKey).find("ak:1: unknown role 'wizard'"), std::string::npos);
+  EXPECT_NE(errorOf("x wizard " + a.publicKey).find("ak:1: unknown role 'wizard'"),
+            std::string::npos);
   EXPECT_NE(errorOf("x build shortkey").find("not a 40-character Z85 key"), std::string::npos);
   EXPECT_NE(errorOf("x build " + a.publicKey + "\ny relay " + a.publicKey).find("already listed"),
             std::string::npos);

@@ -1,11 +1,11 @@
-#include <gtest/gtest.h>
+#include "common/file_util.h"
 
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 
 #include <thread>
 #include <vector>
 
-#include "common/file_util.h"
 #include "common/temp_dir.h"
 
 using namespace imgpipe;
@@ -27,12 +27,14 @@ TEST(FileUtil, ConcurrentAtomicWritesOfOnePathAllSucceed) {
         }
       }
     });
-  for (auto& w : writers) w.join();
+  for (auto& w : writers)
+    w.join();
   EXPECT_EQ(failures.load(), 0);
   EXPECT_EQ(readFile(target).substr(0, 7), "writer ");
   // No temp file is left behind.
   int entries = 0;
-  for ([[maybe_unused]] auto& e : std::filesystem::directory_iterator(dir.path())) ++entries;
+  for ([[maybe_unused]] auto& e : std::filesystem::directory_iterator(dir.path()))
+    ++entries;
   EXPECT_EQ(entries, 1);
 }
 

@@ -1,15 +1,17 @@
+#include "common/hash.h"
+
 #include <gtest/gtest.h>
 
 #include <fstream>
 
 #include "common/error.h"
-#include "common/hash.h"
 #include "common/temp_dir.h"
 
 using namespace imgpipe;
 
 TEST(Hash, KnownVectors) {
-  EXPECT_EQ(toHex(sha256("abc")), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(toHex(sha256("abc")),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
   EXPECT_EQ(toHex(sha512("")).substr(0, 16), "cf83e1357eefb8bd");
 }
 

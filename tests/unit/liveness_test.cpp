@@ -1,6 +1,6 @@
-#include <gtest/gtest.h>
-
 #include "common/net/liveness.h"
+
+#include <gtest/gtest.h>
 
 using namespace imgpipe::net;
 using namespace std::chrono_literals;
@@ -28,7 +28,8 @@ TEST(Liveness, HeartbeatDueEveryInterval) {
 TEST(Backoff, DoublesToCapAndResets) {
   Backoff b(1000ms, 32000ms);
   std::vector<long> seen;
-  for (int i = 0; i < 8; ++i) seen.push_back(b.next().count());
+  for (int i = 0; i < 8; ++i)
+    seen.push_back(b.next().count());
   EXPECT_EQ(seen, (std::vector<long>{1000, 2000, 4000, 8000, 16000, 32000, 32000, 32000}));
   b.reset();
   EXPECT_EQ(b.next().count(), 1000);

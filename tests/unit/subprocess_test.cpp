@@ -1,10 +1,10 @@
+#include "common/subprocess.h"
+
 #include <gtest/gtest.h>
 #include <signal.h>
 
 #include <chrono>
 #include <thread>
-
-#include "common/subprocess.h"
 
 using namespace imgpipe;
 using namespace std::chrono_literals;

@@ -1,7 +1,8 @@
+#include "common/units.h"
+
 #include <gtest/gtest.h>
 
 #include "common/error.h"
-#include "common/units.h"
 
 using namespace imgpipe;
 

@@ -1,6 +1,6 @@
-#include <gtest/gtest.h>
-
 #include "common/yaml_reader.h"
+
+#include <gtest/gtest.h>
 
 using namespace imgpipe;
 
