@@ -118,27 +118,29 @@ std::string joinTail(const CommandResult& res) {
   return out;
 }
 
-// The daemon's own parser is the authority on its config.
-void checkConfigWithDaemon(Report& r, const std::string& daemon, const std::string& config) {
+// The daemon's own parser is the authority on its config. True when the config is valid.
+bool checkConfigWithDaemon(Report& r, const std::string& daemon, const std::string& config) {
   auto binary = daemonBinary(daemon);
   if (!binary) {
     r.add("config " + config, Status::fail, daemon + " is not installed",
           "install the imgpipe package");
-    return;
+    return false;
   }
   auto res = runDaemon(*binary, config, "--check-config");
-  if (res.exitCode == 0)
+  if (res.exitCode == 0) {
     r.add("config " + config, Status::ok, "valid");
-  else
-    r.add("config " + config, Status::fail, joinTail(res),
-          "correct the file; the message names the line and field");
+    return true;
+  }
+  r.add("config " + config, Status::fail, joinTail(res),
+        "correct the file; the message names the line and field");
+  return false;
 }
 
 // A glance agent is only as good as its Glance: the daemon authenticates and asks it, as it
 // would for a registration.
 void checkGlance(Report& r, const std::string& config) {
   auto binary = daemonBinary("imgpipe-agent-glance");
-  if (!binary) return;  // already reported by the config check
+  if (!binary) return;
   auto res = runDaemon(*binary, config, "--probe");
   std::string said = joinTail(res);
   if (res.exitCode == 0) {
@@ -314,7 +316,7 @@ int cmdDoctor(const std::vector<std::string>& configsIn, const std::string& role
                 "name it agent-ROLE.yaml");
           continue;
         }
-        checkConfigWithDaemon(r, "imgpipe-agent-" + roleName, config);
+        const bool valid = checkConfigWithDaemon(r, "imgpipe-agent-" + roleName, config);
         auto doc = YamlReader::fromFile(config);
         auto c = agent::parseAgentConfig(doc, *role);
         checkSecretKey(r, c.keyFile);
@@ -322,7 +324,8 @@ int cmdDoctor(const std::vector<std::string>& configsIn, const std::string& role
                    *role == Role::build ? "builds and their caches" : "the artifact store");
         if (*role == Role::build) checkBuildHost(r);
         if (*role == Role::glance) {
-          checkGlance(r, config);
+          // An invalid config was named above; probing with it would only say so again.
+          if (valid) checkGlance(r, config);
           auto qemuImg = which("qemu-img");
           r.add("tool qemu-img", qemuImg ? Status::ok : Status::fail,
                 qemuImg ? *qemuImg : "not found",
