@@ -212,10 +212,15 @@ say "Delivered: the hops"
 "$BIN/imgpipe" events "$JOB" | grep -E "delivered|delta|route" || true
 say "The image in Glance"
 IMAGE=$("$BIN/imgpipe" --json show "$JOB" | python3 -c 'import json,sys; print(json.load(sys.stdin)["glance_images"][0]["image_id"])')
-ip netns exec $NS_CTRL curl -sf -H 'X-Identity-Status: Confirmed' -H 'X-Roles: admin,member,reader' \
-  -H "X-Project-Id: $PROJECT" "http://127.0.0.1:$GLANCE_PORT/v2/images/$IMAGE" | python3 -c '
-import json, sys
-img = json.load(sys.stdin)
+GLANCE_DOC=$(ip netns exec $NS_CTRL curl -sf -H 'X-Identity-Status: Confirmed' -H 'X-Roles: admin,member,reader' \
+  -H "X-Project-Id: $PROJECT" "http://127.0.0.1:$GLANCE_PORT/v2/images/$IMAGE") ||
+  die "Glance did not return image $IMAGE"
+ARTIFACT=$("$BIN/imgpipe" --json show "$JOB")
+# What Glance holds is checked against what was built, not left to the reader.
+GLANCE_DOC=$GLANCE_DOC ARTIFACT=$ARTIFACT python3 -c '
+import json, os, sys
+img = json.loads(os.environ["GLANCE_DOC"])
+a = json.loads(os.environ["ARTIFACT"])["artifact"]
 core = ["id", "name", "status", "size", "virtual_size", "disk_format", "container_format", "visibility",
         "min_disk", "min_ram", "tags", "os_hash_algo", "os_hash_value", "checksum"]
 for k in core:
@@ -224,12 +229,13 @@ print("  properties:")
 for k in sorted(img):
     if k not in core and k not in ("created_at", "updated_at", "self", "file", "schema", "owner", "protected", "os_hidden", "stores"):
         print(f"    {k:26} {img[k]}")
-'
-"$BIN/imgpipe" --json show "$JOB" | python3 -c '
-import json, sys
-a = json.load(sys.stdin)["artifact"]
 print("  built sha256          ", a["sha256"])
 print("  built sha512          ", a["sha512"])
-print("  (Glance os_hash_value above must equal the built sha512)")'
+ok = img.get("status") == "active" and img.get("os_hash_algo") == "sha512" \
+    and img.get("os_hash_value") == a["sha512"] and img.get("size") == a["size"]
+print("  check: " + ("active, and Glance holds exactly the bytes that were built (sha512, size)" if ok
+                     else "MISMATCH between Glance and the built artifact"))
+sys.exit(0 if ok else 1)
+' || die "the image in Glance does not match the build"
 echo
 echo "Done: job $JOB, Glance image $IMAGE. Run scripts/quickstart.sh again to build and deliver the next version as a delta."
