@@ -106,6 +106,7 @@ NetTopology::~NetTopology() {
     quiet({"nft", "delete", "table", "ip", table});
   for (const auto& dev : rootDevices_)
     quiet({"ip", "link", "del", dev});
+  if (restoreForwarding_) quiet({"sysctl", "-qw", "net.ipv4.ip_forward=0"});
 }
 
 void NetTopology::uplink(const std::string& host) {
@@ -125,7 +126,11 @@ void NetTopology::uplink(const std::string& host) {
   run(host, {"ip", "addr", "add", hostAddr + "/30", "dev", hostDev});
   run(host, {"ip", "link", "set", hostDev, "up"});
   run(host, {"ip", "route", "add", "default", "via", rootAddr});
-  output({"sysctl", "-qw", "net.ipv4.ip_forward=1"});
+  // The machine's own setting is put back on teardown: a test must not leave it a router.
+  if (!restoreForwarding_ && readFile("/proc/sys/net/ipv4/ip_forward").starts_with("0")) {
+    output({"sysctl", "-qw", "net.ipv4.ip_forward=1"});
+    restoreForwarding_ = true;
+  }
   const std::string table = prefix_ + "_" + host;
   natTables_.push_back(table);
   output({"nft", "add", "table", "ip", table});

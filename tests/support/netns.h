@@ -89,6 +89,7 @@ class NetTopology {
   std::vector<Route> routes_;
   std::vector<std::string> natTables_;  // nft tables in the root namespace, removed on teardown
   std::vector<std::string> rootDevices_;
+  bool restoreForwarding_ = false;  // this topology turned on the root namespace's ip_forward
 };
 
 // A Daemon (tests/support/process.h) started inside `host`'s namespace.
