@@ -60,7 +60,10 @@ cleanup() {
   nft delete table ip imgpipe_quickstart 2>/dev/null
   for ns in $NS_BUILD $NS_RELAY $NS_CTRL; do ip netns del "$ns" 2>/dev/null; done
   ip link del iq-host 2>/dev/null
+  # The host is a router only while the quickstart runs.
+  [ -n "$FORWARD_BEFORE" ] && sysctl -qw net.ipv4.ip_forward="$FORWARD_BEFORE"
 }
+FORWARD_BEFORE=""
 trap cleanup EXIT
 
 start() {  # start NAMESPACE LOG CMD... : a daemon, in its own session, logging to LOG
@@ -110,6 +113,7 @@ ip -n $NS_RELAY route add default via 198.18.1.1
 ip -n $NS_CTRL route add default via 198.18.2.1
 ip route replace 198.18.1.0/24 via 198.18.0.2
 ip route replace 198.18.2.0/24 via 198.18.0.2
+FORWARD_BEFORE=$(cat /proc/sys/net/ipv4/ip_forward)
 sysctl -qw net.ipv4.ip_forward=1
 nft add table ip imgpipe_quickstart
 nft add chain ip imgpipe_quickstart post '{ type nat hook postrouting priority 100 ; }'
