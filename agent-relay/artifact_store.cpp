@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "common/file_util.h"
+#include "common/temp_dir.h"
 #include "common/units.h"
 
 namespace imgpipe::relay {
@@ -419,13 +420,7 @@ std::shared_ptr<Artifact> ArtifactStore::addFile(const fs::path& file, const Man
   fs::path stage =
       objects() / (".stage-" + std::to_string(::getpid()) + "-" + std::to_string(nextSeq()));
   fs::create_directories(stage);
-  struct Cleanup {
-    fs::path p;
-    ~Cleanup() {
-      std::error_code ec;
-      if (!p.empty()) fs::remove_all(p, ec);
-    }
-  } cleanup{stage};
+  RemoveOnExit cleanup(stage);
   std::error_code ec;
   fs::create_hard_link(file, stage / "data", ec);
   if (ec) fs::copy_file(file, stage / "data");
@@ -445,7 +440,7 @@ std::shared_ptr<Artifact> ArtifactStore::addFile(const fs::path& file, const Man
   writeFileAtomic(stage / "complete", std::to_string(seq) + "\n");
   const fs::path dir = objects() / id;
   fs::rename(stage, dir);
-  cleanup.p.clear();
+  cleanup.release();
   fsyncDirectory(objects());
   auto artifact =
       std::make_shared<Artifact>(*this, dir, std::move(encoded), std::move(m), true, seq);

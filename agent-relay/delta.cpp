@@ -89,13 +89,7 @@ DeltaStats makeDelta(const fs::path& signature, const fs::path& target, const fs
   Signature sig(rawSig);
   check(rs_build_hash_table(sig.get()), "indexing signature " + signature.string());
   const fs::path rawDelta = deltaOut.string() + ".rdiff";
-  struct Remove {
-    fs::path p;
-    ~Remove() {
-      std::error_code ec;
-      fs::remove(p, ec);
-    }
-  } cleanup{rawDelta};
+  RemoveOnExit cleanup(rawDelta);
   rs_stats_t stats{};
   {
     File in = openFile(target, "rb");
@@ -114,13 +108,7 @@ DeltaStats makeDelta(const fs::path& signature, const fs::path& target, const fs
 
 void applyDelta(const fs::path& basis, const fs::path& delta, const fs::path& out) {
   const fs::path rawDelta = out.string() + ".rdiff";
-  struct Remove {
-    fs::path p;
-    ~Remove() {
-      std::error_code ec;
-      fs::remove(p, ec);
-    }
-  } cleanup{rawDelta};
+  RemoveOnExit cleanup(rawDelta);
   xzDecompress(delta, rawDelta);
   File basisIn = openFile(basis, "rb");
   File deltaIn = openFile(rawDelta, "rb");

@@ -15,7 +15,6 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/eventfd.h>
-#include <sys/signalfd.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -29,6 +28,7 @@
 #include "common/file_util.h"
 #include "common/log.h"
 #include "common/net/curve_keys.h"
+#include "common/net/shutdown_signals.h"
 #include "common/units.h"
 
 using namespace imgpipe;
@@ -66,31 +66,8 @@ relay::TransferConfig makeConfig(const Options& o, bool serving) {
   return c;
 }
 
-// SIGTERM/SIGINT as a file descriptor, so shutdown happens on the reactor thread.
-class SignalFd {
- public:
-  SignalFd() {
-    sigemptyset(&set_);
-    sigaddset(&set_, SIGTERM);
-    sigaddset(&set_, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &set_, nullptr);
-    fd_.reset(::signalfd(-1, &set_, SFD_CLOEXEC | SFD_NONBLOCK));
-    if (!fd_) throwErrno("signalfd");
-  }
-  int fd() const { return fd_.get(); }
-  void drain() {
-    signalfd_siginfo info{};
-    while (::read(fd_.get(), &info, sizeof info) == sizeof info) {
-    }
-  }
-
- private:
-  sigset_t set_{};
-  UniqueFd fd_;
-};
-
 int runServeAndMaybeFetch(const Options& o, bool fetchToo) {
-  SignalFd signals;
+  net::ShutdownSignals signals;
   auto keys = net::loadSecretKey(o.keyFile);
   zmq::context_t zmq(1);
   net::Reactor reactor;
@@ -131,7 +108,7 @@ int runServeAndMaybeFetch(const Options& o, bool fetchToo) {
 }
 
 int runFetch(const Options& o) {
-  SignalFd signals;
+  net::ShutdownSignals signals;
   auto keys = net::loadSecretKey(o.keyFile);
   zmq::context_t zmq(1);
   net::Reactor reactor;  // unused: a fetch lives on this thread

@@ -27,4 +27,9 @@ TempDir::~TempDir() {
   std::filesystem::remove_all(path_, ec);
 }
 
+RemoveOnExit::~RemoveOnExit() {
+  std::error_code ec;
+  if (!path_.empty()) std::filesystem::remove_all(path_, ec);
+}
+
 }  // namespace imgpipe

@@ -26,4 +26,20 @@ class TempDir {
   bool keep_ = false;
 };
 
+// A file or directory (with everything in it) removed on destruction unless release()d: what
+// an operation stages must not outlive it when it fails. Resource type.
+class RemoveOnExit {
+ public:
+  explicit RemoveOnExit(std::filesystem::path path) : path_(std::move(path)) {}
+  ~RemoveOnExit();
+  RemoveOnExit(const RemoveOnExit&) = delete;
+  RemoveOnExit& operator=(const RemoveOnExit&) = delete;
+
+  // The operation succeeded: the path stays (or was renamed away).
+  void release() { path_.clear(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
 }  // namespace imgpipe

@@ -2,7 +2,6 @@
 
 #include <signal.h>
 #include <sys/resource.h>
-#include <sys/signalfd.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -12,6 +11,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "common/net/curve_keys.h"
+#include "common/net/shutdown_signals.h"
 #include "common/unique_fd.h"
 #include "coordinator/config.h"
 #include "coordinator/definition_check.h"
@@ -38,12 +38,7 @@ int coordinatorMain(int argc, char** argv) {
     nofile.rlim_cur = nofile.rlim_max;
     setrlimit(RLIMIT_NOFILE, &nofile);
   }
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGPIPE);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  net::ShutdownSignals signals({SIGTERM, SIGINT, SIGPIPE});
 
   CoordinatorConfig config;
   net::CurveKeyPair keys;
@@ -79,18 +74,14 @@ int coordinatorMain(int argc, char** argv) {
     if (!config.metricsListen.empty())
       metrics = std::make_unique<Metrics>(config.metricsListen, server, reactor);
 
-    UniqueFd sigfd(::signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK));
-    if (!sigfd) throwErrno("signalfd");
-    reactor.addFd(sigfd.get(), [&] {
-      signalfd_siginfo info{};
-      while (::read(sigfd.get(), &info, sizeof info) == sizeof info) {
-        if (info.ssi_signo == SIGPIPE) continue;
-        spdlog::info("received signal {}; stopping", info.ssi_signo);
+    reactor.addFd(signals.fd(), [&] {
+      if (int signo = signals.drain()) {
+        spdlog::info("received signal {}; stopping", signo);
         reactor.stop();
       }
     });
     reactor.run();
-    reactor.removeFd(sigfd.get());
+    reactor.removeFd(signals.fd());
     return 0;
   } catch (const Error& e) {
     std::cerr << "imgpipe-coordinator: " << e.what() << "\n";

@@ -1,7 +1,6 @@
 #include "common/agent/agent_main.h"
 
 #include <signal.h>
-#include <sys/signalfd.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -11,6 +10,7 @@
 #include "common/agent/agent_session.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "common/net/shutdown_signals.h"
 #include "common/unique_fd.h"
 
 namespace imgpipe::agent {
@@ -32,14 +32,8 @@ int agentMain(int argc, char** argv, Role role, const RoleSetup& setup) {
     return app.exit(e) == 0 ? 0 : 2;
   }
 
-  // Signals are taken synchronously through a signalfd on the reactor, so shutdown runs on the
-  // event loop thread like everything else.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGPIPE);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  // Before any thread starts (logging's included), so that none of them takes the signals.
+  net::ShutdownSignals signals({SIGTERM, SIGINT, SIGPIPE});
 
   log::init("agent-" + roleName, "info");
   std::optional<YamlReader> doc;
@@ -100,13 +94,9 @@ int agentMain(int argc, char** argv, Role role, const RoleSetup& setup) {
         exitCode = 3;
         reactor.stop();
       };
-      UniqueFd sigfd(::signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK));
-      if (!sigfd) throwErrno("signalfd");
-      reactor.addFd(sigfd.get(), [&] {
-        signalfd_siginfo info{};
-        while (::read(sigfd.get(), &info, sizeof info) == sizeof info) {
-          if (info.ssi_signo == SIGPIPE) continue;
-          spdlog::info("received signal {}; stopping running tasks", info.ssi_signo);
+      reactor.addFd(signals.fd(), [&] {
+        if (int signo = signals.drain()) {
+          spdlog::info("received signal {}; stopping running tasks", signo);
           reactor.stop();
         }
       });
@@ -117,7 +107,7 @@ int agentMain(int argc, char** argv, Role role, const RoleSetup& setup) {
       auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
       while (std::chrono::steady_clock::now() < until)
         reactor.runOnce(std::chrono::milliseconds(50));
-      reactor.removeFd(sigfd.get());
+      reactor.removeFd(signals.fd());
     }
     spdlog::info("stopped");
     return exitCode;

@@ -87,6 +87,15 @@ int follow(OperatorClient& client, const GlobalOptions& g, const std::string& jo
   return exitFor(state);
 }
 
+// A list reply, as a JSON array of its items.
+template <typename List>
+void printJsonArray(const List& items) {
+  auto arr = nlohmann::json::array();
+  for (auto item : items)
+    arr.push_back(toJson(item));
+  std::cout << arr.dump() << "\n";
+}
+
 }  // namespace
 
 Connection resolveConnection(const GlobalOptions& g) {
@@ -237,14 +246,10 @@ int cmdList(const GlobalOptions& g, const std::vector<std::string>& states, unsi
     l.setLimit(limit);
   });
   auto jobs = reply->root().getBody().getReply().getKind().getJobs();
-  if (g.json) {
-    auto arr = nlohmann::json::array();
-    for (auto j : jobs)
-      arr.push_back(toJson(j));
-    std::cout << arr.dump() << "\n";
-  } else {
+  if (g.json)
+    printJsonArray(jobs);
+  else
     printJobList(std::cout, jobs);
-  }
   return kOk;
 }
 
@@ -273,10 +278,7 @@ int cmdEvents(const GlobalOptions& g, const std::string& job, bool followEvents)
       auto e = r.initKind().initEvents();
       e.setJobId(job);
     });
-    auto arr = nlohmann::json::array();
-    for (auto e : reply->root().getBody().getReply().getKind().getEvents())
-      arr.push_back(toJson(e));
-    std::cout << arr.dump() << "\n";
+    printJsonArray(reply->root().getBody().getReply().getKind().getEvents());
     return kOk;
   }
   for (;;) {
@@ -329,14 +331,10 @@ int cmdAgents(const GlobalOptions& g) {
   auto client = connect(g);
   auto reply = client.request([&](auto r) { r.initKind().setAgents(); });
   auto agents = reply->root().getBody().getReply().getKind().getAgents();
-  if (g.json) {
-    auto arr = nlohmann::json::array();
-    for (auto a : agents)
-      arr.push_back(toJson(a));
-    std::cout << arr.dump() << "\n";
-  } else {
+  if (g.json)
+    printJsonArray(agents);
+  else
     printAgents(std::cout, agents);
-  }
   return kOk;
 }
 
