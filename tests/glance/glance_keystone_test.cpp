@@ -40,9 +40,11 @@ class KeystoneRegistration : public ::testing::Test {
  public:
   static void SetUpTestSuite() {
     const auto t0 = std::chrono::steady_clock::now();
-    openstack = new LocalOpenStack({.keystone = true, .tokenExpirationS = kTokenLifetimeS});
-    work = new TempDir(std::filesystem::temp_directory_path(), "imgpipe-keystone-test-");
-    image = new TestArtifact(makeQcow2(work->path() / "image.qcow2", 64, 16));
+    openstack = std::make_unique<LocalOpenStack>(
+        LocalOpenStackOptions{.keystone = true, .tokenExpirationS = kTokenLifetimeS});
+    work =
+        std::make_unique<TempDir>(std::filesystem::temp_directory_path(), "imgpipe-keystone-test-");
+    image = std::make_unique<TestArtifact>(makeQcow2(work->path() / "image.qcow2", 64, 16));
     writeSecret("imgpipe-password", "imgpipe-secret");
     writeSecret("uploader-password", "uploader-secret");
     writeSecret("wrong-password", "not-the-password");
@@ -53,15 +55,16 @@ class KeystoneRegistration : public ::testing::Test {
               << " ms\n";
   }
   static void TearDownTestSuite() {
-    delete image;
-    delete work;
-    delete openstack;
+    // In reverse order of making: the image lives in the work dir.
+    image.reset();
+    work.reset();
+    openstack.reset();
   }
 
  protected:
-  static inline LocalOpenStack* openstack = nullptr;
-  static inline TempDir* work = nullptr;
-  static inline TestArtifact* image = nullptr;
+  static inline std::unique_ptr<LocalOpenStack> openstack;
+  static inline std::unique_ptr<TempDir> work;
+  static inline std::unique_ptr<TestArtifact> image;
 
   static std::filesystem::path writeSecret(const std::string& name, const std::string& value) {
     auto p = work->path() / name;

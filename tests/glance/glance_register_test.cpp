@@ -46,9 +46,10 @@ class GlanceRegistration : public ::testing::Test {
  public:
   static void SetUpTestSuite() {
     const auto t0 = std::chrono::steady_clock::now();
-    openstack = new LocalOpenStack();  // owned by the suite; deleted in TearDownTestSuite
-    work = new TempDir(std::filesystem::temp_directory_path(), "imgpipe-glance-test-");
-    image = new TestArtifact(makeQcow2(work->path() / "image.qcow2", 64, 16));
+    openstack = std::make_unique<LocalOpenStack>();
+    work =
+        std::make_unique<TempDir>(std::filesystem::temp_directory_path(), "imgpipe-glance-test-");
+    image = std::make_unique<TestArtifact>(makeQcow2(work->path() / "image.qcow2", 64, 16));
     std::cerr << "glance up at " << openstack->glanceUrl() << " in "
               << std::chrono::duration_cast<std::chrono::milliseconds>(
                      std::chrono::steady_clock::now() - t0)
@@ -56,15 +57,16 @@ class GlanceRegistration : public ::testing::Test {
               << " ms\n";
   }
   static void TearDownTestSuite() {
-    delete image;
-    delete work;
-    delete openstack;
+    // In reverse order of making: the image lives in the work dir.
+    image.reset();
+    work.reset();
+    openstack.reset();
   }
 
  protected:
-  static inline LocalOpenStack* openstack = nullptr;
-  static inline TempDir* work = nullptr;
-  static inline TestArtifact* image = nullptr;
+  static inline std::unique_ptr<LocalOpenStack> openstack;
+  static inline std::unique_ptr<TempDir> work;
+  static inline std::unique_ptr<TestArtifact> image;
 
   void SetUp() override {
     if (!openstack->glanceRunning()) openstack->startGlance();
