@@ -6,9 +6,9 @@
 #include "agent-build/config/build_config.h"
 #include "agent-build/runner/build_child.h"
 #include "agent-build/runner/build_task_runner.h"
-#include "agent-relay/plane_runner.h"
-#include "agent-relay/transfer_config.h"
 #include "common/agent/agent_main.h"
+#include "transfer/plane_runner.h"
+#include "transfer/transfer_config.h"
 
 using namespace imgpipe;
 
@@ -23,17 +23,17 @@ int main(int argc, char** argv) {
 
   return agent::agentMain(argc, argv, Role::build, [](agent::RoleContext& ctx) {
     auto config = build::parseBuildConfig(ctx.config.at("build"));
-    auto transfer = relay::parseTransferConfig(ctx.config.at("transfer"), ctx.common.stateDir,
-                                               /*serveByDefault=*/true);
+    auto transfer = transfer::parseTransferConfig(ctx.config.at("transfer"), ctx.common.stateDir,
+                                                  /*serveByDefault=*/true);
     // The build agent is the first hop: its artifact server hands each image to the next one.
-    auto plane = std::make_shared<relay::TransferPlane>(transfer, ctx.zmq, ctx.reactor, ctx.keys,
-                                                        /*serve=*/!ctx.checkOnly);
+    auto plane = std::make_shared<transfer::TransferPlane>(transfer, ctx.zmq, ctx.reactor, ctx.keys,
+                                                           /*serve=*/!ctx.checkOnly);
     auto publish = [plane](const build::BuildOutput& output) {
       return plane->store().importFile(output.image, output.imageName, output.imageVersion,
                                        output.manifestJson);
     };
     agent::RoleParts parts;
-    parts.runner = std::make_unique<relay::PlaneRunner>(
+    parts.runner = std::make_unique<transfer::PlaneRunner>(
         plane, std::make_unique<build::BuildTaskRunner>(config, publish, ctx.common.name));
     parts.dataEndpoint = plane->advertisedEndpoint();
     parts.keepAlive = plane;

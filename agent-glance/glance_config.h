@@ -86,7 +86,7 @@ struct GlanceConfig {
   http::HttpOptions http;  // ca_bundle, timeouts, upload_rate_limit
   UploadMethod uploadMethod = UploadMethod::put;
   std::uint64_t maxVirtualSize = 1ull << 40;
-  OlderVersions olderVersions = OlderVersions::keep;
+  definition::OlderVersions olderVersions = definition::OlderVersions::keep;
   RetryPolicy retry;
   std::chrono::milliseconds savingGrace{15'000};
   std::chrono::milliseconds importTimeout{1'800'000};

@@ -2,10 +2,10 @@
 // (see registration/).
 #include "agent-glance/glance_probe.h"
 #include "agent-glance/glance_runner.h"
-#include "agent-relay/plane_runner.h"
-#include "agent-relay/transfer_config.h"
 #include "common/agent/agent_main.h"
 #include "common/log.h"
+#include "transfer/plane_runner.h"
+#include "transfer/transfer_config.h"
 
 using namespace imgpipe;
 
@@ -15,11 +15,11 @@ int main(int argc, char** argv) {
     spdlog::info("glance: {}", glance::describe(config));
     // A controller is the last hop: it fetches, and serves nobody unless its transfer: section
     // says so.
-    auto transfer = relay::parseTransferConfig(ctx.config.at("transfer"), ctx.common.stateDir,
-                                               /*serveByDefault=*/false);
+    auto transfer = transfer::parseTransferConfig(ctx.config.at("transfer"), ctx.common.stateDir,
+                                                  /*serveByDefault=*/false);
     const bool serve = !transfer.listen.empty() && !ctx.checkOnly;
     auto plane =
-        std::make_shared<relay::TransferPlane>(transfer, ctx.zmq, ctx.reactor, ctx.keys, serve);
+        std::make_shared<transfer::TransferPlane>(transfer, ctx.zmq, ctx.reactor, ctx.keys, serve);
     glance::ArtifactLocator locate = [plane](const std::string& artifactId) {
       if (auto path = plane->store().pathOf(artifactId)) return *path;
       throw Error("artifact " + artifactId + " is not in this agent's store (" +
@@ -28,7 +28,7 @@ int main(int argc, char** argv) {
     };
     agent::RoleParts parts;
     parts.probe = [config] { return glance::probeGlance(config); };
-    parts.runner = std::make_unique<relay::PlaneRunner>(
+    parts.runner = std::make_unique<transfer::PlaneRunner>(
         plane, std::make_unique<glance::GlanceRunner>(std::move(config), std::move(locate)));
     parts.dataEndpoint = plane->advertisedEndpoint();
     parts.keepAlive = plane;

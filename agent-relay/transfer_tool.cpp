@@ -22,14 +22,14 @@
 #include <iostream>
 #include <thread>
 
-#include "agent-relay/fetch_runner.h"
-#include "agent-relay/transfer_config.h"
 #include "common/error.h"
 #include "common/file_util.h"
 #include "common/log.h"
 #include "common/net/curve_keys.h"
 #include "common/net/shutdown_signals.h"
 #include "common/units.h"
+#include "transfer/fetch_runner.h"
+#include "transfer/transfer_config.h"
 
 using namespace imgpipe;
 
@@ -48,11 +48,11 @@ struct Options {
   std::string reserve;
 };
 
-relay::TransferConfig makeConfig(const Options& o, bool serving) {
-  relay::TransferConfig c;
+transfer::TransferConfig makeConfig(const Options& o, bool serving) {
+  transfer::TransferConfig c;
   if (!o.config.empty()) {
     auto doc = YamlReader::fromFile(o.config);
-    c = relay::parseTransferConfig(doc.at("transfer"), o.store, serving);
+    c = transfer::parseTransferConfig(doc.at("transfer"), o.store, serving);
     doc.rejectUnknownKeys();
   }
   c.storeDir = o.store;
@@ -71,7 +71,7 @@ int runServeAndMaybeFetch(const Options& o, bool fetchToo) {
   auto keys = net::loadSecretKey(o.keyFile);
   zmq::context_t zmq(1);
   net::Reactor reactor;
-  relay::TransferPlane plane(makeConfig(o, true), zmq, reactor, keys, true);
+  transfer::TransferPlane plane(makeConfig(o, true), zmq, reactor, keys, true);
   for (const auto& a : o.allow)
     plane.server()->allowAll(net::loadPublicKey(a), a);
   std::cout << "listening " << plane.server()->endpoint() << std::endl;
@@ -82,7 +82,7 @@ int runServeAndMaybeFetch(const Options& o, bool fetchToo) {
   int rc = 0;
   std::jthread fetcher;
   if (fetchToo) {
-    relay::FetchRequest req;
+    transfer::FetchRequest req;
     req.artifactId = o.artifact;
     req.manifestDigest = o.digest;
     req.upstream = {o.from, net::loadPublicKey(o.serverKey)};
@@ -112,8 +112,8 @@ int runFetch(const Options& o) {
   auto keys = net::loadSecretKey(o.keyFile);
   zmq::context_t zmq(1);
   net::Reactor reactor;  // unused: a fetch lives on this thread
-  relay::TransferPlane plane(makeConfig(o, false), zmq, reactor, keys, false);
-  relay::FetchRequest req;
+  transfer::TransferPlane plane(makeConfig(o, false), zmq, reactor, keys, false);
+  transfer::FetchRequest req;
   req.artifactId = o.artifact;
   req.manifestDigest = o.digest;
   req.upstream = {o.from, net::loadPublicKey(o.serverKey)};
@@ -137,7 +137,7 @@ int runFetch(const Options& o) {
       }
     }
   });
-  auto out = plane.fetch(req, stop.get_token(), [&](const relay::FetchProgress& p) {
+  auto out = plane.fetch(req, stop.get_token(), [&](const transfer::FetchProgress& p) {
     if (!o.progress) return;
     std::fprintf(stderr, "%s %llu/%llu %s/s eta %us attempt %u %s\n", p.phase.c_str(),
                  static_cast<unsigned long long>(p.done), static_cast<unsigned long long>(p.total),
@@ -158,10 +158,10 @@ int runFetch(const Options& o) {
   return 0;
 }
 
-relay::ArtifactStore openStore(const Options& o) {
-  relay::StoreOptions so;
+transfer::ArtifactStore openStore(const Options& o) {
+  transfer::StoreOptions so;
   so.dir = o.store;
-  return relay::ArtifactStore(so);
+  return transfer::ArtifactStore(so);
 }
 
 }  // namespace
@@ -234,10 +234,10 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (*import) {
-      relay::StoreOptions so;
+      transfer::StoreOptions so;
       so.dir = o.store;
       if (!chunkSize.empty()) so.chunkSize = static_cast<std::uint32_t>(parseSize(chunkSize));
-      relay::ArtifactStore store(so);
+      transfer::ArtifactStore store(so);
       auto info =
           store.importFile(file, name, version, metadataFile.empty() ? "" : readFile(metadataFile));
       std::cout << "artifact " << info.id << "\nmanifest " << info.manifestDigest << "\nsize "
@@ -265,7 +265,7 @@ int main(int argc, char** argv) {
                   << a.manifestDigest << "\n";
       return 0;
     }
-  } catch (const relay::InsufficientSpace& e) {
+  } catch (const transfer::InsufficientSpace& e) {
     std::cerr << "imgpipe-transfer: " << e.what() << "\n";
     return 4;
   } catch (const std::exception& e) {

@@ -1,13 +1,13 @@
 #include "coordinator/definition_check.h"
 
-#include "agent-build/definition/parse_definition.h"
+#include "definition/parse_definition.h"
 
 namespace imgpipe::coord {
 
 std::pair<std::string, std::string> inspectDefinition(const std::string& text,
                                                       const std::string& sourceName) {
   // The build agent's own parser: a definition the coordinator accepts is one the agent can build.
-  auto def = build::parseDefinition(text, sourceName);
+  auto def = definition::parseDefinition(text, sourceName);
   return {def.name, def.version};
 }
 

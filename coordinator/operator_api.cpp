@@ -1,12 +1,12 @@
 // Requests from the imgpipe CLI (role operator).
 #include <spdlog/spdlog.h>
 
-#include "agent-build/definition/image_definition.h"
 #include "common/agent/wire.h"
 #include "common/error.h"
 #include "common/hash.h"
 #include "coordinator/engine.h"
 #include "coordinator/replies.h"
+#include "definition/image_definition.h"
 #include "protocol/codec.h"
 
 namespace imgpipe::coord {
@@ -70,8 +70,9 @@ void Engine::onRequest(const std::string& routingId, const net::PeerIdentity& wh
         }
         Job job;
         job.imageName = nv.first;
-        job.imageVersion =
-            nv.second.empty() ? build::deriveVersion(std::chrono::system_clock::now()) : nv.second;
+        job.imageVersion = nv.second.empty()
+                               ? definition::deriveVersion(std::chrono::system_clock::now())
+                               : nv.second;
         job.definitionName = source;
         job.definitionDigest = toHex(sha256(text));
         job.priority = s.getPriority();

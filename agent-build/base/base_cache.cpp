@@ -8,13 +8,13 @@
 
 #include "agent-build/base/debootstrap_base.h"
 #include "agent-build/base/download.h"
-#include "agent-build/definition/parse_definition.h"
 #include "agent-build/disk/qemu_img.h"
 #include "common/error.h"
 #include "common/file_util.h"
 #include "common/hash.h"
 #include "common/temp_dir.h"
 #include "common/units.h"
+#include "definition/parse_definition.h"
 
 namespace imgpipe::build {
 namespace {
@@ -44,15 +44,15 @@ BaseCache::BaseCache(const BuildConfig& config, ExecContext exec, BuildLog& log)
   fs::create_directories(dir_);
 }
 
-BaseCache::Result BaseCache::resolve(const BaseSpec& spec, const fs::path& definitionDir,
-                                     const fs::path& scratch) {
+BaseCache::Result BaseCache::resolve(const definition::BaseSpec& spec,
+                                     const fs::path& definitionDir, const fs::path& scratch) {
   Result r;
-  if (auto* p = std::get_if<PathBase>(&spec))
+  if (auto* p = std::get_if<definition::PathBase>(&spec))
     r = fromPath(*p, definitionDir);
-  else if (auto* u = std::get_if<UrlBase>(&spec))
+  else if (auto* u = std::get_if<definition::UrlBase>(&spec))
     r = fromUrl(*u);
   else
-    r = fromDebootstrap(std::get<DebootstrapBase>(spec), scratch);
+    r = fromDebootstrap(std::get<definition::DebootstrapBase>(spec), scratch);
   inspect(r.base);
   return r;
 }
@@ -69,10 +69,11 @@ void BaseCache::inspect(ResolvedBase& base) {
   base.allocatedSize = allocatedBytes(base.file);
 }
 
-BaseCache::Result BaseCache::fromPath(const PathBase& spec, const fs::path& definitionDir) {
+BaseCache::Result BaseCache::fromPath(const definition::PathBase& spec,
+                                      const fs::path& definitionDir) {
   Result r;
   r.base.kind = "path";
-  r.base.file = fs::absolute(resolveLocalPath(spec.path, definitionDir));
+  r.base.file = fs::absolute(definition::resolveLocalPath(spec.path, definitionDir));
   r.base.source = r.base.file.string();
   struct stat st {};
   if (::stat(r.base.file.c_str(), &st) != 0) throwErrno("base image " + r.base.file.string());
@@ -111,7 +112,7 @@ BaseCache::Result BaseCache::fromPath(const PathBase& spec, const fs::path& defi
   return r;
 }
 
-BaseCache::Result BaseCache::fromUrl(const UrlBase& spec) {
+BaseCache::Result BaseCache::fromUrl(const definition::UrlBase& spec) {
   const fs::path file = dir_ / ("url-" + spec.sha256 + ".img");
   for (int round = 0; round < 3; ++round) {
     {
@@ -145,7 +146,8 @@ BaseCache::Result BaseCache::fromUrl(const UrlBase& spec) {
   throw Error("base " + spec.url + " keeps disappearing from the cache (evicted while in use?)");
 }
 
-BaseCache::Result BaseCache::fromDebootstrap(const DebootstrapBase& spec, const fs::path& scratch) {
+BaseCache::Result BaseCache::fromDebootstrap(const definition::DebootstrapBase& spec,
+                                             const fs::path& scratch) {
   const std::string key = debootstrapRecipeKey(spec);
   const fs::path file = dir_ / ("debootstrap-" + key + ".qcow2");
   fs::path meta = file;

@@ -5,11 +5,11 @@
 #include <optional>
 
 #include "agent-build/config/build_config.h"
-#include "agent-build/definition/image_definition.h"
 #include "agent-build/runner/build_log.h"
 #include "agent-build/steps/build_context.h"
 #include "agent-build/util/exec.h"
 #include "agent-build/util/file_lock.h"
+#include "definition/image_definition.h"
 
 namespace imgpipe::build {
 
@@ -29,7 +29,7 @@ class BaseCache {
   BaseCache(const BuildConfig& config, ExecContext exec, BuildLog& log);
 
   // `definitionDir` resolves relative base paths; `scratch` hosts a debootstrap run.
-  Result resolve(const BaseSpec& spec, const std::filesystem::path& definitionDir,
+  Result resolve(const definition::BaseSpec& spec, const std::filesystem::path& definitionDir,
                  const std::filesystem::path& scratch);
 
   // Removes least recently used entries until the cache fits base_cache.max_size; entries in
@@ -37,9 +37,10 @@ class BaseCache {
   void evict();
 
  private:
-  Result fromPath(const PathBase& spec, const std::filesystem::path& definitionDir);
-  Result fromUrl(const UrlBase& spec);
-  Result fromDebootstrap(const DebootstrapBase& spec, const std::filesystem::path& scratch);
+  Result fromPath(const definition::PathBase& spec, const std::filesystem::path& definitionDir);
+  Result fromUrl(const definition::UrlBase& spec);
+  Result fromDebootstrap(const definition::DebootstrapBase& spec,
+                         const std::filesystem::path& scratch);
   void inspect(ResolvedBase& base);
 
   const BuildConfig& config_;

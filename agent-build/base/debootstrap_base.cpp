@@ -59,7 +59,7 @@ void unmountBelow(const fs::path& dir) {
     ::umount2(mp.c_str(), MNT_DETACH);
 }
 
-void configureRootfs(const DebootstrapBase& spec, ImageFs& img, BuildLog& log) {
+void configureRootfs(const definition::DebootstrapBase& spec, ImageFs& img, BuildLog& log) {
   img.writeFile("/etc/fstab",
                 "# <file system>\t<mount point>\t<type>\t<options>\t<dump>\t<pass>\nLABEL=" +
                     spec.rootLabel + "\t/\text4\tdiscard,errors=remount-ro\t0\t1\n");
@@ -107,7 +107,7 @@ void configureRootfs(const DebootstrapBase& spec, ImageFs& img, BuildLog& log) {
 
 }  // namespace
 
-std::vector<std::string> debootstrapBootPackages(const DebootstrapBase& spec) {
+std::vector<std::string> debootstrapBootPackages(const definition::DebootstrapBase& spec) {
   std::vector<std::string> pkgs = {
       "systemd-sysv",      "systemd-resolved",  "udev",      "dbus",
       "linux-image-amd64", "initramfs-tools",   "e2fsprogs", "openssh-server",
@@ -119,7 +119,7 @@ std::vector<std::string> debootstrapBootPackages(const DebootstrapBase& spec) {
   return pkgs;
 }
 
-std::string debootstrapRecipeKey(const DebootstrapBase& spec) {
+std::string debootstrapRecipeKey(const definition::DebootstrapBase& spec) {
   auto packages = debootstrapBootPackages(spec);
   std::sort(packages.begin(), packages.end());
   nlohmann::json j = {{"recipe", kDebootstrapRecipe},
@@ -136,7 +136,7 @@ std::string debootstrapRecipeKey(const DebootstrapBase& spec) {
   return toHex(sha256(j.dump())).substr(0, 32);
 }
 
-void makeDebootstrapBase(const DebootstrapBase& spec, const fs::path& output,
+void makeDebootstrapBase(const definition::DebootstrapBase& spec, const fs::path& output,
                          const fs::path& scratch, const BuildConfig& config,
                          const ExecContext& exec, BuildLog& log) {
   fs::create_directories(scratch);
@@ -253,7 +253,7 @@ void makeDebootstrapBase(const DebootstrapBase& spec, const fs::path& output,
                                       .target = tmp,
                                       .targetFormat = "qcow2",
                                       .compress = true,
-                                      .compression = Compression::zlib,
+                                      .compression = definition::Compression::zlib,
                                       .outOfOrder = true,
                                       .coroutines = config.compressionCoroutines});
   fs::rename(tmp, output);

@@ -5,19 +5,19 @@
 #include <vector>
 
 #include "agent-build/config/build_config.h"
-#include "agent-build/definition/image_definition.h"
 #include "agent-build/runner/build_log.h"
 #include "agent-build/util/exec.h"
+#include "definition/image_definition.h"
 
 namespace imgpipe::build {
 
 // Packages every debootstrap base gets, so that it boots in a cloud like a distribution's cloud
 // image: kernel and initramfs, systemd with networkd/resolved, ssh, cloud-init with growpart,
 // sudo. The definition's `packages` come on top.
-std::vector<std::string> debootstrapBootPackages(const DebootstrapBase& spec);
+std::vector<std::string> debootstrapBootPackages(const definition::DebootstrapBase& spec);
 
 // The cache key of a debootstrap base: a digest of everything that decides its content.
-std::string debootstrapRecipeKey(const DebootstrapBase& spec);
+std::string debootstrapRecipeKey(const definition::DebootstrapBase& spec);
 
 // Makes a cloud-like base image from a Debian-style mirror, without any cloud image:
 //   debootstrap -> configure (fstab by label, serial console, machine-id empty, no host keys,
@@ -26,8 +26,8 @@ std::string debootstrapRecipeKey(const DebootstrapBase& spec);
 //   and a chroot with a private /dev -> compressed qcow2 at `output`.
 // Runs inside the build child (private mount and PID namespaces). `scratch` is removed by the
 // caller.
-void makeDebootstrapBase(const DebootstrapBase& spec, const std::filesystem::path& output,
-                         const std::filesystem::path& scratch, const BuildConfig& config,
-                         const ExecContext& exec, BuildLog& log);
+void makeDebootstrapBase(const definition::DebootstrapBase& spec,
+                         const std::filesystem::path& output, const std::filesystem::path& scratch,
+                         const BuildConfig& config, const ExecContext& exec, BuildLog& log);
 
 }  // namespace imgpipe::build

@@ -8,8 +8,6 @@
 #include <iostream>
 #include <thread>
 
-#include "agent-build/definition/definition_json.h"
-#include "agent-build/definition/parse_definition.h"
 #include "agent-build/runner/build_process.h"
 #include "agent-build/runner/work_dir.h"
 #include "agent-build/steps/step.h"
@@ -18,6 +16,8 @@
 #include "common/log.h"
 #include "common/units.h"
 #include "common/yaml_reader.h"
+#include "definition/definition_json.h"
+#include "definition/parse_definition.h"
 
 namespace imgpipe::build {
 namespace {
@@ -88,15 +88,15 @@ int validateCommand(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 2;
   }
   try {
-    auto def = loadDefinitionFile(file);
-    auto problems = checkLocalReferences(def, fs::path(file).parent_path());
+    auto def = definition::loadDefinitionFile(file);
+    auto problems = definition::checkLocalReferences(def, fs::path(file).parent_path());
     if (json) {
       auto j = toJson(def);
       j["planned_steps"] = plannedSteps(def);
       j["problems"] = problems;
       std::cout << j.dump(2) << "\n";
     } else {
-      std::cout << summarize(def);
+      std::cout << definition::summarize(def);
       std::string steps;
       for (const auto& s : plannedSteps(def))
         steps += (steps.empty() ? "" : " ") + s;
@@ -169,7 +169,7 @@ int buildOrPrepare(int argc, char** argv, bool baseOnly) {
       job.config = parseBuildConfig(doc.has("build") ? doc.at("build") : doc);
     }
     auto text = readFile(file);
-    auto def = parseDefinition(text, file);
+    auto def = definition::parseDefinition(text, file);
     job.definitionText = text;
     job.definitionSource = file;
     job.definitionDir = fs::absolute(fs::path(file)).parent_path();
@@ -183,7 +183,8 @@ int buildOrPrepare(int argc, char** argv, bool baseOnly) {
   if (!outDir.empty()) job.outDir = fs::absolute(outDir);
   job.keepWorkDir = keepWorkDir;
   job.baseOnly = baseOnly;
-  job.jobId = jobId.empty() ? "local-" + deriveVersion(std::chrono::system_clock::now()) : jobId;
+  job.jobId = jobId.empty() ? "local-" + definition::deriveVersion(std::chrono::system_clock::now())
+                            : jobId;
   if (job.config.helper == "/proc/self/exe") job.config.helper = fs::read_symlink("/proc/self/exe");
   fs::create_directories(job.config.workDir);
   cleanStaleWorkDirs(job.config.workDir, job.config.keepFailedWorkDir);

@@ -3,10 +3,10 @@
 namespace imgpipe::build {
 namespace {
 
-Compression compressionFrom(const std::string& s) {
-  if (s == "zlib") return Compression::zlib;
-  if (s == "zstd") return Compression::zstd;
-  if (s == "none") return Compression::none;
+definition::Compression compressionFrom(const std::string& s) {
+  if (s == "zlib") return definition::Compression::zlib;
+  if (s == "zstd") return definition::Compression::zstd;
+  if (s == "none") return definition::Compression::none;
   throw Error("unknown compression '" + s + "'");
 }
 
@@ -161,7 +161,8 @@ BuildConfig buildConfigFromJson(const nlohmann::json& j) {
   return c;
 }
 
-Compression effectiveCompression(const ImageDefinition& def, const BuildConfig& config) {
+definition::Compression effectiveCompression(const definition::ImageDefinition& def,
+                                             const BuildConfig& config) {
   return def.disk.compression.value_or(config.compression);
 }
 

@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "agent-build/definition/image_definition.h"
 #include "common/yaml_reader.h"
+#include "definition/image_definition.h"
 
 namespace imgpipe::build {
 
@@ -31,9 +31,10 @@ struct BuildConfig {
 
   AttachMethod attach = AttachMethod::auto_;
 
-  Compression compression = Compression::zlib;  // for definitions that do not choose
-  bool parallelCompression = true;              // qemu-img convert -W
-  unsigned compressionCoroutines = 8;           // qemu-img convert -m
+  definition::Compression compression =
+      definition::Compression::zlib;   // for definitions that do not choose
+  bool parallelCompression = true;     // qemu-img convert -W
+  unsigned compressionCoroutines = 8;  // qemu-img convert -m
 
   bool aptCache = true;
   std::uint64_t aptCacheMaxSize = 10ull << 30;
@@ -66,6 +67,7 @@ nlohmann::json toJson(const BuildConfig& c);
 BuildConfig buildConfigFromJson(const nlohmann::json& j);
 
 // The effective compression of a definition on this agent.
-Compression effectiveCompression(const ImageDefinition& def, const BuildConfig& config);
+definition::Compression effectiveCompression(const definition::ImageDefinition& def,
+                                             const BuildConfig& config);
 
 }  // namespace imgpipe::build

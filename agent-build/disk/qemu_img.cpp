@@ -40,7 +40,7 @@ void qemuImgConvert(const ExecContext& ctx, const ConvertOptions& o,
   std::vector<std::string> argv = {"qemu-img",     "convert", "-f",
                                    o.sourceFormat, "-O",      o.targetFormat};
   if (o.compress) argv.push_back("-c");
-  if (o.targetFormat == "qcow2" && o.compress && o.compression == Compression::zstd) {
+  if (o.targetFormat == "qcow2" && o.compress && o.compression == definition::Compression::zstd) {
     argv.push_back("-o");
     argv.push_back("compression_type=zstd");
   }

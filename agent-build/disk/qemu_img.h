@@ -5,8 +5,8 @@
 #include <functional>
 #include <string>
 
-#include "agent-build/definition/image_definition.h"
 #include "agent-build/util/exec.h"
+#include "definition/image_definition.h"
 
 namespace imgpipe::build {
 
@@ -28,7 +28,7 @@ struct ConvertOptions {
   std::filesystem::path target;
   std::string targetFormat;  // raw or qcow2
   bool compress = false;
-  Compression compression = Compression::zlib;
+  definition::Compression compression = definition::Compression::zlib;
   // -W: coroutines write out of order. Much faster compression (it runs in parallel), but two
   // conversions of the same input are no longer byte-identical.
   bool outOfOrder = false;

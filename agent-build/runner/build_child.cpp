@@ -8,7 +8,6 @@
 #include <iterator>
 #include <thread>
 
-#include "agent-build/definition/parse_definition.h"
 #include "agent-build/mount/namespaces.h"
 #include "agent-build/runner/build_log.h"
 #include "agent-build/runner/events.h"
@@ -18,6 +17,7 @@
 #include "common/file_util.h"
 #include "common/log.h"
 #include "common/units.h"
+#include "definition/parse_definition.h"
 
 namespace imgpipe::build {
 namespace {
@@ -232,9 +232,9 @@ int runBuildChild() {
   {
     BuildLog log(work->path() / "build.log", events);
     log.setStep("definition");
-    std::optional<ImageDefinition> def;
+    std::optional<definition::ImageDefinition> def;
     try {
-      def = parseDefinition(job.definitionText, job.definitionSource);
+      def = definition::parseDefinition(job.definitionText, job.definitionSource);
     } catch (const std::exception& e) {
       log.error(e.what());
       return fail("definition", e.what());

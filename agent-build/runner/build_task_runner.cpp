@@ -1,12 +1,12 @@
 #include "agent-build/runner/build_task_runner.h"
 
-#include "agent-build/definition/parse_definition.h"
 #include "agent-build/runner/build_process.h"
 #include "agent-build/runner/work_dir.h"
 #include "common/file_util.h"
 #include "common/hash.h"
 #include "common/log.h"
 #include "common/units.h"
+#include "definition/parse_definition.h"
 
 namespace imgpipe::build {
 namespace {
@@ -93,7 +93,7 @@ void BuildTaskRunner::run(const agent::TaskSpec& task, agent::TaskReporter& repo
   }
   auto jobLog = log::forJob(task.jobId, "definition");
   try {
-    parseDefinition(spec->definition, spec->definitionName);
+    definition::parseDefinition(spec->definition, spec->definitionName);
   } catch (const std::exception& e) {
     jobLog->error("{}", e.what());
     reporter.failed({.step = "definition", .message = e.what()});

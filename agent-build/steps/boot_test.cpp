@@ -30,7 +30,7 @@ std::string lastLines(const std::string& text, size_t n) {
 class BootTestStep : public Step {
  public:
   std::string_view name() const override { return "boot_test"; }
-  std::string skipReason(const ImageDefinition& def) const override {
+  std::string skipReason(const definition::ImageDefinition& def) const override {
     return def.validation.bootTest.enabled ? "" : "boot test disabled (validation.boot_test)";
   }
 

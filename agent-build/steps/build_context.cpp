@@ -4,8 +4,8 @@
 
 namespace imgpipe::build {
 
-BuildContext::BuildContext(JobSpec jobSpec, ImageDefinition definition, BuildLog& buildLog,
-                           std::stop_token stopToken, std::filesystem::path dir)
+BuildContext::BuildContext(JobSpec jobSpec, definition::ImageDefinition definition,
+                           BuildLog& buildLog, std::stop_token stopToken, std::filesystem::path dir)
     : job(std::move(jobSpec)),
       def(std::move(definition)),
       config(job.config),
@@ -13,7 +13,7 @@ BuildContext::BuildContext(JobSpec jobSpec, ImageDefinition definition, BuildLog
       stop(std::move(stopToken)),
       workDir(std::move(dir)),
       startedAt(std::chrono::system_clock::now()) {
-  version = def.version.empty() ? deriveVersion(startedAt) : def.version;
+  version = def.version.empty() ? definition::deriveVersion(startedAt) : def.version;
 }
 
 ExecContext BuildContext::exec() const {

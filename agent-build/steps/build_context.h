@@ -10,7 +10,6 @@
 #include <vector>
 
 #include "agent-build/config/build_config.h"
-#include "agent-build/definition/image_definition.h"
 #include "agent-build/disk/attached_disk.h"
 #include "agent-build/disk/partitions.h"
 #include "agent-build/disk/qemu_img.h"
@@ -21,6 +20,7 @@
 #include "agent-build/util/exec.h"
 #include "agent-build/util/file_lock.h"
 #include "common/hash.h"
+#include "definition/image_definition.h"
 
 namespace imgpipe::build {
 
@@ -89,11 +89,11 @@ class BuildStopped : public Error {
 // attached disk, base lock. Steps release them explicitly on the success path (unmount step).
 class BuildContext {
  public:
-  BuildContext(JobSpec job, ImageDefinition def, BuildLog& log, std::stop_token stop,
+  BuildContext(JobSpec job, definition::ImageDefinition def, BuildLog& log, std::stop_token stop,
                std::filesystem::path workDir);
 
   const JobSpec job;
-  const ImageDefinition def;
+  const definition::ImageDefinition def;
   const BuildConfig& config;
   BuildLog& log;
   const std::stop_token stop;

@@ -60,7 +60,7 @@ std::vector<std::string> dirEntries(const ImageFs& img, const std::string& dir,
 }
 
 // Everything cleanImage removes, as image paths (the same list drives the checks).
-std::vector<std::string> removableNow(const ImageFs& img, const CleanupSpec& spec) {
+std::vector<std::string> removableNow(const ImageFs& img, const definition::CleanupSpec& spec) {
   std::vector<std::string> paths;
   auto add = [&](const std::vector<std::string>& v) {
     paths.insert(paths.end(), v.begin(), v.end());
@@ -94,7 +94,7 @@ std::vector<std::string> removableNow(const ImageFs& img, const CleanupSpec& spe
 
 }  // namespace
 
-CleanupReport cleanImage(ImageFs& img, const CleanupSpec& spec) {
+CleanupReport cleanImage(ImageFs& img, const definition::CleanupSpec& spec) {
   CleanupReport r;
   for (const auto& p : removableNow(img, spec)) {
     if (!img.exists(p)) continue;  // inside something removed before
@@ -114,7 +114,7 @@ CleanupReport cleanImage(ImageFs& img, const CleanupSpec& spec) {
   return r;
 }
 
-std::vector<Check> checkImageIsClean(const ImageFs& img, const CleanupSpec& spec) {
+std::vector<Check> checkImageIsClean(const ImageFs& img, const definition::CleanupSpec& spec) {
   std::vector<Check> checks;
   auto check = [&](std::string name, std::vector<std::string> found) {
     std::string detail;

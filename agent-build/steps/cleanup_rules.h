@@ -4,8 +4,8 @@
 #include <string>
 #include <vector>
 
-#include "agent-build/definition/image_definition.h"
 #include "agent-build/util/image_fs.h"
+#include "definition/image_definition.h"
 
 namespace imgpipe::build {
 
@@ -28,9 +28,9 @@ struct CleanupReport {
 // machine-id (emptied: systemd makes one at first boot; /var/lib/dbus/machine-id removed),
 // cloud-init state, temp files, the random seed and DHCP leases, plus the definition's own
 // `cleanup.remove` patterns.
-CleanupReport cleanImage(ImageFs& img, const CleanupSpec& spec);
+CleanupReport cleanImage(ImageFs& img, const definition::CleanupSpec& spec);
 
 // The same list, checked on a finished image (read-only).
-std::vector<Check> checkImageIsClean(const ImageFs& img, const CleanupSpec& spec);
+std::vector<Check> checkImageIsClean(const ImageFs& img, const definition::CleanupSpec& spec);
 
 }  // namespace imgpipe::build

@@ -54,7 +54,7 @@ std::vector<std::string> imageDefaultGroups(const ImageFs& img) {
 class CloudInitStep : public Step {
  public:
   std::string_view name() const override { return "cloud_init"; }
-  std::string skipReason(const ImageDefinition& def) const override {
+  std::string skipReason(const definition::ImageDefinition& def) const override {
     return def.cloudInit.empty() ? "no cloud-init configuration" : "";
   }
 

@@ -22,7 +22,7 @@ class CompactStep : public Step {
     c.sourceFormat = ctx.image.format;
     c.target = ctx.output;
     c.targetFormat = "qcow2";
-    c.compress = compression != Compression::none;
+    c.compress = compression != definition::Compression::none;
     c.compression = compression;
     c.outOfOrder = ctx.config.parallelCompression;
     c.coroutines = ctx.config.compressionCoroutines;

@@ -41,7 +41,7 @@ std::string renderDeb822(const std::vector<std::string>& types,
   return out;
 }
 
-std::string renderAptSource(const AptSource& s) {
+std::string renderAptSource(const definition::AptSource& s) {
   return renderDeb822(s.types, s.uris, s.suites, s.components, s.architectures, s.signedBy);
 }
 
@@ -49,12 +49,13 @@ std::string aptSourcePath(const std::string& name) {
   return "/etc/apt/sources.list.d/" + name + ".sources";
 }
 
-std::string repositoryKeyPath(const RepositorySpec& repo, const std::string& keyBytes) {
+std::string repositoryKeyPath(const definition::RepositorySpec& repo, const std::string& keyBytes) {
   bool armored = keyBytes.find("-----BEGIN PGP PUBLIC KEY BLOCK-----") != std::string::npos;
   return "/etc/apt/keyrings/" + repo.name + (armored ? ".asc" : ".gpg");
 }
 
-std::string renderRepositorySource(const RepositorySpec& repo, const std::string& keyPath) {
+std::string renderRepositorySource(const definition::RepositorySpec& repo,
+                                   const std::string& keyPath) {
   return renderDeb822(repo.types, repo.uris, repo.suites, repo.components, repo.architectures,
                       keyPath);
 }
@@ -65,7 +66,7 @@ std::string renderAptProxy(const std::string& proxy) {
 }
 
 std::string mergeDaemonJson(const std::optional<std::string>& existing,
-                            const DockerMirrors& mirrors) {
+                            const definition::DockerMirrors& mirrors) {
   nlohmann::ordered_json j = nlohmann::ordered_json::object();
   if (existing && !existing->empty()) {
     try {
@@ -81,11 +82,12 @@ std::string mergeDaemonJson(const std::optional<std::string>& existing,
   return j.dump(2) + "\n";
 }
 
-std::string hostsTomlPath(const ContainerdMirrors& c, const ContainerdRegistry& r) {
+std::string hostsTomlPath(const definition::ContainerdMirrors& c,
+                          const definition::ContainerdRegistry& r) {
   return c.configPath + "/" + r.host + "/hosts.toml";
 }
 
-std::string renderHostsToml(const ContainerdRegistry& r) {
+std::string renderHostsToml(const definition::ContainerdRegistry& r) {
   std::string server = r.server;
   if (server.empty())
     server = r.host == "docker.io" ? "https://registry-1.docker.io" : "https://" + r.host;

@@ -3,11 +3,11 @@
 #include <nlohmann/json.hpp>
 
 #include "agent-build/base/download.h"
-#include "agent-build/definition/definition_json.h"
-#include "agent-build/definition/parse_definition.h"
 #include "agent-build/steps/step.h"
 #include "common/file_util.h"
 #include "common/hash.h"
+#include "definition/definition_json.h"
+#include "definition/parse_definition.h"
 
 namespace imgpipe::build {
 namespace {
@@ -19,17 +19,18 @@ class FetchInputsStep : public Step {
 
   std::string run(BuildContext& ctx) override {
     int fetched = 0;
-    auto resolve = [&](const ContentSource& c, const std::string& field) -> std::string {
+    auto resolve = [&](const definition::ContentSource& c,
+                       const std::string& field) -> std::string {
       switch (c.kind) {
-        case ContentSource::Kind::inline_:
+        case definition::ContentSource::Kind::inline_:
           return c.text;
-        case ContentSource::Kind::file: {
+        case definition::ContentSource::Kind::file: {
           if (ctx.job.definitionDir.empty() && !c.text.starts_with("/"))
             throw Error(
                 field + ": relative path '" + c.text +
                 "' cannot be resolved for a submitted definition; use an absolute path on the "
                 "build agent or inline content");
-          auto path = resolveLocalPath(c.text, ctx.job.definitionDir);
+          auto path = definition::resolveLocalPath(c.text, ctx.job.definitionDir);
           std::string data;
           try {
             data = readFile(path);
@@ -42,7 +43,7 @@ class FetchInputsStep : public Step {
           ++fetched;
           return data;
         }
-        case ContentSource::Kind::url: {
+        case definition::ContentSource::Kind::url: {
           DownloadOptions o;
           o.expectedSha256 = c.sha256;
           o.stop = ctx.stop;

@@ -8,7 +8,7 @@ namespace {
 class FilesStep : public Step {
  public:
   std::string_view name() const override { return "files"; }
-  std::string skipReason(const ImageDefinition& def) const override {
+  std::string skipReason(const definition::ImageDefinition& def) const override {
     return def.files.empty() ? "no files" : "";
   }
 

@@ -7,12 +7,12 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
-#include "agent-build/definition/definition_json.h"
 #include "agent-build/runner/result_cache.h"
 #include "agent-build/steps/step.h"
 #include "agent-build/util/file_lock.h"
 #include "common/file_util.h"
 #include "common/units.h"
+#include "definition/definition_json.h"
 
 namespace imgpipe::build {
 namespace {
@@ -126,38 +126,39 @@ class ManifestStep : public Step {
     json steps = json::array();
     for (const auto& t : ctx.timings)
       steps.push_back({{"step", t.step}, {"duration_ms", t.durationMs}, {"status", t.status}});
-    json manifest = {{"format", "imgpipe-build-manifest/1"},
-                     {"image", image},
-                     {"definition",
-                      {{"source", ctx.def.sourceName},
-                       {"digest", ctx.job.definitionDigest},
-                       {"content_digest", ctx.contentDigest}}},
-                     {"base",
-                      {{"kind", ctx.base.kind},
-                       {"source", ctx.base.source},
-                       {"sha256", ctx.base.sha256Hex},
-                       {"format", ctx.base.format},
-                       {"virtual_size", ctx.base.virtualSize}}},
-                     {"recipe_version", kRecipeVersion},
-                     {"build",
-                      {{"job_id", ctx.job.jobId},
-                       {"attempt", ctx.job.attempt},
-                       {"agent", ctx.job.agentName},
-                       {"started_at", isoTime(ctx.startedAt)},
-                       {"finished_at", isoTime(std::chrono::system_clock::now())},
-                       {"qemu_img", ctx.toolVersion},
-                       {"attach", std::string(toString(resolveAttachMethod(ctx.config.attach)))},
-                       {"parallel_compression", ctx.config.parallelCompression},
-                       {"reused_from", reusedFrom}}},
-                     {"steps", steps},
-                     {"packages", packages},
-                     {"validation", validation},
-                     {"build_log",
-                      {{"file", ctx.finalLog.filename().string()},
-                       {"sha256", toHex(sha256(logText))},
-                       {"bytes", logText.size()}}},
-                     {"glance", resolvedGlanceJson(ctx.def.glance, ctx.def.name, ctx.version,
-                                                   image.at("virtual_size").get<std::uint64_t>())}};
+    json manifest = {
+        {"format", "imgpipe-build-manifest/1"},
+        {"image", image},
+        {"definition",
+         {{"source", ctx.def.sourceName},
+          {"digest", ctx.job.definitionDigest},
+          {"content_digest", ctx.contentDigest}}},
+        {"base",
+         {{"kind", ctx.base.kind},
+          {"source", ctx.base.source},
+          {"sha256", ctx.base.sha256Hex},
+          {"format", ctx.base.format},
+          {"virtual_size", ctx.base.virtualSize}}},
+        {"recipe_version", kRecipeVersion},
+        {"build",
+         {{"job_id", ctx.job.jobId},
+          {"attempt", ctx.job.attempt},
+          {"agent", ctx.job.agentName},
+          {"started_at", isoTime(ctx.startedAt)},
+          {"finished_at", isoTime(std::chrono::system_clock::now())},
+          {"qemu_img", ctx.toolVersion},
+          {"attach", std::string(toString(resolveAttachMethod(ctx.config.attach)))},
+          {"parallel_compression", ctx.config.parallelCompression},
+          {"reused_from", reusedFrom}}},
+        {"steps", steps},
+        {"packages", packages},
+        {"validation", validation},
+        {"build_log",
+         {{"file", ctx.finalLog.filename().string()},
+          {"sha256", toHex(sha256(logText))},
+          {"bytes", logText.size()}}},
+        {"glance", definition::resolvedGlanceJson(ctx.def.glance, ctx.def.name, ctx.version,
+                                                  image.at("virtual_size").get<std::uint64_t>())}};
     ctx.manifestJson = manifest.dump(2) + "\n";
     writeFileAtomic(ctx.finalManifest, ctx.manifestJson);
     if (versionLock) fs::remove(outDir / ("." + stem + ".lock"));

@@ -10,7 +10,7 @@ namespace {
 class MirrorsStep : public Step {
  public:
   std::string_view name() const override { return "mirrors"; }
-  std::string skipReason(const ImageDefinition& def) const override {
+  std::string skipReason(const definition::ImageDefinition& def) const override {
     return def.mirrors.empty() ? "no mirrors defined" : "";
   }
 

@@ -9,7 +9,7 @@ namespace {
 class PackagesStep : public Step {
  public:
   std::string_view name() const override { return "packages"; }
-  std::string skipReason(const ImageDefinition& def) const override {
+  std::string skipReason(const definition::ImageDefinition& def) const override {
     const auto& p = def.packages;
     return p.install.empty() && p.remove.empty() && !p.upgrade
                ? "no packages to install, upgrade or remove"

@@ -27,7 +27,7 @@ std::vector<std::unique_ptr<Step>> makePipeline() {
   return steps;
 }
 
-std::vector<std::string> plannedSteps(const ImageDefinition& def) {
+std::vector<std::string> plannedSteps(const definition::ImageDefinition& def) {
   std::vector<std::string> names;
   for (const auto& step : makePipeline())
     if (step->skipReason(def).empty()) names.emplace_back(step->name());

@@ -9,7 +9,7 @@ namespace {
 class RepositoriesStep : public Step {
  public:
   std::string_view name() const override { return "repositories"; }
-  std::string skipReason(const ImageDefinition& def) const override {
+  std::string skipReason(const definition::ImageDefinition& def) const override {
     return def.repositories.empty() ? "no extra repositories" : "";
   }
 

@@ -18,7 +18,7 @@ std::vector<std::string> splitWords(const std::string& s) {
 class ScriptsStep : public Step {
  public:
   std::string_view name() const override { return "scripts"; }
-  std::string skipReason(const ImageDefinition& def) const override {
+  std::string skipReason(const definition::ImageDefinition& def) const override {
     return def.scripts.empty() ? "no scripts" : "";
   }
 

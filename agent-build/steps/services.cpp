@@ -8,7 +8,7 @@ namespace {
 class ServicesStep : public Step {
  public:
   std::string_view name() const override { return "services"; }
-  std::string skipReason(const ImageDefinition& def) const override {
+  std::string skipReason(const definition::ImageDefinition& def) const override {
     return def.services.empty() ? "no services" : "";
   }
 

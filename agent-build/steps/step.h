@@ -16,7 +16,7 @@ class Step {
   virtual ~Step() = default;
   virtual std::string_view name() const = 0;
   // Why the step does not apply to this definition (nothing to do); empty: it runs.
-  virtual std::string skipReason(const ImageDefinition& /*def*/) const { return {}; }
+  virtual std::string skipReason(const definition::ImageDefinition& /*def*/) const { return {}; }
   // Steps that still run when an earlier result is reused (fetching inputs, the manifest).
   virtual bool runsWhenReused() const { return false; }
   // Does the work; returns a one-line summary logged at the step's end.
@@ -28,7 +28,7 @@ std::vector<std::unique_ptr<Step>> makePipeline();
 
 // The names of the steps that run for a definition, in order (skipped ones left out) — what a
 // build of it will report, for `validate` output and tests.
-std::vector<std::string> plannedSteps(const ImageDefinition& def);
+std::vector<std::string> plannedSteps(const definition::ImageDefinition& def);
 
 // Factories, one per file in steps/.
 std::unique_ptr<Step> makeFetchBaseStep();

@@ -2,8 +2,8 @@
 
 #include <cctype>
 
-#include "agent-build/definition/parse_definition.h"
 #include "agent-glance/glance/image.h"
+#include "definition/parse_definition.h"
 
 namespace imgpipe::glance {
 namespace {
@@ -12,21 +12,21 @@ constexpr size_t kMaxGlanceString = 255;  // Glance's column size for names, key
 
 }  // namespace
 
-std::optional<OlderVersions> parseOlderVersions(std::string_view text) {
-  if (text == "keep") return OlderVersions::keep;
-  if (text == "hide") return OlderVersions::hide;
-  if (text == "rename") return OlderVersions::rename;
+std::optional<definition::OlderVersions> parseOlderVersions(std::string_view text) {
+  if (text == "keep") return definition::OlderVersions::keep;
+  if (text == "hide") return definition::OlderVersions::hide;
+  if (text == "rename") return definition::OlderVersions::rename;
   return std::nullopt;
 }
 
 ImageSpec imageSpecFrom(const std::string& name, const std::string& version,
-                        const build::GlanceSpec& g) {
+                        const definition::GlanceSpec& g) {
   ImageSpec spec;
   spec.name = name;
   spec.version = version;
   spec.displayName =
       g.displayName.empty() ? (version.empty() ? name : name + " " + version) : g.displayName;
-  spec.visibility = std::string(build::toString(g.visibility));
+  spec.visibility = std::string(definition::toString(g.visibility));
   spec.minDiskGiB = g.minDiskGiB.value_or(0);
   spec.minRamMiB = g.minRamMiB.value_or(0);
   spec.tags = g.tags;
@@ -41,7 +41,8 @@ ImageSpec parseImageSpec(const YamlReader& definition) {
   // The build agent's definition parser owns the glance: section; the rest of the definition is
   // the build's business and is not looked at here.
   return imageSpecFrom(definition.required<std::string>("name"),
-                       definition.get<std::string>("version", ""), build::parseGlance(definition));
+                       definition.get<std::string>("version", ""),
+                       definition::parseGlance(definition));
 }
 
 ImageSpec parseImageSpec(std::string_view definitionYaml, const std::string& sourceName) {

@@ -7,18 +7,17 @@
 #include <string_view>
 #include <vector>
 
-#include "agent-build/definition/image_definition.h"
 #include "common/yaml_reader.h"
+#include "definition/image_definition.h"
 
 namespace imgpipe::glance {
 
 // What to do with the other images of the same name once a new version is active: the image
-// definition's `older_versions:` (build::OlderVersions), which the agent's config defaults.
+// definition's `older_versions:` (definition::OlderVersions), which the agent's config defaults.
 //   keep    leave them as they are
 //   hide    set os_hidden=true: still bootable by id, no longer listed by default
 //   rename  append " (old)" to their name
-using OlderVersions = build::OlderVersions;
-std::optional<OlderVersions> parseOlderVersions(std::string_view text);
+std::optional<definition::OlderVersions> parseOlderVersions(std::string_view text);
 
 // The Glance side of an image definition. Value type.
 struct ImageSpec {
@@ -33,17 +32,17 @@ struct ImageSpec {
   // property wins). Values are Glance strings, written as in the YAML ('yes' stays "yes").
   std::map<std::string, std::string> properties;
   bool protectedFlag = false;
-  std::optional<OlderVersions> olderVersions;  // unset: the agent's configured default
+  std::optional<definition::OlderVersions> olderVersions;  // unset: the agent's configured default
 };
 
 // Reads `name`, `version` and the `glance:` section of an image definition, through the build
-// agent's parser of that section (build::parseGlance: one reader, one set of rules). Unknown
+// agent's parser of that section (definition::parseGlance: one reader, one set of rules). Unknown
 // keys inside `glance:` are errors; so are values Glance would refuse (see validateImageSpec).
 // min_disk 0 means "not set": the registrar uses the image's virtual size, rounded up.
 ImageSpec parseImageSpec(const YamlReader& definition);
 ImageSpec parseImageSpec(std::string_view definitionYaml, const std::string& sourceName);
 ImageSpec imageSpecFrom(const std::string& name, const std::string& version,
-                        const build::GlanceSpec& glance);
+                        const definition::GlanceSpec& glance);
 
 // Throws Error naming the field and value for what Glance would refuse later: an unknown
 // visibility, a property that is a core attribute (name, visibility, os_hash_value, ...) or

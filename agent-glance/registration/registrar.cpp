@@ -409,8 +409,8 @@ struct Registrar::Attempt {
   }
 
   void handleOlderVersions(const Image& ours) {
-    const OlderVersions mode = req.spec.olderVersions.value_or(config.olderVersions);
-    if (mode == OlderVersions::keep) return;
+    const definition::OlderVersions mode = req.spec.olderVersions.value_or(config.olderVersions);
+    if (mode == definition::OlderVersions::keep) return;
     const std::string owner = auth.projectId(stop);
     std::map<std::string, Image> candidates;
     // visibility=all: community images are left out of a plain listing.
@@ -431,17 +431,18 @@ struct Registrar::Attempt {
           compareVersions(version, req.spec.version) > 0)
         continue;  // a newer version stays as it is
       json ops = json::array();
-      if (mode == OlderVersions::hide && !img.osHidden)
+      if (mode == definition::OlderVersions::hide && !img.osHidden)
         ops.push_back({{"op", "replace"}, {"path", "/os_hidden"}, {"value", true}});
-      if (mode == OlderVersions::rename && !img.name.ends_with(" (old)"))
+      if (mode == definition::OlderVersions::rename && !img.name.ends_with(" (old)"))
         ops.push_back({{"op", "replace"}, {"path", "/name"}, {"value", img.name + " (old)"}});
       if (ops.empty()) continue;
       try {
         glance.patch(id, ops);
         result.olderVersions.push_back(id);
-        note(agent::LogLevel::info, std::string(mode == OlderVersions::hide ? "hid" : "renamed") +
-                                        " older version " + id + " '" + img.name + "'" +
-                                        (version.empty() ? "" : " (" + version + ")"));
+        note(agent::LogLevel::info,
+             std::string(mode == definition::OlderVersions::hide ? "hid" : "renamed") +
+                 " older version " + id + " '" + img.name + "'" +
+                 (version.empty() ? "" : " (" + version + ")"));
       } catch (const http::ApiError& e) {
         if (e.retryable()) throw;
         // Our image is registered; an older one we may not touch is reported, not fatal.

@@ -6,8 +6,6 @@
 #include <filesystem>
 #include <iostream>
 
-#include "agent-build/definition/definition_json.h"
-#include "agent-build/definition/parse_definition.h"
 #include "common/file_util.h"
 #include "common/hash.h"
 #include "common/net/curve_keys.h"
@@ -15,6 +13,8 @@
 #include "common/yaml_reader.h"
 #include "coordinator/cli/render.h"
 #include "coordinator/definition_check.h"
+#include "definition/definition_json.h"
+#include "definition/parse_definition.h"
 
 namespace imgpipe::cli {
 namespace {
@@ -164,9 +164,10 @@ int cmdValidate(const std::string& file, bool json) {
   } catch (const Error& e) {
     throw CliError(kUsage, e.what());
   }
-  auto def = build::parseDefinition(text, file);
+  auto def = definition::parseDefinition(text, file);
   // Local files it names must exist where the build runs; here they can only be looked for.
-  auto missing = build::checkLocalReferences(def, std::filesystem::absolute(file).parent_path());
+  auto missing =
+      definition::checkLocalReferences(def, std::filesystem::absolute(file).parent_path());
   if (json) {
     std::cout << nlohmann::json{{"file", file},
                                 {"valid", true},
@@ -174,11 +175,11 @@ int cmdValidate(const std::string& file, bool json) {
                                 {"version", def.version},
                                 {"digest", toHex(sha256(text))},
                                 {"not_found_here", missing},
-                                {"definition", build::toJson(def)}}
+                                {"definition", definition::toJson(def)}}
                      .dump()
               << "\n";
   } else {
-    std::cout << file << ": valid\n" << build::summarize(def) << "\n";
+    std::cout << file << ": valid\n" << definition::summarize(def) << "\n";
     for (const auto& m : missing)
       std::cout << "note: " << m << " (it must exist on the build agent)\n";
   }

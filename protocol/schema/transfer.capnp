@@ -32,7 +32,7 @@ enum DeltaFormat {
   # any file; on compressed qcow2 it sends about 70% of what rsync sends (deflated clusters hide
   # data that moved).
   rdiffXz @1;
-  # qcow2-aware (agent-relay/delta.h): clusters the basis has are copied from it, new clusters
+  # qcow2-aware (transfer/delta.h): clusters the basis has are copied from it, new clusters
   # travel as an xz'd rdiff of their decompressed content against the basis's decompressed
   # clusters and are deflated again, with qemu's parameters, by the receiver. About a tenth of
   # what rsync sends on real rebuilt images. Only when the sender holds the basis.

@@ -24,7 +24,7 @@ std::string configError(std::string_view yaml) {
 TEST(BuildConfig, DefaultsWhenAbsent) {
   auto c = parseBuildConfig(YamlReader::fromString("name: a\n", "agent.yaml").at("build"));
   EXPECT_EQ(c.workDir, "/var/lib/imgpipe/build/work");
-  EXPECT_EQ(c.compression, Compression::zlib);
+  EXPECT_EQ(c.compression, definition::Compression::zlib);
   EXPECT_TRUE(c.parallelCompression);
   EXPECT_TRUE(c.aptCache);
   EXPECT_TRUE(c.reuseResults);
@@ -54,7 +54,7 @@ TEST(BuildConfig, ReadsEverySectionAndRoundTripsThroughJson) {
   EXPECT_EQ(c.workDir, "/w");
   EXPECT_TRUE(c.keepFailedWorkDir);
   EXPECT_EQ(c.attach, AttachMethod::loop);
-  EXPECT_EQ(c.compression, Compression::zstd);
+  EXPECT_EQ(c.compression, definition::Compression::zstd);
   EXPECT_FALSE(c.parallelCompression);
   EXPECT_EQ(c.compressionCoroutines, 4u);
   EXPECT_FALSE(c.aptCache);
@@ -80,7 +80,7 @@ TEST(BuildConfig, UnknownKeysAndBadValuesAreNamed) {
 }
 
 TEST(ConfigFiles, Deb822Source) {
-  AptSource s;
+  definition::AptSource s;
   s.name = "debian";
   s.uris = {"http://deb.debian.org/debian"};
   s.suites = {"bookworm", "bookworm-updates"};
@@ -94,19 +94,19 @@ TEST(ConfigFiles, Deb822Source) {
 }
 
 TEST(ConfigFiles, ContainerdHostsToml) {
-  ContainerdRegistry r;
+  definition::ContainerdRegistry r;
   r.host = "docker.io";
   r.mirrors.push_back({.url = "https://docker.example", .skipVerify = true});
   EXPECT_EQ(renderHostsToml(r),
             "# written by imgpipe\nserver = "
             "\"https://registry-1.docker.io\"\n\n[host.\"https://docker.example\"]\n"
             "  capabilities = [\"pull\", \"resolve\"]\n  skip_verify = true\n");
-  ContainerdMirrors c;
+  definition::ContainerdMirrors c;
   EXPECT_EQ(hostsTomlPath(c, r), "/etc/containerd/certs.d/docker.io/hosts.toml");
 }
 
 TEST(ConfigFiles, DaemonJsonKeepsOtherKeys) {
-  DockerMirrors m;
+  definition::DockerMirrors m;
   m.registryMirrors = {"https://docker.example"};
   EXPECT_EQ(mergeDaemonJson(std::nullopt, m),
             "{\n  \"registry-mirrors\": [\n    \"https://docker.example\"\n  ]\n}\n");

@@ -5,10 +5,10 @@
 #include <cstdlib>
 #include <filesystem>
 
-#include "agent-build/definition/definition_json.h"
-#include "agent-build/definition/parse_definition.h"
 #include "agent-build/steps/step.h"
 #include "common/file_util.h"
+#include "definition/definition_json.h"
+#include "definition/parse_definition.h"
 
 using namespace imgpipe;
 using namespace imgpipe::build;
@@ -22,7 +22,7 @@ base:
 
 std::string errorOf(std::string_view yaml, const std::string& source = "def.yaml") {
   try {
-    parseDefinition(yaml, source);
+    definition::parseDefinition(yaml, source);
   } catch (const YamlError& e) {
     return e.what();
   }
@@ -37,18 +37,18 @@ std::filesystem::path sourceDir() {
 }  // namespace
 
 TEST(Definition, MinimalDefinitionGetsDefaults) {
-  auto def = parseDefinition(kMinimal, "tiny.yaml");
+  auto def = definition::parseDefinition(kMinimal, "tiny.yaml");
   EXPECT_EQ(def.name, "tiny");
   EXPECT_EQ(def.version, "");
-  ASSERT_TRUE(std::holds_alternative<PathBase>(def.base));
-  EXPECT_EQ(std::get<PathBase>(def.base).path, "/srv/base.qcow2");
+  ASSERT_TRUE(std::holds_alternative<definition::PathBase>(def.base));
+  EXPECT_EQ(std::get<definition::PathBase>(def.base).path, "/srv/base.qcow2");
   EXPECT_FALSE(def.disk.size);
   EXPECT_TRUE(def.packages.update);
   EXPECT_FALSE(def.packages.upgrade);
   EXPECT_TRUE(def.cleanup.recreateJournal);
   EXPECT_FALSE(def.validation.bootTest.enabled);
   EXPECT_TRUE(def.validation.requireCloudInit);
-  EXPECT_EQ(def.glance.visibility, Visibility::private_);
+  EXPECT_EQ(def.glance.visibility, definition::Visibility::private_);
   EXPECT_FALSE(def.glance.olderVersions.has_value());
   EXPECT_EQ(def.glance.displayNameFor(def.name, "1.0"), "tiny 1.0");
 }
@@ -120,12 +120,12 @@ glance:
   properties:
     hw_disk_bus: virtio
 )";
-  auto def = parseDefinition(yaml, "u.yaml");
+  auto def = definition::parseDefinition(yaml, "u.yaml");
   EXPECT_EQ(def.version, "2026.11.22-1");
-  const auto& url = std::get<UrlBase>(def.base);
+  const auto& url = std::get<definition::UrlBase>(def.base);
   EXPECT_EQ(url.sha256, "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
   EXPECT_EQ(*def.disk.size, 10ull << 30);
-  EXPECT_EQ(*def.disk.compression, Compression::zstd);
+  EXPECT_EQ(*def.disk.compression, definition::Compression::zstd);
   ASSERT_TRUE(def.mirrors.apt);
   EXPECT_EQ(def.mirrors.apt->sources[0].suites,
             (std::vector<std::string>{"noble", "noble-updates"}));
@@ -134,12 +134,12 @@ glance:
   EXPECT_EQ(def.mirrors.containerd->registries[0].mirrors[0].capabilities,
             (std::vector<std::string>{"pull", "resolve"}));
   EXPECT_TRUE(def.mirrors.containerd->registries[0].mirrors[0].skipVerify);
-  EXPECT_EQ(def.repositories[0].key.kind, ContentSource::Kind::url);
+  EXPECT_EQ(def.repositories[0].key.kind, definition::ContentSource::Kind::url);
   EXPECT_EQ(def.packages.install[1], "containerd.io=1.7.*");
   EXPECT_EQ(def.files[0].mode, 0600u);
   EXPECT_EQ(def.files[0].group, "adm");
   EXPECT_EQ(def.files[1].mode, 0755u);
-  EXPECT_EQ(def.files[1].content.kind, ContentSource::Kind::file);
+  EXPECT_EQ(def.files[1].content.kind, definition::ContentSource::Kind::file);
   EXPECT_EQ(def.scripts[0].timeout, std::chrono::minutes(5));
   EXPECT_EQ(def.scripts[1].name, "script-2");
   EXPECT_EQ(def.cloudInit.addGroups, (std::vector<std::string>{"docker"}));
@@ -148,10 +148,10 @@ glance:
   EXPECT_TRUE(def.validation.bootTest.enabled);
   EXPECT_EQ(def.validation.bootTest.memory, 2ull << 30);
   EXPECT_FALSE(def.validation.requireQemuGuestAgent);
-  EXPECT_EQ(def.glance.visibility, Visibility::public_);
+  EXPECT_EQ(def.glance.visibility, definition::Visibility::public_);
   EXPECT_EQ(*def.glance.minRamMiB, 2048u);
   EXPECT_TRUE(def.glance.protected_);
-  EXPECT_EQ(def.glance.olderVersions, OlderVersions::rename);
+  EXPECT_EQ(def.glance.olderVersions, definition::OlderVersions::rename);
   // Metadata values are strings exactly as written ('yes' stays "yes", 24 stays "24"), and
   // properties override metadata on the same key.
   auto props = def.glance.allProperties();
@@ -257,15 +257,15 @@ TEST(Definition, SyntaxErrorsHavePositions) {
 
 TEST(Definition, DerivedVersionIsUtcDateTime) {
   auto t = std::chrono::system_clock::from_time_t(1795311296);  // 2026-11-22T01:34:56Z
-  EXPECT_EQ(deriveVersion(t), "2026.11.22-013456");
+  EXPECT_EQ(definition::deriveVersion(t), "2026.11.22-013456");
 }
 
 TEST(Definition, PlannedStepsFollowTheIssueOrderAndSkipWhatIsNotAsked) {
-  auto minimal = plannedSteps(parseDefinition(kMinimal, "t.yaml"));
+  auto minimal = plannedSteps(definition::parseDefinition(kMinimal, "t.yaml"));
   EXPECT_EQ(minimal, (std::vector<std::string>{"fetch_base", "fetch_inputs", "reuse", "resize",
                                                "attach", "grow", "mount", "cleanup", "unmount",
                                                "compact", "validate", "manifest"}));
-  auto def = parseDefinition(R"(name: x
+  auto def = definition::parseDefinition(R"(name: x
 base: {path: /a}
 mirrors: {docker: {registry_mirrors: ["https://m"]}}
 repositories: [{name: r, uris: ["https://r"], suites: [s], components: [c], key: k}]
@@ -276,7 +276,7 @@ cloud_init: {datasources: [None]}
 services: {enable: [ssh]}
 validation: {boot_test: true}
 )",
-                             "t.yaml");
+                                         "t.yaml");
   EXPECT_EQ(plannedSteps(def),
             (std::vector<std::string>{"fetch_base",   "fetch_inputs", "reuse",     "resize",
                                       "attach",       "grow",         "mount",     "mirrors",
@@ -286,8 +286,8 @@ validation: {boot_test: true}
 }
 
 TEST(Definition, ResolvedGlanceDefaultsFromTheImage) {
-  auto def = parseDefinition(kMinimal, "t.yaml");
-  auto g = resolvedGlanceJson(def.glance, def.name, "1.2", (10ull << 30) + 1);
+  auto def = definition::parseDefinition(kMinimal, "t.yaml");
+  auto g = definition::resolvedGlanceJson(def.glance, def.name, "1.2", (10ull << 30) + 1);
   EXPECT_EQ(g["display_name"], "tiny 1.2");
   EXPECT_EQ(g["min_disk"], 11);  // rounded up
   EXPECT_EQ(g["visibility"], "private");
@@ -299,8 +299,8 @@ TEST(Definition, DeployExamplesAreValid) {
     if (e.path().extension() != ".yaml") continue;
     ++seen;
     EXPECT_NO_THROW({
-      auto def = loadDefinitionFile(e.path());
-      auto problems = checkLocalReferences(def, e.path().parent_path());
+      auto def = definition::loadDefinitionFile(e.path());
+      auto problems = definition::checkLocalReferences(def, e.path().parent_path());
       EXPECT_TRUE(problems.empty()) << e.path() << ": " << (problems.empty() ? "" : problems[0]);
     }) << e.path();
   }

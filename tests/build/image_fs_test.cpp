@@ -74,7 +74,7 @@ TEST(Cleanup, CleansATreeAndItsChecksAgree) {
   img.writeFile("/var/lib/systemd/random-seed", "x");
   img.writeFile("/opt/scratch/file", "x");
 
-  CleanupSpec spec;
+  definition::CleanupSpec spec;
   auto before = checkImageIsClean(img, spec);
   EXPECT_TRUE(std::any_of(before.begin(), before.end(), [](const Check& c) { return !c.ok; }));
 

@@ -15,8 +15,8 @@ using namespace imgpipe::build::test;
 
 namespace {
 
-std::string definition(const FixtureBase& base, const std::string& name,
-                       const std::string& package) {
+std::string definitionText(const FixtureBase& base, const std::string& name,
+                           const std::string& package) {
   return "name: " + name + "\nbase:\n  path: " + base.file.string() + "\n  sha256: " + base.sha256 +
          "\ndisk: {size: 3G, compression: zstd}\npackages: {install: [" + package +
          "]}\nfiles: [{path: /etc/which-build, content: " + name +
@@ -37,10 +37,11 @@ TEST(BuildParallel, TwoBuildsAtOnceNeverShareADevice) {
   });
   RecordingReporter a, b;
   const auto start = std::chrono::steady_clock::now();
-  std::thread ta(
-      [&] { runner.run(buildTask("job-a", definition(base, "imgpipe-test-a", "tree")), a, {}); });
+  std::thread ta([&] {
+    runner.run(buildTask("job-a", definitionText(base, "imgpipe-test-a", "tree")), a, {});
+  });
   std::thread tb(
-      [&] { runner.run(buildTask("job-b", definition(base, "imgpipe-test-b", "jq")), b, {}); });
+      [&] { runner.run(buildTask("job-b", definitionText(base, "imgpipe-test-b", "jq")), b, {}); });
   ta.join();
   tb.join();
   std::printf("two parallel builds took %.1f s\n",

@@ -91,7 +91,7 @@ TEST(ImageSpec, ParsesTheGlanceSection) {
   EXPECT_EQ(s.minRamMiB, 1024u);
   EXPECT_EQ(s.tags, (std::vector<std::string>{"docker", "debian"}));
   EXPECT_TRUE(s.protectedFlag);
-  EXPECT_EQ(s.olderVersions, OlderVersions::hide);
+  EXPECT_EQ(s.olderVersions, definition::OlderVersions::hide);
 }
 
 TEST(ImageSpec, MetadataMapsOverAsStringsAndPropertiesWin) {
@@ -126,7 +126,8 @@ void expectSpecError(const std::string& yaml, const std::string& fragment) {
 }
 
 TEST(ImageSpec, RefusesWhatGlanceWouldRefuse) {
-  // The wording is the definition parser's (build::parseGlance), the one reader of this section.
+  // The wording is the definition parser's (definition::parseGlance), the one reader of this
+  // section.
   expectSpecError("name: a\nglance: {visibility: secret}\n",
                   "glance.visibility: must be private, shared, community or public");
   expectSpecError("name: a\nglance: {older_versions: drop}\n", "must be keep, hide or rename");
@@ -202,7 +203,7 @@ TEST(GlanceConfig, KeystonePasswordWithDefaults) {
   EXPECT_EQ(c.keystone.renewBefore, std::chrono::minutes(5));
   EXPECT_EQ(c.uploadMethod, UploadMethod::put);
   EXPECT_EQ(c.maxVirtualSize, 1ull << 40);
-  EXPECT_EQ(c.olderVersions, OlderVersions::keep);
+  EXPECT_EQ(c.olderVersions, definition::OlderVersions::keep);
   EXPECT_EQ(c.retry.initial, std::chrono::seconds(1));
   EXPECT_EQ(c.retry.max, std::chrono::minutes(1));
   EXPECT_EQ(c.retry.giveUpAfter, std::chrono::hours(1));
@@ -257,7 +258,7 @@ TEST(GlanceConfig, EveryOption) {
   EXPECT_EQ(c.http.uploadRateLimit, 5'000'000u);
   EXPECT_EQ(c.uploadMethod, UploadMethod::import);
   EXPECT_EQ(c.maxVirtualSize, 200ull << 30);
-  EXPECT_EQ(c.olderVersions, OlderVersions::rename);
+  EXPECT_EQ(c.olderVersions, definition::OlderVersions::rename);
   EXPECT_EQ(c.retry.maxAttempts, 7u);
   EXPECT_EQ(c.retry.giveUpAfter, std::chrono::minutes(5));
   EXPECT_EQ(c.savingGrace, std::chrono::seconds(3));

@@ -1,10 +1,10 @@
 #include <gtest/gtest.h>
 
-#include "agent-relay/transfer_config.h"
 #include "common/yaml_reader.h"
+#include "transfer/transfer_config.h"
 
 using namespace imgpipe;
-using namespace imgpipe::relay;
+using namespace imgpipe::transfer;
 using namespace std::chrono_literals;
 
 namespace {

@@ -1,11 +1,11 @@
-#include "agent-relay/credit_window.h"
+#include "transfer/credit_window.h"
 
 #include <gtest/gtest.h>
 
 #include <map>
 #include <queue>
 
-using namespace imgpipe::relay;
+using namespace imgpipe::transfer;
 using namespace std::chrono;
 
 namespace {

@@ -1,17 +1,17 @@
 // The delta formats on real qcow2 files made by qemu-img (zlib and zstd compressed).
-#include "agent-relay/delta.h"
+#include "transfer/delta.h"
 
 #include <gtest/gtest.h>
 
 #include <fstream>
 
-#include "agent-relay/qcow2.h"
 #include "common/file_util.h"
 #include "common/subprocess.h"
 #include "common/temp_dir.h"
+#include "transfer/qcow2.h"
 
 using namespace imgpipe;
-using namespace imgpipe::relay;
+using namespace imgpipe::transfer;
 namespace fs = std::filesystem;
 
 namespace {

@@ -1,6 +1,6 @@
 // The TaskRunner the agents use for fetch tasks, in-process over loopback: a serving plane on
 // its own reactor thread, a receiving plane, real CURVE sockets, a recording TaskReporter.
-#include "agent-relay/fetch_runner.h"
+#include "transfer/fetch_runner.h"
 
 #include <gtest/gtest.h>
 
@@ -11,7 +11,7 @@
 #include "common/temp_dir.h"
 
 using namespace imgpipe;
-using namespace imgpipe::relay;
+using namespace imgpipe::transfer;
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 

@@ -1,5 +1,5 @@
 // The receiver's state machines, driven by hand: no sockets, no clocks, no threads.
-#include "agent-relay/fetch_session.h"
+#include "transfer/fetch_session.h"
 
 #include <gtest/gtest.h>
 
@@ -8,7 +8,7 @@
 #include "common/hash.h"
 
 using namespace imgpipe;
-using namespace imgpipe::relay;
+using namespace imgpipe::transfer;
 using namespace std::chrono_literals;
 using Body = proto::TransferMessage::Body;
 

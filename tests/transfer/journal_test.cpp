@@ -2,12 +2,12 @@
 
 #include <fstream>
 
-#include "agent-relay/chunk_journal.h"
 #include "common/file_util.h"
 #include "common/temp_dir.h"
+#include "transfer/chunk_journal.h"
 
 using namespace imgpipe;
-using namespace imgpipe::relay;
+using namespace imgpipe::transfer;
 
 TEST(ChunkJournal, RecordsGoodAndDroppedChunksAcrossReopen) {
   TempDir dir;

@@ -1,4 +1,4 @@
-#include "agent-relay/manifest.h"
+#include "transfer/manifest.h"
 
 #include <gtest/gtest.h>
 
@@ -9,7 +9,7 @@
 #include "common/temp_dir.h"
 
 using namespace imgpipe;
-using namespace imgpipe::relay;
+using namespace imgpipe::transfer;
 
 namespace {
 

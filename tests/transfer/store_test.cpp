@@ -3,13 +3,13 @@
 
 #include <fstream>
 
-#include "agent-relay/artifact_store.h"
 #include "common/file_util.h"
 #include "common/hash.h"
 #include "common/temp_dir.h"
+#include "transfer/artifact_store.h"
 
 using namespace imgpipe;
-using namespace imgpipe::relay;
+using namespace imgpipe::transfer;
 namespace fs = std::filesystem;
 
 namespace {

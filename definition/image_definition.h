@@ -1,0 +1,255 @@
+#pragma once
+
+// The image definition: what an operator writes (YAML, see docs/image-definition.md) and what a
+// build turns into a finished qcow2. Plain value types: parsed once by parseDefinition(), then
+// read by the build steps, the summary printer and the Glance agent.
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace imgpipe::definition {
+
+// ---- base -------------------------------------------------------------------------------------
+
+// A cloud image on the agent's disk. Its sha256 is optional (verified when given).
+struct PathBase {
+  std::string path;
+  std::string sha256;  // lowercase hex, or empty
+};
+
+// A cloud image fetched over HTTP(S): downloaded resumably, verified, cached by digest.
+struct UrlBase {
+  std::string url;
+  std::string sha256;  // lowercase hex, required
+};
+
+// A base made on the agent with debootstrap, for sites that cannot fetch cloud images. The disk
+// looks like an Ubuntu cloud image: GPT, p14 BIOS boot, p1 ext4 root with `rootLabel`.
+struct DebootstrapBase {
+  std::string suite;  // bookworm
+  std::string mirror = "http://deb.debian.org/debian";
+  std::string variant = "minbase";
+  std::vector<std::string> components{"main"};
+  std::vector<std::string> packages;  // in addition to the boot set (kernel, systemd, ssh...)
+  std::string keyring;                // debootstrap --keyring, empty: debootstrap's default
+  std::uint64_t size = 3ull << 30;    // virtual size of the base disk
+  std::string rootLabel = "cloudimg-rootfs";
+  std::string bootloader = "grub-pc";  // grub-pc | none
+  std::string kernelCmdline = "console=tty0 console=ttyS0,115200";
+};
+
+using BaseSpec = std::variant<PathBase, UrlBase, DebootstrapBase>;
+
+// ---- disk -------------------------------------------------------------------------------------
+
+enum class Compression { zlib, zstd, none };
+
+struct DiskSpec {
+  std::optional<std::uint64_t> size;       // bytes; grow only; empty: keep the base's size
+  std::string rootLabel;                   // hint for finding the root filesystem
+  std::optional<Compression> compression;  // empty: the agent's default
+};
+
+// ---- mirrors and repositories -------------------------------------------------------------------
+
+// One DEB822 stanza, written as /etc/apt/sources.list.d/<name>.sources.
+struct AptSource {
+  std::string name;
+  std::vector<std::string> types{"deb"};
+  std::vector<std::string> uris;
+  std::vector<std::string> suites;
+  std::vector<std::string> components;
+  std::vector<std::string> architectures;
+  std::string signedBy;  // path inside the image, or empty
+};
+
+struct AptMirrors {
+  std::vector<AptSource> sources;
+  bool removeLegacySourcesList = true;  // /etc/apt/sources.list
+  std::string proxy;                    // Acquire::http::Proxy, or empty
+};
+
+struct DockerMirrors {
+  std::vector<std::string> registryMirrors;
+  std::vector<std::string> insecureRegistries;
+};
+
+struct ContainerdMirror {
+  std::string url;
+  std::vector<std::string> capabilities{"pull", "resolve"};
+  bool skipVerify = false;
+  bool overridePath = false;
+};
+
+// One /etc/containerd/certs.d/<host>/hosts.toml.
+struct ContainerdRegistry {
+  std::string host;    // docker.io, registry.k8s.io, ...
+  std::string server;  // upstream; empty: derived from host
+  std::vector<ContainerdMirror> mirrors;
+};
+
+struct ContainerdMirrors {
+  std::string configPath = "/etc/containerd/certs.d";
+  std::vector<ContainerdRegistry> registries;
+};
+
+struct MirrorSpec {
+  std::optional<AptMirrors> apt;
+  std::optional<DockerMirrors> docker;
+  std::optional<ContainerdMirrors> containerd;
+  bool empty() const { return !apt && !docker && !containerd; }
+};
+
+// Where bytes come from for a file, a script or a key: inline text, a file on the agent (relative
+// paths are relative to the definition's directory), or a URL fetched by the agent.
+struct ContentSource {
+  enum class Kind { inline_, file, url } kind = Kind::inline_;
+  std::string text;    // inline content, file path or URL
+  std::string sha256;  // optional pin for file/url
+};
+
+struct RepositorySpec {
+  std::string name;
+  std::vector<std::string> types{"deb"};
+  std::vector<std::string> uris;
+  std::vector<std::string> suites;
+  std::vector<std::string> components;
+  std::vector<std::string> architectures;
+  ContentSource key;  // the repository's signing key (armored or binary)
+};
+
+struct PackageSpec {
+  bool update = true;
+  bool upgrade = false;
+  bool installRecommends = false;
+  std::vector<std::string> install;
+  std::vector<std::string> remove;
+};
+
+struct FileSpec {
+  std::string path;  // absolute, inside the image
+  ContentSource content;
+  unsigned mode = 0644;
+  std::string owner = "root";
+  std::string group = "root";
+};
+
+struct ScriptSpec {
+  std::string name;
+  ContentSource content;
+  std::string interpreter;  // empty: the script's #! line, else /bin/sh -e
+  std::chrono::milliseconds timeout{30 * 60 * 1000};
+  std::map<std::string, std::string> env;
+};
+
+struct CloudInitDropIn {
+  std::string name;  // file name in /etc/cloud/cloud.cfg.d/
+  std::string content;
+};
+
+struct CloudInitSpec {
+  std::string defaultUserName;
+  std::optional<std::vector<std::string>> defaultUserGroups;  // replaces the image's list
+  std::vector<std::string> addGroups;  // appended to the image's default_user groups
+  std::string defaultUserShell;
+  std::string defaultUserSudo;
+  std::vector<std::string> datasources;
+  std::vector<CloudInitDropIn> dropIns;
+  bool empty() const {
+    return defaultUserName.empty() && !defaultUserGroups && addGroups.empty() &&
+           defaultUserShell.empty() && defaultUserSudo.empty() && datasources.empty() &&
+           dropIns.empty();
+  }
+};
+
+struct ServiceSpec {
+  std::vector<std::string> enable, disable, mask;
+  bool empty() const { return enable.empty() && disable.empty() && mask.empty(); }
+};
+
+struct CleanupSpec {
+  std::vector<std::string> remove;  // extra absolute paths (shell globs) removed from the image
+  bool recreateJournal = true;      // drop and re-create the ext4 journal before compaction
+};
+
+struct BootTestSpec {
+  bool enabled = false;
+  std::chrono::milliseconds timeout{300'000};
+  std::string expect = "login:";
+  std::uint64_t memory = 1024ull << 20;
+};
+
+struct ValidationSpec {
+  BootTestSpec bootTest;
+  std::vector<std::string> expectPackages;
+  std::vector<std::string> expectServices;  // enabled
+  bool requireCloudInit = true;
+  bool requireQemuGuestAgent = true;
+  bool requireSshd = true;
+};
+
+// ---- Glance -----------------------------------------------------------------------------------
+
+enum class Visibility { private_, shared, community, public_ };
+enum class OlderVersions { keep, hide, rename };
+
+// The `glance:` section, as the Glance agent registers it.
+struct GlanceSpec {
+  std::string displayName;  // empty: "<name> <version>" (see displayNameFor)
+  Visibility visibility = Visibility::private_;
+  std::optional<std::uint64_t> minDiskGiB;  // empty: the disk's virtual size rounded up
+  std::optional<std::uint64_t> minRamMiB;
+  std::vector<std::string> tags;
+  bool protected_ = false;
+  std::optional<OlderVersions> olderVersions;     // unset: the Glance agent's configured default
+  std::map<std::string, std::string> metadata;    // the .images.yaml `metadata:` block
+  std::map<std::string, std::string> properties;  // override metadata on the same key
+
+  std::string displayNameFor(const std::string& name, const std::string& version) const {
+    return displayName.empty() ? name + " " + version : displayName;
+  }
+  // metadata, then properties on top: what becomes the Glance image's properties.
+  std::map<std::string, std::string> allProperties() const {
+    auto all = metadata;
+    for (const auto& [k, v] : properties)
+      all[k] = v;
+    return all;
+  }
+};
+
+// ---- the whole definition ---------------------------------------------------------------------
+
+struct ImageDefinition {
+  std::string sourceName;  // the file it came from, for messages
+  std::string name;
+  std::string version;  // empty: derived at build time (deriveVersion)
+  std::string description;
+  BaseSpec base;
+  DiskSpec disk;
+  MirrorSpec mirrors;
+  std::vector<RepositorySpec> repositories;
+  PackageSpec packages;
+  std::vector<FileSpec> files;
+  std::vector<ScriptSpec> scripts;
+  CloudInitSpec cloudInit;
+  ServiceSpec services;
+  CleanupSpec cleanup;
+  ValidationSpec validation;
+  GlanceSpec glance;
+};
+
+std::string_view toString(Compression c);
+std::string_view toString(Visibility v);
+std::string_view toString(OlderVersions o);
+std::string_view baseKind(const BaseSpec& base);  // "path", "url" or "debootstrap"
+
+// The version used when a definition names none: the UTC time the build started, as
+// "YYYY.MM.DD-HHMMSS" (sorts in build order, safe in file names and Glance names).
+std::string deriveVersion(std::chrono::system_clock::time_point when);
+
+}  // namespace imgpipe::definition

@@ -1,0 +1,890 @@
+#include "definition/parse_definition.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstring>
+#include <ctime>
+#include <set>
+
+#include "common/error.h"
+#include "common/file_util.h"
+#include "common/units.h"
+#include "common/yaml_reader.h"
+
+namespace imgpipe::definition {
+namespace {
+
+bool isDigit(char c) {
+  return c >= '0' && c <= '9';
+}
+bool isLower(char c) {
+  return c >= 'a' && c <= 'z';
+}
+bool isAlnum(char c) {
+  return std::isalnum(static_cast<unsigned char>(c)) != 0;
+}
+
+bool allOf(std::string_view s, auto pred) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), pred);
+}
+
+// [a-z0-9._-]+ : the image name is a Glance name, an artifact name and part of file names.
+bool isImageName(std::string_view s) {
+  return allOf(
+             s,
+             [](char c) { return isLower(c) || isDigit(c) || c == '.' || c == '_' || c == '-'; }) &&
+         s != "." && s != "..";
+}
+
+bool isVersion(std::string_view s) {
+  return allOf(s,
+               [](char c) {
+                 return isAlnum(c) || c == '.' || c == '_' || c == '-' || c == '+' || c == '~';
+               }) &&
+         isAlnum(s.front());
+}
+
+bool isHex64(std::string_view s) {
+  return s.size() == 64 && allOf(s, [](char c) { return isDigit(c) || (c >= 'a' && c <= 'f'); });
+}
+
+// A file name without directories (apt source names, cloud-init drop-ins, script names).
+bool isSimpleName(std::string_view s) {
+  return allOf(s, [](char c) { return isAlnum(c) || c == '.' || c == '_' || c == '-'; }) &&
+         isAlnum(s.front());
+}
+
+// Package names with optional =version, :arch or /release. The first character must be
+// alphanumeric so that nothing can be smuggled into apt-get as an option.
+bool isPackageName(std::string_view s) {
+  return allOf(s,
+               [](char c) {
+                 return isAlnum(c) || c == '.' || c == '+' || c == '-' || c == ':' || c == '=' ||
+                        c == '~' || c == '*' || c == '/' || c == '_';
+               }) &&
+         isAlnum(s.front());
+}
+
+bool isUnitName(std::string_view s) {
+  return allOf(s,
+               [](char c) {
+                 return isAlnum(c) || c == '@' || c == '.' || c == '_' || c == '-' || c == ':' ||
+                        c == '\\';
+               }) &&
+         isAlnum(s.front());
+}
+
+bool isUserName(std::string_view s) {
+  if (allOf(s, isDigit)) return true;
+  return allOf(
+             s,
+             [](char c) { return isLower(c) || isDigit(c) || c == '_' || c == '-' || c == '$'; }) &&
+         (isLower(s.front()) || s.front() == '_');
+}
+
+bool isEnvName(std::string_view s) {
+  return allOf(s, [](char c) { return isAlnum(c) || c == '_'; }) && !isDigit(s.front());
+}
+
+bool isHttpUrl(std::string_view s) {
+  return (s.starts_with("http://") && s.size() > 7) || (s.starts_with("https://") && s.size() > 8);
+}
+
+bool isAptUri(std::string_view s) {
+  return isHttpUrl(s) || s.starts_with("file:/") || s.starts_with("cdrom:") ||
+         s.starts_with("mirror+") || s.starts_with("tor+");
+}
+
+// An absolute path inside the image: no "..", no control characters.
+std::string absolutePathError(std::string_view p) {
+  if (p.empty() || p.front() != '/')
+    return "must be an absolute path, got '" + std::string(p) + "'";
+  if (std::any_of(p.begin(), p.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20; }))
+    return "must not contain control characters";
+  std::string_view rest = p;
+  while (!rest.empty()) {
+    auto slash = rest.find('/');
+    auto part = rest.substr(0, slash);
+    if (part == "..") return "must not contain '..', got '" + std::string(p) + "'";
+    if (slash == std::string_view::npos) break;
+    rest.remove_prefix(slash + 1);
+  }
+  return {};
+}
+
+std::string scalar(const YamlReader& r) {
+  return r.as<std::string>();
+}
+
+// A list of scalars, each checked; the error points at the offending element.
+std::vector<std::string> checkedList(const YamlReader& list, bool (*ok)(std::string_view),
+                                     std::string_view what) {
+  std::vector<std::string> out;
+  if (list.isNull()) return out;
+  if (list.isScalar()) {
+    auto v = scalar(list);
+    if (!ok(v)) list.fail("'" + v + "' is not a valid " + std::string(what));
+    out.push_back(v);
+    return out;
+  }
+  for (const auto& item : list.items()) {
+    auto v = scalar(item);
+    if (!ok(v)) item.fail("'" + v + "' is not a valid " + std::string(what));
+    out.push_back(v);
+  }
+  return out;
+}
+
+std::vector<std::string> nonEmptyList(const YamlReader& list, std::string_view what) {
+  return checkedList(
+      list, [](std::string_view s) { return !s.empty(); }, what);
+}
+
+std::string requireAbsolutePath(const YamlReader& parent, std::string_view key) {
+  auto node = parent.require(key);
+  auto v = scalar(node);
+  if (auto err = absolutePathError(v); !err.empty()) node.fail(err);
+  return v;
+}
+
+std::string sha256Field(const YamlReader& parent, std::string_view key) {
+  auto node = parent.at(key);
+  if (node.isNull()) return {};
+  auto v = scalar(node);
+  std::string lower;
+  for (char c : v)
+    lower.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+  if (lower.starts_with("sha256:")) lower.erase(0, 7);
+  if (!isHex64(lower)) node.fail("expected a SHA-256 as 64 hex digits, got '" + v + "'");
+  return lower;
+}
+
+// Exactly one of the given keys; returns the one present.
+std::string exactlyOne(const YamlReader& r, std::initializer_list<std::string_view> keys) {
+  std::vector<std::string> present;
+  for (auto k : keys)
+    if (r.has(k)) present.emplace_back(k);
+  std::string list;
+  for (auto k : keys)
+    list += (list.empty() ? "" : ", ") + std::string(k);
+  if (present.empty()) r.fail("needs one of: " + list);
+  if (present.size() > 1)
+    r.fail("has both '" + present[0] + "' and '" + present[1] + "'; use exactly one of: " + list);
+  return present[0];
+}
+
+// content/source/url (+ sha256) for files; run/source/url for scripts; key/key_file/key_url.
+ContentSource parseContent(const YamlReader& r, std::string_view inlineKey,
+                           std::string_view fileKey, std::string_view urlKey,
+                           std::string_view shaKey) {
+  auto which = exactlyOne(r, {inlineKey, fileKey, urlKey});
+  ContentSource c;
+  auto node = r.at(which);
+  c.text = scalar(node);
+  if (which == inlineKey) {
+    c.kind = ContentSource::Kind::inline_;
+    if (r.has(shaKey))
+      r.at(shaKey).fail("only applies to '" + std::string(fileKey) + "' or '" +
+                        std::string(urlKey) + "'");
+  } else if (which == fileKey) {
+    c.kind = ContentSource::Kind::file;
+    if (c.text.empty()) node.fail("must not be empty");
+    c.sha256 = sha256Field(r, shaKey);
+  } else {
+    c.kind = ContentSource::Kind::url;
+    if (!isHttpUrl(c.text)) node.fail("expected an http:// or https:// URL, got '" + c.text + "'");
+    c.sha256 = sha256Field(r, shaKey);
+  }
+  return c;
+}
+
+// ---- sections ---------------------------------------------------------------------------------
+
+BaseSpec parseBase(const YamlReader& doc) {
+  auto b = doc.require("base");
+  if (!b.isMap()) b.fail("expected a mapping with one of: url, path, debootstrap");
+  auto which = exactlyOne(b, {"url", "path", "debootstrap"});
+  BaseSpec out;
+  if (which == "url") {
+    UrlBase u;
+    auto node = b.at("url");
+    u.url = scalar(node);
+    if (!isHttpUrl(u.url)) node.fail("expected an http:// or https:// URL, got '" + u.url + "'");
+    if (!b.has("sha256"))
+      b.fail(
+          "missing required field 'sha256' (a downloaded base must be verified; the distribution "
+          "publishes it in SHA256SUMS next to the image)");
+    u.sha256 = sha256Field(b, "sha256");
+    out = u;
+  } else if (which == "path") {
+    PathBase p;
+    auto node = b.at("path");
+    p.path = scalar(node);
+    if (p.path.empty()) node.fail("must not be empty");
+    p.sha256 = sha256Field(b, "sha256");
+    out = p;
+  } else {
+    if (b.has("sha256")) b.at("sha256").fail("does not apply to a debootstrap base");
+    auto d = b.at("debootstrap");
+    if (!d.isMap())
+      d.fail("expected a mapping (suite, mirror, variant, components, packages, ...)");
+    DebootstrapBase db;
+    db.suite = scalar(d.require("suite"));
+    if (!isSimpleName(db.suite)) d.at("suite").fail("'" + db.suite + "' is not a suite name");
+    if (auto m = d.at("mirror"); !m.isNull()) {
+      db.mirror = scalar(m);
+      if (!isHttpUrl(db.mirror) && !db.mirror.starts_with("file:/"))
+        m.fail("expected an http(s):// or file:/ mirror URL, got '" + db.mirror + "'");
+    }
+    if (auto v = d.at("variant"); !v.isNull()) {
+      db.variant = scalar(v);
+      if (db.variant != "minbase" && db.variant != "buildd" && db.variant != "default")
+        v.fail("must be minbase, buildd or default, got '" + db.variant + "'");
+    }
+    if (auto c = d.at("components"); !c.isNull())
+      db.components = checkedList(c, isSimpleName, "component");
+    db.packages = checkedList(d.at("packages"), isPackageName, "package name");
+    if (auto k = d.at("keyring"); !k.isNull()) db.keyring = scalar(k);
+    if (auto s = d.at("size"); !s.isNull()) {
+      db.size = s.asSize();
+      if (db.size < (1ull << 30)) s.fail("must be at least 1G (kernel, systemd, cloud-init)");
+    }
+    if (auto l = d.at("root_label"); !l.isNull()) {
+      db.rootLabel = scalar(l);
+      if (db.rootLabel.empty() || db.rootLabel.size() > 16)
+        l.fail("an ext4 label has 1 to 16 characters");
+    }
+    if (auto bl = d.at("bootloader"); !bl.isNull()) {
+      db.bootloader = scalar(bl);
+      if (db.bootloader != "grub-pc" && db.bootloader != "none")
+        bl.fail("must be grub-pc or none, got '" + db.bootloader + "'");
+    }
+    if (auto kc = d.at("kernel_cmdline"); !kc.isNull()) db.kernelCmdline = scalar(kc);
+    d.rejectUnknownKeys();
+    out = db;
+  }
+  b.rejectUnknownKeys();
+  return out;
+}
+
+Compression parseCompression(const YamlReader& node) {
+  auto v = scalar(node);
+  if (v == "zlib") return Compression::zlib;
+  if (v == "zstd") return Compression::zstd;
+  if (v == "none") return Compression::none;
+  node.fail("must be zlib, zstd or none, got '" + v + "'");
+}
+
+DiskSpec parseDisk(const YamlReader& doc) {
+  DiskSpec d;
+  auto n = doc.at("disk");
+  if (n.isNull()) return d;
+  if (auto s = n.at("size"); !s.isNull()) {
+    d.size = s.asSize();
+    if (*d.size < (512ull << 20)) s.fail("must be at least 512M");
+    if (*d.size > (16ull << 40)) s.fail("must be at most 16T");
+  }
+  if (auto l = n.at("root_label"); !l.isNull()) d.rootLabel = scalar(l);
+  if (auto c = n.at("compression"); !c.isNull()) d.compression = parseCompression(c);
+  n.rejectUnknownKeys();
+  return d;
+}
+
+void parseStanza(const YamlReader& s, std::vector<std::string>& types,
+                 std::vector<std::string>& uris, std::vector<std::string>& suites,
+                 std::vector<std::string>& components, std::vector<std::string>& architectures) {
+  if (auto t = s.at("types"); !t.isNull()) {
+    types = checkedList(
+        t, [](std::string_view v) { return v == "deb" || v == "deb-src"; },
+        "type (deb or deb-src)");
+  }
+  uris = checkedList(s.require("uris"), isAptUri, "apt URI");
+  if (uris.empty()) s.at("uris").fail("needs at least one URI");
+  suites = checkedList(
+      s.require("suites"),
+      [](std::string_view v) {
+        return allOf(
+            v, [](char c) { return isAlnum(c) || c == '-' || c == '.' || c == '_' || c == '/'; });
+      },
+      "suite");
+  if (suites.empty()) s.at("suites").fail("needs at least one suite");
+  components = checkedList(s.at("components"), isSimpleName, "component");
+  // A suite ending in '/' is a flat repository and takes no components; everything else needs some.
+  bool flat = std::all_of(suites.begin(), suites.end(),
+                          [](const std::string& x) { return x.ends_with("/"); });
+  if (!flat && components.empty()) s.require("components");
+  architectures = checkedList(s.at("architectures"), isSimpleName, "architecture");
+}
+
+AptSource parseAptSource(const YamlReader& s) {
+  AptSource a;
+  a.name = scalar(s.require("name"));
+  if (!isSimpleName(a.name)) s.at("name").fail("'" + a.name + "' is not a simple file name");
+  parseStanza(s, a.types, a.uris, a.suites, a.components, a.architectures);
+  if (auto sb = s.at("signed_by"); !sb.isNull()) {
+    a.signedBy = scalar(sb);
+    if (auto err = absolutePathError(a.signedBy); !err.empty()) sb.fail(err);
+  }
+  s.rejectUnknownKeys();
+  return a;
+}
+
+MirrorSpec parseMirrors(const YamlReader& doc) {
+  MirrorSpec m;
+  auto n = doc.at("mirrors");
+  if (n.isNull()) return m;
+  if (auto apt = n.at("apt"); !apt.isNull()) {
+    AptMirrors a;
+    std::set<std::string> names;
+    for (const auto& s : apt.at("sources").items()) {
+      a.sources.push_back(parseAptSource(s));
+      if (!names.insert(a.sources.back().name).second)
+        s.at("name").fail("duplicate source name '" + a.sources.back().name + "'");
+    }
+    a.removeLegacySourcesList = apt.get("remove_legacy_sources_list", a.removeLegacySourcesList);
+    if (auto p = apt.at("proxy"); !p.isNull()) {
+      a.proxy = scalar(p);
+      if (!isHttpUrl(a.proxy))
+        p.fail("expected an http:// or https:// proxy URL, got '" + a.proxy + "'");
+    }
+    if (a.sources.empty() && a.removeLegacySourcesList)
+      apt.fail("removes the legacy sources.list but defines no 'sources' to replace it");
+    apt.rejectUnknownKeys();
+    m.apt = a;
+  }
+  if (auto docker = n.at("docker"); !docker.isNull()) {
+    DockerMirrors d;
+    d.registryMirrors = checkedList(
+        docker.at("registry_mirrors"), [](std::string_view v) { return isHttpUrl(v); },
+        "registry mirror URL (http:// or https://)");
+    d.insecureRegistries = nonEmptyList(docker.at("insecure_registries"), "registry");
+    if (d.registryMirrors.empty() && d.insecureRegistries.empty())
+      docker.fail("needs registry_mirrors or insecure_registries");
+    docker.rejectUnknownKeys();
+    m.docker = d;
+  }
+  if (auto ctd = n.at("containerd"); !ctd.isNull()) {
+    ContainerdMirrors c;
+    if (auto cp = ctd.at("config_path"); !cp.isNull())
+      c.configPath = requireAbsolutePath(ctd, "config_path");
+    std::set<std::string> hosts;
+    for (const auto& r : ctd.require("registries").items()) {
+      ContainerdRegistry reg;
+      reg.host = scalar(r.require("host"));
+      if (reg.host.empty() || reg.host.find('/') != std::string::npos ||
+          reg.host.find("..") != std::string::npos)
+        r.at("host").fail("expected a registry host name (docker.io, registry.k8s.io:443), got '" +
+                          reg.host + "'");
+      if (!hosts.insert(reg.host).second)
+        r.at("host").fail("duplicate registry '" + reg.host + "'");
+      if (auto sv = r.at("server"); !sv.isNull()) {
+        reg.server = scalar(sv);
+        if (!isHttpUrl(reg.server)) sv.fail("expected an http:// or https:// URL");
+      }
+      for (const auto& mi : r.require("mirrors").items()) {
+        ContainerdMirror cm;
+        cm.url = scalar(mi.require("url"));
+        if (!isHttpUrl(cm.url))
+          mi.at("url").fail("expected an http:// or https:// URL, got '" + cm.url + "'");
+        if (auto caps = mi.at("capabilities"); !caps.isNull())
+          cm.capabilities = checkedList(
+              caps, [](std::string_view v) { return v == "pull" || v == "resolve" || v == "push"; },
+              "capability (pull, resolve or push)");
+        cm.skipVerify = mi.get("skip_verify", false);
+        cm.overridePath = mi.get("override_path", false);
+        mi.rejectUnknownKeys();
+        reg.mirrors.push_back(cm);
+      }
+      if (reg.mirrors.empty()) r.at("mirrors").fail("needs at least one mirror");
+      r.rejectUnknownKeys();
+      c.registries.push_back(reg);
+    }
+    ctd.rejectUnknownKeys();
+    m.containerd = c;
+  }
+  n.rejectUnknownKeys();
+  return m;
+}
+
+std::vector<RepositorySpec> parseRepositories(const YamlReader& doc, const MirrorSpec& mirrors) {
+  std::vector<RepositorySpec> out;
+  std::set<std::string> names;
+  if (mirrors.apt)
+    for (const auto& s : mirrors.apt->sources)
+      names.insert(s.name);
+  for (const auto& r : doc.at("repositories").items()) {
+    RepositorySpec repo;
+    repo.name = scalar(r.require("name"));
+    if (!isSimpleName(repo.name))
+      r.at("name").fail("'" + repo.name + "' is not a simple file name");
+    if (!names.insert(repo.name).second)
+      r.at("name").fail("'" + repo.name +
+                        "' is already used by another repository or mirror source");
+    parseStanza(r, repo.types, repo.uris, repo.suites, repo.components, repo.architectures);
+    repo.key = parseContent(r, "key", "key_file", "key_url", "key_sha256");
+    r.rejectUnknownKeys();
+    out.push_back(repo);
+  }
+  return out;
+}
+
+PackageSpec parsePackages(const YamlReader& doc) {
+  PackageSpec p;
+  auto n = doc.at("packages");
+  if (n.isNull()) return p;
+  p.update = n.get("update", p.update);
+  p.upgrade = n.get("upgrade", p.upgrade);
+  p.installRecommends = n.get("install_recommends", p.installRecommends);
+  p.install = checkedList(n.at("install"), isPackageName, "package name");
+  p.remove = checkedList(n.at("remove"), isPackageName, "package name");
+  std::set<std::string> inst(p.install.begin(), p.install.end());
+  auto removeNode = n.at("remove");
+  auto removes = removeNode.isSequence() ? removeNode.items() : std::vector<YamlReader>{};
+  for (size_t i = 0; i < p.remove.size(); ++i) {
+    if (inst.count(p.remove[i]))
+      (i < removes.size() ? removes[i] : removeNode)
+          .fail("'" + p.remove[i] + "' is both installed and removed");
+  }
+  n.rejectUnknownKeys();
+  return p;
+}
+
+unsigned parseMode(const YamlReader& node) {
+  auto v = scalar(node);
+  std::string digits = v.starts_with("0o") ? v.substr(2) : v;
+  if (digits.empty() || digits.size() > 5 ||
+      !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '7'; }))
+    node.fail("expected an octal mode such as \"0644\", got '" + v + "'");
+  unsigned mode = static_cast<unsigned>(std::stoul(digits, nullptr, 8));
+  if (mode > 07777) node.fail("mode out of range: '" + v + "'");
+  return mode;
+}
+
+std::vector<FileSpec> parseFiles(const YamlReader& doc) {
+  std::vector<FileSpec> out;
+  std::set<std::string> paths;
+  for (const auto& f : doc.at("files").items()) {
+    FileSpec fs;
+    fs.path = requireAbsolutePath(f, "path");
+    if (fs.path.ends_with("/")) f.at("path").fail("names a directory; give the file's path");
+    // These are the build's API filesystems, not the image: a write there would land in the
+    // agent's kernel (/proc/sys) or vanish with the build (/dev, /run).
+    for (const char* api : {"/proc/", "/sys/", "/dev/", "/run/"})
+      if (fs.path.starts_with(api))
+        f.at("path").fail("'" + fs.path + "' is under " + std::string(api, std::strlen(api) - 1) +
+                          ", which is not part of the image");
+    if (!paths.insert(fs.path).second) f.at("path").fail("'" + fs.path + "' is written twice");
+    fs.content = parseContent(f, "content", "source", "url", "sha256");
+    if (auto m = f.at("mode"); !m.isNull()) fs.mode = parseMode(m);
+    if (auto o = f.at("owner"); !o.isNull()) {
+      auto v = scalar(o);
+      auto colon = v.find(':');
+      fs.owner = v.substr(0, colon);
+      fs.group = colon == std::string::npos ? fs.owner : v.substr(colon + 1);
+      if (!isUserName(fs.owner) || !isUserName(fs.group))
+        o.fail("expected user or user:group (names or numeric ids), got '" + v + "'");
+    }
+    f.rejectUnknownKeys();
+    out.push_back(fs);
+  }
+  return out;
+}
+
+std::vector<ScriptSpec> parseScripts(const YamlReader& doc) {
+  std::vector<ScriptSpec> out;
+  std::set<std::string> names;
+  size_t index = 0;
+  for (const auto& s : doc.at("scripts").items()) {
+    ScriptSpec sc;
+    ++index;
+    if (auto n = s.at("name"); !n.isNull()) {
+      sc.name = scalar(n);
+      if (!isSimpleName(sc.name)) n.fail("'" + sc.name + "' is not a simple name ([A-Za-z0-9._-])");
+    } else {
+      sc.name = "script-" + std::to_string(index);
+    }
+    if (!names.insert(sc.name).second) s.at("name").fail("duplicate script name '" + sc.name + "'");
+    sc.content = parseContent(s, "run", "source", "url", "sha256");
+    if (auto i = s.at("interpreter"); !i.isNull()) {
+      sc.interpreter = scalar(i);
+      if (!sc.interpreter.starts_with("/")) i.fail("must be an absolute path such as /bin/bash");
+    }
+    if (auto t = s.at("timeout"); !t.isNull()) {
+      sc.timeout = t.asDuration();
+      if (sc.timeout.count() <= 0) t.fail("must be positive");
+    }
+    for (const auto& [k, v] : s.at("env").entries()) {
+      if (!isEnvName(k)) v.fail("'" + k + "' is not a valid environment variable name");
+      sc.env[k] = scalar(v);
+    }
+    s.rejectUnknownKeys();
+    out.push_back(sc);
+  }
+  return out;
+}
+
+// A cloud-init drop-in that is not valid YAML silently disables cloud-init's config at first
+// boot; catch it here, with the line inside the definition.
+void checkCloudConfig(const YamlReader& node, const std::string& text) {
+  try {
+    YAML::Node parsed = YAML::Load(text);
+    if (!parsed.IsMap() && !parsed.IsNull())
+      node.fail("must be a YAML mapping (cloud-init configuration)");
+  } catch (const YAML::ParserException& e) {
+    node.fail("is not valid YAML (line " + std::to_string(e.mark.line + 1) +
+              " of the content): " + e.msg);
+  }
+}
+
+CloudInitSpec parseCloudInit(const YamlReader& doc) {
+  CloudInitSpec c;
+  auto n = doc.at("cloud_init");
+  if (n.isNull()) return c;
+  if (auto u = n.at("default_user"); !u.isNull()) {
+    if (auto nm = u.at("name"); !nm.isNull()) {
+      c.defaultUserName = scalar(nm);
+      if (!isUserName(c.defaultUserName))
+        nm.fail("'" + c.defaultUserName + "' is not a valid user name");
+    }
+    if (u.has("groups") && u.has("add_groups"))
+      u.fail(
+          "has both 'groups' (replaces the image's list) and 'add_groups' (adds to it); use one");
+    if (auto g = u.at("groups"); !g.isNull())
+      c.defaultUserGroups = checkedList(g, isUserName, "group name");
+    c.addGroups = checkedList(u.at("add_groups"), isUserName, "group name");
+    if (auto sh = u.at("shell"); !sh.isNull()) {
+      c.defaultUserShell = scalar(sh);
+      if (auto err = absolutePathError(c.defaultUserShell); !err.empty()) sh.fail(err);
+    }
+    if (auto su = u.at("sudo"); !su.isNull()) c.defaultUserSudo = scalar(su);
+    u.rejectUnknownKeys();
+  }
+  c.datasources = checkedList(
+      n.at("datasources"), [](std::string_view v) { return allOf(v, isAlnum); }, "datasource name");
+  std::set<std::string> names;
+  for (const auto& d : n.at("drop_ins").items()) {
+    CloudInitDropIn di;
+    di.name = scalar(d.require("name"));
+    if (!isSimpleName(di.name) || !di.name.ends_with(".cfg"))
+      d.at("name").fail("must be a file name ending in .cfg (cloud-init reads only *.cfg), got '" +
+                        di.name + "'");
+    if (!names.insert(di.name).second) d.at("name").fail("duplicate drop-in '" + di.name + "'");
+    di.content = scalar(d.require("content"));
+    checkCloudConfig(d.at("content"), di.content);
+    d.rejectUnknownKeys();
+    c.dropIns.push_back(di);
+  }
+  n.rejectUnknownKeys();
+  return c;
+}
+
+ServiceSpec parseServices(const YamlReader& doc) {
+  ServiceSpec s;
+  auto n = doc.at("services");
+  if (n.isNull()) return s;
+  s.enable = checkedList(n.at("enable"), isUnitName, "systemd unit name");
+  s.disable = checkedList(n.at("disable"), isUnitName, "systemd unit name");
+  s.mask = checkedList(n.at("mask"), isUnitName, "systemd unit name");
+  std::set<std::string> en(s.enable.begin(), s.enable.end());
+  for (const auto& u : s.disable)
+    if (en.count(u)) n.at("disable").fail("'" + u + "' is both enabled and disabled");
+  for (const auto& u : s.mask)
+    if (en.count(u)) n.at("mask").fail("'" + u + "' is both enabled and masked");
+  n.rejectUnknownKeys();
+  return s;
+}
+
+CleanupSpec parseCleanup(const YamlReader& doc) {
+  CleanupSpec c;
+  auto n = doc.at("cleanup");
+  if (n.isNull()) return c;
+  for (const auto& p : n.at("remove").items()) {
+    auto v = scalar(p);
+    if (auto err = absolutePathError(v); !err.empty()) p.fail(err);
+    if (v == "/" || v == "/*") p.fail("refusing to remove the whole root filesystem");
+    c.remove.push_back(v);
+  }
+  c.recreateJournal = n.get("recreate_journal", c.recreateJournal);
+  n.rejectUnknownKeys();
+  return c;
+}
+
+ValidationSpec parseValidation(const YamlReader& doc) {
+  ValidationSpec v;
+  auto n = doc.at("validation");
+  if (n.isNull()) return v;
+  if (auto bt = n.at("boot_test"); !bt.isNull()) {
+    if (bt.isScalar()) {
+      v.bootTest.enabled = bt.as<bool>();
+    } else {
+      v.bootTest.enabled = bt.get("enabled", true);
+      if (auto t = bt.at("timeout"); !t.isNull()) {
+        v.bootTest.timeout = t.asDuration();
+        if (v.bootTest.timeout.count() <= 0) t.fail("must be positive");
+      }
+      if (auto e = bt.at("expect"); !e.isNull()) {
+        v.bootTest.expect = scalar(e);
+        if (v.bootTest.expect.empty()) e.fail("must not be empty");
+      }
+      if (auto m = bt.at("memory"); !m.isNull()) {
+        v.bootTest.memory = m.asSize();
+        if (v.bootTest.memory < (256ull << 20)) m.fail("must be at least 256M");
+      }
+      bt.rejectUnknownKeys();
+    }
+  }
+  v.expectPackages = checkedList(n.at("expect_packages"), isPackageName, "package name");
+  v.expectServices = checkedList(n.at("expect_services"), isUnitName, "systemd unit name");
+  v.requireCloudInit = n.get("require_cloud_init", v.requireCloudInit);
+  v.requireQemuGuestAgent = n.get("require_qemu_guest_agent", v.requireQemuGuestAgent);
+  v.requireSshd = n.get("require_sshd", v.requireSshd);
+  n.rejectUnknownKeys();
+  return v;
+}
+
+// Keys Glance manages itself: setting them as properties is refused by the API (403), so the
+// mistake is named here, with the field to use instead where there is one.
+std::string reservedPropertyHint(const std::string& key) {
+  static const std::map<std::string, std::string> reserved = {
+      {"min_disk", "use glance.min_disk"},
+      {"min_ram", "use glance.min_ram"},
+      {"visibility", "use glance.visibility"},
+      {"protected", "use glance.protected"},
+      {"tags", "use glance.tags"},
+      {"name", "use glance.display_name"},
+      {"os_hidden", "set by glance.older_versions"},
+      {"id", ""},
+      {"status", ""},
+      {"checksum", ""},
+      {"os_hash_algo", ""},
+      {"os_hash_value", ""},
+      {"owner", ""},
+      {"size", ""},
+      {"virtual_size", ""},
+      {"disk_format", ""},
+      {"container_format", ""},
+      {"created_at", ""},
+      {"updated_at", ""},
+      {"locations", ""},
+      {"direct_url", ""},
+      {"self", ""},
+      {"file", ""},
+      {"schema", ""},
+      {"stores", ""}};
+  if (key.rfind("imgpipe_", 0) == 0)
+    return "'" + key + "': the imgpipe_ prefix is reserved for the properties imgpipe sets itself";
+  auto it = reserved.find(key);
+  if (it == reserved.end()) return {};
+  return "'" + key + "' is reserved by Glance" + (it->second.empty() ? "" : "; " + it->second);
+}
+
+std::map<std::string, std::string> parseProperties(const YamlReader& n) {
+  std::map<std::string, std::string> out;
+  for (const auto& [k, v] : n.entries()) {
+    if (k.empty() || k.size() > 255) v.fail("property names have 1 to 255 characters");
+    if (auto hint = reservedPropertyHint(k); !hint.empty()) v.fail(hint);
+    if (!v.isScalar() && !v.isNull())
+      v.fail("must be a single value (it becomes a string property)");
+    std::string value = v.isNull() ? "" : v.as<std::string>();
+    if (value.size() > 255) v.fail("Glance property values are limited to 255 characters");
+    out[k] = value;
+  }
+  return out;
+}
+
+}  // namespace
+
+GlanceSpec parseGlance(const YamlReader& doc) {
+  GlanceSpec g;
+  auto n = doc.at("glance");
+  if (n.isNull()) return g;
+  if (auto d = n.at("display_name"); !d.isNull()) {
+    g.displayName = scalar(d);
+    if (g.displayName.empty() || g.displayName.size() > 255)
+      d.fail("must have 1 to 255 characters");
+  }
+  if (auto v = n.at("visibility"); !v.isNull()) {
+    auto s = scalar(v);
+    if (s == "private")
+      g.visibility = Visibility::private_;
+    else if (s == "shared")
+      g.visibility = Visibility::shared;
+    else if (s == "community")
+      g.visibility = Visibility::community;
+    else if (s == "public")
+      g.visibility = Visibility::public_;
+    else
+      v.fail("must be private, shared, community or public, got '" + s + "'");
+  }
+  if (auto m = n.at("min_disk"); !m.isNull()) {
+    g.minDiskGiB = m.as<std::uint64_t>();
+    if (*g.minDiskGiB == 0) m.fail("must be at least 1 (GiB)");
+  }
+  if (auto m = n.at("min_ram"); !m.isNull()) g.minRamMiB = m.as<std::uint64_t>();
+  g.tags = checkedList(
+      n.at("tags"), [](std::string_view t) { return !t.empty() && t.size() <= 255; },
+      "tag (1 to 255 characters)");
+  g.protected_ = n.get("protected", false);
+  if (auto o = n.at("older_versions"); !o.isNull()) {
+    auto s = scalar(o);
+    if (s == "keep")
+      g.olderVersions = OlderVersions::keep;
+    else if (s == "hide")
+      g.olderVersions = OlderVersions::hide;
+    else if (s == "rename")
+      g.olderVersions = OlderVersions::rename;
+    else
+      o.fail("must be keep, hide or rename, got '" + s + "'");
+  }
+  g.metadata = parseProperties(n.at("metadata"));
+  g.properties = parseProperties(n.at("properties"));
+  n.rejectUnknownKeys();
+  return g;
+}
+
+ImageDefinition parseDefinition(std::string_view yamlText, const std::string& sourceName) {
+  auto doc = YamlReader::fromString(yamlText, sourceName);
+  if (!doc.isMap()) doc.fail("an image definition must be a YAML mapping (name, base, ...)");
+  ImageDefinition def;
+  def.sourceName = sourceName;
+
+  auto nameNode = doc.require("name");
+  def.name = scalar(nameNode);
+  if (!isImageName(def.name) || def.name.size() > 128)
+    nameNode.fail(
+        "'" + def.name +
+        "' is not a valid image name (lowercase letters, digits, '.', '_', '-'; at most 128)");
+  if (auto v = doc.at("version"); !v.isNull()) {
+    def.version = scalar(v);
+    if (!isVersion(def.version) || def.version.size() > 64)
+      v.fail("'" + def.version +
+             "' is not a valid version (letters, digits, '.', '_', '-', '+', '~'; at most 64)");
+  }
+  if (auto d = doc.at("description"); !d.isNull()) def.description = scalar(d);
+
+  def.base = parseBase(doc);
+  def.disk = parseDisk(doc);
+  if (auto* db = std::get_if<DebootstrapBase>(&def.base); db && def.disk.rootLabel.empty())
+    def.disk.rootLabel = db->rootLabel;
+  if (auto* db = std::get_if<DebootstrapBase>(&def.base);
+      db && def.disk.size && *def.disk.size < db->size)
+    doc.at("disk").at("size").fail("is smaller than the debootstrap base (" +
+                                   formatBytes(db->size) + "); disks only grow");
+  def.mirrors = parseMirrors(doc);
+  def.repositories = parseRepositories(doc, def.mirrors);
+  def.packages = parsePackages(doc);
+  def.files = parseFiles(doc);
+  def.scripts = parseScripts(doc);
+  def.cloudInit = parseCloudInit(doc);
+  def.services = parseServices(doc);
+  def.cleanup = parseCleanup(doc);
+  def.validation = parseValidation(doc);
+  def.glance = parseGlance(doc);
+
+  // Nova refuses to boot an image on a flavor whose disk is smaller than the image's virtual
+  // size, so a min_disk below the disk size only advertises flavors that cannot work.
+  if (def.glance.minDiskGiB && def.disk.size && (*def.glance.minDiskGiB << 30) < *def.disk.size)
+    doc.at("glance")
+        .at("min_disk")
+        .fail(std::to_string(*def.glance.minDiskGiB) + " GiB is smaller than disk.size (" +
+              formatBytes(*def.disk.size) + "); instances on such flavors could not boot");
+
+  doc.rejectUnknownKeys();
+  return def;
+}
+
+ImageDefinition loadDefinitionFile(const std::filesystem::path& path) {
+  std::string text;
+  try {
+    text = readFile(path);
+  } catch (const Error& e) {
+    throw YamlError(e.what());
+  }
+  return parseDefinition(text, path.string());
+}
+
+std::filesystem::path resolveLocalPath(const std::string& path,
+                                       const std::filesystem::path& baseDir) {
+  std::filesystem::path p(path);
+  if (p.is_absolute() || baseDir.empty()) return p;
+  return baseDir / p;
+}
+
+std::vector<std::string> checkLocalReferences(const ImageDefinition& def,
+                                              const std::filesystem::path& baseDir) {
+  std::vector<std::string> problems;
+  auto check = [&](const std::string& what, const std::string& path) {
+    auto resolved = resolveLocalPath(path, baseDir);
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(resolved, ec))
+      problems.push_back(def.sourceName + ": " + what + ": file not found: " + resolved.string());
+  };
+  if (auto* p = std::get_if<PathBase>(&def.base)) check("base.path", p->path);
+  for (size_t i = 0; i < def.files.size(); ++i)
+    if (def.files[i].content.kind == ContentSource::Kind::file)
+      check("files[" + std::to_string(i) + "].source", def.files[i].content.text);
+  for (size_t i = 0; i < def.scripts.size(); ++i)
+    if (def.scripts[i].content.kind == ContentSource::Kind::file)
+      check("scripts[" + std::to_string(i) + "].source", def.scripts[i].content.text);
+  for (size_t i = 0; i < def.repositories.size(); ++i)
+    if (def.repositories[i].key.kind == ContentSource::Kind::file)
+      check("repositories[" + std::to_string(i) + "].key_file", def.repositories[i].key.text);
+  return problems;
+}
+
+std::string_view toString(Compression c) {
+  switch (c) {
+    case Compression::zlib:
+      return "zlib";
+    case Compression::zstd:
+      return "zstd";
+    case Compression::none:
+      return "none";
+  }
+  return "?";
+}
+
+std::string_view toString(Visibility v) {
+  switch (v) {
+    case Visibility::private_:
+      return "private";
+    case Visibility::shared:
+      return "shared";
+    case Visibility::community:
+      return "community";
+    case Visibility::public_:
+      return "public";
+  }
+  return "?";
+}
+
+std::string_view toString(OlderVersions o) {
+  switch (o) {
+    case OlderVersions::keep:
+      return "keep";
+    case OlderVersions::hide:
+      return "hide";
+    case OlderVersions::rename:
+      return "rename";
+  }
+  return "?";
+}
+
+std::string_view baseKind(const BaseSpec& base) {
+  if (std::holds_alternative<PathBase>(base)) return "path";
+  if (std::holds_alternative<UrlBase>(base)) return "url";
+  return "debootstrap";
+}
+
+std::string deriveVersion(std::chrono::system_clock::time_point when) {
+  std::time_t t = std::chrono::system_clock::to_time_t(when);
+  std::tm tm{};
+  ::gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y.%m.%d-%H%M%S", &tm);
+  return buf;
+}
+
+}  // namespace imgpipe::definition

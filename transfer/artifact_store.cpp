@@ -1,0 +1,663 @@
+#include "transfer/artifact_store.h"
+
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+
+#include "common/file_util.h"
+#include "common/temp_dir.h"
+#include "common/units.h"
+
+namespace imgpipe::transfer {
+namespace fs = std::filesystem;
+namespace {
+
+void preadAll(int fd, std::byte* out, size_t n, std::uint64_t offset, const fs::path& path) {
+  size_t done = 0;
+  while (done < n) {
+    ssize_t r = ::pread(fd, out + done, n - done, static_cast<off_t>(offset + done));
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      throwErrno("cannot read " + path.string());
+    }
+    if (r == 0) throw Error("unexpected end of " + path.string());
+    done += static_cast<size_t>(r);
+  }
+}
+
+void pwriteAll(int fd, const std::byte* data, size_t n, std::uint64_t offset,
+               const fs::path& path) {
+  size_t done = 0;
+  while (done < n) {
+    ssize_t r = ::pwrite(fd, data + done, n - done, static_cast<off_t>(offset + done));
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno == ENOSPC) throw InsufficientSpace("disk full while writing " + path.string());
+      throwErrno("cannot write " + path.string());
+    }
+    done += static_cast<size_t>(r);
+  }
+}
+
+bool chunkMatches(const Manifest& m, std::uint32_t index, std::span<const std::byte> data) {
+  if (data.size() != m.chunkLength(index)) return false;
+  Hasher h(HashAlgo::sha256);
+  h.update(data);
+  return h.finish() == m.chunkHash(index);
+}
+
+std::uint64_t allocatedBytes(const fs::path& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return 0;
+  return static_cast<std::uint64_t>(st.st_blocks) * 512;
+}
+
+std::string shortId(const std::string& id) {
+  return id.substr(0, std::min<size_t>(id.size(), 16));
+}
+
+}  // namespace
+
+// --- Artifact ---------------------------------------------------------------------------------
+
+Artifact::Artifact(ArtifactStore& store, fs::path dir, std::string encoded, Manifest manifest,
+                   bool complete, std::uint64_t seq)
+    : store_(store),
+      dir_(std::move(dir)),
+      encoded_(std::move(encoded)),
+      manifest_(std::move(manifest)),
+      id_(manifest_.id()),
+      digest_(manifestDigest(encoded_)),
+      complete_(complete),
+      seq_(seq) {
+  fd_.reset(::open(dataPath().c_str(), O_RDWR | O_CLOEXEC));
+  if (!fd_) throwErrno("cannot open " + dataPath().string());
+  const std::uint32_t count = manifest_.chunkCount();
+  if (complete_) {
+    present_.assign(count, true);
+    presentCount_ = count;
+    presentBytes_ = manifest_.size;
+  } else {
+    journal_ = std::make_unique<ChunkJournal>(dir_ / "journal", count);
+    present_ = journal_->replayed();
+    for (std::uint32_t i = 0; i < count; ++i)
+      if (present_[i]) {
+        ++presentCount_;
+        presentBytes_ += manifest_.chunkLength(i);
+      }
+  }
+}
+
+bool Artifact::complete() const {
+  std::lock_guard lock(mutex_);
+  return complete_;
+}
+
+bool Artifact::receiving() const {
+  std::lock_guard lock(mutex_);
+  return writerActive_;
+}
+
+std::uint64_t Artifact::seq() const {
+  std::lock_guard lock(mutex_);
+  return seq_;
+}
+
+std::uint32_t Artifact::chunksAvailable() const {
+  std::lock_guard lock(mutex_);
+  return presentCount_;
+}
+
+std::uint64_t Artifact::bytesAvailable() const {
+  std::lock_guard lock(mutex_);
+  return presentBytes_;
+}
+
+bool Artifact::hasChunk(std::uint32_t index) const {
+  std::lock_guard lock(mutex_);
+  return index < present_.size() && present_[index];
+}
+
+std::vector<std::uint32_t> Artifact::missingChunks() const {
+  std::lock_guard lock(mutex_);
+  std::vector<std::uint32_t> out;
+  for (std::uint32_t i = 0; i < present_.size(); ++i)
+    if (!present_[i]) out.push_back(i);
+  return out;
+}
+
+ReadStatus Artifact::readChunk(std::uint32_t index, std::byte* out) {
+  if (!hasChunk(index)) return ReadStatus::missing;
+  const std::uint32_t len = manifest_.chunkLength(index);
+  preadAll(fd_.get(), out, len, manifest_.chunkOffset(index), dataPath());
+  if (chunkMatches(manifest_, index, std::span<const std::byte>(out, len))) return ReadStatus::ok;
+  spdlog::error(
+      "artifact {}: chunk {} on disk does not match its hash; dropped, it will be fetched "
+      "again",
+      shortId(id_), index);
+  markDropped(index);
+  return ReadStatus::corrupt;
+}
+
+void Artifact::markDropped(std::uint32_t index) {
+  {
+    std::lock_guard lock(mutex_);
+    if (index >= present_.size() || !present_[index]) return;
+    present_[index] = false;
+    --presentCount_;
+    presentBytes_ -= manifest_.chunkLength(index);
+    if (complete_) {
+      // Back to partial: a journal listing everything else, and no completion marker.
+      complete_ = false;
+      journal_ = std::make_unique<ChunkJournal>(dir_ / "journal", manifest_.chunkCount());
+      journal_->rewrite(present_);
+      std::error_code ec;
+      fs::remove(dir_ / "complete", ec);
+    } else {
+      journal_->recordDropped(index);
+    }
+  }
+  store_.notify({StoreEvent::Kind::dropped, id_, index});
+}
+
+void Artifact::setOrigin(const Origin& origin) {
+  writeFileAtomic(dir_ / "origin", origin.endpoint + "\n" + origin.serverKey + "\n");
+}
+
+std::optional<Artifact::Origin> Artifact::origin() const {
+  std::error_code ec;
+  if (!fs::exists(dir_ / "origin", ec)) return std::nullopt;
+  auto text = readFile(dir_ / "origin");
+  auto nl = text.find('\n');
+  if (nl == std::string::npos) return std::nullopt;
+  Origin o{text.substr(0, nl), text.substr(nl + 1)};
+  while (!o.serverKey.empty() && o.serverKey.back() == '\n')
+    o.serverKey.pop_back();
+  return o;
+}
+
+agent::ArtifactInfo Artifact::info() const {
+  agent::ArtifactInfo i;
+  i.id = id_;
+  i.sha512 = toHex(manifest_.sha512);
+  i.size = manifest_.size;
+  i.virtualSize = manifest_.virtualSize;
+  i.manifestDigest = digest_;
+  i.imageName = manifest_.imageName;
+  i.imageVersion = manifest_.imageVersion;
+  return i;
+}
+
+std::unique_ptr<Artifact::Writer> Artifact::openWriter(const std::shared_ptr<Artifact>& artifact) {
+  std::lock_guard lock(artifact->mutex_);
+  if (artifact->writerActive_ || artifact->complete_) return nullptr;
+  artifact->writerActive_ = true;
+  return std::make_unique<Writer>(Writer::Key{}, artifact);
+}
+
+// --- Artifact::Writer -------------------------------------------------------------------------
+
+Artifact::Writer::Writer(Key, std::shared_ptr<Artifact> artifact)
+    : artifact_(std::move(artifact)) {}
+
+Artifact::Writer::~Writer() {
+  std::lock_guard lock(artifact_->mutex_);
+  artifact_->writerActive_ = false;
+}
+
+std::uint32_t Artifact::Writer::reverify() {
+  Artifact& a = *artifact_;
+  const Manifest& m = a.manifest_;
+  std::vector<std::byte> buf(m.chunkSize);
+  std::uint32_t good = 0;
+  bool changed = false;
+  prefix256_.finish();
+  prefix512_.finish();
+  prefixChunks_ = 0;
+  for (std::uint32_t i = 0; i < m.chunkCount(); ++i) {
+    if (!a.hasChunk(i)) continue;
+    const std::uint32_t len = m.chunkLength(i);
+    preadAll(a.fd(), buf.data(), len, m.chunkOffset(i), a.dataPath());
+    std::span<const std::byte> data(buf.data(), len);
+    if (chunkMatches(m, i, data)) {
+      ++good;
+      if (i == prefixChunks_) {
+        prefix256_.update(data);
+        prefix512_.update(data);
+        ++prefixChunks_;
+      }
+      continue;
+    }
+    changed = true;
+    std::lock_guard lock(a.mutex_);
+    a.present_[i] = false;
+    --a.presentCount_;
+    a.presentBytes_ -= len;
+  }
+  if (changed) {
+    std::lock_guard lock(a.mutex_);
+    a.journal_->rewrite(a.present_);
+  }
+  return good;
+}
+
+bool Artifact::Writer::writeChunk(std::uint32_t index, std::span<const std::byte> data) {
+  Artifact& a = *artifact_;
+  const Manifest& m = a.manifest_;
+  if (index >= m.chunkCount() || !chunkMatches(m, index, data)) return false;
+  if (a.hasChunk(index)) return true;
+  pwriteAll(a.fd(), data.data(), data.size(), m.chunkOffset(index), a.dataPath());
+  {
+    std::lock_guard lock(a.mutex_);
+    a.present_[index] = true;
+    ++a.presentCount_;
+    a.presentBytes_ += data.size();
+    a.journal_->recordGood(index);
+  }
+  a.store_.notify({StoreEvent::Kind::chunk, a.id_, index});
+  advancePrefix(data, index);
+  // Start writeback early so completing the artifact does not wait for seconds of dirty pages.
+  unsyncedBytes_ += data.size();
+  if (unsyncedBytes_ >= (16u << 20)) {
+    ::sync_file_range(a.fd(), 0, 0, SYNC_FILE_RANGE_WRITE);
+    unsyncedBytes_ = 0;
+  }
+  return true;
+}
+
+void Artifact::Writer::advancePrefix(std::span<const std::byte> data, std::uint32_t index) {
+  Artifact& a = *artifact_;
+  const Manifest& m = a.manifest_;
+  if (index != prefixChunks_) return;
+  prefix256_.update(data);
+  prefix512_.update(data);
+  ++prefixChunks_;
+  // Chunks that arrived ahead of a gap are hashed now, from disk, checked once more on the way.
+  std::vector<std::byte> buf;
+  while (prefixChunks_ < m.chunkCount() && a.hasChunk(prefixChunks_)) {
+    const std::uint32_t len = m.chunkLength(prefixChunks_);
+    buf.resize(len);
+    if (a.readChunk(prefixChunks_, buf.data()) != ReadStatus::ok) break;
+    std::span<const std::byte> part(buf.data(), len);
+    prefix256_.update(part);
+    prefix512_.update(part);
+    ++prefixChunks_;
+  }
+}
+
+std::uint32_t Artifact::Writer::adoptFile(const fs::path& file) {
+  Artifact& a = *artifact_;
+  const Manifest& m = a.manifest_;
+  const bool inPlace = fs::equivalent(file, a.dataPath());
+  UniqueFd in(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!in) throwErrno("cannot open " + file.string());
+  std::vector<std::byte> buf(m.chunkSize);
+  std::uint32_t good = 0;
+  for (std::uint32_t i = 0; i < m.chunkCount(); ++i) {
+    const std::uint32_t len = m.chunkLength(i);
+    try {
+      preadAll(in.get(), buf.data(), len, m.chunkOffset(i), file);
+    } catch (const Error&) {
+      break;  // shorter than the manifest: the rest is missing
+    }
+    std::span<const std::byte> data(buf.data(), len);
+    if (!chunkMatches(m, i, data)) continue;
+    ++good;
+    if (a.hasChunk(i)) continue;
+    if (!inPlace) pwriteAll(a.fd(), data.data(), len, m.chunkOffset(i), a.dataPath());
+    {
+      std::lock_guard lock(a.mutex_);
+      a.present_[i] = true;
+      ++a.presentCount_;
+      a.presentBytes_ += len;
+      a.journal_->recordGood(i);
+    }
+    a.store_.notify({StoreEvent::Kind::chunk, a.id_, i});
+    advancePrefix(data, i);
+  }
+  return good;
+}
+
+void Artifact::Writer::finalize() {
+  Artifact& a = *artifact_;
+  const Manifest& m = a.manifest_;
+  if (a.chunksAvailable() != m.chunkCount())
+    throw std::logic_error("finalize() before every chunk is present");
+  std::string d256, d512;
+  if (prefixChunks_ == m.chunkCount()) {
+    d256 = prefix256_.finish();
+    d512 = prefix512_.finish();
+  } else {
+    auto d = hashFile(a.dataPath());
+    d256 = d.sha256;
+    d512 = d.sha512;
+  }
+  if (d256 != m.sha256 || d512 != m.sha512) {
+    {
+      std::lock_guard lock(a.mutex_);
+      a.present_.assign(m.chunkCount(), false);
+      a.presentCount_ = 0;
+      a.presentBytes_ = 0;
+      a.journal_->rewrite(a.present_);
+    }
+    prefixChunks_ = 0;
+    throw Error("artifact " + a.id_ + ": every chunk matched but the whole file's " +
+                (d256 != m.sha256 ? "SHA-256" : "SHA-512") +
+                " does not match the manifest; the manifest is inconsistent");
+  }
+  if (::fdatasync(a.fd()) != 0) throwErrno("cannot sync " + a.dataPath().string());
+  const std::uint64_t seq = a.store_.nextSeq();
+  writeFileAtomic(a.dir_ / "complete", std::to_string(seq) + "\n");
+  {
+    std::lock_guard lock(a.mutex_);
+    a.complete_ = true;
+    a.seq_ = seq;
+    a.journal_.reset();
+  }
+  std::error_code ec;
+  fs::remove(a.dir_ / "journal", ec);
+  a.store_.notify({StoreEvent::Kind::complete, a.id_, 0});
+  if (m.kind == ArtifactKind::image) a.store_.applyRetention(m.imageName);
+}
+
+// --- ArtifactStore ----------------------------------------------------------------------------
+
+ArtifactStore::ArtifactStore(StoreOptions options) : options_(std::move(options)) {
+  if (options_.chunkSize < kMinChunkSize || options_.chunkSize > kMaxChunkSize)
+    throw Error("transfer chunk size " + std::to_string(options_.chunkSize) + " is out of range");
+  fs::create_directories(objects());
+  load();
+}
+
+void ArtifactStore::load() {
+  for (const auto& entry : fs::directory_iterator(objects())) {
+    const auto name = entry.path().filename().string();
+    if (!entry.is_directory()) continue;
+    if (name.starts_with(".")) {  // an import or removal interrupted by a crash
+      std::error_code ec;
+      fs::remove_all(entry.path(), ec);
+      continue;
+    }
+    try {
+      auto encoded = readFile(entry.path() / "manifest");
+      std::string why;
+      auto m = decodeManifest(encoded, &why);
+      if (!m || m->id() != name) throw Error(why.empty() ? "manifest names another artifact" : why);
+      std::uint64_t seq = 0;
+      const bool complete = fs::exists(entry.path() / "complete");
+      if (complete) seq = std::stoull(readFile(entry.path() / "complete"));
+      seq_ = std::max(seq_, seq);
+      artifacts_[name] = std::make_shared<Artifact>(*this, entry.path(), std::move(encoded),
+                                                    std::move(*m), complete, seq);
+    } catch (const std::exception& e) {
+      spdlog::warn("artifact store: ignoring {}: {}", entry.path().string(), e.what());
+    }
+  }
+}
+
+std::uint64_t ArtifactStore::nextSeq() {
+  std::lock_guard lock(mutex_);
+  const auto now =
+      static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                     std::chrono::system_clock::now().time_since_epoch())
+                                     .count());
+  seq_ = std::max(seq_ + 1, now);
+  return seq_;
+}
+
+std::uint64_t ArtifactStore::freeBytes() const {
+  const std::uint64_t free = imgpipe::freeBytes(options_.dir);
+  return free > options_.reserveBytes ? free - options_.reserveBytes : 0;
+}
+
+std::shared_ptr<Artifact> ArtifactStore::addFile(const fs::path& file, const ManifestOptions& mo) {
+  // Staged under a dot-name (cleaned up at load after a crash), then renamed into place.
+  fs::path stage =
+      objects() / (".stage-" + std::to_string(::getpid()) + "-" + std::to_string(nextSeq()));
+  fs::create_directories(stage);
+  RemoveOnExit cleanup(stage);
+  std::error_code ec;
+  fs::create_hard_link(file, stage / "data", ec);
+  if (ec) fs::copy_file(file, stage / "data");
+  Manifest m = buildManifest(stage / "data", mo);
+  const std::string id = m.id();
+  {
+    std::lock_guard lock(mutex_);
+    auto it = artifacts_.find(id);
+    if (it != artifacts_.end() && it->second->complete()) return it->second;
+  }
+  if (find(id)) remove(id);  // a partial of the same artifact: the local file wins
+  std::string encoded = encodeManifest(m);
+  writeFileAtomic(stage / "manifest", encoded);
+  UniqueFd data(::open((stage / "data").c_str(), O_RDONLY | O_CLOEXEC));
+  if (data && ::fsync(data.get()) != 0) throwErrno("cannot sync " + (stage / "data").string());
+  const std::uint64_t seq = nextSeq();
+  writeFileAtomic(stage / "complete", std::to_string(seq) + "\n");
+  const fs::path dir = objects() / id;
+  fs::rename(stage, dir);
+  cleanup.release();
+  fsyncDirectory(objects());
+  auto artifact =
+      std::make_shared<Artifact>(*this, dir, std::move(encoded), std::move(m), true, seq);
+  {
+    std::lock_guard lock(mutex_);
+    artifacts_[id] = artifact;
+  }
+  notify({StoreEvent::Kind::added, id, 0});
+  notify({StoreEvent::Kind::complete, id, 0});
+  return artifact;
+}
+
+agent::ArtifactInfo ArtifactStore::importFile(const fs::path& file, const std::string& imageName,
+                                              const std::string& imageVersion,
+                                              const std::string& metadataJson) {
+  if (!fs::is_regular_file(file)) throw Error("cannot import " + file.string() + ": not a file");
+  ManifestOptions mo;
+  mo.imageName = imageName;
+  mo.imageVersion = imageVersion;
+  mo.metadata = metadataJson;
+  mo.chunkSize = options_.chunkSize;
+  auto artifact = addFile(file, mo);
+  auto info = artifact->info();
+  artifact.reset();
+  applyRetention(imageName);
+  return info;
+}
+
+std::shared_ptr<Artifact> ArtifactStore::openPartial(const std::string& encoded) {
+  std::string why;
+  auto m = decodeManifest(encoded, &why);
+  if (!m) throw Error("invalid manifest: " + why);
+  const std::string id = m->id();
+  const std::string digest = manifestDigest(encoded);
+  if (auto existing = find(id)) {
+    if (existing->digest() == digest) return existing;
+    existing.reset();
+    // Same id, another manifest (other chunk size or metadata): start over, unless busy.
+    if (!remove(id))
+      throw Error("artifact " + id + " is in use with another manifest; try again later");
+  }
+  const fs::path dir = objects() / id;
+  const std::uint64_t have = allocatedBytes(dir / "data");
+  const std::uint64_t need = m->size > have ? m->size - have : 0;
+  const std::uint64_t avail = freeBytes();
+  auto refuse = [&] {
+    throw InsufficientSpace(
+        "not enough disk space in " + options_.dir.string() + " for " +
+        (m->imageName.empty() ? id : m->imageName + " " + m->imageVersion) + ": needs " +
+        formatBytes(need) + " (" + std::to_string(need) + " bytes), " + formatBytes(avail) + " (" +
+        std::to_string(avail) + " bytes) available" +
+        (options_.reserveBytes ? " after the reserve of " + formatBytes(options_.reserveBytes)
+                               : ""));
+  };
+  if (need > avail) refuse();
+  fs::path stage = objects() / (".stage-" + id);
+  std::error_code ec;
+  fs::remove_all(stage, ec);
+  fs::create_directories(stage);
+  writeFileAtomic(stage / "manifest", encoded);
+  {
+    UniqueFd fd(::open((stage / "data").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+    if (!fd) throwErrno("cannot create " + (stage / "data").string());
+    if (m->size > 0) {
+      int rc = ::posix_fallocate(fd.get(), 0, static_cast<off_t>(m->size));
+      if (rc == ENOSPC) {
+        fd.reset();
+        fs::remove_all(stage, ec);
+        refuse();
+      }
+      if (rc != 0 && ::ftruncate(fd.get(), static_cast<off_t>(m->size)) != 0)
+        throwErrno("cannot size " + (stage / "data").string());
+    }
+  }
+  fs::rename(stage, dir);
+  fsyncDirectory(objects());
+  auto artifact = std::make_shared<Artifact>(*this, dir, encoded, std::move(*m), false, 0);
+  {
+    std::lock_guard lock(mutex_);
+    auto [it, inserted] = artifacts_.emplace(id, artifact);
+    if (!inserted) return it->second;
+  }
+  notify({StoreEvent::Kind::added, id, 0});
+  return artifact;
+}
+
+std::shared_ptr<Artifact> ArtifactStore::find(const std::string& id) const {
+  {
+    std::lock_guard lock(mutex_);
+    auto it = artifacts_.find(id);
+    if (it != artifacts_.end()) return it->second;
+  }
+  // Another process (an operator's `imgpipe-transfer import`) may have completed it since this
+  // store was loaded. Only complete artifacts are picked up: a partial one belongs to its writer.
+  if (id.empty() || id.find('/') != std::string::npos || id.starts_with(".")) return nullptr;
+  const fs::path dir = objects() / id;
+  std::error_code ec;
+  if (!fs::exists(dir / "complete", ec)) return nullptr;
+  try {
+    auto encoded = readFile(dir / "manifest");
+    std::string why;
+    auto m = decodeManifest(encoded, &why);
+    if (!m || m->id() != id) return nullptr;
+    const std::uint64_t seq = std::stoull(readFile(dir / "complete"));
+    auto a = std::make_shared<Artifact>(const_cast<ArtifactStore&>(*this), dir, std::move(encoded),
+                                        std::move(*m), true, seq);
+    std::lock_guard lock(mutex_);
+    auto [it, inserted] = artifacts_.emplace(id, a);
+    return it->second;
+  } catch (const std::exception&) {
+    return nullptr;
+  }
+}
+
+std::optional<fs::path> ArtifactStore::pathOf(const std::string& id) const {
+  auto a = find(id);
+  if (!a || !a->complete()) return std::nullopt;
+  return a->dataPath();
+}
+
+std::vector<agent::ArtifactInfo> ArtifactStore::inventory() const {
+  std::vector<std::shared_ptr<Artifact>> images;
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto& [id, a] : artifacts_)
+      if (a->manifest().kind == ArtifactKind::image && a->complete()) images.push_back(a);
+  }
+  std::sort(images.begin(), images.end(),
+            [](const auto& x, const auto& y) { return x->seq() < y->seq(); });
+  std::vector<agent::ArtifactInfo> out;
+  for (const auto& a : images)
+    out.push_back(a->info());
+  return out;
+}
+
+std::shared_ptr<Artifact> ArtifactStore::newestImage(const std::string& imageName,
+                                                     const std::string& excludeId) const {
+  std::shared_ptr<Artifact> best;
+  std::lock_guard lock(mutex_);
+  for (const auto& [id, a] : artifacts_) {
+    if (id == excludeId || a->manifest().kind != ArtifactKind::image ||
+        a->manifest().imageName != imageName || !a->complete())
+      continue;
+    if (!best || a->seq() > best->seq()) best = a;
+  }
+  return best;
+}
+
+void ArtifactStore::applyRetention(const std::string& imageName) {
+  std::vector<std::string> doomed;
+  {
+    std::lock_guard lock(mutex_);
+    std::vector<std::shared_ptr<Artifact>> versions;
+    for (const auto& [id, a] : artifacts_)
+      if (a->manifest().kind == ArtifactKind::image && a->manifest().imageName == imageName &&
+          a->complete())
+        versions.push_back(a);
+    std::sort(versions.begin(), versions.end(),
+              [](const auto& x, const auto& y) { return x->seq() > y->seq(); });
+    for (size_t i = options_.retention; i < versions.size(); ++i)
+      // Held by someone besides this list and the map: a transfer is using it.
+      if (versions[i].use_count() <= 2) doomed.push_back(versions[i]->id());
+  }
+  for (const auto& id : doomed) {
+    spdlog::info("artifact store: removing {} (more than {} versions of {})", shortId(id),
+                 options_.retention, imageName);
+    remove(id);
+  }
+  // Deltas whose basis or target is gone are no use to anyone.
+  std::vector<std::string> orphans;
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto& [id, a] : artifacts_) {
+      const auto& m = a->manifest();
+      if (m.kind != ArtifactKind::delta || a.use_count() > 1) continue;
+      if (!artifacts_.count(m.basisId) || !artifacts_.count(m.targetId)) orphans.push_back(id);
+    }
+  }
+  for (const auto& id : orphans)
+    remove(id);
+}
+
+bool ArtifactStore::remove(const std::string& id) {
+  std::shared_ptr<Artifact> a;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = artifacts_.find(id);
+    if (it == artifacts_.end()) return true;
+    if (it->second.use_count() > 1) return false;
+    a = it->second;
+    artifacts_.erase(it);
+  }
+  // Renamed out of the way first: a crash mid-removal leaves a dot-directory, cleaned at load.
+  const fs::path trash = objects() / (".trash-" + id);
+  std::error_code ec;
+  fs::remove_all(trash, ec);
+  fs::rename(a->dir(), trash, ec);
+  fs::remove_all(ec ? a->dir() : trash, ec);
+  notify({StoreEvent::Kind::removed, id, 0});
+  return true;
+}
+
+std::uint64_t ArtifactStore::subscribe(Listener listener) {
+  std::lock_guard lock(listenerMutex_);
+  listeners_[nextToken_] = std::move(listener);
+  return nextToken_++;
+}
+
+void ArtifactStore::unsubscribe(std::uint64_t token) {
+  std::lock_guard lock(listenerMutex_);
+  listeners_.erase(token);
+}
+
+void ArtifactStore::notify(const StoreEvent& event) {
+  std::lock_guard lock(listenerMutex_);
+  for (const auto& [token, fn] : listeners_)
+    fn(event);
+}
+
+}  // namespace imgpipe::transfer

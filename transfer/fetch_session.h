@@ -1,0 +1,235 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "transfer/credit_window.h"
+#include "transfer/manifest.h"
+#include "transfer/transfer_wire.h"
+
+namespace imgpipe::transfer {
+
+// The receiver's side of one hop, as state machines with no sockets in them: the Fetcher
+// (fetcher.h) feeds them connection events, decoded messages and clock ticks, and sends the
+// frames they produce. Unit tests drive them the same way.
+
+using Clock = std::chrono::steady_clock;
+using TimePoint = Clock::time_point;
+using std::chrono::milliseconds;
+
+struct LivenessOptions {
+  milliseconds pingInterval{1000};
+  milliseconds deadAfter{5000};         // connected but nothing heard: open a new connection
+  milliseconds stallAfter{3000};        // chunks asked for but none arrived: "stalled"
+  milliseconds retryDelay{1000};        // after "not here yet" from the sender
+  milliseconds authFailTimeout{60000};  // the sender keeps refusing our key: give up
+};
+
+// One outgoing message: a TransferMessage frame, optionally followed by a payload frame.
+struct OutFrame {
+  std::string header;
+  std::string payload;
+  bool hasPayload = false;
+};
+
+// The part every receiver conversation shares: connection state, ping/pong liveness, the
+// "stalled / retrying / waiting for upstream" state shown to operators, and the outbox.
+class Conversation {
+ public:
+  explicit Conversation(LivenessOptions options) : liveness_(options) {}
+  virtual ~Conversation() = default;
+  Conversation(const Conversation&) = delete;
+  Conversation& operator=(const Conversation&) = delete;
+
+  void connected(TimePoint now);
+  void disconnected(TimePoint now);
+  void authFailed(TimePoint now);
+  void received(proto::TransferMessage::Reader message, std::span<const std::byte> payload,
+                TimePoint now);
+  void tick(TimePoint now);
+
+  std::vector<OutFrame> takeOutgoing() { return std::exchange(outbox_, {}); }
+  // True once when the conversation wants its connection replaced (a silent peer).
+  bool takeReconnectRequest() { return std::exchange(reconnect_, false); }
+
+  bool finished() const { return finished_; }
+  bool failed() const { return !error_.empty(); }
+  const std::string& error() const { return error_; }
+  bool retryable() const { return retryable_; }
+  // "" while healthy; "stalled", "retrying", "waiting for upstream".
+  const std::string& state() const { return state_; }
+  bool isConnected() const { return connected_; }
+
+ protected:
+  virtual void onConnected(TimePoint now) = 0;
+  virtual void onDisconnected(TimePoint /*now*/) {}
+  virtual void onMessage(proto::TransferMessage::Reader message, std::span<const std::byte> payload,
+                         TimePoint now) = 0;
+  virtual void onTick(TimePoint /*now*/) {}
+
+  void send(wire::Message& message);
+  void sendWithPayload(wire::Message& message, std::string payload);
+  void finish() { finished_ = true; }
+  void fail(std::string why, bool retryable = false);
+  void setState(std::string state) { state_ = std::move(state); }
+  TimePoint lastHeard() const { return lastHeard_; }
+  void checkAuthFailures(TimePoint now);
+  const LivenessOptions& liveness() const { return liveness_; }
+
+ private:
+  LivenessOptions liveness_;
+  bool connected_ = false;
+  bool finished_ = false;
+  bool reconnect_ = false;
+  bool retryable_ = false;
+  std::string error_;
+  std::string state_ = "retrying";  // until the first connection
+  TimePoint lastHeard_{};
+  TimePoint lastPing_{};
+  std::uint64_t pingNonce_ = 0;
+  std::optional<TimePoint> authFailingSince_;
+  TimePoint lastAuthFailure_{};
+  std::vector<OutFrame> outbox_;
+};
+
+// Asks for an artifact's manifest and checks it against the trust anchor (the digest the
+// coordinator handed out). "Not here yet" from a relay that is itself still waiting is retried.
+class ManifestExchange : public Conversation {
+ public:
+  // expectedDigest empty: accept any well-formed manifest for this id (a delta's, whose trust
+  // comes from the patched result having to match the target's manifest).
+  ManifestExchange(std::string artifactId, std::string expectedDigest, LivenessOptions options);
+
+  const std::string& encoded() const { return encoded_; }
+  const Manifest& manifest() const { return *manifest_; }
+  std::uint32_t upstreamChunks() const { return upstreamChunks_; }
+
+ protected:
+  void onConnected(TimePoint now) override;
+  void onMessage(proto::TransferMessage::Reader message, std::span<const std::byte> payload,
+                 TimePoint now) override;
+  void onTick(TimePoint now) override;
+
+ private:
+  void request(TimePoint now);
+
+  std::string artifactId_;
+  std::string expectedDigest_;
+  std::string encoded_;
+  std::optional<Manifest> manifest_;
+  std::uint32_t upstreamChunks_ = 0;
+  std::optional<TimePoint> retryAt_;
+};
+
+// Where verified chunks go. The real one is an Artifact::Writer; tests use memory.
+class ChunkSink {
+ public:
+  virtual ~ChunkSink() = default;
+  virtual bool has(std::uint32_t index) = 0;
+  // Checks the content against the manifest; false (nothing stored) when it does not match.
+  virtual bool write(std::uint32_t index, std::span<const std::byte> data) = 0;
+  virtual std::vector<std::uint32_t> missing() = 0;
+  virtual std::uint64_t bytesDone() = 0;
+};
+
+struct FetchOptions {
+  LivenessOptions liveness;
+  WindowOptions window;
+  std::uint64_t rateLimit = 0;     // bytes/s; 0 = unlimited
+  std::uint32_t maxBadCopies = 5;  // of one chunk, before the sender is given up on
+  std::uint32_t batch = 64;        // indices per request message
+};
+
+// Pulls the missing chunks of one artifact whose manifest is known: requests by index in
+// ascending order within the credit window (and the rate limit), verifies every chunk on
+// arrival (the sink does), re-asks for what a broken connection lost, and finishes when the
+// sink holds every chunk.
+class FetchSession : public Conversation {
+ public:
+  FetchSession(std::string artifactId, Manifest manifest, ChunkSink& sink, FetchOptions options,
+               TimePoint now = Clock::now());
+
+  // Thread-safe: a chunk this session already stored was found damaged and dropped (a relay
+  // serving it noticed); it is asked for again.
+  void requeue(std::uint32_t index);
+
+  std::uint64_t bytesDone() const { return bytesDone_; }
+  std::uint64_t totalBytes() const { return manifest_.size; }
+  std::uint64_t payloadBytesReceived() const { return payloadBytes_; }
+  std::uint32_t badChunks() const { return badChunks_; }
+  const CreditWindow& window() const { return window_; }
+
+ protected:
+  void onConnected(TimePoint now) override;
+  void onDisconnected(TimePoint now) override;
+  void onMessage(proto::TransferMessage::Reader message, std::span<const std::byte> payload,
+                 TimePoint now) override;
+  void onTick(TimePoint now) override;
+
+ private:
+  void issue(TimePoint now);
+  void checkDone();
+  void takeRequeued();
+
+  std::string artifactId_;
+  Manifest manifest_;
+  ChunkSink& sink_;
+  FetchOptions options_;
+  CreditWindow window_;
+  RateLimiter limiter_;
+  std::set<std::uint32_t> pending_;
+  std::map<std::uint32_t, std::uint32_t> badCopies_;
+  std::uint64_t bytesDone_ = 0;
+  std::uint64_t payloadBytes_ = 0;
+  std::uint32_t badChunks_ = 0;
+  TimePoint lastChunk_;
+  std::optional<TimePoint> pausedUntil_;  // after "not here yet" from the sender
+  std::mutex requeueMutex_;
+  std::vector<std::uint32_t> requeued_;
+};
+
+// Asks the sender for a delta basis -> target. Uploads the basis signature when the sender lacks
+// the basis, waits while the sender computes the delta, and ends with the delta's manifest, or
+// with a refusal (then the whole artifact is fetched).
+class DeltaExchange : public Conversation {
+ public:
+  // Produces the basis signature for a block length (called on demand, on the fetch thread).
+  using SignatureFn = std::function<std::string(std::uint32_t blockLen)>;
+
+  DeltaExchange(std::string targetId, std::string basisId, std::vector<DeltaFormat> formats,
+                SignatureFn signature, LivenessOptions options);
+
+  // The delta artifact's encoded manifest once the sender offers one.
+  const std::optional<std::string>& deltaManifest() const { return deltaManifest_; }
+  const std::string& refusal() const { return refusal_; }
+
+ protected:
+  void onConnected(TimePoint now) override;
+  void onMessage(proto::TransferMessage::Reader message, std::span<const std::byte> payload,
+                 TimePoint now) override;
+  void onTick(TimePoint now) override;
+
+ private:
+  void ask(TimePoint now);
+
+  std::string targetId_, basisId_;
+  std::vector<DeltaFormat> formats_;
+  SignatureFn signature_;
+  std::optional<std::string> deltaManifest_;
+  std::string refusal_;
+  std::optional<TimePoint> askAt_;
+  bool uploaded_ = false;
+};
+
+constexpr std::uint32_t kSignaturePart = 1 << 20;
+
+}  // namespace imgpipe::transfer

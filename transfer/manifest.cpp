@@ -1,0 +1,217 @@
+#include "transfer/manifest.h"
+
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <vector>
+
+#include "common/error.h"
+#include "common/hash.h"
+#include "common/unique_fd.h"
+#include "protocol/codec.h"
+#include "protocol/schema/transfer.capnp.h"
+#include "transfer/transfer_wire.h"
+
+namespace imgpipe::transfer {
+namespace {
+
+constexpr std::uint16_t kFormatVersion = 1;
+
+proto::DeltaFormat toProto(DeltaFormat f) {
+  switch (f) {
+    case DeltaFormat::rdiffXz:
+      return proto::DeltaFormat::RDIFF_XZ;
+    case DeltaFormat::qcow2Clusters:
+      return proto::DeltaFormat::QCOW2_CLUSTERS;
+    case DeltaFormat::none:
+      break;
+  }
+  return proto::DeltaFormat::NONE;
+}
+
+// The virtual disk size recorded in a qcow2 header (big-endian u64 at offset 24), or 0.
+std::uint64_t qcow2VirtualSize(const unsigned char* header, size_t n) {
+  if (n < 32 || std::memcmp(header, "QFI\xfb", 4) != 0) return 0;
+  std::uint64_t v = 0;
+  for (int i = 24; i < 32; ++i)
+    v = v << 8 | header[i];
+  return v;
+}
+
+}  // namespace
+
+proto::DeltaFormat deltaFormatToProto(DeltaFormat f) {
+  return toProto(f);
+}
+
+DeltaFormat deltaFormatFromProto(proto::DeltaFormat f) {
+  switch (f) {
+    case proto::DeltaFormat::RDIFF_XZ:
+      return DeltaFormat::rdiffXz;
+    case proto::DeltaFormat::QCOW2_CLUSTERS:
+      return DeltaFormat::qcow2Clusters;
+    default:
+      return DeltaFormat::none;
+  }
+}
+
+std::string_view toString(DeltaFormat format) {
+  switch (format) {
+    case DeltaFormat::rdiffXz:
+      return "rdiff+xz";
+    case DeltaFormat::qcow2Clusters:
+      return "qcow2-clusters";
+    case DeltaFormat::none:
+      break;
+  }
+  return "none";
+}
+
+std::string deltaArtifactId(std::string_view basisId, std::string_view targetId) {
+  return "delta-" + std::string(basisId) + "-" + std::string(targetId);
+}
+
+std::string Manifest::id() const {
+  if (kind == ArtifactKind::delta) return deltaArtifactId(basisId, targetId);
+  return toHex(sha256);
+}
+
+std::uint32_t Manifest::chunkCount() const {
+  if (chunkSize == 0) return 0;
+  return static_cast<std::uint32_t>((size + chunkSize - 1) / chunkSize);
+}
+
+std::uint32_t Manifest::chunkLength(std::uint32_t index) const {
+  const std::uint64_t offset = chunkOffset(index);
+  if (offset >= size) return 0;
+  return static_cast<std::uint32_t>(std::min<std::uint64_t>(chunkSize, size - offset));
+}
+
+std::string encodeManifest(const Manifest& m) {
+  capnp::MallocMessageBuilder message;
+  auto b = message.initRoot<proto::Manifest>();
+  b.setFormatVersion(kFormatVersion);
+  b.setKind(m.kind == ArtifactKind::delta ? proto::ArtifactKind::DELTA
+                                          : proto::ArtifactKind::IMAGE);
+  b.setImageName(m.imageName);
+  b.setImageVersion(m.imageVersion);
+  b.setSize(m.size);
+  auto bytes = [](const std::string& s) {
+    return capnp::Data::Reader(reinterpret_cast<const kj::byte*>(s.data()), s.size());
+  };
+  b.setSha256(bytes(m.sha256));
+  b.setSha512(bytes(m.sha512));
+  b.setChunkSize(m.chunkSize);
+  b.setChunkHashes(bytes(m.chunkHashes));
+  b.setBasisId(m.basisId);
+  b.setTargetId(m.targetId);
+  b.setVirtualSize(m.virtualSize);
+  b.setMetadata(m.metadata);
+  b.setDeltaFormat(toProto(m.deltaFormat));
+  b.setDeltaBlockSize(m.deltaBlockSize);
+  auto words = capnp::messageToFlatArray(message);
+  auto out = words.asBytes();
+  return std::string(reinterpret_cast<const char*>(out.begin()), out.size());
+}
+
+std::string manifestDigest(std::string_view encoded) {
+  return toHex(imgpipe::sha256(encoded));
+}
+
+std::optional<Manifest> decodeManifest(std::string_view encoded, std::string* error) {
+  auto fail = [&](std::string why) -> std::optional<Manifest> {
+    if (error) *error = std::move(why);
+    return std::nullopt;
+  };
+  proto::DecodeLimits limits;
+  limits.maxFrameBytes = 64 << 20;  // 32 bytes per chunk: a 2 TiB image at 1 MiB chunks
+  limits.traversalLimitWords = (128u << 20) / 8;
+  auto decoded = proto::decodeAs<proto::Manifest>(encoded.data(), encoded.size(), limits);
+  if (auto* why = std::get_if<std::string>(&decoded)) return fail("manifest: " + *why);
+  auto r = std::get<0>(decoded)->root();
+  if (r.getFormatVersion() != kFormatVersion)
+    return fail("manifest format " + std::to_string(r.getFormatVersion()) +
+                " is not supported (this side reads format " + std::to_string(kFormatVersion) +
+                ")");
+  Manifest m;
+  m.kind = r.getKind() == proto::ArtifactKind::DELTA ? ArtifactKind::delta : ArtifactKind::image;
+  m.imageName = r.getImageName();
+  m.imageVersion = r.getImageVersion();
+  m.size = r.getSize();
+  auto str = [](capnp::Data::Reader d) {
+    return std::string(reinterpret_cast<const char*>(d.begin()), d.size());
+  };
+  m.sha256 = str(r.getSha256());
+  m.sha512 = str(r.getSha512());
+  m.chunkSize = r.getChunkSize();
+  m.chunkHashes = str(r.getChunkHashes());
+  m.basisId = r.getBasisId();
+  m.targetId = r.getTargetId();
+  m.virtualSize = r.getVirtualSize();
+  m.metadata = r.getMetadata();
+  m.deltaFormat = deltaFormatFromProto(r.getDeltaFormat());
+  m.deltaBlockSize = r.getDeltaBlockSize();
+
+  if (m.sha256.size() != 32 || m.sha512.size() != 64)
+    return fail("manifest: whole-file digests have the wrong length");
+  if (m.chunkSize < kMinChunkSize || m.chunkSize > kMaxChunkSize)
+    return fail("manifest: chunk size " + std::to_string(m.chunkSize) + " is out of range");
+  if (m.chunkHashes.size() != static_cast<size_t>(m.chunkCount()) * 32)
+    return fail("manifest: " + std::to_string(m.chunkHashes.size() / 32) + " chunk hashes for " +
+                std::to_string(m.chunkCount()) + " chunks");
+  if (m.kind == ArtifactKind::delta && (m.basisId.empty() || m.targetId.empty()))
+    return fail("manifest: a delta without basis or target");
+  return m;
+}
+
+Manifest buildManifest(const std::filesystem::path& file, const ManifestOptions& options) {
+  if (options.chunkSize < kMinChunkSize || options.chunkSize > kMaxChunkSize)
+    throw Error("chunk size " + std::to_string(options.chunkSize) + " is out of range (" +
+                std::to_string(kMinChunkSize) + ".." + std::to_string(kMaxChunkSize) + ")");
+  UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) throwErrno("cannot open " + file.string());
+  ::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
+  Manifest m;
+  m.kind = options.kind;
+  m.imageName = options.imageName;
+  m.imageVersion = options.imageVersion;
+  m.metadata = options.metadata;
+  m.chunkSize = options.chunkSize;
+  m.basisId = options.basisId;
+  m.targetId = options.targetId;
+  m.deltaFormat = options.deltaFormat;
+  m.deltaBlockSize = options.deltaBlockSize;
+  Hasher whole256(HashAlgo::sha256), whole512(HashAlgo::sha512), chunk(HashAlgo::sha256);
+  std::vector<std::byte> buf(options.chunkSize);
+  for (;;) {
+    size_t filled = 0;
+    while (filled < buf.size()) {
+      ssize_t n = ::read(fd.get(), buf.data() + filled, buf.size() - filled);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        throwErrno("cannot read " + file.string());
+      }
+      if (n == 0) break;
+      filled += static_cast<size_t>(n);
+    }
+    if (filled == 0) break;
+    std::span<const std::byte> part(buf.data(), filled);
+    if (m.size == 0)
+      m.virtualSize = qcow2VirtualSize(reinterpret_cast<const unsigned char*>(buf.data()), filled);
+    whole256.update(part);
+    whole512.update(part);
+    chunk.update(part);
+    m.chunkHashes += chunk.finish();
+    m.size += filled;
+    if (filled < buf.size()) break;
+  }
+  m.sha256 = whole256.finish();
+  m.sha512 = whole512.finish();
+  if (m.virtualSize == 0) m.virtualSize = m.size;
+  return m;
+}
+
+}  // namespace imgpipe::transfer
