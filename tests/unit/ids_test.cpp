@@ -1,0 +1,83 @@
+#include "protocol/ids.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+using namespace imgpipe::ids;
+
+namespace {
+const std::string kA(64, 'a');
+const std::string kB = std::string(63, '0') + "f";
+}  // namespace
+
+TEST(Ids, ImageAndDeltaIds) {
+  EXPECT_TRUE(valid(Kind::imageId, kA));
+  EXPECT_FALSE(valid(Kind::imageId, std::string(64, 'A'))) << "upper case is another id";
+  EXPECT_FALSE(valid(Kind::imageId, std::string(63, 'a')));
+  EXPECT_FALSE(valid(Kind::imageId, std::string(65, 'a')));
+  EXPECT_FALSE(valid(Kind::imageId, ""));
+
+  const std::string d = deltaId(kA, kB);
+  EXPECT_TRUE(valid(Kind::deltaId, d));
+  EXPECT_TRUE(valid(Kind::artifactId, d));
+  EXPECT_TRUE(valid(Kind::artifactId, kA));
+  auto parts = splitDelta(d);
+  ASSERT_TRUE(parts);
+  EXPECT_EQ(parts->basis, kA);
+  EXPECT_EQ(parts->target, kB);
+  EXPECT_FALSE(valid(Kind::imageId, d));
+  EXPECT_FALSE(valid(Kind::deltaId, kA));
+}
+
+TEST(Ids, HostileFormsAreRefused) {
+  // The forms a hostile build agent reported to the coordinator (issue 9).
+  for (const std::string& bad : {std::string("delta-a-b/../../../victim"),
+                                 std::string("q/../../../vic|B"), "delta-" + kA + "-" + kB + "/..",
+                                 "../" + kA, kA + "\n", kA.substr(0, 32) + '\0' + kA.substr(33),
+                                 std::string(100000, 'a'), std::string("delta-") + kA + "+" + kB}) {
+    EXPECT_FALSE(valid(Kind::artifactId, bad)) << printable(bad);
+    EXPECT_FALSE(valid(Kind::imageName, bad)) << printable(bad);
+    EXPECT_FALSE(valid(Kind::imageVersion, bad)) << printable(bad);
+    EXPECT_FALSE(valid(Kind::jobId, bad)) << printable(bad);
+    EXPECT_FALSE(valid(Kind::agentName, bad)) << printable(bad);
+  }
+  EXPECT_FALSE(valid(Kind::imageName, ".."));
+  EXPECT_FALSE(valid(Kind::imageName, "."));
+  EXPECT_FALSE(valid(Kind::imageVersion, "-1"));
+  EXPECT_FALSE(valid(Kind::imageVersion, ".."));
+  EXPECT_FALSE(valid(Kind::agentName, ".hidden"));
+}
+
+TEST(Ids, OtherKinds) {
+  EXPECT_TRUE(valid(Kind::jobId, "1"));
+  EXPECT_TRUE(valid(Kind::jobId, "123456789012345678"));
+  EXPECT_FALSE(valid(Kind::jobId, "0123"));
+  EXPECT_FALSE(valid(Kind::jobId, "1234567890123456789"));
+  EXPECT_TRUE(valid(Kind::taskId, "12.0.1"));
+  EXPECT_FALSE(valid(Kind::taskId, "12.0"));
+  EXPECT_FALSE(valid(Kind::taskId, "12.0.1.2"));
+  EXPECT_TRUE(valid(Kind::imageName, "debian-12-docker"));
+  EXPECT_TRUE(valid(Kind::imageVersion, "2026.11.22-031500"));
+  EXPECT_TRUE(valid(Kind::imageVersion, "1.0+git~1"));
+  EXPECT_TRUE(valid(Kind::agentName, "ctrl-a"));
+  EXPECT_TRUE(valid(Kind::sha512, std::string(128, '0')));
+  EXPECT_TRUE(valid(Kind::curveKey, "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7"));
+  EXPECT_FALSE(valid(Kind::curveKey, "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf"));
+  EXPECT_FALSE(valid(Kind::curveKey, "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]y\""));
+  EXPECT_TRUE(valid(Kind::buildId, "0123abcd0123abcd/12/" + kA));
+  EXPECT_FALSE(valid(Kind::buildId, "a//b"));
+  EXPECT_FALSE(valid(Kind::buildId, "a/../b"));
+}
+
+TEST(Ids, RequireNamesTheFieldAndEscapesTheValue) {
+  try {
+    require("result.artifact.id", Kind::artifactId, std::string("x\n/..\x01"));
+    FAIL() << "no throw";
+  } catch (const InvalidId& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("result.artifact.id"), std::string::npos) << what;
+    EXPECT_NE(what.find("x\\x0a/..\\x01"), std::string::npos) << what;
+  }
+  EXPECT_EQ(printable(std::string(200, 'a'), 10), std::string(10, 'a') + "...(200 bytes)");
+}
