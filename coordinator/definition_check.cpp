@@ -4,10 +4,11 @@
 
 namespace imgpipe::coord {
 
-std::pair<std::string, std::string> inspectDefinition(const std::string& text,
-                                                      const std::string& sourceName) {
-  // The build agent's own parser: a definition the coordinator accepts is one the agent can build.
-  auto def = definition::parseDefinition(text, sourceName);
+std::pair<std::string, std::string> inspectDefinition(const definition::Bundle& bundle) {
+  // The build agent's own parser and bundle rules: a job the coordinator accepts is one the
+  // agent can build.
+  auto def = definition::parseDefinition(bundle.rootText(), bundle.rootPath);
+  definition::checkBundle(bundle, def);
   return {def.name, def.version};
 }
 

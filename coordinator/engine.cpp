@@ -7,6 +7,7 @@
 #include "common/agent/wire.h"
 #include "common/log.h"
 #include "protocol/codec.h"
+#include "protocol/id_check.h"
 
 namespace imgpipe::coord {
 
@@ -136,6 +137,7 @@ void Engine::dispatch(const std::string& routingId, const net::PeerIdentity& who
     ++counters_.refusedHellos;
     return;
   }
+  if (!frameKeyAuthorized(routingId, who)) return;
   auto body = env.getBody();
   if (body.which() == proto::Envelope::Body::REQUEST) {
     onRequest(routingId, who, body.getRequest());
@@ -145,7 +147,14 @@ void Engine::dispatch(const std::string& routingId, const net::PeerIdentity& who
     ++counters_.unexpectedMessages;
     return;
   }
+  auto badIds = proto::checkIds(env);
   if (body.which() == proto::Envelope::Body::HELLO) {
+    if (badIds) {
+      ++counters_.invalidIds;
+      spdlog::warn("refused hello from {}: {}", who.name, *badIds);
+      refuse(routingId, "refused: " + *badIds);
+      return;
+    }
     onHello(routingId, who, body.getHello());
     return;
   }
@@ -158,6 +167,10 @@ void Engine::dispatch(const std::string& routingId, const net::PeerIdentity& who
     return;
   }
   agent->lastHeard = Clock::now();
+  if (badIds) {
+    onInvalidIds(*agent, env, *badIds);
+    return;
+  }
   switch (body.which()) {
     case proto::Envelope::Body::HEARTBEAT:
       break;
@@ -199,6 +212,7 @@ void Engine::onHello(const std::string& routingId, const net::PeerIdentity& who,
   for (auto i : hello.getInventory())
     a.inventory.push_back(agent::toArtifactInfo(i));
   a.routingId = routingId;
+  a.key = who.key;
   a.online = true;
   a.lastHeard = Clock::now();
   a.lastSeenMs = agent::wallClockMs();
@@ -300,6 +314,7 @@ void Engine::markLost(AgentLive& a, const std::string& why) {
 }
 
 void Engine::tick() {
+  enforceKeys();
   const auto now = Clock::now();
   for (auto& [name, a] : agents_) {
     if (a.online && now - a.lastHeard > options_.heartbeat.deadAfter()) {

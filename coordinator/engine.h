@@ -16,6 +16,7 @@
 #include "coordinator/model.h"
 #include "coordinator/store.h"
 #include "coordinator/topology.h"
+#include "definition/bundle.h"
 #include "protocol/schema/control.capnp.h"
 
 namespace imgpipe::coord {
@@ -35,15 +36,17 @@ struct EngineOptions {
   unsigned maxAttempts = 3;
   std::chrono::milliseconds retryDelay{5'000};
   Topology topology;
-  // Validates a submitted definition; returns {name, version ("" = derive)} or throws Error.
-  std::function<std::pair<std::string, std::string>(const std::string& text,
-                                                    const std::string& sourceName)>
+  // Validates a submitted definition and its bundle; returns {name, version ("" = derive)} or
+  // throws Error.
+  std::function<std::pair<std::string, std::string>(const definition::Bundle& bundle)>
       inspectDefinition;
 };
 
 struct EngineCounters {
   std::uint64_t unexpectedMessages = 0;
   std::uint64_t refusedHellos = 0;
+  std::uint64_t revokedKeyFrames = 0;  // frames from a key no longer in authorized_keys
+  std::uint64_t invalidIds = 0;        // messages refused for a malformed identifier
   std::uint64_t jobsSubmitted = 0;
   std::uint64_t tasksAssigned = 0;
   std::uint64_t requeuedBuilds = 0;
@@ -84,6 +87,7 @@ class Engine {
     std::uint64_t freeBytes = 0;
     std::vector<agent::ArtifactInfo> inventory;
     std::string routingId;
+    std::string key;  // the key this session was opened with
     bool online = false;
     Clock::time_point lastHeard{}, lostAt{}, lastSent{};
     std::int64_t lastSeenMs = 0;
@@ -95,6 +99,11 @@ class Engine {
   void onHello(const std::string& routingId, const net::PeerIdentity& who,
                proto::Hello::Reader hello);
   void markLost(AgentLive& agent, const std::string& why);
+  // authorized_keys changed: sessions whose key is gone or replaced end now (keys.cpp).
+  void enforceKeys();
+  void endSession(AgentLive& agent, const std::string& why);
+  bool frameKeyAuthorized(const std::string& routingId, const net::PeerIdentity& who);
+  void onInvalidIds(AgentLive& agent, proto::Envelope::Reader env, const std::string& problem);
   void sendTo(AgentLive& agent, zmq::message_t frame);
   void refuse(const std::string& routingId, const std::string& reason);
   void reply(const std::string& routingId, zmq::message_t frame);
@@ -115,7 +124,8 @@ class Engine {
   void startFetch(Job& job, Step& step);
   void startRegister(Job& job, Step& step);
   void sendTask(Job& job, Step& step, AgentLive& agent);
-  void grantUpstream(const Job& job, const Step& fetch, bool revoke = false);
+  void grantUpstream(const Job& job, const Step& fetch, bool revoke = false,
+                     const std::string& peerKey = {});
   void planDelivery(Job& job);
   void failJob(Job& job, const std::string& error);
   void finishJob(Job& job, JobState state);
@@ -141,6 +151,7 @@ class Engine {
   Outbound& out_;
   EngineCounters counters_;
   Clock::time_point startedAt_ = Clock::now();
+  std::uint64_t keysGeneration_ = 0;  // of keys_, when sessions were last checked against it
 
   std::map<std::string, AgentLive> agents_;
   std::map<std::int64_t, Job> active_;  // every non-terminal job

@@ -159,8 +159,24 @@ void Engine::onTaskCompleted(Job& job, Step& step, proto::TaskResult::Reader r) 
       failJob(job, "build agent " + step.agent + " reported success without an artifact");
       return;
     }
-    job.artifact = agent::toArtifactInfo(r.getArtifact());
-    if (!job.artifact->imageVersion.empty()) job.imageVersion = job.artifact->imageVersion;
+    // The job's name and version were fixed at submit: a build that reports others is refused,
+    // never adopted (the version is the job's, not the agent's or an earlier build's).
+    auto reported = agent::toArtifactInfo(r.getArtifact());
+    std::string mismatch;
+    if (reported.imageName != job.imageName)
+      mismatch = "image name '" + reported.imageName + "', the job builds '" + job.imageName + "'";
+    else if (reported.imageVersion != job.imageVersion)
+      mismatch = "version '" + reported.imageVersion + "', the job's version is '" +
+                 job.imageVersion + "'";
+    if (!mismatch.empty()) {
+      step.state = StepState::failed;
+      step.error = "build agent " + step.agent + " reported " + mismatch;
+      persist(job, &step);
+      event(job, agent::LogLevel::error, step.name, step.agent, step.error);
+      failJob(job, "build failed: " + step.error);
+      return;
+    }
+    job.artifact = std::move(reported);
     summary = "built " + job.artifact->imageName + " " + job.artifact->imageVersion + " (" +
               std::to_string(job.artifact->size) + " bytes, sha256 " + job.artifact->id + ")";
   } else if (step.kind == StepKind::register_) {
@@ -370,8 +386,12 @@ void Engine::sendTask(Job& job, Step& step, AgentLive& agent) {
   const auto& a = job.artifact;
   switch (step.kind) {
     case StepKind::build:
-      spec.kind = agent::BuildSpec{store_.loadDefinition(job.id), job.definitionName,
-                                   job.definitionDigest, job.imageVersion, job.imageName};
+      spec.kind = agent::BuildSpec{store_.loadDefinition(job.id),
+                                   job.definitionName,
+                                   job.definitionDigest,
+                                   job.imageVersion,
+                                   job.imageName,
+                                   store_.loadBundleFiles(job.id)};
       break;
     case StepKind::fetch: {
       auto* up = agentNamed(step.upstream);
@@ -420,15 +440,17 @@ bool Engine::assignBuild(Job& job, AgentLive& agent) {
   return true;
 }
 
-void Engine::grantUpstream(const Job& job, const Step& fetch, bool revoke) {
+void Engine::grantUpstream(const Job& job, const Step& fetch, bool revoke,
+                           const std::string& peerKey) {
   auto* up = agentNamed(fetch.upstream);
-  const auto* key = keys_.current().findByName(fetch.agent);
-  if (!up || !key || !job.artifact) return;
+  const auto* current = keys_.current().findByName(fetch.agent);
+  const std::string key = !peerKey.empty() ? peerKey : current ? current->publicKey : "";
+  if (!up || key.empty() || !job.artifact) return;
   proto::EnvelopeBuilder b;
   auto g = b.body().initGrant();
   g.setArtifactId(job.artifact->id);
   g.setPeerName(fetch.agent);
-  g.setPeerKey(key->publicKey);
+  g.setPeerKey(key);
   g.setJobId(job.idText());
   g.setRevoke(revoke);
   sendTo(*up, b.frame());

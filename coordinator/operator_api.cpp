@@ -8,6 +8,7 @@
 #include "coordinator/replies.h"
 #include "definition/image_definition.h"
 #include "protocol/codec.h"
+#include "protocol/ids.h"
 
 namespace imgpipe::coord {
 namespace {
@@ -60,21 +61,39 @@ void Engine::onRequest(const std::string& routingId, const net::PeerIdentity& wh
         auto s = req.getSubmit();
         const std::string text = s.getDefinition();
         const std::string source =
-            s.getDefinitionName().size() ? std::string(s.getDefinitionName()) : "definition";
+            s.getDefinitionName().size() ? std::string(s.getDefinitionName()) : "definition.yaml";
+        definition::Bundle bundle = definition::bundleOf(source, text);
+        std::string bundleProblem;
+        for (auto f : s.getBundle()) {
+          const std::string path = f.getPath();
+          auto bytes = f.getContent();
+          if (!bundle.files
+                   .emplace(path,
+                            std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size()))
+                   .second)
+            bundleProblem = "the definition bundle holds '" + ids::printable(path) + "' twice";
+        }
         std::pair<std::string, std::string> nv;
         try {
-          nv = options_.inspectDefinition(text, source);
+          if (!bundleProblem.empty()) throw Error(bundleProblem);
+          nv = options_.inspectDefinition(bundle);
         } catch (const Error& e) {
           fail(proto::ErrorCode::BAD_REQUEST, e.what());
           break;
         }
         Job job;
         job.imageName = nv.first;
-        job.imageVersion = nv.second.empty()
-                               ? definition::deriveVersion(std::chrono::system_clock::now())
-                               : nv.second;
+        // The one version of this job, fixed here and carried to the build, the manifest and
+        // Glance. A derived one is unique per image: two submits in one second get -2, -3, ...
+        job.imageVersion = nv.second;
+        if (job.imageVersion.empty()) {
+          const std::string derived = definition::deriveVersion(std::chrono::system_clock::now());
+          job.imageVersion = derived;
+          for (int n = 2; store_.versionTaken(job.imageName, job.imageVersion); ++n)
+            job.imageVersion = derived + "-" + std::to_string(n);
+        }
         job.definitionName = source;
-        job.definitionDigest = toHex(sha256(text));
+        job.definitionDigest = bundle.digest();
         job.priority = s.getPriority();
         for (auto l : s.getLabels())
           job.labels.emplace_back(l);
@@ -111,7 +130,9 @@ void Engine::onRequest(const std::string& routingId, const net::PeerIdentity& wh
         job.steps.push_back(build);
         {
           Transaction tx(store_.db());
-          store_.insertJob(job, text);
+          auto files = std::move(bundle.files);
+          files.erase(source);
+          store_.insertJob(job, text, files);
           store_.appendEvent(job.id, {0, job.createdMs, agent::LogLevel::info, "", who.name,
                                       "submitted by " + who.name + ": " + job.imageName + " " +
                                           job.imageVersion + " from " + source});

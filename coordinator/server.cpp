@@ -83,6 +83,7 @@ void Server::onReadable() {
     try {
       who.name = parts[1].gets("User-Id");
       who.role = parts[1].gets("X-Role");
+      who.key = parts[1].gets("X-Key");
     } catch (const zmq::error_t&) {
       dropped("a frame without an authenticated identity");
       continue;

@@ -66,6 +66,14 @@ Statement& Statement::bind(int index, std::string_view value) {
   return *this;
 }
 
+Statement& Statement::bindBlob(int index, std::string_view bytes) {
+  if (sqlite3_bind_blob(stmt_, index, bytes.data(), static_cast<int>(bytes.size()),
+                        SQLITE_TRANSIENT) != SQLITE_OK)
+    throw Error("database: bind " + std::to_string(index) + " of '" + sql_ +
+                "': " + sqlite3_errmsg(db_));
+  return *this;
+}
+
 Statement& Statement::bindNull(int index) {
   sqlite3_bind_null(stmt_, index);
   return *this;
@@ -97,6 +105,12 @@ std::string Statement::getText(int column) const {
   auto* p = sqlite3_column_text(stmt_, column);
   return p ? std::string(reinterpret_cast<const char*>(p),
                          static_cast<size_t>(sqlite3_column_bytes(stmt_, column)))
+           : std::string();
+}
+
+std::string Statement::getBlob(int column) const {
+  const auto* p = static_cast<const char*>(sqlite3_column_blob(stmt_, column));
+  return p ? std::string(p, static_cast<size_t>(sqlite3_column_bytes(stmt_, column)))
            : std::string();
 }
 

@@ -53,6 +53,7 @@ class Statement {
   Statement& bind(int index, const std::string& value) {
     return bind(index, std::string_view(value));
   }
+  Statement& bindBlob(int index, std::string_view bytes);
   Statement& bindNull(int index);
 
   // Advances; true while a row is available.
@@ -63,6 +64,7 @@ class Statement {
 
   std::int64_t getInt(int column) const;
   std::string getText(int column) const;
+  std::string getBlob(int column) const;
   bool isNull(int column) const;
 
  private:

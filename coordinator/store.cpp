@@ -11,13 +11,16 @@
 namespace imgpipe::coord {
 namespace {
 
-constexpr int kSchemaVersion = 2;
+constexpr int kSchemaVersion = 3;
 
 // Steps from one schema version to the next, in order; kSchema always creates the newest.
 // migrations[v - 1] takes a database from version v to v + 1.
 const char* const kMigrations[] = {
     // 1 -> 2: progress units ("bytes", "seconds", "permille")
     "ALTER TABLE steps ADD COLUMN unit TEXT NOT NULL DEFAULT ''",
+    // 2 -> 3: the files a definition brings with it (definition/bundle.h)
+    "CREATE TABLE IF NOT EXISTS bundle_files (job_id INTEGER NOT NULL REFERENCES jobs(id), "
+    "path TEXT NOT NULL, content BLOB NOT NULL, PRIMARY KEY (job_id, path))",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion - 1);
 
@@ -48,6 +51,10 @@ CREATE TABLE IF NOT EXISTS events (
   level TEXT NOT NULL, step TEXT NOT NULL, agent TEXT NOT NULL, message TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_job ON events(job_id, seq);
+CREATE TABLE IF NOT EXISTS bundle_files (
+  job_id INTEGER NOT NULL REFERENCES jobs(id), path TEXT NOT NULL, content BLOB NOT NULL,
+  PRIMARY KEY (job_id, path)
+);
 CREATE TABLE IF NOT EXISTS agents (
   name TEXT PRIMARY KEY, role TEXT NOT NULL, labels TEXT NOT NULL, capacity INTEGER NOT NULL,
   version TEXT NOT NULL, data_endpoint TEXT NOT NULL, last_seen_ms INTEGER NOT NULL
@@ -149,7 +156,8 @@ Store::Store(const std::filesystem::path& stateDir)
   tx.commit();
 }
 
-void Store::insertJob(Job& job, const std::string& definition) {
+void Store::insertJob(Job& job, const std::string& definition,
+                      const std::map<std::string, std::string>& bundleFiles) {
   auto s = db_.prepare(
       "INSERT INTO jobs(image_name, image_version, definition, definition_name, definition_digest, "
       "targets, labels, priority, state, error, created_ms, updated_ms, artifact) "
@@ -165,6 +173,26 @@ void Store::insertJob(Job& job, const std::string& definition) {
   job.id = db_.lastInsertId();
   for (const auto& step : job.steps)
     insertStep(job.id, step);
+  auto f = db_.prepare("INSERT INTO bundle_files(job_id, path, content) VALUES (?,?,?)");
+  for (const auto& [path, content] : bundleFiles) {
+    f.bind(1, job.id).bind(2, path).bindBlob(3, content);
+    f.run();
+  }
+}
+
+std::map<std::string, std::string> Store::loadBundleFiles(std::int64_t jobId) {
+  auto s = db_.prepare("SELECT path, content FROM bundle_files WHERE job_id=?");
+  s.bind(1, jobId);
+  std::map<std::string, std::string> out;
+  while (s.step())
+    out[s.getText(0)] = s.getBlob(1);
+  return out;
+}
+
+bool Store::versionTaken(const std::string& imageName, const std::string& version) {
+  auto s = db_.prepare("SELECT 1 FROM jobs WHERE image_name=? AND image_version=? LIMIT 1");
+  s.bind(1, imageName).bind(2, version);
+  return s.step();
 }
 
 void Store::updateJob(const Job& job) {

@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -22,8 +23,13 @@ class Store {
   // A random id made when the database was created; names this coordinator's jobs everywhere.
   const std::string& coordinatorId() const { return coordinatorId_; }
 
-  // Inserts the job (assigning job.id) and its steps; caller holds a Transaction.
-  void insertJob(Job& job, const std::string& definition);
+  // Inserts the job (assigning job.id), its steps and the files its definition brings with it
+  // (bundle path -> bytes); caller holds a Transaction.
+  void insertJob(Job& job, const std::string& definition,
+                 const std::map<std::string, std::string>& bundleFiles = {});
+  std::map<std::string, std::string> loadBundleFiles(std::int64_t jobId);
+  // Whether a job of this image already has this version (derived versions must be unique).
+  bool versionTaken(const std::string& imageName, const std::string& version);
   void updateJob(const Job& job);
   void insertStep(std::int64_t jobId, const Step& step);
   void updateStep(std::int64_t jobId, const Step& step);

@@ -227,7 +227,7 @@ struct GlanceSpec {
 struct ImageDefinition {
   std::string sourceName;  // the file it came from, for messages
   std::string name;
-  std::string version;  // empty: derived at build time (deriveVersion)
+  std::string version;  // empty: derived when the job is submitted (versionAt)
   std::string description;
   BaseSpec base;
   DiskSpec disk;
@@ -248,8 +248,10 @@ std::string_view toString(Visibility v);
 std::string_view toString(OlderVersions o);
 std::string_view baseKind(const BaseSpec& base);  // "path", "url" or "debootstrap"
 
-// The version used when a definition names none: the UTC time the build started, as
+// The version used when a definition names none: the UTC time the job was submitted, as
 // "YYYY.MM.DD-HHMMSS" (sorts in build order, safe in file names and Glance names).
 std::string deriveVersion(std::chrono::system_clock::time_point when);
+// The version a job of `def` submitted at `when` gets: the definition's own, else derived.
+std::string versionAt(const ImageDefinition& def, std::chrono::system_clock::time_point when);
 
 }  // namespace imgpipe::definition

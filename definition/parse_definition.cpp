@@ -12,6 +12,7 @@
 #include "common/file_util.h"
 #include "common/units.h"
 #include "common/yaml_reader.h"
+#include "definition/bundle.h"
 
 namespace imgpipe::definition {
 namespace {
@@ -190,7 +191,13 @@ ContentSource parseContent(const YamlReader& r, std::string_view inlineKey,
                         std::string(urlKey) + "'");
   } else if (which == fileKey) {
     c.kind = ContentSource::Kind::file;
-    if (c.text.empty()) node.fail("must not be empty");
+    // Files travel with the definition (its bundle): a path beside it, never one on the host.
+    auto norm = normaliseBundlePath(c.text);
+    if (!norm)
+      node.fail("'" + c.text +
+                "' must be a relative path beside the definition (plain names, no '..'); it is "
+                "sent with the job, so a definition never names a file on the build host");
+    c.text = *norm;
     c.sha256 = sha256Field(r, shaKey);
   } else {
     c.kind = ContentSource::Kind::url;
@@ -223,6 +230,13 @@ BaseSpec parseBase(const YamlReader& doc) {
     auto node = b.at("path");
     p.path = scalar(node);
     if (p.path.empty()) node.fail("must not be empty");
+    // Resolved at the build agent beneath its configured base_dirs; ".." could climb out.
+    for (std::string_view rest = p.path; !rest.empty();) {
+      auto slash = rest.find('/');
+      if (rest.substr(0, slash) == "..") node.fail("must not contain '..', got '" + p.path + "'");
+      if (slash == std::string_view::npos) break;
+      rest.remove_prefix(slash + 1);
+    }
     p.sha256 = sha256Field(b, "sha256");
     out = p;
   } else {
@@ -805,35 +819,6 @@ ImageDefinition loadDefinitionFile(const std::filesystem::path& path) {
   return parseDefinition(text, path.string());
 }
 
-std::filesystem::path resolveLocalPath(const std::string& path,
-                                       const std::filesystem::path& baseDir) {
-  std::filesystem::path p(path);
-  if (p.is_absolute() || baseDir.empty()) return p;
-  return baseDir / p;
-}
-
-std::vector<std::string> checkLocalReferences(const ImageDefinition& def,
-                                              const std::filesystem::path& baseDir) {
-  std::vector<std::string> problems;
-  auto check = [&](const std::string& what, const std::string& path) {
-    auto resolved = resolveLocalPath(path, baseDir);
-    std::error_code ec;
-    if (!std::filesystem::is_regular_file(resolved, ec))
-      problems.push_back(def.sourceName + ": " + what + ": file not found: " + resolved.string());
-  };
-  if (auto* p = std::get_if<PathBase>(&def.base)) check("base.path", p->path);
-  for (size_t i = 0; i < def.files.size(); ++i)
-    if (def.files[i].content.kind == ContentSource::Kind::file)
-      check("files[" + std::to_string(i) + "].source", def.files[i].content.text);
-  for (size_t i = 0; i < def.scripts.size(); ++i)
-    if (def.scripts[i].content.kind == ContentSource::Kind::file)
-      check("scripts[" + std::to_string(i) + "].source", def.scripts[i].content.text);
-  for (size_t i = 0; i < def.repositories.size(); ++i)
-    if (def.repositories[i].key.kind == ContentSource::Kind::file)
-      check("repositories[" + std::to_string(i) + "].key_file", def.repositories[i].key.text);
-  return problems;
-}
-
 std::string_view toString(Compression c) {
   switch (c) {
     case Compression::zlib:
@@ -876,6 +861,10 @@ std::string_view baseKind(const BaseSpec& base) {
   if (std::holds_alternative<PathBase>(base)) return "path";
   if (std::holds_alternative<UrlBase>(base)) return "url";
   return "debootstrap";
+}
+
+std::string versionAt(const ImageDefinition& def, std::chrono::system_clock::time_point when) {
+  return def.version.empty() ? deriveVersion(when) : def.version;
 }
 
 std::string deriveVersion(std::chrono::system_clock::time_point when) {

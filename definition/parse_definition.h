@@ -22,14 +22,4 @@ GlanceSpec parseGlance(const YamlReader& definitionRoot);
 // Reads and parses a definition file.
 ImageDefinition loadDefinitionFile(const std::filesystem::path& path);
 
-// Checks what parseDefinition cannot: that the local files a definition refers to (file and
-// script `source:`, repository `key_file:`, a `path:` base) exist, resolving relative paths
-// against `baseDir`. Returns one message per problem (empty: all present).
-std::vector<std::string> checkLocalReferences(const ImageDefinition& def,
-                                              const std::filesystem::path& baseDir);
-
-// Resolves a definition-relative path (absolute paths stay as they are).
-std::filesystem::path resolveLocalPath(const std::string& path,
-                                       const std::filesystem::path& baseDir);
-
 }  // namespace imgpipe::definition

@@ -58,6 +58,21 @@ bool buildId(std::string_view s) {
   }
 }
 
+bool bundlePath(std::string_view s) {
+  if (s.empty() || s.size() > 255) return false;
+  int depth = 0;
+  while (true) {
+    auto slash = s.find('/');
+    auto part = s.substr(0, slash);
+    if (part.empty() || part == "." || part == ".." || ++depth > 16 || !allOf(part, [](char c) {
+          return isAlnum(c) || c == '.' || c == '_' || c == '-' || c == '+' || c == '@' || c == '=';
+        }))
+      return false;
+    if (slash == s.npos) return true;
+    s.remove_prefix(slash + 1);
+  }
+}
+
 }  // namespace
 
 std::string_view toString(Kind kind) {
@@ -86,6 +101,8 @@ std::string_view toString(Kind kind) {
       return "CurveZMQ public key (40 Z85 characters)";
     case Kind::buildId:
       return "build id ('/'-separated names of [A-Za-z0-9._-])";
+    case Kind::bundlePath:
+      return "bundle path (a relative path of plain names, no '..')";
   }
   return "identifier";
 }
@@ -119,6 +136,8 @@ bool valid(Kind kind, std::string_view v) {
       return z85(v);
     case Kind::buildId:
       return buildId(v);
+    case Kind::bundlePath:
+      return bundlePath(v);
   }
   return false;
 }

@@ -28,6 +28,8 @@ enum class Kind {
   agentName,     // [A-Za-z0-9._-], 1..64, starting alphanumeric
   curveKey,      // a Z85 CurveZMQ public key: 40 characters
   buildId,       // <digest coordinator id>/<jobId>/<imageId>: the Glance image's stable name
+  bundlePath,    // a relative path of names of [A-Za-z0-9._+@=-] (none "." or ".."), <= 255
+                 // characters and 16 levels: a file travelling with a definition
 };
 
 std::string_view toString(Kind kind);

@@ -1,5 +1,6 @@
 #include "agent-build/base/base_cache.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -9,6 +10,7 @@
 #include "agent-build/base/debootstrap_base.h"
 #include "agent-build/base/download.h"
 #include "agent-build/disk/qemu_img.h"
+#include "common/beneath.h"
 #include "common/error.h"
 #include "common/file_util.h"
 #include "common/hash.h"
@@ -44,11 +46,10 @@ BaseCache::BaseCache(const BuildConfig& config, ExecContext exec, BuildLog& log)
   fs::create_directories(dir_);
 }
 
-BaseCache::Result BaseCache::resolve(const definition::BaseSpec& spec,
-                                     const fs::path& definitionDir, const fs::path& scratch) {
+BaseCache::Result BaseCache::resolve(const definition::BaseSpec& spec, const fs::path& scratch) {
   Result r;
   if (auto* p = std::get_if<definition::PathBase>(&spec))
-    r = fromPath(*p, definitionDir);
+    r = fromPath(*p);
   else if (auto* u = std::get_if<definition::UrlBase>(&spec))
     r = fromUrl(*u);
   else
@@ -69,11 +70,36 @@ void BaseCache::inspect(ResolvedBase& base) {
   base.allocatedSize = allocatedBytes(base.file);
 }
 
-BaseCache::Result BaseCache::fromPath(const definition::PathBase& spec,
-                                      const fs::path& definitionDir) {
+fs::path BaseCache::beneathBaseDirs(const std::string& path) const {
+  const auto& dirs = config_.baseDirs;
+  std::string tried;
+  for (const auto& dir : dirs) {
+    const fs::path root = dir.lexically_normal();
+    fs::path rel = fs::path(path).lexically_normal();
+    if (rel.is_absolute()) rel = rel.lexically_relative(root);
+    tried += (tried.empty() ? "" : ", ") + root.string();
+    if (rel.empty() || *rel.begin() == ".." || rel.is_absolute()) continue;
+    std::error_code ec;
+    if (!fs::is_directory(root, ec)) continue;
+    // Opened beneath the directory with no symlink anywhere on the way: what the checks saw is
+    // the file qemu-img and the build read.
+    UniqueFd dirFd = openDirectory(root);
+    UniqueFd fd(openBeneathRaw(dirFd.get(), rel.string(), O_RDONLY | O_NOFOLLOW));
+    if (!fd) {
+      if (errno == ENOENT) continue;
+      openBeneath(dirFd.get(), rel.string(), O_RDONLY | O_NOFOLLOW, 0, root);  // throws
+    }
+    return root / rel;
+  }
+  throw Error("base.path '" + path + "' is not a file beneath the build agent's base_dirs (" +
+              (tried.empty() ? std::string("none configured") : tried) +
+              "); copy the image there, or use base: url: or debootstrap:");
+}
+
+BaseCache::Result BaseCache::fromPath(const definition::PathBase& spec) {
   Result r;
   r.base.kind = "path";
-  r.base.file = fs::absolute(definition::resolveLocalPath(spec.path, definitionDir));
+  r.base.file = beneathBaseDirs(spec.path);
   r.base.source = r.base.file.string();
   struct stat st {};
   if (::stat(r.base.file.c_str(), &st) != 0) throwErrno("base image " + r.base.file.string());

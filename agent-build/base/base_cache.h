@@ -28,16 +28,16 @@ class BaseCache {
 
   BaseCache(const BuildConfig& config, ExecContext exec, BuildLog& log);
 
-  // `definitionDir` resolves relative base paths; `scratch` hosts a debootstrap run.
-  Result resolve(const definition::BaseSpec& spec, const std::filesystem::path& definitionDir,
-                 const std::filesystem::path& scratch);
+  // `scratch` hosts a debootstrap run. A path base must lie beneath config.baseDirs.
+  Result resolve(const definition::BaseSpec& spec, const std::filesystem::path& scratch);
 
   // Removes least recently used entries until the cache fits base_cache.max_size; entries in
   // use are skipped.
   void evict();
 
  private:
-  Result fromPath(const definition::PathBase& spec, const std::filesystem::path& definitionDir);
+  Result fromPath(const definition::PathBase& spec);
+  std::filesystem::path beneathBaseDirs(const std::string& path) const;
   Result fromUrl(const definition::UrlBase& spec);
   Result fromDebootstrap(const definition::DebootstrapBase& spec,
                          const std::filesystem::path& scratch);

@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <iostream>
+#include <optional>
 #include <thread>
 
 #include "agent-build/runner/build_process.h"
@@ -14,8 +15,10 @@
 #include "common/file_util.h"
 #include "common/hash.h"
 #include "common/log.h"
+#include "common/temp_dir.h"
 #include "common/units.h"
 #include "common/yaml_reader.h"
+#include "definition/bundle.h"
 #include "definition/definition_json.h"
 #include "definition/parse_definition.h"
 
@@ -89,7 +92,14 @@ int validateCommand(int argc, char** argv) {
   }
   try {
     auto def = definition::loadDefinitionFile(file);
-    auto problems = definition::checkLocalReferences(def, fs::path(file).parent_path());
+    std::vector<std::string> problems;
+    try {
+      definition::loadBundle(file);
+    } catch (const YamlError&) {
+      throw;
+    } catch (const Error& e) {
+      problems.push_back(e.what());
+    }
     if (json) {
       auto j = toJson(def);
       j["planned_steps"] = plannedSteps(def);
@@ -139,6 +149,9 @@ int buildOrPrepare(int argc, char** argv, bool baseOnly) {
                  "bases, apt cache and earlier results (default: build.cache_dir)");
   app.add_option("--config", configFile, "an agent config file whose build: section to use");
   app.add_option("--job-id", jobId, "job id for logs and the manifest (default: local-<time>)");
+  std::vector<std::string> baseDirs;
+  app.add_option("--base-dir", baseDirs,
+                 "a directory `base: path:` may name, besides the config's base_dirs (repeatable)");
   app.add_flag("--keep-work-dir", keepWorkDir, "keep the work dir, even after a successful build");
   app.add_flag("--json", json, "print the manifest on stdout (progress goes to stderr)");
   try {
@@ -163,17 +176,21 @@ int buildOrPrepare(int argc, char** argv, bool baseOnly) {
 
   log::init("imgpipe-agent-build", "info");
   JobSpec job;
+  definition::Bundle bundle;
   try {
     if (!configFile.empty()) {
       auto doc = YamlReader::fromFile(configFile);
       job.config = parseBuildConfig(doc.has("build") ? doc.at("build") : doc);
     }
-    auto text = readFile(file);
-    auto def = definition::parseDefinition(text, file);
-    job.definitionText = text;
+    for (const auto& d : baseDirs)
+      job.config.baseDirs.push_back(fs::absolute(d));
+    // The same bundle `imgpipe submit` sends: files from beside the definition, nowhere else.
+    bundle = definition::loadBundle(file);
+    auto def = definition::parseDefinition(bundle.rootText(), file);
+    job.definitionText = bundle.rootText();
     job.definitionSource = file;
-    job.definitionDir = fs::absolute(fs::path(file)).parent_path();
-    job.definitionDigest = toHex(sha256(text));
+    job.definitionDigest = bundle.digest();
+    job.imageVersion = definition::versionAt(def, std::chrono::system_clock::now());
   } catch (const std::exception& e) {
     std::cerr << e.what() << "\n";
     return 2;
@@ -188,6 +205,12 @@ int buildOrPrepare(int argc, char** argv, bool baseOnly) {
   if (job.config.helper == "/proc/self/exe") job.config.helper = fs::read_symlink("/proc/self/exe");
   fs::create_directories(job.config.workDir);
   cleanStaleWorkDirs(job.config.workDir, job.config.keepFailedWorkDir);
+  std::optional<TempDir> bundleDir;
+  if (bundle.files.size() > 1) {
+    bundleDir.emplace(job.config.workDir, "bundle-");
+    definition::writeBundle(bundle, bundleDir->path());
+    job.bundleDir = bundleDir->path();
+  }
 
   std::FILE* out = json ? stderr : stdout;
   std::fprintf(out, "building %s (job %s)\n", file.c_str(), job.jobId.c_str());

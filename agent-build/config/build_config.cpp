@@ -44,6 +44,12 @@ BuildConfig parseBuildConfig(const YamlReader& s) {
   if (auto v = s.at("work_dir"); !v.isNull()) c.workDir = absolutePath(v);
   if (auto v = s.at("cache_dir"); !v.isNull()) c.cacheDir = absolutePath(v);
   if (auto v = s.at("output_dir"); !v.isNull()) c.outputDir = absolutePath(v);
+  if (auto v = s.at("base_dirs"); !v.isNull()) {
+    c.baseDirs.clear();
+    for (const auto& d : v.items())
+      c.baseDirs.push_back(absolutePath(d));
+  }
+  if (auto v = s.at("sources_dir"); !v.isNull()) c.sourcesDir = absolutePath(v);
   c.keepFailedWorkDir = s.get("keep_failed_work_dir", c.keepFailedWorkDir);
   if (auto v = s.at("min_free_space"); !v.isNull()) c.minFreeSpace = v.asSize();
   if (auto v = s.at("attach"); !v.isNull()) {
@@ -111,6 +117,14 @@ nlohmann::json toJson(const BuildConfig& c) {
   return {{"work_dir", c.workDir.string()},
           {"cache_dir", c.cacheDir.string()},
           {"output_dir", c.outputDir.string()},
+          {"base_dirs",
+           [&] {
+             std::vector<std::string> v;
+             for (const auto& d : c.baseDirs)
+               v.push_back(d.string());
+             return v;
+           }()},
+          {"sources_dir", c.sourcesDir.string()},
           {"keep_failed_work_dir", c.keepFailedWorkDir},
           {"min_free_space", c.minFreeSpace},
           {"attach", toString(c.attach)},
@@ -138,6 +152,10 @@ BuildConfig buildConfigFromJson(const nlohmann::json& j) {
   c.workDir = j.at("work_dir").get<std::string>();
   c.cacheDir = j.at("cache_dir").get<std::string>();
   c.outputDir = j.at("output_dir").get<std::string>();
+  c.baseDirs.clear();
+  for (const auto& d : j.at("base_dirs"))
+    c.baseDirs.emplace_back(d.get<std::string>());
+  c.sourcesDir = j.at("sources_dir").get<std::string>();
   c.keepFailedWorkDir = j.at("keep_failed_work_dir");
   c.minFreeSpace = j.at("min_free_space");
   c.attach = attachFrom(j.at("attach"));

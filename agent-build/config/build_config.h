@@ -24,6 +24,12 @@ struct BuildConfig {
   std::filesystem::path cacheDir = "/var/cache/imgpipe/build";
   // Finished images, manifests and build logs, one directory per image name and version.
   std::filesystem::path outputDir = "/var/lib/imgpipe/build/outputs";
+  // The only places a `base: path:` may name (relative paths resolve against the first): a
+  // definition never names an arbitrary file on this host.
+  std::vector<std::filesystem::path> baseDirs{"/var/lib/imgpipe/bases"};
+  // Where `source:` files a definition did not bring with it are looked up (beneath it only);
+  // empty: every such file must come in the definition's bundle.
+  std::filesystem::path sourcesDir;
   bool keepFailedWorkDir = false;
   // A build refuses to start when the work dir has less free space than the base's allocated
   // size plus this margin.

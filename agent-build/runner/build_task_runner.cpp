@@ -1,11 +1,15 @@
 #include "agent-build/runner/build_task_runner.h"
 
+#include <optional>
+
 #include "agent-build/runner/build_process.h"
 #include "agent-build/runner/work_dir.h"
 #include "common/file_util.h"
 #include "common/hash.h"
 #include "common/log.h"
+#include "common/temp_dir.h"
 #include "common/units.h"
+#include "definition/bundle.h"
 #include "definition/parse_definition.h"
 
 namespace imgpipe::build {
@@ -59,6 +63,16 @@ class ReporterEvents : public BuildEvents {
   std::string jobId_;
 };
 
+constexpr std::string_view kBundleDirPrefix = "bundle-";
+
+// Bundle directories of tasks that were running when the agent died.
+void removeStaleBundles(const std::filesystem::path& workDir) {
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(workDir, ec))
+    if (e.is_directory() && e.path().filename().string().starts_with(kBundleDirPrefix))
+      std::filesystem::remove_all(e.path(), ec);
+}
+
 }  // namespace
 
 agent::ArtifactInfo artifactFromOutput(const BuildOutput& output) {
@@ -92,8 +106,20 @@ void BuildTaskRunner::run(const agent::TaskSpec& task, agent::TaskReporter& repo
     return;
   }
   auto jobLog = log::forJob(task.jobId, "definition");
+  // The bundle is checked here as at the coordinator: its paths, its limits, every file the
+  // definition refers to present.
+  definition::Bundle bundle = definition::bundleOf(
+      spec->definitionName.empty() ? "definition.yaml" : spec->definitionName, spec->definition);
+  definition::ImageDefinition def;
   try {
-    definition::parseDefinition(spec->definition, spec->definitionName);
+    for (const auto& [path, content] : spec->bundleFiles)
+      if (!bundle.files.emplace(path, content).second)
+        throw Error("the definition bundle holds '" + path + "' twice");
+    def = definition::parseDefinition(spec->definition, bundle.rootPath);
+    definition::checkBundle(bundle, def);
+    if (!spec->definitionDigest.empty() && spec->definitionDigest != bundle.digest())
+      throw Error("the definition and its files have digest " + bundle.digest() +
+                  ", the task says " + spec->definitionDigest + "; refusing a changed bundle");
   } catch (const std::exception& e) {
     jobLog->error("{}", e.what());
     reporter.failed({.step = "definition", .message = e.what()});
@@ -105,17 +131,29 @@ void BuildTaskRunner::run(const agent::TaskSpec& task, agent::TaskReporter& repo
     if (int n = cleanStaleWorkDirs(config_.workDir, config_.keepFailedWorkDir); n > 0)
       log::named("build")->info("removed {} work directories left by builds that did not finish",
                                 n);
+    removeStaleBundles(config_.workDir);
   });
   cleanStaleWorkDirs(config_.workDir, config_.keepFailedWorkDir);
+
+  // The bundle's files, for the build child to read beneath; gone when the task ends.
+  std::optional<TempDir> bundleDir;
+  if (bundle.files.size() > 1) {
+    bundleDir.emplace(config_.workDir, kBundleDirPrefix);
+    definition::writeBundle(bundle, bundleDir->path());
+  }
 
   JobSpec job;
   job.jobId = task.jobId;
   job.attempt = task.attempt;
   job.agentName = agentName_;
   job.definitionText = spec->definition;
-  job.definitionSource = spec->definitionName.empty() ? "definition" : spec->definitionName;
-  job.definitionDigest =
-      spec->definitionDigest.empty() ? toHex(sha256(spec->definition)) : spec->definitionDigest;
+  job.definitionSource = bundle.rootPath;
+  job.bundleDir = bundleDir ? bundleDir->path() : std::filesystem::path();
+  job.definitionDigest = bundle.digest();
+  // Fixed at submit; a task without one (a test driving the runner directly) is submitted now.
+  job.imageVersion = spec->imageVersion.empty()
+                         ? definition::versionAt(def, std::chrono::system_clock::now())
+                         : spec->imageVersion;
   job.config = config_;
 
   ReporterEvents events(reporter, task.jobId);

@@ -8,8 +8,9 @@ nlohmann::json toJson(const JobSpec& job) {
           {"agent", job.agentName},
           {"definition", job.definitionText},
           {"definition_source", job.definitionSource},
-          {"definition_dir", job.definitionDir.string()},
+          {"bundle_dir", job.bundleDir.string()},
           {"definition_digest", job.definitionDigest},
+          {"image_version", job.imageVersion},
           {"config", toJson(job.config)},
           {"out_dir", job.outDir.string()},
           {"keep_work_dir", job.keepWorkDir},
@@ -23,8 +24,9 @@ JobSpec jobSpecFromJson(const nlohmann::json& j) {
   job.agentName = j.at("agent");
   job.definitionText = j.at("definition");
   job.definitionSource = j.at("definition_source");
-  job.definitionDir = j.at("definition_dir").get<std::string>();
+  job.bundleDir = j.at("bundle_dir").get<std::string>();
   job.definitionDigest = j.at("definition_digest");
+  job.imageVersion = j.at("image_version");
   job.config = buildConfigFromJson(j.at("config"));
   job.outDir = j.at("out_dir").get<std::string>();
   job.keepWorkDir = j.at("keep_work_dir");

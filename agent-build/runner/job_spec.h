@@ -14,9 +14,10 @@ struct JobSpec {
   unsigned attempt = 0;
   std::string agentName;
   std::string definitionText;
-  std::string definitionSource;         // file name for messages
-  std::filesystem::path definitionDir;  // relative `source:` paths resolve against it
-  std::string definitionDigest;         // sha256 hex of definitionText
+  std::string definitionSource;     // its path in the bundle, for messages
+  std::filesystem::path bundleDir;  // the files it brought (definition/bundle.h); empty: none
+  std::string definitionDigest;     // the bundle's digest
+  std::string imageVersion;         // the job's one version, fixed when it was submitted
   BuildConfig config;
   std::filesystem::path outDir;  // empty: <output_dir>/<name>/<version>
   bool keepWorkDir = false;      // keep the work dir even after success

@@ -12,8 +12,9 @@ BuildContext::BuildContext(JobSpec jobSpec, definition::ImageDefinition definiti
       log(buildLog),
       stop(std::move(stopToken)),
       workDir(std::move(dir)),
-      startedAt(std::chrono::system_clock::now()) {
-  version = def.version.empty() ? definition::deriveVersion(startedAt) : def.version;
+      startedAt(std::chrono::system_clock::now()),
+      version(job.imageVersion) {
+  if (version.empty()) throw std::logic_error("a build needs the job's version");
 }
 
 ExecContext BuildContext::exec() const {

@@ -99,7 +99,8 @@ class BuildContext {
   const std::stop_token stop;
   const std::filesystem::path workDir;
   const std::chrono::system_clock::time_point startedAt;
-  std::string version;  // the definition's, or derived from startedAt
+  const std::string
+      version;  // the job's (JobSpec::imageVersion): one version from submit to Glance
 
   // Runs commands for this build: stop token, command timeout, output into the build log.
   ExecContext exec() const;

@@ -1,16 +1,34 @@
 // Step: fetches what the definition points at (files, scripts, repository keys) and computes the
 // content digest — the key under which the finished image can be reused.
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "agent-build/base/download.h"
 #include "agent-build/steps/step.h"
+#include "common/beneath.h"
 #include "common/file_util.h"
 #include "common/hash.h"
+#include "definition/bundle.h"
 #include "definition/definition_json.h"
 #include "definition/parse_definition.h"
 
 namespace imgpipe::build {
 namespace {
+
+std::string readSource(const BuildContext& ctx, const std::string& path) {
+  const definition::BundleLimits limits;
+  if (!ctx.job.bundleDir.empty()) {
+    try {
+      return readFileBeneath(ctx.job.bundleDir, path, limits.fileBytes);
+    } catch (const Error&) {
+      if (ctx.config.sourcesDir.empty()) throw;
+    }
+  }
+  if (ctx.config.sourcesDir.empty())
+    throw Error("'" + path +
+                "' did not come with the definition and this agent has no build.sources_dir");
+  return readFileBeneath(ctx.config.sourcesDir, path, std::numeric_limits<std::size_t>::max());
+}
 
 class FetchInputsStep : public Step {
  public:
@@ -25,20 +43,16 @@ class FetchInputsStep : public Step {
         case definition::ContentSource::Kind::inline_:
           return c.text;
         case definition::ContentSource::Kind::file: {
-          if (ctx.job.definitionDir.empty() && !c.text.starts_with("/"))
-            throw Error(
-                field + ": relative path '" + c.text +
-                "' cannot be resolved for a submitted definition; use an absolute path on the "
-                "build agent or inline content");
-          auto path = definition::resolveLocalPath(c.text, ctx.job.definitionDir);
+          // From the definition's bundle, else from the agent's sources_dir: beneath one of
+          // them, never from anywhere else on this host.
           std::string data;
           try {
-            data = readFile(path);
+            data = readSource(ctx, c.text);
           } catch (const Error& e) {
             throw Error(field + ": " + e.what());
           }
           if (!c.sha256.empty() && toHex(sha256(data)) != c.sha256)
-            throw Error(field + ": " + path.string() + " has sha256 " + toHex(sha256(data)) +
+            throw Error(field + ": " + c.text + " has sha256 " + toHex(sha256(data)) +
                         ", expected " + c.sha256);
           ++fetched;
           return data;

@@ -69,21 +69,11 @@ class ManifestStep : public Step {
     auto outDirFor = [&] {
       return agentLayout ? ctx.config.outputDir / ctx.def.name / ctx.version : ctx.job.outDir;
     };
-    // Two builds of one definition started in the same second would derive the same version:
-    // the later one takes the next free suffix instead of overwriting the other's image.
-    std::optional<FileLock> versionLock;
-    if (ctx.def.version.empty()) {
-      const std::string derived = ctx.version;
-      for (int n = 2;; ++n) {
-        fs::create_directories(outDirFor());
-        versionLock.emplace(outDirFor() / ("." + outputStem(ctx) + ".lock"), ctx.stop);
-        if (!fs::exists(outDirFor() / (outputStem(ctx) + ".qcow2"))) break;
-        versionLock.reset();
-        ctx.version = derived + "-" + std::to_string(n);
-      }
-    }
+    // The version is the job's (unique per image at the coordinator); a second attempt of the
+    // same job replaces the first one's output, one writer at a time.
     const fs::path outDir = outDirFor();
     fs::create_directories(outDir);
+    FileLock versionLock(outDir / ("." + outputStem(ctx) + ".lock"), ctx.stop);
     const std::string stem = outputStem(ctx);
     ctx.finalImage = outDir / (stem + ".qcow2");
     ctx.finalManifest = outDir / (stem + ".manifest.json");
@@ -161,7 +151,8 @@ class ManifestStep : public Step {
                                                   image.at("virtual_size").get<std::uint64_t>())}};
     ctx.manifestJson = manifest.dump(2) + "\n";
     writeFileAtomic(ctx.finalManifest, ctx.manifestJson);
-    if (versionLock) fs::remove(outDir / ("." + stem + ".lock"));
+    std::error_code ec;
+    fs::remove(outDir / ("." + stem + ".lock"), ec);
 
     if (!ctx.reusable && ctx.config.reuseResults)
       ResultCache(ctx.config.cacheDir).store(ctx.contentDigest, ctx.finalImage, manifest);

@@ -90,10 +90,11 @@ int agentMain(int argc, char** argv, Role role, const RoleSetup& setup) {
     int exitCode = 0;
     {
       AgentSession session(zmq, reactor, options, *parts.runner);
-      session.onRefused = [&](const std::string&) {
-        exitCode = 3;
-        reactor.stop();
-      };
+      if (!parts.ignoreRefusals)
+        session.onRefused = [&](const std::string&) {
+          exitCode = 3;
+          reactor.stop();
+        };
       reactor.addFd(signals.fd(), [&] {
         if (int signo = signals.drain()) {
           spdlog::info("received signal {}; stopping running tasks", signo);

@@ -22,6 +22,9 @@ struct RoleParts {
   // --probe: checks that what this role talks to besides the coordinator answers (a glance
   // agent's Glance and Keystone) and says what it found; throws naming what does not answer.
   std::function<std::string()> probe;
+  // A refusal by the coordinator ends the process (exit code 3) unless this is set: only the
+  // tests' hostile agents, which must go on talking the way an attacker's would, set it.
+  bool ignoreRefusals = false;
 };
 
 struct RoleContext {

@@ -8,6 +8,7 @@
 #include "common/agent/wire.h"
 #include "common/net/zap_handler.h"
 #include "protocol/codec.h"
+#include "protocol/id_check.h"
 
 namespace imgpipe::agent {
 
@@ -263,6 +264,10 @@ void AgentSession::onMessage() {
       spdlog::error("coordinator: {}", *mismatch);
       if (onRefused) onRefused(*mismatch);
       return;
+    }
+    if (auto bad = proto::checkIds(env)) {
+      spdlog::warn("dropped a message from the coordinator: {}", *bad);
+      continue;
     }
     liveness_.heard(now);
     lastContact_ = now;

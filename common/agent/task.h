@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <stop_token>
 #include <string>
@@ -26,8 +27,11 @@ struct BuildSpec {
   std::string definition;
   std::string definitionName;
   std::string definitionDigest;
-  std::string imageVersion;  // fixed at submit; overrides a version derived from the definition
+  std::string imageVersion;  // fixed at submit: the one version of the job, everywhere
   std::string imageName;
+  // The files the definition refers to, by bundle path (definition/bundle.h); not the
+  // definition itself.
+  std::map<std::string, std::string> bundleFiles;
 };
 
 struct FetchSpec {

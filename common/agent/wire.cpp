@@ -14,8 +14,12 @@ TaskSpec toTaskSpec(proto::Task::Reader task) {
   switch (kind.which()) {
     case proto::Task::Kind::BUILD: {
       auto b = kind.getBuild();
-      spec.kind = BuildSpec{b.getDefinition(), b.getDefinitionName(), b.getDefinitionDigest(),
-                            b.getImageVersion(), b.getImageName()};
+      BuildSpec build{b.getDefinition(),   b.getDefinitionName(), b.getDefinitionDigest(),
+                      b.getImageVersion(), b.getImageName(),      {}};
+      for (auto f : b.getBundle())
+        build.bundleFiles[f.getPath()] = std::string(
+            reinterpret_cast<const char*>(f.getContent().begin()), f.getContent().size());
+      spec.kind = std::move(build);
       break;
     }
     case proto::Task::Kind::FETCH: {
@@ -51,6 +55,14 @@ void fillTask(proto::Task::Builder out, const TaskSpec& spec) {
     o.setDefinitionDigest(b->definitionDigest);
     o.setImageVersion(b->imageVersion);
     o.setImageName(b->imageName);
+    auto files = o.initBundle(static_cast<unsigned>(b->bundleFiles.size()));
+    unsigned i = 0;
+    for (const auto& [path, content] : b->bundleFiles) {
+      files[i].setPath(path);
+      files[i].setContent(
+          kj::arrayPtr(reinterpret_cast<const capnp::byte*>(content.data()), content.size()));
+      ++i;
+    }
   } else if (auto* f = std::get_if<FetchSpec>(&spec.kind)) {
     auto o = kind.initFetch();
     o.setArtifactId(f->artifactId);

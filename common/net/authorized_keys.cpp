@@ -1,12 +1,15 @@
 #include "common/net/authorized_keys.h"
 
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
 
 #include <sstream>
+#include <tuple>
 
 #include "common/error.h"
 #include "common/file_util.h"
 #include "common/net/curve_keys.h"
+#include "protocol/ids.h"
 
 namespace imgpipe::net {
 
@@ -33,6 +36,7 @@ AuthorizedKeys AuthorizedKeys::parse(std::string_view text, const std::string& s
     auto parsedRole = parseRole(role);
     if (!parsedRole)
       throw Error(where + "unknown role '" + role + "' (use build, relay, glance or operator)");
+    if (auto why = ids::problem("name", ids::Kind::agentName, name)) throw Error(where + *why);
     if (!isValidZ85Key(key)) throw Error(where + "'" + key + "' is not a 40-character Z85 key");
     if (out.findByName(name)) throw Error(where + "name '" + name + "' is listed twice");
     if (auto* other = out.findByKey(key))
@@ -54,24 +58,44 @@ const AuthorizedKey* AuthorizedKeys::findByName(std::string_view name) const {
   return nullptr;
 }
 
-AuthorizedKeysFile::AuthorizedKeysFile(std::filesystem::path path) : path_(std::move(path)) {
+namespace {
+// What tells an edit apart: mtime alone can miss two writes within its granularity, or a file
+// replaced by rename with an older mtime.
+std::tuple<std::filesystem::file_time_type, std::uintmax_t, ino_t> stamp(
+    const std::filesystem::path& path) {
   std::error_code ec;
-  mtime_ = std::filesystem::last_write_time(path_, ec);
+  auto mtime = std::filesystem::last_write_time(path, ec);
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return {mtime, 0, 0};
+  return {mtime, static_cast<std::uintmax_t>(st.st_size), st.st_ino};
+}
+}  // namespace
+
+AuthorizedKeysFile::AuthorizedKeysFile(std::filesystem::path path) : path_(std::move(path)) {
+  stamp_ = stamp(path_);
   keys_ = AuthorizedKeys::load(path_);
 }
 
 const AuthorizedKeys& AuthorizedKeysFile::current() {
-  std::error_code ec;
-  auto mtime = std::filesystem::last_write_time(path_, ec);
-  if (ec || mtime == mtime_) return keys_;
-  mtime_ = mtime;
+  if (stamp(path_) != stamp_) reload();
+  return keys_;
+}
+
+bool AuthorizedKeysFile::reload() {
+  stamp_ = stamp(path_);
   try {
-    keys_ = AuthorizedKeys::load(path_);
-    spdlog::info("reloaded {}: {} keys", path_.string(), keys_.all().size());
+    auto fresh = AuthorizedKeys::load(path_);
+    const bool changed = fresh.all() != keys_.all();
+    keys_ = std::move(fresh);
+    if (changed) {
+      ++generation_;
+      spdlog::info("reloaded {}: {} keys", path_.string(), keys_.all().size());
+    }
+    return changed;
   } catch (const std::exception& e) {
     spdlog::error("keeping the previous authorized keys: {}", e.what());
+    return false;
   }
-  return keys_;
 }
 
 }  // namespace imgpipe::net

@@ -1,8 +1,12 @@
 #pragma once
 
+#include <sys/types.h>
+
+#include <cstdint>
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "common/role.h"
@@ -13,6 +17,7 @@ struct AuthorizedKey {
   std::string name;
   Role role;
   std::string publicKey;  // Z85
+  bool operator==(const AuthorizedKey&) const = default;
 };
 
 // The coordinator's list of who may connect, one key a line:
@@ -34,18 +39,24 @@ class AuthorizedKeys {
   std::vector<AuthorizedKey> keys_;
 };
 
-// authorized_keys as a file that operators edit while the coordinator runs: reread whenever its
-// modification time changes, so adding a site's agent needs no restart. An edit that does not
-// parse keeps the last good list (and says why in the log) rather than locking everyone out.
+// authorized_keys as a file that operators edit while the coordinator runs: reread whenever it
+// changes (and on SIGHUP, through reload()), so adding a site's agent needs no restart and
+// removing or replacing a key takes effect at once. An edit that does not parse keeps the last
+// good list (and says why in the log) rather than locking everyone out.
 class AuthorizedKeysFile {
  public:
   explicit AuthorizedKeysFile(std::filesystem::path path);  // throws on a first load that fails
   const AuthorizedKeys& current();
+  // Reads the file again now; true when the list changed.
+  bool reload();
+  // Grows by one each time the list changes: what holders of sessions compare against.
+  std::uint64_t generation() const { return generation_; }
 
  private:
   std::filesystem::path path_;
   AuthorizedKeys keys_;
-  std::filesystem::file_time_type mtime_{};
+  std::tuple<std::filesystem::file_time_type, std::uintmax_t, ino_t> stamp_{};
+  std::uint64_t generation_ = 0;
 };
 
 }  // namespace imgpipe::net

@@ -22,7 +22,10 @@ int ShutdownSignals::drain() {
   int last = 0;
   signalfd_siginfo info{};
   while (::read(fd_.get(), &info, sizeof info) == sizeof info)
-    if (info.ssi_signo != SIGPIPE) last = static_cast<int>(info.ssi_signo);
+    if (info.ssi_signo == SIGHUP)
+      hangup_ = true;
+    else if (info.ssi_signo != SIGPIPE)
+      last = static_cast<int>(info.ssi_signo);
   return last;
 }
 

@@ -59,6 +59,9 @@ void ZapHandler::handleRequest() {
       statusText = "OK";
       userId = who->name;
       appendProperty(metadata, "X-Role", who->role);
+      // The key itself travels with every frame, so a handler can check each frame against the
+      // allowlist as it is now, not as it was when the connection was made.
+      appendProperty(metadata, "X-Key", z85);
       ++admitted_;
       spdlog::debug("zap: admitted {} ({}) from {}", who->name, who->role, address);
     } else {

@@ -14,12 +14,14 @@ namespace imgpipe::net {
 struct PeerIdentity {
   std::string name;
   std::string role;
+  std::string key;  // Z85; the "X-Key" property of every frame it sends
 };
 
 // The ZAP handler (RFC 27) of one ZeroMQ context. Without it CURVE accepts ANY client key, so
 // every daemon that binds a CURVE server socket must run one. The authorizer gets the client's
 // public key (Z85) and address; a nullopt refuses the connection. An admitted peer's name becomes
-// the ZMQ "User-Id" and its role the "X-Role" property of every message it sends.
+// the ZMQ "User-Id", its role the "X-Role" and its key the "X-Key" property of every message it
+// sends.
 class ZapHandler {
  public:
   using Authorizer = std::function<std::optional<PeerIdentity>(const std::string& publicKey,

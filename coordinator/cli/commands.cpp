@@ -13,6 +13,7 @@
 #include "common/yaml_reader.h"
 #include "coordinator/cli/render.h"
 #include "coordinator/definition_check.h"
+#include "definition/bundle.h"
 #include "definition/definition_json.h"
 #include "definition/parse_definition.h"
 
@@ -158,30 +159,35 @@ int cmdKeygen(const std::string& name, const std::string& dir, bool json) {
 }
 
 int cmdValidate(const std::string& file, bool json) {
-  std::string text;
+  // The same bundle `imgpipe submit` would send: the definition and every file it refers to,
+  // read from beside it, with the coordinator's own checks.
+  definition::Bundle bundle;
   try {
-    text = readFile(file);
+    bundle = definition::loadBundle(file);
+  } catch (const YamlError&) {
+    throw;
   } catch (const Error& e) {
     throw CliError(kUsage, e.what());
   }
-  auto def = definition::parseDefinition(text, file);
-  // Local files it names must exist where the build runs; here they can only be looked for.
-  auto missing =
-      definition::checkLocalReferences(def, std::filesystem::absolute(file).parent_path());
+  auto def = definition::parseDefinition(bundle.rootText(), file);
   if (json) {
+    nlohmann::json files = nlohmann::json::array();
+    for (const auto& [path, data] : bundle.files)
+      if (path != bundle.rootPath) files.push_back({{"path", path}, {"bytes", data.size()}});
     std::cout << nlohmann::json{{"file", file},
                                 {"valid", true},
                                 {"name", def.name},
                                 {"version", def.version},
-                                {"digest", toHex(sha256(text))},
-                                {"not_found_here", missing},
+                                {"digest", bundle.digest()},
+                                {"bundle", files},
                                 {"definition", definition::toJson(def)}}
                      .dump()
               << "\n";
   } else {
     std::cout << file << ": valid\n" << definition::summarize(def) << "\n";
-    for (const auto& m : missing)
-      std::cout << "note: " << m << " (it must exist on the build agent)\n";
+    for (const auto& [path, data] : bundle.files)
+      if (path != bundle.rootPath)
+        std::cout << "  sends        " << path << " (" << formatBytes(data.size()) << ")\n";
   }
   return kOk;
 }
@@ -189,18 +195,28 @@ int cmdValidate(const std::string& file, bool json) {
 int cmdSubmit(const GlobalOptions& g, const std::string& file,
               const std::vector<std::string>& targets, int priority,
               const std::vector<std::string>& labels, bool wait) {
-  std::string text;
+  definition::Bundle bundle;
   try {
-    text = readFile(file);
+    bundle = definition::loadBundle(file);  // fail fast, before talking to anyone
+  } catch (const YamlError&) {
+    throw;
   } catch (const Error& e) {
     throw CliError(kUsage, e.what());
   }
-  coord::inspectDefinition(text, file);  // fail fast, before talking to anyone
   auto client = connect(g);
   auto reply = client.request([&](auto r) {
     auto s = r.initKind().initSubmit();
-    s.setDefinition(text);
-    s.setDefinitionName(std::filesystem::path(file).filename().string());
+    s.setDefinition(bundle.rootText());
+    s.setDefinitionName(bundle.rootPath);
+    auto files = s.initBundle(static_cast<unsigned>(bundle.files.size() - 1));
+    unsigned i = 0;
+    for (const auto& [path, data] : bundle.files) {
+      if (path == bundle.rootPath) continue;
+      files[i].setPath(path);
+      files[i].setContent(
+          kj::arrayPtr(reinterpret_cast<const capnp::byte*>(data.data()), data.size()));
+      ++i;
+    }
     auto t = s.initTargets(static_cast<unsigned>(targets.size()));
     for (unsigned i = 0; i < targets.size(); ++i)
       t.set(i, targets[i]);

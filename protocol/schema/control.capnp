@@ -89,6 +89,14 @@ struct BuildTask {
   definitionDigest @2 :Text;  # sha256 hex of `definition`
   imageVersion @3 :Text;      # fixed by the coordinator at submit (derived when the definition has none)
   imageName @4 :Text;
+  bundle @5 :List(BundleFile);  # the files the definition refers to (definition/bundle.h)
+}
+
+# A file that travels with a definition (a `source:` file, a script, a repository key), by its
+# path relative to the definition. The definition's digest covers every one.
+struct BundleFile {
+  path @0 :Text;
+  content @1 :Data;
 }
 
 # Fetch an artifact from the previous hop into this agent's store.
@@ -225,6 +233,7 @@ struct SubmitRequest {
   targets @2 :List(Text);     # controller agents or sites; empty = the configured default
   priority @3 :Int32;         # higher first
   labels @4 :List(Text);      # required build agent labels
+  bundle @5 :List(BundleFile);  # files the definition refers to, read beside it by the CLI
 }
 
 struct ListRequest {

@@ -15,6 +15,7 @@
 #include "common/file_util.h"
 #include "common/hash.h"
 #include "common/subprocess.h"
+#include "definition/bundle.h"
 #include "tests/build/support/build_fixture.h"
 
 using namespace imgpipe;
@@ -54,7 +55,7 @@ repositories:
     uris: [http://deb.debian.org/debian]
     suites: [bookworm-backports]
     components: [main]
-    key_file: /usr/share/keyrings/debian-archive-keyring.gpg
+    key_file: keys/debian-archive-keyring.gpg   # sent with the definition (its bundle)
 packages:
   install: [qemu-guest-agent, tree]
 files:
@@ -124,8 +125,13 @@ TEST(BuildPipeline, BuildsEveryItemOfTheDefinitionAndReusesTheResult) {
     return artifactFromOutput(out);
   });
 
+  const std::map<std::string, std::string> bundleFiles = {
+      {"keys/debian-archive-keyring.gpg", keyring}};
+  auto bundle = definition::bundleOf("def.yaml", definition);
+  bundle.files.insert(bundleFiles.begin(), bundleFiles.end());
+
   RecordingReporter reporter;
-  runner.run(buildTask("job-main", definition), reporter, {});
+  runner.run(buildTask("job-main", definition, "def.yaml", bundleFiles), reporter, {});
   ASSERT_FALSE(reporter.failure())
       << reporter.failure()->step << ": " << reporter.failure()->message;
   ASSERT_TRUE(reporter.result());
@@ -159,7 +165,7 @@ TEST(BuildPipeline, BuildsEveryItemOfTheDefinitionAndReusesTheResult) {
   EXPECT_EQ(m["image"]["sha256"], artifact.id);
   EXPECT_EQ(m["image"]["sha512"], artifact.sha512);
   EXPECT_EQ(m["image"]["compression"], "zlib");
-  EXPECT_EQ(m["definition"]["digest"], toHex(sha256(definition)));
+  EXPECT_EQ(m["definition"]["digest"], bundle.digest());
   EXPECT_EQ(m["base"]["sha256"], base.sha256);
   EXPECT_EQ(m["build_log"]["sha256"], toHex(sha256(readFile(out.buildLog))));
   EXPECT_TRUE(m["validation"]["passed"]);
@@ -265,7 +271,7 @@ TEST(BuildPipeline, BuildsEveryItemOfTheDefinitionAndReusesTheResult) {
   // Same definition, same base: the result is reused, not rebuilt.
   RecordingReporter again;
   const auto start = std::chrono::steady_clock::now();
-  runner.run(buildTask("job-main-2", definition), again, {});
+  runner.run(buildTask("job-main-2", definition, "def.yaml", bundleFiles), again, {});
   const auto secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   ASSERT_FALSE(again.failure()) << again.failure()->message;
   ASSERT_EQ(published.size(), 2u);
@@ -274,6 +280,25 @@ TEST(BuildPipeline, BuildsEveryItemOfTheDefinitionAndReusesTheResult) {
   EXPECT_LT(secs, 20.0);
   EXPECT_NE(again.result()->detail.find("reused"), std::string::npos);
   EXPECT_EQ(json::parse(published[1].manifestJson)["build"]["reused_from"]["job_id"], "job-main");
+
+  // A job of the next version with identical bytes reuses them, under its own version: the one
+  // the job was given, in the result, the manifest and the Glance spec (issue 10).
+  std::string next = definition;
+  next.replace(next.find("version: \"1.0.0-test\""), 20, "version: \"1.0.1-test\"");
+  RecordingReporter third;
+  auto task = buildTask("job-main-3", next, "def.yaml", bundleFiles);
+  std::get<agent::BuildSpec>(task.kind).imageVersion = "1.0.1-test";
+  runner.run(task, third, {});
+  ASSERT_FALSE(third.failure()) << third.failure()->message;
+  ASSERT_EQ(published.size(), 3u);
+  EXPECT_TRUE(published[2].reused);
+  EXPECT_EQ(third.result()->artifact->id, artifact.id);
+  EXPECT_EQ(third.result()->artifact->imageVersion, "1.0.1-test");
+  auto m3 = json::parse(published[2].manifestJson);
+  EXPECT_EQ(m3["image"]["version"], "1.0.1-test");
+  EXPECT_EQ(m3["glance"]["display_name"], "imgpipe-test-main 1.0.1-test");
+  EXPECT_EQ(published[2].image, config.outputDir / "imgpipe-test-main" / "1.0.1-test" /
+                                    "imgpipe-test-main-1.0.1-test.qcow2");
   for (const auto& l : leftoversUnder(area.root()))
     ADD_FAILURE() << "left behind: " << l;
 }

@@ -4,6 +4,7 @@
 // task work is simulated: it sleeps, reports progress and invents an artifact. For tests and the
 // coordinator benchmark, which exercise the control plane, not image building. Never shipped.
 #include <chrono>
+#include <map>
 #include <thread>
 
 #include "common/agent/agent_main.h"
@@ -17,6 +18,10 @@ namespace {
 struct SimConfig {
   std::chrono::milliseconds build{1500}, fetch{1000}, registration{500};
   std::string failBuildWith;  // non-empty: builds fail (not retryable) with this message
+  // A hostile build agent (the trust tests): reports this value in this field of its artifact
+  // ("id", "imageName", "imageVersion", "manifestDigest", "sha512"); the value "<long>" means
+  // 100,000 characters. It also goes on talking after the coordinator refused it.
+  std::string hostileField, hostileValue;
 };
 
 class SimRunner : public agent::TaskRunner {
@@ -55,6 +60,16 @@ class SimRunner : public agent::TaskRunner {
       a.manifestDigest = toHex(sha256("manifest" + a.id));
       a.imageName = b->imageName;
       a.imageVersion = b->imageVersion;
+      if (!c_.hostileField.empty()) {
+        const std::string v =
+            c_.hostileValue == "<long>" ? std::string(100'000, 'a') : c_.hostileValue;
+        std::map<std::string, std::string*> fields = {{"id", &a.id},
+                                                      {"imageName", &a.imageName},
+                                                      {"imageVersion", &a.imageVersion},
+                                                      {"manifestDigest", &a.manifestDigest},
+                                                      {"sha512", &a.sha512}};
+        *fields.at(c_.hostileField) = v;
+      }
       reporter.completed({a, "", "simulated build"});
     } else if (auto* r = std::get_if<agent::RegisterSpec>(&task.kind)) {
       reporter.completed({std::nullopt, "sim-" + r->artifactId.substr(0, 8), ""});
@@ -87,8 +102,15 @@ int main(int argc, char** argv) {
     if (auto v = s.at("fetch"); !v.isNull()) c.fetch = v.asDuration();
     if (auto v = s.at("register"); !v.isNull()) c.registration = v.asDuration();
     c.failBuildWith = s.get<std::string>("fail_build_with", "");
+    if (auto h = s.at("hostile"); !h.isNull()) {
+      c.hostileField = h.required<std::string>("field");
+      c.hostileValue = h.required<std::string>("value");
+      h.rejectUnknownKeys();
+    }
+    const bool ignoreRefusals = s.get<bool>("ignore_refusals", false);
     s.rejectUnknownKeys();
     agent::RoleParts parts;
+    parts.ignoreRefusals = ignoreRefusals;
     parts.runner = std::make_unique<SimRunner>(c);
     parts.dataEndpoint = ctx.config.get<std::string>("sim_endpoint", "");
     return parts;

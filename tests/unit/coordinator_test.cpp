@@ -151,7 +151,8 @@ TEST(Store, MigratesASchemaVersionOneDatabase) {
   auto jobs = store.loadActiveJobs();
   ASSERT_EQ(jobs.size(), 1u);
   EXPECT_EQ(jobs[0].steps.at(0).unit, "");
+  EXPECT_TRUE(store.loadBundleFiles(7).empty());  // 2 -> 3: jobs of before brought no files
   auto v = store.db().prepare("SELECT value FROM meta WHERE key='schema_version'");
   ASSERT_TRUE(v.step());
-  EXPECT_EQ(v.getText(0), "2");
+  EXPECT_EQ(v.getText(0), "3");
 }

@@ -89,6 +89,8 @@ BuildConfig TestArea::config() const {
   c.helper = agentBinary();
   c.debootstrapMaxAge = std::chrono::hours(720);
   c.minFreeSpace = 512ull << 20;
+  // Path bases the tests use: the machine-wide fixture cache and this test's own area.
+  c.baseDirs = {kSharedCache / "bases", root()};
   return c;
 }
 
@@ -104,7 +106,9 @@ fs::path TestArea::writeConfig(const BuildConfig& c) const {
     << "\n  output_dir: " << c.outputDir.string() << "\n  min_free_space: " << c.minFreeSpace
     << "\n  keep_failed_work_dir: " << (c.keepFailedWorkDir ? "true" : "false")
     << "\n  compression: {type: " << toString(c.compression) << "}"
-    << "\n  base_cache: {debootstrap_max_age: 720h}\n";
+    << "\n  base_cache: {debootstrap_max_age: 720h}\n  base_dirs:\n";
+  for (const auto& d : c.baseDirs)
+    y << "    - " << d.string() << "\n";
   auto p = root() / "agent-build.yaml";
   writeFileAtomic(p, y.str());
   return p;
@@ -243,12 +247,12 @@ std::string RecordingReporter::stepsLogged() const {
 }
 
 agent::TaskSpec buildTask(const std::string& jobId, const std::string& definition,
-                          const std::string& name) {
+                          const std::string& name, std::map<std::string, std::string> bundleFiles) {
   agent::TaskSpec t;
   t.taskId = jobId + "-task";
   t.jobId = jobId;
   t.step = "build";
-  t.kind = agent::BuildSpec{definition, name, ""};
+  t.kind = agent::BuildSpec{definition, name, "", "", "", std::move(bundleFiles)};
   return t;
 }
 

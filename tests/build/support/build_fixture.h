@@ -3,6 +3,7 @@
 #include <sys/types.h>
 
 #include <filesystem>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -99,7 +100,9 @@ class RecordingReporter : public agent::TaskReporter {
   std::optional<agent::TaskFailureInfo> failure_;
 };
 
+// A build task as the coordinator sends it; `bundleFiles` are the files the definition refers to.
 agent::TaskSpec buildTask(const std::string& jobId, const std::string& definition,
-                          const std::string& name = "def.yaml");
+                          const std::string& name = "def.yaml",
+                          std::map<std::string, std::string> bundleFiles = {});
 
 }  // namespace imgpipe::build::test
