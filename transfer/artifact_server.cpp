@@ -413,7 +413,7 @@ void ArtifactServer::startDelta(const std::string& deltaId, const std::shared_pt
       std::jthread([this, alive, deltaId, target, basis, signature, opts, qcow2Ok] {
         std::string failure;
         try {
-          TempDir work(store_.options().dir / "tmp", "delta-");
+          TempDir work(store_.scratch().path(), "delta-");
           const fs::path out = work.path() / "delta";
           DeltaStats stats;
           DeltaFormat format = DeltaFormat::rdiffXz;

@@ -275,8 +275,7 @@ bool TransferPlane::tryDelta(const FetchRequest& request, Fetcher& fetcher,
     }
   };
   Artifact& target = writer.artifact();
-  fs::create_directories(store_->options().dir / "tmp");
-  TempDir work(store_->options().dir / "tmp", "fetch-delta-");
+  TempDir work(store_->scratch().path(), "fetch-delta-");
   DeltaExchange ex(
       target.id(), basis->id(), {DeltaFormat::qcow2Clusters, DeltaFormat::rdiffXz},
       [&](std::uint32_t blockLen) {

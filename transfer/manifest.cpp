@@ -168,12 +168,16 @@ std::optional<Manifest> decodeManifest(std::string_view encoded, std::string* er
 }
 
 Manifest buildManifest(const std::filesystem::path& file, const ManifestOptions& options) {
+  UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) throwErrno("cannot open " + file.string());
+  return buildManifest(fd.get(), file, options);
+}
+
+Manifest buildManifest(int fd, const std::filesystem::path& file, const ManifestOptions& options) {
   if (options.chunkSize < kMinChunkSize || options.chunkSize > kMaxChunkSize)
     throw Error("chunk size " + std::to_string(options.chunkSize) + " is out of range (" +
                 std::to_string(kMinChunkSize) + ".." + std::to_string(kMaxChunkSize) + ")");
-  UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) throwErrno("cannot open " + file.string());
-  ::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
+  ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
   Manifest m;
   m.kind = options.kind;
   m.imageName = options.imageName;
@@ -189,7 +193,7 @@ Manifest buildManifest(const std::filesystem::path& file, const ManifestOptions&
   for (;;) {
     size_t filled = 0;
     while (filled < buf.size()) {
-      ssize_t n = ::read(fd.get(), buf.data() + filled, buf.size() - filled);
+      ssize_t n = ::read(fd, buf.data() + filled, buf.size() - filled);
       if (n < 0) {
         if (errno == EINTR) continue;
         throwErrno("cannot read " + file.string());

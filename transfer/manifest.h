@@ -70,6 +70,8 @@ struct ManifestOptions {
 // Reads the file once: chunk hashes, whole-file SHA-256 and SHA-512, and the virtual size when it
 // is a qcow2 (from its header; the file size otherwise).
 Manifest buildManifest(const std::filesystem::path& file, const ManifestOptions& options);
+// The same from an open file (read from where it is); `file` only names it in errors.
+Manifest buildManifest(int fd, const std::filesystem::path& file, const ManifestOptions& options);
 
 constexpr std::uint32_t kMinChunkSize = 64 << 10;
 constexpr std::uint32_t kMaxChunkSize = 16 << 20;
