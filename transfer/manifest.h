@@ -44,8 +44,6 @@ struct Manifest {
   }
 };
 
-std::string deltaArtifactId(std::string_view basisId, std::string_view targetId);
-
 // The wire bytes of a manifest. Encode once, at the origin; everyone else keeps the bytes as
 // received, because the digest is over these exact bytes.
 std::string encodeManifest(const Manifest& manifest);
