@@ -126,7 +126,6 @@ class ArtifactServer {
   // What the server holds for one connection (routing id).
   struct Peer {
     explicit Peer(std::size_t capacity) : owed(capacity) {}
-    std::string key;
     std::optional<HeldChunk> held;
     PeerOutbox owed;
     std::size_t parked = 0;

@@ -518,7 +518,7 @@ std::shared_ptr<Artifact> ArtifactStore::openPartial(const std::string& encoded)
   std::string why;
   auto m = decodeManifest(encoded, &why);
   if (!m) throw Error("invalid manifest: " + why);
-  const std::string id = m->id();
+  const std::string id = ids::require("artifact id", ids::Kind::artifactId, m->id());
   const std::string digest = manifestDigest(encoded);
   if (auto existing = find(id)) {
     if (existing->digest() == digest) return existing;
