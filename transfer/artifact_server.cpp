@@ -4,9 +4,13 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstring>
+
 #include "common/error.h"
 #include "common/temp_dir.h"
 #include "common/units.h"
+#include "protocol/ids.h"
 #include "transfer/delta.h"
 #include "transfer/transfer_wire.h"
 
@@ -19,7 +23,26 @@ namespace {
 std::string shortId(const std::string& id) {
   return id.substr(0, std::min<size_t>(id.size(), 16));
 }
+
+// How often the outboxes of peers whose queue was full are retried. A ROUTER says nothing when
+// one peer's pipe drains (its POLLOUT is always set), so the server looks: one attempt per
+// blocked peer per period, which costs nothing while no peer is blocked.
+constexpr std::chrono::milliseconds kPumpPeriod{2};
 }  // namespace
+
+ArtifactServer::SignatureUpload::SignatureUpload(const StoreDir& d, std::string n, std::string k)
+    : dir(d), name(std::move(n)), peerKey(std::move(k)) {
+  fd = dir.open(name, O_WRONLY | O_CREAT | O_EXCL, 0600);
+}
+
+ArtifactServer::SignatureUpload::~SignatureUpload() {
+  fd.reset();
+  try {
+    dir.unlink(name);
+  } catch (const std::exception& e) {
+    spdlog::warn("artifact server: {}", e.what());
+  }
+}
 
 ArtifactServer::ArtifactServer(zmq::context_t& context, net::Reactor& reactor, ArtifactStore& store,
                                net::CurveKeyPair keys, ServerOptions options)
@@ -33,18 +56,23 @@ ArtifactServer::ArtifactServer(zmq::context_t& context, net::Reactor& reactor, A
   zap_ = std::make_unique<net::ZapHandler>(
       context_, reactor_,
       [this](const std::string& key, const std::string&) -> std::optional<net::PeerIdentity> {
-        if (allowAll_.count(key)) return net::PeerIdentity{key, "transfer"};
-        for (const auto& [artifact, granted] : grants_)
-          if (granted.count(key)) return net::PeerIdentity{key, "transfer"};
+        if (grants_.knows(key)) return net::PeerIdentity{key, "transfer"};
         return std::nullopt;
       });
   net::configureCurveServer(socket_, keys_.secretKey);
   net::configureHeartbeats(socket_, options_.heartbeatInterval, options_.heartbeatTimeout);
-  // A reply to a receiver that has gone away fails instead of vanishing silently, and nothing
-  // is dropped for a full queue: the receivers' credit windows bound what is queued.
+  // A reply to a receiver that has gone away fails instead of vanishing silently, and a send to a
+  // peer whose queue is full fails (EAGAIN) instead of blocking or dropping: the chunk then
+  // waits in that peer's outbox. The high-water mark is per peer (per pipe), in messages: with
+  // the store's chunk size it bounds what one peer can make this process hold, whatever it asks
+  // for and however slowly it reads.
   socket_.set(zmq::sockopt::router_mandatory, 1);
-  socket_.set(zmq::sockopt::sndhwm, 0);
+  const auto hwm = std::max<std::uint64_t>(
+      2, options_.limits.peerQueueBytes / std::max<std::uint32_t>(1, store_.options().chunkSize));
+  socket_.set(zmq::sockopt::sndhwm, static_cast<int>(std::min<std::uint64_t>(hwm, 1 << 20)));
   socket_.set(zmq::sockopt::sndbuf, 4 << 20);
+  // A frame larger than any request is refused before it is read: the connection is dropped.
+  socket_.set(zmq::sockopt::maxmsgsize, wire::kMaxRequestFrame);
   socket_.bind(options_.listen);
   reactor_.addSocket(socket_, [this] { onReadable(); });
   std::weak_ptr<bool> alive = alive_;
@@ -53,15 +81,17 @@ ArtifactServer::ArtifactServer(zmq::context_t& context, net::Reactor& reactor, A
       if (!alive.expired()) onStoreEvent(event);
     });
   });
-  expiryTimer_ = reactor_.every(std::chrono::seconds(10), [this] { expireParked(); });
+  expiryTimer_ = reactor_.every(std::chrono::seconds(1), [this] { expireParked(); });
   spdlog::info("artifact server listening on {}", endpoint());
 }
 
 ArtifactServer::~ArtifactServer() {
   store_.unsubscribe(storeToken_);
   reactor_.cancel(expiryTimer_);
+  if (pumpTimer_) reactor_.cancel(pumpTimer_);
   reactor_.removeSocket(socket_);
   deltaWorkers_.clear();  // joins: a delta being computed finishes first
+  uploads_.clear();
   alive_.reset();
 }
 
@@ -70,39 +100,42 @@ std::string ArtifactServer::endpoint() const {
 }
 
 void ArtifactServer::grant(const std::string& artifactId, const std::string& peerKey,
-                           const std::string& peerName) {
-  grants_[artifactId][peerKey] = peerName;
-  spdlog::info("artifact server: {} may fetch {}", peerName, shortId(artifactId));
+                           const std::string& peerName, const std::string& jobId) {
+  grants_.grant(artifactId, peerKey, peerName, jobId);
+  spdlog::info("artifact server: {} may fetch {} (job {}; {} job(s) hold it)", peerName,
+               shortId(artifactId), jobId, grants_.jobs(artifactId, peerKey));
 }
 
-void ArtifactServer::revoke(const std::string& artifactId, const std::string& peerKey) {
-  auto it = grants_.find(artifactId);
-  if (it == grants_.end()) return;
-  it->second.erase(peerKey);
-  if (it->second.empty()) grants_.erase(it);
+void ArtifactServer::revoke(const std::string& artifactId, const std::string& peerKey,
+                            const std::string& jobId) {
+  const bool last = grants_.revoke(artifactId, peerKey, jobId);
+  spdlog::info("artifact server: job {} no longer needs {} for {}{}", jobId, shortId(artifactId),
+               grants_.nameOf(peerKey),
+               last ? "; grant removed" : "; other jobs may still hold it");
 }
 
 void ArtifactServer::allowAll(const std::string& peerKey, const std::string& peerName) {
-  allowAll_[peerKey] = peerName;
+  grants_.allowAll(peerKey, peerName);
 }
 
 bool ArtifactServer::authorized(const std::string& key, const std::string& artifactId) const {
-  if (allowAll_.count(key)) return true;
-  auto granted = [&](const std::string& id) {
-    auto it = grants_.find(id);
-    return it != grants_.end() && it->second.count(key) != 0;
-  };
-  if (granted(artifactId)) return true;
-  // A grant for an image covers deltas that produce it.
-  if (artifactId.starts_with("delta-") && artifactId.size() > 6 + 64 + 1)
-    return granted(artifactId.substr(artifactId.size() - 64));
-  return false;
+  return grants_.allows(key, artifactId);
+}
+
+std::string ArtifactServer::peerName(const std::string& key) const {
+  return grants_.nameOf(key);
+}
+
+ArtifactServer::Peer& ArtifactServer::peer(const std::string& routingId) {
+  auto it = peers_.find(routingId);
+  if (it == peers_.end()) it = peers_.emplace(routingId, Peer(options_.limits.peerRequests)).first;
+  return it->second;
 }
 
 void ArtifactServer::onReadable() {
   for (int budget = 0; budget < 256; ++budget) {
     zmq::message_t routing;
-    if (!socket_.recv(routing, zmq::recv_flags::dontwait)) return;
+    if (!socket_.recv(routing, zmq::recv_flags::dontwait)) break;
     std::vector<zmq::message_t> parts;
     bool more = routing.more();
     while (more) {
@@ -118,19 +151,22 @@ void ArtifactServer::onReadable() {
       handle(routing.to_string(), key, parts[0], parts.size() > 1 ? &parts[1] : nullptr);
     } catch (const std::exception& e) {
       // One bad request (a disk error reading a chunk) must not end the server.
-      spdlog::error("artifact server: request failed: {}", e.what());
+      spdlog::error("artifact server: request from {} failed: {}", peerName(key), e.what());
     }
   }
+  pump();
 }
 
 void ArtifactServer::handle(const std::string& routingId, const std::string& key,
                             const zmq::message_t& header, const zmq::message_t* payload) {
   auto decoded = wire::decode(header.data(), header.size());
-  if (auto* why = std::get_if<std::string>(&decoded)) {
+  if (auto* r = std::get_if<wire::Refused>(&decoded)) {
     ++stats_.undecodable;
-    spdlog::warn("artifact server: dropped an undecodable request: {}", *why);
-    if (why->find("version mismatch") != std::string::npos)
-      replyUnavailable(routingId, "", *why, false);
+    if (r->kind == wire::Refused::Kind::invalidId) ++stats_.invalidIds;
+    spdlog::warn("artifact server: refused a request from {}: {}", peerName(key), r->reason);
+    // Answered, so a peer with a bug learns which field is wrong; never acted on.
+    if (r->kind != wire::Refused::Kind::malformed)
+      replyUnavailable(routingId, "", r->reason, false);
     return;
   }
   auto body = std::get<0>(decoded)->root().getBody();
@@ -152,7 +188,13 @@ void ArtifactServer::handle(const std::string& routingId, const std::string& key
         // A relay still waiting for it: say so (the receiver shows "waiting for upstream"), and
         // answer the moment it arrives rather than at the receiver's next retry.
         auto& waiting = parkedManifests_[id];
-        if (waiting.size() < 64) waiting.push_back({routingId, SteadyClock::now()});
+        Peer& p = peer(routingId);
+        const bool already = std::any_of(waiting.begin(), waiting.end(),
+                                         [&](const Parked& w) { return w.routingId == routingId; });
+        if (!already && waiting.size() < 64 && p.parked < options_.limits.peerRequests) {
+          waiting.push_back({routingId, SteadyClock::now()});
+          ++p.parked;
+        }
         return replyUnavailable(routingId, id, "not here yet", true);
       }
       return replyManifest(routingId, *artifact);
@@ -167,7 +209,16 @@ void ArtifactServer::handle(const std::string& routingId, const std::string& key
       auto artifact = store_.find(id);
       if (!artifact) return replyUnavailable(routingId, id, "not here yet", true);
       const auto now = SteadyClock::now();
-      for (auto index : req.getIndices()) {
+      // Each index once per request, whatever the request repeats.
+      std::vector<std::uint32_t> indices;
+      indices.reserve(req.getIndices().size());
+      for (auto i : req.getIndices())
+        indices.push_back(i);
+      std::sort(indices.begin(), indices.end());
+      const auto unique = std::unique(indices.begin(), indices.end());
+      stats_.droppedRequests += static_cast<std::uint64_t>(indices.end() - unique);
+      indices.erase(unique, indices.end());
+      for (auto index : indices) {
         if (index >= artifact->manifest().chunkCount()) continue;
         if (artifact->hasChunk(index))
           serve(routingId, artifact, index, now);
@@ -199,8 +250,11 @@ void ArtifactServer::handle(const std::string& routingId, const std::string& key
 }
 
 void ArtifactServer::reply(const std::string& routingId, std::string header) {
+  // Small replies are dropped when the peer's queue is full: it is busy receiving chunks, and
+  // every request it makes is repeated when unanswered.
   try {
-    socket_.send(zmq::buffer(routingId), zmq::send_flags::sndmore);
+    if (!socket_.send(zmq::buffer(routingId), zmq::send_flags::sndmore | zmq::send_flags::dontwait))
+      return;
     socket_.send(zmq::buffer(header), zmq::send_flags::none);
   } catch (const zmq::error_t&) {
     // The receiver disconnected; it asks again when it is back.
@@ -226,8 +280,34 @@ void ArtifactServer::replyManifest(const std::string& routingId, const Artifact&
   reply(routingId, m.bytes());
 }
 
+ArtifactServer::SendResult ArtifactServer::sendChunk(const std::string& routingId,
+                                                     const std::string& header,
+                                                     zmq::message_t& payload) {
+  try {
+    // The first frame is where ZeroMQ checks the peer's pipe; once it is taken, the rest of the
+    // message is too.
+    if (!socket_.send(zmq::buffer(routingId), zmq::send_flags::sndmore | zmq::send_flags::dontwait))
+      return SendResult::full;
+    socket_.send(zmq::buffer(header), zmq::send_flags::sndmore);
+    const auto len = payload.size();
+    socket_.send(payload, zmq::send_flags::none);
+    ++stats_.chunksServed;
+    stats_.bytesServed += len;
+    return SendResult::sent;
+  } catch (const zmq::error_t&) {
+    return SendResult::gone;  // EHOSTUNREACH: that connection is gone
+  }
+}
+
 void ArtifactServer::serve(const std::string& routingId, const std::shared_ptr<Artifact>& artifact,
                            std::uint32_t index, SteadyClock::time_point since) {
+  Peer& p = peer(routingId);
+  if (p.held || !p.owed.empty()) {
+    // Its queue is full: owe it the chunk (once), read it from disk when it can be sent.
+    if (!p.owed.add({artifact->id(), index, since})) ++stats_.droppedRequests;
+    schedulePump();
+    return;
+  }
   const std::uint32_t len = artifact->manifest().chunkLength(index);
   zmq::message_t payload(len);
   switch (artifact->readChunk(index, static_cast<std::byte*>(payload.data()))) {
@@ -241,11 +321,13 @@ void ArtifactServer::serve(const std::string& routingId, const std::shared_ptr<A
       park(routingId, artifact->id(), index, since);
       if (!repair_ || !repair_(artifact, index)) {
         auto& waiting = parked_[artifact->id()][index];
-        for (const auto& p : waiting)
-          replyUnavailable(p.routingId, artifact->id(),
+        for (const auto& w : waiting) {
+          unpark(w.routingId);
+          replyUnavailable(w.routingId, artifact->id(),
                            "chunk " + std::to_string(index) +
                                " is damaged on this host's disk and cannot be fetched again here",
                            false);
+        }
         waiting.clear();
       }
       return;
@@ -257,23 +339,99 @@ void ArtifactServer::serve(const std::string& routingId, const std::shared_ptr<A
   h.setSize(len);
   h.setHeldUs(static_cast<std::uint64_t>(
       std::chrono::duration_cast<std::chrono::microseconds>(SteadyClock::now() - since).count()));
-  const std::string header = m.bytes();
-  try {
-    socket_.send(zmq::buffer(routingId), zmq::send_flags::sndmore);
-    socket_.send(zmq::buffer(header), zmq::send_flags::sndmore);
-    socket_.send(payload, zmq::send_flags::none);
-    ++stats_.chunksServed;
-    stats_.bytesServed += len;
-  } catch (const zmq::error_t&) {
+  std::string header = m.bytes();
+  switch (sendChunk(routingId, header, payload)) {
+    case SendResult::sent:
+      return;
+    case SendResult::full:
+      ++stats_.queueFull;
+      p.held = HeldChunk{std::move(header), std::move(payload)};
+      schedulePump();
+      return;
+    case SendResult::gone:
+      peers_.erase(routingId);
+      return;
+  }
+}
+
+void ArtifactServer::schedulePump() {
+  if (pumpTimer_) return;
+  pumpTimer_ = reactor_.every(kPumpPeriod, [this] { pump(); });
+}
+
+void ArtifactServer::pump() {
+  bool blocked = false;
+  std::vector<std::string> gone;
+  for (auto& [routingId, p] : peers_) {
+    if (p.held) {
+      switch (sendChunk(routingId, p.held->header, p.held->payload)) {
+        case SendResult::sent:
+          p.held.reset();
+          break;
+        case SendResult::full:
+          break;
+        case SendResult::gone:
+          gone.push_back(routingId);
+          continue;
+      }
+    }
+    // Owed chunks go out until the queue is full again (serve() holds the one it refuses).
+    while (!p.held && !p.owed.empty()) {
+      auto owed = p.owed.next();
+      std::shared_ptr<Artifact> artifact;
+      try {
+        artifact = store_.find(owed->artifactId);
+      } catch (const std::exception&) {
+      }
+      if (!artifact) continue;
+      const std::uint32_t len = artifact->manifest().chunkLength(owed->index);
+      zmq::message_t payload(len);
+      if (artifact->readChunk(owed->index, static_cast<std::byte*>(payload.data())) !=
+          ReadStatus::ok)
+        continue;  // damaged or dropped since: the receiver asks for it again
+      wire::Message m;
+      auto h = m.body().initChunk();
+      h.setArtifactId(artifact->id());
+      h.setIndex(owed->index);
+      h.setSize(len);
+      h.setHeldUs(static_cast<std::uint64_t>(
+          std::chrono::duration_cast<std::chrono::microseconds>(SteadyClock::now() - owed->since)
+              .count()));
+      std::string header = m.bytes();
+      const auto result = sendChunk(routingId, header, payload);
+      if (result == SendResult::full) p.held = HeldChunk{std::move(header), std::move(payload)};
+      if (result == SendResult::gone) {
+        gone.push_back(routingId);
+        break;
+      }
+    }
+    blocked |= p.held.has_value() || !p.owed.empty();
+  }
+  for (const auto& routingId : gone)
+    peers_.erase(routingId);
+  if (!blocked && pumpTimer_) {
+    reactor_.cancel(pumpTimer_);
+    pumpTimer_ = 0;
   }
 }
 
 void ArtifactServer::park(const std::string& routingId, const std::string& artifactId,
                           std::uint32_t index, SteadyClock::time_point since) {
   auto& waiting = parked_[artifactId][index];
-  for (const auto& p : waiting)
-    if (p.routingId == routingId) return;
+  for (const auto& w : waiting)
+    if (w.routingId == routingId) return;
+  Peer& p = peer(routingId);
+  if (p.parked >= options_.limits.peerRequests) {
+    ++stats_.droppedRequests;  // the receiver asks again when the chunk does not come
+    return;
+  }
+  ++p.parked;
   waiting.push_back({routingId, since});
+}
+
+void ArtifactServer::unpark(const std::string& routingId) {
+  auto it = peers_.find(routingId);
+  if (it != peers_.end() && it->second.parked > 0) --it->second.parked;
 }
 
 void ArtifactServer::onStoreEvent(const StoreEvent& event) {
@@ -282,9 +440,11 @@ void ArtifactServer::onStoreEvent(const StoreEvent& event) {
     if (m == parkedManifests_.end()) return;
     auto waiting = std::move(m->second);
     parkedManifests_.erase(m);
-    if (auto artifact = store_.find(event.artifactId))
-      for (const auto& p : waiting)
-        replyManifest(p.routingId, *artifact);
+    auto artifact = store_.find(event.artifactId);
+    for (const auto& p : waiting) {
+      unpark(p.routingId);
+      if (artifact) replyManifest(p.routingId, *artifact);
+    }
     return;
   }
   if (event.kind != StoreEvent::Kind::chunk) return;
@@ -296,24 +456,43 @@ void ArtifactServer::onStoreEvent(const StoreEvent& event) {
   a->second.erase(c);
   if (a->second.empty()) parked_.erase(a);
   auto artifact = store_.find(event.artifactId);
-  if (!artifact) return;
-  for (const auto& p : waiting)
-    serve(p.routingId, artifact, event.index, p.since);
+  for (const auto& p : waiting) {
+    unpark(p.routingId);
+    if (artifact) serve(p.routingId, artifact, event.index, p.since);
+  }
 }
 
 void ArtifactServer::expireParked() {
-  const auto cutoff = SteadyClock::now() - options_.parkTimeout;
+  const auto now = SteadyClock::now();
+  const auto cutoff = now - options_.parkTimeout;
+  auto expired = [&](const Parked& p) {
+    if (p.since >= cutoff) return false;
+    unpark(p.routingId);
+    return true;
+  };
   for (auto m = parkedManifests_.begin(); m != parkedManifests_.end();) {
-    std::erase_if(m->second, [&](const Parked& p) { return p.since < cutoff; });
+    std::erase_if(m->second, expired);
     m = m->second.empty() ? parkedManifests_.erase(m) : std::next(m);
   }
   for (auto a = parked_.begin(); a != parked_.end();) {
     for (auto c = a->second.begin(); c != a->second.end();) {
-      std::erase_if(c->second, [&](const Parked& p) { return p.since < cutoff; });
+      std::erase_if(c->second, expired);
       c = c->second.empty() ? a->second.erase(c) : std::next(c);
     }
     a = a->second.empty() ? parked_.erase(a) : std::next(a);
   }
+  // An upload nobody finished or used is removed, file and all.
+  const auto uploadCutoff = now - options_.limits.uploadTimeout;
+  std::erase_if(uploads_, [&](const auto& u) {
+    if (u.second->inUse || u.second->lastPart >= uploadCutoff) return false;
+    spdlog::info("artifact server: removing the unused signature upload of {} for {}",
+                 peerName(u.first.first), shortId(u.first.second));
+    return true;
+  });
+  // Connections that hold nothing any more are forgotten.
+  std::erase_if(peers_, [](const auto& p) {
+    return !p.second.held && p.second.owed.empty() && p.second.parked == 0;
+  });
 }
 
 // --- deltas -----------------------------------------------------------------------------------
@@ -336,10 +515,11 @@ void ArtifactServer::openDelta(const std::string& routingId, const std::string& 
     ++stats_.refused;
     return replyUnavailable(routingId, targetId, "not granted to this peer", false);
   }
-  const std::string deltaId = deltaArtifactId(basisId, targetId);
+  const std::string deltaId = ids::deltaId(basisId, targetId);
   auto refuse = [&](const std::string& why) {
     replyDelta(routingId, targetId, basisId, [&](auto r) { r.setUnavailable(why); });
   };
+  auto pending = [&] { replyDelta(routingId, targetId, basisId, [](auto r) { r.setPending(); }); };
   if (auto delta = store_.find(deltaId)) {
     return replyDelta(routingId, targetId, basisId, [&](auto r) {
       auto ready = r.initReady();
@@ -349,25 +529,29 @@ void ArtifactServer::openDelta(const std::string& routingId, const std::string& 
     });
   }
   if (auto f = deltaFailures_.find(deltaId); f != deltaFailures_.end()) return refuse(f->second);
-  if (deltaWorkers_.count(deltaId))
-    return replyDelta(routingId, targetId, basisId, [](auto r) { r.setPending(); });
+  if (deltaWorkers_.count(deltaId)) return pending();
   auto target = store_.find(targetId);
   // This agent is receiving the target right now (a relay fetching it, maybe as a delta itself):
   // the delta for the next hop follows — cut through when it is the same delta, computed here
   // once the target is complete otherwise. Meanwhile the receiver asks again.
-  if (target && !target->complete() && target->receiving())
-    return replyDelta(routingId, targetId, basisId, [](auto r) { r.setPending(); });
+  if (target && !target->complete() && target->receiving()) return pending();
   if (!target || !target->complete())
     return refuse("the target is not complete here; fetch it whole");
   auto basis = store_.find(basisId);
-  if (basis && basis->complete()) {
-    startDelta(deltaId, target, basis, {}, qcow2Ok);
-    return replyDelta(routingId, targetId, basisId, [](auto r) { r.setPending(); });
-  }
-  auto up = uploads_.find(deltaId);
-  if (up != uploads_.end() && up->second.total > 0 && up->second.received >= up->second.total) {
-    startDelta(deltaId, target, nullptr, up->second.file, false);
-    return replyDelta(routingId, targetId, basisId, [](auto r) { r.setPending(); });
+  auto up = uploads_.find({key, deltaId});
+  const bool uploaded =
+      up != uploads_.end() && up->second->total > 0 && up->second->received >= up->second->total;
+  if ((basis && basis->complete()) || uploaded) {
+    // Bounded: beyond `deltaJobs` the receiver is told "pending" and asks again shortly.
+    if (deltaWorkers_.size() >= options_.limits.deltaJobs) return pending();
+    if (basis && basis->complete()) {
+      startDelta(deltaId, target, basis, {}, qcow2Ok, std::nullopt);
+    } else {
+      up->second->inUse = true;
+      startDelta(deltaId, target, nullptr, up->second->dir.path(up->second->name), false,
+                 up->first);
+    }
+    return pending();
   }
   const std::uint32_t block = options_.deltaBlockSize;
   replyDelta(routingId, targetId, basisId, [&](auto r) { r.setNeedSignature(block); });
@@ -377,43 +561,69 @@ void ArtifactServer::signaturePart(const std::string& routingId, const std::stri
                                    const std::string& targetId, const std::string& basisId,
                                    std::uint64_t offset, std::uint64_t total,
                                    std::uint32_t blockSize, std::span<const std::byte> bytes) {
+  // Only for a target this peer may fetch; the basis is a well-formed image id (checked at
+  // decode), not necessarily one held here — that is what the signature is for.
   if (!authorized(key, targetId)) {
     ++stats_.refused;
+    ++stats_.refusedUploads;
     return replyUnavailable(routingId, targetId, "not granted to this peer", false);
   }
-  if (total > (1ull << 32) || offset + bytes.size() > total) return;  // nonsense: ignore
-  const std::string deltaId = deltaArtifactId(basisId, targetId);
-  auto& up = uploads_[deltaId];
-  if (up.file.empty() || up.total != total || offset == 0) {
-    fs::create_directories(store_.options().dir / "tmp");
-    up.file = store_.options().dir / "tmp" / (deltaId + ".sig");
-    up.total = total;
-    up.received = 0;
-    up.blockSize = blockSize;
-    UniqueFd fd(::open(up.file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-    if (!fd) throwErrno("cannot create " + up.file.string());
+  const std::string deltaId = ids::deltaId(basisId, targetId);
+  const std::pair<std::string, std::string> slot{key, deltaId};
+  auto refuse = [&](const std::string& why) {
+    ++stats_.refusedUploads;
+    auto it = uploads_.find(slot);
+    if (it != uploads_.end() && !it->second->inUse) uploads_.erase(it);
+    spdlog::warn("artifact server: refused a signature upload from {}: {}", peerName(key), why);
+    replyDelta(routingId, targetId, basisId, [&](auto r) { r.setUnavailable(why); });
+  };
+  if (total == 0 || total > options_.limits.signatureMax)
+    return refuse("a signature of " + std::to_string(total) + " bytes (at most " +
+                  std::to_string(options_.limits.signatureMax) + ")");
+  if (offset + bytes.size() > total) return refuse("a signature part beyond its total size");
+  auto it = uploads_.find(slot);
+  if (it != uploads_.end() && it->second->inUse) return;  // a delta is being made from it
+  if (offset == 0 || it == uploads_.end() || it->second->total != total) {
+    if (it != uploads_.end()) uploads_.erase(it);
+    const auto mine = std::count_if(uploads_.begin(), uploads_.end(),
+                                    [&](const auto& u) { return u.first.first == key; });
+    if (static_cast<std::size_t>(mine) >= options_.limits.signatureUploads)
+      return refuse("too many signature uploads in progress from this peer");
+    if (offset != 0) return refuse("a signature upload that does not start at offset 0");
+    // Counted against the disk reserve like any artifact.
+    if (total > store_.freeBytes())
+      return refuse("not enough disk space for a signature of " + formatBytes(total));
+    auto upload = std::make_unique<SignatureUpload>(store_.scratch(),
+                                                    "sig-" + std::to_string(++uploadCounter_), key);
+    upload->total = total;
+    upload->blockSize = blockSize;
+    it = uploads_.emplace(slot, std::move(upload)).first;
   }
-  UniqueFd fd(::open(up.file.c_str(), O_WRONLY | O_CLOEXEC));
-  if (!fd) throwErrno("cannot open " + up.file.string());
-  if (::pwrite(fd.get(), bytes.data(), bytes.size(), static_cast<off_t>(offset)) !=
-      static_cast<ssize_t>(bytes.size()))
-    throwErrno("cannot write " + up.file.string());
+  SignatureUpload& up = *it->second;
+  if (offset != up.received) return refuse("signature parts out of order");
+  if (::pwrite(up.fd.get(), bytes.data(), bytes.size(), static_cast<off_t>(offset)) !=
+      static_cast<ssize_t>(bytes.size())) {
+    const int err = errno;
+    return refuse(std::string("cannot write the signature: ") + std::strerror(err));
+  }
   up.received += bytes.size();
+  up.lastPart = SteadyClock::now();
 }
 
 void ArtifactServer::startDelta(const std::string& deltaId, const std::shared_ptr<Artifact>& target,
                                 const std::shared_ptr<Artifact>& basis, fs::path signature,
-                                bool qcow2Ok) {
+                                bool qcow2Ok,
+                                std::optional<std::pair<std::string, std::string>> upload) {
   spdlog::info("artifact server: computing delta {} -> {} ({})",
                basis ? basis->manifest().imageVersion : "uploaded signature",
                target->manifest().imageVersion, shortId(target->id()));
   std::weak_ptr<bool> alive = alive_;
   const ServerOptions opts = options_;
   deltaWorkers_[deltaId] =
-      std::jthread([this, alive, deltaId, target, basis, signature, opts, qcow2Ok] {
+      std::jthread([this, alive, deltaId, target, basis, signature, opts, qcow2Ok, upload] {
         std::string failure;
         try {
-          TempDir work(store_.options().dir / "tmp", "delta-");
+          TempDir work(store_.scratch().path(), "delta-");
           const fs::path out = work.path() / "delta";
           DeltaStats stats;
           DeltaFormat format = DeltaFormat::rdiffXz;
@@ -445,7 +655,7 @@ void ArtifactServer::startDelta(const std::string& deltaId, const std::shared_pt
             mo.kind = ArtifactKind::delta;
             mo.imageName = target->manifest().imageName;
             mo.imageVersion = target->manifest().imageVersion;
-            mo.basisId = deltaId.substr(6, 64);
+            mo.basisId = std::string(ids::splitDelta(deltaId)->basis);
             mo.targetId = target->id();
             mo.deltaFormat = format;
             mo.deltaBlockSize = format == DeltaFormat::qcow2Clusters ? opts.deltaContentBlockSize
@@ -460,18 +670,23 @@ void ArtifactServer::startDelta(const std::string& deltaId, const std::shared_pt
           failure = std::string("delta failed: ") + e.what();
           spdlog::error("artifact server: {}", failure);
         }
-        reactor_.post([this, alive, deltaId, failure] {
+        reactor_.post([this, alive, deltaId, failure, upload] {
           if (alive.expired()) return;
           auto it = deltaWorkers_.find(deltaId);
           if (it != deltaWorkers_.end()) {
             it->second.detach();  // this very thread is ending; nothing to join
             deltaWorkers_.erase(it);
           }
-          if (failure.empty())
+          if (failure.empty()) {
             ++stats_.deltasComputed;
-          else
+          } else if (!upload) {
+            // Remembered only when made from a basis held here: a failure from an uploaded
+            // signature says something about that upload, not about the delta, and must not let
+            // one peer's junk refuse the delta to everyone else.
+            if (deltaFailures_.size() >= 1024) deltaFailures_.clear();
             deltaFailures_[deltaId] = failure;
-          uploads_.erase(deltaId);
+          }
+          if (upload) uploads_.erase(*upload);  // used (or useless): its file goes now
         });
       });
 }

@@ -5,6 +5,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -16,8 +17,26 @@
 #include "common/net/zap_handler.h"
 #include "protocol/schema/transfer.capnp.h"
 #include "transfer/artifact_store.h"
+#include "transfer/grant_table.h"
+#include "transfer/peer_outbox.h"
 
 namespace imgpipe::transfer {
+
+// What one peer can make the server hold. Defaults are what a receiver keeping to its credit
+// window (at most 128 MiB in flight) never reaches.
+struct ServerLimits {
+  // Bytes queued for one peer and not yet taken by its TCP connection. Enforced as the ROUTER's
+  // per-peer high-water mark in messages, peerQueueBytes / the store's chunk size (at least 2):
+  // a send beyond it is refused by ZeroMQ (ROUTER_MANDATORY) and the chunk waits, as an index
+  // only, in the peer's outbox until the connection drains.
+  std::uint64_t peerQueueBytes = 16 << 20;
+  // Chunk requests held per peer: parked (not here yet) plus owed (its queue is full).
+  std::size_t peerRequests = 4096;
+  std::size_t deltaJobs = 2;                        // deltas computed at once
+  std::uint64_t signatureMax = 256ull << 20;        // the largest basis signature accepted
+  std::size_t signatureUploads = 4;                 // uploads in progress per peer
+  std::chrono::milliseconds uploadTimeout{60'000};  // an upload idle this long is removed
+};
 
 struct ServerOptions {
   std::string listen = "tcp://*:7701";
@@ -30,6 +49,7 @@ struct ServerOptions {
   std::uint32_t deltaContentBlockSize = 1024;  // rdiff over qcow2 cluster contents
   int deltaXzPreset = 3;
   double deltaMaxRatio = 0.6;  // a delta larger than this share of the image is not offered
+  ServerLimits limits;
 };
 
 struct ServerStats {
@@ -38,7 +58,11 @@ struct ServerStats {
   std::uint64_t corruptChunks = 0;  // found damaged on disk when about to serve them
   std::uint64_t refused = 0;        // requests for artifacts the peer holds no grant for
   std::uint64_t undecodable = 0;
+  std::uint64_t invalidIds = 0;  // requests naming an identifier outside its grammar (refused)
   std::uint64_t deltasComputed = 0;
+  std::uint64_t droppedRequests = 0;  // duplicates, and requests beyond a peer's limits
+  std::uint64_t queueFull = 0;        // sends a peer's full queue refused (served later)
+  std::uint64_t refusedUploads = 0;
 };
 
 // The artifact server of an agent: a ROUTER (CurveZMQ server) on the reactor thread, with its own
@@ -47,7 +71,8 @@ struct ServerStats {
 // it reads it; parks requests for chunks the store does not hold yet and answers them the moment
 // they arrive (cut-through at relays; several receivers of one relay each get every chunk as it
 // lands: fan-out). Computes deltas on a worker thread and keeps them in the store as artifacts.
-// Must live on one context with no other ZAP handler. Resource type.
+// Must live on one context with no other ZAP handler. What a peer can make it hold is bounded
+// (ServerLimits; docs/transfer.md, "Trust and limits"). Resource type.
 class ArtifactServer {
  public:
   ArtifactServer(zmq::context_t& context, net::Reactor& reactor, ArtifactStore& store,
@@ -57,10 +82,12 @@ class ArtifactServer {
   ArtifactServer& operator=(const ArtifactServer&) = delete;
 
   // Reactor thread only (the agent session calls these there).
-  void grant(const std::string& artifactId, const std::string& peerKey,
-             const std::string& peerName);
-  void revoke(const std::string& artifactId, const std::string& peerKey);
+  // Grants are counted per job: a revoke removes only that job's grant.
+  void grant(const std::string& artifactId, const std::string& peerKey, const std::string& peerName,
+             const std::string& jobId);
+  void revoke(const std::string& artifactId, const std::string& peerKey, const std::string& jobId);
   void allowAll(const std::string& peerKey, const std::string& peerName);
+  const GrantTable& grants() const { return grants_; }
 
   // Called (on the reactor thread) when a complete artifact lost a chunk to damage, so the owner
   // can fetch it again; without a hook, requests for the chunk are refused.
@@ -75,18 +102,48 @@ class ArtifactServer {
     std::string routingId;
     std::chrono::steady_clock::time_point since;
   };
+  // A basis signature being uploaded into the store's scratch space; the file goes with it.
   struct SignatureUpload {
-    std::filesystem::path file;
+    SignatureUpload(const StoreDir& dir, std::string name, std::string peerKey);
+    ~SignatureUpload();
+    SignatureUpload(const SignatureUpload&) = delete;
+    SignatureUpload& operator=(const SignatureUpload&) = delete;
+    const StoreDir& dir;
+    std::string name;
+    std::string peerKey;
+    UniqueFd fd;
     std::uint64_t total = 0;
     std::uint64_t received = 0;
     std::uint32_t blockSize = 0;
+    std::chrono::steady_clock::time_point lastPart;
+    bool inUse = false;  // a delta is being computed from it
   };
+  // A chunk message the peer's full queue refused: sent before anything else owed to it.
+  struct HeldChunk {
+    std::string header;
+    zmq::message_t payload;
+  };
+  // What the server holds for one connection (routing id).
+  struct Peer {
+    explicit Peer(std::size_t capacity) : owed(capacity) {}
+    std::optional<HeldChunk> held;
+    PeerOutbox owed;
+    std::size_t parked = 0;
+  };
+  enum class SendResult { sent, full, gone };
 
   void onReadable();
   void handle(const std::string& routingId, const std::string& peerKey,
               const zmq::message_t& header, const zmq::message_t* payload);
   bool authorized(const std::string& peerKey, const std::string& artifactId) const;
+  std::string peerName(const std::string& peerKey) const;
   void reply(const std::string& routingId, std::string header);
+  SendResult sendChunk(const std::string& routingId, const std::string& header,
+                       zmq::message_t& payload);
+  Peer& peer(const std::string& routingId);
+  void pump();
+  void schedulePump();
+  void unpark(const std::string& routingId);
   void replyUnavailable(const std::string& routingId, const std::string& artifactId,
                         const std::string& reason, bool retryable);
   void replyManifest(const std::string& routingId, const Artifact& artifact);
@@ -104,7 +161,7 @@ class ArtifactServer {
                      std::span<const std::byte> bytes);
   void startDelta(const std::string& deltaId, const std::shared_ptr<Artifact>& target,
                   const std::shared_ptr<Artifact>& basis, std::filesystem::path signature,
-                  bool qcow2Ok);
+                  bool qcow2Ok, std::optional<std::pair<std::string, std::string>> upload);
   void replyDelta(const std::string& routingId, const std::string& targetId,
                   const std::string& basisId,
                   const std::function<void(proto::DeltaReply::Builder)>& fill);
@@ -121,15 +178,18 @@ class ArtifactServer {
   // Guards against callbacks posted by the store or a delta worker outliving the server.
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 
-  std::map<std::string, std::map<std::string, std::string>> grants_;  // artifact -> key -> name
-  std::map<std::string, std::string> allowAll_;                       // key -> name
+  GrantTable grants_;
+  std::map<std::string, Peer> peers_;  // routing id -> what is held for it
+  net::Reactor::TimerId pumpTimer_ = 0;
   std::map<std::string, std::map<std::uint32_t, std::vector<Parked>>> parked_;
   std::map<std::string, std::vector<Parked>> parkedManifests_;  // asked before it was here
   RepairHook repair_;
 
   std::map<std::string, std::jthread> deltaWorkers_;
   std::map<std::string, std::string> deltaFailures_;
-  std::map<std::string, SignatureUpload> uploads_;
+  // (peer key, delta id) -> upload: one peer's upload is never another's.
+  std::map<std::pair<std::string, std::string>, std::unique_ptr<SignatureUpload>> uploads_;
+  std::uint64_t uploadCounter_ = 0;
   ServerStats stats_;
 };
 

@@ -2,16 +2,18 @@
 
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstring>
 
-#include "common/file_util.h"
-#include "common/temp_dir.h"
 #include "common/units.h"
+#include "protocol/ids.h"
 
 namespace imgpipe::transfer {
 namespace fs = std::filesystem;
@@ -51,10 +53,34 @@ bool chunkMatches(const Manifest& m, std::uint32_t index, std::span<const std::b
   return h.finish() == m.chunkHash(index);
 }
 
-std::uint64_t allocatedBytes(const fs::path& path) {
+std::uint64_t allocatedBytes(const StoreDir& dir, const std::string& rel) {
+  UniqueFd fd(dir.tryOpen(rel, O_PATH));
   struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) return 0;
+  if (!fd || ::fstat(fd.get(), &st) != 0) return 0;
   return static_cast<std::uint64_t>(st.st_blocks) * 512;
+}
+
+// The store's scratch space is <store>/tmp/<one directory per process>, each held under an
+// flock for the life of its store: at start, whatever no living store holds (an upload or a
+// delta of a process that crashed) is swept, and an operator's `imgpipe-transfer import` on the
+// same store never sweeps what the running agent is using.
+StoreDir sweepAndOpenScratch(const StoreDir& root) {
+  StoreDir tmp = root.sub("tmp", true);
+  for (const auto& name : tmp.list()) {
+    UniqueFd fd(tmp.tryOpen(name, O_RDONLY | O_NOFOLLOW));
+    if (fd && ::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) continue;  // a living store's
+    try {
+      tmp.removeTree(name);
+    } catch (const std::exception& e) {
+      spdlog::warn("artifact store: cannot sweep {}: {}", tmp.path(name).string(), e.what());
+    }
+  }
+  static std::atomic<unsigned> counter{0};
+  const std::string mine = "p" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
+  StoreDir scratch = tmp.sub(mine, true);
+  if (::flock(scratch.fd(), LOCK_EX | LOCK_NB) != 0)
+    throwErrno("cannot lock " + scratch.path().string());
+  return scratch;
 }
 
 std::string shortId(const std::string& id) {
@@ -65,7 +91,7 @@ std::string shortId(const std::string& id) {
 
 // --- Artifact ---------------------------------------------------------------------------------
 
-Artifact::Artifact(ArtifactStore& store, fs::path dir, std::string encoded, Manifest manifest,
+Artifact::Artifact(ArtifactStore& store, StoreDir dir, std::string encoded, Manifest manifest,
                    bool complete, std::uint64_t seq)
     : store_(store),
       dir_(std::move(dir)),
@@ -75,15 +101,14 @@ Artifact::Artifact(ArtifactStore& store, fs::path dir, std::string encoded, Mani
       digest_(manifestDigest(encoded_)),
       complete_(complete),
       seq_(seq) {
-  fd_.reset(::open(dataPath().c_str(), O_RDWR | O_CLOEXEC));
-  if (!fd_) throwErrno("cannot open " + dataPath().string());
+  fd_ = dir_.open("data", O_RDWR);
   const std::uint32_t count = manifest_.chunkCount();
   if (complete_) {
     present_.assign(count, true);
     presentCount_ = count;
     presentBytes_ = manifest_.size;
   } else {
-    journal_ = std::make_unique<ChunkJournal>(dir_ / "journal", count);
+    journal_ = std::make_unique<ChunkJournal>(dir_, "journal", count);
     present_ = journal_->replayed();
     for (std::uint32_t i = 0; i < count; ++i)
       if (present_[i]) {
@@ -154,10 +179,9 @@ void Artifact::markDropped(std::uint32_t index) {
     if (complete_) {
       // Back to partial: a journal listing everything else, and no completion marker.
       complete_ = false;
-      journal_ = std::make_unique<ChunkJournal>(dir_ / "journal", manifest_.chunkCount());
+      journal_ = std::make_unique<ChunkJournal>(dir_, "journal", manifest_.chunkCount());
       journal_->rewrite(present_);
-      std::error_code ec;
-      fs::remove(dir_ / "complete", ec);
+      dir_.unlink("complete");
     } else {
       journal_->recordDropped(index);
     }
@@ -166,13 +190,12 @@ void Artifact::markDropped(std::uint32_t index) {
 }
 
 void Artifact::setOrigin(const Origin& origin) {
-  writeFileAtomic(dir_ / "origin", origin.endpoint + "\n" + origin.serverKey + "\n");
+  dir_.writeFileAtomic("origin", origin.endpoint + "\n" + origin.serverKey + "\n");
 }
 
 std::optional<Artifact::Origin> Artifact::origin() const {
-  std::error_code ec;
-  if (!fs::exists(dir_ / "origin", ec)) return std::nullopt;
-  auto text = readFile(dir_ / "origin");
+  if (!dir_.exists("origin")) return std::nullopt;
+  auto text = dir_.readFile("origin");
   auto nl = text.find('\n');
   if (nl == std::string::npos) return std::nullopt;
   Origin o{text.substr(0, nl), text.substr(nl + 1)};
@@ -352,50 +375,67 @@ void Artifact::Writer::finalize() {
   }
   if (::fdatasync(a.fd()) != 0) throwErrno("cannot sync " + a.dataPath().string());
   const std::uint64_t seq = a.store_.nextSeq();
-  writeFileAtomic(a.dir_ / "complete", std::to_string(seq) + "\n");
+  a.dir_.writeFileAtomic("complete", std::to_string(seq) + "\n");
   {
     std::lock_guard lock(a.mutex_);
     a.complete_ = true;
     a.seq_ = seq;
     a.journal_.reset();
   }
-  std::error_code ec;
-  fs::remove(a.dir_ / "journal", ec);
+  a.dir_.unlink("journal");
   a.store_.notify({StoreEvent::Kind::complete, a.id_, 0});
   if (m.kind == ArtifactKind::image) a.store_.applyRetention(m.imageName);
 }
 
 // --- ArtifactStore ----------------------------------------------------------------------------
 
-ArtifactStore::ArtifactStore(StoreOptions options) : options_(std::move(options)) {
-  if (options_.chunkSize < kMinChunkSize || options_.chunkSize > kMaxChunkSize)
-    throw Error("transfer chunk size " + std::to_string(options_.chunkSize) + " is out of range");
-  fs::create_directories(objects());
+namespace {
+const StoreOptions& checked(const StoreOptions& o) {
+  if (o.chunkSize < kMinChunkSize || o.chunkSize > kMaxChunkSize)
+    throw Error("transfer chunk size " + std::to_string(o.chunkSize) + " is out of range");
+  return o;
+}
+}  // namespace
+
+ArtifactStore::ArtifactStore(StoreOptions options)
+    : options_(checked(options)),
+      root_(options_.dir),
+      objects_(root_.sub("objects", true)),
+      scratch_(sweepAndOpenScratch(root_)) {
   load();
 }
 
+ArtifactStore::~ArtifactStore() {
+  try {
+    StoreDir tmp = root_.sub("tmp");
+    tmp.removeTree(scratch_.path().filename().string());
+  } catch (const std::exception& e) {
+    spdlog::warn("artifact store: cannot remove {}: {}", scratch_.path().string(), e.what());
+  }
+}
+
 void ArtifactStore::load() {
-  for (const auto& entry : fs::directory_iterator(objects())) {
-    const auto name = entry.path().filename().string();
-    if (!entry.is_directory()) continue;
+  for (const auto& name : objects_.list()) {
+    if (!objects_.isDirectory(name)) continue;
     if (name.starts_with(".")) {  // an import or removal interrupted by a crash
-      std::error_code ec;
-      fs::remove_all(entry.path(), ec);
+      objects_.removeTree(name);
       continue;
     }
     try {
-      auto encoded = readFile(entry.path() / "manifest");
+      ids::require("artifact directory", ids::Kind::artifactId, name);
+      StoreDir dir = objects_.sub(name);
+      auto encoded = dir.readFile("manifest");
       std::string why;
       auto m = decodeManifest(encoded, &why);
       if (!m || m->id() != name) throw Error(why.empty() ? "manifest names another artifact" : why);
       std::uint64_t seq = 0;
-      const bool complete = fs::exists(entry.path() / "complete");
-      if (complete) seq = std::stoull(readFile(entry.path() / "complete"));
+      const bool complete = dir.exists("complete");
+      if (complete) seq = std::stoull(dir.readFile("complete"));
       seq_ = std::max(seq_, seq);
-      artifacts_[name] = std::make_shared<Artifact>(*this, entry.path(), std::move(encoded),
+      artifacts_[name] = std::make_shared<Artifact>(*this, std::move(dir), std::move(encoded),
                                                     std::move(*m), complete, seq);
     } catch (const std::exception& e) {
-      spdlog::warn("artifact store: ignoring {}: {}", entry.path().string(), e.what());
+      spdlog::warn("artifact store: ignoring {}: {}", objects_.path(name).string(), e.what());
     }
   }
 }
@@ -411,21 +451,28 @@ std::uint64_t ArtifactStore::nextSeq() {
 }
 
 std::uint64_t ArtifactStore::freeBytes() const {
-  const std::uint64_t free = imgpipe::freeBytes(options_.dir);
+  struct statvfs st {};
+  if (::fstatvfs(root_.fd(), &st) != 0) throwErrno("cannot statvfs " + options_.dir.string());
+  const std::uint64_t free = static_cast<std::uint64_t>(st.f_bavail) * st.f_frsize;
   return free > options_.reserveBytes ? free - options_.reserveBytes : 0;
 }
 
 std::shared_ptr<Artifact> ArtifactStore::addFile(const fs::path& file, const ManifestOptions& mo) {
-  // Staged under a dot-name (cleaned up at load after a crash), then renamed into place.
-  fs::path stage =
-      objects() / (".stage-" + std::to_string(::getpid()) + "-" + std::to_string(nextSeq()));
-  fs::create_directories(stage);
-  RemoveOnExit cleanup(stage);
-  std::error_code ec;
-  fs::create_hard_link(file, stage / "data", ec);
-  if (ec) fs::copy_file(file, stage / "data");
-  Manifest m = buildManifest(stage / "data", mo);
-  const std::string id = m.id();
+  if (mo.kind == ArtifactKind::image) {
+    ids::require("image name", ids::Kind::imageName, mo.imageName);
+    ids::require("image version", ids::Kind::imageVersion, mo.imageVersion);
+  }
+  // Staged under a dot-name (removed at once when this fails, at load after a crash), then
+  // renamed into place.
+  StagedDir stage(objects_,
+                  ".stage-" + std::to_string(::getpid()) + "-" + std::to_string(nextSeq()));
+  stage.dir().linkOrCopyIn(file, "data");
+  Manifest m;
+  {
+    UniqueFd data = stage.dir().open("data", O_RDONLY);
+    m = buildManifest(data.get(), stage.dir().path("data"), mo);
+  }
+  const std::string id = ids::require("artifact id", ids::Kind::artifactId, m.id());
   {
     std::lock_guard lock(mutex_);
     auto it = artifacts_.find(id);
@@ -433,17 +480,15 @@ std::shared_ptr<Artifact> ArtifactStore::addFile(const fs::path& file, const Man
   }
   if (find(id)) remove(id);  // a partial of the same artifact: the local file wins
   std::string encoded = encodeManifest(m);
-  writeFileAtomic(stage / "manifest", encoded);
-  UniqueFd data(::open((stage / "data").c_str(), O_RDONLY | O_CLOEXEC));
-  if (data && ::fsync(data.get()) != 0) throwErrno("cannot sync " + (stage / "data").string());
+  stage.dir().writeFileAtomic("manifest", encoded);
+  UniqueFd data = stage.dir().open("data", O_RDONLY);
+  if (::fsync(data.get()) != 0) throwErrno("cannot sync " + stage.dir().path("data").string());
   const std::uint64_t seq = nextSeq();
-  writeFileAtomic(stage / "complete", std::to_string(seq) + "\n");
-  const fs::path dir = objects() / id;
-  fs::rename(stage, dir);
-  cleanup.release();
-  fsyncDirectory(objects());
-  auto artifact =
-      std::make_shared<Artifact>(*this, dir, std::move(encoded), std::move(m), true, seq);
+  stage.dir().writeFileAtomic("complete", std::to_string(seq) + "\n");
+  stage.commit(id);
+  objects_.sync();
+  auto artifact = std::make_shared<Artifact>(*this, objects_.sub(id), std::move(encoded),
+                                             std::move(m), true, seq);
   {
     std::lock_guard lock(mutex_);
     artifacts_[id] = artifact;
@@ -473,7 +518,7 @@ std::shared_ptr<Artifact> ArtifactStore::openPartial(const std::string& encoded)
   std::string why;
   auto m = decodeManifest(encoded, &why);
   if (!m) throw Error("invalid manifest: " + why);
-  const std::string id = m->id();
+  const std::string id = ids::require("artifact id", ids::Kind::artifactId, m->id());
   const std::string digest = manifestDigest(encoded);
   if (auto existing = find(id)) {
     if (existing->digest() == digest) return existing;
@@ -482,8 +527,7 @@ std::shared_ptr<Artifact> ArtifactStore::openPartial(const std::string& encoded)
     if (!remove(id))
       throw Error("artifact " + id + " is in use with another manifest; try again later");
   }
-  const fs::path dir = objects() / id;
-  const std::uint64_t have = allocatedBytes(dir / "data");
+  const std::uint64_t have = allocatedBytes(objects_, id + "/data");
   const std::uint64_t need = m->size > have ? m->size - have : 0;
   const std::uint64_t avail = freeBytes();
   auto refuse = [&] {
@@ -496,28 +540,22 @@ std::shared_ptr<Artifact> ArtifactStore::openPartial(const std::string& encoded)
                                : ""));
   };
   if (need > avail) refuse();
-  fs::path stage = objects() / (".stage-" + id);
-  std::error_code ec;
-  fs::remove_all(stage, ec);
-  fs::create_directories(stage);
-  writeFileAtomic(stage / "manifest", encoded);
   {
-    UniqueFd fd(::open((stage / "data").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
-    if (!fd) throwErrno("cannot create " + (stage / "data").string());
+    // Whatever fails from here on (no space, an I/O error) removes the stage at once.
+    StagedDir stage(objects_, ".stage-" + id);
+    stage.dir().writeFileAtomic("manifest", encoded);
+    UniqueFd fd = stage.dir().open("data", O_RDWR | O_CREAT, 0644);
     if (m->size > 0) {
       int rc = ::posix_fallocate(fd.get(), 0, static_cast<off_t>(m->size));
-      if (rc == ENOSPC) {
-        fd.reset();
-        fs::remove_all(stage, ec);
-        refuse();
-      }
+      if (rc == ENOSPC) refuse();
       if (rc != 0 && ::ftruncate(fd.get(), static_cast<off_t>(m->size)) != 0)
-        throwErrno("cannot size " + (stage / "data").string());
+        throwErrno("cannot size " + stage.dir().path("data").string());
     }
+    stage.commit(id);
   }
-  fs::rename(stage, dir);
-  fsyncDirectory(objects());
-  auto artifact = std::make_shared<Artifact>(*this, dir, encoded, std::move(*m), false, 0);
+  objects_.sync();
+  auto artifact =
+      std::make_shared<Artifact>(*this, objects_.sub(id), encoded, std::move(*m), false, 0);
   {
     std::lock_guard lock(mutex_);
     auto [it, inserted] = artifacts_.emplace(id, artifact);
@@ -528,6 +566,7 @@ std::shared_ptr<Artifact> ArtifactStore::openPartial(const std::string& encoded)
 }
 
 std::shared_ptr<Artifact> ArtifactStore::find(const std::string& id) const {
+  ids::require("artifact id", ids::Kind::artifactId, id);
   {
     std::lock_guard lock(mutex_);
     auto it = artifacts_.find(id);
@@ -535,18 +574,16 @@ std::shared_ptr<Artifact> ArtifactStore::find(const std::string& id) const {
   }
   // Another process (an operator's `imgpipe-transfer import`) may have completed it since this
   // store was loaded. Only complete artifacts are picked up: a partial one belongs to its writer.
-  if (id.empty() || id.find('/') != std::string::npos || id.starts_with(".")) return nullptr;
-  const fs::path dir = objects() / id;
-  std::error_code ec;
-  if (!fs::exists(dir / "complete", ec)) return nullptr;
+  if (!objects_.exists(id + "/complete")) return nullptr;
   try {
-    auto encoded = readFile(dir / "manifest");
+    StoreDir dir = objects_.sub(id);
+    auto encoded = dir.readFile("manifest");
     std::string why;
     auto m = decodeManifest(encoded, &why);
     if (!m || m->id() != id) return nullptr;
-    const std::uint64_t seq = std::stoull(readFile(dir / "complete"));
-    auto a = std::make_shared<Artifact>(const_cast<ArtifactStore&>(*this), dir, std::move(encoded),
-                                        std::move(*m), true, seq);
+    const std::uint64_t seq = std::stoull(dir.readFile("complete"));
+    auto a = std::make_shared<Artifact>(const_cast<ArtifactStore&>(*this), std::move(dir),
+                                        std::move(encoded), std::move(*m), true, seq);
     std::lock_guard lock(mutex_);
     auto [it, inserted] = artifacts_.emplace(id, a);
     return it->second;
@@ -556,7 +593,7 @@ std::shared_ptr<Artifact> ArtifactStore::find(const std::string& id) const {
 }
 
 std::optional<fs::path> ArtifactStore::pathOf(const std::string& id) const {
-  auto a = find(id);
+  auto a = find(id);  // refuses what is not an artifact id
   if (!a || !a->complete()) return std::nullopt;
   return a->dataPath();
 }
@@ -624,6 +661,7 @@ void ArtifactStore::applyRetention(const std::string& imageName) {
 }
 
 bool ArtifactStore::remove(const std::string& id) {
+  ids::require("artifact id", ids::Kind::artifactId, id);
   std::shared_ptr<Artifact> a;
   {
     std::lock_guard lock(mutex_);
@@ -634,11 +672,15 @@ bool ArtifactStore::remove(const std::string& id) {
     artifacts_.erase(it);
   }
   // Renamed out of the way first: a crash mid-removal leaves a dot-directory, cleaned at load.
-  const fs::path trash = objects() / (".trash-" + id);
-  std::error_code ec;
-  fs::remove_all(trash, ec);
-  fs::rename(a->dir(), trash, ec);
-  fs::remove_all(ec ? a->dir() : trash, ec);
+  const std::string trash = ".trash-" + id;
+  try {
+    objects_.removeTree(trash);
+    objects_.rename(id, trash);
+    objects_.removeTree(trash);
+  } catch (const std::exception& e) {
+    spdlog::warn("artifact store: removing {}: {}", shortId(id), e.what());
+    objects_.removeTree(id);
+  }
   notify({StoreEvent::Kind::removed, id, 0});
   return true;
 }

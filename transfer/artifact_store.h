@@ -18,6 +18,7 @@
 #include "common/unique_fd.h"
 #include "transfer/chunk_journal.h"
 #include "transfer/manifest.h"
+#include "transfer/store_dir.h"
 
 namespace imgpipe::transfer {
 
@@ -47,12 +48,13 @@ enum class ReadStatus { ok, missing, corrupt };
 class ArtifactStore;
 
 // One artifact in the store, complete or partial: <store>/objects/<id>/{manifest,data,journal,
-// complete,origin}. Shared between the thread that fetches it and the reactor that serves it;
-// every method is thread-safe. Chunks are written only through a Writer (one at a time).
+// complete,origin}, every file opened beneath the artifact's directory (store_dir.h). Shared
+// between the thread that fetches it and the reactor that serves it; every method is thread-safe.
+// Chunks are written only through a Writer (one at a time).
 class Artifact {
  public:
-  Artifact(ArtifactStore& store, std::filesystem::path dir, std::string encodedManifest,
-           Manifest manifest, bool complete, std::uint64_t seq);
+  Artifact(ArtifactStore& store, StoreDir dir, std::string encodedManifest, Manifest manifest,
+           bool complete, std::uint64_t seq);
   Artifact(const Artifact&) = delete;
   Artifact& operator=(const Artifact&) = delete;
 
@@ -60,8 +62,9 @@ class Artifact {
   const Manifest& manifest() const { return manifest_; }
   const std::string& encodedManifest() const { return encoded_; }
   const std::string& digest() const { return digest_; }
-  std::filesystem::path dataPath() const { return dir_ / "data"; }
-  const std::filesystem::path& dir() const { return dir_; }
+  // For code that needs a path (librsync, the glance upload); the store itself never opens it.
+  std::filesystem::path dataPath() const { return dir_.path("data"); }
+  const std::filesystem::path& dir() const { return dir_.path(); }
 
   bool complete() const;
   // A writer is filling it right now (a fetch of this agent is under way).
@@ -129,7 +132,7 @@ class Artifact {
   int fd() const { return fd_.get(); }
 
   ArtifactStore& store_;
-  std::filesystem::path dir_;
+  StoreDir dir_;
   std::string encoded_;
   Manifest manifest_;
   std::string id_;
@@ -147,14 +150,20 @@ class Artifact {
   bool prefixInvalid_ = false;  // a chunk inside the hashed prefix was dropped
 };
 
-// Every agent's artifact store. Thread-safe.
+// Every agent's artifact store. Thread-safe. Every id it is handed must be an
+// ids::Kind::artifactId (ids::InvalidId otherwise), and every file it touches is opened beneath
+// its directory (store_dir.h). Its scratch space (scratch()) is swept at start.
 class ArtifactStore {
  public:
   explicit ArtifactStore(StoreOptions options);
+  ~ArtifactStore();
   ArtifactStore(const ArtifactStore&) = delete;
   ArtifactStore& operator=(const ArtifactStore&) = delete;
 
   const StoreOptions& options() const { return options_; }
+  // This store's own directory beneath <store>/tmp (signature uploads, delta work), removed
+  // when the store is closed, swept at the next start after a crash.
+  const StoreDir& scratch() const { return scratch_; }
 
   // The build agent's door: takes a finished image (hard link when on the same filesystem,
   // else a copy), computes its manifest and keeps it as a complete artifact.
@@ -191,9 +200,11 @@ class ArtifactStore {
   void notify(const StoreEvent& event);
   std::uint64_t nextSeq();
   void load();
-  std::filesystem::path objects() const { return options_.dir / "objects"; }
 
   StoreOptions options_;
+  StoreDir root_;
+  StoreDir objects_;
+  StoreDir scratch_;
   mutable std::mutex mutex_;
   mutable std::map<std::string, std::shared_ptr<Artifact>> artifacts_;  // find() loads lazily
   std::uint64_t seq_ = 0;

@@ -6,7 +6,6 @@
 #include <cstring>
 
 #include "common/error.h"
-#include "common/file_util.h"
 
 namespace imgpipe::transfer {
 namespace {
@@ -66,13 +65,13 @@ JournalState replayJournal(std::string_view bytes, std::uint32_t chunkCount) {
   return s;
 }
 
-ChunkJournal::ChunkJournal(const std::filesystem::path& path, std::uint32_t chunkCount)
-    : path_(path), chunkCount_(chunkCount) {
+ChunkJournal::ChunkJournal(const StoreDir& dir, const std::string& name, std::uint32_t chunkCount)
+    : path_(dir.path(name)), chunkCount_(chunkCount) {
   std::string existing;
-  if (std::filesystem::exists(path)) existing = readFile(path);
+  if (dir.exists(name)) existing = dir.readFile(name);
   JournalState state = replayJournal(existing, chunkCount);
-  fd_.reset(::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
-  if (!fd_) throwErrno("cannot open journal " + path.string());
+  fd_ = dir.open(name, O_WRONLY | O_CREAT, 0644);
+  const auto& path = path_;
   if (!state.headerOk) {
     if (::ftruncate(fd_.get(), 0) != 0) throwErrno("cannot truncate " + path.string());
     writeAll(fd_.get(), header(chunkCount), path_);

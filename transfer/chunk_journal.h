@@ -2,10 +2,12 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <string>
 #include <string_view>
 #include <vector>
 
 #include "common/unique_fd.h"
+#include "transfer/store_dir.h"
 
 namespace imgpipe::transfer {
 
@@ -25,9 +27,9 @@ JournalState replayJournal(std::string_view bytes, std::uint32_t chunkCount);
 // journal lists before trusting it. Resource type (owns the file descriptor).
 class ChunkJournal {
  public:
-  // Opens or creates the journal and replays it; a torn tail is cut off, a journal written for
-  // another chunk count is started afresh.
-  ChunkJournal(const std::filesystem::path& path, std::uint32_t chunkCount);
+  // Opens or creates the journal `name` beneath `dir` and replays it; a torn tail is cut off, a
+  // journal written for another chunk count is started afresh.
+  ChunkJournal(const StoreDir& dir, const std::string& name, std::uint32_t chunkCount);
 
   const std::vector<bool>& replayed() const { return replayed_; }
   void recordGood(std::uint32_t index);

@@ -9,6 +9,7 @@
 #include "common/log.h"
 #include "common/temp_dir.h"
 #include "common/units.h"
+#include "protocol/ids.h"
 #include "transfer/delta.h"
 
 namespace imgpipe::transfer {
@@ -150,8 +151,20 @@ bool TransferPlane::repair(const std::shared_ptr<Artifact>& artifact, std::uint3
   return true;
 }
 
+namespace {
+// What the coordinator (or an operator) hands a fetch is checked before anything uses it.
+void checkRequest(const FetchRequest& r) {
+  auto why = ids::problem("artifact id", ids::Kind::artifactId, r.artifactId);
+  if (!why && !r.manifestDigest.empty())
+    why = ids::problem("manifest digest", ids::Kind::digest, r.manifestDigest);
+  if (!why) why = ids::problem("upstream key", ids::Kind::curveKey, r.upstream.serverKey);
+  if (why) throw FetchError("refusing the fetch: " + *why, false);
+}
+}  // namespace
+
 FetchOutcome TransferPlane::fetch(const FetchRequest& request, std::stop_token stop,
                                   const std::function<void(const FetchProgress&)>& progress) {
+  checkRequest(request);
   const auto started = std::chrono::steady_clock::now();
   auto log =
       request.jobId.empty() ? spdlog::default_logger() : log::forJob(request.jobId, "transfer");
@@ -275,8 +288,7 @@ bool TransferPlane::tryDelta(const FetchRequest& request, Fetcher& fetcher,
     }
   };
   Artifact& target = writer.artifact();
-  fs::create_directories(store_->options().dir / "tmp");
-  TempDir work(store_->options().dir / "tmp", "fetch-delta-");
+  TempDir work(store_->scratch().path(), "fetch-delta-");
   DeltaExchange ex(
       target.id(), basis->id(), {DeltaFormat::qcow2Clusters, DeltaFormat::rdiffXz},
       [&](std::uint32_t blockLen) {
@@ -286,6 +298,7 @@ bool TransferPlane::tryDelta(const FetchRequest& request, Fetcher& fetcher,
       },
       config_.liveness);
   if (!fetcher.run(ex, stop, [&] { report("delta", 0, 0, ex.state()); })) return false;
+  if (ex.violated()) throw FetchError(ex.error(), false);
   if (ex.failed()) {
     out.deltaNote = ex.error();
     return false;
@@ -296,7 +309,10 @@ bool TransferPlane::tryDelta(const FetchRequest& request, Fetcher& fetcher,
   }
   std::string why;
   auto dm = decodeManifest(*ex.deltaManifest(), &why);
-  if (!dm || dm->kind != ArtifactKind::delta || dm->basisId != basis->id() ||
+  if (!dm)
+    throw FetchError("the delta manifest from " + request.upstream.endpoint + " is invalid: " + why,
+                     false);
+  if (dm->kind != ArtifactKind::delta || dm->basisId != basis->id() ||
       dm->targetId != target.id() ||
       (dm->deltaFormat != DeltaFormat::rdiffXz && dm->deltaFormat != DeltaFormat::qcow2Clusters)) {
     out.deltaNote = "the sender's delta manifest does not fit: " + why;
@@ -323,6 +339,7 @@ bool TransferPlane::tryDelta(const FetchRequest& request, Fetcher& fetcher,
           }))
         return false;
     }
+    if (session.violated()) throw FetchError(session.error(), false);
     if (session.failed()) {
       out.deltaNote = "fetching the delta failed: " + session.error();
       return false;
@@ -373,6 +390,16 @@ void FetchRunner::run(const agent::TaskSpec& task, agent::TaskReporter& reporter
     reporter.failed({task.step, "this agent runs only fetch tasks", 0, {}, false});
     return;
   }
+  std::optional<std::string> why;
+  if (!spec->imageName.empty())
+    why = ids::problem("imageName", ids::Kind::imageName, spec->imageName);
+  if (!why && !spec->imageVersion.empty())
+    why = ids::problem("imageVersion", ids::Kind::imageVersion, spec->imageVersion);
+  if (!why) why = ids::problem("manifestDigest", ids::Kind::digest, spec->manifestDigest);
+  if (why) {
+    reporter.failed({task.step, "refusing the fetch task: " + *why, 0, {}, false});
+    return;
+  }
   FetchRequest req;
   req.artifactId = spec->artifactId;
   req.manifestDigest = spec->manifestDigest;
@@ -411,10 +438,18 @@ void FetchRunner::run(const agent::TaskSpec& task, agent::TaskReporter& reporter
 
 void TransferPlane::onGrant(const agent::GrantSpec& grant) {
   if (!server_) return;
+  // What the coordinator sends is checked like anything else that names an artifact or a key.
+  for (auto why : {ids::problem("grant.artifactId", ids::Kind::artifactId, grant.artifactId),
+                   ids::problem("grant.peerKey", ids::Kind::curveKey, grant.peerKey),
+                   ids::problem("grant.jobId", ids::Kind::jobId, grant.jobId)})
+    if (why) {
+      spdlog::warn("ignoring a grant: {}", *why);
+      return;
+    }
   if (grant.revoke)
-    server_->revoke(grant.artifactId, grant.peerKey);
+    server_->revoke(grant.artifactId, grant.peerKey, grant.jobId);
   else
-    server_->grant(grant.artifactId, grant.peerKey, grant.peerName);
+    server_->grant(grant.artifactId, grant.peerKey, grant.peerName, grant.jobId);
 }
 
 void FetchRunner::onGrant(const agent::GrantSpec& grant) {

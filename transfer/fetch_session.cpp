@@ -57,6 +57,12 @@ void Conversation::received(proto::TransferMessage::Reader message,
   onMessage(message, payload, now);
 }
 
+void Conversation::violation(std::string why) {
+  if (finished_ || failed()) return;
+  violated_ = true;
+  fail(std::move(why), false);
+}
+
 void Conversation::tick(TimePoint now) {
   if (finished_ || failed()) return;
   if (!connected_) checkAuthFailures(now);

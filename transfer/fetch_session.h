@@ -56,6 +56,10 @@ class Conversation {
   void received(proto::TransferMessage::Reader message, std::span<const std::byte> payload,
                 TimePoint now);
   void tick(TimePoint now);
+  // The sender broke the protocol (an identifier outside its grammar): the conversation fails
+  // for good, and violated() tells callers not to try anything else with that sender.
+  void violation(std::string why);
+  bool violated() const { return violated_; }
 
   std::vector<OutFrame> takeOutgoing() { return std::exchange(outbox_, {}); }
   // True once when the conversation wants its connection replaced (a silent peer).
@@ -91,6 +95,7 @@ class Conversation {
   bool finished_ = false;
   bool reconnect_ = false;
   bool retryable_ = false;
+  bool violated_ = false;
   std::string error_;
   std::string state_ = "retrying";  // until the first connection
   TimePoint lastHeard_{};

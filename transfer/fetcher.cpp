@@ -42,6 +42,9 @@ void Fetcher::open() {
   // Chunks arrive only as requested, within the credit window: that bounds this queue.
   s.set(zmq::sockopt::rcvhwm, 0);
   s.set(zmq::sockopt::rcvbuf, 4 << 20);
+  // A frame larger than any chunk or manifest is refused before it is read into memory (the
+  // connection is dropped): an upstream cannot make this process allocate what it likes.
+  s.set(zmq::sockopt::maxmsgsize, wire::kMaxReplyFrame);
   const std::string endpoint = "inproc://imgpipe-fetch-monitor-" + std::to_string(counter++);
   if (zmq_socket_monitor(s.handle(), endpoint.c_str(),
                          ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED |
@@ -116,10 +119,14 @@ void Fetcher::drainSocket(Conversation& c) {
       }
     }
     auto decoded = wire::decode(header.data(), header.size());
-    if (auto* why = std::get_if<std::string>(&decoded)) {
+    if (auto* r = std::get_if<wire::Refused>(&decoded)) {
       ++undecodable_;
-      log_->warn("dropped an undecodable message from {}: {}", upstream_.endpoint, *why);
-      if (why->find("version mismatch") != std::string::npos) c.authFailed(Clock::now());
+      log_->warn("dropped an undecodable message from {}: {}", upstream_.endpoint, r->reason);
+      if (r->kind == wire::Refused::Kind::version) c.authFailed(Clock::now());
+      // An upstream naming things outside their grammar is broken or hostile: nothing it sends
+      // is acted on any more.
+      if (r->kind == wire::Refused::Kind::invalidId)
+        c.violation("upstream " + upstream_.endpoint + " sent an invalid identifier: " + r->reason);
       continue;
     }
     auto& d = std::get<0>(decoded);

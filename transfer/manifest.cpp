@@ -12,6 +12,7 @@
 #include "common/hash.h"
 #include "common/unique_fd.h"
 #include "protocol/codec.h"
+#include "protocol/ids.h"
 #include "protocol/schema/transfer.capnp.h"
 #include "transfer/transfer_wire.h"
 
@@ -70,12 +71,8 @@ std::string_view toString(DeltaFormat format) {
   return "none";
 }
 
-std::string deltaArtifactId(std::string_view basisId, std::string_view targetId) {
-  return "delta-" + std::string(basisId) + "-" + std::string(targetId);
-}
-
 std::string Manifest::id() const {
-  if (kind == ArtifactKind::delta) return deltaArtifactId(basisId, targetId);
+  if (kind == ArtifactKind::delta) return ids::deltaId(basisId, targetId);
   return toHex(sha256);
 }
 
@@ -96,8 +93,10 @@ std::string encodeManifest(const Manifest& m) {
   b.setFormatVersion(kFormatVersion);
   b.setKind(m.kind == ArtifactKind::delta ? proto::ArtifactKind::DELTA
                                           : proto::ArtifactKind::IMAGE);
-  b.setImageName(m.imageName);
-  b.setImageVersion(m.imageVersion);
+  // Every byte, a NUL too: what is encoded is exactly what the receiver's checks see.
+  auto text = [](const std::string& s) { return capnp::Text::Reader(s.data(), s.size()); };
+  b.setImageName(text(m.imageName));
+  b.setImageVersion(text(m.imageVersion));
   b.setSize(m.size);
   auto bytes = [](const std::string& s) {
     return capnp::Data::Reader(reinterpret_cast<const kj::byte*>(s.data()), s.size());
@@ -106,10 +105,10 @@ std::string encodeManifest(const Manifest& m) {
   b.setSha512(bytes(m.sha512));
   b.setChunkSize(m.chunkSize);
   b.setChunkHashes(bytes(m.chunkHashes));
-  b.setBasisId(m.basisId);
-  b.setTargetId(m.targetId);
+  b.setBasisId(text(m.basisId));
+  b.setTargetId(text(m.targetId));
   b.setVirtualSize(m.virtualSize);
-  b.setMetadata(m.metadata);
+  b.setMetadata(text(m.metadata));
   b.setDeltaFormat(toProto(m.deltaFormat));
   b.setDeltaBlockSize(m.deltaBlockSize);
   auto words = capnp::messageToFlatArray(message);
@@ -127,7 +126,7 @@ std::optional<Manifest> decodeManifest(std::string_view encoded, std::string* er
     return std::nullopt;
   };
   proto::DecodeLimits limits;
-  limits.maxFrameBytes = 64 << 20;  // 32 bytes per chunk: a 2 TiB image at 1 MiB chunks
+  limits.maxFrameBytes = wire::kMaxReplyFrame;  // 32 bytes per chunk: 1 TiB at 1 MiB chunks
   limits.traversalLimitWords = (128u << 20) / 8;
   auto decoded = proto::decodeAs<proto::Manifest>(encoded.data(), encoded.size(), limits);
   if (auto* why = std::get_if<std::string>(&decoded)) return fail("manifest: " + *why);
@@ -138,8 +137,9 @@ std::optional<Manifest> decodeManifest(std::string_view encoded, std::string* er
                 ")");
   Manifest m;
   m.kind = r.getKind() == proto::ArtifactKind::DELTA ? ArtifactKind::delta : ArtifactKind::image;
-  m.imageName = r.getImageName();
-  m.imageVersion = r.getImageVersion();
+  // Texts with their full size: a NUL inside must reach the checks below, not cut the value.
+  m.imageName = wire::toString(r.getImageName());
+  m.imageVersion = wire::toString(r.getImageVersion());
   m.size = r.getSize();
   auto str = [](capnp::Data::Reader d) {
     return std::string(reinterpret_cast<const char*>(d.begin()), d.size());
@@ -148,10 +148,10 @@ std::optional<Manifest> decodeManifest(std::string_view encoded, std::string* er
   m.sha512 = str(r.getSha512());
   m.chunkSize = r.getChunkSize();
   m.chunkHashes = str(r.getChunkHashes());
-  m.basisId = r.getBasisId();
-  m.targetId = r.getTargetId();
+  m.basisId = wire::toString(r.getBasisId());
+  m.targetId = wire::toString(r.getTargetId());
   m.virtualSize = r.getVirtualSize();
-  m.metadata = r.getMetadata();
+  m.metadata = wire::toString(r.getMetadata());
   m.deltaFormat = deltaFormatFromProto(r.getDeltaFormat());
   m.deltaBlockSize = r.getDeltaBlockSize();
 
@@ -162,18 +162,37 @@ std::optional<Manifest> decodeManifest(std::string_view encoded, std::string* er
   if (m.chunkHashes.size() != static_cast<size_t>(m.chunkCount()) * 32)
     return fail("manifest: " + std::to_string(m.chunkHashes.size() / 32) + " chunk hashes for " +
                 std::to_string(m.chunkCount()) + " chunks");
-  if (m.kind == ArtifactKind::delta && (m.basisId.empty() || m.targetId.empty()))
-    return fail("manifest: a delta without basis or target");
+  // Identifiers are data, never paths: what a manifest names may later name a file or a Glance
+  // property, so each follows its grammar before anything else looks at it.
+  auto check = [&](std::string_view field, ids::Kind kind, const std::string& value) {
+    auto why = ids::problem(field, kind, value);
+    if (why && error) *error = "manifest " + *why;
+    return !why;
+  };
+  if (!check("imageName", ids::Kind::imageName, m.imageName) ||
+      !check("imageVersion", ids::Kind::imageVersion, m.imageVersion))
+    return std::nullopt;
+  if (m.kind == ArtifactKind::delta) {
+    if (!check("basisId", ids::Kind::imageId, m.basisId) ||
+        !check("targetId", ids::Kind::imageId, m.targetId))
+      return std::nullopt;
+  } else if (!m.basisId.empty() || !m.targetId.empty()) {
+    return fail("manifest: an image with a basisId or targetId (only deltas have them)");
+  }
   return m;
 }
 
 Manifest buildManifest(const std::filesystem::path& file, const ManifestOptions& options) {
+  UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) throwErrno("cannot open " + file.string());
+  return buildManifest(fd.get(), file, options);
+}
+
+Manifest buildManifest(int fd, const std::filesystem::path& file, const ManifestOptions& options) {
   if (options.chunkSize < kMinChunkSize || options.chunkSize > kMaxChunkSize)
     throw Error("chunk size " + std::to_string(options.chunkSize) + " is out of range (" +
                 std::to_string(kMinChunkSize) + ".." + std::to_string(kMaxChunkSize) + ")");
-  UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) throwErrno("cannot open " + file.string());
-  ::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
+  ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
   Manifest m;
   m.kind = options.kind;
   m.imageName = options.imageName;
@@ -189,7 +208,7 @@ Manifest buildManifest(const std::filesystem::path& file, const ManifestOptions&
   for (;;) {
     size_t filled = 0;
     while (filled < buf.size()) {
-      ssize_t n = ::read(fd.get(), buf.data() + filled, buf.size() - filled);
+      ssize_t n = ::read(fd, buf.data() + filled, buf.size() - filled);
       if (n < 0) {
         if (errno == EINTR) continue;
         throwErrno("cannot read " + file.string());

@@ -44,8 +44,6 @@ struct Manifest {
   }
 };
 
-std::string deltaArtifactId(std::string_view basisId, std::string_view targetId);
-
 // The wire bytes of a manifest. Encode once, at the origin; everyone else keeps the bytes as
 // received, because the digest is over these exact bytes.
 std::string encodeManifest(const Manifest& manifest);
@@ -70,6 +68,8 @@ struct ManifestOptions {
 // Reads the file once: chunk hashes, whole-file SHA-256 and SHA-512, and the virtual size when it
 // is a qcow2 (from its header; the file size otherwise).
 Manifest buildManifest(const std::filesystem::path& file, const ManifestOptions& options);
+// The same from an open file (read from where it is); `file` only names it in errors.
+Manifest buildManifest(int fd, const std::filesystem::path& file, const ManifestOptions& options);
 
 constexpr std::uint32_t kMinChunkSize = 64 << 10;
 constexpr std::uint32_t kMaxChunkSize = 16 << 20;

@@ -15,6 +15,7 @@ ServerOptions TransferConfig::serverOptions() const {
   o.deltaContentBlockSize = deltaContentBlockSize;
   o.deltaXzPreset = deltaXzPreset;
   o.deltaMaxRatio = deltaMaxRatio;
+  o.limits = limits;
   return o;
 }
 
@@ -108,6 +109,22 @@ TransferConfig parseTransferConfig(const YamlReader& s, const std::filesystem::p
       d.at("content_block_size").fail("must be between 256 and 1M");
     if (c.deltaMaxRatio <= 0 || c.deltaMaxRatio > 1) d.at("max_ratio").fail("must be in (0, 1]");
     if (c.deltaXzPreset < 0 || c.deltaXzPreset > 9) d.at("xz_preset").fail("must be 0..9");
+  }
+  if (auto l = s.at("limits"); !l.isNull()) {
+    auto& x = c.limits;
+    if (auto v = l.at("peer_queue"); !v.isNull()) x.peerQueueBytes = v.asSize();
+    x.peerRequests = l.get<std::size_t>("peer_requests", x.peerRequests);
+    x.deltaJobs = l.get<std::size_t>("delta_jobs", x.deltaJobs);
+    if (auto v = l.at("signature_max"); !v.isNull()) x.signatureMax = v.asSize();
+    x.signatureUploads = l.get<std::size_t>("signature_uploads", x.signatureUploads);
+    if (auto v = l.at("upload_timeout"); !v.isNull()) x.uploadTimeout = v.asDuration();
+    l.rejectUnknownKeys();
+    if (x.peerQueueBytes < c.chunkSize)
+      l.at("peer_queue").fail("must hold at least one chunk (chunk_size)");
+    if (x.peerRequests == 0) l.at("peer_requests").fail("must be at least 1");
+    if (x.deltaJobs == 0) l.at("delta_jobs").fail("must be at least 1");
+    if (x.signatureUploads == 0) l.at("signature_uploads").fail("must be at least 1");
+    if (x.uploadTimeout.count() <= 0) l.at("upload_timeout").fail("must be positive");
   }
   s.rejectUnknownKeys();
   return c;

@@ -107,6 +107,13 @@ NetTopology::~NetTopology() {
   for (const auto& dev : rootDevices_)
     quiet({"ip", "link", "del", dev});
   if (restoreForwarding_) quiet({"sysctl", "-qw", "net.ipv4.ip_forward=0"});
+  constexpr const char* kAllowed = "/proc/sys/net/ipv4/tcp_allowed_congestion_control";
+  if (!allowedCcSet_.empty() && readFile(kAllowed) == allowedCcSet_) {
+    std::string before = allowedCcBefore_;
+    while (!before.empty() && before.back() == '\n')
+      before.pop_back();
+    quiet({"sysctl", "-qw", "net.ipv4.tcp_allowed_congestion_control=" + before});
+  }
 }
 
 void NetTopology::uplink(const std::string& host) {
@@ -149,6 +156,18 @@ void NetTopology::addHost(const std::string& host) {
   output({"ip", "netns", "add", ns});
   hosts_[host] = ns;
   run(host, {"ip", "link", "set", "lo", "up"});
+  // A namespace may pick only what the machine-wide allowed list has: add cubic there once.
+  constexpr const char* kAllowed = "/proc/sys/net/ipv4/tcp_allowed_congestion_control";
+  std::string allowed = readFile(kAllowed);
+  if ((" " + allowed + " ").find(" cubic") == std::string::npos &&
+      (" " + allowed).find(" cubic\n") == std::string::npos) {
+    if (allowedCcSet_.empty()) allowedCcBefore_ = allowed;
+    while (!allowed.empty() && allowed.back() == '\n')
+      allowed.pop_back();
+    output({"sysctl", "-qw", "net.ipv4.tcp_allowed_congestion_control=" + allowed + " cubic"});
+    allowedCcSet_ = readFile(kAllowed);
+  }
+  run(host, {"sysctl", "-qw", "net.ipv4.tcp_congestion_control=cubic"});
 }
 
 void NetTopology::link(const std::string& a, const std::string& b, const LinkOptions& options) {

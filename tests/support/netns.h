@@ -30,7 +30,9 @@ struct LinkCounters {
 // segmentation offloads off so tbf sees wire-size packets, addresses from 198.18.0.0/15
 // (RFC 2544's benchmark range). Names are unique per process ("ipt<pid>-<host>"); namespaces
 // left behind by an earlier run that died are removed on construction. Teardown (destructor)
-// runs whatever happened in the test. Root only. Resource type.
+// runs whatever happened in the test. Every host runs TCP with cubic, what users' hosts run (this
+// machine defaults to BBR, which hides what loss and delay do to a single stream). Root only.
+// Resource type.
 class NetTopology {
  public:
   NetTopology();
@@ -90,6 +92,9 @@ class NetTopology {
   std::vector<std::string> natTables_;  // nft tables in the root namespace, removed on teardown
   std::vector<std::string> rootDevices_;
   bool restoreForwarding_ = false;  // this topology turned on the root namespace's ip_forward
+  // What net.ipv4.tcp_allowed_congestion_control was before this topology added cubic to it, and
+  // what it set: put back on teardown unless someone changed it since.
+  std::string allowedCcBefore_, allowedCcSet_;
 };
 
 // A Daemon (tests/support/process.h) started inside `host`'s namespace.

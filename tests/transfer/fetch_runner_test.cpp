@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <future>
 #include <mutex>
 #include <thread>
 
@@ -113,7 +114,7 @@ agent::TaskSpec fetchTask(const agent::ArtifactInfo& a, const std::string& endpo
 }
 
 agent::GrantSpec grantFor(const agent::ArtifactInfo& a, const net::CurveKeyPair& peer) {
-  return {a.id, peer.name, peer.publicKey, "job-1", false};
+  return {a.id, peer.name, peer.publicKey, "1", false};
 }
 
 }  // namespace
@@ -213,4 +214,62 @@ TEST(FetchRunner, AStopRequestEndsTheTaskAndKeepsWhatArrived) {
   ASSERT_TRUE(reporter.failed_);
   EXPECT_TRUE(reporter.failed_->retryable);
   EXPECT_FALSE(reporter.completed_);
+}
+
+TEST(FetchRunner, RevokingOneJobsGrantLeavesAnotherJobsFetchWorking) {
+  TempDir dir;
+  Serving server(dir.path() / "build");
+  auto info = server.plane->store().importFile(makeImage(dir.path(), 2 << 20), "img", "1");
+  Receiving ctrl(dir.path() / "ctrl", 2s);
+  // Two jobs move the same artifact over this hop to the same peer; job 7 is cancelled.
+  auto grant = grantFor(info, ctrl.keys);
+  grant.jobId = "7";
+  server.plane->onGrant(grant);
+  grant.jobId = "8";
+  server.plane->onGrant(grant);
+  grant.jobId = "7";
+  grant.revoke = true;
+  server.plane->onGrant(grant);
+  server.start();
+  FetchRunner runner(ctrl.plane);
+  {
+    RecordingReporter reporter;
+    runner.run(fetchTask(info, server.endpoint(), server.keys.publicKey), reporter, {});
+    ASSERT_FALSE(reporter.failed_)
+        << "job 8's grant went with job 7's: " << reporter.failed_->message;
+    ASSERT_TRUE(reporter.completed_);
+  }
+  // Job 8 ends too: now the peer holds no grant, and a fetch is refused.
+  ASSERT_TRUE(ctrl.plane->store().remove(info.id));
+  std::promise<void> applied;
+  grant.jobId = "8";
+  server.reactor.post([&] {
+    server.plane->onGrant(grant);
+    applied.set_value();
+  });
+  applied.get_future().wait();
+  RecordingReporter reporter;
+  runner.run(fetchTask(info, server.endpoint(), server.keys.publicKey), reporter, {});
+  ASSERT_TRUE(reporter.failed_);
+  EXPECT_NE(reporter.failed_->message.find("refused our key"), std::string::npos)
+      << reporter.failed_->message;
+}
+
+TEST(FetchRunner, AFetchTaskWithAHostileIdIsRefusedBeforeAnythingHappens) {
+  TempDir dir;
+  Receiving ctrl(dir.path() / "ctrl");
+  FetchRunner runner(ctrl.plane);
+  agent::ArtifactInfo a;
+  a.id = "delta-a-b/../../../victim";
+  a.manifestDigest = std::string(64, 'a');
+  a.imageName = "img";
+  a.imageVersion = "1";
+  RecordingReporter reporter;
+  runner.run(fetchTask(a, "tcp://127.0.0.1:1", std::string(40, 'k')), reporter, {});
+  ASSERT_TRUE(reporter.failed_);
+  EXPECT_FALSE(reporter.failed_->retryable);
+  EXPECT_NE(reporter.failed_->message.find("artifact id"), std::string::npos)
+      << reporter.failed_->message;
+  EXPECT_FALSE(fs::exists(dir.path() / "victim"));
+  EXPECT_TRUE(fs::is_empty(dir.path() / "ctrl" / "objects"));
 }

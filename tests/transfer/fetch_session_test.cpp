@@ -6,6 +6,7 @@
 #include <map>
 
 #include "common/hash.h"
+#include "protocol/ids.h"
 
 using namespace imgpipe;
 using namespace imgpipe::transfer;
@@ -16,6 +17,9 @@ namespace {
 
 constexpr std::uint32_t kChunk = 64 << 10;
 
+const std::string kTarget(64, 'a');
+const std::string kBasis(64, 'b');
+
 struct Fixture {
   std::string content;
   Manifest manifest;
@@ -24,6 +28,8 @@ struct Fixture {
     content.resize(static_cast<size_t>(chunks) * kChunk);
     for (size_t i = 0; i < content.size(); ++i)
       content[i] = static_cast<char>(i * 7 + i / 9973);
+    manifest.imageName = "img";
+    manifest.imageVersion = "1";
     manifest.size = content.size();
     manifest.chunkSize = kChunk;
     manifest.sha256 = sha256(content);
@@ -305,7 +311,7 @@ TEST(ManifestExchange, WaitsForARelayThatDoesNotHaveItYet) {
 TEST(DeltaExchange, UploadsTheSignatureWhenAskedThenWaitsForTheDelta) {
   std::uint32_t askedBlock = 0;
   const std::string sig(2 * kSignaturePart + 5, 's');
-  DeltaExchange ex("target", "basis", {DeltaFormat::rdiffXz},
+  DeltaExchange ex(kTarget, kBasis, {DeltaFormat::rdiffXz},
                    [&](std::uint32_t block) {
                      askedBlock = block;
                      return sig;
@@ -316,8 +322,8 @@ TEST(DeltaExchange, UploadsTheSignatureWhenAskedThenWaitsForTheDelta) {
   auto reply = [&](auto fill) {
     wire::Message m;
     auto r = m.body().initDeltaReply();
-    r.setTargetId("target");
-    r.setBasisId("basis");
+    r.setTargetId(kTarget);
+    r.setBasisId(kBasis);
     fill(r);
     deliver(ex, m, "", t0());
   };
@@ -336,6 +342,7 @@ TEST(DeltaExchange, UploadsTheSignatureWhenAskedThenWaitsForTheDelta) {
   EXPECT_EQ(take(ex).count(Body::OPEN_DELTA), 1u);
   reply([](auto r) {
     auto ready = r.initReady();
+    ready.setArtifactId(ids::deltaId(kBasis, kTarget));
     ready.setEncoded(wire::asData("manifest bytes"));
   });
   EXPECT_TRUE(ex.finished());
@@ -344,13 +351,13 @@ TEST(DeltaExchange, UploadsTheSignatureWhenAskedThenWaitsForTheDelta) {
 }
 
 TEST(DeltaExchange, ARefusalEndsItWithoutADelta) {
-  DeltaExchange ex("target", "basis", {DeltaFormat::rdiffXz}, [](std::uint32_t) { return ""; }, {});
+  DeltaExchange ex(kTarget, kBasis, {DeltaFormat::rdiffXz}, [](std::uint32_t) { return ""; }, {});
   ex.connected(t0());
   take(ex);
   wire::Message m;
   auto r = m.body().initDeltaReply();
-  r.setTargetId("target");
-  r.setBasisId("basis");
+  r.setTargetId(kTarget);
+  r.setBasisId(kBasis);
   r.setUnavailable("a delta would be 80% of the image");
   deliver(ex, m, "", t0());
   EXPECT_TRUE(ex.finished());

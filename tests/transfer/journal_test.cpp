@@ -13,14 +13,14 @@ TEST(ChunkJournal, RecordsGoodAndDroppedChunksAcrossReopen) {
   TempDir dir;
   const auto path = dir.path() / "journal";
   {
-    ChunkJournal j(path, 10);
+    ChunkJournal j(StoreDir(dir.path()), "journal", 10);
     EXPECT_EQ(j.replayed(), std::vector<bool>(10, false));
     j.recordGood(3);
     j.recordGood(7);
     j.recordGood(0);
     j.recordDropped(7);
   }
-  ChunkJournal j(path, 10);
+  ChunkJournal j(StoreDir(dir.path()), "journal", 10);
   std::vector<bool> expect(10, false);
   expect[0] = expect[3] = true;
   EXPECT_EQ(j.replayed(), expect);
@@ -30,7 +30,7 @@ TEST(ChunkJournal, ATornLastRecordIsCutOff) {
   TempDir dir;
   const auto path = dir.path() / "journal";
   {
-    ChunkJournal j(path, 4);
+    ChunkJournal j(StoreDir(dir.path()), "journal", 4);
     j.recordGood(1);
     j.recordGood(2);
   }
@@ -39,12 +39,12 @@ TEST(ChunkJournal, ATornLastRecordIsCutOff) {
   bytes.resize(bytes.size() - 3);
   std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
   {
-    ChunkJournal j(path, 4);
+    ChunkJournal j(StoreDir(dir.path()), "journal", 4);
     EXPECT_TRUE(j.replayed()[1]);
     EXPECT_FALSE(j.replayed()[2]);
     j.recordGood(3);  // appended after the valid part, not after the torn bytes
   }
-  ChunkJournal j(path, 4);
+  ChunkJournal j(StoreDir(dir.path()), "journal", 4);
   EXPECT_TRUE(j.replayed()[1]);
   EXPECT_TRUE(j.replayed()[3]);
 }
@@ -53,7 +53,7 @@ TEST(ChunkJournal, ReplayStopsAtGarbage) {
   TempDir dir;
   const auto path = dir.path() / "journal";
   {
-    ChunkJournal j(path, 4);
+    ChunkJournal j(StoreDir(dir.path()), "journal", 4);
     j.recordGood(0);
   }
   std::string bytes = readFile(path);
@@ -70,10 +70,10 @@ TEST(ChunkJournal, AJournalForAnotherChunkCountStartsAfresh) {
   TempDir dir;
   const auto path = dir.path() / "journal";
   {
-    ChunkJournal j(path, 4);
+    ChunkJournal j(StoreDir(dir.path()), "journal", 4);
     j.recordGood(2);
   }
-  ChunkJournal j(path, 5);
+  ChunkJournal j(StoreDir(dir.path()), "journal", 5);
   EXPECT_EQ(j.replayed(), std::vector<bool>(5, false));
 }
 
@@ -82,10 +82,10 @@ TEST(ChunkJournal, RewriteKeepsExactlyThePresentSet) {
   const auto path = dir.path() / "journal";
   std::vector<bool> present{true, false, true, true};
   {
-    ChunkJournal j(path, 4);
+    ChunkJournal j(StoreDir(dir.path()), "journal", 4);
     j.recordGood(1);
     j.rewrite(present);
   }
-  ChunkJournal j(path, 4);
+  ChunkJournal j(StoreDir(dir.path()), "journal", 4);
   EXPECT_EQ(j.replayed(), present);
 }

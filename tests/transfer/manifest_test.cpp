@@ -87,6 +87,8 @@ TEST(Manifest, DecodingRefusesGarbageAndInconsistency) {
   EXPECT_FALSE(decodeManifest("", &why));
 
   Manifest m;
+  m.imageName = "img";
+  m.imageVersion = "1";
   m.size = 100000;
   m.sha256 = std::string(32, 'a');
   m.sha512 = std::string(64, 'b');
