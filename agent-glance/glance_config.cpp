@@ -24,24 +24,33 @@ SecretSource readSecretSource(const YamlReader& section, const std::string& stem
     struct stat st {};
     if (::stat(s.file.c_str(), &st) != 0)
       section.at(stem + "_file").fail("cannot read " + s.file.string());
-    if ((st.st_mode & S_IROTH) != 0)
+    if ((st.st_mode & 077) != 0)
       section.at(stem + "_file")
-          .fail(s.file.string() + " is readable by others; chmod o-r " + s.file.string());
+          .fail(s.file.string() + " is accessible by its group or others; chmod 600 " +
+                s.file.string());
   }
+  s.takeFromEnvironment();
   return s;
 }
 
-void checkUrl(const YamlReader& section, const char* key, const std::string& url) {
+// Tokens and passwords cross these URLs: plain http only where the site says so.
+void checkUrl(const YamlReader& section, const char* key, const std::string& url,
+              bool allowInsecureHttp) {
   static const std::regex httpUrl(R"(^https?://[^/\s]+(/\S*)?$)");
   if (!std::regex_match(url, httpUrl))
     section.at(key).fail("expected an http:// or https:// URL, got '" + url + "'");
+  if (url.starts_with("http://") && !allowInsecureHttp)
+    section.at(key).fail("'" + url +
+                         "' is plain http: tokens and passwords would cross the network "
+                         "unencrypted; use https://, or set glance.allow_insecure_http: true "
+                         "for a site where that is acceptable (a loopback or a test Glance)");
 }
 
-keystone::KeystoneOptions parseKeystone(const YamlReader& k) {
+keystone::KeystoneOptions parseKeystone(const YamlReader& k, bool allowInsecureHttp) {
   keystone::KeystoneOptions o;
   o.authUrl = k.get<std::string>("auth_url", "");
   if (o.authUrl.empty()) k.fail("missing required field 'auth_url' (with auth: keystone)");
-  checkUrl(k, "auth_url", o.authUrl);
+  checkUrl(k, "auth_url", o.authUrl, allowInsecureHttp);
   // "https://keystone:5000" and "https://cloud/identity" mean their v3 API.
   while (!o.authUrl.empty() && o.authUrl.back() == '/')
     o.authUrl.pop_back();
@@ -113,14 +122,16 @@ GlanceConfig parseGlanceConfig(const YamlReader& g) {
   else
     g.at("auth").fail("expected keystone, trusted-headers or none, got '" + auth + "'");
 
+  c.allowInsecureHttp = g.get<bool>("allow_insecure_http", false);
   c.endpoint = g.get<std::string>("endpoint", "");
-  if (!c.endpoint.empty()) checkUrl(g, "endpoint", c.endpoint);
+  if (!c.endpoint.empty()) checkUrl(g, "endpoint", c.endpoint, c.allowInsecureHttp);
   if (c.auth != AuthMode::keystone && c.endpoint.empty())
     g.fail("missing required field 'endpoint' (with auth: " + auth + ")");
 
   if (c.auth == AuthMode::keystone) {
-    c.keystone = parseKeystone(g.require("keystone"));
+    c.keystone = parseKeystone(g.require("keystone"), c.allowInsecureHttp);
     c.keystone.endpointOverride = c.endpoint;
+    c.keystone.allowInsecureHttp = c.allowInsecureHttp;
   } else if (g.has("keystone")) {
     g.at("keystone").fail("only used with auth: keystone");
   }

@@ -81,6 +81,8 @@ struct RetryPolicy {
 struct GlanceConfig {
   AuthMode auth = AuthMode::keystone;
   std::string endpoint;
+  // Plain http:// endpoints (Glance, Keystone) are refused unless this is set; doctor warns.
+  bool allowInsecureHttp = false;
   keystone::KeystoneOptions keystone;
   TrustedHeaders trustedHeaders;
   http::HttpOptions http;  // ca_bundle, timeouts, upload_rate_limit

@@ -2,6 +2,7 @@
 
 #include "agent-glance/glance/auth_provider.h"
 #include "agent-glance/glance/glance_client.h"
+#include "common/probe_findings.h"
 
 namespace imgpipe::glance {
 
@@ -21,6 +22,9 @@ std::string probeGlance(const GlanceConfig& config) {
   for (size_t i = 0; i < methods.size(); ++i)
     out += (i ? ", " : "") + methods[i];
   if (methods.empty()) out += "none";
+  if (config.allowInsecureHttp &&
+      (glance.endpoint().starts_with("http://") || config.keystone.authUrl.starts_with("http://")))
+    out += "; " + std::string(kInsecureHttpWarning);
   return out;
 }
 

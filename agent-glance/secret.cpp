@@ -13,12 +13,21 @@ std::string SecretSource::describe() const {
   return "(none)";
 }
 
+void SecretSource::takeFromEnvironment() {
+  if (env.empty() || taken_) return;
+  const char* v = std::getenv(env.c_str());
+  taken_ = std::make_shared<const std::string>(v ? v : "");
+  ::unsetenv(env.c_str());
+}
+
 std::string SecretSource::read() const {
   std::string value;
   if (!file.empty()) {
     value = readFile(file);
     auto nl = value.find_first_of("\r\n");
     if (nl != std::string::npos) value.resize(nl);
+  } else if (taken_) {
+    value = *taken_;
   } else if (!env.empty()) {
     const char* v = std::getenv(env.c_str());
     if (v != nullptr) value = v;

@@ -38,7 +38,7 @@ int coordinatorMain(int argc, char** argv) {
     nofile.rlim_cur = nofile.rlim_max;
     setrlimit(RLIMIT_NOFILE, &nofile);
   }
-  net::ShutdownSignals signals({SIGTERM, SIGINT, SIGPIPE});
+  net::ShutdownSignals signals({SIGTERM, SIGINT, SIGHUP, SIGPIPE});
 
   CoordinatorConfig config;
   net::CurveKeyPair keys;
@@ -75,7 +75,13 @@ int coordinatorMain(int argc, char** argv) {
       metrics = std::make_unique<Metrics>(config.metricsListen, server, reactor);
 
     reactor.addFd(signals.fd(), [&] {
-      if (int signo = signals.drain()) {
+      const int signo = signals.drain();
+      if (signals.takeHangup()) {
+        // The next tick ends the sessions of keys that are gone (Engine::enforceKeys).
+        spdlog::info("received SIGHUP; reloading {}", config.authorizedKeys.string());
+        authorized->reload();
+      }
+      if (signo) {
         spdlog::info("received signal {}; stopping", signo);
         reactor.stop();
       }

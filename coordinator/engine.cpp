@@ -137,7 +137,7 @@ void Engine::dispatch(const std::string& routingId, const net::PeerIdentity& who
     ++counters_.refusedHellos;
     return;
   }
-  if (!frameKeyAuthorized(routingId, who)) return;
+  if (!frameKeyAuthorized(routingId, who, env)) return;
   auto body = env.getBody();
   if (body.which() == proto::Envelope::Body::REQUEST) {
     onRequest(routingId, who, body.getRequest());

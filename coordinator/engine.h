@@ -102,7 +102,8 @@ class Engine {
   // authorized_keys changed: sessions whose key is gone or replaced end now (keys.cpp).
   void enforceKeys();
   void endSession(AgentLive& agent, const std::string& why);
-  bool frameKeyAuthorized(const std::string& routingId, const net::PeerIdentity& who);
+  bool frameKeyAuthorized(const std::string& routingId, const net::PeerIdentity& who,
+                          proto::Envelope::Reader env);
   void onInvalidIds(AgentLive& agent, proto::Envelope::Reader env, const std::string& problem);
   void sendTo(AgentLive& agent, zmq::message_t frame);
   void refuse(const std::string& routingId, const std::string& reason);

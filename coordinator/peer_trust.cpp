@@ -12,11 +12,18 @@
 
 namespace imgpipe::coord {
 
-bool Engine::frameKeyAuthorized(const std::string& routingId, const net::PeerIdentity& who) {
+bool Engine::frameKeyAuthorized(const std::string& routingId, const net::PeerIdentity& who,
+                                proto::Envelope::Reader env) {
   const auto* k = keys_.current().findByKey(who.key);
   if (k && k->name == who.name && toString(k->role) == who.role) return true;
   ++counters_.revokedKeyFrames;
-  if (counters_.revokedKeyFrames <= 10 || counters_.revokedKeyFrames % 1000 == 0)
+  auto body = env.getBody();
+  if (body.which() == proto::Envelope::Body::TASK_EVENT &&
+      body.getTaskEvent().getKind().which() == proto::TaskEvent::Kind::COMPLETED)
+    // What a revoked key most wants to land: always on the record.
+    spdlog::warn("refused the result of task {} from {} ({}): its key is no longer authorized",
+                 ids::printable(body.getTaskEvent().getTaskId().cStr()), who.name, who.role);
+  else if (counters_.revokedKeyFrames <= 10 || counters_.revokedKeyFrames % 1000 == 0)
     spdlog::warn("refused a frame from {} ({}): its key is no longer authorized [{} so far]",
                  who.name, who.role, counters_.revokedKeyFrames);
   refuse(routingId, "the key of '" + who.name +

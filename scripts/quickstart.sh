@@ -165,6 +165,7 @@ EOF
 { common ctrl-a; cat <<EOF
 glance:
   auth: trusted-headers
+  allow_insecure_http: true          # the quickstart's Glance is on loopback
   endpoint: http://127.0.0.1:$GLANCE_PORT
   trusted_headers: {project_id: $PROJECT, roles: [admin, member, reader]}
 EOF

@@ -46,6 +46,13 @@ void pwriteAll(int fd, const std::byte* data, size_t n, std::uint64_t offset,
   }
 }
 
+// Two manifests of the same bytes, chunked alike: what differs is only the description.
+bool sameData(const Manifest& a, const Manifest& b) {
+  return a.kind == b.kind && a.size == b.size && a.sha256 == b.sha256 && a.sha512 == b.sha512 &&
+         a.chunkSize == b.chunkSize && a.chunkHashes == b.chunkHashes && a.basisId == b.basisId &&
+         a.targetId == b.targetId && a.deltaFormat == b.deltaFormat;
+}
+
 bool chunkMatches(const Manifest& m, std::uint32_t index, std::span<const std::byte> data) {
   if (data.size() != m.chunkLength(index)) return false;
   Hasher h(HashAlgo::sha256);
@@ -442,6 +449,10 @@ void ArtifactStore::load() {
 
 std::uint64_t ArtifactStore::nextSeq() {
   std::lock_guard lock(mutex_);
+  return nextSeqLocked();
+}
+
+std::uint64_t ArtifactStore::nextSeqLocked() {
   const auto now =
       static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
                                      std::chrono::system_clock::now().time_since_epoch())
@@ -473,13 +484,14 @@ std::shared_ptr<Artifact> ArtifactStore::addFile(const fs::path& file, const Man
     m = buildManifest(data.get(), stage.dir().path("data"), mo);
   }
   const std::string id = ids::require("artifact id", ids::Kind::artifactId, m.id());
-  {
-    std::lock_guard lock(mutex_);
-    auto it = artifacts_.find(id);
-    if (it != artifacts_.end() && it->second->complete()) return it->second;
+  std::string encoded = encodeManifest(m);
+  if (auto existing = find(id); existing && existing->complete()) {
+    if (existing->encodedManifest() == encoded) return existing;
+    // The same bytes under another manifest: a reused build published for a new version.
+    existing.reset();
+    return relabel(id, std::move(encoded), std::move(m));
   }
   if (find(id)) remove(id);  // a partial of the same artifact: the local file wins
-  std::string encoded = encodeManifest(m);
   stage.dir().writeFileAtomic("manifest", encoded);
   UniqueFd data = stage.dir().open("data", O_RDONLY);
   if (::fsync(data.get()) != 0) throwErrno("cannot sync " + stage.dir().path("data").string());
@@ -522,7 +534,11 @@ std::shared_ptr<Artifact> ArtifactStore::openPartial(const std::string& encoded)
   const std::string digest = manifestDigest(encoded);
   if (auto existing = find(id)) {
     if (existing->digest() == digest) return existing;
+    const bool sameBytes = existing->complete() && sameData(existing->manifest(), *m);
     existing.reset();
+    // Bytes this store holds, verified, under another manifest (the next version of a reused
+    // build): only the manifest changes, nothing is fetched again.
+    if (sameBytes) return relabel(id, encoded, std::move(*m));
     // Same id, another manifest (other chunk size or metadata): start over, unless busy.
     if (!remove(id))
       throw Error("artifact " + id + " is in use with another manifest; try again later");
@@ -658,6 +674,29 @@ void ArtifactStore::applyRetention(const std::string& imageName) {
   }
   for (const auto& id : orphans)
     remove(id);
+}
+
+std::shared_ptr<Artifact> ArtifactStore::relabel(const std::string& id, std::string encoded,
+                                                 Manifest m) {
+  std::lock_guard lock(mutex_);
+  auto it = artifacts_.find(id);
+  if (it == artifacts_.end() || !it->second->complete())
+    throw Error("artifact " + shortId(id) + " changed while its manifest was replaced; try again");
+  // Held by a transfer or a registration under its old manifest: not under it.
+  if (it->second.use_count() > 1)
+    throw Error("artifact " + shortId(id) + " (" + it->second->manifest().imageName + " " +
+                it->second->manifest().imageVersion +
+                ") is in use under its earlier manifest; try again when that transfer ends");
+  StoreDir dir = objects_.sub(id);
+  dir.writeFileAtomic("manifest", encoded);
+  const std::uint64_t seq = nextSeqLocked();
+  dir.writeFileAtomic("complete", std::to_string(seq) + "\n");
+  auto artifact = std::make_shared<Artifact>(*this, std::move(dir), std::move(encoded),
+                                             std::move(m), true, seq);
+  it->second = artifact;
+  spdlog::info("artifact store: {} is now {} {}", shortId(id), artifact->manifest().imageName,
+               artifact->manifest().imageVersion);
+  return artifact;
 }
 
 bool ArtifactStore::remove(const std::string& id) {

@@ -199,6 +199,9 @@ class ArtifactStore {
   friend class Artifact;
   void notify(const StoreEvent& event);
   std::uint64_t nextSeq();
+  std::uint64_t nextSeqLocked();  // mutex_ held
+  // A complete artifact takes another manifest of the same bytes (a new version's metadata).
+  std::shared_ptr<Artifact> relabel(const std::string& id, std::string encoded, Manifest manifest);
   void load();
 
   StoreOptions options_;

@@ -414,7 +414,7 @@ void FetchRunner::run(const agent::TaskSpec& task, agent::TaskReporter& reporter
       info.total = p.total;
       info.rateBps = p.rateBps;
       info.etaS = p.etaS;
-      info.attempt = p.attempt;
+      info.retries = p.attempt;
       info.state = p.state;
       reporter.progress(info);
     });

@@ -5,7 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "agent-build/runner/events.h"
+#include "agent-build/runner/child_events.h"
 #include "common/file_util.h"
 #include "common/hash.h"
 #include "common/subprocess.h"
@@ -17,54 +17,45 @@ using nlohmann::json;
 BuildOutcome runBuild(const JobSpec& job, BuildEvents& events, std::stop_token stop,
                       std::chrono::milliseconds unwindGrace) {
   BuildOutcome outcome;
-  std::optional<json> result;
   std::string currentStep = "setup";
 
+  std::optional<ResultEvent> result;
   auto onLine = [&](std::string_view line) {
-    if (!line.starts_with(kEventPrefix)) {
+    auto decoded = decodeChildEvent(line);
+    if (std::holds_alternative<std::string>(decoded)) {
       events.stray(std::string(line));
       return;
     }
-    json e;
-    try {
-      e = json::parse(line.substr(kEventPrefix.size()));
-    } catch (const json::exception&) {
-      events.stray(std::string(line));
-      return;
-    }
-    const std::string kind = e.value("event", "");
-    const std::string step = e.value("step", "");
-    if (kind == "step") {
-      const std::string state = e.value("state", "");
-      if (state == "started") {
-        currentStep = step;
-        events.stepStarted(step);
-      } else if (state == "finished") {
-        outcome.steps.push_back(
-            {step, e.value("duration_ms", std::uint64_t{0}), "ok", e.value("message", "")});
-        events.stepFinished(step, e.value("duration_ms", std::uint64_t{0}), e.value("message", ""));
-      } else if (state == "skipped") {
-        outcome.steps.push_back({step, 0, "skipped", e.value("message", "")});
-        events.stepSkipped(step, e.value("message", ""));
-      }
-    } else if (kind == "log") {
-      events.log(e.value("level", "info"), step, e.value("message", ""));
-    } else if (kind == "progress") {
-      events.progress(step, e.value("done", std::uint64_t{0}), e.value("total", std::uint64_t{0}),
-                      e.value("rate", std::uint64_t{0}), e.value("eta", std::uint64_t{0}),
-                      e.value("unit", std::string("bytes")));
-    } else if (kind == "failed") {
-      BuildFailure f;
-      f.step = step;
-      f.message = e.value("message", "");
-      f.exitCode = e.value("exit_code", 0);
-      f.outputTail = e.value("tail", std::vector<std::string>{});
-      f.retryable = e.value("retryable", false);
-      f.stopped = e.value("stopped", false);
-      outcome.failure = f;
-    } else if (kind == "result") {
-      result = e;
-    }
+    std::visit(
+        [&](auto& e) {
+          using E = std::decay_t<decltype(e)>;
+          if constexpr (std::is_same_v<E, StepEvent>) {
+            switch (e.state) {
+              case StepEvent::State::started:
+                currentStep = e.step;
+                events.stepStarted(e.step);
+                break;
+              case StepEvent::State::finished:
+                outcome.steps.push_back({e.step, e.durationMs, "ok", e.message});
+                events.stepFinished(e.step, e.durationMs, e.message);
+                break;
+              case StepEvent::State::skipped:
+                outcome.steps.push_back({e.step, 0, "skipped", e.message});
+                events.stepSkipped(e.step, e.message);
+                break;
+            }
+          } else if constexpr (std::is_same_v<E, LogEvent>) {
+            events.log(e.level, e.step, e.message);
+          } else if constexpr (std::is_same_v<E, ProgressEvent>) {
+            events.progress(e.step, e.done, e.total, e.rate, e.eta, e.unit);
+          } else if constexpr (std::is_same_v<E, FailedEvent>) {
+            outcome.failure = BuildFailure{e.step,      e.message, e.exitCode, std::move(e.tail),
+                                           e.retryable, e.stopped};
+          } else {
+            result = std::move(e);
+          }
+        },
+        std::get<ChildEvent>(decoded));
   };
 
   // The child gets SIGTERM on a stop request and `unwindGrace` to clean up; only then does the
@@ -94,17 +85,8 @@ BuildOutcome runBuild(const JobSpec& job, BuildEvents& events, std::stop_token s
   watchdog.join();
 
   if (r.exitCode == 0 && result) {
-    BuildOutput out;
-    out.image = result->value("image", "");
-    out.manifestFile = result->value("manifest", "");
-    out.buildLog = result->value("build_log", "");
-    out.imageName = result->value("name", "");
-    out.imageVersion = result->value("version", "");
-    out.reused = result->value("reused", false);
-    if (result->value("base_only", false)) {
-      out.sha256Hex = result->value("sha256", "");
-      out.size = result->value("size", std::uint64_t{0});
-      out.virtualSize = result->value("virtual_size", std::uint64_t{0});
+    BuildOutput out = result->output;
+    if (result->baseOnly) {
       outcome.output = out;
       return outcome;
     }

@@ -168,8 +168,13 @@ std::string KeystoneAuth::imageEndpoint(std::stop_token stop) {
   if (!options_.endpointOverride.empty()) return normalizeImageEndpoint(options_.endpointOverride);
   std::lock_guard lock(mutex_);
   const Token& t = currentToken(stop);
-  return normalizeImageEndpoint(
+  auto url = normalizeImageEndpoint(
       findEndpoint(t.catalog, options_.serviceType, options_.interface, options_.region));
+  if (url.starts_with("http://") && !options_.allowInsecureHttp)
+    throw Error("the Keystone catalog's image endpoint " + url +
+                " is plain http: the token would cross the network unencrypted; set "
+                "glance.endpoint to an https:// URL, or glance.allow_insecure_http: true");
+  return url;
 }
 
 std::string KeystoneAuth::projectId(std::stop_token stop) {

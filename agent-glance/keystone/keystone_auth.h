@@ -38,6 +38,8 @@ struct KeystoneOptions {
   std::string projectDomainName;
   // Image endpoint: explicit, or from the token's catalog.
   std::string endpointOverride;
+  // A catalog's plain http:// image endpoint is refused unless the site allows it.
+  bool allowInsecureHttp = false;
   std::string serviceType = "image";
   std::string interface = "public";
   std::string region;  // empty: any

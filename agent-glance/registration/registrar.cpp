@@ -77,7 +77,7 @@ class ProgressMeter {
     p.step = kStep;
     p.done = done;
     p.total = total;
-    p.attempt = attempt_;
+    p.retries = attempt_ - 1;  // the first attempt has retried nothing
     p.state = state_;
     auto elapsedMs = std::chrono::duration_cast<milliseconds>(now - start_).count();
     if (elapsedMs > 0) p.rateBps = done * 1000 / static_cast<std::uint64_t>(elapsedMs);
@@ -339,7 +339,7 @@ struct Registrar::Attempt {
       observer.progress({.step = kStep,
                          .done = req.size,
                          .total = req.size,
-                         .attempt = attempt,
+                         .retries = attempt - 1,
                          .state = "importing"});
     const auto until = Clock::now() + config.importTimeout;
     for (;;) {
@@ -536,7 +536,7 @@ RegistrationResult Registrar::run(const RegistrationRequest& request, std::stop_
       note(agent::LogLevel::warn, "attempt " + std::to_string(attempt) + " failed: " + e.what() +
                                       "; retrying in " + formatDelay(delay));
       if (observer_.progress)
-        observer_.progress({.step = kStep, .attempt = attempt + 1, .state = "retrying"});
+        observer_.progress({.step = kStep, .retries = attempt, .state = "retrying"});
       if (!sleepFor(delay, stop)) throw http::StoppedError("stopped while waiting to retry");
       delay = std::min(delay * 2, config_.retry.max);
     }

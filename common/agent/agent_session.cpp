@@ -45,7 +45,7 @@ class AgentSession::Reporter : public TaskReporter {
       p.setTotal(info.total);
       p.setRateBps(info.rateBps);
       p.setEtaS(info.etaS);
-      p.setAttempt(info.attempt);
+      p.setAttempt(info.retries);
       p.setState(info.state);
       p.setUnit(info.unit);
     });

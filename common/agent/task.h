@@ -86,9 +86,9 @@ struct ProgressInfo {
   std::uint64_t total = 0;
   std::uint64_t rateBps = 0;
   std::uint32_t etaS = 0;
-  std::uint32_t attempt = 0;
-  std::string state;  // "", "stalled", "retrying", "waiting for upstream"
-  std::string unit;   // what done/total count: "" (bytes), "seconds", "permille"
+  std::uint32_t retries = 0;  // retries so far: 0 on a first attempt (Progress.attempt on the wire)
+  std::string state;          // "", "stalled", "retrying", "waiting for upstream"
+  std::string unit;           // what done/total count: "" (bytes), "seconds", "permille"
 };
 
 struct TaskResultInfo {

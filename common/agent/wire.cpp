@@ -100,7 +100,8 @@ ArtifactInfo toArtifactInfo(proto::ArtifactSummary::Reader a) {
 }
 
 void fillArtifact(proto::ArtifactSummary::Builder out, const ArtifactInfo& a) {
-  out.setId(a.id);
+  // With its size: an id holding a NUL goes out whole (and is refused whole), not cut short.
+  out.setId(capnp::Text::Reader(a.id.data(), a.id.size()));
   out.setSha512(a.sha512);
   out.setSize(a.size);
   out.setVirtualSize(a.virtualSize);

@@ -16,6 +16,7 @@
 #include "common/net/reactor.h"
 #include "common/net/socket_monitor.h"
 #include "common/net/zap_handler.h"
+#include "common/probe_findings.h"
 #include "common/subprocess.h"
 #include "common/units.h"
 #include "common/yaml_reader.h"
@@ -146,7 +147,12 @@ void checkGlance(Report& r, const std::string& config) {
   if (res.exitCode == 0) {
     // The daemon prints the probe's finding, then "<config>: OK".
     auto ok = said.rfind(' ' + config + ": OK");
-    r.add("glance", Status::ok, ok == std::string::npos ? said : said.substr(0, ok));
+    const std::string found = ok == std::string::npos ? said : said.substr(0, ok);
+    if (found.find(kInsecureHttpWarning) != std::string::npos)
+      r.add("glance", Status::warn, found,
+            "serve Glance and Keystone over https:// and remove allow_insecure_http");
+    else
+      r.add("glance", Status::ok, found);
   } else {
     r.add("glance", Status::fail, said,
           "check the glance: section (endpoint, auth_url, credentials) and that this host "

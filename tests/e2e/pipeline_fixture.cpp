@@ -68,8 +68,8 @@ topology:
                              ":7701', advertise: 'tcp://" + relayAddr + ":7701'}\n";
   agentConfigs_["ctrl-a"] =
       cluster_->commonAgentConfig("ctrl-a") + fast +
-      "glance:\n  auth: trusted-headers\n  endpoint: " + glance_->glanceUrl() +
-      "\n  trusted_headers: {project_id: " + LocalOpenStack::kProjectId +
+      "glance:\n  auth: trusted-headers\n  allow_insecure_http: true\n  endpoint: " +
+      glance_->glanceUrl() + "\n  trusted_headers: {project_id: " + LocalOpenStack::kProjectId +
       "}\n  retry: {initial: 1s, max: 5s}\n";
   agentArgv_["build-1"] = {(buildDir() / "bin/imgpipe-agent-build").string()};
   agentArgv_["relay-1"] = {(buildDir() / "bin/imgpipe-agent-relay").string()};

@@ -74,8 +74,9 @@ class KeystoneRegistration : public ::testing::Test {
   }
   static GlanceConfig configFor(const std::string& keystoneYaml, const std::string& extra = "") {
     const std::string yaml =
-        "glance:\n  auth: keystone\n  keystone:\n    auth_url: " + openstack->keystoneUrl() + "\n" +
-        keystoneYaml + "  retry: {initial: 500ms, max: 2s, give_up_after: 1m}\n" + extra;
+        "glance:\n  auth: keystone\n  allow_insecure_http: true\n  keystone:\n    auth_url: " +
+        openstack->keystoneUrl() + "\n" + keystoneYaml +
+        "  retry: {initial: 500ms, max: 2s, give_up_after: 1m}\n" + extra;
     return parseGlanceConfig(YamlReader::fromString(yaml, "agent.yaml").at("glance"));
   }
   static std::string imgpipeUser(const std::string& passwordFile = "imgpipe-password") {
@@ -157,7 +158,7 @@ TEST_F(KeystoneRegistration, WrongPasswordFailsWithKeystonesMessage) {
         << msg;
     EXPECT_EQ(msg.find("not-the-password"), std::string::npos) << msg;
   }
-  EXPECT_EQ(rec.maxRetryAttempt(), 0u);
+  EXPECT_EQ(rec.maxRetries(), 0u);
 }
 
 TEST_F(KeystoneRegistration, TokenExpiringMidJob) {
@@ -173,7 +174,7 @@ TEST_F(KeystoneRegistration, TokenExpiringMidJob) {
   EXPECT_EQ(result.image.status, "active");
   EXPECT_GE(auth.tokensIssued(), 2u);
   EXPECT_EQ(auth.tokensRefused(), 0u);
-  EXPECT_EQ(rec.maxRetryAttempt(), 0u);
+  EXPECT_EQ(rec.maxRetries(), 0u);
   GlanceProbe probe(auth);
   EXPECT_EQ(probe.imagesOfBuild(build).size(), 1u);
 }
@@ -198,7 +199,7 @@ TEST_F(KeystoneRegistration, TokenRevokedMidJobIsReplacedAfterGlanceRefusesIt) {
   EXPECT_EQ(result.image.status, "active");
   EXPECT_EQ(result.image.osHashValue, image->sha512);
   EXPECT_EQ(auth.tokensRefused(), 1u);
-  EXPECT_EQ(rec.maxRetryAttempt(), 0u);  // renewed inside the attempt, not by a retry
+  EXPECT_EQ(rec.maxRetries(), 0u);  // renewed inside the attempt, not by a retry
   GlanceProbe probe(auth);
   EXPECT_EQ(probe.imagesOfBuild(build).size(), 1u);
 }
@@ -213,8 +214,9 @@ TEST_F(KeystoneRegistration, DoctorProbesGlanceThroughKeystone) {
     const auto config = dir.path() / "agent-glance.yaml";
     writeText(config, "name: ctrl-probe\nkey: " + (dir.path() / "ctrl-probe.key").string() +
                           "\ncoordinator: {endpoint: 'tcp://127.0.0.1:1', public_key: " +
-                          (dir.path() / "coordinator.pub").string() + "}\nstate_dir: " +
-                          (dir.path() / "state").string() + "\nglance:\n  auth: keystone\n" +
+                          (dir.path() / "coordinator.pub").string() +
+                          "}\nstate_dir: " + (dir.path() / "state").string() +
+                          "\nglance:\n  auth: keystone\n  allow_insecure_http: true\n" +
                           "  keystone:\n    auth_url: " + openstack->keystoneUrl() + "\n" +
                           imgpipeUser(passwordFile));
     auto r = run({(buildDir() / "bin/imgpipe").string(), "--json", "doctor", "--role", "glance",

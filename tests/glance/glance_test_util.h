@@ -88,11 +88,13 @@ struct Recorder {
     };
     return o;
   }
-  unsigned maxRetryAttempt() {
+  // The most retries any progress report counted (0 while every report is of a first attempt:
+  // `imgpipe watch` then shows no "retries").
+  unsigned maxRetries() {
     std::lock_guard l(mutex);
     unsigned n = 0;
     for (const auto& p : progress)
-      if (p.state == "retrying") n = std::max(n, p.attempt);
+      n = std::max(n, p.retries);
     return n;
   }
   bool logged(const std::string& fragment) {

@@ -268,12 +268,12 @@ TEST(GlanceConfig, EveryOption) {
 
 TEST(GlanceConfig, TrustedHeadersAndNone) {
   auto c = parseConfig(
-      "glance:\n  auth: trusted-headers\n  endpoint: http://127.0.0.1:9292\n"
+      "glance:\n  auth: trusted-headers\n  endpoint: https://127.0.0.1:9292\n"
       "  trusted_headers: {project_id: p1, roles: [admin]}\n");
   EXPECT_EQ(c.auth, AuthMode::trustedHeaders);
   EXPECT_EQ(c.trustedHeaders.projectId, "p1");
   EXPECT_EQ(c.trustedHeaders.roles, std::vector<std::string>{"admin"});
-  auto n = parseConfig("glance: {auth: none, endpoint: 'http://g:9292'}\n");
+  auto n = parseConfig("glance: {auth: none, endpoint: 'https://g:9292'}\n");
   EXPECT_EQ(n.auth, AuthMode::none);
 }
 
@@ -284,33 +284,70 @@ TEST(GlanceConfig, RefusesMistakes) {
   expectConfigError("glance: {auth: none}\n", "missing required field 'endpoint'");
   expectConfigError("glance: {auth: none, endpoint: 'glance:9292'}\n",
                     "expected an http:// or https:// URL");
-  expectConfigError("glance: {auth: none, endpoint: 'http://g', uplaod_method: put}\n",
+  expectConfigError("glance: {auth: none, endpoint: 'https://g', uplaod_method: put}\n",
                     "unknown key 'uplaod_method'");
   expectConfigError(
-      "glance:\n  keystone:\n    auth_url: http://ks/v3\n    username: u\n"
+      "glance:\n  keystone:\n    auth_url: https://ks/v3\n    username: u\n"
       "    password: hunter2\n    project_name: p\n",
       "inline secrets are not accepted");
-  expectConfigError("glance:\n  keystone:\n    auth_url: http://ks/v3\n    username: u\n" + pw,
+  expectConfigError("glance:\n  keystone:\n    auth_url: https://ks/v3\n    username: u\n" + pw,
                     "needs a project");
-  expectConfigError("glance:\n  keystone:\n    auth_url: http://ks/v3\n    project_name: p\n" + pw,
+  expectConfigError("glance:\n  keystone:\n    auth_url: https://ks/v3\n    project_name: p\n" + pw,
                     "needs 'username'");
   expectConfigError(
-      "glance:\n  keystone:\n    auth_url: http://ks/v3\n    username: u\n"
+      "glance:\n  keystone:\n    auth_url: https://ks/v3\n    username: u\n"
       "    project_name: p\n    pasword_file: x\n",
       "needs 'password_file' or 'password_env'");
   expectConfigError(
-      "glance:\n  keystone:\n    auth_url: http://ks/v3\n    method: application_credential\n"
+      "glance:\n  keystone:\n    auth_url: https://ks/v3\n    method: application_credential\n"
       "    application_credential_id: x\n    application_credential_secret_env: E\n"
       "    project_name: p\n",
       "bound to its project");
-  expectConfigError("glance: {auth: none, endpoint: 'http://g', retry: {initial: 5s, max: 1s}}\n",
+  expectConfigError("glance: {auth: none, endpoint: 'https://g', retry: {initial: 5s, max: 1s}}\n",
                     "must not be less than retry.initial");
-  expectConfigError("glance: {auth: none, endpoint: 'http://g', upload_method: scp}\n",
+  expectConfigError("glance: {auth: none, endpoint: 'https://g', upload_method: scp}\n",
                     "expected put or import");
   ::chmod(f.secret.c_str(), 0644);
+  expectConfigError("glance:\n  keystone:\n    auth_url: https://ks/v3\n    username: u\n" + pw +
+                        "    project_name: p\n",
+                    "accessible by its group or others");
+  ::chmod(f.secret.c_str(), 0640);
+  expectConfigError("glance:\n  keystone:\n    auth_url: https://ks/v3\n    username: u\n" + pw +
+                        "    project_name: p\n",
+                    "accessible by its group or others; chmod 600");
+}
+
+// Tokens and passwords never cross plain http unless the site says so (issue 9).
+TEST(GlanceConfig, PlainHttpOnlyWhereTheSiteAllowsIt) {
+  ConfigFiles f;
+  const std::string pw = "    password_file: " + f.secret.string() + "\n";
+  expectConfigError("glance: {auth: none, endpoint: 'http://g:9292'}\n",
+                    "'http://g:9292' is plain http");
   expectConfigError("glance:\n  keystone:\n    auth_url: http://ks/v3\n    username: u\n" + pw +
                         "    project_name: p\n",
-                    "readable by others");
+                    "glance.keystone.auth_url: 'http://ks/v3' is plain http");
+  auto c =
+      parseConfig("glance: {auth: none, endpoint: 'http://g:9292', allow_insecure_http: true}\n");
+  EXPECT_TRUE(c.allowInsecureHttp);
+  EXPECT_EQ(c.endpoint, "http://g:9292");
+}
+
+// A password from the environment is taken out of it when the config is read: no child
+// process (qemu-img, anything a library starts) inherits it.
+TEST(GlanceConfig, APasswordFromTheEnvironmentReachesNoChildProcess) {
+  ::setenv("IMGPIPE_TEST_OS_PASSWORD", "s3cret-from-env", 1);
+  auto c = parseConfig(
+      "glance:\n  keystone:\n    auth_url: https://ks/v3\n    username: u\n"
+      "    password_env: IMGPIPE_TEST_OS_PASSWORD\n    project_name: p\n");
+  EXPECT_EQ(c.keystone.password.read(), "s3cret-from-env");
+  EXPECT_EQ(std::getenv("IMGPIPE_TEST_OS_PASSWORD"), nullptr);
+  SubprocessOptions o;
+  o.argv = {"/usr/bin/env"};
+  o.captureStdout = true;
+  auto env = checkCommand(o);
+  EXPECT_EQ(env.find("s3cret-from-env"), std::string::npos);
+  EXPECT_NE(env.find("PATH="), std::string::npos) << "the child saw an environment at all";
+  EXPECT_EQ(describe(c).find("s3cret"), std::string::npos);
 }
 
 TEST(GlanceConfig, DescribeNamesSecretSourcesNeverSecrets) {

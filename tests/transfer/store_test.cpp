@@ -206,3 +206,38 @@ TEST(ArtifactStore, AnImportByAnotherProcessIsFoundLater) {
   ASSERT_TRUE(a);
   EXPECT_TRUE(a->complete());
 }
+
+// A reused build: the same bytes published again for a new version. The store hands back the
+// artifact under the new version and metadata (issue 10), and a receiver already holding the
+// bytes takes the new manifest without fetching anything again.
+TEST(ArtifactStore, TheSameBytesUnderANewVersionTakeTheNewManifest) {
+  TempDir dir;
+  ArtifactStore origin(options(dir, "origin"));
+  const std::string content = data(3 * kChunk + 11, 4);
+  const auto file = writeFile(dir.path() / "img", content);
+  auto v1 = origin.importFile(file, "img", "1", R"({"v":1})");
+  auto v2 = origin.importFile(file, "img", "2", R"({"v":2})");
+  EXPECT_EQ(v2.id, v1.id);
+  EXPECT_EQ(v2.imageVersion, "2");
+  EXPECT_NE(v2.manifestDigest, v1.manifestDigest);
+  EXPECT_EQ(origin.find(v1.id)->manifest().metadata, R"({"v":2})");
+
+  // A receiver holding version 1's bytes complete.
+  ArtifactStore relay(options(dir, "relay"));
+  relay.importFile(file, "img", "1", R"({"v":1})");
+  const auto encoded2 = origin.find(v1.id)->encodedManifest();
+  auto a = relay.openPartial(encoded2);
+  EXPECT_TRUE(a->complete()) << "the bytes were already here and verified";
+  EXPECT_EQ(a->digest(), v2.manifestDigest);
+  EXPECT_EQ(a->manifest().imageVersion, "2");
+  a.reset();
+
+  // Survives a restart.
+  ArtifactStore reopened(options(dir, "relay"));
+  EXPECT_EQ(reopened.find(v1.id)->manifest().imageVersion, "2");
+
+  // While version 1 is in use (a transfer holds it), its manifest is not changed under it.
+  auto held = origin.find(v1.id);
+  EXPECT_THROW(origin.importFile(file, "img", "3", "{}"), Error);
+  EXPECT_EQ(held->manifest().imageVersion, "2");
+}
