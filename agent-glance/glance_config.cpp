@@ -164,7 +164,7 @@ GlanceConfig parseGlanceConfig(const YamlReader& g) {
   if (g.has("upload_rate_limit")) c.http.uploadRateLimit = g.at("upload_rate_limit").asRate();
   if (g.has("max_virtual_size")) c.maxVirtualSize = g.at("max_virtual_size").asSize();
   if (auto ov = g.optional<std::string>("older_versions")) {
-    auto parsed = parseOlderVersions(*ov);
+    auto parsed = definition::parseOlderVersions(*ov);
     if (!parsed) g.at("older_versions").fail("expected keep, hide or rename, got '" + *ov + "'");
     c.olderVersions = *parsed;
   }

@@ -1,11 +1,30 @@
 #include "agent-glance/glance_runner.h"
 
+#include <nlohmann/json.hpp>
+
 #include "agent-glance/http/api_error.h"
 #include "agent-glance/registration/registrar.h"
 #include "common/log.h"
 #include "common/subprocess.h"
+#include "definition/resolved_glance.h"
 
 namespace imgpipe::glance {
+namespace {
+
+// The registration resolved at build time, from the build manifest the artifact carries.
+definition::ResolvedGlance registrationOf(const std::string& buildManifest) {
+  nlohmann::json m;
+  try {
+    m = nlohmann::json::parse(buildManifest);
+  } catch (const nlohmann::json::exception&) {
+    throw Error("the artifact's build manifest is not JSON; it was not made by an imgpipe build");
+  }
+  if (!m.is_object() || !m.contains("glance"))
+    throw Error("the artifact's build manifest has no glance section");
+  return definition::resolvedGlanceFromJson(m.at("glance"));
+}
+
+}  // namespace
 
 GlanceRunner::GlanceRunner(GlanceConfig config, ArtifactLocator locateArtifact)
     : GlanceRunner(config, std::move(locateArtifact), makeAuthProvider(config)) {}
@@ -32,14 +51,17 @@ void GlanceRunner::run(const agent::TaskSpec& task, agent::TaskReporter& reporte
     req.sha512 = spec->sha512;
     req.size = spec->size;
     req.manifestDigest = spec->manifestDigest;
-    req.spec = parseImageSpec(spec->definition,
-                              spec->definitionName.empty() ? "definition" : spec->definitionName);
-    if (req.spec.version.empty() && !spec->imageVersion.empty()) {
-      req.spec.version = spec->imageVersion;
-      if (req.spec.displayName == req.spec.name) req.spec.displayName += " " + spec->imageVersion;
-    }
     if (req.buildId.empty()) throw Error("the register task carries no build id");
-    req.file = locateArtifact_(spec->artifactId);
+    const LocatedArtifact located = locateArtifact_(spec->artifactId);
+    if (!spec->manifestDigest.empty() && located.manifestDigest != spec->manifestDigest)
+      throw Error("the artifact here was verified against manifest " + located.manifestDigest +
+                  ", the task names " + spec->manifestDigest);
+    req.file = located.file;
+    req.spec = registrationOf(located.buildManifest);
+    // One version from submit to Glance: the build's resolution must be of this job's.
+    if (req.spec.name != spec->imageName || req.spec.version != spec->imageVersion)
+      throw Error("the artifact's manifest registers " + req.spec.name + " " + req.spec.version +
+                  ", the task is for " + spec->imageName + " " + spec->imageVersion);
 
     RegistrationObserver observer;
     observer.progress = [&](const agent::ProgressInfo& p) { reporter.progress(p); };

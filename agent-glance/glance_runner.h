@@ -10,8 +10,15 @@
 
 namespace imgpipe::glance {
 
-// Where a delivered artifact lies on this controller: the transfer plane's artifact store.
-using ArtifactLocator = std::function<std::filesystem::path(const std::string& artifactId)>;
+// A delivered artifact on this controller (in the transfer plane's artifact store): its file,
+// the build manifest it carries (whose "glance" section is what gets registered) and the digest
+// of the transfer manifest it was verified against.
+struct LocatedArtifact {
+  std::filesystem::path file;
+  std::string buildManifest;
+  std::string manifestDigest;
+};
+using ArtifactLocator = std::function<LocatedArtifact(const std::string& artifactId)>;
 
 // The glance agent's TaskRunner: runs RegisterSpec tasks through the Registrar and reports
 // progress ("registering (retrying, attempt n)"), log lines and the Glance image id.

@@ -21,10 +21,12 @@ int main(int argc, char** argv) {
     auto plane =
         std::make_shared<transfer::TransferPlane>(transfer, ctx.zmq, ctx.reactor, ctx.keys, serve);
     glance::ArtifactLocator locate = [plane](const std::string& artifactId) {
-      if (auto path = plane->store().pathOf(artifactId)) return *path;
-      throw Error("artifact " + artifactId + " is not in this agent's store (" +
-                  plane->config().storeDir.string() +
-                  "); the fetch before registration did not complete");
+      auto a = plane->store().find(artifactId);
+      if (!a || !a->complete())
+        throw Error("artifact " + artifactId + " is not in this agent's store (" +
+                    plane->config().storeDir.string() +
+                    "); the fetch before registration did not complete");
+      return glance::LocatedArtifact{a->dataPath(), a->manifest().metadata, a->digest()};
     };
     agent::RoleParts parts;
     parts.probe = [config] { return glance::probeGlance(config); };

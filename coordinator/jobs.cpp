@@ -416,8 +416,6 @@ void Engine::sendTask(Job& job, Step& step, AgentLive& agent) {
                                       store_.coordinatorId() + "/" + job.idText() + "/" + a->id,
                                       a->imageName,
                                       a->imageVersion,
-                                      store_.loadDefinition(job.id),
-                                      job.definitionName,
                                       a->id,
                                       a->sha512,
                                       a->size};

@@ -4,6 +4,7 @@
 
 #include "common/units.h"
 #include "definition/parse_definition.h"
+#include "definition/resolved_glance.h"
 
 namespace imgpipe::definition {
 namespace {
@@ -44,10 +45,6 @@ json stanzaJson(const std::vector<std::string>& types, const std::vector<std::st
   j["components"] = components;
   j["architectures"] = architectures;
   return j;
-}
-
-std::uint64_t giBRoundedUp(std::uint64_t bytes) {
-  return (bytes + (1ull << 30) - 1) >> 30;
 }
 
 std::string joined(const std::vector<std::string>& v, const char* sep = " ") {
@@ -215,21 +212,6 @@ json toJson(const ImageDefinition& def) {
   return j;
 }
 
-json resolvedGlanceJson(const GlanceSpec& g, const std::string& name, const std::string& version,
-                        std::uint64_t virtualSize) {
-  return {{"name", name},
-          {"version", version},
-          {"display_name", g.displayNameFor(name, version)},
-          {"visibility", toString(g.visibility)},
-          {"min_disk", g.minDiskGiB ? *g.minDiskGiB : giBRoundedUp(virtualSize)},
-          {"min_ram", g.minRamMiB ? *g.minRamMiB : 0},
-          {"tags", g.tags},
-          {"protected", g.protected_},
-          {"older_versions", g.olderVersions ? std::string(toString(*g.olderVersions))
-                                             : std::string("agent default")},
-          {"properties", g.allProperties()}};
-}
-
 std::string summarize(const ImageDefinition& def) {
   std::ostringstream o;
   auto row = [&](const char* label, const std::string& text) {
@@ -356,11 +338,12 @@ std::string summarize(const ImageDefinition& def) {
     std::string version = def.version.empty() ? "<version>" : def.version;
     std::string text =
         "\"" + g.displayNameFor(def.name, version) + "\", " + std::string(toString(g.visibility));
-    text += ", min_disk " +
-            (g.minDiskGiB ? std::to_string(*g.minDiskGiB) + " GiB"
-                          : (def.disk.size
-                                 ? std::to_string(giBRoundedUp(*def.disk.size)) + " GiB (disk size)"
-                                 : std::string("= disk size")));
+    text +=
+        ", min_disk " +
+        (g.minDiskGiB
+             ? std::to_string(*g.minDiskGiB) + " GiB"
+             : (def.disk.size ? std::to_string(minDiskGiBFor(*def.disk.size)) + " GiB (disk size)"
+                              : std::string("= disk size")));
     if (g.minRamMiB) text += ", min_ram " + std::to_string(*g.minRamMiB) + " MiB";
     if (!g.tags.empty()) text += ", tags [" + joined(g.tags, ", ") + "]";
     if (g.protected_) text += ", protected";

@@ -13,6 +13,8 @@
 #include "common/units.h"
 #include "common/yaml_reader.h"
 #include "definition/bundle.h"
+#include "definition/glance_names.h"
+#include "definition/resolved_glance.h"
 
 namespace imgpipe::definition {
 namespace {
@@ -658,47 +660,11 @@ ValidationSpec parseValidation(const YamlReader& doc) {
   return v;
 }
 
-// Keys Glance manages itself: setting them as properties is refused by the API (403), so the
-// mistake is named here, with the field to use instead where there is one.
-std::string reservedPropertyHint(const std::string& key) {
-  static const std::map<std::string, std::string> reserved = {
-      {"min_disk", "use glance.min_disk"},
-      {"min_ram", "use glance.min_ram"},
-      {"visibility", "use glance.visibility"},
-      {"protected", "use glance.protected"},
-      {"tags", "use glance.tags"},
-      {"name", "use glance.display_name"},
-      {"os_hidden", "set by glance.older_versions"},
-      {"id", ""},
-      {"status", ""},
-      {"checksum", ""},
-      {"os_hash_algo", ""},
-      {"os_hash_value", ""},
-      {"owner", ""},
-      {"size", ""},
-      {"virtual_size", ""},
-      {"disk_format", ""},
-      {"container_format", ""},
-      {"created_at", ""},
-      {"updated_at", ""},
-      {"locations", ""},
-      {"direct_url", ""},
-      {"self", ""},
-      {"file", ""},
-      {"schema", ""},
-      {"stores", ""}};
-  if (key.rfind("imgpipe_", 0) == 0)
-    return "'" + key + "': the imgpipe_ prefix is reserved for the properties imgpipe sets itself";
-  auto it = reserved.find(key);
-  if (it == reserved.end()) return {};
-  return "'" + key + "' is reserved by Glance" + (it->second.empty() ? "" : "; " + it->second);
-}
-
 std::map<std::string, std::string> parseProperties(const YamlReader& n) {
   std::map<std::string, std::string> out;
   for (const auto& [k, v] : n.entries()) {
     if (k.empty() || k.size() > 255) v.fail("property names have 1 to 255 characters");
-    if (auto hint = reservedPropertyHint(k); !hint.empty()) v.fail(hint);
+    if (auto problem = reservedPropertyProblem(k)) v.fail(*problem);
     if (!v.isScalar() && !v.isNull())
       v.fail("must be a single value (it becomes a string property)");
     std::string value = v.isNull() ? "" : v.as<std::string>();
@@ -721,16 +687,9 @@ GlanceSpec parseGlance(const YamlReader& doc) {
   }
   if (auto v = n.at("visibility"); !v.isNull()) {
     auto s = scalar(v);
-    if (s == "private")
-      g.visibility = Visibility::private_;
-    else if (s == "shared")
-      g.visibility = Visibility::shared;
-    else if (s == "community")
-      g.visibility = Visibility::community;
-    else if (s == "public")
-      g.visibility = Visibility::public_;
-    else
-      v.fail("must be private, shared, community or public, got '" + s + "'");
+    auto parsed = parseVisibility(s);
+    if (!parsed) v.fail("must be private, shared, community or public, got '" + s + "'");
+    g.visibility = *parsed;
   }
   if (auto m = n.at("min_disk"); !m.isNull()) {
     g.minDiskGiB = m.as<std::uint64_t>();
@@ -743,14 +702,8 @@ GlanceSpec parseGlance(const YamlReader& doc) {
   g.protected_ = n.get("protected", false);
   if (auto o = n.at("older_versions"); !o.isNull()) {
     auto s = scalar(o);
-    if (s == "keep")
-      g.olderVersions = OlderVersions::keep;
-    else if (s == "hide")
-      g.olderVersions = OlderVersions::hide;
-    else if (s == "rename")
-      g.olderVersions = OlderVersions::rename;
-    else
-      o.fail("must be keep, hide or rename, got '" + s + "'");
+    g.olderVersions = parseOlderVersions(s);
+    if (!g.olderVersions) o.fail("must be keep, hide or rename, got '" + s + "'");
   }
   g.metadata = parseProperties(n.at("metadata"));
   g.properties = parseProperties(n.at("properties"));

@@ -188,7 +188,11 @@ std::string StoreDir::readFile(std::string_view rel) const {
 
 void StoreDir::writeFileAtomic(std::string_view rel, std::string_view content, mode_t mode) const {
   static std::atomic<std::uint64_t> counter{0};
-  auto [parent, name] = parentOf(rel);
+  // Not a structured binding: the failure lambda below captures the parent (clang 14 cannot
+  // capture bindings).
+  const auto parentAndName = parentOf(rel);
+  const UniqueFd& parent = parentAndName.first;
+  const std::string& name = parentAndName.second;
   // A dot name: what a crash leaves is swept with the other dot names at load.
   const std::string tmp =
       "." + name + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);

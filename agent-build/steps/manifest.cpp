@@ -12,7 +12,7 @@
 #include "agent-build/util/file_lock.h"
 #include "common/file_util.h"
 #include "common/units.h"
-#include "definition/definition_json.h"
+#include "definition/resolved_glance.h"
 
 namespace imgpipe::build {
 namespace {
@@ -147,8 +147,10 @@ class ManifestStep : public Step {
          {{"file", ctx.finalLog.filename().string()},
           {"sha256", toHex(sha256(logText))},
           {"bytes", logText.size()}}},
-        {"glance", definition::resolvedGlanceJson(ctx.def.glance, ctx.def.name, ctx.version,
-                                                  image.at("virtual_size").get<std::uint64_t>())}};
+        // The registration, resolved once, here: the glance agent registers exactly this.
+        {"glance", definition::toJson(
+                       definition::resolveGlance(ctx.def.glance, ctx.def.name, ctx.version,
+                                                 image.at("virtual_size").get<std::uint64_t>()))}};
     ctx.manifestJson = manifest.dump(2) + "\n";
     writeFileAtomic(ctx.finalManifest, ctx.manifestJson);
     std::error_code ec;

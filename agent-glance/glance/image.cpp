@@ -3,6 +3,7 @@
 #include <set>
 
 #include "common/error.h"
+#include "definition/glance_names.h"
 
 namespace imgpipe::glance {
 namespace {
@@ -29,43 +30,6 @@ bool flag(const json& doc, const char* key) {
 
 }  // namespace
 
-bool isCoreAttribute(const std::string& key) {
-  // From Glance's image schema (GET /v2/schemas/image) plus attributes only some deployments
-  // show. "os_glance_*" is reserved for Glance's own use.
-  static const std::set<std::string> core = {"id",
-                                             "name",
-                                             "status",
-                                             "visibility",
-                                             "owner",
-                                             "disk_format",
-                                             "container_format",
-                                             "size",
-                                             "virtual_size",
-                                             "checksum",
-                                             "os_hash_algo",
-                                             "os_hash_value",
-                                             "min_disk",
-                                             "min_ram",
-                                             "protected",
-                                             "os_hidden",
-                                             "tags",
-                                             "created_at",
-                                             "updated_at",
-                                             "deleted",
-                                             "deleted_at",
-                                             "self",
-                                             "file",
-                                             "schema",
-                                             "direct_url",
-                                             "locations",
-                                             "stores",
-                                             "member_status",
-                                             "kernel_id",
-                                             "ramdisk_id",
-                                             "instance_uuid"};
-  return core.count(key) > 0 || key.starts_with("os_glance_");
-}
-
 Image parseImage(const json& doc) {
   if (!doc.is_object() || !doc.contains("id") || !doc.contains("status"))
     throw Error("Glance answered with something that is not an image: " +
@@ -91,7 +55,8 @@ Image parseImage(const json& doc) {
     for (const auto& tag : *t)
       if (tag.is_string()) img.tags.push_back(tag.get<std::string>());
   for (const auto& [key, value] : doc.items())
-    if (value.is_string() && !isCoreAttribute(key)) img.properties[key] = value.get<std::string>();
+    if (value.is_string() && !definition::isGlanceAttribute(key))
+      img.properties[key] = value.get<std::string>();
   img.raw = doc;
   return img;
 }

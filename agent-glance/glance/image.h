@@ -41,7 +41,4 @@ struct Image {
 // Throws Error when `doc` is not an image document (no id/status).
 Image parseImage(const nlohmann::json& doc);
 
-// The attributes Glance defines itself: never custom properties, never settable as one.
-bool isCoreAttribute(const std::string& key);
-
 }  // namespace imgpipe::glance

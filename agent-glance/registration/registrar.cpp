@@ -65,8 +65,8 @@ std::string lower(std::string s) {
 // Upload progress with rate and ETA, at most every kProgressInterval.
 class ProgressMeter {
  public:
-  ProgressMeter(const RegistrationObserver& observer, unsigned attempt, std::string state)
-      : observer_(observer), attempt_(attempt), state_(std::move(state)) {}
+  ProgressMeter(const RegistrationObserver& observer, unsigned retries, std::string state)
+      : observer_(observer), retries_(retries), state_(std::move(state)) {}
 
   void update(std::uint64_t done, std::uint64_t total, bool force = false) {
     if (!observer_.progress) return;
@@ -77,7 +77,7 @@ class ProgressMeter {
     p.step = kStep;
     p.done = done;
     p.total = total;
-    p.retries = attempt_ - 1;  // the first attempt has retried nothing
+    p.retries = retries_;
     p.state = state_;
     auto elapsedMs = std::chrono::duration_cast<milliseconds>(now - start_).count();
     if (elapsedMs > 0) p.rateBps = done * 1000 / static_cast<std::uint64_t>(elapsedMs);
@@ -88,7 +88,7 @@ class ProgressMeter {
 
  private:
   const RegistrationObserver& observer_;
-  unsigned attempt_;
+  unsigned retries_;
   std::string state_;
   Clock::time_point start_ = Clock::now();
   Clock::time_point last_{};
@@ -290,7 +290,7 @@ struct Registrar::Attempt {
   // Streams the file; Glance hashes what it stores, we hash what we send.
   std::string send(const Image& img) {
     Hasher sent(HashAlgo::sha512);
-    ProgressMeter meter(observer, attempt, "");
+    ProgressMeter meter(observer, attempt - 1, "");  // the first attempt has retried nothing
     UploadObserver obs;
     obs.progress = [&](std::uint64_t done, std::uint64_t total) { meter.update(done, total); };
     obs.data = [&](std::span<const std::byte> data) {
@@ -397,8 +397,9 @@ struct Registrar::Attempt {
 
   Image publish(const Image& img) {
     json ops = json::array();
-    if (img.visibility != req.spec.visibility)
-      ops.push_back({{"op", "replace"}, {"path", "/visibility"}, {"value", req.spec.visibility}});
+    const std::string visibility(definition::toString(req.spec.visibility));
+    if (img.visibility != visibility)
+      ops.push_back({{"op", "replace"}, {"path", "/visibility"}, {"value", visibility}});
     if (img.protectedFlag != req.spec.protectedFlag)
       ops.push_back({{"op", "replace"}, {"path", "/protected"}, {"value", req.spec.protectedFlag}});
     if (ops.empty()) return img;
@@ -504,12 +505,10 @@ RegistrationResult Registrar::run(const RegistrationRequest& request, std::stop_
     ProgressMeter meter(observer_, 0, "verifying");
     verifyArtifact(request, stop, [&](std::uint64_t d, std::uint64_t t) { meter.update(d, t); });
   }
-  const auto info = checkQcow2(
-      request.file, {.maxVirtualSize = config_.maxVirtualSize, .timeout = config_.qemuImgTimeout},
-      stop);
-  RegistrationRequest resolved = request;
-  if (resolved.spec.minDiskGiB == 0)  // unset in the definition: no flavor smaller than the disk
-    resolved.spec.minDiskGiB = (info.virtualSize + (1ull << 30) - 1) >> 30;
+  // What is registered (min_disk among it) was resolved once, at build time
+  // (definition::resolveGlance); here the file is only checked to be what it claims.
+  checkQcow2(request.file,
+             {.maxVirtualSize = config_.maxVirtualSize, .timeout = config_.qemuImgTimeout}, stop);
   note(agent::LogLevel::info, "verified " + request.file.filename().string() + " (" +
                                   formatBytes(request.size) +
                                   ", sha256 and sha512 match; qcow2 checked)");
@@ -519,7 +518,7 @@ RegistrationResult Registrar::run(const RegistrationRequest& request, std::stop_
   milliseconds delay = config_.retry.initial;
   for (unsigned attempt = 1;; ++attempt) {
     try {
-      return attemptOnce(resolved, attempt, stop);
+      return attemptOnce(request, attempt, stop);
     } catch (const http::StoppedError&) {
       throw;
     } catch (const std::exception& e) {

@@ -62,7 +62,7 @@ struct RegistrationRequest {
   std::string sha512;  // hex
   std::uint64_t size = 0;
   std::string manifestDigest;
-  ImageSpec spec;
+  definition::ResolvedGlance spec;  // from the build manifest, resolved at build time
 };
 
 struct RegistrationResult {

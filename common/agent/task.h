@@ -52,8 +52,6 @@ struct RegisterSpec {
   std::string buildId;
   std::string imageName;
   std::string imageVersion;
-  std::string definition;
-  std::string definitionName;
   std::string sha256;
   std::string sha512;
   std::uint64_t size = 0;

@@ -31,11 +31,9 @@ TaskSpec toTaskSpec(proto::Task::Reader task) {
     }
     case proto::Task::Kind::REGISTER: {
       auto r = kind.getRegister();
-      spec.kind = RegisterSpec{r.getArtifactId(),     r.getManifestDigest(),
-                               r.getBuildId(),        r.getImageName(),
-                               r.getImageVersion(),   r.getDefinition(),
-                               r.getDefinitionName(), r.getSha256(),
-                               r.getSha512(),         r.getSize()};
+      spec.kind =
+          RegisterSpec{r.getArtifactId(),   r.getManifestDigest(), r.getBuildId(), r.getImageName(),
+                       r.getImageVersion(), r.getSha256(),         r.getSha512(),  r.getSize()};
       break;
     }
   }
@@ -81,8 +79,6 @@ void fillTask(proto::Task::Builder out, const TaskSpec& spec) {
     o.setBuildId(r->buildId);
     o.setImageName(r->imageName);
     o.setImageVersion(r->imageVersion);
-    o.setDefinition(r->definition);
-    o.setDefinitionName(r->definitionName);
     o.setSha256(r->sha256);
     o.setSha512(r->sha512);
     o.setSize(r->size);

@@ -119,8 +119,8 @@ struct RegisterTask {
   buildId @2 :Text;           # stable across retries: the Glance image id is derived from it
   imageName @3 :Text;
   imageVersion @4 :Text;
-  definition @5 :Text;        # the image definition: Glance metadata, visibility, properties
-  definitionName @6 :Text;
+  definition @5 :Text;        # unused since 0.2: the registration travels in the artifact's
+  definitionName @6 :Text;    # build manifest ("glance"), resolved once at build time
   sha256 @7 :Text;
   sha512 @8 :Text;
   size @9 :UInt64;

@@ -10,6 +10,7 @@
 #include "definition/bundle.h"
 #include "definition/definition_json.h"
 #include "definition/parse_definition.h"
+#include "definition/resolved_glance.h"
 
 using namespace imgpipe;
 using namespace imgpipe::build;
@@ -288,7 +289,8 @@ validation: {boot_test: true}
 
 TEST(Definition, ResolvedGlanceDefaultsFromTheImage) {
   auto def = definition::parseDefinition(kMinimal, "t.yaml");
-  auto g = definition::resolvedGlanceJson(def.glance, def.name, "1.2", (10ull << 30) + 1);
+  auto g =
+      definition::toJson(definition::resolveGlance(def.glance, def.name, "1.2", (10ull << 30) + 1));
   EXPECT_EQ(g["display_name"], "tiny 1.2");
   EXPECT_EQ(g["min_disk"], 11);  // rounded up
   EXPECT_EQ(g["visibility"], "private");

@@ -13,6 +13,7 @@
 #include "common/file_util.h"
 #include "common/hash.h"
 #include "common/log.h"
+#include "tests/glance/spec_for.h"
 
 using namespace imgpipe;
 using namespace imgpipe::glance;
@@ -39,7 +40,7 @@ int main(int argc, char** argv) {
     req.sha256 = toHex(d.sha256);
     req.sha512 = toHex(d.sha512);
     req.size = d.size;
-    req.spec = parseImageSpec(readFile(definitionPath), definitionPath);
+    req.spec = glance::test::specFor(readFile(definitionPath));
     RegistrationObserver observer;
     observer.checkpoint = [&](std::string_view name) {
       if (name == crashAt) {

@@ -8,6 +8,7 @@
 #include "agent-glance/registration/image_id.h"
 #include "common/temp_dir.h"
 #include "tests/glance/glance_test_util.h"
+#include "tests/glance/spec_for.h"
 
 using namespace imgpipe;
 using namespace imgpipe::glance;
@@ -112,7 +113,9 @@ class GlanceRegistration : public ::testing::Test {
     return Subprocess(std::move(o));
   }
 
-  ImageSpec spec(const std::string& yaml = kDefinition) { return parseImageSpec(yaml, "def.yaml"); }
+  definition::ResolvedGlance spec(const std::string& yaml = kDefinition) {
+    return glance::test::specFor(yaml);
+  }
 
   GlanceConfig config;
   std::shared_ptr<AuthProvider> auth;
@@ -287,7 +290,11 @@ TEST_F(GlanceRegistration, GlanceStoppedDuringTheUploadAndStartedAgain) {
   // Through the TaskRunner, as the agent runs it: progress must show the retries.
   auto cfg = configFor(configYaml("  upload_rate_limit: 4MB/s\n"));
   GlanceRunner runner(
-      cfg, [&](const std::string&) { return image->path; }, auth);
+      cfg,
+      [&](const std::string&) {
+        return LocatedArtifact{image->path, glance::test::buildManifestFor(spec()), ""};
+      },
+      auth);
   agent::TaskSpec task;
   task.taskId = "t1";
   task.jobId = "job-outage";
@@ -296,8 +303,6 @@ TEST_F(GlanceRegistration, GlanceStoppedDuringTheUploadAndStartedAgain) {
                                   .buildId = build,
                                   .imageName = "debian-12-docker",
                                   .imageVersion = "2026.11.22-1",
-                                  .definition = kDefinition,
-                                  .definitionName = "def.yaml",
                                   .sha256 = image->sha256,
                                   .sha512 = image->sha512,
                                   .size = image->size};
@@ -335,12 +340,17 @@ TEST_F(GlanceRegistration, CancelMidUploadStopsPromptlyAndLeavesAReusableImage) 
   const auto build = uniqueBuildId("cancel");
   auto cfg = configFor(configYaml("  upload_rate_limit: 4MB/s\n"));
   GlanceRunner runner(
-      cfg, [&](const std::string&) { return image->path; }, auth);
+      cfg,
+      [&](const std::string&) {
+        return LocatedArtifact{image->path, glance::test::buildManifestFor(spec()), ""};
+      },
+      auth);
   agent::TaskSpec task;
   task.jobId = "job-cancel";
   task.kind = agent::RegisterSpec{.artifactId = image->sha256,
                                   .buildId = build,
-                                  .definition = kDefinition,
+                                  .imageName = "debian-12-docker",
+                                  .imageVersion = "2026.11.22-1",
                                   .sha256 = image->sha256,
                                   .sha512 = image->sha512,
                                   .size = image->size};
@@ -487,12 +497,18 @@ TEST_F(GlanceRegistration, ClientTagsPatchListAndImportInfo) {
 TEST_F(GlanceRegistration, RunnerRefusesAMissingArtifactClearly) {
   auto cfg = configFor(configYaml());
   GlanceRunner runner(
-      cfg, [&](const std::string& id) { return work->path() / ("missing-" + id); }, auth);
+      cfg,
+      [&](const std::string& id) {
+        return LocatedArtifact{work->path() / ("missing-" + id),
+                               glance::test::buildManifestFor(spec("name: x\nversion: '1'\n")), ""};
+      },
+      auth);
   agent::TaskSpec task;
   task.jobId = "job-missing";
   task.kind = agent::RegisterSpec{.artifactId = "abc",
                                   .buildId = uniqueBuildId("missing"),
-                                  .definition = "name: x\nversion: '1'\n",
+                                  .imageName = "x",
+                                  .imageVersion = "1",
                                   .sha256 = "abc",
                                   .sha512 = "def",
                                   .size = 1};

@@ -16,6 +16,7 @@
 #include "agent-glance/registration/registrar.h"
 #include "common/agent/task_runner.h"
 #include "common/subprocess.h"
+#include "tests/glance/spec_for.h"
 #include "tests/support/local_openstack.h"
 
 namespace imgpipe::test {
@@ -141,7 +142,7 @@ bool eventually(F f, std::chrono::milliseconds limit,
 }
 
 inline glance::RegistrationRequest requestFor(const TestArtifact& a, const std::string& buildId,
-                                              const glance::ImageSpec& spec) {
+                                              const definition::ResolvedGlance& spec) {
   glance::RegistrationRequest r;
   r.jobId = "test";
   r.buildId = buildId;

@@ -21,6 +21,7 @@
 #include "common/net/curve_keys.h"
 #include "common/subprocess.h"
 #include "common/temp_dir.h"
+#include "tests/glance/spec_for.h"
 
 using namespace imgpipe;
 using namespace imgpipe::glance;
@@ -81,12 +82,12 @@ glance:
   properties: {hw_disk_bus: virtio, hw_vif_model: virtio, marketplace_category: containers}
 )";
 
-TEST(ImageSpec, ParsesTheGlanceSection) {
-  ImageSpec s = parseImageSpec(kDefinition, "def.yaml");
+TEST(ResolvedGlance, ResolvesTheGlanceSection) {
+  auto s = glance::test::specFor(kDefinition);
   EXPECT_EQ(s.name, "debian-12-docker");
   EXPECT_EQ(s.version, "2026.11.22-1");
   EXPECT_EQ(s.displayName, "Debian 12 Docker");
-  EXPECT_EQ(s.visibility, "public");
+  EXPECT_EQ(s.visibility, definition::Visibility::public_);
   EXPECT_EQ(s.minDiskGiB, 10u);
   EXPECT_EQ(s.minRamMiB, 1024u);
   EXPECT_EQ(s.tags, (std::vector<std::string>{"docker", "debian"}));
@@ -94,8 +95,8 @@ TEST(ImageSpec, ParsesTheGlanceSection) {
   EXPECT_EQ(s.olderVersions, definition::OlderVersions::hide);
 }
 
-TEST(ImageSpec, MetadataMapsOverAsStringsAndPropertiesWin) {
-  ImageSpec s = parseImageSpec(kDefinition, "def.yaml");
+TEST(ResolvedGlance, MetadataMapsOverAsStringsAndPropertiesWin) {
+  auto s = glance::test::specFor(kDefinition);
   EXPECT_EQ(s.properties.at("os_admin_user"), "debian");
   EXPECT_EQ(s.properties.at("hw_qemu_guest_agent"), "yes");
   EXPECT_EQ(s.properties.at("os_require_quiesce"), "yes");  // unquoted YAML yes stays "yes"
@@ -106,28 +107,47 @@ TEST(ImageSpec, MetadataMapsOverAsStringsAndPropertiesWin) {
   EXPECT_EQ(s.properties.size(), 11u);
 }
 
-TEST(ImageSpec, DefaultsWithoutGlanceSection) {
-  ImageSpec s = parseImageSpec("name: plain\nversion: '3'\n", "d.yaml");
+TEST(ResolvedGlance, DefaultsWithoutGlanceSectionComeFromTheImage) {
+  auto s = glance::test::specFor("name: plain\nversion: '3'\n", (10ull << 30) + 1);
   EXPECT_EQ(s.displayName, "plain 3");
-  EXPECT_EQ(s.visibility, "private");
-  EXPECT_EQ(s.minDiskGiB, 0u);
+  EXPECT_EQ(s.visibility, definition::Visibility::private_);
+  EXPECT_EQ(s.minDiskGiB, 11u);  // the virtual size, rounded up: no flavor smaller than the disk
   EXPECT_FALSE(s.protectedFlag);
   EXPECT_FALSE(s.olderVersions.has_value());
   EXPECT_TRUE(s.properties.empty());
 }
 
+// The build writes it into the manifest; the glance agent reads exactly that back.
+TEST(ResolvedGlance, TravelsThroughTheBuildManifestUnchanged) {
+  auto s = glance::test::specFor(kDefinition);
+  auto back = definition::resolvedGlanceFromJson(definition::toJson(s));
+  EXPECT_EQ(definition::toJson(back), definition::toJson(s));
+  auto j = definition::toJson(s);
+  j["properties"]["kernel_id"] = "x";
+  try {
+    definition::resolvedGlanceFromJson(j);
+    FAIL() << "a reserved property was read from a manifest";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'kernel_id' is reserved by Glance"), std::string::npos)
+        << e.what();
+  }
+  j = definition::toJson(s);
+  j["min_disk"] = "ten";
+  EXPECT_THROW(definition::resolvedGlanceFromJson(j), Error);
+}
+
 void expectSpecError(const std::string& yaml, const std::string& fragment) {
   try {
-    parseImageSpec(yaml, "d.yaml");
+    glance::test::specFor(yaml);
     FAIL() << "accepted: " << yaml;
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
   }
 }
 
-TEST(ImageSpec, RefusesWhatGlanceWouldRefuse) {
+TEST(ResolvedGlance, RefusesWhatGlanceWouldRefuse) {
   // The wording is the definition parser's (definition::parseGlance), the one reader of this
-  // section.
+  // section; the reserved names are definition/glance_names.h's, the one table.
   expectSpecError("name: a\nglance: {visibility: secret}\n",
                   "glance.visibility: must be private, shared, community or public");
   expectSpecError("name: a\nglance: {older_versions: drop}\n", "must be keep, hide or rename");
@@ -136,6 +156,8 @@ TEST(ImageSpec, RefusesWhatGlanceWouldRefuse) {
                   "'os_hash_value' is reserved by Glance");
   expectSpecError("name: a\nglance: {metadata: {visibility: public}}\n",
                   "'visibility' is reserved by Glance; use glance.visibility");
+  for (const char* key : {"kernel_id", "ramdisk_id", "instance_uuid", "os_glance_import_task"})
+    expectSpecError(std::string("name: a\nglance: {properties: {") + key + ": x}}\n", "reserved");
   expectSpecError("name: a\nglance: {properties: {imgpipe_build_id: x}}\n", "reserved");
   expectSpecError("name: a\nglance: {properties: {k: [1, 2]}}\n",
                   "glance.properties.k: must be a single value");
@@ -145,8 +167,8 @@ TEST(ImageSpec, RefusesWhatGlanceWouldRefuse) {
   expectSpecError("version: '1'\n", "missing required field 'name'");
 }
 
-TEST(ImageSpec, ProvenanceProperties) {
-  ImageSpec s = parseImageSpec(kDefinition, "def.yaml");
+TEST(ResolvedGlance, ProvenanceProperties) {
+  auto s = glance::test::specFor(kDefinition);
   auto p = glanceProperties(s, {"build-7", "abc", "mdigest"});
   EXPECT_EQ(p.at("imgpipe_build_id"), "build-7");
   EXPECT_EQ(p.at("imgpipe_image"), "debian-12-docker");
