@@ -86,6 +86,10 @@ std::string_view toString(Kind kind) {
       return "CurveZMQ public key (40 Z85 characters)";
     case Kind::buildId:
       return "build id ('/'-separated names of [A-Za-z0-9._-])";
+    case Kind::fsUuid:
+      return "filesystem UUID ([A-Za-z0-9-], at most 64 characters, alphanumeric first)";
+    case Kind::fsLabel:
+      return "filesystem label ([A-Za-z0-9._-], at most 64 characters, alphanumeric first)";
   }
   return "identifier";
 }
@@ -119,6 +123,12 @@ bool valid(Kind kind, std::string_view v) {
       return z85(v);
     case Kind::buildId:
       return buildId(v);
+    case Kind::fsUuid:
+      // ext4/xfs/btrfs/LUKS 8-4-4-4-12 hex, vfat XXXX-XXXX, NTFS 16 hex: never '/', '.' or ' '.
+      return !v.empty() && v.size() <= 64 && isAlnum(v[0]) &&
+             allOf(v, [](char c) { return isAlnum(c) || c == '-'; });
+    case Kind::fsLabel:
+      return simpleName(v, 64);
   }
   return false;
 }

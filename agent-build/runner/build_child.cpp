@@ -78,8 +78,8 @@ void teardown(BuildContext& ctx) {
   ctx.log.setStep("teardown");
   if (ctx.chroot) {
     ctx.log.info(
-        "leaving the chroot (killing what runs in it, restoring resolv.conf, unmounting /dev /proc "
-        "/sys /run)");
+        "leaving the image (restoring resolv.conf and policy-rc.d, unmounting /run; nothing runs "
+        "in it: each command's sandbox ended with it)");
     ctx.chroot.reset();
   }
   if (ctx.rootMount) {
