@@ -107,7 +107,7 @@ void Apt::aptGet(const std::vector<std::string>& args, bool noLocking,
     if (line.find("newly installed") != std::string_view::npos) *summary = line;
     log->output(line);
   };
-  auto command = joinCommand(o.argv);
+  auto command = describeSandboxed(o.argv);
   auto result = runCommand(std::move(o));
   if (result.exitCode != 0 || result.timedOut || result.stopped) {
     if (stop_.stop_requested()) throw BuildStopped("build stopped");

@@ -152,13 +152,26 @@ ChrootSession::~ChrootSession() {
     mounts_.pop_back();
 }
 
+void ChrootSession::requireMountPoint(std::string_view imagePath) {
+  // The kernel resolves a mount's target on the host: a symlink anywhere on the way (the base's
+  // /var/cache -> /srv) would put the mount outside the image. Nothing of the image runs while
+  // the build mounts, so what is checked here is what the kernel then resolves.
+  std::string prefix;
+  for (const auto& part : splitImagePath(imagePath)) {
+    prefix += "/" + part;
+    auto st = fs_.lstat(prefix);
+    if (!st) break;  // mkdirs creates the rest as directories
+    if (!S_ISDIR(st->st_mode))
+      throw Error(prefix + " in the image is " +
+                  (S_ISLNK(st->st_mode) ? "a symlink" : "not a directory") + "; cannot mount " +
+                  std::string(imagePath) + " there");
+  }
+  fs_.mkdirs(imagePath);
+}
+
 void ChrootSession::mountAt(const std::string& source, std::string_view imagePath,
                             const std::string& type, unsigned long flags, const std::string& data) {
-  // A symlink here would make the kernel mount wherever it points (outside the image, even).
-  if (auto st = fs_.lstat(imagePath); st && !S_ISDIR(st->st_mode))
-    throw Error(std::string(imagePath) + " in the image is not a directory; cannot mount " + type +
-                " there");
-  fs_.mkdirs(imagePath);
+  requireMountPoint(imagePath);
   mounts_.emplace_back(source, fs_.hostPath(imagePath), type, flags, data);
 }
 
@@ -168,13 +181,8 @@ void ChrootSession::prepareMountPoints() {
   // on the host's side of its namespace. Nothing in the image runs outside a sandbox, and inside
   // one these are mount points that cannot be removed or replaced, so checking them here, before
   // the first command, holds for the whole session.
-  for (const char* dir : {"/dev", "/proc", "/sys"}) {
-    if (auto st = fs_.lstat(dir); st && !S_ISDIR(st->st_mode))
-      throw Error(std::string(dir) + " in the image is not a directory (" +
-                  (S_ISLNK(st->st_mode) ? "a symlink" : "not a directory") +
-                  "); refusing to run anything in it");
-    fs_.mkdirs(dir);
-  }
+  for (const char* dir : {"/dev", "/proc", "/sys"})
+    requireMountPoint(dir);
 }
 
 SubprocessOptions ChrootSession::commandOptions(std::vector<std::string> argv,
@@ -199,17 +207,22 @@ SubprocessOptions ChrootSession::commandOptions(std::vector<std::string> argv,
 std::string ChrootSession::run(std::vector<std::string> argv, bool capture) const {
   auto o = commandOptions(std::move(argv));
   o.captureStdout = capture;
-  return build::run(ctx_, std::move(o));
+  return run(std::move(o));
 }
 
 std::string ChrootSession::run(SubprocessOptions options) const {
-  return build::run(ctx_, std::move(options));
+  auto command = describeSandboxed(options.argv);
+  if (!options.stop.stop_possible()) options.stop = ctx_.stop;
+  if (!options.onLine) options.onLine = ctx_.output;
+  if (options.timeout.count() == 0) options.timeout = ctx_.timeout;
+  auto result = runCommand(std::move(options));
+  if (result.exitCode != 0 || result.timedOut || result.stopped)
+    throw CommandError(std::move(command), std::move(result));
+  return std::move(result.stdoutText);
 }
 
 Mount ChrootSession::bindInto(const fs::path& hostDir, std::string_view imagePath) {
-  if (auto st = fs_.lstat(imagePath); st && !S_ISDIR(st->st_mode))
-    throw Error(std::string(imagePath) + " in the image is not a directory");
-  fs_.mkdirs(imagePath);
+  requireMountPoint(imagePath);
   return Mount::bind(hostDir, fs_.hostPath(imagePath));
 }
 

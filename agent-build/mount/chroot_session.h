@@ -74,6 +74,8 @@ class ChrootSession {
 
  private:
   void prepareMountPoints();
+  // `imagePath` as a directory, with no symlink on the way; throws Error naming it otherwise.
+  void requireMountPoint(std::string_view imagePath);
   void mountAt(const std::string& source, std::string_view imagePath, const std::string& type,
                unsigned long flags, const std::string& data);
 

@@ -3,15 +3,18 @@
 #include <linux/capability.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <set>
 
 #include "common/error.h"
+#include "common/subprocess.h"
 
 namespace imgpipe::build {
 namespace {
@@ -127,6 +130,13 @@ std::vector<std::string> sandboxCommand(const SandboxSpec& spec, definition::Net
   return a;
 }
 
+std::string describeSandboxed(const std::vector<std::string>& argv) {
+  // No option value sandboxCommand() writes is a bare "--": the first one ends bwrap's options.
+  auto dash = std::find(argv.begin(), argv.end(), "--");
+  if (argv.size() < 2 || argv[1] != "sandbox-exec" || dash == argv.end()) return joinCommand(argv);
+  return joinCommand({dash + 1, argv.end()}) + " (in the image sandbox)";
+}
+
 int sandboxExecMain(int argc, char** argv) {
   auto fail = [](const std::string& what) {
     std::fprintf(stderr, "imgpipe sandbox-exec: %s: %s\n", what.c_str(), std::strerror(errno));
@@ -161,8 +171,33 @@ int sandboxExecMain(int argc, char** argv) {
   for (int i = 1; i < argc; ++i)
     args.push_back(argv[i]);
   args.push_back(nullptr);
-  ::execv(bwrap.c_str(), args.data());
-  return fail("exec " + bwrap);
+
+  // bwrap's outer process exits as soon as the sandbox's init reports the command's status, while
+  // that init may still be taking the namespace's last processes down; orphaned, it would become
+  // a zombie of the build child (PID 1 of the build's namespace, which reaps only its own
+  // commands). As a subreaper this process adopts it, and returns only when every process of the
+  // sandbox is gone: "the command ended" then means nothing of it runs any more.
+  if (::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0) return fail("PR_SET_CHILD_SUBREAPER");
+  const pid_t child = ::fork();
+  if (child < 0) return fail("fork");
+  if (child == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() == 1) ::_exit(137);
+    ::execv(bwrap.c_str(), args.data());
+    fail("exec " + bwrap);
+    ::_exit(127);
+  }
+  int code = 127;
+  for (;;) {
+    int status = 0;
+    const pid_t died = ::wait(&status);
+    if (died < 0) {
+      if (errno == EINTR) continue;
+      break;  // ECHILD: nothing of the sandbox is left
+    }
+    if (died == child) code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+  return code;
 }
 
 }  // namespace imgpipe::build

@@ -45,13 +45,17 @@ const std::vector<std::string>& sandboxCapabilities();
 std::vector<std::string> sandboxCommand(const SandboxSpec& spec, definition::Network network,
                                         const std::vector<std::string>& argv);
 
+// How a sandboxed command is named in errors and logs: the command in the image, without the
+// sandbox's own options ("apt-get -y install tree (in the image sandbox)").
+std::string describeSandboxed(const std::vector<std::string>& sandboxArgv);
+
 // Throws Error naming the package to install when bwrap is missing.
 void requireBubblewrap();
 
 // `imgpipe-agent-build sandbox-exec BWRAP-ARGS...`: drops every capability outside
 // sandboxCapabilities() from the bounding set (keeping the rest inheritable so that bwrap, run as
-// root, can still set up its namespaces), closes inherited descriptors and execs bwrap. Returns
-// only on failure (exit code 127).
+// root, can still set up its namespaces), closes inherited descriptors, runs bwrap and returns
+// its exit code once every process of the sandbox is gone (127 when it cannot start it).
 int sandboxExecMain(int argc, char** argv);
 
 }  // namespace imgpipe::build

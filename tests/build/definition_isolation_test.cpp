@@ -52,7 +52,7 @@ TEST(DefinitionIsolation, NetworkIsHostByDefaultNoneOnRequestAndStrict) {
 }
 
 TEST(DefinitionIsolation, FilePathsAreNormalisedBeforeTheReservedPathCheck) {
-  for (const std::string& sneaky :
+  for (const char* sneaky :
        {"/./proc/sys/vm/swappiness", "//proc/sys/vm/swappiness", "/proc//sys/vm/swappiness",
         "/././proc/./sys/vm/swappiness", "/proc"}) {
     const auto err = errorOf(withFile(sneaky));
@@ -60,7 +60,7 @@ TEST(DefinitionIsolation, FilePathsAreNormalisedBeforeTheReservedPathCheck) {
     EXPECT_NE(err.find("is under /proc, which is not part of the image"), std::string::npos)
         << sneaky << ": " << err;
   }
-  for (const std::string& sneaky : {"//sys/kernel/x", "/sys/./x", "/./dev/sda", "//run//x"})
+  for (const char* sneaky : {"//sys/kernel/x", "/sys/./x", "/./dev/sda", "//run//x"})
     EXPECT_NE(errorOf(withFile(sneaky)).find("which is not part of the image"), std::string::npos)
         << sneaky;
   // Names that only start like an API filesystem are part of the image.
@@ -84,7 +84,7 @@ TEST(DefinitionIsolation, FilePathsAreNormalisedBeforeTheReservedPathCheck) {
 }
 
 TEST(DefinitionIsolation, CleanupPathsAreNormalisedBeforeTheWholeRootCheck) {
-  for (const std::string& root : {"//", "/./", "/.", "///*", "/./*", "//*"})
+  for (const char* root : {"//", "/./", "/.", "///*", "/./*", "//*"})
     EXPECT_NE(errorOf(withRemove(root)).find("refusing to remove the whole root filesystem"),
               std::string::npos)
         << root;
