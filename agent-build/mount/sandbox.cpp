@@ -116,8 +116,12 @@ std::vector<std::string> sandboxCommand(const SandboxSpec& spec, definition::Net
     a.insert(a.end(), {"--symlink", l.target, "/dev/" + l.path});
   }
   // /proc of the sandbox's own PID namespace: /proc/1 is its init, whose root is the image.
-  // bwrap makes /proc/sys, /proc/sysrq-trigger, /proc/irq and /proc/bus read-only.
-  a.insert(a.end(), {"--proc", "/proc", "--ro-bind", "/sys", "/sys"});
+  // /proc/sys read-only: most of it is host-wide (kernel.core_pattern names a program the kernel
+  // runs as root on the host). bwrap (0.8) covers it only when its own access(W_OK) test fails,
+  // which as real root it does not (isolation_test found it writable); it covers /proc/irq and
+  // /proc/bus itself.
+  a.insert(a.end(), {"--proc", "/proc", "--ro-bind", "/proc/sys", "/proc/sys", "--ro-bind-try",
+                     "/proc/sysrq-trigger", "/proc/sysrq-trigger", "--ro-bind", "/sys", "/sys"});
   a.insert(a.end(), {"--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"});
   if (network == definition::Network::none) a.push_back("--unshare-net");
   // Nothing outlives the command: bwrap's child gets SIGKILL when bwrap dies, and the PID

@@ -147,7 +147,7 @@ int runPipeline(BuildContext& ctx, EventWriter& events) {
     }
   } catch (...) {
     auto f = describeFailure(current, std::current_exception(), ctx.stop);
-    // A full work dir shows up as I/O errors deep inside a chroot command; say what it really is.
+    // A full work dir shows up as I/O errors deep inside a command in the image; say what it really is.
     try {
       if (auto free = freeBytes(ctx.config.workDir); free < (64ull << 20))
         f.message += "; the work dir " + ctx.config.workDir.string() + " is out of space (" +

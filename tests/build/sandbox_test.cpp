@@ -171,6 +171,8 @@ TEST_F(SandboxTest, OwnProcAndDevWithOnlyTheBuildDisk) {
   EXPECT_EQ(capture("readlink /dev/disk/by-label/cloudimg-rootfs"),
             "../../" + root_.device.filename().string() + "\n");
   EXPECT_EQ(capture("stat -c %a /dev/shm"), "1777\n");
+  // Host-wide sysctls (kernel.core_pattern) are read-only.
+  EXPECT_NE(capture("grep ' /proc/sys ' /proc/self/mountinfo").find(" ro,"), std::string::npos);
   // The image's own files cannot be device nodes that open anything: nodev.
   EXPECT_NE(capture("grep ' / ' /proc/self/mounts"), "");
   EXPECT_NE(capture("grep ' / ' /proc/self/mounts").find("nodev"), std::string::npos);

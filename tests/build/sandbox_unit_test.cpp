@@ -50,7 +50,8 @@ TEST(Sandbox, CommandLineHasEveryNamespaceAndOnlyTheKeptCapabilities) {
   EXPECT_TRUE(following(opts, "--dev-bind").empty());
   EXPECT_EQ(following(opts, "--dev"), std::vector<std::string>{"/dev"});
   EXPECT_EQ(following(opts, "--proc"), std::vector<std::string>{"/proc"});
-  EXPECT_EQ(following(opts, "--ro-bind"), std::vector<std::string>{"/sys"});
+  EXPECT_EQ(following(opts, "--ro-bind"), (std::vector<std::string>{"/proc/sys", "/sys"}));
+  EXPECT_EQ(following(opts, "--ro-bind-try"), std::vector<std::string>{"/proc/sysrq-trigger"});
   EXPECT_EQ(following(opts, "--cap-drop"), std::vector<std::string>{"ALL"});
   auto caps = following(opts, "--cap-add");
   EXPECT_EQ(caps, sandboxCapabilities());
