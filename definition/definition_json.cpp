@@ -209,6 +209,9 @@ json toJson(const ImageDefinition& def) {
                                                     : std::string("agent default")},
                  {"metadata", g.metadata},
                  {"properties", g.properties}};
+  // Only when set: the content digest (the result key) of every definition without it stays
+  // what it was.
+  if (def.network != Network::host) j["network"] = toString(def.network);
   return j;
 }
 
@@ -315,6 +318,8 @@ std::string summarize(const ImageDefinition& def) {
                                        : "enable [" + joined(def.services.enable) + "], disable [" +
                                              joined(def.services.disable) + "], mask [" +
                                              joined(def.services.mask) + "]");
+  if (def.network != Network::host)
+    row("network", "none for scripts and package scripts (apt downloads still reach the mirror)");
   row("cleanup", std::string("standard") +
                      (def.cleanup.remove.empty() ? "" : " + remove " + joined(def.cleanup.remove)) +
                      (def.cleanup.recreateJournal ? ", journal re-created" : ", journal kept"));

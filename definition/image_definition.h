@@ -222,6 +222,13 @@ struct GlanceSpec {
   }
 };
 
+// ---- network ----------------------------------------------------------------------------------
+
+// Whether the commands a definition controls reach the network from inside the build sandbox:
+// its scripts, and the dpkg half of the packages step (maintainer scripts). apt's downloads
+// always do; imgpipe's own commands in the image never do.
+enum class Network { host, none };
+
 // ---- the whole definition ---------------------------------------------------------------------
 
 struct ImageDefinition {
@@ -241,11 +248,13 @@ struct ImageDefinition {
   CleanupSpec cleanup;
   ValidationSpec validation;
   GlanceSpec glance;
+  Network network = Network::host;
 };
 
 std::string_view toString(Compression c);
 std::string_view toString(Visibility v);
 std::string_view toString(OlderVersions o);
+std::string_view toString(Network n);
 std::string_view baseKind(const BaseSpec& base);  // "path", "url" or "debootstrap"
 
 // The version used when a definition names none: the UTC time the job was submitted, as

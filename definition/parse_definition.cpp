@@ -100,21 +100,52 @@ bool isAptUri(std::string_view s) {
          s.starts_with("mirror+") || s.starts_with("tor+");
 }
 
-// An absolute path inside the image: no "..", no control characters.
-std::string absolutePathError(std::string_view p) {
-  if (p.empty() || p.front() != '/')
-    return "must be an absolute path, got '" + std::string(p) + "'";
-  if (std::any_of(p.begin(), p.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20; }))
-    return "must not contain control characters";
+// A path inside the image, checked and normalised once, before anything compares it with a
+// reserved path: "//sys/x", "/./proc/x" and "/dev/" must meet the same checks as "/sys/x",
+// "/proc/x" and "/dev". Value type.
+struct ImagePath {
+  std::string path;             // "/" or "/a/b": no empty or "." component, no trailing '/'
+  bool namesDirectory = false;  // written with a trailing "/" or "/."
+  std::string error;            // why it is not an absolute path inside the image, or ""
+};
+
+ImagePath normalizeImagePath(std::string_view p) {
+  ImagePath out;
+  if (p.empty() || p.front() != '/') {
+    out.error = "must be an absolute path, got '" + std::string(p) + "'";
+    return out;
+  }
+  if (std::any_of(p.begin(), p.end(),
+                  [](char c) { return static_cast<unsigned char>(c) < 0x20; })) {
+    out.error = "must not contain control characters";
+    return out;
+  }
   std::string_view rest = p;
+  std::string_view last;
   while (!rest.empty()) {
     auto slash = rest.find('/');
     auto part = rest.substr(0, slash);
-    if (part == "..") return "must not contain '..', got '" + std::string(p) + "'";
+    last = part;
+    // ".." is never needed in a definition, and resolving it lexically could climb over a
+    // symlink the image put there: refused rather than normalised.
+    if (part == "..") {
+      out.error = "must not contain '..', got '" + std::string(p) + "'";
+      return out;
+    }
+    if (!part.empty() && part != ".") out.path += "/" + std::string(part);
     if (slash == std::string_view::npos) break;
     rest.remove_prefix(slash + 1);
+    if (rest.empty()) last = {};
   }
-  return {};
+  out.namesDirectory = last.empty() || last == ".";
+  if (out.path.empty()) out.path = "/";
+  return out;
+}
+
+// Whether `path` (normalised) is `dir` or lies beneath it.
+bool isAtOrUnder(const std::string& path, std::string_view dir) {
+  return path == dir ||
+         (path.starts_with(dir) && path.size() > dir.size() && path[dir.size()] == '/');
 }
 
 std::string scalar(const YamlReader& r) {
@@ -145,11 +176,15 @@ std::vector<std::string> nonEmptyList(const YamlReader& list, std::string_view w
       list, [](std::string_view s) { return !s.empty(); }, what);
 }
 
+// The normalised path in `node`; fails on the node's line when it is not one.
+ImagePath imagePath(const YamlReader& node) {
+  auto p = normalizeImagePath(scalar(node));
+  if (!p.error.empty()) node.fail(p.error);
+  return p;
+}
+
 std::string requireAbsolutePath(const YamlReader& parent, std::string_view key) {
-  auto node = parent.require(key);
-  auto v = scalar(node);
-  if (auto err = absolutePathError(v); !err.empty()) node.fail(err);
-  return v;
+  return imagePath(parent.require(key)).path;
 }
 
 std::string sha256Field(const YamlReader& parent, std::string_view key) {
@@ -340,8 +375,7 @@ AptSource parseAptSource(const YamlReader& s) {
   if (!isSimpleName(a.name)) s.at("name").fail("'" + a.name + "' is not a simple file name");
   parseStanza(s, a.types, a.uris, a.suites, a.components, a.architectures);
   if (auto sb = s.at("signed_by"); !sb.isNull()) {
-    a.signedBy = scalar(sb);
-    if (auto err = absolutePathError(a.signedBy); !err.empty()) sb.fail(err);
+    a.signedBy = imagePath(sb).path;
   }
   s.rejectUnknownKeys();
   return a;
@@ -483,14 +517,14 @@ std::vector<FileSpec> parseFiles(const YamlReader& doc) {
   std::set<std::string> paths;
   for (const auto& f : doc.at("files").items()) {
     FileSpec fs;
-    fs.path = requireAbsolutePath(f, "path");
-    if (fs.path.ends_with("/")) f.at("path").fail("names a directory; give the file's path");
+    auto path = imagePath(f.require("path"));
+    fs.path = path.path;
+    if (path.namesDirectory) f.at("path").fail("names a directory; give the file's path");
     // These are the build's API filesystems, not the image: a write there would land in the
     // agent's kernel (/proc/sys) or vanish with the build (/dev, /run).
-    for (const char* api : {"/proc/", "/sys/", "/dev/", "/run/"})
-      if (fs.path.starts_with(api))
-        f.at("path").fail("'" + fs.path + "' is under " + std::string(api, std::strlen(api) - 1) +
-                          ", which is not part of the image");
+    for (const char* api : {"/proc", "/sys", "/dev", "/run"})
+      if (isAtOrUnder(fs.path, api))
+        f.at("path").fail("'" + fs.path + "' is under " + api + ", which is not part of the image");
     if (!paths.insert(fs.path).second) f.at("path").fail("'" + fs.path + "' is written twice");
     fs.content = parseContent(f, "content", "source", "url", "sha256");
     if (auto m = f.at("mode"); !m.isNull()) fs.mode = parseMode(m);
@@ -571,8 +605,7 @@ CloudInitSpec parseCloudInit(const YamlReader& doc) {
       c.defaultUserGroups = checkedList(g, isUserName, "group name");
     c.addGroups = checkedList(u.at("add_groups"), isUserName, "group name");
     if (auto sh = u.at("shell"); !sh.isNull()) {
-      c.defaultUserShell = scalar(sh);
-      if (auto err = absolutePathError(c.defaultUserShell); !err.empty()) sh.fail(err);
+      c.defaultUserShell = imagePath(sh).path;
     }
     if (auto su = u.at("sudo"); !su.isNull()) c.defaultUserSudo = scalar(su);
     u.rejectUnknownKeys();
@@ -617,8 +650,7 @@ CleanupSpec parseCleanup(const YamlReader& doc) {
   auto n = doc.at("cleanup");
   if (n.isNull()) return c;
   for (const auto& p : n.at("remove").items()) {
-    auto v = scalar(p);
-    if (auto err = absolutePathError(v); !err.empty()) p.fail(err);
+    auto v = imagePath(p).path;
     if (v == "/" || v == "/*") p.fail("refusing to remove the whole root filesystem");
     c.remove.push_back(v);
   }
@@ -711,6 +743,15 @@ GlanceSpec parseGlance(const YamlReader& doc) {
   return g;
 }
 
+Network parseNetwork(const YamlReader& doc) {
+  auto n = doc.at("network");
+  if (n.isNull()) return Network::host;
+  auto v = scalar(n);
+  if (v == "host") return Network::host;
+  if (v == "none") return Network::none;
+  n.fail("must be host or none, got '" + v + "'");
+}
+
 ImageDefinition parseDefinition(std::string_view yamlText, const std::string& sourceName) {
   auto doc = YamlReader::fromString(yamlText, sourceName);
   if (!doc.isMap()) doc.fail("an image definition must be a YAML mapping (name, base, ...)");
@@ -749,6 +790,7 @@ ImageDefinition parseDefinition(std::string_view yamlText, const std::string& so
   def.cleanup = parseCleanup(doc);
   def.validation = parseValidation(doc);
   def.glance = parseGlance(doc);
+  def.network = parseNetwork(doc);
 
   // Nova refuses to boot an image on a flavor whose disk is smaller than the image's virtual
   // size, so a min_disk below the disk size only advertises flavors that cannot work.
@@ -808,6 +850,10 @@ std::string_view toString(OlderVersions o) {
       return "rename";
   }
   return "?";
+}
+
+std::string_view toString(Network n) {
+  return n == Network::none ? "none" : "host";
 }
 
 std::string_view baseKind(const BaseSpec& base) {

@@ -103,6 +103,10 @@ std::string_view toString(Kind kind) {
       return "build id ('/'-separated names of [A-Za-z0-9._-])";
     case Kind::bundlePath:
       return "bundle path (a relative path of plain names, no '..')";
+    case Kind::fsUuid:
+      return "filesystem UUID ([A-Za-z0-9-], at most 64 characters, alphanumeric first)";
+    case Kind::fsLabel:
+      return "filesystem label ([A-Za-z0-9._-], at most 64 characters, alphanumeric first)";
   }
   return "identifier";
 }
@@ -138,6 +142,12 @@ bool valid(Kind kind, std::string_view v) {
       return buildId(v);
     case Kind::bundlePath:
       return bundlePath(v);
+    case Kind::fsUuid:
+      // ext4/xfs/btrfs/LUKS 8-4-4-4-12 hex, vfat XXXX-XXXX, NTFS 16 hex: never '/', '.' or ' '.
+      return !v.empty() && v.size() <= 64 && isAlnum(v[0]) &&
+             allOf(v, [](char c) { return isAlnum(c) || c == '-'; });
+    case Kind::fsLabel:
+      return simpleName(v, 64);
   }
   return false;
 }

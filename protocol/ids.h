@@ -1,12 +1,13 @@
 #pragma once
 
 // The one grammar of every identifier that crosses a trust boundary: artifact and delta ids,
-// digests, job and task ids, image names and versions, agent names, CurveZMQ keys. Identifiers
-// are data, never paths: each grammar admits no '/', no "..", no NUL and no control character,
-// and has a length bound, so a value that passed its check can name a file, a Glance property
-// or a log field without further escaping. Checked where a value enters (decode of every control
-// and transfer message, the coordinator before it stores or forwards what an agent reported, the
-// artifact store) and nowhere re-derived.
+// digests, job and task ids, image names and versions, agent names, CurveZMQ keys, and the
+// filesystem UUIDs and labels a base image carries (they become /dev/disk/by-* link names).
+// Identifiers are data, never paths: each grammar admits no '/', no "..", no NUL and no control
+// character, and has a length bound, so a value that passed its check can name a file, a Glance
+// property or a log field without further escaping. Checked where a value enters (decode of every
+// control and transfer message, the coordinator before it stores or forwards what an agent
+// reported, the artifact store) and nowhere re-derived.
 
 #include <optional>
 #include <stdexcept>
@@ -30,6 +31,8 @@ enum class Kind {
   buildId,       // <digest coordinator id>/<jobId>/<imageId>: the Glance image's stable name
   bundlePath,    // a relative path of names of [A-Za-z0-9._+@=-] (none "." or ".."), <= 255
                  // characters and 16 levels: a file travelling with a definition
+  fsUuid,        // a filesystem UUID as blkid reports it: [A-Za-z0-9-], 1..64, alphanumeric first
+  fsLabel,       // a filesystem label: [A-Za-z0-9._-], 1..64, alphanumeric first
 };
 
 std::string_view toString(Kind kind);

@@ -34,6 +34,8 @@ runtime_pkgs=(
   # build agent: qemu-storage-daemon (read-only FUSE export for validation) and
   # qemu-system-x86_64 (boot test); the keyring debootstrap verifies Debian's mirror with
   qemu-system-x86 debian-archive-keyring
+  # build agent: every command inside an image runs in a bubblewrap sandbox
+  bubblewrap
 )
 test_pkgs=(
   clang libclang-rt-14-dev

@@ -144,13 +144,16 @@ void makeDebootstrapBase(const definition::DebootstrapBase& spec, const fs::path
   const fs::path raw = scratch / "disk.raw";
   fs::create_directories(rootfs);
 
-  // debootstrap makes a minimal system only; the boot packages are installed with apt in a
-  // chroot afterwards. debootstrap's own dependency handling configures packages in an order
+  // debootstrap makes a minimal system only; the boot packages are installed with apt in the
+  // sandbox afterwards. debootstrap's own dependency handling configures packages in an order
   // that breaks on python3 modules (cloud-init's), apt's does not.
+  // Its first stage (--foreign) runs host tools only: it downloads, verifies and unpacks. The
+  // second stage runs the target's own dpkg and maintainer scripts, so it runs in the sandbox
+  // like every other command in an image, never in a chroot of the host.
   std::string components;
   for (const auto& c : spec.components)
     components += (components.empty() ? "" : ",") + c;
-  std::vector<std::string> argv = {"debootstrap", "--components=" + components};
+  std::vector<std::string> argv = {"debootstrap", "--foreign", "--components=" + components};
   if (spec.variant != "default") argv.push_back("--variant=" + spec.variant);
   if (!spec.keyring.empty()) argv.push_back("--keyring=" + spec.keyring);
   // Packages fetched for one base are kept for the next (a different recipe, a refresh).
@@ -158,7 +161,8 @@ void makeDebootstrapBase(const definition::DebootstrapBase& spec, const fs::path
   fs::create_directories(debCache);
   argv.push_back("--cache-dir=" + debCache.string());
   argv.insert(argv.end(), {spec.suite, rootfs.string(), spec.mirror});
-  log.info("debootstrap " + spec.suite + " from " + spec.mirror + " (" + spec.variant + ")");
+  log.info("debootstrap " + spec.suite + " from " + spec.mirror + " (" + spec.variant +
+           "), first stage");
   {
     FileLock cacheLock(config.cacheDir / "apt" / "debootstrap.lock", exec.stop);
     try {
@@ -169,13 +173,27 @@ void makeDebootstrapBase(const definition::DebootstrapBase& spec, const fs::path
     }
   }
   unmountBelow(rootfs);
+  {
+    // The first stage leaves /proc a symlink to the host's /proc (its second stage would replace
+    // it with a directory); the sandbox mounts its own /proc there and refuses a symlink.
+    ImageFs img(rootfs);
+    if (auto st = img.lstat("/proc"); st && S_ISLNK(st->st_mode)) {
+      img.remove("/proc");
+      img.mkdirs("/proc", 0555);
+    }
+  }
 
   auto packages = debootstrapBootPackages(spec);
   packages.erase(std::remove(packages.begin(), packages.end(), "grub-pc"), packages.end());
-  log.info("installing " + std::to_string(packages.size()) +
-           " packages (kernel, systemd, ssh, cloud-init, ...)");
   {
-    ChrootSession session(rootfs, ChrootOptions{config.nameservers, {}, {}}, exec);
+    ChrootSession session(rootfs, ChrootOptions{config.nameservers, {}, {}, config.helper}, exec);
+    log.info("debootstrap second stage (in the sandbox)");
+    // container=lxc: debootstrap's self-test for nodev targets (mknod in the target) cannot pass
+    // without CAP_MKNOD; lxc is the container it knows to skip that test for.
+    session.run(session.commandOptions({"/debootstrap/debootstrap", "--second-stage"},
+                                       {{"container", "lxc"}}));
+    log.info("installing " + std::to_string(packages.size()) +
+             " packages (kernel, systemd, ssh, cloud-init, ...)");
     Apt apt(session, config, log, exec.stop, {});
     apt.update();
     apt.install(packages);
@@ -211,9 +229,13 @@ void makeDebootstrapBase(const definition::DebootstrapBase& spec, const fs::path
     const Partition& root = findRootPartition(parts, spec.rootLabel);
     const fs::path mnt = scratch / "mnt";
     fs::create_directories(mnt);
-    Mount rootMount(root.device.string(), mnt, root.fsType);
+    for (const auto& p : parts)
+      for (const auto& why : p.ignored)
+        log.warn(why);
+    Mount rootMount(root.device.string(), mnt, root.fsType, MS_NODEV | MS_NOSUID);
     {
-      ChrootSession session(mnt, ChrootOptions{config.nameservers, disk.device(), parts}, exec);
+      ChrootSession session(
+          mnt, ChrootOptions{config.nameservers, disk.device(), parts, config.helper}, exec);
       if (spec.bootloader == "grub-pc") {
         log.info("installing grub-pc on " + disk.device().string());
         {

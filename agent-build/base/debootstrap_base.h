@@ -23,7 +23,9 @@ std::string debootstrapRecipeKey(const definition::DebootstrapBase& spec);
 //   debootstrap -> configure (fstab by label, serial console, machine-id empty, no host keys,
 //   resolv.conf as systemd-resolved's stub symlink) -> GPT raw disk (p14 BIOS boot, p1 ext4
 //   labelled `root_label`) filled with `mke2fs -d` -> grub-pc installed through a loop device
-//   and a chroot with a private /dev -> compressed qcow2 at `output`.
+//   and the sandbox (mount/sandbox.h) with the disk's nodes -> compressed qcow2 at `output`.
+// debootstrap runs --foreign on the host (download and unpack only); its second stage and apt
+// run in the sandbox.
 // Runs inside the build child (private mount and PID namespaces). `scratch` is removed by the
 // caller.
 void makeDebootstrapBase(const definition::DebootstrapBase& spec,

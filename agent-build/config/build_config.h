@@ -54,7 +54,8 @@ struct BuildConfig {
   std::chrono::milliseconds downloadTimeout{2ll * 3600 * 1000};
   unsigned downloadRetries = 5;
 
-  std::vector<std::string> nameservers;  // for the chroot; empty: the host's resolvers
+  std::vector<std::string>
+      nameservers;  // for the image while it is built; empty: the host's resolvers
   std::chrono::milliseconds commandTimeout{2ll * 3600 * 1000};
 
   std::string qemuSystem = "qemu-system-x86_64";

@@ -6,6 +6,7 @@
 
 #include "common/error.h"
 #include "common/units.h"
+#include "protocol/ids.h"
 
 namespace imgpipe::build {
 namespace {
@@ -25,6 +26,32 @@ bool isLinuxFs(const std::string& t) {
 
 }  // namespace
 
+void applyBlkidExport(Partition& p, std::string_view exportText) {
+  const std::string where =
+      "partition " + std::to_string(p.number) + " (" + p.device.string() + ")";
+  std::istringstream in{std::string(exportText)};
+  for (std::string line; std::getline(in, line);) {
+    auto eq = line.find('=');
+    if (eq == std::string::npos) continue;
+    auto key = line.substr(0, eq), value = line.substr(eq + 1);
+    auto checked = [&](ids::Kind kind, const char* what) {
+      if (auto why = ids::problem(where + " " + what, kind, value)) {
+        p.ignored.push_back(*why + "; ignored (no /dev/disk link is made for it)");
+        return std::string();
+      }
+      return value;
+    };
+    if (key == "TYPE")
+      p.fsType = value;
+    else if (key == "LABEL")
+      p.label = checked(ids::Kind::fsLabel, "label");
+    else if (key == "UUID")
+      p.uuid = checked(ids::Kind::fsUuid, "UUID");
+    else if (key == "PART_ENTRY_TYPE")
+      p.partTypeGuid = value;
+  }
+}
+
 std::uint64_t blockDeviceSize(const std::string& diskName) {
   return readNumber("/sys/block/" + diskName + "/size") * 512;
 }
@@ -40,20 +67,7 @@ std::vector<Partition> listPartitions(const std::string& diskName, const ExecCon
     p.start = readNumber(e.path() / "start") * 512;
     p.size = readNumber(e.path() / "size") * 512;
     auto r = runUnchecked(ctx, {"blkid", "-p", "-o", "export", p.device.string()}, true);
-    std::istringstream in(r.stdoutText);
-    for (std::string line; std::getline(in, line);) {
-      auto eq = line.find('=');
-      if (eq == std::string::npos) continue;
-      auto key = line.substr(0, eq), value = line.substr(eq + 1);
-      if (key == "TYPE")
-        p.fsType = value;
-      else if (key == "LABEL")
-        p.label = value;
-      else if (key == "UUID")
-        p.uuid = value;
-      else if (key == "PART_ENTRY_TYPE")
-        p.partTypeGuid = value;
-    }
+    applyBlkidExport(p, r.stdoutText);
     out.push_back(p);
   }
   std::sort(out.begin(), out.end(),

@@ -16,10 +16,18 @@ struct Partition {
   std::uint64_t start = 0;       // bytes from the start of the disk
   std::uint64_t size = 0;        // bytes
   std::string fsType;            // ext4, vfat, "" (none, e.g. a BIOS boot partition)
+  // Valid by ids::Kind::fsLabel / fsUuid, or empty: they come from the base image and become
+  // /dev/disk/by-label and by-uuid link names in the sandbox.
   std::string label;
   std::string uuid;
   std::string partTypeGuid;
+  std::vector<std::string> ignored;  // why a label or UUID the image carries was dropped
 };
+
+// Fills `p` from `blkid -p -o export` output. A label or UUID outside its grammar is dropped and
+// the reason kept in `p.ignored`: the base image chose those bytes (a LUKS header's UUID can be
+// "../../tmp/x").
+void applyBlkidExport(Partition& p, std::string_view exportText);
 
 std::uint64_t blockDeviceSize(const std::string& diskName);  // bytes, from sysfs
 

@@ -73,7 +73,8 @@ Apt::~Apt() {
   cacheBind_.reset();
 }
 
-void Apt::aptGet(const std::vector<std::string>& args, bool noLocking) {
+void Apt::aptGet(const std::vector<std::string>& args, bool noLocking,
+                 definition::Network network) {
   std::vector<std::string> argv = {
       "apt-get",
       "-q",
@@ -89,7 +90,7 @@ void Apt::aptGet(const std::vector<std::string>& args, bool noLocking) {
       std::string("APT::Install-Recommends=") + (options_.installRecommends ? "true" : "false")};
   if (noLocking) argv.insert(argv.end(), {"-o", "Debug::NoLocking=true"});
   argv.insert(argv.end(), args.begin(), args.end());
-  auto o = session_.commandOptions(argv);
+  auto o = session_.commandOptions(argv, {}, network);
   BuildLog* log = &log_;
   std::string* summary = &summary_;
   o.onLine = [log, summary](std::string_view line) {
@@ -106,7 +107,7 @@ void Apt::aptGet(const std::vector<std::string>& args, bool noLocking) {
     if (line.find("newly installed") != std::string_view::npos) *summary = line;
     log->output(line);
   };
-  auto command = joinCommand(o.argv);
+  auto command = describeSandboxed(o.argv);
   auto result = runCommand(std::move(o));
   if (result.exitCode != 0 || result.timedOut || result.stopped) {
     if (stop_.stop_requested()) throw BuildStopped("build stopped");
@@ -116,35 +117,40 @@ void Apt::aptGet(const std::vector<std::string>& args, bool noLocking) {
 }
 
 void Apt::update() {
-  aptGet({"-o", "Acquire::Languages=none", "update"}, false);
+  aptGet({"-o", "Acquire::Languages=none", "update"}, false, definition::Network::host);
+}
+
+void Apt::downloadThenRun(std::vector<std::string> args) {
+  const bool offline = options_.network == definition::Network::none;
+  if (cacheBind_ || offline) {
+    std::optional<FileLock> lock;
+    if (cacheBind_) lock.emplace(aptDir_ / "lock", stop_);
+    std::vector<std::string> download = {"-y", "--download-only"};
+    download.insert(download.end(), args.begin(), args.end());
+    aptGet(download, false, definition::Network::host);
+  }
+  std::vector<std::string> run = {"-y"};
+  run.insert(run.end(), args.begin(), args.end());
+  aptGet(run, cacheBind_.has_value(),
+         offline ? definition::Network::none : definition::Network::host);
 }
 
 void Apt::install(const std::vector<std::string>& packages) {
   if (packages.empty()) return;
-  if (cacheBind_) {
-    FileLock lock(aptDir_ / "lock", stop_);
-    std::vector<std::string> args = {"-y", "--download-only", "install"};
-    args.insert(args.end(), packages.begin(), packages.end());
-    aptGet(args, false);
-  }
-  std::vector<std::string> args = {"-y", "install"};
+  std::vector<std::string> args = {"install"};
   args.insert(args.end(), packages.begin(), packages.end());
-  aptGet(args, cacheBind_.has_value());
+  downloadThenRun(args);
 }
 
 void Apt::distUpgrade() {
-  if (cacheBind_) {
-    FileLock lock(aptDir_ / "lock", stop_);
-    aptGet({"-y", "--download-only", "dist-upgrade"}, false);
-  }
-  aptGet({"-y", "dist-upgrade"}, cacheBind_.has_value());
+  downloadThenRun({"dist-upgrade"});
 }
 
 void Apt::purge(const std::vector<std::string>& packages) {
   if (packages.empty()) return;
   std::vector<std::string> args = {"-y", "purge", "--autoremove"};
   args.insert(args.end(), packages.begin(), packages.end());
-  aptGet(args, cacheBind_.has_value());
+  aptGet(args, cacheBind_.has_value(), options_.network);
 }
 
 void Apt::preseed(const std::string& selections) {

@@ -13,16 +13,19 @@
 
 namespace imgpipe::build {
 
-// apt-get in a chroot, with the agent's shared package cache. While this object lives, the
-// cache (<cache_dir>/apt/archives) is bind-mounted as the image's /var/cache/apt/archives, so a
+// apt-get in the image's sandbox, with the agent's shared package cache. While this object lives,
+// the cache (<cache_dir>/apt/archives) is bind-mounted as the image's /var/cache/apt/archives, so a
 // rebuild downloads nothing twice. Several builds share that directory: downloads into it take
 // a host-wide lock (<cache_dir>/apt/lock) — apt's own lock would make the second build fail at
 // once — and installing from it runs without apt's lock, reading finished files only.
-// Progress comes from APT::Status-Fd. Resource type.
+// Progress comes from APT::Status-Fd. Downloads (update, --download-only) reach the network; the
+// dpkg runs that follow, with the packages' maintainer scripts, get `Options::network`.
+// Resource type.
 class Apt {
  public:
   struct Options {
     bool installRecommends = false;
+    definition::Network network = definition::Network::host;  // for dpkg and maintainer scripts
   };
   Apt(ChrootSession& session, const BuildConfig& config, BuildLog& log, std::stop_token stop,
       Options options);
@@ -45,7 +48,10 @@ class Apt {
   void finish();
 
  private:
-  void aptGet(const std::vector<std::string>& args, bool noLocking);
+  void aptGet(const std::vector<std::string>& args, bool noLocking, definition::Network network);
+  // Downloads first (into the shared cache under its host lock, or into the image's own cache
+  // when the dpkg run gets no network), then runs `args` from what was downloaded.
+  void downloadThenRun(std::vector<std::string> args);
 
   ChrootSession& session_;
   const BuildConfig& config_;

@@ -1,17 +1,15 @@
 #include "agent-build/mount/chroot_session.h"
 
-#include <signal.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <fstream>
 #include <sstream>
-#include <thread>
 
 #include "common/error.h"
 #include "common/file_util.h"
 #include "common/log.h"
+#include "protocol/ids.h"
 
 namespace imgpipe::build {
 namespace {
@@ -82,16 +80,41 @@ std::vector<std::string> hostNameservers() {
   return ns;
 }
 
+void addDiskToSandbox(SandboxSpec& spec, const fs::path& diskDevice,
+                      const std::vector<Partition>& partitions) {
+  if (diskDevice.empty()) return;
+  // The build's own disk, not a host disk: grub-probe (update-grub after a kernel upgrade) finds
+  // the root device by the dev_t of / and reads its UUID from it, and grub-install writes the
+  // boot code to it. Writing to it changes the image only; without CAP_SYS_ADMIN it cannot be
+  // re-partitioned (BLKPG, BLKRRPART) and its loop device cannot be re-pointed at another file.
+  spec.devices.push_back({diskDevice, diskDevice.filename().string()});
+  for (const auto& part : partitions) {
+    const auto name = part.device.filename().string();
+    spec.devices.push_back({part.device, name});
+    // Defence in depth: listPartitions already dropped what fails the grammar.
+    if (!part.uuid.empty() && ids::valid(ids::Kind::fsUuid, part.uuid))
+      spec.links.push_back({"disk/by-uuid/" + part.uuid, "../../" + name});
+    if (!part.label.empty() && ids::valid(ids::Kind::fsLabel, part.label))
+      spec.links.push_back({"disk/by-label/" + part.label, "../../" + name});
+  }
+}
+
 ChrootSession::ChrootSession(const fs::path& root, ChrootOptions options, ExecContext ctx)
     : root_(root), ctx_(std::move(ctx)), fs_(root) {
+  requireBubblewrap();
+  sandbox_.root = root_;
+  sandbox_.helper =
+      options.helper == "/proc/self/exe" ? fs::read_symlink("/proc/self/exe") : options.helper;
+  addDiskToSandbox(sandbox_, options.diskDevice, options.partitions);
   try {
-    mountApiFilesystems(options);
+    prepareMountPoints();
+    mountAt("imgpipe-run", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755");
 
     resolvConf_ = save(fs_, kResolvConf);
     auto nameservers = options.nameservers.empty() ? hostNameservers() : options.nameservers;
     if (nameservers.empty())
       throw Error(
-          "no nameservers for the chroot: the host's /etc/resolv.conf lists none; set "
+          "no nameservers for the image: the host's /etc/resolv.conf lists none; set "
           "build.nameservers");
     std::string text =
         "# written by imgpipe for the build; the image's own resolv.conf is restored afterwards\n";
@@ -120,11 +143,6 @@ ChrootSession::ChrootSession(const fs::path& root, ChrootOptions options, ExecCo
 ChrootSession::~ChrootSession() {
   if (finished_) return;
   try {
-    killStrays();
-  } catch (const std::exception& e) {
-    log::named("chroot")->warn("cannot kill processes left in {}: {}", root_.string(), e.what());
-  }
-  try {
     restoreResolvConf();
     removePolicyRcd();
   } catch (const std::exception& e) {
@@ -134,80 +152,43 @@ ChrootSession::~ChrootSession() {
     mounts_.pop_back();
 }
 
+void ChrootSession::requireMountPoint(std::string_view imagePath) {
+  // The kernel resolves a mount's target on the host: a symlink anywhere on the way (the base's
+  // /var/cache -> /srv) would put the mount outside the image. Nothing of the image runs while
+  // the build mounts, so what is checked here is what the kernel then resolves.
+  std::string prefix;
+  for (const auto& part : splitImagePath(imagePath)) {
+    prefix += "/" + part;
+    auto st = fs_.lstat(prefix);
+    if (!st) break;  // mkdirs creates the rest as directories
+    if (!S_ISDIR(st->st_mode))
+      throw Error(prefix + " in the image is " +
+                  (S_ISLNK(st->st_mode) ? "a symlink" : "not a directory") + "; cannot mount " +
+                  std::string(imagePath) + " there");
+  }
+  fs_.mkdirs(imagePath);
+}
+
 void ChrootSession::mountAt(const std::string& source, std::string_view imagePath,
                             const std::string& type, unsigned long flags, const std::string& data) {
-  // A symlink here would make the kernel mount wherever it points (outside the image, even).
-  if (auto st = fs_.lstat(imagePath); st && !S_ISDIR(st->st_mode))
-    throw Error(std::string(imagePath) + " in the image is not a directory; cannot mount " + type +
-                " there");
-  fs_.mkdirs(imagePath);
+  requireMountPoint(imagePath);
   mounts_.emplace_back(source, fs_.hostPath(imagePath), type, flags, data);
 }
 
-void ChrootSession::mountApiFilesystems(const ChrootOptions& options) {
-  mountAt("imgpipe-dev", "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=16m");
-  populateDev(options);
-  mountAt("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
-          "newinstance,ptmxmode=0666,mode=0620,gid=5");
-  mountAt("shm", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
-  mountAt("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "");
-  if (auto st = fs_.lstat("/sys"); st && !S_ISDIR(st->st_mode))
-    throw Error("/sys in the image is not a directory");
-  fs_.mkdirs("/sys");
-  mounts_.push_back(Mount::bind("/sys", fs_.hostPath("/sys"), true));
-  mountAt("imgpipe-run", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755");
+void ChrootSession::prepareMountPoints() {
+  // bwrap mounts /dev, /proc and /sys at these paths of the image, following symlinks as it
+  // goes: a base whose /proc is a symlink to /oldroot/etc would have it mount (and create files)
+  // on the host's side of its namespace. Nothing in the image runs outside a sandbox, and inside
+  // one these are mount points that cannot be removed or replaced, so checking them here, before
+  // the first command, holds for the whole session.
+  for (const char* dir : {"/dev", "/proc", "/sys"})
+    requireMountPoint(dir);
 }
 
-void ChrootSession::populateDev(const ChrootOptions& options) {
-  const fs::path dev = fs_.hostPath("/dev");
-  struct Node {
-    const char* name;
-    unsigned maj, min;
-    mode_t mode;
-  };
-  for (const Node& n :
-       {Node{"null", 1, 3, 0666}, Node{"zero", 1, 5, 0666}, Node{"full", 1, 7, 0666},
-        Node{"random", 1, 8, 0666}, Node{"urandom", 1, 9, 0666}, Node{"tty", 5, 0, 0666},
-        Node{"console", 5, 1, 0600}}) {
-    auto p = dev / n.name;
-    if (::mknod(p.c_str(), S_IFCHR | n.mode, makedev(n.maj, n.min)) != 0)
-      throwErrno("mknod " + p.string());
-    ::chmod(p.c_str(), n.mode);
-  }
-  for (auto [name, target] :
-       {std::pair{"ptmx", "pts/ptmx"}, std::pair{"fd", "/proc/self/fd"},
-        std::pair{"stdin", "/proc/self/fd/0"}, std::pair{"stdout", "/proc/self/fd/1"},
-        std::pair{"stderr", "/proc/self/fd/2"}}) {
-    fs::create_symlink(target, dev / name);
-  }
-  fs::create_directories(dev / "pts");
-  fs::create_directories(dev / "shm");
-
-  auto copyNode = [&](const fs::path& hostNode) {
-    struct stat st {};
-    if (::stat(hostNode.c_str(), &st) != 0) throwErrno("cannot stat " + hostNode.string());
-    auto p = dev / hostNode.filename();
-    if (::mknod(p.c_str(), S_IFBLK | 0660, st.st_rdev) != 0) throwErrno("mknod " + p.string());
-  };
-  if (!options.diskDevice.empty()) {
-    copyNode(options.diskDevice);
-    fs::create_directories(dev / "disk/by-uuid");
-    fs::create_directories(dev / "disk/by-label");
-    for (const auto& part : options.partitions) {
-      copyNode(part.device);
-      auto rel = "../../" + part.device.filename().string();
-      if (!part.uuid.empty()) fs::create_symlink(rel, dev / "disk/by-uuid" / part.uuid);
-      if (!part.label.empty() && part.label.find('/') == std::string::npos)
-        fs::create_symlink(rel, dev / "disk/by-label" / part.label);
-    }
-  }
-}
-
-SubprocessOptions ChrootSession::commandOptions(
-    std::vector<std::string> argv, const std::map<std::string, std::string>& env) const {
-  std::vector<std::string> full = {"chroot", root_.string()};
-  full.insert(full.end(), argv.begin(), argv.end());
-  auto o = build::commandOptions(ctx_, std::move(full));
+SubprocessOptions ChrootSession::commandOptions(std::vector<std::string> argv,
+                                                const std::map<std::string, std::string>& env,
+                                                definition::Network network) const {
+  auto o = build::commandOptions(ctx_, sandboxCommand(sandbox_, network, argv));
   o.clearEnv = true;
   o.env = {{"PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
            {"HOME", "/root"},
@@ -226,17 +207,22 @@ SubprocessOptions ChrootSession::commandOptions(
 std::string ChrootSession::run(std::vector<std::string> argv, bool capture) const {
   auto o = commandOptions(std::move(argv));
   o.captureStdout = capture;
-  return build::run(ctx_, std::move(o));
+  return run(std::move(o));
 }
 
 std::string ChrootSession::run(SubprocessOptions options) const {
-  return build::run(ctx_, std::move(options));
+  auto command = describeSandboxed(options.argv);
+  if (!options.stop.stop_possible()) options.stop = ctx_.stop;
+  if (!options.onLine) options.onLine = ctx_.output;
+  if (options.timeout.count() == 0) options.timeout = ctx_.timeout;
+  auto result = runCommand(std::move(options));
+  if (result.exitCode != 0 || result.timedOut || result.stopped)
+    throw CommandError(std::move(command), std::move(result));
+  return std::move(result.stdoutText);
 }
 
 Mount ChrootSession::bindInto(const fs::path& hostDir, std::string_view imagePath) {
-  if (auto st = fs_.lstat(imagePath); st && !S_ISDIR(st->st_mode))
-    throw Error(std::string(imagePath) + " in the image is not a directory");
-  fs_.mkdirs(imagePath);
+  requireMountPoint(imagePath);
   return Mount::bind(hostDir, fs_.hostPath(imagePath));
 }
 
@@ -252,34 +238,7 @@ void ChrootSession::removePolicyRcd() {
   policyRcdInstalled_ = false;
 }
 
-int ChrootSession::killStrays() {
-  const std::string rootStr = fs::weakly_canonical(root_).string();
-  auto strays = [&] {
-    std::vector<pid_t> pids;
-    std::error_code ec;
-    for (const auto& e : fs::directory_iterator("/proc", ec)) {
-      auto name = e.path().filename().string();
-      if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
-      pid_t pid = static_cast<pid_t>(std::stol(name));
-      if (pid == ::getpid()) continue;
-      std::error_code lec;
-      auto procRoot = fs::read_symlink(e.path() / "root", lec).string();
-      if (!lec && (procRoot == rootStr || procRoot.starts_with(rootStr + "/"))) pids.push_back(pid);
-    }
-    return pids;
-  };
-  auto first = strays();
-  for (pid_t p : first) {
-    log::named("chroot")->warn("killing process {} left running in {}", p, rootStr);
-    ::kill(p, SIGKILL);
-  }
-  for (int i = 0; i < 100 && !strays().empty(); ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  return static_cast<int>(first.size());
-}
-
 void ChrootSession::finish() {
-  killStrays();
   restoreResolvConf();
   removePolicyRcd();
   while (!mounts_.empty()) {

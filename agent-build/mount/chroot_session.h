@@ -8,6 +8,7 @@
 
 #include "agent-build/disk/partitions.h"
 #include "agent-build/mount/mount.h"
+#include "agent-build/mount/sandbox.h"
 #include "agent-build/util/exec.h"
 #include "agent-build/util/image_fs.h"
 
@@ -16,11 +17,13 @@ namespace imgpipe::build {
 struct ChrootOptions {
   // Nameservers written to the chroot's /etc/resolv.conf; empty: the host's upstream resolvers.
   std::vector<std::string> nameservers;
-  // The disk the root lives on: its node and its partitions' nodes are created in the chroot's
-  // private /dev, with /dev/disk/by-uuid and by-label links. Without them (no udev on these
-  // hosts) update-grub would write root=/dev/loopNp1 into grub.cfg and the image would not boot.
+  // The disk the root lives on: its node and its partitions' nodes appear in the sandbox's
+  // /dev, with /dev/disk/by-uuid and by-label links. Without them (no udev on these hosts)
+  // update-grub would write root=/dev/loopNp1 into grub.cfg and the image would not boot.
   std::filesystem::path diskDevice;
   std::vector<Partition> partitions;
+  // The agent binary, which runs `sandbox-exec` in front of bwrap (BuildConfig::helper).
+  std::filesystem::path helper = "/proc/self/exe";
 };
 
 // What /etc/resolv.conf (or policy-rc.d) was before the session replaced it. Value type.
@@ -30,12 +33,13 @@ struct SavedEntry {
   mode_t mode = 0644;
 };
 
-// A root filesystem made ready for running package managers in it: a private /dev (tmpfs with
-// the basic nodes and the build disk's nodes), /dev/pts, /dev/shm, a /proc of the build's PID
-// namespace, /sys read-only, an empty /run; a real /etc/resolv.conf in place of the image's
-// (often a dangling symlink into /run/systemd/resolve); a policy-rc.d so packages do not start
-// services. The destructor kills anything still running inside, restores resolv.conf and
-// policy-rc.d and unmounts everything in reverse order. Resource type.
+// A root filesystem made ready for running the image's own programs (package managers, the
+// definition's scripts): a real /etc/resolv.conf in place of the image's (often a dangling
+// symlink into /run/systemd/resolve), a policy-rc.d so packages do not start services, an empty
+// /run. Every command runs in its own sandbox (sandbox.h): bubblewrap with its own mount, PID,
+// IPC and UTS namespaces, a fresh /dev and /proc, /sys read-only, no_new_privs and a bounded
+// capability set; nothing it starts outlives it. The destructor restores resolv.conf and
+// policy-rc.d and unmounts /run. Resource type.
 class ChrootSession {
  public:
   ChrootSession(const std::filesystem::path& root, ChrootOptions options, ExecContext ctx);
@@ -46,10 +50,13 @@ class ChrootSession {
   const std::filesystem::path& root() const { return root_; }
   ImageFs& fs() { return fs_; }
 
-  // `chroot ROOT argv...` with a clean environment (PATH, DEBIAN_FRONTEND=noninteractive, ...)
-  // plus `env`; output to the build log; throws CommandError.
+  // `argv` in the sandbox with a clean environment (PATH, DEBIAN_FRONTEND=noninteractive, ...)
+  // plus `env`; output to the build log. Without network unless asked: imgpipe's own commands
+  // in the image need none, apt's downloads and the definition's scripts say so.
   SubprocessOptions commandOptions(std::vector<std::string> argv,
-                                   const std::map<std::string, std::string>& env = {}) const;
+                                   const std::map<std::string, std::string>& env = {},
+                                   definition::Network network = definition::Network::none) const;
+  // Throws CommandError.
   std::string run(std::vector<std::string> argv, bool capture = false) const;
   std::string run(SubprocessOptions options) const;
 
@@ -62,22 +69,20 @@ class ChrootSession {
   void restoreResolvConf();
   void removePolicyRcd();
 
-  // Processes whose root is this chroot (daemons a package started despite policy-rc.d, a
-  // gpg-agent...): SIGKILLed and waited for. Returns how many there were.
-  int killStrays();
-
   // Orderly teardown for the success path: throws when something stays mounted.
   void finish();
 
  private:
-  void mountApiFilesystems(const ChrootOptions& options);
-  void populateDev(const ChrootOptions& options);
+  void prepareMountPoints();
+  // `imagePath` as a directory, with no symlink on the way; throws Error naming it otherwise.
+  void requireMountPoint(std::string_view imagePath);
   void mountAt(const std::string& source, std::string_view imagePath, const std::string& type,
                unsigned long flags, const std::string& data);
 
   std::filesystem::path root_;
   ExecContext ctx_;
   ImageFs fs_;
+  SandboxSpec sandbox_;
   std::vector<Mount> mounts_;  // in mount order; unmounted in reverse
   SavedEntry resolvConf_;
   SavedEntry policyRcd_;
@@ -87,7 +92,13 @@ class ChrootSession {
 };
 
 // The nameservers the host uses, skipping systemd-resolved's 127.0.0.53 stub (it would not
-// answer inside the chroot) in favour of its upstream list.
+// answer inside the sandbox) in favour of its upstream list.
 std::vector<std::string> hostNameservers();
+
+// What the sandbox's /dev holds for a build disk: the disk's and its partitions' nodes, and
+// /dev/disk/by-uuid and by-label links for the UUIDs and labels that passed their grammar
+// (listPartitions dropped the others).
+void addDiskToSandbox(SandboxSpec& spec, const std::filesystem::path& diskDevice,
+                      const std::vector<Partition>& partitions);
 
 }  // namespace imgpipe::build

@@ -13,7 +13,7 @@ void enterPrivateMountNamespace();
 //    the child's status (128+signal when killed) — this function never returns in it;
 //  - the child, which returns from this function as PID 1 of a new PID namespace with a fresh
 //    /proc. When it exits, the kernel kills every process left in the namespace (a daemon that
-//    a package started in the chroot, a qemu-storage-daemon...), and it is itself SIGKILLed if
+//    a sandbox and what runs in it, a qemu-storage-daemon...), and it is itself SIGKILLed if
 //    the supervisor dies first.
 // SIGTERM, SIGINT and SIGHUP stay blocked in the child: take them with sigwait (see
 // BuildSignals in the runner).

@@ -78,8 +78,8 @@ void teardown(BuildContext& ctx) {
   ctx.log.setStep("teardown");
   if (ctx.chroot) {
     ctx.log.info(
-        "leaving the chroot (killing what runs in it, restoring resolv.conf, unmounting /dev /proc "
-        "/sys /run)");
+        "leaving the image (restoring resolv.conf and policy-rc.d, unmounting /run; nothing runs "
+        "in it: each command's sandbox ended with it)");
     ctx.chroot.reset();
   }
   if (ctx.rootMount) {
@@ -147,7 +147,7 @@ int runPipeline(BuildContext& ctx, EventWriter& events) {
     }
   } catch (...) {
     auto f = describeFailure(current, std::current_exception(), ctx.stop);
-    // A full work dir shows up as I/O errors deep inside a chroot command; say what it really is.
+    // A full work dir shows up as I/O errors deep inside a command in the image; say what it really is.
     try {
       if (auto free = freeBytes(ctx.config.workDir); free < (64ull << 20))
         f.message += "; the work dir " + ctx.config.workDir.string() + " is out of space (" +

@@ -16,10 +16,8 @@ class CleanupStep : public Step {
   std::string run(BuildContext& ctx) override {
     auto& session = ctx.session();
     auto& img = session.fs();
-    // Anything a package left running would keep files open and the filesystem busy.
-    if (int n = session.killStrays(); n > 0)
-      ctx.log.warn("killed " + std::to_string(n) + " processes left running in the image");
-
+    // Nothing a package started is still running: each command's sandbox took its processes
+    // along when it ended (its PID namespace).
     auto list = session.run({"dpkg-query", "-W", "-f",
                              "${db:Status-Abbrev}\\t${Package}\\t${Version}\\t${Architecture}\\n"},
                             true);

@@ -1,5 +1,6 @@
-// Step 4: mounts the root filesystem and prepares it for chroot work (ChrootSession: private
-// /dev, /proc, /sys, /run, a real resolv.conf, policy-rc.d).
+// Step 4: mounts the root filesystem and prepares it for running the image's programs
+// (ChrootSession: an empty /run, a real resolv.conf, policy-rc.d; every command then runs in a
+// sandbox with its own /dev, /proc and namespaces, see mount/sandbox.h).
 #include <sys/stat.h>
 
 #include "agent-build/steps/step.h"
@@ -13,10 +14,16 @@ class MountStep : public Step {
 
   std::string run(BuildContext& ctx) override {
     std::filesystem::create_directories(ctx.rootDir());
-    ctx.rootMount.emplace(ctx.root.device.string(), ctx.rootDir(), ctx.root.fsType, MS_NOATIME);
+    // nodev, nosuid: the image is data here, whatever device nodes or setuid files it carries.
+    ctx.rootMount.emplace(ctx.root.device.string(), ctx.rootDir(), ctx.root.fsType,
+                          MS_NOATIME | MS_NODEV | MS_NOSUID);
+    auto partitions = ctx.disk->partitions(ctx.exec());
+    for (const auto& p : partitions)
+      for (const auto& why : p.ignored)
+        ctx.log.warn(why);
     ctx.chroot = std::make_unique<ChrootSession>(
         ctx.rootDir(),
-        ChrootOptions{ctx.config.nameservers, ctx.disk->device(), ctx.disk->partitions(ctx.exec())},
+        ChrootOptions{ctx.config.nameservers, ctx.disk->device(), partitions, ctx.config.helper},
         ctx.exec());
     const auto& rc = ctx.chroot->originalResolvConf();
     ctx.resolvConfBefore = rc;

@@ -19,7 +19,7 @@ class PackagesStep : public Step {
   std::string run(BuildContext& ctx) override {
     const auto& p = ctx.def.packages;
     Apt apt(ctx.session(), ctx.config, ctx.log, ctx.stop,
-            {.installRecommends = p.installRecommends});
+            {.installRecommends = p.installRecommends, .network = ctx.def.network});
     if (p.update) {
       ctx.log.info("apt-get update");
       apt.update();

@@ -1,5 +1,6 @@
-// Step 5e: the definition's scripts, in order, in the chroot. A script lives in the session's
-// /run tmpfs, never on the image's disk, so nothing of it is left in the image.
+// Step 5e: the definition's scripts, in order, each in its own sandbox (mount/sandbox.h), with
+// the network the definition asks for. A script lives in the session's /run tmpfs, never on the
+// image's disk, so nothing of it is left in the image.
 #include <sstream>
 
 #include "agent-build/steps/step.h"
@@ -41,7 +42,7 @@ class ScriptsStep : public Step {
       std::map<std::string, std::string> env = sc.env;
       env["IMGPIPE_IMAGE_NAME"] = ctx.def.name;
       env["IMGPIPE_IMAGE_VERSION"] = ctx.version;
-      auto o = session.commandOptions(argv, env);
+      auto o = session.commandOptions(argv, env, ctx.def.network);
       o.timeout = sc.timeout;
       auto result = runCommand(std::move(o));
       session.fs().remove(path);

@@ -1,5 +1,5 @@
 // Step 5g: services enabled, disabled and masked with the image's own systemctl (offline mode in
-// a chroot: it edits the unit symlinks, starts nothing).
+// the sandbox: it edits the unit symlinks, starts nothing).
 #include "agent-build/steps/step.h"
 
 namespace imgpipe::build {

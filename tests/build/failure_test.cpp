@@ -114,7 +114,7 @@ TEST(BuildFailure, SigtermMidBuildUnwindsEverything) {
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
-    // apt is running in the chroot now, with the disk attached, mounted and bind-mounted.
+    // apt is running in the image's sandbox now, with the disk attached, mounted and bind-mounted.
     std::this_thread::sleep_for(std::chrono::seconds(2));
     ::kill(cli.pid(), SIGTERM);
   });

@@ -213,7 +213,7 @@ TEST(BuildPipeline, BuildsEveryItemOfTheDefinitionAndReusesTheResult) {
     EXPECT_EQ(st.st_gid, 4u);  // adm on Debian
     ASSERT_EQ(::stat((img.root() / "usr/local/bin/imgpipe-hello").c_str(), &st), 0);
     EXPECT_EQ(st.st_mode & 07777, 0755u);
-    // The script ran in the chroot, in order after the packages, with its environment.
+    // The script ran in the image (its sandbox), in order after the packages, with its environment.
     EXPECT_EQ(read(img, "/etc/imgpipe-test/script.txt"),
               "built imgpipe-test-main 1.0.0-test with hi\n");
     EXPECT_FALSE(fs::exists(img.root() / "run/imgpipe"));

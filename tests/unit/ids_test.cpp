@@ -81,3 +81,25 @@ TEST(Ids, RequireNamesTheFieldAndEscapesTheValue) {
   }
   EXPECT_EQ(printable(std::string(200, 'a'), 10), std::string(10, 'a') + "...(200 bytes)");
 }
+
+TEST(Ids, FilesystemUuidsAndLabelsFromABaseImage) {
+  // What blkid reports for real filesystems.
+  for (const char* uuid : {"0b0f4c1e-5f2a-4a57-9c1d-6a8e2b3c4d5e", "1234-ABCD", "0123456789ABCDEF"})
+    EXPECT_TRUE(valid(Kind::fsUuid, uuid)) << uuid;
+  for (const char* label : {"cloudimg-rootfs", "UEFI", "BOOT", "root_fs.1"})
+    EXPECT_TRUE(valid(Kind::fsLabel, label)) << label;
+  // A LUKS header or an ext4 superblock carries whatever bytes its author wrote; these would name
+  // files outside /dev/disk/by-uuid or by-label.
+  for (const std::string& bad :
+       {std::string("../../tmp/x"), std::string(".."), std::string("."), std::string("a/b"),
+        std::string("-rf"), std::string("my disk"), std::string("a\nb"), std::string("a\0b", 3),
+        std::string(65, 'a'), std::string()}) {
+    EXPECT_FALSE(valid(Kind::fsUuid, bad)) << printable(bad);
+    EXPECT_FALSE(valid(Kind::fsLabel, bad)) << printable(bad);
+  }
+  auto why = problem("partition 2 UUID", Kind::fsUuid, "../../tmp/x");
+  ASSERT_TRUE(why);
+  EXPECT_NE(why->find("partition 2 UUID: '../../tmp/x' is not a valid filesystem UUID"),
+            std::string::npos)
+      << *why;
+}

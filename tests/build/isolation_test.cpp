@@ -1,0 +1,320 @@
+// A hostile definition on a hostile base (issue 9), in ONE build: the base carries two LUKS
+// headers whose UUIDs are paths ("../../tmp/x", and one deep enough to reach the host's /tmp
+// from the old private /dev); the definition's script tries to mount, to mknod block and char
+// devices, to load a kernel module, to read the agent's secret key and state dir by path, via
+// /proc/1/root and via a chroot escape, to write outside the root, and to reach the network
+// (network: none). Each attempt's outcome is printed; the last attempt fails the build. The test
+// checks every outcome, that the build failed naming the step and the script, and that nothing
+// on the host changed.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <set>
+#include <sstream>
+
+#include "agent-build/disk/loop_device.h"
+#include "agent-build/runner/build_task_runner.h"
+#include "common/file_util.h"
+#include "common/subprocess.h"
+#include "tests/build/support/build_fixture.h"
+
+using namespace imgpipe;
+using namespace imgpipe::build;
+using namespace imgpipe::build::test;
+
+namespace {
+
+// Everything about a directory tree that a write, a removal or a read-with-atime could change.
+std::map<std::string, std::string> snapshot(const fs::path& dir) {
+  std::map<std::string, std::string> out;
+  for (const auto& e : fs::recursive_directory_iterator(dir)) {
+    struct stat st {};
+    ::lstat(e.path().c_str(), &st);
+    std::string v = std::to_string(st.st_mode) + " " + std::to_string(st.st_size) + " " +
+                    std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec);
+    if (S_ISREG(st.st_mode)) v += " " + readFile(e.path());
+    out[e.path().string()] = v;
+  }
+  return out;
+}
+
+std::set<std::string> boundLoops() {
+  std::set<std::string> out;
+  for (const auto& e : fs::directory_iterator("/sys/block")) {
+    auto name = e.path().filename().string();
+    if (name.starts_with("loop") && loopBound(name)) out.insert(name + " " + loopBackingFile(name));
+  }
+  return out;
+}
+
+std::vector<std::string> linesWith(const fs::path& file, const std::string& needle) {
+  std::vector<std::string> out;
+  std::ifstream in(file);
+  for (std::string line; std::getline(in, line);)
+    if (line.find(needle) != std::string::npos) out.push_back(line);
+  return out;
+}
+
+// A LUKS1 header (what blkid reads of one: magic, version, cipher, UUID) at `offset` of `disk`.
+// Written by hand: cryptsetup refuses a UUID that is not one.
+void writeLuks1Header(const fs::path& disk, std::uint64_t offset, const std::string& uuid) {
+  ASSERT_LT(uuid.size(), 40u);
+  std::string h(592, '\0');
+  h.replace(0, 6, std::string("LUKS\xba\xbe", 6));
+  h[7] = 1;  // version, big-endian
+  h.replace(8, 3, "aes");
+  h.replace(40, 11, "xts-plain64");
+  h.replace(72, 6, "sha256");
+  h[104 + 2] = 0x10;  // payload offset 4096 sectors
+  h[108 + 3] = 64;    // key bytes
+  h.replace(168, uuid.size(), uuid);
+  std::fstream f(disk, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekp(static_cast<std::streamoff>(offset));
+  f.write(h.data(), static_cast<std::streamsize>(h.size()));
+  ASSERT_TRUE(f.good());
+}
+
+// The fixture base plus two small partitions carrying LUKS headers with these UUIDs.
+fs::path hostileBase(const TestArea& area, const std::string& uuid2, const std::string& uuid3) {
+  const auto raw = area.root() / "hostile-base.raw";
+  const auto qcow = area.root() / "hostile-base.qcow2";
+  checkCommand({"qemu-img", "convert", "-f", "qcow2", "-O", "raw", fixtureBase().file.string(),
+                raw.string()});
+  fs::resize_file(raw, fs::file_size(raw) + (16ull << 20));
+  checkCommand({"sgdisk", "-e", raw.string()});
+  checkCommand(
+      {"sgdisk", "-n", "2:0:+4M", "-t", "2:8309", "-n", "3:0:+4M", "-t", "3:8309", raw.string()});
+  auto table = nlohmann::json::parse(checkCommand({"sfdisk", "--json", raw.string()}));
+  std::map<std::string, std::uint64_t> starts;
+  for (const auto& p : table.at("partitiontable").at("partitions")) {
+    auto node = p.at("node").get<std::string>();
+    starts[node.substr(raw.string().size())] = p.at("start").get<std::uint64_t>() * 512;
+  }
+  writeLuks1Header(raw, starts.at("2"), uuid2);
+  writeLuks1Header(raw, starts.at("3"), uuid3);
+  // The test must exercise blkid's view, not just our bytes.
+  for (auto [part, uuid] : {std::pair{"2", uuid2}, std::pair{"3", uuid3}}) {
+    auto seen = checkCommand(
+        {"blkid", "-p", "-o", "export", "-O", std::to_string(starts.at(part)), raw.string()});
+    EXPECT_NE(seen.find("TYPE=crypto_LUKS"), std::string::npos) << seen;
+    EXPECT_NE(seen.find("UUID=" + uuid), std::string::npos) << seen;
+  }
+  checkCommand({"qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw.string(), qcow.string()});
+  fs::remove(raw);
+  return qcow;
+}
+
+std::string randomSuffix() {
+  std::random_device rd;
+  char buf[8];
+  std::snprintf(buf, sizeof buf, "%03x", rd() & 0xfff);
+  return buf;
+}
+
+}  // namespace
+
+TEST(BuildIsolation, HostileDefinitionAndBaseReachNothingOfTheHost) {
+  fixtureBase();
+  TestArea area("isolation");
+
+  // What a build agent holds on the host, laid out as in its config (key: and state_dir:), with
+  // contents the probes would print if they could read them.
+  const auto etc = area.root() / "etc/imgpipe";
+  const auto key = etc / "keys/build-1.key";
+  const auto state = area.root() / "var/lib/imgpipe";
+  const auto outside = area.root() / "outside";
+  fs::create_directories(key.parent_path());
+  fs::create_directories(state / "artifacts");
+  fs::create_directories(outside);
+  const std::string secret = "SECRET-" + randomSuffix() + randomSuffix();
+  writeFileAtomic(key, secret + "\n");
+  ::chmod(key.c_str(), 0600);
+  writeFileAtomic(etc / "agent-build.yaml", "name: build-1\nkey: " + key.string() + "\n");
+  writeFileAtomic(state / "artifacts/index", "state of the agent\n");
+
+  // "../" x 10 climbs from <root>/dev/disk/by-uuid to the host's / on the old private /dev.
+  const std::string hostTmpName = "ip" + randomSuffix();
+  std::string deep;
+  for (int i = 0; i < 10; ++i)
+    deep += "../";
+  deep += "tmp/" + hostTmpName;
+  const fs::path hostTmp = fs::path("/tmp") / hostTmpName;
+  ASSERT_FALSE(fs::exists(fs::symlink_status(hostTmp)));
+  const bool tmpXBefore = fs::exists(fs::symlink_status("/tmp/x"));
+  const auto base = hostileBase(area, "../../tmp/x", deep);
+
+  const auto watched = snapshot(area.root() / "etc");
+  const auto watchedState = snapshot(area.root() / "var");
+  const auto loopsBefore = boundLoops();
+  const auto hostname = readFile("/proc/sys/kernel/hostname");
+  const auto corePattern = readFile("/proc/sys/kernel/core_pattern");
+
+  const std::string definition = "name: imgpipe-test-hostile\nbase:\n  path: " + base.string() +
+                                 R"(
+disk: {compression: zstd}
+network: none
+validation: {require_qemu_guest_agent: false}
+packages: {install: [tree]}
+scripts:
+  - name: probe
+    env:
+      KEY: )" + key.string() + R"(
+      ETC: )" + etc.string() + R"(
+      STATE: )" + state.string() +
+                                 R"(
+      OUTSIDE: )" + outside.string() +
+                                 R"SCRIPT(
+    run: |
+      #!/bin/bash
+      # One line per attempt: "PROBE <name>: ESCAPED|refused: <what it said>".
+      probe() {
+        local name=$1; shift
+        local out rc
+        out=$("$@" 2>&1 </dev/null); rc=$?
+        out=$(printf '%s' "$out" | head -c 300 | tr '\n' ' ')
+        if [ "$rc" = 0 ]; then echo "PROBE $name: ESCAPED: $out"; else echo "PROBE $name: refused: $out"; fi
+      }
+      mkdir -p /mnt/probe
+      probe mount_tmpfs mount -t tmpfs imgpipe-probe /mnt/probe
+      probe mount_bind mount --bind / /mnt/probe
+      probe mount_disk sh -c 'mount -o ro "$(ls /dev/loop*p1 | head -n1)" /mnt/probe'
+      probe mknod_block mknod /tmp/imgpipe-probe-sda b 8 0
+      probe mknod_char mknod /tmp/imgpipe-probe-mem c 1 1
+      probe finit_module perl -e 'open(F, "<", "/etc/hostname") or die "open: $!\n"; my $args = ""; syscall(313, fileno(F), $args, 0) == 0 or die "finit_module: $!\n"'
+      probe init_module perl -e 'my $m = "\0" x 64; my $args = ""; syscall(175, $m, 64, $args) == 0 or die "init_module: $!\n"'
+      probe modprobe modprobe dummy
+      probe key_by_path cat "$KEY"
+      probe key_by_proc1 cat "/proc/1/root$KEY"
+      probe key_by_any_proc sh -c 'for p in /proc/[0-9]*; do cat "$p/root$KEY" 2>/dev/null && exit 0; done; echo "no process root shows it"; exit 1'
+      probe config_by_proc1 cat "/proc/1/root$ETC/agent-build.yaml"
+      probe state_by_path ls "$STATE"
+      probe state_by_proc1 ls "/proc/1/root$STATE"
+      probe key_by_chroot_escape perl -e 'mkdir "/tmp/imgpipe-esc"; chroot "/tmp/imgpipe-esc" or die "chroot: $!\n"; chdir ".." for 1..64; chroot "." or die "chroot .: $!\n"; open(F, "<", $ENV{KEY}) or die "open key: $!\n"; print <F>'
+      probe key_by_userns unshare -Urm sh -c 'cat "/proc/1/root$KEY"'
+      probe write_by_proc1 sh -c 'echo pwned > "/proc/1/root$OUTSIDE/pwned"'
+      probe write_proc_sys sh -c 'cat /proc/sys/kernel/hostname > /proc/sys/kernel/hostname'
+      probe write_core_pattern sh -c 'cat /proc/sys/kernel/core_pattern > /proc/sys/kernel/core_pattern'
+      probe write_sysfs sh -c 'f=/sys/block/$(ls /dev | grep -m1 "^loop[0-9]*$")/queue/read_ahead_kb; cat $f > $f'
+      probe host_block_devices sh -c 'for d in /dev/* /dev/*/*; do [ -b "$d" ] && [ ! -L "$d" ] && case "${d##*/}" in loop*) ;; *) echo "$d"; exit 0;; esac; done; echo "only the build disk"; exit 1'
+      probe dev_links_outside ls -d /dev/tmp /dev/disk/tmp /tmp/x
+      probe network bash -c 'exec 3<>/dev/tcp/deb.debian.org/80'
+      probe other_interfaces sh -c 'tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d " " | grep -v "^lo$" && exit 0; echo "only lo"; exit 1'
+      grep -E '^Cap(Bnd|Eff)' /proc/self/status
+      echo "INFO by-uuid: $(ls /dev/disk/by-uuid | tr '\n' ' ')"
+      # The last attempt's failure fails the build.
+      cat "/proc/1/root$KEY"
+  - name: never
+    run: "touch /never"
+)SCRIPT";
+
+  BuildTaskRunner runner(area.config(), [](const BuildOutput&) -> agent::ArtifactInfo {
+    throw std::logic_error("published a build that should have failed");
+  });
+  RecordingReporter reporter;
+  runner.run(buildTask("job-hostile", definition), reporter, {});
+
+  ASSERT_TRUE(reporter.failure()) << "the hostile build did not fail";
+  const auto f = *reporter.failure();
+  EXPECT_EQ(f.step, "scripts");
+  EXPECT_EQ(f.message, "command failed: script 'probe' (exit code 1)");
+  EXPECT_FALSE(reporter.result());
+
+  std::map<std::string, std::string> probes;
+  std::string all;
+  for (const auto& l : f.outputTail) {
+    all += l + "\n";
+    if (l.starts_with("PROBE ")) {
+      auto colon = l.find(':');
+      probes[l.substr(6, colon - 6)] = l.substr(colon + 2);
+    }
+  }
+  std::printf("%s", all.c_str());
+  // Each attempt failed, and for the reason that shows the sandbox stopped it (not, say, a
+  // missing tool).
+  const std::map<std::string, std::string> expected = {
+      {"mount_tmpfs", "permission denied"},
+      {"mount_bind", "permission denied"},
+      {"mount_disk", "permission denied"},
+      {"mknod_block", "Operation not permitted"},
+      {"mknod_char", "Operation not permitted"},
+      // EPERM without CAP_SYS_MODULE; ENOSYS on kernels without module support (this machine's,
+      // even with every capability): the capability sets below are what proves the point there.
+      {"finit_module", "finit_module: "},
+      {"init_module", "init_module: "},
+      {"modprobe", ""},
+      {"key_by_path", "No such file or directory"},
+      {"key_by_proc1", "No such file or directory"},
+      {"key_by_any_proc", "no process root shows it"},
+      {"config_by_proc1", "No such file or directory"},
+      {"state_by_path", "No such file or directory"},
+      {"state_by_proc1", "No such file or directory"},
+      {"key_by_chroot_escape", "open key: No such file or directory"},
+      {"key_by_userns", ""},
+      {"write_by_proc1", "cannot create"},
+      {"write_proc_sys", "Read-only file system"},
+      {"write_core_pattern", "Read-only file system"},
+      {"write_sysfs", "Read-only file system"},
+      {"host_block_devices", "only the build disk"},
+      {"dev_links_outside", "No such file or directory"},
+      {"network", ""},
+      {"other_interfaces", "only lo"},
+  };
+  for (const auto& [name, why] : expected) {
+    auto it = probes.find(name);
+    if (it == probes.end()) {
+      ADD_FAILURE() << "probe " << name << " printed nothing";
+      continue;
+    }
+    EXPECT_TRUE(it->second.starts_with("refused")) << name << ": " << it->second;
+    EXPECT_NE(it->second.find(why), std::string::npos) << name << ": " << it->second;
+    EXPECT_EQ(it->second.find(secret), std::string::npos) << name << " printed the secret";
+  }
+  EXPECT_EQ(all.find(secret), std::string::npos) << "the secret reached the build's output";
+  // The capability sets the script ran with.
+  for (const char* set : {"CapBnd", "CapEff"}) {
+    auto at = all.find(std::string(set) + ":\t");
+    ASSERT_NE(at, std::string::npos) << set << " not printed";
+    const auto mask = std::stoull(all.substr(at + std::strlen(set) + 2, 16), nullptr, 16);
+    for (auto [name, bit] : {std::pair{"CAP_SYS_ADMIN", 21}, std::pair{"CAP_SYS_MODULE", 16},
+                             std::pair{"CAP_SYS_RAWIO", 17}, std::pair{"CAP_MKNOD", 27},
+                             std::pair{"CAP_SYS_PTRACE", 19}, std::pair{"CAP_SYS_BOOT", 22},
+                             std::pair{"CAP_NET_ADMIN", 12}, std::pair{"CAP_DAC_READ_SEARCH", 2}})
+      EXPECT_EQ(mask & (1ull << bit), 0u) << set << " holds " << name;
+    EXPECT_NE(mask & (1ull << 0), 0u) << set << " lacks CAP_CHOWN (dpkg needs it)";
+  }
+
+  // The base's UUIDs were refused by name at the mount step; the build went on.
+  std::string mountWarnings;
+  for (const auto& l : reporter.logs())
+    if (l.step == "mount" && l.level == agent::LogLevel::warn) mountWarnings += l.message + "\n";
+  EXPECT_NE(mountWarnings.find("UUID: '../../tmp/x' is not a valid filesystem UUID"),
+            std::string::npos)
+      << mountWarnings;
+  EXPECT_NE(mountWarnings.find("UUID: '" + deep + "' is not a valid filesystem UUID"),
+            std::string::npos)
+      << mountWarnings;
+  EXPECT_NE(reporter.stepsLogged().find("packages"), std::string::npos)
+      << "network: none still installs packages (apt downloads, dpkg offline): "
+      << reporter.stepsLogged();
+
+  // Nothing on the host changed.
+  EXPECT_EQ(snapshot(area.root() / "etc"), watched);
+  EXPECT_EQ(snapshot(area.root() / "var"), watchedState);
+  EXPECT_TRUE(fs::is_empty(outside)) << "a file was written outside the image";
+  EXPECT_FALSE(fs::exists(fs::symlink_status(hostTmp))) << hostTmp << " was created";
+  EXPECT_EQ(fs::exists(fs::symlink_status("/tmp/x")), tmpXBefore);
+  EXPECT_EQ(readFile("/proc/sys/kernel/hostname"), hostname);
+  EXPECT_EQ(readFile("/proc/sys/kernel/core_pattern"), corePattern);
+  for (const char* ns : {"/proc/1/mountinfo", "/proc/self/mountinfo"})
+    EXPECT_TRUE(linesWith(ns, "imgpipe-probe").empty()) << ns << " holds the probe's mount";
+  for (const auto& l : leftoversUnder(area.root()))
+    ADD_FAILURE() << "left behind: " << l;
+  for (const auto& loop : boundLoops())
+    if (!loopsBefore.contains(loop) && loop.find(area.root().string()) != std::string::npos)
+      ADD_FAILURE() << "new loop device: " << loop;
+}
