@@ -22,6 +22,8 @@ int main(int argc, char** argv) {
     return build::buildCommand(argc - 1, argv + 1);
   if (argc > 1 && std::strcmp(argv[1], "prepare-base") == 0)
     return build::prepareBaseCommand(argc - 1, argv + 1);
+  if (argc > 1 && std::strcmp(argv[1], "boot-test") == 0)
+    return build::bootTestCommand(argc - 1, argv + 1);
   if (argc > 1 && std::strcmp(argv[1], "validate") == 0)
     return build::validateCommand(argc - 1, argv + 1);
 

@@ -4,6 +4,8 @@
 #   unit      pure code, milliseconds, no root
 #   control   real daemons on loopback (seconds)
 #   build     real images: mounts, loop devices, chroot, apt (minutes)
+#   boot      the acceptance boot: the quickstart image under QEMU (BIOS, UEFI) and nspawn, one
+#             broken variant per in-guest check (minutes, TCG)
 #   transfer  real network namespaces with rate-limited links
 #   glance    a real glance-api (and Keystone) on loopback
 #   deploy    the Ansible playbook (syntax check, check mode against localhost)

@@ -2,6 +2,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <nlohmann/json.hpp>
 
 #include "common/agent/wire.h"
 #include "common/error.h"
@@ -145,6 +146,22 @@ void Engine::onTaskEvent(AgentLive& agent, proto::TaskEvent::Reader e) {
   schedule();
 }
 
+namespace {
+
+// A build's checks, kept with its step for `imgpipe show` (Step::result).
+std::string checksJson(capnp::List<proto::CheckResult>::Reader checks) {
+  nlohmann::json out = nlohmann::json::array();
+  for (auto c : checks)
+    out.push_back({{"group", std::string(c.getGroup())},
+                   {"check", std::string(c.getCheck())},
+                   {"ok", c.getOk()},
+                   {"skipped", c.getSkipped()},
+                   {"detail", std::string(c.getDetail())}});
+  return out.dump();
+}
+
+}  // namespace
+
 void Engine::onTaskCompleted(Job& job, Step& step, proto::TaskResult::Reader r) {
   step.state = StepState::done;
   step.finishedMs = agent::wallClockMs();
@@ -177,6 +194,7 @@ void Engine::onTaskCompleted(Job& job, Step& step, proto::TaskResult::Reader r) 
       return;
     }
     job.artifact = std::move(reported);
+    step.result = checksJson(r.getChecks());
     summary = "built " + job.artifact->imageName + " " + job.artifact->imageVersion + " (" +
               std::to_string(job.artifact->size) + " bytes, sha256 " + job.artifact->id + ")";
   } else if (step.kind == StepKind::register_) {
@@ -198,6 +216,7 @@ void Engine::onTaskFailed(Job& job, Step& step, proto::TaskFailure::Reader f) {
   for (auto line : f.getOutputTail())
     full += "\n  " + std::string(line);
   step.error = msg;
+  if (step.kind == StepKind::build) step.result = checksJson(f.getChecks());
   ++counters_.stepResults[std::string(toString(step.kind)) + "/failed"];
   event(job, agent::LogLevel::error, step.name, step.agent, full);
   if (f.getRetryable() && step.attempt < options_.maxAttempts) {

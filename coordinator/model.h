@@ -40,7 +40,9 @@ struct Step {
   std::string error;
   std::int64_t startedMs = 0, finishedMs = 0;
   std::uint64_t lastReliableSeq = 0, lastProgressSeq = 0;
-  std::string result;            // register: the Glance image id
+  // register: the Glance image id; build: the image's checks as a JSON array of {group, check,
+  // ok, skipped, detail} (what `imgpipe show` lists), kept in the same column.
+  std::string result;
   std::int64_t notBeforeMs = 0;  // retry backoff
 };
 

@@ -1,5 +1,7 @@
 #include "coordinator/replies.h"
 
+#include <nlohmann/json.hpp>
+
 #include "common/agent/wire.h"
 
 namespace imgpipe::coord {
@@ -100,6 +102,19 @@ void fillDetail(proto::JobDetail::Builder out, const Job& job) {
     o.setError(s.error);
     o.setStartedMs(s.startedMs);
     o.setFinishedMs(s.finishedMs);
+    if (s.kind == StepKind::build && !s.result.empty()) {
+      auto checks = nlohmann::json::parse(s.result, nullptr, false);
+      if (checks.is_array()) {
+        auto list = o.initChecks(static_cast<unsigned>(checks.size()));
+        for (unsigned c = 0; c < checks.size(); ++c) {
+          list[c].setGroup(checks[c].value("group", ""));
+          list[c].setCheck(checks[c].value("check", ""));
+          list[c].setOk(checks[c].value("ok", false));
+          list[c].setSkipped(checks[c].value("skipped", false));
+          list[c].setDetail(checks[c].value("detail", ""));
+        }
+      }
+    }
     if (s.kind == StepKind::register_ && !s.result.empty()) ++images;
   }
   if (job.artifact) agent::fillArtifact(out.initArtifact(), *job.artifact);

@@ -187,11 +187,24 @@ json toJson(const ImageDefinition& def) {
                    {"mask", def.services.mask}};
   j["cleanup"] = {{"remove", def.cleanup.remove},
                   {"recreate_journal", def.cleanup.recreateJournal}};
+  const auto& bt = def.validation.bootTest;
+  nlohmann::json bootChecks = nlohmann::json::array();
+  for (const auto& c : bt.checks)
+    bootChecks.push_back({{"name", c.name},
+                          {"run", c.run},
+                          {"exit_code", c.exitCode},
+                          {"output", c.output},
+                          {"timeout_ms", c.timeout.count()},
+                          {"nspawn", c.nspawn}});
   j["validation"] = {{"boot_test",
-                      {{"enabled", def.validation.bootTest.enabled},
-                       {"timeout_ms", def.validation.bootTest.timeout.count()},
-                       {"expect", def.validation.bootTest.expect},
-                       {"memory", def.validation.bootTest.memory}}},
+                      {{"enabled", bt.enabled},
+                       {"method", std::string(toString(bt.method))},
+                       {"firmware", std::string(toString(bt.firmware))},
+                       {"timeout_ms", bt.timeout.count()},
+                       {"memory", bt.memory},
+                       {"disk_size", bt.diskSize ? nlohmann::json(*bt.diskSize) : nullptr},
+                       {"resolve", bt.resolve},
+                       {"checks", bootChecks}}},
                      {"expect_packages", def.validation.expectPackages},
                      {"expect_services", def.validation.expectServices},
                      {"require_cloud_init", def.validation.requireCloudInit},
@@ -318,8 +331,10 @@ std::string summarize(const ImageDefinition& def) {
                                        : "enable [" + joined(def.services.enable) + "], disable [" +
                                              joined(def.services.disable) + "], mask [" +
                                              joined(def.services.mask) + "]");
-  if (def.network != Network::host)
+  if (def.network == Network::none)
     row("network", "none for scripts and package scripts (apt downloads still reach the mirror)");
+  if (def.network == Network::proxy)
+    row("network", "only the build agent's proxy, for every command in the image");
   row("cleanup", std::string("standard") +
                      (def.cleanup.remove.empty() ? "" : " + remove " + joined(def.cleanup.remove)) +
                      (def.cleanup.recreateJournal ? ", journal re-created" : ", journal kept"));
@@ -333,9 +348,17 @@ std::string summarize(const ImageDefinition& def) {
     if (!req.empty()) text += " (requires " + joined(req, ", ") + ")";
     if (!v.expectPackages.empty()) text += "; packages " + joined(v.expectPackages);
     if (!v.expectServices.empty()) text += "; enabled " + joined(v.expectServices);
-    text += v.bootTest.enabled ? "; boot test (wait for \"" + v.bootTest.expect + "\", " +
-                                     formatDuration(v.bootTest.timeout) + ")"
-                               : "; no boot test";
+    const auto& bt = v.bootTest;
+    text += bt.enabled
+                ? "; acceptance boot (" + std::string(toString(bt.method)) +
+                      (bt.method == BootMethod::qemu
+                           ? ", firmware " + std::string(toString(bt.firmware))
+                           : "") +
+                      (bt.checks.empty()
+                           ? ""
+                           : ", " + std::to_string(bt.checks.size()) + " checks of its own") +
+                      ", " + formatDuration(bt.timeout) + " per boot)"
+                : "; no acceptance boot";
     row("validation", text);
   }
   {

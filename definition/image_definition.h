@@ -177,13 +177,33 @@ struct CleanupSpec {
   bool recreateJournal = true;      // drop and re-create the ext4 journal before compaction
 };
 
-struct BootTestSpec {
-  bool enabled = false;
-  std::chrono::milliseconds timeout{300'000};
-  std::string expect = "login:";
-  std::uint64_t memory = 1024ull << 20;
+// A check of the definition's own, run inside the booted guest by the acceptance boot.
+struct BootCheck {
+  std::string name;
+  std::string run;     // /bin/sh -c
+  int exitCode = 0;    // expected exit code
+  std::string output;  // a regular expression the output must contain, or empty
+  std::chrono::milliseconds timeout{60'000};
+  bool nspawn = true;  // also under method: nspawn (false: needs what a container lacks)
 };
 
+enum class BootMethod { qemu, nspawn };
+// bios and uefi boot once each where the image can; auto: BIOS, plus UEFI when the image has
+// an EFI system partition.
+enum class BootFirmware { auto_, bios, uefi, both };
+
+// The acceptance boot (validation.boot_test): the finished image booted as a cloud boots it,
+// checked from inside (docs/build-agent.md).
+struct BootTestSpec {
+  bool enabled = false;
+  BootMethod method = BootMethod::qemu;
+  BootFirmware firmware = BootFirmware::auto_;
+  std::chrono::milliseconds timeout{300'000};  // per boot: power-on to the last check
+  std::uint64_t memory = 1024ull << 20;
+  std::optional<std::uint64_t> diskSize;  // the instance's disk; empty: twice the image's
+  std::string resolve;                    // the name looked up in the guest; empty: the mirror's
+  std::vector<BootCheck> checks;
+};
 struct ValidationSpec {
   BootTestSpec bootTest;
   std::vector<std::string> expectPackages;
@@ -225,9 +245,11 @@ struct GlanceSpec {
 // ---- network ----------------------------------------------------------------------------------
 
 // Whether the commands a definition controls reach the network from inside the build sandbox:
-// its scripts, and the dpkg half of the packages step (maintainer scripts). apt's downloads
-// always do; imgpipe's own commands in the image never do.
-enum class Network { host, none };
+// its scripts, and the dpkg half of the packages step (maintainer scripts). host: the build
+// host's network; none: no network (apt's downloads still reach the mirror, before dpkg runs);
+// proxy: nothing but the build agent's proxy (build.proxy), for every command in the image,
+// apt's downloads included. imgpipe's own commands in the image never reach the network.
+enum class Network { host, none, proxy };
 
 // ---- the whole definition ---------------------------------------------------------------------
 
@@ -255,6 +277,8 @@ std::string_view toString(Compression c);
 std::string_view toString(Visibility v);
 std::string_view toString(OlderVersions o);
 std::string_view toString(Network n);
+std::string_view toString(BootMethod m);
+std::string_view toString(BootFirmware f);
 std::string_view baseKind(const BaseSpec& base);  // "path", "url" or "debootstrap"
 
 // The version used when a definition names none: the UTC time the job was submitted, as

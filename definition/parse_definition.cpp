@@ -6,6 +6,7 @@
 #include <cctype>
 #include <cstring>
 #include <ctime>
+#include <regex>
 #include <set>
 
 #include "common/error.h"
@@ -659,30 +660,92 @@ CleanupSpec parseCleanup(const YamlReader& doc) {
   return c;
 }
 
+BootTestSpec parseBootTest(const YamlReader& bt) {
+  BootTestSpec b;
+  if (bt.isScalar()) {
+    b.enabled = bt.as<bool>();
+    return b;
+  }
+  b.enabled = bt.get("enabled", true);
+  if (auto m = bt.at("method"); !m.isNull()) {
+    auto v = scalar(m);
+    if (v == "qemu")
+      b.method = BootMethod::qemu;
+    else if (v == "nspawn")
+      b.method = BootMethod::nspawn;
+    else
+      m.fail("must be qemu or nspawn, got '" + v + "'");
+  }
+  if (auto f = bt.at("firmware"); !f.isNull()) {
+    auto v = scalar(f);
+    if (v == "auto")
+      b.firmware = BootFirmware::auto_;
+    else if (v == "bios")
+      b.firmware = BootFirmware::bios;
+    else if (v == "uefi")
+      b.firmware = BootFirmware::uefi;
+    else if (v == "both")
+      b.firmware = BootFirmware::both;
+    else
+      f.fail("must be auto, bios, uefi or both, got '" + v + "'");
+  }
+  if (auto t = bt.at("timeout"); !t.isNull()) {
+    b.timeout = t.asDuration();
+    if (b.timeout.count() <= 0) t.fail("must be positive");
+  }
+  if (auto m = bt.at("memory"); !m.isNull()) {
+    b.memory = m.asSize();
+    if (b.memory < (256ull << 20)) m.fail("must be at least 256M");
+  }
+  if (auto d = bt.at("disk_size"); !d.isNull()) {
+    b.diskSize = d.asSize();
+    if (*b.diskSize < (1ull << 30)) d.fail("must be at least 1G");
+  }
+  if (auto r = bt.at("resolve"); !r.isNull()) {
+    b.resolve = scalar(r);
+    if (!allOf(b.resolve, [](char c) { return isAlnum(c) || c == '.' || c == '-'; }))
+      r.fail("must be a host name, got '" + b.resolve + "'");
+  }
+  if (auto e = bt.at("expect"); !e.isNull())
+    e.fail(
+        "no longer used: the acceptance boot checks from inside the guest instead of waiting "
+        "for a console prompt (remove it; add your own checks under 'checks')");
+  std::set<std::string> names;
+  for (const auto& c : bt.at("checks").items()) {
+    BootCheck check;
+    check.name = scalar(c.require("name"));
+    if (!isSimpleName(check.name))
+      c.at("name").fail("must be a simple name ([A-Za-z0-9._-]), got '" + check.name + "'");
+    if (!names.insert(check.name).second) c.at("name").fail("duplicate check '" + check.name + "'");
+    check.run = scalar(c.require("run"));
+    if (check.run.empty()) c.at("run").fail("must not be empty");
+    check.exitCode = c.get("exit_code", check.exitCode);
+    if (check.exitCode < 0 || check.exitCode > 255) c.at("exit_code").fail("must be 0..255");
+    if (auto o = c.at("output"); !o.isNull()) {
+      check.output = scalar(o);
+      try {
+        std::regex re(check.output, std::regex::ECMAScript);
+      } catch (const std::regex_error& err) {
+        o.fail(std::string("not a regular expression: ") + err.what());
+      }
+    }
+    if (auto t = c.at("timeout"); !t.isNull()) {
+      check.timeout = t.asDuration();
+      if (check.timeout.count() <= 0) t.fail("must be positive");
+    }
+    check.nspawn = c.get("nspawn", check.nspawn);
+    c.rejectUnknownKeys();
+    b.checks.push_back(check);
+  }
+  bt.rejectUnknownKeys();
+  return b;
+}
+
 ValidationSpec parseValidation(const YamlReader& doc) {
   ValidationSpec v;
   auto n = doc.at("validation");
   if (n.isNull()) return v;
-  if (auto bt = n.at("boot_test"); !bt.isNull()) {
-    if (bt.isScalar()) {
-      v.bootTest.enabled = bt.as<bool>();
-    } else {
-      v.bootTest.enabled = bt.get("enabled", true);
-      if (auto t = bt.at("timeout"); !t.isNull()) {
-        v.bootTest.timeout = t.asDuration();
-        if (v.bootTest.timeout.count() <= 0) t.fail("must be positive");
-      }
-      if (auto e = bt.at("expect"); !e.isNull()) {
-        v.bootTest.expect = scalar(e);
-        if (v.bootTest.expect.empty()) e.fail("must not be empty");
-      }
-      if (auto m = bt.at("memory"); !m.isNull()) {
-        v.bootTest.memory = m.asSize();
-        if (v.bootTest.memory < (256ull << 20)) m.fail("must be at least 256M");
-      }
-      bt.rejectUnknownKeys();
-    }
-  }
+  if (auto bt = n.at("boot_test"); !bt.isNull()) v.bootTest = parseBootTest(bt);
   v.expectPackages = checkedList(n.at("expect_packages"), isPackageName, "package name");
   v.expectServices = checkedList(n.at("expect_services"), isUnitName, "systemd unit name");
   v.requireCloudInit = n.get("require_cloud_init", v.requireCloudInit);
@@ -749,7 +812,8 @@ Network parseNetwork(const YamlReader& doc) {
   auto v = scalar(n);
   if (v == "host") return Network::host;
   if (v == "none") return Network::none;
-  n.fail("must be host or none, got '" + v + "'");
+  if (v == "proxy") return Network::proxy;
+  n.fail("must be host, none or proxy, got '" + v + "'");
 }
 
 ImageDefinition parseDefinition(std::string_view yamlText, const std::string& sourceName) {
@@ -853,7 +917,33 @@ std::string_view toString(OlderVersions o) {
 }
 
 std::string_view toString(Network n) {
-  return n == Network::none ? "none" : "host";
+  switch (n) {
+    case Network::host:
+      return "host";
+    case Network::none:
+      return "none";
+    case Network::proxy:
+      return "proxy";
+  }
+  return "?";
+}
+
+std::string_view toString(BootMethod m) {
+  return m == BootMethod::nspawn ? "nspawn" : "qemu";
+}
+
+std::string_view toString(BootFirmware f) {
+  switch (f) {
+    case BootFirmware::auto_:
+      return "auto";
+    case BootFirmware::bios:
+      return "bios";
+    case BootFirmware::uefi:
+      return "uefi";
+    case BootFirmware::both:
+      return "both";
+  }
+  return "?";
 }
 
 std::string_view baseKind(const BaseSpec& base) {

@@ -2,7 +2,8 @@
 # Installs everything imgpipe needs on Debian 12, from Debian's packages only.
 #   scripts/install-deps.sh            build + run-time dependencies (all roles)
 #   scripts/install-deps.sh --test     also what the tests start: Glance, Keystone, qemu-system,
-#                                       rsync/sshd for the transfer benchmark, ansible, clang
+#                                       rsync/sshd for the transfer benchmark, ansible, clang,
+#                                       tinyproxy
 set -euo pipefail
 
 want_test=0
@@ -36,14 +37,19 @@ runtime_pkgs=(
   qemu-system-x86 debian-archive-keyring
   # build agent: every command inside an image runs in a bubblewrap sandbox
   bubblewrap
+  # debootstrap bases: the EFI system partition, written without mounting it (no vfat here)
+  dosfstools mtools
+  # the acceptance boot: UEFI firmware, and `method: nspawn` (systemd-nspawn)
+  ovmf systemd-container
 )
 test_pkgs=(
   clang libclang-rt-14-dev
-  ovmf
   glance-api keystone uwsgi-core uwsgi-plugin-python3 python3-openstackclient sqlite3
   rsync openssh-server openssh-client ethtool iperf3 iptables nftables
   ansible-core
   curl procps psmisc
+  # a real HTTP proxy for the builds behind one (network: proxy, build.proxy)
+  tinyproxy-bin
 )
 
 pkgs=("${build_pkgs[@]}" "${runtime_pkgs[@]}")

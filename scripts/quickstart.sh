@@ -204,7 +204,7 @@ if run >= 2:
 text = text.replace("files:\n", "files:\n  - path: /etc/imgpipe-quickstart\n    content: \"run %d\\n\"\n    mode: \"0644\"\n" % run, 1)
 open(dst, "w").write(text)
 PY
-say "Run $RUN: submitting $(basename "$DEF") and following it (Ctrl-C leaves it running)"
+say "Run $RUN: submitting $(basename "$DEF") and following it (Ctrl-C stops the pipeline and removes its namespaces)"
 "$BIN/imgpipe" validate "$DEF" | head -3
 JOB=$("$BIN/imgpipe" --json submit "$DEF" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
 if ! "$BIN/imgpipe" watch "$JOB"; then

@@ -163,6 +163,7 @@ BaseCache::Result BaseCache::fromUrl(const definition::UrlBase& spec) {
     o.timeout = config_.downloadTimeout;
     o.retries = config_.downloadRetries;
     o.stop = exec_.stop;
+    o.proxy = config_.proxy;
     BuildLog* log = &log_;
     o.progress = [log](std::uint64_t done, std::uint64_t total) { log->progress(done, total); };
     o.note = [log](const std::string& m) { log->warn(m); };

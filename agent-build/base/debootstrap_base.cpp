@@ -26,9 +26,18 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr int kDebootstrapRecipe = 2;
-constexpr std::uint64_t kRootStartSector =
-    10240;  // after p14 (BIOS boot, 2048..10239) as on Ubuntu
+constexpr int kDebootstrapRecipe = 3;
+// The layout of Ubuntu's and Debian's cloud images: p14 BIOS boot (4 MiB), p15 EFI system
+// partition (100 MiB, FAT32), p1 the root filesystem to the end of the disk, where growpart can
+// extend it.
+constexpr std::uint64_t kBiosBootStartSector = 2048;
+constexpr std::uint64_t kEspStartSector = 10240;
+constexpr std::uint64_t kRootStartSector = kEspStartSector + (100ull << 20) / 512;
+constexpr const char* kEspLabel = "UEFI";
+// The locale cloud-init's locale module sets on Debian when the config names none: generated
+// in the base and made the default, so that first boot has nothing to do (without it the module
+// fails and cloud-init ends in `error`).
+constexpr const char* kDefaultLocale = "en_US.UTF-8";
 
 std::pair<std::uint64_t, std::uint64_t> partitionSectors(const ExecContext& exec,
                                                          const fs::path& disk, int n) {
@@ -105,15 +114,73 @@ void configureRootfs(const definition::DebootstrapBase& spec, ImageFs& img, Buil
              ", serial console)");
 }
 
+// The UEFI loader, made the way grub-install makes it (grub-install itself refuses an ESP it
+// cannot see as FAT, and the ESP cannot be mounted on these hosts): the x86_64-efi modules
+// copied next to the i386-pc ones in /boot/grub, and a core image whose embedded config finds
+// the root filesystem by UUID and reads the same /boot/grub/grub.cfg that update-grub writes —
+// so a kernel upgrade in an instance updates both boot paths at once.
+void makeEfiLoader(ChrootSession& session, const std::string& rootUuid, const fs::path& out) {
+  auto& img = session.fs();
+  img.mkdirs("/boot/grub/x86_64-efi");
+  for (const auto& name : img.list("/usr/lib/grub/x86_64-efi"))
+    if (name.ends_with(".mod") || name.ends_with(".lst"))
+      img.writeFile("/boot/grub/x86_64-efi/" + name,
+                    *img.readFile("/usr/lib/grub/x86_64-efi/" + name));
+  img.writeFile("/tmp/imgpipe-load.cfg",
+                "search.fs_uuid " + rootUuid + " root\nset prefix=($root)'/boot/grub'\n");
+  session.run({"grub-mkimage", "-O", "x86_64-efi", "-d", "/usr/lib/grub/x86_64-efi", "-o",
+               "/tmp/imgpipe-bootx64.efi", "-c", "/tmp/imgpipe-load.cfg", "-p", "/boot/grub",
+               "part_gpt", "ext2", "search_fs_uuid"});
+  std::ofstream(out, std::ios::binary) << *img.readFile("/tmp/imgpipe-bootx64.efi");
+  img.remove("/tmp/imgpipe-bootx64.efi");
+  img.remove("/tmp/imgpipe-load.cfg");
+}
+
+// The ESP (p15): a FAT32 filesystem written straight into the raw disk at its offset, with the
+// loader at the removable-media path (\EFI\BOOT\BOOTX64.EFI) that firmware boots without any
+// NVRAM entry — a cloud's instance starts with empty NVRAM. No vfat mount needed: mkfs.fat
+// --offset and mtools work on the file.
+void writeEsp(const fs::path& raw, const fs::path& loader, const ExecContext& exec, BuildLog& log) {
+  const std::uint64_t sectors = kRootStartSector - kEspStartSector;
+  // -s 1: mkfs.fat sizes clusters by the whole file, which would leave too few for FAT32.
+  run(exec, {"mkfs.fat", "-F", "32", "-s", "1", "-n", kEspLabel, "--offset",
+             std::to_string(kEspStartSector), raw.string(), std::to_string(sectors / 2)});
+  const std::string image = raw.string() + "@@" + std::to_string(kEspStartSector * 512);
+  auto mtools = [&](std::vector<std::string> argv) {
+    auto o = commandOptions(exec, std::move(argv));
+    o.env["MTOOLS_SKIP_CHECK"] = "1";
+    run(exec, std::move(o));
+  };
+  mtools({"mmd", "-i", image, "::/EFI"});
+  mtools({"mmd", "-i", image, "::/EFI/BOOT"});
+  mtools({"mcopy", "-i", image, loader.string(), "::/EFI/BOOT/BOOTX64.EFI"});
+  log.detail("EFI system partition: FAT32 " + formatBytes(sectors * 512) +
+             ", grub at \\EFI\\BOOT\\BOOTX64.EFI");
+}
+
 }  // namespace
 
 std::vector<std::string> debootstrapBootPackages(const definition::DebootstrapBase& spec) {
-  std::vector<std::string> pkgs = {
-      "systemd-sysv",      "systemd-resolved",  "udev",      "dbus",
-      "linux-image-amd64", "initramfs-tools",   "e2fsprogs", "openssh-server",
-      "cloud-init",        "cloud-guest-utils", "sudo",      "ca-certificates",
-      "iproute2"};
-  if (spec.bootloader == "grub-pc") pkgs.push_back("grub-pc");
+  std::vector<std::string> pkgs = {"systemd-sysv",
+                                   "systemd-resolved",
+                                   "udev",
+                                   "dbus",
+                                   "linux-image-amd64",
+                                   "initramfs-tools",
+                                   "e2fsprogs",
+                                   "openssh-server",
+                                   "cloud-init",
+                                   "cloud-guest-utils",
+                                   "sudo",
+                                   "ca-certificates",
+                                   "iproute2",
+                                   "locales"};
+  if (spec.bootloader == "grub-pc") {
+    pkgs.push_back("grub-pc");
+    // The x86_64-efi modules only: the EFI loader is made with grub-mkimage and copied onto the
+    // ESP; grub-efi-amd64 (which conflicts with grub-pc) would try to grub-install into it.
+    pkgs.push_back("grub-efi-amd64-bin");
+  }
   for (const auto& p : spec.packages)
     if (std::find(pkgs.begin(), pkgs.end(), p) == pkgs.end()) pkgs.push_back(p);
   return pkgs;
@@ -142,6 +209,7 @@ void makeDebootstrapBase(const definition::DebootstrapBase& spec, const fs::path
   fs::create_directories(scratch);
   const fs::path rootfs = scratch / "rootfs";
   const fs::path raw = scratch / "disk.raw";
+  const fs::path efiLoader = scratch / "BOOTX64.EFI";
   fs::create_directories(rootfs);
 
   // debootstrap makes a minimal system only; the boot packages are installed with apt in the
@@ -166,7 +234,9 @@ void makeDebootstrapBase(const definition::DebootstrapBase& spec, const fs::path
   {
     FileLock cacheLock(config.cacheDir / "apt" / "debootstrap.lock", exec.stop);
     try {
-      run(exec, argv);
+      auto o = commandOptions(exec, argv);
+      if (config.proxy) o.env = proxyEnvironment(*config.proxy);
+      run(exec, std::move(o));
     } catch (...) {
       unmountBelow(rootfs);
       throw;
@@ -186,7 +256,9 @@ void makeDebootstrapBase(const definition::DebootstrapBase& spec, const fs::path
   auto packages = debootstrapBootPackages(spec);
   packages.erase(std::remove(packages.begin(), packages.end(), "grub-pc"), packages.end());
   {
-    ChrootSession session(rootfs, ChrootOptions{config.nameservers, {}, {}, config.helper}, exec);
+    ChrootOptions options{config.nameservers, {}, {}, config.helper};
+    options.proxy = config.proxy;
+    ChrootSession session(rootfs, std::move(options), exec);
     log.info("debootstrap second stage (in the sandbox)");
     // container=lxc: debootstrap's self-test for nodev targets (mknod in the target) cannot pass
     // without CAP_MKNOD; lxc is the container it knows to skip that test for.
@@ -198,6 +270,9 @@ void makeDebootstrapBase(const definition::DebootstrapBase& spec, const fs::path
     apt.update();
     apt.install(packages);
     apt.finish();
+    session.fs().writeFile("/etc/locale.gen", std::string(kDefaultLocale) + " UTF-8\n");
+    session.run({"locale-gen"});
+    session.fs().writeFile("/etc/default/locale", std::string("LANG=") + kDefaultLocale + "\n");
     session.finish();
   }
   {
@@ -211,9 +286,24 @@ void makeDebootstrapBase(const definition::DebootstrapBase& spec, const fs::path
     std::ofstream(raw).close();
     fs::resize_file(raw, spec.size);
   }
-  run(exec, {"sgdisk", "-o", "-n", "14:2048:" + std::to_string(kRootStartSector - 1), "-t",
-             "14:EF02", "-c", "14:bios", "-n", "1:" + std::to_string(kRootStartSector) + ":0", "-t",
-             "1:8300", "-c", "1:" + spec.rootLabel, raw.string()});
+  const bool grub = spec.bootloader == "grub-pc";
+  std::vector<std::string> sgdisk = {
+      "sgdisk",
+      "-o",
+      "-n",
+      "14:" + std::to_string(kBiosBootStartSector) + ":" + std::to_string(kEspStartSector - 1),
+      "-t",
+      "14:EF02",
+      "-c",
+      "14:bios"};
+  if (grub)
+    sgdisk.insert(
+        sgdisk.end(),
+        {"-n", "15:" + std::to_string(kEspStartSector) + ":" + std::to_string(kRootStartSector - 1),
+         "-t", "15:EF00", "-c", "15:efi"});
+  sgdisk.insert(sgdisk.end(), {"-n", "1:" + std::to_string(kRootStartSector) + ":0", "-t", "1:8300",
+                               "-c", "1:" + spec.rootLabel, raw.string()});
+  run(exec, sgdisk);
   auto [first, last] = partitionSectors(exec, raw, 1);
   const std::uint64_t rootBytes = (last - first + 1) * 512;
   log.info("writing the root filesystem (" + formatBytes(rootBytes) + ", label " + spec.rootLabel +
@@ -234,8 +324,9 @@ void makeDebootstrapBase(const definition::DebootstrapBase& spec, const fs::path
         log.warn(why);
     Mount rootMount(root.device.string(), mnt, root.fsType, MS_NODEV | MS_NOSUID);
     {
-      ChrootSession session(
-          mnt, ChrootOptions{config.nameservers, disk.device(), parts, config.helper}, exec);
+      ChrootOptions options{config.nameservers, disk.device(), parts, config.helper};
+      options.proxy = config.proxy;
+      ChrootSession session(mnt, std::move(options), exec);
       if (spec.bootloader == "grub-pc") {
         log.info("installing grub-pc on " + disk.device().string());
         {
@@ -249,6 +340,7 @@ void makeDebootstrapBase(const definition::DebootstrapBase& spec, const fs::path
           apt.finish();
         }
         session.run({"grub-install", "--target=i386-pc", disk.device().string()});
+        makeEfiLoader(session, root.uuid, efiLoader);
         session.run({"update-grub"});
         auto cfg = session.fs().readFile("/boot/grub/grub.cfg").value_or("");
         if (cfg.find("root=UUID=" + root.uuid) == std::string::npos)
@@ -266,6 +358,8 @@ void makeDebootstrapBase(const definition::DebootstrapBase& spec, const fs::path
     rootMount.unmount();
     if (!disk.detach()) throw Error(disk.describe() + " did not detach");
   }
+
+  if (grub) writeEsp(raw, efiLoader, exec, log);
 
   fs::path tmp = output;
   tmp += ".tmp";

@@ -74,6 +74,11 @@ std::string attempt(const std::string& url, Transfer& t, long& httpCode,
   curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, 60L);
   curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout.count()));
   curl_easy_setopt(curl, CURLOPT_USERAGENT, "imgpipe-agent-build/" IMGPIPE_VERSION);
+  if (const auto& proxy = t.options->proxy) {
+    const bool https = url.rfind("https://", 0) == 0;
+    curl_easy_setopt(curl, CURLOPT_PROXY, (https ? proxy->httpsOrHttp() : proxy->http).c_str());
+    curl_easy_setopt(curl, CURLOPT_NOPROXY, proxy->noProxy.c_str());
+  }
   if (t.offset > 0)
     curl_easy_setopt(curl, CURLOPT_RESUME_FROM_LARGE, static_cast<curl_off_t>(t.offset));
   CURLcode rc = curl_easy_perform(curl);

@@ -4,9 +4,11 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <stop_token>
 #include <string>
 
+#include "agent-build/config/build_proxy.h"
 #include "common/error.h"
 
 namespace imgpipe::build {
@@ -18,6 +20,7 @@ struct DownloadOptions {
   std::function<void(std::uint64_t done, std::uint64_t total)> progress;
   std::function<void(const std::string&)> note;  // retries, resumes
   std::stop_token stop;
+  std::optional<BuildProxy> proxy;  // build.proxy; none: libcurl's defaults (its environment)
 };
 
 // Thrown when the bytes arrived but are not what the definition pinned. Not worth retrying.

@@ -9,9 +9,14 @@ namespace imgpipe::build {
 //                             [--keep-work-dir] [--job-id ID] [--json]
 //   imgpipe-agent-build prepare-base DEF.yaml --work-dir DIR [--cache-dir DIR] [--config FILE]
 //     fetches or makes the definition's base into the cache and prints its path and digest
-// Exit codes: 0 ok, 1 build failed, 2 usage or invalid definition, 3 stopped (SIGTERM/SIGINT).
+//   imgpipe-agent-build boot-test IMAGE DEF.yaml [--method M] [--firmware F] [--work-dir DIR]
+//                                 [--config FILE] [--json]
+//     the definition's acceptance boot on an existing image (never modified)
+// Exit codes: 0 ok, 1 build (or boot test) failed, 2 usage or invalid definition, 3 stopped
+// (SIGTERM/SIGINT).
 int validateCommand(int argc, char** argv);
 int buildCommand(int argc, char** argv);
 int prepareBaseCommand(int argc, char** argv);
+int bootTestCommand(int argc, char** argv);
 
 }  // namespace imgpipe::build

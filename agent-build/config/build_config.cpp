@@ -109,6 +109,7 @@ BuildConfig parseBuildConfig(const YamlReader& s) {
     bt.rejectUnknownKeys();
   }
   if (auto v = s.at("helper"); !v.isNull()) c.helper = absolutePath(v);
+  if (auto p = s.at("proxy"); !p.isNull()) c.proxy = parseBuildProxy(p);
   s.rejectUnknownKeys();
   return c;
 }
@@ -144,7 +145,11 @@ nlohmann::json toJson(const BuildConfig& c) {
           {"qemu_system", c.qemuSystem},
           {"boot_accel", c.bootAccel},
           {"boot_cpus", c.bootCpus},
-          {"helper", c.helper.string()}};
+          {"helper", c.helper.string()},
+          {"proxy", c.proxy ? nlohmann::json{{"http", c.proxy->http},
+                                             {"https", c.proxy->https},
+                                             {"no_proxy", c.proxy->noProxy}}
+                            : nlohmann::json()}};
 }
 
 BuildConfig buildConfigFromJson(const nlohmann::json& j) {
@@ -176,6 +181,8 @@ BuildConfig buildConfigFromJson(const nlohmann::json& j) {
   c.bootAccel = j.at("boot_accel");
   c.bootCpus = j.at("boot_cpus");
   c.helper = j.at("helper").get<std::string>();
+  if (const auto& p = j.at("proxy"); !p.is_null())
+    c.proxy = BuildProxy{p.at("http"), p.at("https"), p.at("no_proxy")};
   return c;
 }
 

@@ -4,9 +4,11 @@
 #include <cstdint>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "agent-build/config/build_proxy.h"
 #include "common/yaml_reader.h"
 #include "definition/image_definition.h"
 
@@ -57,9 +59,12 @@ struct BuildConfig {
   std::vector<std::string>
       nameservers;  // for the image while it is built; empty: the host's resolvers
   std::chrono::milliseconds commandTimeout{2ll * 3600 * 1000};
+  // How everything the build fetches leaves the host, where only a proxy leads out.
+  std::optional<BuildProxy> proxy;
 
   std::string qemuSystem = "qemu-system-x86_64";
-  std::string bootAccel = "tcg";  // tcg | kvm | auto
+  // auto: KVM where a guest really runs with it (probed once), else TCG.
+  std::string bootAccel = "auto";  // tcg | kvm | auto
   unsigned bootCpus = 1;
 
   // The program run as the build child (`<helper> run-build`). The agent binary itself unless a

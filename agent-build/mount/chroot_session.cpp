@@ -100,8 +100,21 @@ void addDiskToSandbox(SandboxSpec& spec, const fs::path& diskDevice,
 }
 
 ChrootSession::ChrootSession(const fs::path& root, ChrootOptions options, ExecContext ctx)
-    : root_(root), ctx_(std::move(ctx)), fs_(root) {
+    : root_(root),
+      ctx_(std::move(ctx)),
+      fs_(root),
+      proxy_(std::move(options.proxy)),
+      network_(options.network) {
   requireBubblewrap();
+  if (network_ == definition::Network::proxy) {
+    if (!proxy_)
+      throw Error(
+          "the definition asks for network: proxy, but this build agent has no build.proxy in "
+          "its config");
+    if (options.gateFile.empty()) throw std::logic_error("network: proxy without a gate file");
+    gate_ = std::make_unique<ProxyGate>(options.gateFile, *proxy_);
+    sandbox_.netns = gate_->netnsFile();
+  }
   sandbox_.root = root_;
   sandbox_.helper =
       options.helper == "/proc/self/exe" ? fs::read_symlink("/proc/self/exe") : options.helper;
@@ -188,6 +201,8 @@ void ChrootSession::prepareMountPoints() {
 SubprocessOptions ChrootSession::commandOptions(std::vector<std::string> argv,
                                                 const std::map<std::string, std::string>& env,
                                                 definition::Network network) const {
+  if (network == definition::Network::host && network_ == definition::Network::proxy)
+    network = definition::Network::proxy;
   auto o = build::commandOptions(ctx_, sandboxCommand(sandbox_, network, argv));
   o.clearEnv = true;
   o.env = {{"PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
@@ -199,6 +214,10 @@ SubprocessOptions ChrootSession::commandOptions(std::vector<std::string> argv,
            {"DEBCONF_NONINTERACTIVE_SEEN", "true"},
            {"APT_LISTCHANGES_FRONTEND", "none"},
            {"TMPDIR", "/tmp"}};
+  if (network == definition::Network::proxy)
+    o.env.merge(proxyEnvironment(gate_->insideProxy()));
+  else if (network == definition::Network::host && proxy_)
+    o.env.merge(proxyEnvironment(*proxy_));
   for (const auto& [k, v] : env)
     o.env[k] = v;
   return o;

@@ -2,12 +2,14 @@
 
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "agent-build/disk/partitions.h"
 #include "agent-build/mount/mount.h"
+#include "agent-build/mount/proxy_gate.h"
 #include "agent-build/mount/sandbox.h"
 #include "agent-build/util/exec.h"
 #include "agent-build/util/image_fs.h"
@@ -24,6 +26,12 @@ struct ChrootOptions {
   std::vector<Partition> partitions;
   // The agent binary, which runs `sandbox-exec` in front of bwrap (BuildConfig::helper).
   std::filesystem::path helper = "/proc/self/exe";
+  // build.proxy: every command that reaches the network gets it in its environment.
+  std::optional<BuildProxy> proxy;
+  // The definition's `network:`. proxy: a command that reaches the network reaches only
+  // `proxy`, through a ProxyGate whose namespace is bind-mounted on `gateFile`.
+  definition::Network network = definition::Network::host;
+  std::filesystem::path gateFile;
 };
 
 // What /etc/resolv.conf (or policy-rc.d) was before the session replaced it. Value type.
@@ -52,7 +60,8 @@ class ChrootSession {
 
   // `argv` in the sandbox with a clean environment (PATH, DEBIAN_FRONTEND=noninteractive, ...)
   // plus `env`; output to the build log. Without network unless asked: imgpipe's own commands
-  // in the image need none, apt's downloads and the definition's scripts say so.
+  // in the image need none, apt's downloads and the definition's scripts say so. A session
+  // whose network is proxy gives every command that asks for host the proxy gate instead.
   SubprocessOptions commandOptions(std::vector<std::string> argv,
                                    const std::map<std::string, std::string>& env = {},
                                    definition::Network network = definition::Network::none) const;
@@ -83,7 +92,10 @@ class ChrootSession {
   ExecContext ctx_;
   ImageFs fs_;
   SandboxSpec sandbox_;
-  std::vector<Mount> mounts_;  // in mount order; unmounted in reverse
+  std::optional<BuildProxy> proxy_;
+  definition::Network network_;
+  std::unique_ptr<ProxyGate> gate_;  // network: proxy only
+  std::vector<Mount> mounts_;        // in mount order; unmounted in reverse
   SavedEntry resolvConf_;
   SavedEntry policyRcd_;
   bool resolvConfReplaced_ = false;

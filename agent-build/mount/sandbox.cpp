@@ -1,6 +1,8 @@
 #include "agent-build/mount/sandbox.h"
 
+#include <fcntl.h>
 #include <linux/capability.h>
+#include <sched.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -94,14 +96,19 @@ void requireBubblewrap() {
 std::vector<std::string> sandboxCommand(const SandboxSpec& spec, definition::Network network,
                                         const std::vector<std::string>& argv) {
   if (argv.empty()) throw std::logic_error("sandboxCommand: empty argv");
-  std::vector<std::string> a = {spec.helper.string(), "sandbox-exec",
-                                // The image, recursively with what the build mounted into it
-                                // (/run, the apt cache): bwrap adds nodev and nosuid to each, so a
-                                // device node the base image ships opens nothing.
-                                "--bind", spec.root.string(), "/",
-                                // A fresh /dev per command: null, zero, full, random, urandom,
-                                // tty, a private devpts; no host block device.
-                                "--dev", "/dev", "--perms", "1777", "--tmpfs", "/dev/shm"};
+  std::vector<std::string> a = {spec.helper.string(), "sandbox-exec"};
+  if (network == definition::Network::proxy) {
+    if (spec.netns.empty())
+      throw Error("network: proxy, but the build has no proxy gate (build.proxy is not set)");
+    a.insert(a.end(), {"--netns", spec.netns.string()});
+  }
+  a.insert(a.end(), {// The image, recursively with what the build mounted into it
+                     // (/run, the apt cache): bwrap adds nodev and nosuid to each, so a
+                     // device node the base image ships opens nothing.
+                     "--bind", spec.root.string(), "/",
+                     // A fresh /dev per command: null, zero, full, random, urandom,
+                     // tty, a private devpts; no host block device.
+                     "--dev", "/dev", "--perms", "1777", "--tmpfs", "/dev/shm"});
   std::set<std::string> dirs;
   for (const auto& d : spec.devices) {
     if (!isFileName(d.name)) throw Error("refusing device name '" + d.name + "' in the sandbox");
@@ -146,6 +153,15 @@ int sandboxExecMain(int argc, char** argv) {
     std::fprintf(stderr, "imgpipe sandbox-exec: %s: %s\n", what.c_str(), std::strerror(errno));
     return 127;
   };
+  int first = 1;
+  if (argc > 2 && std::string_view(argv[1]) == "--netns") {
+    // Before the capabilities go: joining a namespace takes CAP_SYS_ADMIN.
+    const int ns = ::open(argv[2], O_RDONLY | O_CLOEXEC);
+    if (ns < 0) return fail(std::string("open ") + argv[2]);
+    if (::setns(ns, CLONE_NEWNET) != 0) return fail(std::string("setns ") + argv[2]);
+    ::close(ns);
+    first = 3;
+  }
   // The bounding set is what an execve can ever grant; bwrap (0.8) as real root leaves it full
   // and relies on no_new_privs alone. Cut it here, before bwrap: bwrap itself still needs
   // CAP_SYS_ADMIN and friends to build the namespaces, so those stay in the inheritable set,
@@ -172,7 +188,7 @@ int sandboxExecMain(int argc, char** argv) {
   std::vector<char*> args;
   std::string bwrap(kBwrap);
   args.push_back(bwrap.data());
-  for (int i = 1; i < argc; ++i)
+  for (int i = first; i < argc; ++i)
     args.push_back(argv[i]);
   args.push_back(nullptr);
 

@@ -34,6 +34,7 @@ struct SandboxSpec {
   std::vector<SandboxDevice> devices;  // the build's own disk and its partitions
   std::vector<SandboxLink> links;      // /dev/disk/by-uuid, by-label
   std::filesystem::path helper;        // the agent binary (runs `sandbox-exec`)
+  std::filesystem::path netns;         // network: proxy — the ProxyGate's namespace
 };
 
 // The capabilities a command in the image keeps (bounding, permitted, effective, inheritable and
@@ -52,7 +53,8 @@ std::string describeSandboxed(const std::vector<std::string>& sandboxArgv);
 // Throws Error naming the package to install when bwrap is missing.
 void requireBubblewrap();
 
-// `imgpipe-agent-build sandbox-exec BWRAP-ARGS...`: drops every capability outside
+// `imgpipe-agent-build sandbox-exec [--netns FILE] BWRAP-ARGS...`: joins the network namespace
+// FILE names (network: proxy), drops every capability outside
 // sandboxCapabilities() from the bounding set (keeping the rest inheritable so that bwrap, run as
 // root, can still set up its namespaces), closes inherited descriptors, runs bwrap and returns
 // its exit code once every process of the sandbox is gone (127 when it cannot start it).

@@ -159,13 +159,16 @@ int runPipeline(BuildContext& ctx, EventWriter& events) {
     for (const auto& l : f.tail)
       ctx.log.detail("  " + l);
     teardown(ctx);
-    events.emit({{"event", "failed"},
-                 {"step", f.step},
-                 {"message", f.message},
-                 {"exit_code", f.exitCode},
-                 {"tail", f.tail},
-                 {"retryable", f.retryable},
-                 {"stopped", f.stopped}});
+    events.emit(
+        {{"event", "failed"},
+         {"step", f.step},
+         {"message", f.message},
+         {"exit_code", f.exitCode},
+         {"tail", f.tail},
+         {"retryable", f.retryable},
+         {"stopped", f.stopped},
+         // The checks so far, unless they would not fit an event line.
+         {"validation", ctx.validation.dump().size() < 32'000 ? ctx.validation : json::object()}});
     return f.stopped ? 3 : 1;
   }
   events.emit({{"event", "result"},

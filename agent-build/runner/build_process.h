@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <stop_token>
 #include <string>
@@ -35,6 +36,7 @@ struct BuildFailure {
   std::vector<std::string> outputTail;
   bool retryable = false;
   bool stopped = false;
+  nlohmann::json validation;  // the checks made before the failure (the manifest's shape)
 };
 
 struct StepRecord {

@@ -3,6 +3,7 @@
 #include <optional>
 
 #include "agent-build/runner/build_process.h"
+#include "agent-build/runner/validation_checks.h"
 #include "agent-build/runner/work_dir.h"
 #include "common/file_util.h"
 #include "common/hash.h"
@@ -172,10 +173,14 @@ void BuildTaskRunner::run(const agent::TaskSpec& task, agent::TaskReporter& repo
         ->info("built {} {} ({}, sha256 {})", outcome.output->imageName,
                outcome.output->imageVersion, formatBytes(outcome.output->size),
                outcome.output->sha256Hex);
+    auto manifest = nlohmann::json::parse(outcome.output->manifestJson, nullptr, false);
     reporter.completed(
         {.artifact = artifact,
          .detail = outcome.output->imageName + " " + outcome.output->imageVersion +
-                   (outcome.output->reused ? " (reused an identical earlier build)" : "")});
+                   (outcome.output->reused ? " (reused an identical earlier build)" : ""),
+         .checks = checksFromValidation(manifest.is_object()
+                                            ? manifest.value("validation", nlohmann::json())
+                                            : nlohmann::json())});
     return;
   }
   const auto& f = *outcome.failure;
@@ -184,7 +189,8 @@ void BuildTaskRunner::run(const agent::TaskSpec& task, agent::TaskReporter& repo
                    .message = f.message,
                    .exitCode = f.exitCode,
                    .outputTail = f.outputTail,
-                   .retryable = f.retryable});
+                   .retryable = f.retryable,
+                   .checks = checksFromValidation(f.validation)});
 }
 
 }  // namespace imgpipe::build

@@ -50,7 +50,8 @@ ChildEvent decode(const json& e) {
                        field<int>(e, "exit_code", 0),
                        field<std::vector<std::string>>(e, "tail", {}),
                        field<bool>(e, "retryable", false),
-                       field<bool>(e, "stopped", false)};
+                       field<bool>(e, "stopped", false),
+                       field<json>(e, "validation", json::object())};
   if (kind == "result") {
     ResultEvent r;
     r.output.image = field<std::string>(e, "image", "");

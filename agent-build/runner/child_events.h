@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -37,6 +38,7 @@ struct FailedEvent {
   std::vector<std::string> tail;
   bool retryable = false;
   bool stopped = false;
+  nlohmann::json validation = nlohmann::json::object();  // checks made before the failure
 };
 struct ResultEvent {
   BuildOutput output;     // what the line names; the manifest file's content is read after

@@ -124,10 +124,6 @@ class BuildContext {
   ImageInfo outputInfo;
   FileDigests outputDigests;
   nlohmann::json validation = nlohmann::json::object();
-  // Found by the validate step for the boot test: the image's kernel and initrd (copied out)
-  // and its root filesystem's UUID.
-  std::filesystem::path bootKernel, bootInitrd;
-  std::string outputRootUuid;
   std::vector<StepTiming> timings;
   // Where the manifest step published the result.
   std::filesystem::path finalImage, finalManifest, finalLog;

@@ -63,6 +63,7 @@ class FetchInputsStep : public Step {
           o.stop = ctx.stop;
           o.retries = ctx.config.downloadRetries;
           o.timeout = std::chrono::minutes(10);
+          o.proxy = ctx.config.proxy;
           ctx.log.info("fetching " + c.text);
           ++fetched;
           try {

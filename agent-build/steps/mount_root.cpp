@@ -21,10 +21,12 @@ class MountStep : public Step {
     for (const auto& p : partitions)
       for (const auto& why : p.ignored)
         ctx.log.warn(why);
-    ctx.chroot = std::make_unique<ChrootSession>(
-        ctx.rootDir(),
-        ChrootOptions{ctx.config.nameservers, ctx.disk->device(), partitions, ctx.config.helper},
-        ctx.exec());
+    ChrootOptions options{ctx.config.nameservers, ctx.disk->device(), partitions,
+                          ctx.config.helper};
+    options.proxy = ctx.config.proxy;
+    options.network = ctx.def.network;
+    options.gateFile = ctx.workDir / "proxy-netns";
+    ctx.chroot = std::make_unique<ChrootSession>(ctx.rootDir(), std::move(options), ctx.exec());
     const auto& rc = ctx.chroot->originalResolvConf();
     ctx.resolvConfBefore = rc;
     ctx.policyRcdBefore = ctx.chroot->originalPolicyRcd();

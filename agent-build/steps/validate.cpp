@@ -194,7 +194,6 @@ class ValidateStep : public Step {
     fs::create_directories(scratch);
     {
       ReadOnlyImage image(ctx.output, scratch, def.disk.rootLabel, exec);
-      ctx.outputRootUuid = image.rootPartition().uuid;
       {
         ImageFs img(image.root());
         auto clean = checkImageIsClean(img, def.cleanup);
@@ -317,14 +316,7 @@ class ValidateStep : public Step {
           auto kernel = findBootFile(img, "vmlinuz");
           auto initrd = findBootFile(img, "initrd.img");
           add("kernel and initrd present", kernel && initrd,
-              "no /boot/vmlinuz or /boot/initrd.img for the boot test");
-          if (kernel && initrd) {
-            fs::create_directories(ctx.workDir / "boot");
-            ctx.bootKernel = ctx.workDir / "boot" / "vmlinuz";
-            ctx.bootInitrd = ctx.workDir / "boot" / "initrd.img";
-            std::ofstream(ctx.bootKernel, std::ios::binary) << *img.readFile(*kernel);
-            std::ofstream(ctx.bootInitrd, std::ios::binary) << *img.readFile(*initrd);
-          }
+              "no /boot/vmlinuz or /boot/initrd.img for the acceptance boot");
         }
       }
 

@@ -198,8 +198,16 @@ int main(int argc, char** argv) {
   };
 
   const auto regStart = Clock::now();
-  while (registered < agents && Clock::now() - regStart < 120s)
+  while (registered < agents && Clock::now() - regStart < 120s) {
+    if (!coordinator.running()) {
+      std::cerr << "bench_coordinator: the coordinator exited at start; its log:\n"
+                << coordinator.log();
+      stop = true;
+      agentThread.join();
+      return 1;
+    }
     std::this_thread::sleep_for(50ms);
+  }
   const double registerS = std::chrono::duration<double>(Clock::now() - regStart).count();
   std::cout << registered << " agents registered in " << registerS << " s\n";
 

@@ -62,6 +62,17 @@ class AgentSession::Reporter : public TaskReporter {
     });
   }
 
+  static void fillChecks(capnp::List<proto::CheckResult>::Builder out,
+                         const std::vector<CheckInfo>& checks) {
+    for (unsigned i = 0; i < checks.size(); ++i) {
+      out[i].setGroup(checks[i].group);
+      out[i].setCheck(checks[i].check);
+      out[i].setOk(checks[i].ok);
+      out[i].setSkipped(checks[i].skipped);
+      out[i].setDetail(checks[i].detail);
+    }
+  }
+
   void completed(const TaskResultInfo& result) override {
     if (finalSent_.exchange(true)) return;
     emit(true, [&](proto::TaskEvent::Builder e) {
@@ -69,6 +80,7 @@ class AgentSession::Reporter : public TaskReporter {
       if (result.artifact) fillArtifact(r.initArtifact(), *result.artifact);
       r.setGlanceImageId(result.glanceImageId);
       r.setDetail(result.detail);
+      fillChecks(r.initChecks(static_cast<unsigned>(result.checks.size())), result.checks);
     });
   }
 
@@ -83,6 +95,7 @@ class AgentSession::Reporter : public TaskReporter {
       for (unsigned i = 0; i < f.outputTail.size(); ++i)
         tail.set(i, f.outputTail[i]);
       r.setRetryable(f.retryable);
+      fillChecks(r.initChecks(static_cast<unsigned>(f.checks.size())), f.checks);
     });
   }
 

@@ -89,10 +89,20 @@ struct ProgressInfo {
   std::string unit;           // what done/total count: "" (bytes), "seconds", "permille"
 };
 
+// One check a build made of its image: the offline validation's, or the acceptance boot's.
+struct CheckInfo {
+  std::string group;  // validate, boot bios, boot uefi, boot nspawn
+  std::string check;
+  bool ok = false;
+  bool skipped = false;
+  std::string detail;
+};
+
 struct TaskResultInfo {
   std::optional<ArtifactInfo> artifact;
   std::string glanceImageId;
   std::string detail;
+  std::vector<CheckInfo> checks;
 };
 
 struct TaskFailureInfo {
@@ -101,6 +111,7 @@ struct TaskFailureInfo {
   int exitCode = 0;
   std::vector<std::string> outputTail;
   bool retryable = false;
+  std::vector<CheckInfo> checks;
 };
 
 }  // namespace imgpipe::agent

@@ -233,12 +233,12 @@ void checkCoordinator(Report& r, const std::string& endpoint, const std::string&
 void checkBuildHost(Report& r) {
   for (const auto& tool :
        {"qemu-img", "sgdisk", "growpart", "e2fsck", "resize2fs", "tune2fs", "losetup", "partx",
-        "mount", "umount", "chroot", "fstrim", "debootstrap"}) {
+        "mount", "umount", "bwrap", "fstrim", "debootstrap"}) {
     auto found = which(tool);
     r.add(std::string("tool ") + tool, found ? Status::ok : Status::fail,
           found ? *found : "not found",
           "apt-get install qemu-utils gdisk cloud-guest-utils e2fsprogs util-linux mount "
-          "debootstrap");
+          "bubblewrap debootstrap");
   }
   const bool nbd = std::filesystem::exists("/dev/nbd0");
   const bool loop = std::filesystem::exists("/dev/loop-control");
@@ -260,6 +260,10 @@ void checkBuildHost(Report& r) {
   r.add("boot test", qemu ? Status::ok : Status::warn,
         qemu ? *qemu : "qemu-system-x86_64 not installed: boot tests cannot run",
         "apt-get install qemu-system-x86");
+  const bool ovmf = std::filesystem::exists("/usr/share/OVMF/OVMF_CODE_4M.fd");
+  r.add("boot test (uefi)", ovmf ? Status::ok : Status::warn,
+        ovmf ? "OVMF firmware present" : "no OVMF firmware: images cannot be booted under UEFI",
+        "apt-get install ovmf");
   if (::geteuid() != 0)
     r.add("privileges", Status::fail, "not root",
           "build agents run as root (see the systemd unit)");

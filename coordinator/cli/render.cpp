@@ -102,6 +102,17 @@ nlohmann::json toJson(proto::JobSummary::Reader s) {
           {"error", s.getError()}};
 }
 
+nlohmann::json toJson(capnp::List<proto::CheckResult>::Reader checks) {
+  auto out = nlohmann::json::array();
+  for (auto c : checks)
+    out.push_back({{"group", c.getGroup()},
+                   {"check", c.getCheck()},
+                   {"ok", c.getOk()},
+                   {"skipped", c.getSkipped()},
+                   {"detail", c.getDetail()}});
+  return out;
+}
+
 nlohmann::json toJson(proto::JobDetail::Reader d) {
   auto j = toJson(d.getSummary());
   auto steps = nlohmann::json::array();
@@ -119,7 +130,8 @@ nlohmann::json toJson(proto::JobDetail::Reader d) {
                      {"unit", s.getUnit().size() ? std::string(s.getUnit()) : "bytes"},
                      {"error", s.getError()},
                      {"started_ms", s.getStartedMs()},
-                     {"finished_ms", s.getFinishedMs()}});
+                     {"finished_ms", s.getFinishedMs()},
+                     {"checks", toJson(s.getChecks())}});
   j["steps"] = steps;
   if (d.hasArtifact() && d.getArtifact().getId().size() > 0) {
     auto a = d.getArtifact();
@@ -262,6 +274,33 @@ void printJobDetail(std::ostream& out, proto::JobDetail::Reader d) {
            stateName(st.getState()), std::to_string(st.getAttempts()), progress});
   }
   t.print(out);
+  // The image's checks (offline validation, acceptance boot): failed ones first, so that what
+  // broke is the first thing read.
+  for (auto st : d.getSteps()) {
+    if (st.getChecks().size() == 0) continue;
+    unsigned failed = 0, skipped = 0;
+    for (auto c : st.getChecks()) {
+      failed += !c.getOk() && !c.getSkipped();
+      skipped += c.getSkipped();
+    }
+    out << "\n"
+        << st.getName().cStr() << " checks: " << st.getChecks().size() - failed - skipped << " ok, "
+        << failed << " failed, " << skipped << " skipped\n";
+    Table c({"GROUP", "CHECK", "RESULT", "DETAIL"});
+    for (bool wantFailed : {true, false})
+      for (auto ck : st.getChecks()) {
+        bool isFailed = !ck.getOk() && !ck.getSkipped();
+        if (isFailed != wantFailed) continue;
+        std::string detail = ck.getDetail();
+        if (detail.size() > 100) detail = detail.substr(0, 97) + "...";
+        c.add({std::string(ck.getGroup()), std::string(ck.getCheck()),
+               ck.getSkipped() ? "skipped"
+               : ck.getOk()    ? "ok"
+                               : "FAILED",
+               detail});
+      }
+    c.print(out);
+  }
 }
 
 void printAgents(std::ostream& out, capnp::List<proto::AgentInfo>::Reader agents) {

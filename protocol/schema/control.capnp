@@ -190,6 +190,16 @@ struct TaskResult {
   artifact @0 :ArtifactSummary;
   glanceImageId @1 :Text;     # register tasks
   detail @2 :Text;            # human-readable summary
+  checks @3 :List(CheckResult);  # build tasks: the validation and the acceptance boot
+}
+
+# One check a build made of its image (offline validation, or in the booted guest).
+struct CheckResult {
+  group @0 :Text;             # "validate", "boot bios", "boot uefi", "boot nspawn"
+  check @1 :Text;
+  ok @2 :Bool;
+  skipped @3 :Bool;           # did not apply (detail says why)
+  detail @4 :Text;
 }
 
 struct TaskFailure {
@@ -198,6 +208,7 @@ struct TaskFailure {
   exitCode @2 :Int32;
   outputTail @3 :List(Text);
   retryable @4 :Bool;         # the coordinator may run the task again by itself
+  checks @5 :List(CheckResult);  # build tasks: the checks made before the failure
 }
 
 struct ArtifactSummary {
@@ -319,6 +330,7 @@ struct StepInfo {
   finishedMs @11 :Int64;
   retries @12 :UInt32;
   unit @13 :Text;             # of done/total, as in Progress
+  checks @14 :List(CheckResult);  # build steps: the image's checks, as the agent reported them
 }
 
 struct JobDetail {

@@ -29,7 +29,7 @@ TEST(BuildConfig, DefaultsWhenAbsent) {
   EXPECT_TRUE(c.aptCache);
   EXPECT_TRUE(c.reuseResults);
   EXPECT_EQ(c.attach, AttachMethod::auto_);
-  EXPECT_EQ(c.bootAccel, "tcg");
+  EXPECT_EQ(c.bootAccel, "auto");
 }
 
 TEST(BuildConfig, ReadsEverySectionAndRoundTripsThroughJson) {
@@ -77,6 +77,39 @@ TEST(BuildConfig, UnknownKeysAndBadValuesAreNamed) {
   auto nested = configError("build:\n  apt_cache: {enable: true}\n");
   EXPECT_EQ(nested.substr(0, nested.find(" (known keys")),
             "agent.yaml:2:15: build.apt_cache: unknown key 'enable'");
+}
+
+TEST(BuildConfig, ProxyIsParsedCheckedAndCarried) {
+  auto c = parseBuildConfig(
+      YamlReader::fromString("build:\n  proxy: {http: 'http://proxy.site:3128/', no_proxy: "
+                             "'.site,10.0.0.1'}\n",
+                             "agent.yaml")
+          .at("build"));
+  ASSERT_TRUE(c.proxy);
+  EXPECT_EQ(c.proxy->httpsOrHttp(), "http://proxy.site:3128/");
+  auto env = proxyEnvironment(*c.proxy);
+  EXPECT_EQ(env.at("https_proxy"), "http://proxy.site:3128/");
+  EXPECT_EQ(env.at("NO_PROXY"), ".site,10.0.0.1");
+  auto back = buildConfigFromJson(toJson(c));
+  ASSERT_TRUE(back.proxy);
+  EXPECT_EQ(back.proxy->noProxy, ".site,10.0.0.1");
+  EXPECT_FALSE(buildConfigFromJson(toJson(BuildConfig{})).proxy);
+  auto e = parseProxyUrl("http://[::1]:8080", "p");
+  EXPECT_EQ(e.host, "::1");
+  EXPECT_EQ(e.port, 8080);
+  EXPECT_EQ(parseProxyUrl("http://proxy", "p").port, 3128);
+
+  EXPECT_NE(configError("build:\n  proxy: {https: 'http://p:1'}\n").find("needs http:"),
+            std::string::npos);
+  for (const auto* bad : {"https://p:1", "http://user:pw@p:1", "http://p:0", "http://p:99999",
+                          "http://p:1/path", "http://:1", "socks5://p:1"}) {
+    EXPECT_NE(configError(std::string("build:\n  proxy: {http: '") + bad + "'}\n")
+                  .find("build.proxy.http"),
+              std::string::npos)
+        << bad;
+  }
+  EXPECT_NE(configError("build:\n  proxy: {http: 'http://p:1', socks: x}\n").find("socks"),
+            std::string::npos);
 }
 
 TEST(ConfigFiles, Deb822Source) {

@@ -43,10 +43,12 @@ TEST(DefinitionIsolation, NetworkIsHostByDefaultNoneOnRequestAndStrict) {
 
   EXPECT_EQ(definition::parseDefinition("name: x\nbase: {path: /a}\nnetwork: host\n", "d").network,
             definition::Network::host);
-  EXPECT_EQ(errorOf("name: x\nbase: {path: /a}\nnetwork: proxy\n"),
-            "def.yaml:3:10: network: must be host or none, got 'proxy'");
+  def = definition::parseDefinition("name: x\nbase: {path: /a}\nnetwork: proxy\n", "def.yaml");
+  EXPECT_EQ(def.network, definition::Network::proxy);
+  EXPECT_EQ(definition::toJson(def).at("network"), "proxy");
+  EXPECT_NE(definition::summarize(def).find("only the build agent's proxy"), std::string::npos);
   EXPECT_EQ(errorOf("name: x\nbase: {path: /a}\n\nnetwork: off\n"),
-            "def.yaml:4:10: network: must be host or none, got 'off'");
+            "def.yaml:4:10: network: must be host, none or proxy, got 'off'");
   EXPECT_NE(errorOf("name: x\nbase: {path: /a}\nnetwork: [none]\n").find("def.yaml:3:"),
             std::string::npos);
 }

@@ -311,3 +311,63 @@ TEST(Definition, DeployExamplesAreValid) {
   }
   EXPECT_GE(seen, 3);
 }
+
+TEST(Definition, AcceptanceBootFields) {
+  auto def = definition::parseDefinition(std::string(kMinimal) + R"(validation:
+  boot_test:
+    method: nspawn
+    firmware: both
+    timeout: 2m
+    disk_size: 20G
+    resolve: mirror.example
+    checks:
+      - name: docker-runs
+        run: docker info
+        exit_code: 0
+        output: '^[0-9]+\.'
+      - name: no-motd
+        run: test -e /etc/motd
+        exit_code: 1
+        timeout: 5s
+        nspawn: false
+)",
+                                         "def.yaml");
+  const auto& bt = def.validation.bootTest;
+  EXPECT_TRUE(bt.enabled);
+  EXPECT_EQ(bt.method, definition::BootMethod::nspawn);
+  EXPECT_EQ(bt.firmware, definition::BootFirmware::both);
+  EXPECT_EQ(bt.timeout, std::chrono::minutes(2));
+  EXPECT_EQ(bt.diskSize, 20ull << 30);
+  EXPECT_EQ(bt.resolve, "mirror.example");
+  ASSERT_EQ(bt.checks.size(), 2u);
+  EXPECT_EQ(bt.checks[0].output, "^[0-9]+\\.");
+  EXPECT_EQ(bt.checks[1].exitCode, 1);
+  EXPECT_EQ(bt.checks[1].timeout, std::chrono::seconds(5));
+  EXPECT_TRUE(bt.checks[0].nspawn);
+  EXPECT_FALSE(bt.checks[1].nspawn);
+  // Defaults: qemu, BIOS plus UEFI where the image has an ESP.
+  auto plain = definition::parseDefinition(
+      std::string(kMinimal) + "validation: {boot_test: true}\n", "def.yaml");
+  EXPECT_EQ(plain.validation.bootTest.method, definition::BootMethod::qemu);
+  EXPECT_EQ(plain.validation.bootTest.firmware, definition::BootFirmware::auto_);
+  EXPECT_FALSE(plain.validation.bootTest.diskSize);
+
+  auto err = [&](const std::string& section) {
+    return errorOf(std::string(kMinimal) + "validation:\n  boot_test:\n" + section);
+  };
+  EXPECT_NE(err("    firmware: efi\n").find("must be auto, bios, uefi or both, got 'efi'"),
+            std::string::npos);
+  EXPECT_NE(err("    method: vm\n").find("must be qemu or nspawn"), std::string::npos);
+  EXPECT_NE(err("    expect: 'login:'\n").find("no longer used"), std::string::npos);
+  EXPECT_NE(err("    checks: [{name: a, run: x}, {name: a, run: y}]\n").find("duplicate check 'a'"),
+            std::string::npos);
+  EXPECT_NE(err("    checks: [{name: 'a b', run: x}]\n").find("must be a simple name"),
+            std::string::npos);
+  EXPECT_NE(err("    checks: [{name: a, run: x, output: '(['}]\n").find("not a regular expression"),
+            std::string::npos);
+  EXPECT_NE(err("    checks: [{name: a, run: x, exit_code: 300}]\n").find("must be 0..255"),
+            std::string::npos);
+  EXPECT_NE(err("    checks: [{name: a}]\n").find("missing required field 'run'"),
+            std::string::npos);
+  EXPECT_NE(err("    disk_size: 100M\n").find("must be at least 1G"), std::string::npos);
+}

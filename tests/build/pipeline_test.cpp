@@ -89,7 +89,7 @@ services:
   disable: [e2scrub_reap]
   mask: [apt-daily.timer]
 validation:
-  boot_test: true
+  boot_test: {firmware: bios}   # UEFI too is the boot tests' (label boot) job
   expect_packages: [tree]
 glance:
   min_ram: 512
@@ -169,7 +169,9 @@ TEST(BuildPipeline, BuildsEveryItemOfTheDefinitionAndReusesTheResult) {
   EXPECT_EQ(m["base"]["sha256"], base.sha256);
   EXPECT_EQ(m["build_log"]["sha256"], toHex(sha256(readFile(out.buildLog))));
   EXPECT_TRUE(m["validation"]["passed"]);
-  EXPECT_TRUE(m["validation"]["boot_test"]["passed"]);
+  EXPECT_TRUE(m["validation"]["boot_test"]["passed"]) << m["validation"]["boot_test"].dump(2);
+  ASSERT_EQ(m["validation"]["boot_test"]["boots"].size(), 1u);
+  EXPECT_EQ(m["validation"]["boot_test"]["boots"][0]["firmware"], "bios");
   EXPECT_EQ(m["glance"]["min_disk"], 4);
   EXPECT_EQ(m["glance"]["display_name"], "imgpipe-test-main 1.0.0-test");
   EXPECT_EQ(m["glance"]["properties"]["hw_qemu_guest_agent"], "yes");
@@ -284,7 +286,8 @@ TEST(BuildPipeline, BuildsEveryItemOfTheDefinitionAndReusesTheResult) {
   // A job of the next version with identical bytes reuses them, under its own version: the one
   // the job was given, in the result, the manifest and the Glance spec (issue 10).
   std::string next = definition;
-  next.replace(next.find("version: \"1.0.0-test\""), 20, "version: \"1.0.1-test\"");
+  const std::string oldVersion = "version: \"1.0.0-test\"";
+  next.replace(next.find(oldVersion), oldVersion.size(), "version: \"1.0.1-test\"");
   RecordingReporter third;
   auto task = buildTask("job-main-3", next, "def.yaml", bundleFiles);
   std::get<agent::BuildSpec>(task.kind).imageVersion = "1.0.1-test";

@@ -2,7 +2,10 @@
 // (no build around it: seconds, not minutes): its capability sets, no_new_privs, its own /proc
 // and /dev, the network modes, processes left running, and update-grub resolving the root
 // device (what keeps a kernel upgrade writing root=UUID=... into grub.cfg).
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netdb.h>
+#include <netinet/in.h>
 
 #include <fstream>
 #include <set>
@@ -16,6 +19,7 @@
 #include "common/file_util.h"
 #include "common/subprocess.h"
 #include "tests/build/support/build_fixture.h"
+#include "tests/support/process.h"
 
 using namespace imgpipe;
 using namespace imgpipe::build;
@@ -76,6 +80,48 @@ bool processRunning(const std::string& marker) {
   return false;
 }
 
+// A real HTTP proxy (Debian's tinyproxy) on 127.0.0.1, logging every request it forwards.
+class Tinyproxy {
+ public:
+  explicit Tinyproxy(const fs::path& dir) : port_(imgpipe::test::freePort()) {
+    fs::create_directories(dir);
+    log_ = dir / "tinyproxy.log";
+    const auto conf = dir / "tinyproxy.conf";
+    writeFileAtomic(conf, "Port " + std::to_string(port_) +
+                              "\nListen 127.0.0.1\nTimeout 600\nMaxClients 100\nLogLevel Info\n"
+                              "LogFile \"" +
+                              log_.string() + "\"\n");
+    daemon_ = std::make_unique<imgpipe::test::Daemon>(
+        std::vector<std::string>{"tinyproxy", "-d", "-c", conf.string()}, dir / "stderr.log");
+    EXPECT_TRUE(imgpipe::test::waitUntil(
+        [&] {
+          return fs::exists(log_) &&
+                 readFile(log_).find("Accepting connections") != std::string::npos;
+        },
+        std::chrono::seconds(10)))
+        << "tinyproxy did not start";
+  }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  std::string log() const { return fs::exists(log_) ? readFile(log_) : ""; }
+
+ private:
+  int port_;
+  fs::path log_;
+  std::unique_ptr<imgpipe::test::Daemon> daemon_;
+};
+
+// An IPv4 address of `host`, as this host resolves it.
+std::string ipv4Of(const std::string& host) {
+  addrinfo hints{};
+  hints.ai_family = AF_INET;
+  addrinfo* found = nullptr;
+  if (::getaddrinfo(host.c_str(), "80", &hints, &found) != 0 || !found) return {};
+  char buf[INET_ADDRSTRLEN] = {};
+  ::inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(found->ai_addr)->sin_addr, buf, sizeof buf);
+  ::freeaddrinfo(found);
+  return buf;
+}
+
 // The fixture base as a build sees it after the mount step: raw copy, loop device with
 // partitions, root mounted nodev/nosuid, a session over it.
 class SandboxTest : public ::testing::Test {
@@ -95,8 +141,7 @@ class SandboxTest : public ::testing::Test {
     fs::create_directories(area_->work() / "root");
     mount_.emplace(root_.device.string(), area_->work() / "root", root_.fsType,
                    MS_NODEV | MS_NOSUID);
-    session_ = std::make_unique<ChrootSession>(
-        area_->work() / "root", ChrootOptions{{}, disk_->device(), parts_, agentBinary()}, exec_);
+    session_ = std::make_unique<ChrootSession>(area_->work() / "root", options(), exec_);
   }
 
   void TearDown() override {
@@ -107,6 +152,10 @@ class SandboxTest : public ::testing::Test {
     area_.reset();
     for (const auto& l : leftoversUnder(root))
       ADD_FAILURE() << "left behind: " << l;
+  }
+
+  ChrootOptions options() const {
+    return ChrootOptions{{}, disk_->device(), parts_, agentBinary()};
   }
 
   std::string capture(const std::string& script,
@@ -183,6 +232,61 @@ TEST_F(SandboxTest, NetworkIsTheHostsOrNone) {
   EXPECT_EQ(interfaces(capture("cat /proc/net/dev", definition::Network::host)), host);
   EXPECT_EQ(interfaces(capture("cat /proc/net/dev", definition::Network::none)),
             std::set<std::string>{"lo"});
+}
+
+// network: proxy (issue 9): the commands in the image reach the build agent's proxy and nothing
+// else — not the mirror's address, not the host's interfaces — and the image keeps no trace of
+// the proxy.
+TEST_F(SandboxTest, NetworkProxyReachesTheProxyAndNothingElse) {
+  Tinyproxy proxy(area_->root() / "proxy");
+  const auto mirror = ipv4Of("deb.debian.org");
+  ASSERT_FALSE(mirror.empty()) << "this host cannot resolve deb.debian.org";
+  session_.reset();
+  auto o = options();
+  o.proxy = BuildProxy{proxy.url(), "", ""};
+  o.network = definition::Network::proxy;
+  o.gateFile = area_->work() / "proxy-netns";
+  session_ = std::make_unique<ChrootSession>(area_->work() / "root", o, exec_);
+  const auto host = definition::Network::host;  // what apt and scripts ask for
+
+  EXPECT_EQ(interfaces(capture("cat /proc/net/dev", host)), std::set<std::string>{"lo"});
+  EXPECT_EQ(capture("echo $http_proxy $https_proxy", host),
+            "http://127.0.0.1:3128 http://127.0.0.1:3128\n");
+  // apt's downloads go through the gate to the proxy, which logs them.
+  session_->run(session_->commandOptions(
+      {"apt-get", "-o", "Acquire::Languages=none", "-o", "Acquire::Retries=0", "update"}, {},
+      host));
+  EXPECT_NE(proxy.log().find("GET http://deb.debian.org/"), std::string::npos) << proxy.log();
+  // A command that ignores the proxy reaches nothing: not the mirror, not the host's resolver.
+  EXPECT_EQ(capture("timeout 10 bash -c 'exec 3<>/dev/tcp/" + mirror +
+                        "/80' 2>/dev/null && echo reached || echo unreachable",
+                    host),
+            "unreachable\n");
+  EXPECT_EQ(capture("getent hosts deb.debian.org >/dev/null && echo resolved || echo no-dns", host),
+            "no-dns\n");
+  // A command that asked for no network has none, gate or not.
+  EXPECT_EQ(capture("timeout 5 bash -c 'exec 3<>/dev/tcp/127.0.0.1/3128' 2>/dev/null && echo "
+                    "reached || echo unreachable"),
+            "unreachable\n");
+  // Nothing of the proxy is written into the image.
+  EXPECT_EQ(capture("grep -rIl -e 127.0.0.1:3128 -e '" + proxy.url() + "' /etc 2>/dev/null; true"),
+            "");
+  session_.reset();
+  EXPECT_FALSE(fs::exists(o.gateFile)) << "the gate's namespace file outlived the session";
+}
+
+TEST_F(SandboxTest, NetworkProxyWithoutBuildProxyIsRefused) {
+  session_.reset();
+  auto o = options();
+  o.network = definition::Network::proxy;
+  o.gateFile = area_->work() / "proxy-netns";
+  try {
+    ChrootSession s(area_->work() / "root", o, exec_);
+    ADD_FAILURE() << "a network: proxy session started without build.proxy";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("build.proxy"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(fs::exists(o.gateFile));
 }
 
 TEST_F(SandboxTest, NothingOutlivesItsCommand) {

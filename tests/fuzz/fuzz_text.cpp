@@ -22,7 +22,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     (void)imgpipe::net::AuthorizedKeys::parse(text, "authorized_keys");
   } catch (const imgpipe::Error&) {
   }
-  if (auto p = imgpipe::definition::normaliseBundlePath(text))
-    if (p->find("..") == 0 || p->front() == '/') __builtin_trap();
+  // A normalised path is relative and has no ".." component; "..x.." is a plain name.
+  if (auto p = imgpipe::definition::normaliseBundlePath(text)) {
+    const std::string wrapped = "/" + *p + "/";
+    if (p->empty() || p->front() == '/' || wrapped.find("/../") != std::string::npos)
+      __builtin_trap();
+  }
   return 0;
 }

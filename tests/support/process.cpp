@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <thread>
 
+#include "common/error.h"
 #include "common/file_util.h"
 #include "common/temp_dir.h"
 #include "common/unique_fd.h"
@@ -19,6 +20,12 @@ namespace imgpipe::test {
 Daemon::Daemon(std::vector<std::string> argv, std::filesystem::path log,
                std::map<std::string, std::string> env)
     : log_(std::move(log)) {
+  // A program that is not there is an error now, not a silent exit 127 of the shell below that
+  // leaves the caller waiting for a daemon that never comes.
+  if (argv.empty()) throw Error("Daemon: no command");
+  if (argv[0].find('/') != std::string::npos && ::access(argv[0].c_str(), X_OK) != 0)
+    throw Error("cannot start " + argv[0] +
+                ": not an executable file (built? IMGPIPE_BUILD_DIR=" + buildDir().string() + ")");
   SubprocessOptions o;
   // exec through the shell only to redirect: the pid we hold is the daemon's own.
   o.argv = {"sh", "-c", "exec " + joinCommand(argv) + " >>" + shellQuote(log_.string()) + " 2>&1"};
@@ -119,14 +126,37 @@ int freePort() {
   return ntohs(addr.sin_port);
 }
 
+namespace {
+
+// The build tree this program was built in: the nearest directory above the executable that
+// holds a CMakeCache.txt, so that a test or benchmark run by hand from any directory finds the
+// binaries next to it.
+std::filesystem::path buildTreeOfThisProgram() {
+  std::error_code ec;
+  auto dir = std::filesystem::read_symlink("/proc/self/exe", ec).parent_path();
+  for (; !dir.empty() && dir != dir.root_path(); dir = dir.parent_path())
+    if (std::filesystem::exists(dir / "CMakeCache.txt")) return dir;
+  throw Error(
+      "cannot find the build tree above /proc/self/exe (no CMakeCache.txt); set "
+      "IMGPIPE_BUILD_DIR");
+}
+
+}  // namespace
+
 std::filesystem::path buildDir() {
   const char* d = std::getenv("IMGPIPE_BUILD_DIR");
-  return d ? d : std::filesystem::current_path();
+  return d ? std::filesystem::path(d) : buildTreeOfThisProgram();
 }
 
 std::filesystem::path sourceDir() {
-  const char* d = std::getenv("IMGPIPE_SOURCE_DIR");
-  return d ? d : std::filesystem::current_path();
+  if (const char* d = std::getenv("IMGPIPE_SOURCE_DIR")) return d;
+  // CMAKE_HOME_DIRECTORY:INTERNAL=/path/to/checkout
+  const auto cache = readFile(buildDir() / "CMakeCache.txt");
+  const std::string key = "CMAKE_HOME_DIRECTORY:INTERNAL=";
+  const auto at = cache.find(key);
+  if (at == std::string::npos) throw Error("no CMAKE_HOME_DIRECTORY in the build tree's cache");
+  const auto end = cache.find('\n', at);
+  return cache.substr(at + key.size(), end - at - key.size());
 }
 
 }  // namespace imgpipe::test

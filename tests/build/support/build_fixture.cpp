@@ -1,6 +1,7 @@
 #include "tests/build/support/build_fixture.h"
 
 #include <sched.h>
+#include <signal.h>
 #include <sys/mount.h>
 #include <unistd.h>
 
@@ -163,6 +164,64 @@ std::vector<std::string> leftoversUnder(const fs::path& prefix) {
       found.push_back("process " + pid + ": " + cmdline);
   }
   return found;
+}
+
+namespace {
+
+// The byte range of the partition labelled cloudimg-rootfs in a raw disk (file or export).
+std::pair<std::uint64_t, std::uint64_t> rootPartitionRange(const fs::path& raw) {
+  auto table = nlohmann::json::parse(checkCommand({"sfdisk", "--json", raw.string()}));
+  for (const auto& p : table.at("partitiontable").at("partitions")) {
+    std::uint64_t start = p.at("start").get<std::uint64_t>() * 512,
+                  size = p.at("size").get<std::uint64_t>() * 512;
+    SubprocessOptions o;
+    o.argv = {"blkid",     "-p",
+              "-o",        "value",
+              "-s",        "LABEL",
+              "-O",        std::to_string(start),
+              "-S",        std::to_string(size),
+              raw.string()};
+    o.captureStdout = true;
+    if (runCommand(o).stdoutText.find("cloudimg-rootfs") != std::string::npos) return {start, size};
+  }
+  throw Error("no partition labelled cloudimg-rootfs in " + raw.string());
+}
+
+}  // namespace
+
+WritableImage::WritableImage(const fs::path& qcow2, const fs::path& scratch) {
+  fs::create_directories(scratch);
+  raw_ = scratch / "export.raw";
+  mnt_ = scratch / "root";
+  pidFile_ = scratch / "qsd.pid";
+  fs::create_directories(mnt_);
+  writeFileAtomic(raw_, "");
+  checkCommand({"qemu-storage-daemon", "--blockdev",
+                "driver=file,node-name=file,filename=" + qcow2.string(), "--blockdev",
+                "driver=qcow2,node-name=fmt,file=file", "--export",
+                "type=fuse,id=exp,node-name=fmt,mountpoint=" + raw_.string() + ",writable=on",
+                "--daemonize", "--pidfile", pidFile_.string()});
+  auto [start, size] = rootPartitionRange(raw_);
+  checkCommand({"mount", "-o",
+                "loop,offset=" + std::to_string(start) + ",sizelimit=" + std::to_string(size),
+                raw_.string(), mnt_.string()});
+  mounted_ = true;
+}
+
+WritableImage::~WritableImage() {
+  SubprocessOptions o;
+  if (mounted_) {
+    o.argv = {"umount", mnt_.string()};
+    runCommand(o);
+  }
+  // The daemon flushes the qcow2 and removes its FUSE mount on SIGTERM.
+  try {
+    pid_t pid = std::stoi(readFile(pidFile_));
+    ::kill(pid, SIGTERM);
+    for (int i = 0; i < 100 && ::kill(pid, 0) == 0; ++i)
+      ::usleep(50'000);
+  } catch (const std::exception&) {
+  }
 }
 
 MountedImage::MountedImage(const fs::path& qcow2, const fs::path& scratch) {

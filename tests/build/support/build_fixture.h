@@ -72,6 +72,23 @@ class MountedImage {
   std::uint64_t diskSize_ = 0, start_ = 0, size_ = 0;
 };
 
+// A qcow2 opened READ-WRITE by the test, to make a deliberately broken variant of an image
+// offline: qemu-storage-daemon's writable FUSE export of it, its root partition (labelled
+// cloudimg-rootfs) loop-mounted rw. Unmounted and the daemon stopped (flushing the qcow2) on
+// destruction. Meant for an overlay on the image under test, never for the image itself.
+class WritableImage {
+ public:
+  WritableImage(const fs::path& qcow2, const fs::path& scratch);
+  ~WritableImage();
+  WritableImage(const WritableImage&) = delete;
+  WritableImage& operator=(const WritableImage&) = delete;
+  const fs::path& root() const { return mnt_; }
+
+ private:
+  fs::path raw_, mnt_, pidFile_;
+  bool mounted_ = false;
+};
+
 // A TaskReporter that keeps everything it is told, for assertions.
 class RecordingReporter : public agent::TaskReporter {
  public:

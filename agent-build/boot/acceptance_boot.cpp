@@ -1,0 +1,250 @@
+#include "agent-build/boot/acceptance_boot.h"
+
+#include <chrono>
+#include <random>
+#include <thread>
+
+#include "agent-build/boot/guest_agent.h"
+#include "agent-build/boot/image_facts.h"
+#include "agent-build/boot/nocloud_seed.h"
+#include "agent-build/boot/qemu_vm.h"
+#include "agent-build/disk/read_only_image.h"
+#include "common/file_util.h"
+#include "common/temp_dir.h"
+#include "common/units.h"
+
+namespace imgpipe::build {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+constexpr size_t kConsoleTailLines = 30;
+constexpr const char* kContainerResultsDir = "/var/lib/imgpipe-acceptance";
+
+std::string randomHex(int digits) {
+  static thread_local std::mt19937_64 rng(std::random_device{}());
+  std::string out;
+  for (int i = 0; i < digits; ++i)
+    out += "0123456789abcdef"[rng() & 15];
+  return out;
+}
+
+std::string readOrEmpty(const fs::path& p) {
+  try {
+    return readFile(p);
+  } catch (const Error&) {
+    return {};
+  }
+}
+
+double since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+// Polls the results channel until the guest says done, the boot process ends, the timeout
+// passes or the build is stopped. `exited` returns the process's exit code once it is gone.
+void awaitResults(BootRun& run, const fs::path& results, Clock::time_point start,
+                  std::chrono::milliseconds timeout, const ExecContext& exec,
+                  const std::function<std::optional<int>()>& exited,
+                  const std::function<std::string()>& exitOutput) {
+  GuestResults got;
+  for (;;) {
+    if (exec.stop.stop_requested()) throw Error("acceptance boot: stopped");
+    got = parseGuestResults(readOrEmpty(results));
+    if (got.done) break;
+    if (auto code = exited()) {
+      run.error = "the " + run.method + " process exited (code " + std::to_string(*code) +
+                  ") before the checks in the guest finished" +
+                  (got.started ? "" : " (they never started)") + consoleTail(exitOutput(), 10);
+      break;
+    }
+    if (Clock::now() - start > timeout) {
+      run.error = std::string(got.started ? "the checks in the guest started but did not finish"
+                                          : "no results from the guest: the checks never started "
+                                            "(cloud-init did not run the seed's user-data?)") +
+                  " within " + formatDuration(timeout);
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  }
+  run.seconds = since(start);
+  run.checks = got.checks;
+}
+
+void finish(BootRun& run, const fs::path& console, const fs::path& keepAs) {
+  const std::string text = readOrEmpty(console);
+  run.consoleTail = consoleTail(text, kConsoleTailLines);
+  writeFileAtomic(keepAs, text);
+  run.consoleLog = keepAs;
+}
+
+BootRun bootQemu(const fs::path& image, const AcceptanceOptions& opt, Firmware firmware,
+                 const fs::path& scratch, const ExecContext& exec,
+                 const std::function<void(const std::string&)>& info) {
+  BootRun run;
+  run.method = "qemu";
+  run.firmware = std::string(toString(firmware));
+  run.accel = resolveAccel(opt.qemu, opt.accel, exec);
+  TempDir dir(scratch, "boot-" + run.firmware + "-");
+
+  GuestExpectations expect = opt.expect;
+  expect.hostname = "imgpipe-" + randomHex(8);
+  if (!opt.guestAgent) run.skipped["guest agent ping"] = "qemu-guest-agent is not installed";
+  run.skipped.insert(expect.skip.begin(), expect.skip.end());
+  auto seed = makeSeed("iid-" + expect.hostname, expect.hostname,
+                       guestConfigJson(expect, {{"results_port", kResultsPort}}));
+  writeSeedImage(seed, dir.path() / "seed.img", exec);
+
+  const std::uint64_t diskSize = opt.spec.diskSize.value_or(2 * opt.expect.imageVirtualSize);
+  Overlay overlay(image, dir.path() / "disk.qcow2", diskSize, exec);
+  VmOptions vm{.qemu = opt.qemu,
+               .accel = run.accel,
+               .firmware = firmware,
+               .memory = opt.spec.memory,
+               .cpus = opt.cpus,
+               .disk = overlay.file(),
+               .seed = dir.path() / "seed.img",
+               .dir = dir.path()};
+  info("booting " + image.filename().string() + " (" + run.firmware + ", " + run.accel + ", " +
+       formatBytes(vm.memory) + ", " + formatBytes(diskSize) + " disk, hostname " +
+       expect.hostname + ")");
+  const auto start = Clock::now();
+  QemuVm qemu(vm, exec);
+  awaitResults(
+      run, qemu.results(), start, opt.spec.timeout, exec, [&] { return qemu.exited(); },
+      [&] { return qemu.exitTail(); });
+  if (run.error.empty() && opt.guestAgent) {
+    auto ping = guestPing(qemu.guestAgentSocket(), std::chrono::seconds(30));
+    run.checks.push_back({"guest agent ping", ping.ok, ping.detail});
+  }
+  qemu.stop();
+  finish(run, qemu.console(), scratch / ("console-" + run.firmware + ".log"));
+  return run;
+}
+
+BootRun bootNspawn(const fs::path& image, const AcceptanceOptions& opt, const fs::path& scratch,
+                   const ExecContext& exec, const std::function<void(const std::string&)>& info) {
+  BootRun run;
+  run.method = "nspawn";
+  TempDir dir(scratch, "boot-nspawn-");
+  GuestExpectations expect = opt.expect;
+  expect.hostname = "imgpipe-" + randomHex(8);
+  // What a container cannot show, and why (docs/build-agent.md).
+  const std::map<std::string, std::string> notInContainer = {
+      {"root filesystem grown", "a container boots a directory: there is no disk to grow"},
+      {"guest agent ping", "no virtio-serial channel in a container"},
+      {"dns resolves",
+       "a container shares the host's network: its resolver gets no DNS server of its own"}};
+  for (const auto& [check, why] : notInContainer) {
+    expect.skip[check] = why;
+    run.skipped[check] = why;
+  }
+  // Units that cannot work in a container whatever the image: not counted as failed, and not
+  // checked as services (the notes: docker has no privileges for its daemon under nspawn).
+  const std::map<std::string, std::string> containerUnits = {
+      {"systemd-remount-fs.service", "the container's root is an overlay, not the image's fs"},
+      {"qemu-guest-agent.service",
+       "started by its virtio-serial port, which a container does not have"},
+      {"docker.socket", "gives up with docker.service, which cannot run in a container"},
+      {"docker.service", "dockerd lacks the privileges it needs in a container"},
+      {"containerd.service", "containerd lacks the privileges it needs in a container"}};
+  for (const auto& [unit, why] : containerUnits) {
+    expect.ignoreFailedUnits.push_back(unit);
+    for (const auto& s : expect.services)
+      if (s == unit || s + ".service" == unit) {
+        expect.skip["service " + s + " active"] = why;
+        run.skipped["service " + s + " active"] = why;
+      }
+  }
+  for (const auto& c : expect.checks)
+    if (!c.nspawn) {
+      expect.skip["check " + c.name] = "marked nspawn: false in the definition";
+      run.skipped["check " + c.name] = "marked nspawn: false in the definition";
+    }
+  run.skipped.insert(expect.skip.begin(), expect.skip.end());
+  const fs::path results = dir.path() / "results";
+  fs::create_directories(results);
+  writeFileAtomic(results / "results.jsonl", "");
+  auto seed = makeSeed("iid-" + expect.hostname, expect.hostname,
+                       guestConfigJson(expect, {{"results_file", std::string(kContainerResultsDir) +
+                                                                     "/results.jsonl"}}));
+  writeSeedDir(seed, dir.path() / "seed");
+
+  ReadOnlyImage root(image, dir.path() / "image", opt.rootLabel, exec);
+  const fs::path console = dir.path() / "console.log";
+  const std::string machine = expect.hostname;
+  std::vector<std::string> argv = {
+      "/bin/sh", "-c", "exec \"$0\" \"$@\" >" + shellQuote(console.string()) + " 2>&1 </dev/null",
+      "systemd-nspawn",
+      // PID 1 of the host need not be systemd: no machined registration, no scope unit.
+      "--register=no", "--keep-unit", "--quiet", "--boot", "--console=pipe",
+      "--directory=" + root.root().string(),
+      // Writes go to a tmpfs over the read-only root: the image is not touched.
+      "--volatile=overlay", "--machine=" + machine,
+      "--bind-ro=" + (dir.path() / "seed").string() + ":/var/lib/cloud/seed/nocloud",
+      "--bind=" + results.string() + ":" + kContainerResultsDir};
+  auto o = commandOptions(exec, argv);
+  o.timeout = std::chrono::milliseconds(0);
+  o.killGrace = std::chrono::seconds(20);  // SIGTERM makes nspawn shut the container down
+  o.onLine = nullptr;
+  info("booting the root filesystem of " + image.filename().string() +
+       " with systemd-nspawn (hostname " + expect.hostname + ")");
+  const auto start = Clock::now();
+  {
+    Subprocess nspawn(std::move(o));
+    awaitResults(
+        run, results / "results.jsonl", start, opt.spec.timeout, exec,
+        [&] { return nspawn.poll(); }, [&] { return readOrEmpty(console); });
+    nspawn.terminate();
+  }
+  finish(run, console, scratch / "console-nspawn.log");
+  return run;
+}
+
+}  // namespace
+
+AcceptanceOptions acceptanceOptions(const definition::ImageDefinition& def, const ImageFacts& facts,
+                                    const BuildConfig& config) {
+  AcceptanceOptions o;
+  o.spec = def.validation.bootTest;
+  o.expect = guestExpectations(def, facts);
+  o.hasEsp = facts.hasEsp;
+  o.guestAgent = facts.guestAgent;
+  o.rootLabel = def.disk.rootLabel;
+  o.qemu = config.qemuSystem;
+  o.accel = config.bootAccel;
+  o.cpus = config.bootCpus;
+  return o;
+}
+
+std::vector<Firmware> firmwaresFor(definition::BootFirmware f, bool hasEsp) {
+  switch (f) {
+    case definition::BootFirmware::bios:
+      return {Firmware::bios};
+    case definition::BootFirmware::uefi:
+      return {Firmware::uefi};
+    case definition::BootFirmware::both:
+      return {Firmware::bios, Firmware::uefi};
+    case definition::BootFirmware::auto_:
+      break;
+  }
+  if (hasEsp) return {Firmware::bios, Firmware::uefi};
+  return {Firmware::bios};
+}
+
+std::vector<BootRun> runAcceptanceBoot(const fs::path& image, const AcceptanceOptions& options,
+                                       const fs::path& scratch, const ExecContext& exec,
+                                       const std::function<void(const std::string&)>& info) {
+  fs::create_directories(scratch);
+  std::vector<BootRun> runs;
+  if (options.spec.method == definition::BootMethod::nspawn) {
+    runs.push_back(bootNspawn(image, options, scratch, exec, info));
+    return runs;
+  }
+  for (auto fw : firmwaresFor(options.spec.firmware, options.hasEsp))
+    runs.push_back(bootQemu(image, options, fw, scratch, exec, info));
+  return runs;
+}
+
+}  // namespace imgpipe::build

@@ -1,0 +1,115 @@
+#include "agent-build/boot/qemu_vm.h"
+
+#include <unistd.h>
+
+#include <mutex>
+#include <thread>
+
+#include "agent-build/boot/guest_agent.h"
+#include "common/error.h"
+#include "common/file_util.h"
+
+namespace imgpipe::build {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr const char* kOvmfCode = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+constexpr const char* kOvmfVars = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+
+}  // namespace
+
+Overlay::Overlay(const fs::path& image, const fs::path& file, std::uint64_t size,
+                 const ExecContext& exec)
+    : file_(file) {
+  fs::remove(file_);
+  run(exec, {"qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b",
+             fs::absolute(image).string(), file_.string(), std::to_string(size)});
+}
+
+Overlay::~Overlay() {
+  std::error_code ec;
+  fs::remove(file_, ec);
+}
+
+std::string resolveAccel(const std::string& qemu, const std::string& configured,
+                         const ExecContext& exec) {
+  if (configured != "auto") return configured;
+  static std::mutex mutex;
+  static std::string probed;
+  std::lock_guard lock(mutex);
+  if (!probed.empty()) return probed;
+  probed = "tcg";
+  if (::access("/dev/kvm", R_OK | W_OK) != 0) return probed;
+  // No disk: SeaBIOS looks for one forever, which is what a working KVM does for 3 s. A KVM that
+  // cannot run a vCPU makes QEMU exit at once.
+  auto o = commandOptions(
+      exec, {qemu, "-accel", "kvm", "-machine", "q35", "-m", "64", "-nodefaults", "-display",
+             "none", "-no-reboot", "-serial", "none", "-monitor", "none"});
+  o.timeout = std::chrono::milliseconds(0);
+  Subprocess probe(std::move(o));
+  for (int i = 0; i < 30; ++i) {
+    if (probe.poll()) return probed;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  probe.terminate();
+  probed = "kvm";
+  return probed;
+}
+
+QemuVm::QemuVm(const VmOptions& opt, const ExecContext& exec) : dir_(opt.dir) {
+  fs::create_directories(dir_);
+  for (const auto& f : {console(), results(), guestAgentSocket(), log()})
+    fs::remove(f);
+  std::vector<std::string> argv = {
+      opt.qemu, "-machine", "q35", "-accel", opt.accel, "-m", std::to_string(opt.memory >> 20),
+      "-smp", std::to_string(opt.cpus), "-nodefaults", "-display", "none", "-no-user-config",
+      // A reboot ends QEMU: the checks run on the first boot only, and a guest that reboots by
+      // itself is a finding.
+      "-no-reboot", "-chardev", "file,id=console,path=" + console().string(), "-serial",
+      "chardev:console", "-drive",
+      "if=none,id=disk,format=qcow2,discard=unmap,cache=unsafe,file=" + opt.disk.string(),
+      "-device", "virtio-blk-pci,drive=disk,bootindex=0", "-drive",
+      "if=none,id=seed,format=raw,readonly=on,file=" + opt.seed.string(), "-device",
+      "virtio-blk-pci,drive=seed", "-nic", "user,model=virtio-net-pci", "-device",
+      "virtio-serial-pci,id=vser", "-chardev",
+      "socket,id=qga,server=on,wait=off,path=" + guestAgentSocket().string(), "-device",
+      std::string("virtserialport,bus=vser.0,chardev=qga,name=") + kGuestAgentPort, "-chardev",
+      "file,id=results,path=" + results().string(), "-device",
+      std::string("virtserialport,bus=vser.0,chardev=results,name=") + kResultsPort};
+  if (opt.firmware == Firmware::uefi) {
+    // A fresh variable store, as a new instance has: the image must boot from the removable
+    // path without a boot entry of its own.
+    const fs::path vars = dir_ / "OVMF_VARS.fd";
+    fs::copy_file(kOvmfVars, vars, fs::copy_options::overwrite_existing);
+    argv.insert(argv.end(),
+                {"-drive", std::string("if=pflash,format=raw,unit=0,readonly=on,file=") + kOvmfCode,
+                 "-drive", "if=pflash,format=raw,unit=1,file=" + vars.string()});
+  }
+  // QEMU's own messages go to a file: nothing reads its pipes while the guest runs.
+  argv.insert(argv.begin(),
+              {"/bin/sh", "-c", "exec \"$0\" \"$@\" >" + shellQuote(log().string()) + " 2>&1"});
+  auto o = commandOptions(exec, argv);
+  o.timeout = std::chrono::milliseconds(0);  // bounded by the acceptance boot's own timeout
+  o.onLine = nullptr;
+  qemu_.emplace(std::move(o));
+}
+
+std::optional<int> QemuVm::exited() {
+  return qemu_ ? qemu_->poll() : std::optional<int>(0);
+}
+
+std::string QemuVm::exitTail() const {
+  try {
+    return readFile(log());
+  } catch (const Error&) {
+    return {};
+  }
+}
+
+void QemuVm::stop() {
+  if (qemu_) qemu_->terminate();
+  qemu_.reset();
+}
+
+}  // namespace imgpipe::build

@@ -1,0 +1,74 @@
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+
+#include "agent-build/boot/acceptance.h"
+#include "agent-build/util/exec.h"
+#include "common/subprocess.h"
+
+namespace imgpipe::build {
+
+inline constexpr const char* kResultsPort = "org.imgpipe.acceptance.0";
+
+// A qcow2 overlay on top of the image under test, sized as the instance's disk: the guest
+// writes (and grows its root) there, the image itself is opened read-only as the backing file.
+// Removed on destruction. Resource type.
+class Overlay {
+ public:
+  Overlay(const std::filesystem::path& image, const std::filesystem::path& file, std::uint64_t size,
+          const ExecContext& exec);
+  ~Overlay();
+  Overlay(const Overlay&) = delete;
+  Overlay& operator=(const Overlay&) = delete;
+  const std::filesystem::path& file() const { return file_; }
+
+ private:
+  std::filesystem::path file_;
+};
+
+// kvm when QEMU can really run a guest with it, else tcg. `configured`: kvm | tcg | auto; auto
+// tries: /dev/kvm can exist and still fail ("failed to set MSR" under a paravirtual KVM), so the
+// probe starts a guest and sees whether it keeps running. Probed once per process.
+std::string resolveAccel(const std::string& qemu, const std::string& configured,
+                         const ExecContext& exec);
+
+struct VmOptions {
+  std::string qemu = "qemu-system-x86_64";
+  std::string accel = "tcg";
+  Firmware firmware = Firmware::bios;
+  std::uint64_t memory = 1024ull << 20;
+  unsigned cpus = 1;
+  std::filesystem::path disk;  // the overlay
+  std::filesystem::path seed;  // the NoCloud seed image
+  std::filesystem::path dir;   // console log, sockets, results, UEFI variables
+};
+
+// A guest booted the way Nova boots one: q35, the disk through the image's own bootloader
+// (SeaBIOS, or OVMF with a fresh variable store), the seed as a second disk, user networking
+// (virtio-net), a virtio-serial controller with the guest agent's port (a unix socket here)
+// and the acceptance checks' results port (a file here), the serial console into a file.
+// QEMU is killed on destruction. Resource type.
+class QemuVm {
+ public:
+  QemuVm(const VmOptions& options, const ExecContext& exec);
+  QemuVm(const QemuVm&) = delete;
+  QemuVm& operator=(const QemuVm&) = delete;
+
+  std::filesystem::path console() const { return dir_ / "console.log"; }
+  std::filesystem::path results() const { return dir_ / "results.jsonl"; }
+  std::filesystem::path guestAgentSocket() const { return dir_ / "qga.sock"; }
+  std::filesystem::path log() const { return dir_ / "qemu.log"; }
+  // The exit code once QEMU has exited (the guest powered off or QEMU failed), else nullopt.
+  std::optional<int> exited();
+  std::string exitTail() const;  // QEMU's own last output lines
+  void stop();
+
+ private:
+  std::filesystem::path dir_;
+  std::optional<Subprocess> qemu_;
+};
+
+}  // namespace imgpipe::build

@@ -1,0 +1,318 @@
+// The acceptance boot, for real: the quickstart's own definition (deploy/examples/
+// debian-12-docker.yaml) is built once on the fixture base (the same debootstrap recipe) and
+// must boot clean under BIOS and UEFI; then one deliberately broken variant per check — each an
+// overlay of that one image, broken offline in one way only — is booted once with
+// `imgpipe-agent-build boot-test`, and must fail with that check's name, and only with it.
+// Finally the same image under `method: nspawn`.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <future>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <set>
+
+#include "common/file_util.h"
+#include "common/hash.h"
+#include "common/subprocess.h"
+#include "tests/build/support/build_fixture.h"
+
+using namespace imgpipe;
+using namespace imgpipe::build::test;
+using nlohmann::json;
+
+namespace {
+
+const fs::path kQuickstart = sourceDir() / "deploy/examples/debian-12-docker.yaml";
+
+// Every check the quickstart's definition gets in a VM.
+const std::set<std::string> kQuickstartChecks = {
+    "cloud-init done",        "no failed units",
+    "default user groups",    "root filesystem grown",
+    "machine-id generated",   "ssh host keys generated",
+    "service docker active",  "service qemu-guest-agent active",
+    "service ssh active",     "dns resolves",
+    "hostname from metadata", "check motd",
+    "check docker-runs",      "guest agent ping"};
+
+struct Built {
+  fs::path image;
+  json manifest;
+  std::string log;
+};
+
+// The quickstart image, built once for the whole test program.
+TestArea& area() {
+  static TestArea a("boot");
+  return a;
+}
+
+const Built& quickstartImage() {
+  static std::once_flag once;
+  static Built built;
+  std::call_once(once, [] {
+    fixtureBase();  // the quickstart's debootstrap base is the fixture's recipe: made once
+    auto config = area().writeConfig(area().config());
+    SubprocessOptions o;
+    o.argv = {agentBinary().string(),  "build",    kQuickstart.string(),  "--work-dir",
+              area().work().string(),  "--out",    area().out().string(), "--cache-dir",
+              area().cache().string(), "--config", config.string(),       "--json"};
+    o.captureStdout = true;
+    o.timeout = std::chrono::minutes(40);
+    o.onLine = [&](std::string_view l) {
+      built.log += std::string(l) + "\n";
+      std::fprintf(stderr, "[quickstart] %.*s\n", static_cast<int>(l.size()), l.data());
+    };
+    auto r = runCommand(o);
+    if (r.exitCode != 0) return;
+    built.manifest = json::parse(r.stdoutText);
+    built.image = area().out() / built.manifest["image"]["file"].get<std::string>();
+  });
+  return built;
+}
+
+std::map<std::string, json> checksByName(const json& boot) {
+  std::map<std::string, json> out;
+  for (const auto& c : boot["checks"])
+    out[c["check"].get<std::string>()] = c;
+  return out;
+}
+
+struct BootTestRun {
+  int exitCode = -1;
+  json result;  // validation.boot_test
+  std::string output;
+};
+
+BootTestRun bootTest(const fs::path& image, const std::string& name,
+                     std::vector<std::string> extra = {}) {
+  SubprocessOptions o;
+  o.argv = {agentBinary().string(),
+            "boot-test",
+            image.string(),
+            kQuickstart.string(),
+            "--work-dir",
+            (area().root() / ("boot-" + name)).string(),
+            "--json"};
+  o.argv.insert(o.argv.end(), extra.begin(), extra.end());
+  o.captureStdout = true;
+  o.timeout = std::chrono::minutes(15);
+  BootTestRun run;
+  o.onLine = [&](std::string_view l) {
+    run.output += std::string(l) + "\n";
+    std::fprintf(stderr, "[%s] %.*s\n", name.c_str(), static_cast<int>(l.size()), l.data());
+  };
+  auto r = runCommand(o);
+  run.exitCode = r.exitCode;
+  run.result = json::parse(r.stdoutText, nullptr, false);
+  return run;
+}
+
+// ---- the broken variants: each breaks one thing in an overlay of the good image ------------
+
+void writeFile(const fs::path& root, const std::string& path, const std::string& content) {
+  fs::create_directories((root / path.substr(1)).parent_path());
+  std::ofstream(root / path.substr(1)) << content;
+}
+
+struct Variant {
+  std::string check;                // the check it must fail
+  std::set<std::string> alsoFails;  // what necessarily fails with it
+  std::function<void(const fs::path& root)> breakIt;
+};
+
+std::vector<Variant> variants() {
+  return {
+      // The original bug of the issue: a locale cloud-init cannot set. A failing module makes
+      // its stage's unit fail too, so "no failed units" fails along with it by design.
+      {"cloud-init done",
+       {"no failed units"},
+       [](const fs::path& r) {
+         writeFile(r, "/etc/cloud/cloud.cfg.d/99-broken.cfg", "locale: xx_XX.UTF-8\n");
+       }},
+      {"no failed units",
+       {},
+       [](const fs::path& r) {
+         writeFile(r, "/etc/systemd/system/imgpipe-broken.service",
+                   "[Unit]\nDescription=broken on purpose\n[Service]\nType=oneshot\n"
+                   "ExecStart=/bin/false\n[Install]\nWantedBy=multi-user.target\n");
+         fs::create_symlink(
+             "/etc/systemd/system/imgpipe-broken.service",
+             r / "etc/systemd/system/multi-user.target.wants/imgpipe-broken.service");
+       }},
+      {"default user groups",
+       {},
+       [](const fs::path& r) {
+         const auto f = r / "etc/cloud/cloud.cfg.d/90-imgpipe-default-user.cfg";
+         auto text = readFile(f);
+         auto fixed = std::regex_replace(text, std::regex(",? *\\bdocker\\b"), "");
+         ASSERT_NE(fixed, text) << text;
+         std::ofstream(f) << fixed;
+       }},
+      {"root filesystem grown",
+       {},
+       [](const fs::path& r) {
+         writeFile(r, "/etc/cloud/cloud.cfg.d/99-broken.cfg",
+                   "growpart: {mode: 'off'}\nresize_rootfs: false\n");
+       }},
+      {"machine-id generated",
+       {},
+       [](const fs::path& r) {
+         writeFile(r, "/etc/machine-id", "0123456789abcdef0123456789abcdef\n");
+       }},
+      {"ssh host keys generated",
+       {},
+       [](const fs::path& r) {
+         checkCommand({"ssh-keygen", "-A", "-f", r.string()});
+         writeFile(r, "/etc/cloud/cloud.cfg.d/99-broken.cfg", "ssh_deletekeys: false\n");
+       }},
+      {"service docker active",
+       {},
+       [](const fs::path& r) {
+         fs::remove(r / "etc/systemd/system/multi-user.target.wants/docker.service");
+       }},
+      {"guest agent ping",
+       {},
+       [](const fs::path& r) {
+         // The agent runs and answers, but refuses the ping.
+         writeFile(r, "/etc/qemu/qemu-ga.conf",
+                   "[general]\nblock-rpcs=guest-ping\nblacklist=guest-ping\n");
+       }},
+      {"dns resolves",
+       {},
+       [](const fs::path& r) {
+         fs::remove(r / "etc/resolv.conf");
+         writeFile(r, "/etc/resolv.conf", "nameserver 127.0.0.1\n");
+       }},
+      {"hostname from metadata",
+       {},
+       [](const fs::path& r) {
+         writeFile(r, "/etc/cloud/cloud.cfg.d/99-broken.cfg", "preserve_hostname: true\n");
+       }},
+      {"check motd", {}, [](const fs::path& r) { writeFile(r, "/etc/motd", "tampered\n"); }},
+  };
+}
+
+}  // namespace
+
+TEST(AcceptanceBoot, QuickstartImageBootsCleanUnderBiosAndUefi) {
+  const auto& built = quickstartImage();
+  ASSERT_FALSE(built.image.empty()) << "the quickstart's build failed:\n" << built.log;
+  const auto& bt = built.manifest["validation"]["boot_test"];
+  ASSERT_TRUE(bt["passed"]) << bt.dump(2);
+  ASSERT_EQ(bt["boots"].size(), 2u);
+  std::set<std::string> firmwares;
+  for (const auto& boot : bt["boots"]) {
+    firmwares.insert(boot["firmware"]);
+    auto checks = checksByName(boot);
+    for (const auto& name : kQuickstartChecks) {
+      if (name == "dns resolves" && !checks.count(name)) continue;  // host cannot resolve
+      ASSERT_TRUE(checks.count(name)) << boot["firmware"] << ": no check '" << name << "'";
+      EXPECT_TRUE(checks[name]["ok"])
+          << boot["firmware"] << ": " << name << ": " << checks[name]["detail"];
+    }
+    EXPECT_EQ(boot["method"], "qemu");
+    std::printf("acceptance boot (%s, %s): %.1f s\n", boot["firmware"].get<std::string>().c_str(),
+                boot["accel"].get<std::string>().c_str(), boot["seconds"].get<double>());
+  }
+  EXPECT_EQ(firmwares, (std::set<std::string>{"bios", "uefi"}));
+  // The image delivered is the image that was booted: the boots wrote only into overlays.
+  EXPECT_EQ(toHex(hashFile(built.image).sha256), built.manifest["image"]["sha256"]);
+}
+
+TEST(AcceptanceBoot, EachBrokenVariantFailsWithItsOwnCheck) {
+  const auto& built = quickstartImage();
+  ASSERT_FALSE(built.image.empty()) << "the quickstart's build failed";
+  const auto list = variants();
+  // Two boots at a time: one vCPU each on a 2-core machine.
+  std::vector<std::future<void>> running;
+  std::mutex failures;
+  std::vector<std::string> problems;
+  auto runVariant = [&](const Variant& v, size_t i) {
+    const std::string name = "variant-" + std::to_string(i);
+    const fs::path overlay = area().root() / (name + ".qcow2");
+    checkCommand({"qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b",
+                  built.image.string(), overlay.string()});
+    {
+      WritableImage img(overlay, area().root() / (name + "-edit"));
+      v.breakIt(img.root());
+    }
+    auto run = bootTest(overlay, name, {"--firmware", "bios"});
+    std::set<std::string> failed;
+    if (run.result.is_object())
+      for (const auto& boot : run.result["boots"])
+        for (const auto& c : boot["checks"])
+          if (!c["ok"]) failed.insert(c["check"]);
+    std::set<std::string> want = v.alsoFails;
+    want.insert(v.check);
+    std::string why;
+    if (run.exitCode != 1) why += " exit code " + std::to_string(run.exitCode) + " (want 1);";
+    if (failed != want) {
+      why += " failed checks:";
+      for (const auto& f : failed)
+        why += " [" + f + "]";
+    }
+    // The failure names the check and shows the console's last lines.
+    if (run.output.find("acceptance boot (bios) failed") == std::string::npos ||
+        run.output.find("  " + v.check + ": ") == std::string::npos ||
+        run.output.find("last lines of the guest's console") == std::string::npos)
+      why += " the failure message does not name the check or show the console;";
+    if (!why.empty()) {
+      std::lock_guard lock(failures);
+      problems.push_back("variant '" + v.check + "':" + why + "\n" + run.output);
+    }
+    fs::remove(overlay);
+  };
+  for (size_t i = 0; i < list.size(); ++i) {
+    if (running.size() == 2) {
+      running.front().get();
+      running.erase(running.begin());
+    }
+    running.push_back(std::async(std::launch::async, runVariant, std::cref(list[i]), i));
+  }
+  for (auto& f : running)
+    f.get();
+  for (const auto& p : problems)
+    ADD_FAILURE() << p;
+  // The variants covered every check the quickstart has (but the docker-runs check, which only
+  // a broken docker would fail, and which the docker service variant shows already).
+  std::set<std::string> covered;
+  for (const auto& v : list)
+    covered.insert(v.check);
+  for (const auto& name : kQuickstartChecks) {
+    if (name != "check docker-runs" && name != "service qemu-guest-agent active" &&
+        name != "service ssh active") {
+      EXPECT_TRUE(covered.count(name)) << "no broken variant for '" << name << "'";
+    }
+  }
+  EXPECT_TRUE(leftoversUnder(area().root()).empty());
+}
+
+TEST(AcceptanceBoot, NspawnBootsTheRootAndSaysWhatItSkips) {
+  const auto& built = quickstartImage();
+  ASSERT_FALSE(built.image.empty()) << "the quickstart's build failed";
+  auto run = bootTest(built.image, "nspawn", {"--method", "nspawn"});
+  ASSERT_TRUE(run.result.is_object()) << run.output;
+  ASSERT_EQ(run.result["boots"].size(), 1u);
+  const auto& boot = run.result["boots"][0];
+  EXPECT_EQ(boot["method"], "nspawn");
+  std::set<std::string> skipped;
+  for (const auto& s : boot["skipped"])
+    skipped.insert(s["check"]);
+  EXPECT_TRUE(skipped.count("root filesystem grown"));
+  EXPECT_TRUE(skipped.count("guest agent ping"));
+  EXPECT_TRUE(skipped.count("dns resolves"));
+  EXPECT_TRUE(skipped.count("service docker active"));
+  EXPECT_TRUE(skipped.count("service qemu-guest-agent active"));
+  EXPECT_TRUE(skipped.count("check docker-runs"));  // nspawn: false in the definition
+  auto checks = checksByName(boot);
+  for (const auto& name :
+       {"cloud-init done", "no failed units", "machine-id generated", "default user groups",
+        "ssh host keys generated", "service ssh active", "hostname from metadata", "check motd"}) {
+    ASSERT_TRUE(checks.count(name)) << name;
+    EXPECT_TRUE(checks[name]["ok"]) << name << ": " << checks[name]["detail"];
+  }
+  EXPECT_EQ(run.exitCode, 0) << run.output;
+  EXPECT_TRUE(leftoversUnder(area().root()).empty());
+}
