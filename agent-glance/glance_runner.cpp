@@ -4,6 +4,7 @@
 
 #include "agent-glance/http/api_error.h"
 #include "agent-glance/registration/registrar.h"
+#include "common/agent/task_failure.h"
 #include "common/log.h"
 #include "common/subprocess.h"
 #include "definition/resolved_glance.h"
@@ -79,25 +80,12 @@ void GlanceRunner::run(const agent::TaskSpec& task, agent::TaskReporter& reporte
                  "; " + r.image.osHashAlgo + " " + r.image.osHashValue;
     logger->info("{}", out.detail);
     reporter.completed(out);
-  } catch (const http::StoppedError& e) {
-    logger->warn("stopped: {}", e.what());
-    reporter.failed(
-        {.step = "register", .message = std::string("stopped: ") + e.what(), .retryable = true});
-  } catch (const RegistrationError& e) {
-    logger->error("{}", e.what());
-    reporter.failed({.step = "register", .message = e.what(), .retryable = e.retryable()});
-  } catch (const http::ApiError& e) {
-    logger->error("{}", e.what());
-    reporter.failed({.step = "register", .message = e.what(), .retryable = e.retryable()});
-  } catch (const CommandError& e) {
-    logger->error("{}", e.what());
-    reporter.failed({.step = "register",
-                     .message = e.what(),
-                     .exitCode = e.result().exitCode,
-                     .outputTail = e.result().tail});
   } catch (const std::exception& e) {
-    logger->error("{}", e.what());
-    reporter.failed({.step = "register", .message = e.what()});
+    if (kindOf(e) == ErrorKind::stopped)
+      logger->warn("{}", e.what());
+    else
+      logger->error("{} ({})", e.what(), toString(kindOf(e)));
+    reporter.failed(agent::failureFrom(e, "register"));
   }
 }
 

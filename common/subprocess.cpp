@@ -53,26 +53,38 @@ struct LineSplitter {
 
 }  // namespace
 
-CommandError::CommandError(std::string command, CommandResult result)
-    : Error([&] {
-        std::string msg = "command failed: " + command;
-        if (result.timedOut)
-          msg += " (timed out)";
-        else if (result.stopped)
-          msg += " (stopped)";
-        else if (result.exitCode > 128)
-          msg += " (killed by signal " + std::to_string(result.exitCode - 128) + ")";
-        else
-          msg += " (exit code " + std::to_string(result.exitCode) + ")";
-        if (!result.tail.empty()) {
-          msg += "; last output:";
-          for (const auto& l : result.tail)
-            msg += "\n  " + l;
-        }
-        return msg;
-      }()),
+namespace {
+
+std::string commandSummary(const std::string& command, const CommandResult& result) {
+  std::string msg = "command failed: " + command;
+  if (result.timedOut)
+    msg += " (timed out)";
+  else if (result.stopped)
+    msg += " (stopped)";
+  else if (result.exitCode > 128)
+    msg += " (killed by signal " + std::to_string(result.exitCode - 128) + ")";
+  else
+    msg += " (exit code " + std::to_string(result.exitCode) + ")";
+  return msg;
+}
+
+std::string withTail(std::string msg, const CommandResult& result) {
+  if (!result.tail.empty()) {
+    msg += "; last output:";
+    for (const auto& l : result.tail)
+      msg += "\n  " + l;
+  }
+  return msg;
+}
+
+}  // namespace
+
+CommandError::CommandError(std::string command, CommandResult result, ErrorKind kind)
+    : Error(withTail(commandSummary(command, result), result),
+            result.stopped ? ErrorKind::stopped : kind),
       command_(std::move(command)),
-      result_(std::move(result)) {}
+      result_(std::move(result)),
+      summary_(commandSummary(command_, result_)) {}
 
 std::string shellQuote(std::string_view arg) {
   if (!arg.empty() && arg.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"

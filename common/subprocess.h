@@ -41,15 +41,20 @@ struct CommandResult {
 };
 
 // A command that failed: names the command, its exit status and the last lines it printed.
+// Its kind: stopped when it was stopped, else `kind` (transient for, say, a mirror that did not
+// answer).
 class CommandError : public Error {
  public:
-  CommandError(std::string command, CommandResult result);
+  CommandError(std::string command, CommandResult result, ErrorKind kind = ErrorKind::failed);
   const std::string& command() const { return command_; }
   const CommandResult& result() const { return result_; }
+  // "command failed: X (exit code N)", without the output lines what() ends with.
+  const std::string& summary() const { return summary_; }
 
  private:
   std::string command_;
   CommandResult result_;
+  std::string summary_;
 };
 
 // A running child process, in its own process group, killed (the whole group) if this object is

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <thread>
 
+#include "common/agent/task_failure.h"
 #include "common/file_util.h"
 #include "common/log.h"
 #include "common/temp_dir.h"
@@ -158,7 +159,7 @@ void checkRequest(const FetchRequest& r) {
   if (!why && !r.manifestDigest.empty())
     why = ids::problem("manifest digest", ids::Kind::digest, r.manifestDigest);
   if (!why) why = ids::problem("upstream key", ids::Kind::curveKey, r.upstream.serverKey);
-  if (why) throw FetchError("refusing the fetch: " + *why, false);
+  if (why) throw Error("refusing the fetch: " + *why, ErrorKind::refused);
 }
 }  // namespace
 
@@ -188,7 +189,7 @@ FetchOutcome TransferPlane::fetch(const FetchRequest& request, std::stop_token s
     if (progress) progress(meter.sample(phase, done, total, fetcher.reconnects(), state));
   };
   auto stopped = [&] {
-    return FetchError("the fetch of " + request.artifactId + " was stopped", true);
+    return Error("the fetch of " + request.artifactId + " was stopped", ErrorKind::stopped);
   };
 
   // 1. The manifest, checked against the trust anchor.
@@ -198,7 +199,7 @@ FetchOutcome TransferPlane::fetch(const FetchRequest& request, std::stop_token s
   } else {
     ManifestExchange ex(request.artifactId, request.manifestDigest, config_.liveness);
     if (!fetcher.run(ex, stop, [&] { report("manifest", 0, 0, ex.state()); })) throw stopped();
-    if (ex.failed()) throw FetchError(ex.error(), ex.retryable());
+    if (ex.failed()) throw Error(ex.error(), ex.errorKind());
     encoded = ex.encoded();
   }
   auto elapsedMs = [&] {
@@ -256,7 +257,7 @@ FetchOutcome TransferPlane::fetch(const FetchRequest& request, std::stop_token s
   }
   out.reconnects = fetcher.reconnects();
   out.badChunks += session.badChunks();
-  if (session.failed()) throw FetchError(session.error(), session.retryable());
+  if (session.failed()) throw Error(session.error(), session.errorKind());
   // 5. Whole-file SHA-256 and SHA-512 before the hop reports complete.
   log->debug("all chunks of {} after {} ms", shortId(request.artifactId), elapsedMs());
   report("verify", manifest.size, manifest.size, "");
@@ -298,7 +299,7 @@ bool TransferPlane::tryDelta(const FetchRequest& request, Fetcher& fetcher,
       },
       config_.liveness);
   if (!fetcher.run(ex, stop, [&] { report("delta", 0, 0, ex.state()); })) return false;
-  if (ex.violated()) throw FetchError(ex.error(), false);
+  if (ex.violated()) throw Error(ex.error());
   if (ex.failed()) {
     out.deltaNote = ex.error();
     return false;
@@ -310,8 +311,7 @@ bool TransferPlane::tryDelta(const FetchRequest& request, Fetcher& fetcher,
   std::string why;
   auto dm = decodeManifest(*ex.deltaManifest(), &why);
   if (!dm)
-    throw FetchError("the delta manifest from " + request.upstream.endpoint + " is invalid: " + why,
-                     false);
+    throw Error("the delta manifest from " + request.upstream.endpoint + " is invalid: " + why);
   if (dm->kind != ArtifactKind::delta || dm->basisId != basis->id() ||
       dm->targetId != target.id() ||
       (dm->deltaFormat != DeltaFormat::rdiffXz && dm->deltaFormat != DeltaFormat::qcow2Clusters)) {
@@ -339,7 +339,7 @@ bool TransferPlane::tryDelta(const FetchRequest& request, Fetcher& fetcher,
           }))
         return false;
     }
-    if (session.violated()) throw FetchError(session.error(), false);
+    if (session.violated()) throw Error(session.error());
     if (session.failed()) {
       out.deltaNote = "fetching the delta failed: " + session.error();
       return false;
@@ -427,12 +427,8 @@ void FetchRunner::run(const agent::TaskSpec& task, agent::TaskReporter& reporter
                                          " in " + std::to_string(static_cast<int>(out.seconds)) +
                                          " s (" + std::to_string(out.reconnects) + " reconnects)";
     reporter.completed(result);
-  } catch (const FetchError& e) {
-    reporter.failed({task.step, e.what(), 0, {}, e.retryable()});
-  } catch (const InsufficientSpace& e) {
-    reporter.failed({task.step, e.what(), 0, {}, false});
   } catch (const Error& e) {
-    reporter.failed({task.step, e.what(), 0, {}, false});
+    reporter.failed(agent::failureFrom(e, task.step));
   }
 }
 

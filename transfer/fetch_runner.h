@@ -50,16 +50,6 @@ struct FetchOutcome {
   double seconds = 0;
 };
 
-// A fetch that failed: retryable when trying again later may succeed (upstream gone, stalled).
-class FetchError : public Error {
- public:
-  FetchError(const std::string& what, bool retryable) : Error(what), retryable_(retryable) {}
-  bool retryable() const { return retryable_; }
-
- private:
-  bool retryable_;
-};
-
 // The transfer plane of one agent: its store, its artifact server (when it serves), and fetches
 // into the store. Relays, build agents, glance agents and the imgpipe-transfer tool all use it.
 class TransferPlane {
@@ -78,7 +68,8 @@ class TransferPlane {
 
   // Fetches an artifact from upstream into the store, on the calling thread. Resumes a partial
   // one, tries a delta when an older version of the image is here, and returns when the artifact
-  // is complete and verified. Throws FetchError (or InsufficientSpace).
+  // is complete and verified. Throws Error (its kind says whether to try again;
+  // InsufficientSpace for a full disk).
   FetchOutcome fetch(const FetchRequest& request, std::stop_token stop,
                      const std::function<void(const FetchProgress&)>& progress = {});
 

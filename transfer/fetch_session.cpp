@@ -39,8 +39,9 @@ void Conversation::checkAuthFailures(TimePoint now) {
   // (ZeroMQ does not retry a refused handshake by itself) until the timeout.
   if (now - *authFailingSince_ > liveness_.authFailTimeout) {
     fail("the sender refused our key in the CURVE handshake for " +
-         std::to_string(liveness_.authFailTimeout.count() / 1000) +
-         " s: it has no grant for us (or we hold the wrong server key)");
+             std::to_string(liveness_.authFailTimeout.count() / 1000) +
+             " s: it has no grant for us (or we hold the wrong server key)",
+         ErrorKind::refused);
     return;
   }
   if (now - lastAuthFailure_ >= liveness_.retryDelay) {
@@ -60,7 +61,7 @@ void Conversation::received(proto::TransferMessage::Reader message,
 void Conversation::violation(std::string why) {
   if (finished_ || failed()) return;
   violated_ = true;
-  fail(std::move(why), false);
+  fail(std::move(why));
 }
 
 void Conversation::tick(TimePoint now) {
@@ -93,10 +94,10 @@ void Conversation::sendWithPayload(wire::Message& message, std::string payload) 
   outbox_.push_back(OutFrame{message.bytes(), std::move(payload), true});
 }
 
-void Conversation::fail(std::string why, bool retryable) {
+void Conversation::fail(std::string why, ErrorKind kind) {
   if (failed()) return;
   error_ = std::move(why);
-  retryable_ = retryable;
+  errorKind_ = kind;
 }
 
 // --- ManifestExchange -------------------------------------------------------------------------

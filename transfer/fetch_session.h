@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/error.h"
 #include "transfer/credit_window.h"
 #include "transfer/manifest.h"
 #include "transfer/transfer_wire.h"
@@ -68,7 +69,8 @@ class Conversation {
   bool finished() const { return finished_; }
   bool failed() const { return !error_.empty(); }
   const std::string& error() const { return error_; }
-  bool retryable() const { return retryable_; }
+  // How the failure is to be handled (common/error.h).
+  ErrorKind errorKind() const { return errorKind_; }
   // "" while healthy; "stalled", "retrying", "waiting for upstream".
   const std::string& state() const { return state_; }
   bool isConnected() const { return connected_; }
@@ -83,7 +85,7 @@ class Conversation {
   void send(wire::Message& message);
   void sendWithPayload(wire::Message& message, std::string payload);
   void finish() { finished_ = true; }
-  void fail(std::string why, bool retryable = false);
+  void fail(std::string why, ErrorKind kind = ErrorKind::failed);
   void setState(std::string state) { state_ = std::move(state); }
   TimePoint lastHeard() const { return lastHeard_; }
   void checkAuthFailures(TimePoint now);
@@ -94,7 +96,7 @@ class Conversation {
   bool connected_ = false;
   bool finished_ = false;
   bool reconnect_ = false;
-  bool retryable_ = false;
+  ErrorKind errorKind_ = ErrorKind::failed;
   bool violated_ = false;
   std::string error_;
   std::string state_ = "retrying";  // until the first connection

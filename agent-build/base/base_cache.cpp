@@ -132,8 +132,8 @@ BaseCache::Result BaseCache::fromPath(const definition::PathBase& spec) {
     r.base.cached = true;
   }
   if (!spec.sha256.empty() && spec.sha256 != digest)
-    throw ChecksumMismatch("base checksum mismatch: " + r.base.file.string() + " has sha256 " +
-                           digest + ", the definition expects " + spec.sha256);
+    throw Error("base checksum mismatch: " + r.base.file.string() + " has sha256 " + digest +
+                ", the definition expects " + spec.sha256);
   r.base.sha256Hex = digest;
   return r;
 }

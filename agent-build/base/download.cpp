@@ -102,7 +102,8 @@ void downloadFile(const std::string& url, const fs::path& dest, const DownloadOp
   const auto deadline = std::chrono::steady_clock::now() + options.timeout;
   std::string lastError;
   for (unsigned i = 0; i <= options.retries; ++i) {
-    if (options.stop.stop_requested()) throw Error("download of " + url + " stopped");
+    if (options.stop.stop_requested())
+      throw Error("download of " + url + " stopped", ErrorKind::stopped);
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) break;
@@ -123,15 +124,15 @@ void downloadFile(const std::string& url, const fs::path& dest, const DownloadOp
         auto got = fileSha256(partial);
         if (got != options.expectedSha256) {
           fs::remove(partial, ec);
-          throw ChecksumMismatch("checksum mismatch for " + url + ": expected sha256 " +
-                                 options.expectedSha256 + ", got " + got +
-                                 " (the download was discarded)");
+          throw Error("checksum mismatch for " + url + ": expected sha256 " +
+                      options.expectedSha256 + ", got " + got + " (the download was discarded)");
         }
       }
       fs::rename(partial, dest);
       return;
     }
-    if (options.stop.stop_requested()) throw Error("download of " + url + " stopped");
+    if (options.stop.stop_requested())
+      throw Error("download of " + url + " stopped", ErrorKind::stopped);
     // 416: the partial file is already complete or longer than the resource; start over.
     if (code == 416 || (code >= 400 && code < 500 && code != 408 && code != 429)) {
       fs::remove(partial, ec);
@@ -144,7 +145,8 @@ void downloadFile(const std::string& url, const fs::path& dest, const DownloadOp
     auto backoff = std::chrono::seconds(std::min(30u, 1u << std::min(i, 5u)));
     for (auto until = std::chrono::steady_clock::now() + backoff;
          std::chrono::steady_clock::now() < until;) {
-      if (options.stop.stop_requested()) throw Error("download of " + url + " stopped");
+      if (options.stop.stop_requested())
+        throw Error("download of " + url + " stopped", ErrorKind::stopped);
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
   }
@@ -170,12 +172,13 @@ std::string downloadText(const std::string& url, const DownloadOptions& options,
       if (!options.expectedSha256.empty()) {
         auto got = toHex(sha256(body));
         if (got != options.expectedSha256)
-          throw ChecksumMismatch("checksum mismatch for " + url + ": expected sha256 " +
-                                 options.expectedSha256 + ", got " + got);
+          throw Error("checksum mismatch for " + url + ": expected sha256 " +
+                      options.expectedSha256 + ", got " + got);
       }
       return body;
     }
-    if (options.stop.stop_requested()) throw Error("download of " + url + " stopped");
+    if (options.stop.stop_requested())
+      throw Error("download of " + url + " stopped", ErrorKind::stopped);
     if (code >= 400 && code < 500 && code != 408 && code != 429)
       throw Error("cannot download " + url + ": HTTP " + std::to_string(code));
     std::this_thread::sleep_for(std::chrono::seconds(std::min(30u, 1u << std::min(i, 5u))));

@@ -23,16 +23,11 @@ struct DownloadOptions {
   std::optional<BuildProxy> proxy;  // build.proxy; none: libcurl's defaults (its environment)
 };
 
-// Thrown when the bytes arrived but are not what the definition pinned. Not worth retrying.
-class ChecksumMismatch : public Error {
- public:
-  using Error::Error;
-};
-
 // Downloads `url` to `dest` through `dest.partial`: an interrupted download (this attempt's or
 // an earlier build's) resumes with a Range request instead of starting over; retries with
 // backoff on network errors; verifies the SHA-256 before the file is renamed into place.
-// Throws imgpipe::Error (or ChecksumMismatch).
+// Throws imgpipe::Error: failed when the bytes arrived but are not what the definition pinned,
+// transient when the network gave up, stopped on a stop request.
 void downloadFile(const std::string& url, const std::filesystem::path& dest,
                   const DownloadOptions& options);
 

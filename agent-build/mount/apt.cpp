@@ -110,8 +110,9 @@ void Apt::aptGet(const std::vector<std::string>& args, bool noLocking,
   auto command = describeSandboxed(o.argv);
   auto result = runCommand(std::move(o));
   if (result.exitCode != 0 || result.timedOut || result.stopped) {
-    if (stop_.stop_requested()) throw BuildStopped("build stopped");
-    if (looksTransient(result.tail)) throw RetryableCommandError(command, result);
+    if (stop_.stop_requested()) throw Error("build stopped", ErrorKind::stopped);
+    // A mirror that did not answer, DNS: the coordinator may run the build again.
+    if (looksTransient(result.tail)) throw CommandError(command, result, ErrorKind::transient);
     throw CommandError(command, result);
   }
 }

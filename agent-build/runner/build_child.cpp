@@ -14,6 +14,7 @@
 #include "agent-build/runner/job_spec.h"
 #include "agent-build/runner/work_dir.h"
 #include "agent-build/steps/step.h"
+#include "common/agent/task_failure.h"
 #include "common/file_util.h"
 #include "common/log.h"
 #include "common/units.h"
@@ -44,30 +45,19 @@ std::string clip(std::string s, size_t max) {
 
 Failure describeFailure(const std::string& step, std::exception_ptr error,
                         const std::stop_token& stop) {
-  Failure f;
-  f.step = step;
-  try {
-    std::rethrow_exception(error);
-  } catch (const CommandError& e) {
-    const auto& r = e.result();
-    f.exitCode = r.exitCode;
-    f.tail = r.tail;
-    f.retryable = dynamic_cast<const RetryableCommandError*>(&e) != nullptr;
-    std::string what = e.what();
-    f.message = what.substr(0, what.find("; last output:"));
-  } catch (const RetryableError& e) {
-    f.message = e.what();
-    f.retryable = true;
-  } catch (const std::exception& e) {
-    f.message = e.what();
-  }
-  f.message = clip(f.message, 8000);
+  auto info = agent::failureFrom(error, step);
+  Failure f{.step = info.step,
+            .message = clip(info.message, 8000),
+            .exitCode = info.exitCode,
+            .tail = std::move(info.outputTail),
+            .retryable = info.retryable};
   for (auto& l : f.tail)
     l = clip(l, 1000);
+  // Whatever a step threw while it was being stopped, the build was stopped.
   if (stop.stop_requested()) {
     f.stopped = true;
     f.message = "stopped during step " + step + " (SIGTERM or cancel)";
-    f.retryable = false;
+    f.retryable = mayRunAgain(ErrorKind::stopped);
   }
   return f;
 }
@@ -147,7 +137,8 @@ int runPipeline(BuildContext& ctx, EventWriter& events) {
     }
   } catch (...) {
     auto f = describeFailure(current, std::current_exception(), ctx.stop);
-    // A full work dir shows up as I/O errors deep inside a command in the image; say what it really is.
+    // A full work dir shows up as I/O errors deep inside a command in the image; say what it really
+    // is.
     try {
       if (auto free = freeBytes(ctx.config.workDir); free < (64ull << 20))
         f.message += "; the work dir " + ctx.config.workDir.string() + " is out of space (" +

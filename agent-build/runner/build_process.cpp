@@ -49,8 +49,12 @@ BuildOutcome runBuild(const JobSpec& job, BuildEvents& events, std::stop_token s
           } else if constexpr (std::is_same_v<E, ProgressEvent>) {
             events.progress(e.step, e.done, e.total, e.rate, e.eta, e.unit);
           } else if constexpr (std::is_same_v<E, FailedEvent>) {
-            outcome.failure = BuildFailure{e.step,      e.message, e.exitCode,
-                                           std::move(e.tail), e.retryable, e.stopped,
+            outcome.failure = BuildFailure{e.step,
+                                           e.message,
+                                           e.exitCode,
+                                           std::move(e.tail),
+                                           e.retryable,
+                                           e.stopped,
                                            std::move(e.validation)};
           } else {
             result = std::move(e);
@@ -106,6 +110,7 @@ BuildOutcome runBuild(const JobSpec& job, BuildEvents& events, std::stop_token s
     BuildFailure f;
     f.step = currentStep;
     f.stopped = stop.stop_requested();
+    f.retryable = f.stopped && mayRunAgain(ErrorKind::stopped);
     f.message = f.stopped ? "stopped during step " + currentStep
                           : "the build process exited (status " + std::to_string(r.exitCode) +
                                 ") without reporting a result";

@@ -31,7 +31,7 @@ ExecContext BuildContext::exec(std::chrono::milliseconds timeout) const {
 }
 
 void BuildContext::checkStop() const {
-  if (stop.stop_requested()) throw BuildStopped("build stopped");
+  if (stop.stop_requested()) throw Error("build stopped", ErrorKind::stopped);
 }
 
 std::function<void(std::uint64_t, std::uint64_t)> BuildContext::progress() const {

@@ -65,25 +65,6 @@ struct ReusableResult {
   nlohmann::json manifest;
 };
 
-// A command that failed for a reason worth retrying on another attempt (a mirror that did not
-// answer, DNS): the coordinator may re-queue the job.
-class RetryableCommandError : public CommandError {
- public:
-  using CommandError::CommandError;
-};
-
-// An error worth retrying that is not a command (a download).
-class RetryableError : public Error {
- public:
-  using Error::Error;
-};
-
-// Thrown when the build was asked to stop (SIGTERM, cancel).
-class BuildStopped : public Error {
- public:
-  using Error::Error;
-};
-
 // Everything a build's steps share. The resource members are declared in acquisition order, so
 // that whatever happens they are destroyed in reverse: chroot session, image fs, root mount,
 // attached disk, base lock. Steps release them explicitly on the success path (unmount step).

@@ -22,7 +22,8 @@ struct AuthHeaders {
 class AuthProvider {
  public:
   virtual ~AuthProvider() = default;
-  // May contact Keystone (first use, renewal before expiry); throws ApiError/TransportError.
+  // May contact Keystone (first use, renewal before expiry); throws ApiError, or Error
+  // (transient) when Keystone does not answer.
   virtual AuthHeaders headers(std::stop_token stop) = 0;
   // Glance answered 401 to a request made with `generation`. Returns true when asking headers()
   // again may yield a credential Glance accepts (a new token), false when it cannot.

@@ -43,7 +43,10 @@ std::string plainText(std::string_view text) {
 
 ApiError::ApiError(std::string service, std::string method, std::string url, long status,
                    std::string serviceMessage)
-    : Error(compose(service, method, url, status, serviceMessage)),
+    : Error(compose(service, method, url, status, serviceMessage),
+            status >= 500 || status == 408 || status == 429 ? ErrorKind::transient
+            : status == 401 || status == 403                ? ErrorKind::refused
+                                                            : ErrorKind::failed),
       service_(std::move(service)),
       status_(status),
       serviceMessage_(std::move(serviceMessage)) {}

@@ -8,7 +8,9 @@
 namespace imgpipe::glance::http {
 
 // An OpenStack API answered with an error status. The message carries the service's own words,
-// e.g. "Glance refused POST /v2/images (409 Conflict): Image ID ... already exists!".
+// e.g. "Glance refused POST /v2/images (409 Conflict): Image ID ... already exists!". Its kind:
+// transient for server-side trouble that may pass (5xx, 408, 429), refused for 401 and 403,
+// failed for every other definite answer.
 class ApiError : public Error {
  public:
   ApiError(std::string service, std::string method, std::string url, long status,
@@ -16,8 +18,6 @@ class ApiError : public Error {
   long status() const { return status_; }
   const std::string& service() const { return service_; }
   const std::string& serviceMessage() const { return serviceMessage_; }
-  // Server-side trouble that may pass: 5xx, 408, 429. Everything else is a definite answer.
-  bool retryable() const { return status_ >= 500 || status_ == 408 || status_ == 429; }
 
  private:
   std::string service_;

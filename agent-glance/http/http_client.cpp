@@ -195,17 +195,18 @@ Response HttpClient::perform(const Request& request) {
   if (t.fd >= 0 && request.onUploadData) request.onUploadData({});
   CURLcode rc = curl_easy_perform(h);
   if (rc == CURLE_ABORTED_BY_CALLBACK && request.stop.stop_requested())
-    throw StoppedError(request.method + " " + request.url + ": stopped");
+    throw Error(request.method + " " + request.url + ": stopped", ErrorKind::stopped);
   if (rc != CURLE_OK) {
     std::string what = request.method + " " + request.url + ": ";
     if (t.readErrno != 0) {
       throwErrno(what + "cannot read " + request.uploadFile.string(), t.readErrno);
     }
-    if (t.bodyTooLarge) throw TransportError(what + "response larger than 64 MiB");
+    if (t.bodyTooLarge) throw Error(what + "response larger than 64 MiB", ErrorKind::transient);
     what += errbuf[0] != '\0' ? std::string(errbuf) : std::string(curl_easy_strerror(rc));
     if (rc == CURLE_OPERATION_TIMEDOUT && !request.uploadFile.empty())
       what += " (no progress for " + std::to_string(options_.stallTimeout.count() / 1000) + " s)";
-    throw TransportError(what);
+    // No HTTP answer at all (refused, DNS, TLS, timeout, reset): worth trying again.
+    throw Error(what, ErrorKind::transient);
   }
   curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &response.status);
   return response;

@@ -59,18 +59,6 @@ struct Response {
   bool ok() const { return status >= 200 && status < 300; }
 };
 
-// No HTTP answer at all: refused connection, DNS, TLS, timeout, reset. Worth retrying.
-class TransportError : public Error {
- public:
-  using Error::Error;
-};
-
-// The request was abandoned because its stop token was triggered (cancel, shutdown).
-class StoppedError : public Error {
- public:
-  using Error::Error;
-};
-
 // A blocking HTTP client over one libcurl easy handle. Resource type; not thread-safe (one per
 // task). HTTP status codes are returned, not thrown: only transport failures throw.
 class HttpClient {

@@ -27,12 +27,6 @@ constexpr const char* kStep = "register";
 constexpr milliseconds kPollInterval{500};
 constexpr milliseconds kProgressInterval{500};
 
-// The image changed state under us (409 on an upload): resolving again sorts it out.
-class StateChanged : public Error {
- public:
-  using Error::Error;
-};
-
 // Sleeps, returning early (false) when stop is requested.
 bool sleepFor(milliseconds d, std::stop_token stop) {
   std::mutex m;
@@ -49,11 +43,10 @@ std::string formatDelay(milliseconds d) {
   return buf;
 }
 
-bool transient(const std::exception& e) {
-  if (dynamic_cast<const http::TransportError*>(&e) != nullptr) return true;
-  if (dynamic_cast<const StateChanged*>(&e) != nullptr) return true;
-  if (auto* api = dynamic_cast<const http::ApiError*>(&e)) return api->retryable();
-  return false;
+// The image changed state under us (409 on an upload, a status that moved): resolving again
+// sorts it out.
+Error stateChanged(const std::string& what) {
+  return Error(what, ErrorKind::transient);
 }
 
 std::string lower(std::string s) {
@@ -106,7 +99,7 @@ void verifyArtifact(const RegistrationRequest& req, std::stop_token stop,
   std::uint64_t done = 0;
   for (;;) {
     if (stop.stop_requested())
-      throw http::StoppedError("verification of " + req.file.string() + " stopped");
+      throw Error("verification of " + req.file.string() + " stopped", ErrorKind::stopped);
     ssize_t n = ::read(fd.get(), buf.data(), buf.size());
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) throwErrno("cannot read " + req.file.string());
@@ -125,9 +118,8 @@ void verifyArtifact(const RegistrationRequest& req, std::stop_token stop,
   if (got256 != lower(req.sha256)) problems += "; sha256 is " + got256 + ", expected " + req.sha256;
   if (got512 != lower(req.sha512)) problems += "; sha512 is " + got512 + ", expected " + req.sha512;
   if (!problems.empty())
-    throw RegistrationError("the artifact " + req.file.string() + " does not match its manifest" +
-                                problems + "; nothing was registered",
-                            false);
+    throw Error("the artifact " + req.file.string() + " does not match its manifest" + problems +
+                "; nothing was registered");
 }
 
 // One pass of the procedure over one connection. Everything it does is safe to repeat.
@@ -205,7 +197,7 @@ struct Registrar::Attempt {
       auto img = glance.get(id);
       if (!img || img->status != status || Clock::now() >= until) return img;
       if (!sleepFor(kPollInterval, stop))
-        throw http::StoppedError("stopped while waiting for Glance");
+        throw Error("stopped while waiting for Glance", ErrorKind::stopped);
     }
   }
 
@@ -245,20 +237,17 @@ struct Registrar::Attempt {
         return *img;  // fully staged by an earlier attempt: import it
       }
       if (st == "deactivated")
-        throw RegistrationError("image " + id + " of build " + req.buildId +
-                                    " is deactivated in Glance (an administrator's decision); "
-                                    "reactivate or delete it, then retry",
-                                false);
+        throw Error("image " + id + " of build " + req.buildId +
+                    " is deactivated in Glance (an administrator's decision); "
+                    "reactivate or delete it, then retry");
       if (st == "saving" || st == "killed" || st == "uploading" || st == "importing") {
         deleteImage(*img, "left unusable by an earlier attempt; moving to a new image id");
         continue;
       }
-      throw RegistrationError("image " + id + " is in an unexpected state '" + st + "'", false);
+      throw Error("image " + id + " is in an unexpected state '" + st + "'");
     }
-    throw RegistrationError("build " + req.buildId + " has used " +
-                                std::to_string(kMaxGenerations) +
-                                " image ids, each deleted after a failed attempt; giving up",
-                            false);
+    throw Error("build " + req.buildId + " has used " + std::to_string(kMaxGenerations) +
+                " image ids, each deleted after a failed attempt; giving up");
   }
 
   // Brings a queued image's metadata to what this request wants (it may be an earlier
@@ -309,7 +298,7 @@ struct Registrar::Attempt {
       else
         glance.upload(img.id, req.file, obs);
     } catch (const http::ApiError& e) {
-      if (e.status() == 409) throw StateChanged(e.what());
+      if (e.status() == 409) throw stateChanged(e.what());
       throw;
     }
     meter.update(req.size, req.size, true);
@@ -332,7 +321,7 @@ struct Registrar::Attempt {
     try {
       glance.importGlanceDirect(img.id);
     } catch (const http::ApiError& e) {
-      if (e.status() == 409) throw StateChanged(e.what());
+      if (e.status() == 409) throw stateChanged(e.what());
       throw;
     }
     if (observer.progress)
@@ -344,19 +333,19 @@ struct Registrar::Attempt {
     const auto until = Clock::now() + config.importTimeout;
     for (;;) {
       auto now = glance.get(img.id);
-      if (!now) throw StateChanged("image " + img.id + " disappeared during its import");
+      if (!now) throw stateChanged("image " + img.id + " disappeared during its import");
       if (now->status == "active") return *now;
       const std::string failed = now->property("os_glance_failed_import");
       if (now->status == "queued" && !failed.empty())
-        throw RegistrationError("Glance failed to import image " + img.id + " into store(s) " +
-                                    failed + "; see the glance-api log",
-                                false);
+        throw Error("Glance failed to import image " + img.id + " into store(s) " + failed +
+                    "; see the glance-api log");
       if (now->status != "importing" && now->status != "uploading")
-        throw StateChanged("image " + img.id + " went to '" + now->status + "' during its import");
+        throw stateChanged("image " + img.id + " went to '" + now->status + "' during its import");
       if (Clock::now() >= until)
-        throw StateChanged("import of image " + img.id + " still running after " +
+        throw stateChanged("import of image " + img.id + " still running after " +
                            formatDuration(config.importTimeout));
-      if (!sleepFor(kPollInterval, stop)) throw http::StoppedError("stopped during the import");
+      if (!sleepFor(kPollInterval, stop))
+        throw Error("stopped during the import", ErrorKind::stopped);
     }
   }
 
@@ -392,7 +381,7 @@ struct Registrar::Attempt {
     const std::string msg =
         "Glance's image " + img.id + " does not match the manifest" + problems + "; " + outcome;
     note(agent::LogLevel::error, msg);
-    throw RegistrationError(msg, false);
+    throw Error(msg);
   }
 
   Image publish(const Image& img) {
@@ -445,7 +434,7 @@ struct Registrar::Attempt {
                  " older version " + id + " '" + img.name + "'" +
                  (version.empty() ? "" : " (" + version + ")"));
       } catch (const http::ApiError& e) {
-        if (e.retryable()) throw;
+        if (e.kind() == ErrorKind::transient) throw;
         // Our image is registered; an older one we may not touch is reported, not fatal.
         note(agent::LogLevel::warn, "could not update older version " + id + ": " + e.what());
       }
@@ -467,10 +456,10 @@ struct Registrar::Attempt {
         img = import(img);
       }
       auto after = glance.get(img.id);
-      if (!after) throw StateChanged("image " + img.id + " disappeared right after its upload");
+      if (!after) throw stateChanged("image " + img.id + " disappeared right after its upload");
       img = *after;
       if (img.status != "active")
-        throw StateChanged("image " + img.id + " is '" + img.status + "' after its upload");
+        throw stateChanged("image " + img.id + " is '" + img.status + "' after its upload");
     }
     verifyRemote(img, sent);
     checkpoint("active");
@@ -519,24 +508,21 @@ RegistrationResult Registrar::run(const RegistrationRequest& request, std::stop_
   for (unsigned attempt = 1;; ++attempt) {
     try {
       return attemptOnce(request, attempt, stop);
-    } catch (const http::StoppedError&) {
-      throw;
     } catch (const std::exception& e) {
-      if (!transient(e)) throw;
+      if (kindOf(e) != ErrorKind::transient) throw;
       const auto elapsed = Clock::now() - start;
       const bool outOfAttempts =
           config_.retry.maxAttempts != 0 && attempt >= config_.retry.maxAttempts;
       if (outOfAttempts || elapsed + delay > config_.retry.giveUpAfter)
-        throw RegistrationError(
-            "giving up after " + std::to_string(attempt) + " attempt(s) in " +
-                formatDuration(std::chrono::duration_cast<milliseconds>(elapsed)) +
-                "; last error: " + e.what(),
-            true);
+        throw Error("giving up after " + std::to_string(attempt) + " attempt(s) in " +
+                        formatDuration(std::chrono::duration_cast<milliseconds>(elapsed)) +
+                        "; last error: " + e.what(),
+                    ErrorKind::transient);
       note(agent::LogLevel::warn, "attempt " + std::to_string(attempt) + " failed: " + e.what() +
                                       "; retrying in " + formatDelay(delay));
       if (observer_.progress)
         observer_.progress({.step = kStep, .retries = attempt, .state = "retrying"});
-      if (!sleepFor(delay, stop)) throw http::StoppedError("stopped while waiting to retry");
+      if (!sleepFor(delay, stop)) throw Error("stopped while waiting to retry", ErrorKind::stopped);
       delay = std::min(delay * 2, config_.retry.max);
     }
   }

@@ -81,19 +81,8 @@ struct RegistrationObserver {
   std::function<void(std::string_view)> checkpoint;
 };
 
-// A registration that failed for good (retryable() false) or ran out of retries (true).
-class RegistrationError : public Error {
- public:
-  RegistrationError(const std::string& message, bool retryable)
-      : Error(message), retryable_(retryable) {}
-  bool retryable() const { return retryable_; }
-
- private:
-  bool retryable_;
-};
-
 // Hashes the file (reporting progress) and compares size, SHA-256 and SHA-512 with the
-// request. Throws RegistrationError (not retryable) naming what differs.
+// request. Throws Error (failed) naming what differs.
 void verifyArtifact(const RegistrationRequest& request, std::stop_token stop,
                     const std::function<void(std::uint64_t done, std::uint64_t total)>& progress);
 
@@ -102,8 +91,8 @@ class Registrar {
   // Borrows the auth provider (shared by all tasks). One registrar per task.
   Registrar(const GlanceConfig& config, AuthProvider& auth, RegistrationObserver observer);
 
-  // Blocks until the image is active and verified, or throws: RegistrationError,
-  // http::StoppedError when `stop` is requested, Error for local problems (the file).
+  // Blocks until the image is active and verified, or throws Error: failed for good, transient
+  // when it ran out of retries, stopped when `stop` is requested.
   RegistrationResult run(const RegistrationRequest& request, std::stop_token stop);
 
   // Upper bound of generations tried before giving up (each one means a deleted leftover).

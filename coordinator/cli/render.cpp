@@ -139,7 +139,8 @@ nlohmann::json toJson(proto::JobDetail::Reader d) {
                      {"sha512", a.getSha512()},
                      {"size", a.getSize()},
                      {"virtual_size", a.getVirtualSize()},
-                     {"manifest_digest", a.getManifestDigest()}};
+                     {"manifest_digest", a.getManifestDigest()},
+                     {"version", a.getImageVersion()}};
   }
   j["definition_digest"] = d.getDefinitionDigest();
   j["definition_name"] = d.getDefinitionName();

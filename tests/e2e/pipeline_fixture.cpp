@@ -114,9 +114,11 @@ std::string PipelineTest::definition(const std::string& name, const std::string&
   std::string list;
   for (const auto& p : packages)
     list += (list.empty() ? "" : ", ") + p;
+  // No version: the coordinator fixes one at submit (issue 10), as for every example definition.
+  const std::string versionLine = version.empty() ? "" : "version: '" + version + "'\n";
   return cluster_->writeDefinition(
-      name + "-" + version + ".yaml",
-      "name: " + name + "\nversion: '" + version + "'\nbase: {path: " + base.file.string() +
+      name + "-" + (version.empty() ? "unversioned" : version) + ".yaml",
+      "name: " + name + "\n" + versionLine + "base: {path: " + base.file.string() +
           ", sha256: " + base.sha256 + "}\ndisk: {size: 3G}\npackages: {install: [" + list +
           "]}\nfiles: [{path: /etc/e2e-version, content: '" + version +
           "'}]\nvalidation: {require_qemu_guest_agent: false}\n"

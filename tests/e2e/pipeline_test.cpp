@@ -60,13 +60,25 @@ TEST_F(PipelineTest, DeliversThroughLinkDropAndRelayKillThenTheNextVersionAsADel
   auto j1 = show(job1);
   expectRegisteredOnce(*this, j1, glanceImages(buildIdQuery(j1)));
 
-  // --- version 2: one package more; both hops carry a delta ---
+  // --- the next version: one package more, and no `version:` in the definition (the
+  // coordinator fixes one at submit, and the job, the artifact and Glance show that one); both
+  // hops carry a delta ---
   const auto before = net_->counters("relay", "ctrl");
-  const auto job2 = submit(definition("e2e-img", "2", {"tree", "jq"}));
+  const auto job2 = submit(definition("e2e-img", "", {"tree", "jq"}));
   ASSERT_EQ(waitForEnd(job2, 900s), "done") << show(job2).dump(2);
   const auto after = net_->counters("relay", "ctrl");
   auto j2 = show(job2);
-  expectRegisteredOnce(*this, j2, glanceImages(buildIdQuery(j2)));
+  const auto images2 = glanceImages(buildIdQuery(j2));
+  expectRegisteredOnce(*this, j2, images2);
+  const std::string version2 = j2["version"];
+  EXPECT_FALSE(version2.empty());
+  EXPECT_NE(version2, "1");
+  EXPECT_EQ(j2["artifact"]["version"], version2);
+  if (!images2.empty()) {
+    EXPECT_EQ(images2[0]["imgpipe_version"], version2) << images2[0].dump(2);
+    EXPECT_NE(images2[0]["name"].get<std::string>().find(version2), std::string::npos)
+        << images2[0]["name"];
+  }
   int deltaHops = 0;
   for (const auto& e : cluster_->cliJson({"events", job2}))
     if (e["message"].get<std::string>().find("delivered to") != std::string::npos &&

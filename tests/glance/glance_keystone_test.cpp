@@ -149,7 +149,7 @@ TEST_F(KeystoneRegistration, WrongPasswordFailsWithKeystonesMessage) {
     FAIL() << "registered with a wrong password";
   } catch (const http::ApiError& e) {
     EXPECT_EQ(e.status(), 401);
-    EXPECT_FALSE(e.retryable());
+    EXPECT_EQ(e.kind(), ErrorKind::refused);
     const std::string msg = e.what();
     EXPECT_NE(msg.find("Keystone refused POST " + openstack->keystoneUrl() +
                        "/auth/tokens (401 Unauthorized)"),

@@ -249,8 +249,8 @@ TEST_F(GlanceRegistration, WrongHashInTheManifestRegistersNothing) {
   try {
     registerImage(req, rec);
     FAIL() << "registered despite a wrong sha512";
-  } catch (const RegistrationError& e) {
-    EXPECT_FALSE(e.retryable());
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::failed);
     EXPECT_NE(std::string(e.what()).find("does not match its manifest"), std::string::npos)
         << e.what();
   }
@@ -274,8 +274,8 @@ TEST_F(GlanceRegistration, ContentChangedAfterVerificationLeavesNoActiveImage) {
   try {
     registerImage(req, rec);
     FAIL() << "registered a file that no longer matches its manifest";
-  } catch (const RegistrationError& e) {
-    EXPECT_FALSE(e.retryable());
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::failed);
     const std::string msg = e.what();
     EXPECT_NE(msg.find("does not match the manifest"), std::string::npos) << msg;
     EXPECT_NE(msg.find("the file changed after it was verified"), std::string::npos) << msg;
@@ -448,7 +448,7 @@ TEST_F(GlanceRegistration, ClientErrorFailsWithGlancesOwnMessage) {
     FAIL() << "a member published a public image";
   } catch (const http::ApiError& e) {
     EXPECT_EQ(e.status(), 403);
-    EXPECT_FALSE(e.retryable());
+    EXPECT_EQ(e.kind(), ErrorKind::refused);
     EXPECT_NE(std::string(e.what()).find("Glance refused PATCH"), std::string::npos) << e.what();
     EXPECT_NE(e.serviceMessage().find("publicize"), std::string::npos) << e.serviceMessage();
   }

@@ -424,8 +424,10 @@ TEST(GlanceJson, ExtractsServiceMessages) {
   http::ApiError e("Glance", "POST", "http://g/v2/images", 409, "Image ID 1 already exists!");
   EXPECT_STREQ(e.what(),
                "Glance refused POST http://g/v2/images (409 Conflict): Image ID 1 already exists!");
-  EXPECT_FALSE(e.retryable());
-  EXPECT_TRUE(http::ApiError("Glance", "GET", "u", 503, "").retryable());
+  EXPECT_EQ(e.kind(), ErrorKind::failed);
+  EXPECT_EQ(http::ApiError("Glance", "GET", "u", 503, "").kind(), ErrorKind::transient);
+  EXPECT_EQ(http::ApiError("Glance", "GET", "u", 429, "").kind(), ErrorKind::transient);
+  EXPECT_EQ(http::ApiError("Keystone", "POST", "u", 401, "").kind(), ErrorKind::refused);
 }
 
 TEST(GlanceJson, ListQueryEncodesFilters) {
@@ -608,8 +610,8 @@ TEST(VerifyArtifact, NamesEveryMismatch) {
   try {
     verifyArtifact(r, {}, nullptr);
     FAIL();
-  } catch (const RegistrationError& e) {
-    EXPECT_FALSE(e.retryable());
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::failed);
     EXPECT_NE(std::string(e.what()).find("size is 5 bytes, expected 6"), std::string::npos)
         << e.what();
     EXPECT_NE(std::string(e.what()).find("sha512 is "), std::string::npos) << e.what();
@@ -702,7 +704,8 @@ TEST(HttpClientTls, TrustsTheConfiguredCaBundleOnly) {
   try {
     systemCas.perform({.method = "GET", .url = url});
     FAIL() << "a self-signed certificate was accepted without the CA bundle";
-  } catch (const http::TransportError& e) {
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::transient);
     EXPECT_NE(std::string(e.what()).find("certificate"), std::string::npos) << e.what();
   }
 }
