@@ -501,13 +501,14 @@ std::shared_ptr<Artifact> ArtifactStore::addFile(const fs::path& file, const Man
   objects_.sync();
   auto artifact = std::make_shared<Artifact>(*this, objects_.sub(id), std::move(encoded),
                                              std::move(m), true, seq);
+  auto handout = pin(artifact);  // before anyone else can see it
   {
     std::lock_guard lock(mutex_);
     artifacts_[id] = artifact;
   }
   notify({StoreEvent::Kind::added, id, 0});
   notify({StoreEvent::Kind::complete, id, 0});
-  return artifact;
+  return handout;
 }
 
 agent::ArtifactInfo ArtifactStore::importFile(const fs::path& file, const std::string& imageName,
@@ -572,13 +573,14 @@ std::shared_ptr<Artifact> ArtifactStore::openPartial(const std::string& encoded)
   objects_.sync();
   auto artifact =
       std::make_shared<Artifact>(*this, objects_.sub(id), encoded, std::move(*m), false, 0);
+  auto handout = pin(artifact);  // before anyone else can see it
   {
     std::lock_guard lock(mutex_);
     auto [it, inserted] = artifacts_.emplace(id, artifact);
-    if (!inserted) return it->second;
+    if (!inserted) return pin(it->second);
   }
   notify({StoreEvent::Kind::added, id, 0});
-  return artifact;
+  return handout;
 }
 
 std::shared_ptr<Artifact> ArtifactStore::find(const std::string& id) const {
@@ -586,7 +588,7 @@ std::shared_ptr<Artifact> ArtifactStore::find(const std::string& id) const {
   {
     std::lock_guard lock(mutex_);
     auto it = artifacts_.find(id);
-    if (it != artifacts_.end()) return it->second;
+    if (it != artifacts_.end()) return pin(it->second);
   }
   // Another process (an operator's `imgpipe-transfer import`) may have completed it since this
   // store was loaded. Only complete artifacts are picked up: a partial one belongs to its writer.
@@ -602,7 +604,7 @@ std::shared_ptr<Artifact> ArtifactStore::find(const std::string& id) const {
                                         std::move(encoded), std::move(*m), true, seq);
     std::lock_guard lock(mutex_);
     auto [it, inserted] = artifacts_.emplace(id, a);
-    return it->second;
+    return pin(it->second);
   } catch (const std::exception&) {
     return nullptr;
   }
@@ -639,7 +641,17 @@ std::shared_ptr<Artifact> ArtifactStore::newestImage(const std::string& imageNam
       continue;
     if (!best || a->seq() > best->seq()) best = a;
   }
-  return best;
+  return pin(std::move(best));
+}
+
+std::shared_ptr<Artifact> ArtifactStore::pin(std::shared_ptr<Artifact> a) {
+  if (!a) return a;
+  a->pins_.fetch_add(1);
+  Artifact* raw = a.get();
+  return std::shared_ptr<Artifact>(raw, [held = std::move(a)](Artifact*) mutable {
+    held->pins_.fetch_sub(1);
+    held.reset();
+  });
 }
 
 void ArtifactStore::applyRetention(const std::string& imageName) {
@@ -654,8 +666,7 @@ void ArtifactStore::applyRetention(const std::string& imageName) {
     std::sort(versions.begin(), versions.end(),
               [](const auto& x, const auto& y) { return x->seq() > y->seq(); });
     for (size_t i = options_.retention; i < versions.size(); ++i)
-      // Held by someone besides this list and the map: a transfer is using it.
-      if (versions[i].use_count() <= 2) doomed.push_back(versions[i]->id());
+      if (!versions[i]->pinned()) doomed.push_back(versions[i]->id());
   }
   for (const auto& id : doomed) {
     spdlog::info("artifact store: removing {} (more than {} versions of {})", shortId(id),
@@ -668,7 +679,7 @@ void ArtifactStore::applyRetention(const std::string& imageName) {
     std::lock_guard lock(mutex_);
     for (const auto& [id, a] : artifacts_) {
       const auto& m = a->manifest();
-      if (m.kind != ArtifactKind::delta || a.use_count() > 1) continue;
+      if (m.kind != ArtifactKind::delta || a->pinned()) continue;
       if (!artifacts_.count(m.basisId) || !artifacts_.count(m.targetId)) orphans.push_back(id);
     }
   }
@@ -683,7 +694,7 @@ std::shared_ptr<Artifact> ArtifactStore::relabel(const std::string& id, std::str
   if (it == artifacts_.end() || !it->second->complete())
     throw Error("artifact " + shortId(id) + " changed while its manifest was replaced; try again");
   // Held by a transfer or a registration under its old manifest: not under it.
-  if (it->second.use_count() > 1)
+  if (it->second->pinned())
     throw Error("artifact " + shortId(id) + " (" + it->second->manifest().imageName + " " +
                 it->second->manifest().imageVersion +
                 ") is in use under its earlier manifest; try again when that transfer ends");
@@ -696,7 +707,7 @@ std::shared_ptr<Artifact> ArtifactStore::relabel(const std::string& id, std::str
   it->second = artifact;
   spdlog::info("artifact store: {} is now {} {}", shortId(id), artifact->manifest().imageName,
                artifact->manifest().imageVersion);
-  return artifact;
+  return pin(std::move(artifact));
 }
 
 bool ArtifactStore::remove(const std::string& id) {
@@ -706,7 +717,7 @@ bool ArtifactStore::remove(const std::string& id) {
     std::lock_guard lock(mutex_);
     auto it = artifacts_.find(id);
     if (it == artifacts_.end()) return true;
-    if (it->second.use_count() > 1) return false;
+    if (it->second->pinned()) return false;
     a = it->second;
     artifacts_.erase(it);
   }

@@ -90,6 +90,11 @@ class Artifact {
 
   agent::ArtifactInfo info() const;
 
+  // Held by someone the store handed it to (a transfer, a server, a registration, a delta): the
+  // store neither removes it nor replaces its manifest meanwhile. Every pointer the store hands
+  // out is a pin (ArtifactStore::pin); the store's own references are not.
+  bool pinned() const { return pins_.load() > 0; }
+
   // The one thread that fills a partial artifact. Resource type: owning it is the right to write.
   class Writer {
     struct Key {};  // only Artifact::openWriter makes writers
@@ -129,6 +134,7 @@ class Artifact {
  private:
   friend class ArtifactStore;
   void markDropped(std::uint32_t index);
+  std::atomic<int> pins_{0};  // see pinned()
   int fd() const { return fd_.get(); }
 
   ArtifactStore& store_;
@@ -209,6 +215,9 @@ class ArtifactStore {
   StoreDir objects_;
   StoreDir scratch_;
   mutable std::mutex mutex_;
+  // A pointer to `a` for someone outside the store: `a` is pinned while any copy of it lives.
+  static std::shared_ptr<Artifact> pin(std::shared_ptr<Artifact> a);
+
   mutable std::map<std::string, std::shared_ptr<Artifact>> artifacts_;  // find() loads lazily
   std::uint64_t seq_ = 0;
   std::mutex listenerMutex_;

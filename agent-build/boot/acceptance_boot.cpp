@@ -85,7 +85,7 @@ BootRun bootQemu(const fs::path& image, const AcceptanceOptions& opt, Firmware f
   BootRun run;
   run.method = "qemu";
   run.firmware = std::string(toString(firmware));
-  run.accel = resolveAccel(opt.qemu, opt.accel, exec);
+  run.accel = resolveAccel(opt.qemu, opt.accel, opt.probeKernel, exec);
   TempDir dir(scratch, "boot-" + run.firmware + "-");
 
   GuestExpectations expect = opt.expect;
@@ -211,6 +211,7 @@ AcceptanceOptions acceptanceOptions(const definition::ImageDefinition& def, cons
   o.expect = guestExpectations(def, facts);
   o.hasEsp = facts.hasEsp;
   o.guestAgent = facts.guestAgent;
+  o.probeKernel = facts.kernel;
   o.rootLabel = def.disk.rootLabel;
   o.qemu = config.qemuSystem;
   o.accel = config.bootAccel;

@@ -20,7 +20,8 @@ struct AcceptanceOptions {
   bool guestAgent = true;    // the image has qemu-guest-agent: ping it
   std::string rootLabel;     // nspawn: where the root filesystem is
   std::string qemu = "qemu-system-x86_64";
-  std::string accel = "auto";  // kvm | tcg | auto
+  std::string accel = "auto";         // kvm | tcg | auto
+  std::filesystem::path probeKernel;  // auto: the kernel the KVM probe boots (resolveAccel)
   unsigned cpus = 1;
 };
 

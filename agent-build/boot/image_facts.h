@@ -20,6 +20,9 @@ struct ImageFacts {
   bool guestAgent = false;               // qemu-guest-agent installed
   bool sshd = false;                     // openssh-server installed
   std::uint64_t virtualSize = 0;
+  // A copy of the image's newest /boot/vmlinuz-* (in the scratch dir), for the KVM probe; empty
+  // when it has none.
+  std::filesystem::path kernel;
 };
 
 ImageFacts inspectImage(const std::filesystem::path& qcow2, const std::filesystem::path& scratch,

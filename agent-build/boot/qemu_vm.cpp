@@ -8,6 +8,7 @@
 #include "agent-build/boot/guest_agent.h"
 #include "common/error.h"
 #include "common/file_util.h"
+#include "common/temp_dir.h"
 
 namespace imgpipe::build {
 namespace {
@@ -32,8 +33,35 @@ Overlay::~Overlay() {
   fs::remove(file_, ec);
 }
 
+namespace {
+
+bool kvmRunsKernel(const std::string& qemu, const fs::path& kernel, const ExecContext& exec) {
+  TempDir dir(kernel.parent_path(), "kvm-probe-");
+  const auto console = dir.path() / "console.log";
+  auto o = commandOptions(
+      exec, {qemu, "-accel", "kvm", "-machine", "q35", "-m", "256", "-nodefaults", "-display",
+             "none", "-no-reboot", "-monitor", "none", "-serial", "file:" + console.string(),
+             "-kernel", kernel.string(), "-append", "console=ttyS0 panic=-1"});
+  o.timeout = std::chrono::milliseconds(0);
+  Subprocess probe(std::move(o));
+  auto panicked = [&] {
+    std::error_code ec;
+    return fs::exists(console, ec) && readFile(console).find("Kernel panic") != std::string::npos;
+  };
+  for (int i = 0; i < 200; ++i) {
+    if (panicked()) break;
+    if (probe.poll()) return panicked();  // panic=-1 with -no-reboot: QEMU exits after it
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  const bool ok = panicked();
+  probe.terminate();
+  return ok;
+}
+
+}  // namespace
+
 std::string resolveAccel(const std::string& qemu, const std::string& configured,
-                         const ExecContext& exec) {
+                         const fs::path& kernel, const ExecContext& exec) {
   if (configured != "auto") return configured;
   static std::mutex mutex;
   static std::string probed;
@@ -41,6 +69,10 @@ std::string resolveAccel(const std::string& qemu, const std::string& configured,
   if (!probed.empty()) return probed;
   probed = "tcg";
   if (::access("/dev/kvm", R_OK | W_OK) != 0) return probed;
+  if (!kernel.empty()) {
+    if (kvmRunsKernel(qemu, kernel, exec)) probed = "kvm";
+    return probed;
+  }
   // No disk: SeaBIOS looks for one forever, which is what a working KVM does for 3 s. A KVM that
   // cannot run a vCPU makes QEMU exit at once.
   auto o = commandOptions(

@@ -29,11 +29,14 @@ class Overlay {
   std::filesystem::path file_;
 };
 
-// kvm when QEMU can really run a guest with it, else tcg. `configured`: kvm | tcg | auto; auto
-// tries: /dev/kvm can exist and still fail ("failed to set MSR" under a paravirtual KVM), so the
-// probe starts a guest and sees whether it keeps running. Probed once per process.
+// kvm when QEMU can really run a Linux kernel with it, else tcg. `configured`: kvm | tcg | auto;
+// auto tries, once per process: /dev/kvm can exist and still fail — QEMU dies at once ("failed
+// to set MSR" under a paravirtual KVM), or, on another such host, runs the firmware and the
+// bootloader and then hangs for good as the kernel starts. So the probe boots `kernel` (the
+// image's own, without an initramfs) and wants its panic at the missing root within 20 s;
+// without a kernel it can only see whether a guest keeps running.
 std::string resolveAccel(const std::string& qemu, const std::string& configured,
-                         const ExecContext& exec);
+                         const std::filesystem::path& kernel, const ExecContext& exec);
 
 struct VmOptions {
   std::string qemu = "qemu-system-x86_64";

@@ -12,6 +12,7 @@
 #include "agent-build/boot/image_facts.h"
 #include "agent-build/cli/commands.h"
 #include "agent-build/mount/namespaces.h"
+#include "agent-build/util/stop_signals.h"
 #include "common/log.h"
 #include "common/temp_dir.h"
 #include "common/yaml_reader.h"
@@ -41,17 +42,7 @@ int bootTestCommand(int argc, char** argv) {
   // whatever the boot starts (QEMU, nspawn, qemu-storage-daemon) dies with this process.
   enterPrivateMountNamespace();
   enterNewPidNamespace();
-  sigset_t signals;
-  sigemptyset(&signals);
-  for (int s : {SIGTERM, SIGINT, SIGHUP})
-    sigaddset(&signals, s);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  std::stop_source stop;
-  std::thread([signals, stop]() mutable {
-    int sig = 0;
-    while (sigwait(&signals, &sig) == 0)
-      stop.request_stop();
-  }).detach();
+  auto stop = stopOnTerminationSignals();
   log::init("imgpipe-agent-build", "info");
 
   BuildConfig config;

@@ -12,6 +12,7 @@
 #include "agent-build/runner/build_process.h"
 #include "agent-build/runner/work_dir.h"
 #include "agent-build/steps/step.h"
+#include "agent-build/util/stop_signals.h"
 #include "common/file_util.h"
 #include "common/hash.h"
 #include "common/log.h"
@@ -160,19 +161,7 @@ int buildOrPrepare(int argc, char** argv, bool baseOnly) {
     return app.exit(e) == 0 ? 0 : 2;
   }
 
-  // Signals are taken by a thread (blocked everywhere else), so a SIGTERM turns into a stop
-  // request that unwinds the build instead of killing this process under it.
-  sigset_t signals;
-  sigemptyset(&signals);
-  for (int s : {SIGTERM, SIGINT, SIGHUP})
-    sigaddset(&signals, s);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  std::stop_source stop;
-  std::thread([signals, stop]() mutable {
-    int sig = 0;
-    while (sigwait(&signals, &sig) == 0)
-      stop.request_stop();
-  }).detach();
+  auto stop = stopOnTerminationSignals();
 
   log::init("imgpipe-agent-build", "info");
   JobSpec job;

@@ -14,6 +14,7 @@
 #include "agent-build/runner/job_spec.h"
 #include "agent-build/runner/work_dir.h"
 #include "agent-build/steps/step.h"
+#include "agent-build/util/stop_signals.h"
 #include "common/agent/task_failure.h"
 #include "common/file_util.h"
 #include "common/log.h"
@@ -203,18 +204,9 @@ int runBuildChild() {
                 std::string(e.what()) + " (the build agent must run as root with CAP_SYS_ADMIN)");
   }
 
-  // SIGTERM/SIGINT/SIGHUP are blocked (enterNewPidNamespace); a thread takes them and asks the
-  // build to stop. Detached: it lives as long as the process.
-  std::stop_source stopSource;
-  std::thread([stopSource]() mutable {
-    sigset_t set;
-    sigemptyset(&set);
-    for (int s : {SIGTERM, SIGINT, SIGHUP})
-      sigaddset(&set, s);
-    int sig = 0;
-    while (sigwait(&set, &sig) == 0)
-      stopSource.request_stop();
-  }).detach();
+  // SIGTERM/SIGINT/SIGHUP are blocked already (enterNewPidNamespace); a thread takes them and
+  // asks the build to stop.
+  auto stopSource = stopOnTerminationSignals();
 
   std::optional<WorkDir> work;
   try {

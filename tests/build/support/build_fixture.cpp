@@ -1,6 +1,7 @@
 #include "tests/build/support/build_fixture.h"
 
 #include <sched.h>
+#include <tuple>
 #include <signal.h>
 #include <sys/mount.h>
 #include <unistd.h>
@@ -231,25 +232,7 @@ MountedImage::MountedImage(const fs::path& qcow2, const fs::path& scratch) {
   fs::create_directories(mnt_);
   checkCommand({"qemu-img", "convert", "-f", "qcow2", "-O", "raw", qcow2.string(), raw_.string()});
   diskSize_ = fs::file_size(raw_);
-  auto table = nlohmann::json::parse(checkCommand({"sfdisk", "--json", raw_.string()}));
-  for (const auto& p : table.at("partitiontable").at("partitions")) {
-    std::uint64_t start = p.at("start").get<std::uint64_t>() * 512,
-                  size = p.at("size").get<std::uint64_t>() * 512;
-    SubprocessOptions o;
-    o.argv = {"blkid",      "-p",
-              "-o",         "value",
-              "-s",         "LABEL",
-              "-O",         std::to_string(start),
-              "-S",         std::to_string(size),
-              raw_.string()};
-    o.captureStdout = true;
-    auto r = runCommand(o);
-    if (r.stdoutText.find("cloudimg-rootfs") != std::string::npos) {
-      start_ = start;
-      size_ = size;
-    }
-  }
-  if (size_ == 0) throw Error("no partition labelled cloudimg-rootfs in " + qcow2.string());
+  std::tie(start_, size_) = rootPartitionRange(raw_);
   checkCommand(
       {"mount", "-o",
        "ro,loop,noload,offset=" + std::to_string(start_) + ",sizelimit=" + std::to_string(size_),
