@@ -9,6 +9,7 @@
 #include <cerrno>
 
 #include "common/error.h"
+#include "common/fd_io.h"
 
 namespace imgpipe {
 
@@ -60,15 +61,9 @@ std::string readFileBeneath(const std::filesystem::path& root, std::string_view 
                 std::to_string(st.st_size) + " bytes, more than the limit of " +
                 std::to_string(maxBytes));
   std::string out(static_cast<std::size_t>(st.st_size), '\0');
-  std::size_t done = 0;
-  while (done < out.size()) {
-    ssize_t n = ::read(fd.get(), out.data() + done, out.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) throwErrno("cannot read '" + std::string(relative) + "' in " + root.string());
-    if (n == 0) break;
-    done += static_cast<std::size_t>(n);
-  }
-  out.resize(done);
+  const ssize_t done = readFully(fd.get(), out.data(), out.size());
+  if (done < 0) throwErrno("cannot read '" + std::string(relative) + "' in " + root.string());
+  out.resize(static_cast<std::size_t>(done));
   return out;
 }
 

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "common/fd_io.h"
 #include "common/units.h"
 #include "protocol/ids.h"
 
@@ -20,30 +21,16 @@ namespace fs = std::filesystem;
 namespace {
 
 void preadAll(int fd, std::byte* out, size_t n, std::uint64_t offset, const fs::path& path) {
-  size_t done = 0;
-  while (done < n) {
-    ssize_t r = ::pread(fd, out + done, n - done, static_cast<off_t>(offset + done));
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      throwErrno("cannot read " + path.string());
-    }
-    if (r == 0) throw Error("unexpected end of " + path.string());
-    done += static_cast<size_t>(r);
-  }
+  const ssize_t got = preadFully(fd, out, n, offset);
+  if (got < 0) throwErrno("cannot read " + path.string());
+  if (static_cast<size_t>(got) < n) throw Error("unexpected end of " + path.string());
 }
 
 void pwriteAll(int fd, const std::byte* data, size_t n, std::uint64_t offset,
                const fs::path& path) {
-  size_t done = 0;
-  while (done < n) {
-    ssize_t r = ::pwrite(fd, data + done, n - done, static_cast<off_t>(offset + done));
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      if (errno == ENOSPC) throw InsufficientSpace("disk full while writing " + path.string());
-      throwErrno("cannot write " + path.string());
-    }
-    done += static_cast<size_t>(r);
-  }
+  if (pwriteFully(fd, data, n, offset)) return;
+  if (errno == ENOSPC) throw InsufficientSpace("disk full while writing " + path.string());
+  throwErrno("cannot write " + path.string());
 }
 
 // Two manifests of the same bytes, chunked alike: what differs is only the description.
@@ -62,9 +49,7 @@ bool chunkMatches(const Manifest& m, std::uint32_t index, std::span<const std::b
 
 std::uint64_t allocatedBytes(const StoreDir& dir, const std::string& rel) {
   UniqueFd fd(dir.tryOpen(rel, O_PATH));
-  struct stat st {};
-  if (!fd || ::fstat(fd.get(), &st) != 0) return 0;
-  return static_cast<std::uint64_t>(st.st_blocks) * 512;
+  return fd ? imgpipe::allocatedBytes(fd.get()) : 0;
 }
 
 // The store's scratch space is <store>/tmp/<one directory per process>, each held under an

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "common/fd_io.h"
 #include "common/file_util.h"
 #include "common/hash.h"
 #include "common/temp_dir.h"
@@ -218,15 +219,9 @@ std::uint64_t getU64(const std::string& in, size_t pos) {
 
 // Random reads go around stdio: a seek would throw its 1 MiB buffer away every time.
 void readAt(FILE* f, std::uint8_t* buf, size_t n, std::uint64_t off, const fs::path& path) {
-  size_t done = 0;
-  while (done < n) {
-    ssize_t r = ::pread(::fileno(f), buf + done, n - done, static_cast<off_t>(off + done));
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0)
-      throw Error("cannot read " + std::to_string(n) + " bytes at " + std::to_string(off) + " of " +
-                  path.string());
-    done += static_cast<size_t>(r);
-  }
+  if (preadFully(::fileno(f), buf, n, off) != static_cast<ssize_t>(n))
+    throw Error("cannot read " + std::to_string(n) + " bytes at " + std::to_string(off) + " of " +
+                path.string());
 }
 
 void writeAll(FILE* f, const void* buf, size_t n, const fs::path& path) {

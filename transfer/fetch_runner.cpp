@@ -8,6 +8,7 @@
 #include "common/agent/task_failure.h"
 #include "common/file_util.h"
 #include "common/log.h"
+#include "common/rate_meter.h"
 #include "common/temp_dir.h"
 #include "common/units.h"
 #include "protocol/ids.h"
@@ -32,34 +33,23 @@ class WriterSink : public ChunkSink {
   Artifact::Writer& writer_;
 };
 
-// Rate and ETA for progress reports: an exponentially weighted rate over ~1 s samples.
+// Progress reports of a fetch: the rate starts over with each phase (manifest, signature, delta,
+// chunks).
 class ProgressMeter {
  public:
   FetchProgress sample(std::string phase, std::uint64_t done, std::uint64_t total,
                        std::uint32_t attempt, std::string state) {
-    const auto now = std::chrono::steady_clock::now();
     if (phase != phase_) {
       phase_ = phase;
-      rate_ = 0;
-      last_.reset();
+      rate_.reset();
     }
-    if (last_) {
-      const double dt = std::chrono::duration<double>(now - last_->first).count();
-      if (dt > 0.2) {
-        const double inst =
-            done >= last_->second ? static_cast<double>(done - last_->second) / dt : 0;
-        rate_ = rate_ == 0 ? inst : 0.7 * rate_ + 0.3 * inst;
-        last_ = {now, done};
-      }
-    } else {
-      last_ = {now, done};
-    }
+    rate_.sample(done, RateMeter::Clock::now());
     FetchProgress p;
     p.phase = std::move(phase);
     p.done = done;
     p.total = total;
-    p.rateBps = static_cast<std::uint64_t>(rate_);
-    p.etaS = rate_ > 1 && total > done ? static_cast<std::uint32_t>((total - done) / rate_) : 0;
+    p.rateBps = rate_.perSecond();
+    p.etaS = rate_.etaSeconds(done, total);
     p.attempt = attempt;
     p.state = std::move(state);
     return p;
@@ -67,8 +57,7 @@ class ProgressMeter {
 
  private:
   std::string phase_;
-  double rate_ = 0;
-  std::optional<std::pair<std::chrono::steady_clock::time_point, std::uint64_t>> last_;
+  RateMeter rate_;
 };
 
 std::string shortId(const std::string& id) {

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "common/fd_io.h"
 #include "common/hash.h"
 #include "common/unique_fd.h"
 #include "protocol/codec.h"
@@ -206,16 +207,9 @@ Manifest buildManifest(int fd, const std::filesystem::path& file, const Manifest
   Hasher whole256(HashAlgo::sha256), whole512(HashAlgo::sha512), chunk(HashAlgo::sha256);
   std::vector<std::byte> buf(options.chunkSize);
   for (;;) {
-    size_t filled = 0;
-    while (filled < buf.size()) {
-      ssize_t n = ::read(fd, buf.data() + filled, buf.size() - filled);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        throwErrno("cannot read " + file.string());
-      }
-      if (n == 0) break;
-      filled += static_cast<size_t>(n);
-    }
+    const ssize_t got = readFully(fd, buf.data(), buf.size());
+    if (got < 0) throwErrno("cannot read " + file.string());
+    const auto filled = static_cast<size_t>(got);
     if (filled == 0) break;
     std::span<const std::byte> part(buf.data(), filled);
     if (m.size == 0)

@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "common/error.h"
+#include "common/fd_io.h"
 
 namespace imgpipe::transfer {
 namespace fs = std::filesystem;
@@ -24,15 +25,7 @@ std::uint32_t be32(const std::uint8_t* p) {
 }
 
 bool preadExact(int fd, void* buf, size_t n, std::uint64_t off) {
-  size_t done = 0;
-  while (done < n) {
-    ssize_t r =
-        ::pread(fd, static_cast<char*>(buf) + done, n - done, static_cast<off_t>(off + done));
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return false;
-    done += static_cast<size_t>(r);
-  }
-  return true;
+  return preadFully(fd, buf, n, off) == static_cast<ssize_t>(n);
 }
 
 }  // namespace

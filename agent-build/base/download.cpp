@@ -7,11 +7,16 @@
 #include <mutex>
 #include <thread>
 
+#include "common/backoff.h"
 #include "common/error.h"
 #include "common/hash.h"
 
 namespace imgpipe::build {
 namespace {
+
+// Between attempts: 1 s, 2 s, 4 s ... 30 s.
+constexpr std::chrono::milliseconds kRetryFirst{1000};
+constexpr std::chrono::milliseconds kRetryMax{30000};
 
 namespace fs = std::filesystem;
 
@@ -101,6 +106,7 @@ void downloadFile(const std::string& url, const fs::path& dest, const DownloadOp
   partial += ".partial";
   const auto deadline = std::chrono::steady_clock::now() + options.timeout;
   std::string lastError;
+  Backoff backoff(kRetryFirst, kRetryMax);
   for (unsigned i = 0; i <= options.retries; ++i) {
     if (options.stop.stop_requested())
       throw Error("download of " + url + " stopped", ErrorKind::stopped);
@@ -142,8 +148,7 @@ void downloadFile(const std::string& url, const fs::path& dest, const DownloadOp
     }
     if (options.note)
       options.note("download attempt " + std::to_string(i + 1) + " failed: " + lastError);
-    auto backoff = std::chrono::seconds(std::min(30u, 1u << std::min(i, 5u)));
-    for (auto until = std::chrono::steady_clock::now() + backoff;
+    for (auto until = std::chrono::steady_clock::now() + backoff.next();
          std::chrono::steady_clock::now() < until;) {
       if (options.stop.stop_requested())
         throw Error("download of " + url + " stopped", ErrorKind::stopped);
@@ -158,6 +163,7 @@ std::string downloadText(const std::string& url, const DownloadOptions& options,
                          std::uint64_t maxBytes) {
   globalInit();
   std::string lastError;
+  Backoff backoff(kRetryFirst, kRetryMax);
   for (unsigned i = 0; i <= options.retries; ++i) {
     std::string body;
     Transfer t;
@@ -181,7 +187,7 @@ std::string downloadText(const std::string& url, const DownloadOptions& options,
       throw Error("download of " + url + " stopped", ErrorKind::stopped);
     if (code >= 400 && code < 500 && code != 408 && code != 429)
       throw Error("cannot download " + url + ": HTTP " + std::to_string(code));
-    std::this_thread::sleep_for(std::chrono::seconds(std::min(30u, 1u << std::min(i, 5u))));
+    std::this_thread::sleep_for(backoff.next());
   }
   throw Error("cannot download " + url + ": " + lastError);
 }

@@ -1,11 +1,14 @@
 #include "agent-build/disk/qemu_img.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 
 #include <nlohmann/json.hpp>
 #include <regex>
 
 #include "common/error.h"
+#include "common/fd_io.h"
+#include "common/unique_fd.h"
 
 namespace imgpipe::build {
 
@@ -57,9 +60,9 @@ void qemuImgConvert(const ExecContext& ctx, const ConvertOptions& o,
 }
 
 std::uint64_t allocatedBytes(const std::filesystem::path& file) {
-  struct stat st {};
-  if (::stat(file.c_str(), &st) != 0) throwErrno("cannot stat " + file.string());
-  return static_cast<std::uint64_t>(st.st_blocks) * 512;
+  UniqueFd fd(::open(file.c_str(), O_PATH | O_CLOEXEC));
+  if (!fd) throwErrno("cannot stat " + file.string());
+  return imgpipe::allocatedBytes(fd.get());
 }
 
 }  // namespace imgpipe::build

@@ -37,7 +37,7 @@ void BuildLog::setStep(std::string step) {
   std::lock_guard lock(mutex_);
   step_ = std::move(step);
   lastProgress_ = {};
-  progressStart_ = {};
+  rate_.reset();
 }
 
 std::string BuildLog::step() const {
@@ -76,19 +76,13 @@ void BuildLog::progress(std::uint64_t done, std::uint64_t total, const std::stri
   std::uint64_t rate = 0, eta = 0;
   {
     std::lock_guard lock(mutex_);
-    if (progressStart_ == std::chrono::steady_clock::time_point{}) {
-      progressStart_ = now;
-      progressStartDone_ = done;
-    }
+    rate_.sample(done, now);
     const bool final = total > 0 && done >= total;
     if (!final && now - lastProgress_ < std::chrono::milliseconds(500)) return;
     lastProgress_ = now;
     step = step_;
-    double secs = std::chrono::duration<double>(now - progressStart_).count();
-    if (secs > 0.5 && done > progressStartDone_) {
-      rate = static_cast<std::uint64_t>(static_cast<double>(done - progressStartDone_) / secs);
-      if (rate > 0 && total > done) eta = (total - done) / rate;
-    }
+    rate = rate_.perSecond();
+    eta = rate_.etaSeconds(done, total);
   }
   events_.emit({{"event", "progress"},
                 {"step", step},

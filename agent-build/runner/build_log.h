@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "agent-build/runner/events.h"
+#include "common/rate_meter.h"
 
 namespace imgpipe::build {
 
@@ -49,8 +50,7 @@ class BuildLog {
   mutable std::mutex mutex_;
   std::string step_;
   std::chrono::steady_clock::time_point lastProgress_{};
-  std::chrono::steady_clock::time_point progressStart_{};
-  std::uint64_t progressStartDone_ = 0;
+  RateMeter rate_;  // of the current step's progress
 };
 
 }  // namespace imgpipe::build

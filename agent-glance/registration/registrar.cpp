@@ -11,8 +11,10 @@
 
 #include "agent-glance/qcow2_check.h"
 #include "agent-glance/registration/image_id.h"
+#include "common/backoff.h"
 #include "common/hash.h"
 #include "common/log.h"
+#include "common/rate_meter.h"
 #include "common/unique_fd.h"
 #include "common/units.h"
 
@@ -64,6 +66,7 @@ class ProgressMeter {
   void update(std::uint64_t done, std::uint64_t total, bool force = false) {
     if (!observer_.progress) return;
     auto now = Clock::now();
+    rate_.sample(done, now);
     if (!force && now - last_ < kProgressInterval) return;
     last_ = now;
     agent::ProgressInfo p;
@@ -72,10 +75,8 @@ class ProgressMeter {
     p.total = total;
     p.retries = retries_;
     p.state = state_;
-    auto elapsedMs = std::chrono::duration_cast<milliseconds>(now - start_).count();
-    if (elapsedMs > 0) p.rateBps = done * 1000 / static_cast<std::uint64_t>(elapsedMs);
-    if (p.rateBps > 0 && total > done)
-      p.etaS = static_cast<std::uint32_t>((total - done) / p.rateBps);
+    p.rateBps = rate_.perSecond();
+    p.etaS = rate_.etaSeconds(done, total);
     observer_.progress(p);
   }
 
@@ -83,7 +84,7 @@ class ProgressMeter {
   const RegistrationObserver& observer_;
   unsigned retries_;
   std::string state_;
-  Clock::time_point start_ = Clock::now();
+  RateMeter rate_;
   Clock::time_point last_{};
 };
 
@@ -504,12 +505,13 @@ RegistrationResult Registrar::run(const RegistrationRequest& request, std::stop_
   if (observer_.checkpoint) observer_.checkpoint("verified");
 
   const auto start = Clock::now();
-  milliseconds delay = config_.retry.initial;
+  Backoff backoff(config_.retry.initial, config_.retry.max);
   for (unsigned attempt = 1;; ++attempt) {
     try {
       return attemptOnce(request, attempt, stop);
     } catch (const std::exception& e) {
       if (kindOf(e) != ErrorKind::transient) throw;
+      const auto delay = backoff.next();
       const auto elapsed = Clock::now() - start;
       const bool outOfAttempts =
           config_.retry.maxAttempts != 0 && attempt >= config_.retry.maxAttempts;
@@ -523,7 +525,6 @@ RegistrationResult Registrar::run(const RegistrationRequest& request, std::stop_
       if (observer_.progress)
         observer_.progress({.step = kStep, .retries = attempt, .state = "retrying"});
       if (!sleepFor(delay, stop)) throw Error("stopped while waiting to retry", ErrorKind::stopped);
-      delay = std::min(delay * 2, config_.retry.max);
     }
   }
 }

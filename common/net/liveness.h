@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <chrono>
 
+#include "common/backoff.h"
+
 namespace imgpipe::net {
 
 using Clock = std::chrono::steady_clock;
@@ -36,19 +38,6 @@ class PeerLiveness {
   Clock::time_point lastSent_;
 };
 
-// 1 s, 2 s, 4 s ... capped; reset() after a successful exchange.
-class Backoff {
- public:
-  Backoff(milliseconds initial, milliseconds max) : initial_(initial), max_(max), next_(initial) {}
-  milliseconds next() {
-    auto current = next_;
-    next_ = std::min(max_, next_ * 2);
-    return current;
-  }
-  void reset() { next_ = initial_; }
-
- private:
-  milliseconds initial_, max_, next_;
-};
+using imgpipe::Backoff;  // the reconnect backoff is the one in common/backoff.h
 
 }  // namespace imgpipe::net
