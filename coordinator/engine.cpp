@@ -12,7 +12,12 @@
 namespace imgpipe::coord {
 
 Engine::Engine(Store& store, net::AuthorizedKeysFile& keys, EngineOptions options, Outbound& out)
-    : store_(store), keys_(keys), options_(std::move(options)), out_(out) {
+    : store_(store),
+      keys_(keys),
+      options_(std::move(options)),
+      out_(out),
+      startedAt_(now()),
+      lastFlush_(startedAt_) {
   // Agents seen before are known but offline until they say hello; the grace period of a
   // build they were running counts from now.
   for (const auto& row : store_.loadAgents()) {
@@ -94,7 +99,7 @@ Job* Engine::activeJob(std::int64_t id) {
 void Engine::sendTo(AgentLive& agent, zmq::message_t frame) {
   if (!agent.online) return;
   reply(agent.routingId, std::move(frame));
-  agent.lastSent = Clock::now();
+  agent.lastSent = now();
 }
 
 void Engine::refuse(const std::string& routingId, const std::string& reason) {
@@ -166,7 +171,7 @@ void Engine::dispatch(const std::string& routingId, const net::PeerIdentity& who
     reply(routingId, b.frame());
     return;
   }
-  agent->lastHeard = Clock::now();
+  agent->lastHeard = now();
   if (badIds) {
     onInvalidIds(*agent, env, *badIds);
     return;
@@ -214,8 +219,8 @@ void Engine::onHello(const std::string& routingId, const net::PeerIdentity& who,
   a.routingId = routingId;
   a.key = who.key;
   a.online = true;
-  a.lastHeard = Clock::now();
-  a.lastSeenMs = agent::wallClockMs();
+  a.lastHeard = now();
+  a.lastSeenMs = nowMs();
   store_.saveAgent({a.name, a.role, a.version, a.dataEndpoint, a.labels, a.capacity, a.lastSeenMs});
   spdlog::info("agent {} ({}) {} from {} (capacity {}, {} active tasks)", a.name, a.role,
                wasOnline ? "re-registered" : "registered",
@@ -294,7 +299,7 @@ void Engine::onHello(const std::string& routingId, const net::PeerIdentity& who,
 void Engine::markLost(AgentLive& a, const std::string& why) {
   if (!a.online) return;
   a.online = false;
-  a.lostAt = Clock::now();
+  a.lostAt = now();
   spdlog::warn("agent {} lost: {}", a.name, why);
   for (const auto& taskId : a.tasks) {
     auto it = tasks_.find(taskId);
@@ -315,15 +320,16 @@ void Engine::markLost(AgentLive& a, const std::string& why) {
 
 void Engine::tick() {
   enforceKeys();
-  const auto now = Clock::now();
+  const auto at = now();
   for (auto& [name, a] : agents_) {
-    if (a.online && now - a.lastHeard > options_.heartbeat.deadAfter()) {
-      markLost(a, "silent for " +
-                      std::to_string(
-                          std::chrono::duration_cast<std::chrono::milliseconds>(now - a.lastHeard)
-                              .count()) +
-                      " ms");
-    } else if (a.online && now - a.lastSent >= options_.heartbeat.interval) {
+    if (a.online && at - a.lastHeard > options_.heartbeat.deadAfter()) {
+      markLost(
+          a,
+          "silent for " +
+              std::to_string(
+                  std::chrono::duration_cast<std::chrono::milliseconds>(at - a.lastHeard).count()) +
+              " ms");
+    } else if (a.online && at - a.lastSent >= options_.heartbeat.interval) {
       proto::EnvelopeBuilder b;
       b.body().setHeartbeat();
       sendTo(a, b.frame());
@@ -331,12 +337,12 @@ void Engine::tick() {
   }
   // Builds whose agent stayed away longer than the grace period go back to the queue; the
   // agent fences itself after fence_after (>= grace) so the job never runs twice.
-  const auto nowMs = agent::wallClockMs();
+  const auto wallNow = nowMs();
   for (auto& [id, job] : active_) {
     for (auto& s : job.steps) {
       if (s.state == StepState::waiting && s.kind == StepKind::build) {
         auto* a = agentNamed(s.agent);
-        if (!a || (!a->online && now - a->lostAt > options_.buildGrace)) {
+        if (!a || (!a->online && at - a->lostAt > options_.buildGrace)) {
           if (a) a->tasks.erase(s.taskId);
           tasks_.erase(s.taskId);
           requeueBuild(job, s,
@@ -344,7 +350,7 @@ void Engine::tick() {
                            std::to_string(options_.buildGrace.count() / 1000) + " s");
         }
       }
-      if (s.state == StepState::pending && s.notBeforeMs != 0 && s.notBeforeMs <= nowMs) {
+      if (s.state == StepState::pending && s.notBeforeMs != 0 && s.notBeforeMs <= wallNow) {
         s.notBeforeMs = 0;
         if (s.kind == StepKind::build) enqueue(job);
       }
@@ -352,7 +358,7 @@ void Engine::tick() {
     advance(job);
   }
   schedule();
-  if (now - lastFlush_ >= std::chrono::seconds(2)) flushProgress();
+  if (at - lastFlush_ >= std::chrono::seconds(2)) flushProgress();
   // Jobs that ended leave memory; their rows stay in the database.
   std::erase_if(active_, [&](const auto& kv) {
     return isTerminal(kv.second.state) && !watchers_.count(kv.first);

@@ -10,6 +10,7 @@
 #include <vector>
 #include <zmq.hpp>
 
+#include "common/agent/wire.h"
 #include "common/net/authorized_keys.h"
 #include "common/net/liveness.h"
 #include "common/net/zap_handler.h"
@@ -30,7 +31,18 @@ class Outbound {
   virtual bool send(const std::string& routingId, zmq::message_t frame) = 0;
 };
 
+// Time as the engine sees it: steady time for liveness and grace periods, wall time for what it
+// stores and shows (and the versions it derives). The server passes the system's clocks; tests
+// pass their own and move them.
+struct EngineClock {
+  std::function<std::chrono::steady_clock::time_point()> steady = [] {
+    return std::chrono::steady_clock::now();
+  };
+  std::function<std::int64_t()> wallMs = [] { return agent::wallClockMs(); };
+};
+
 struct EngineOptions {
+  EngineClock clock;
   net::HeartbeatPolicy heartbeat;
   std::chrono::milliseconds buildGrace{60'000};
   unsigned maxAttempts = 3;
@@ -151,7 +163,9 @@ class Engine {
   EngineOptions options_;
   Outbound& out_;
   EngineCounters counters_;
-  Clock::time_point startedAt_ = Clock::now();
+  Clock::time_point now() const { return options_.clock.steady(); }
+  std::int64_t nowMs() const { return options_.clock.wallMs(); }
+  Clock::time_point startedAt_;
   std::uint64_t keysGeneration_ = 0;  // of keys_, when sessions were last checked against it
 
   std::map<std::string, AgentLive> agents_;
@@ -162,7 +176,7 @@ class Engine {
   std::map<std::vector<std::string>, Lane> lanes_;
   std::map<std::string, std::pair<std::int64_t, int>> tasks_;  // task id -> (job, step)
   std::set<std::pair<std::int64_t, int>> dirtyProgress_;       // steps whose progress is unsaved
-  Clock::time_point lastFlush_ = Clock::now();
+  Clock::time_point lastFlush_;
   std::map<std::int64_t, std::set<std::string>> watchers_;  // job -> routing ids
   std::set<std::int64_t> changed_;                          // jobs to push to watchers
   std::vector<std::pair<std::string, double>> stepDurations_;

@@ -27,7 +27,7 @@ agent::LogLevel levelOf(proto::LogLevel l) {
 
 void Engine::event(Job& job, agent::LogLevel level, const std::string& step,
                    const std::string& agentName, const std::string& message, std::int64_t timeMs) {
-  JobEventRow e{0, timeMs ? timeMs : agent::wallClockMs(), level, step, agentName, message};
+  JobEventRow e{0, timeMs ? timeMs : nowMs(), level, step, agentName, message};
   store_.appendEvent(job.id, e);
   auto log = log::forJob(job.idText(), step);
   log->log(level == agent::LogLevel::error  ? spdlog::level::err
@@ -38,7 +38,7 @@ void Engine::event(Job& job, agent::LogLevel level, const std::string& step,
 }
 
 void Engine::touched(Job& job) {
-  job.updatedMs = agent::wallClockMs();
+  job.updatedMs = nowMs();
   changed_.insert(job.id);
 }
 
@@ -52,7 +52,7 @@ void Engine::persist(Job& job, Step* step) {
 }
 
 void Engine::flushProgress() {
-  lastFlush_ = Clock::now();
+  lastFlush_ = now();
   if (dirtyProgress_.empty()) return;
   Transaction tx(store_.db());
   for (const auto& [jobId, index] : dirtyProgress_)
@@ -164,7 +164,7 @@ std::string checksJson(capnp::List<proto::CheckResult>::Reader checks) {
 
 void Engine::onTaskCompleted(Job& job, Step& step, proto::TaskResult::Reader r) {
   step.state = StepState::done;
-  step.finishedMs = agent::wallClockMs();
+  step.finishedMs = nowMs();
   step.detail.clear();
   step.error.clear();
   if (step.total > 0) step.done = step.total;
@@ -224,7 +224,7 @@ void Engine::onTaskFailed(Job& job, Step& step, proto::TaskFailure::Reader f) {
     return;
   }
   step.state = StepState::failed;
-  step.finishedMs = agent::wallClockMs();
+  step.finishedMs = nowMs();
   persist(job, &step);
   failJob(job, step.name + " failed: " + msg);
 }
@@ -233,7 +233,7 @@ void Engine::retryLater(Job& job, Step& step, const std::string& why) {
   auto delay = options_.retryDelay *
                (1 << std::min<std::uint32_t>(step.attempt > 0 ? step.attempt - 1 : 0, 6));
   step.state = StepState::pending;
-  step.notBeforeMs = agent::wallClockMs() + delay.count();
+  step.notBeforeMs = nowMs() + delay.count();
   step.detail = "retrying in " + std::to_string(delay.count() / 1000) + " s";
   if (step.kind == StepKind::build) step.agent.clear();
   persist(job, &step);
@@ -284,7 +284,7 @@ void Engine::cancelRunningSteps(Job& job, const std::string& reason) {
       }
       tasks_.erase(s.taskId);
       s.state = StepState::cancelled;
-      s.finishedMs = agent::wallClockMs();
+      s.finishedMs = nowMs();
       store_.updateStep(job.id, s);
     } else if (s.state == StepState::pending) {
       s.state = StepState::cancelled;
@@ -344,15 +344,18 @@ void Engine::advance(Job& job) {
       planDelivery(job);
       if (isTerminal(job.state)) return;
     }
-    const auto nowMs = agent::wallClockMs();
+    // planDelivery grew job.steps: `build` may point into the old storage.
+    const std::string buildAgent = job.steps[0].agent;
+    const auto wallNow = nowMs();
     bool transferring = false, registering = false;
     for (auto& s : job.steps) {
       if (s.kind == StepKind::fetch && s.state != StepState::done) transferring = true;
       if (s.kind == StepKind::register_ && s.state != StepState::done) registering = true;
-      if (s.state != StepState::pending || (s.notBeforeMs != 0 && s.notBeforeMs > nowMs)) continue;
+      if (s.state != StepState::pending || (s.notBeforeMs != 0 && s.notBeforeMs > wallNow))
+        continue;
       if (s.kind == StepKind::fetch) {
         // Cut-through: a hop may start as soon as its upstream has started receiving.
-        bool upstreamReady = s.upstream == build.agent;
+        bool upstreamReady = s.upstream == buildAgent;
         for (const auto& u : job.steps)
           if (u.kind == StepKind::fetch && u.agent == s.upstream &&
               (u.state == StepState::running || u.state == StepState::done ||
@@ -364,7 +367,7 @@ void Engine::advance(Job& job) {
         for (const auto& u : job.steps)
           if (u.kind == StepKind::fetch && u.agent == s.agent && u.state == StepState::done)
             delivered = true;
-        if (s.agent == build.agent) delivered = true;
+        if (s.agent == buildAgent) delivered = true;
         if (delivered) startRegister(job, s);
       }
     }
@@ -387,7 +390,7 @@ void Engine::sendTask(Job& job, Step& step, AgentLive& agent) {
   ++step.attempt;
   step.taskId = taskIdFor(job, step);
   step.state = StepState::running;
-  step.startedMs = agent::wallClockMs();
+  step.startedMs = nowMs();
   step.finishedMs = 0;
   step.detail.clear();
   step.error.clear();
@@ -539,7 +542,7 @@ void Engine::schedule() {
         c.agents.push_back(a);
     if (!c.agents.empty()) candidates.push_back(std::move(c));
   }
-  const auto nowMs = agent::wallClockMs();
+  const auto wallNow = nowMs();
   for (;;) {
     // The best head over all lanes that have an agent: highest priority, then oldest.
     Candidate* best = nullptr;
@@ -547,7 +550,7 @@ void Engine::schedule() {
       while (!c.lane->empty()) {
         Job* job = activeJob(std::get<1>(*c.lane->begin()));
         if (job && !job->steps.empty() && job->steps[0].state == StepState::pending &&
-            job->steps[0].notBeforeMs <= nowMs)
+            job->steps[0].notBeforeMs <= wallNow)
           break;
         c.lane->erase(
             c.lane->begin());  // ended, started, or waiting out a retry delay (re-queued by tick)

@@ -87,7 +87,8 @@ void Engine::onRequest(const std::string& routingId, const net::PeerIdentity& wh
         // Glance. A derived one is unique per image: two submits in one second get -2, -3, ...
         job.imageVersion = nv.second;
         if (job.imageVersion.empty()) {
-          const std::string derived = definition::deriveVersion(std::chrono::system_clock::now());
+          const std::string derived = definition::deriveVersion(
+              std::chrono::system_clock::time_point(std::chrono::milliseconds(nowMs())));
           job.imageVersion = derived;
           for (int n = 2; store_.versionTaken(job.imageName, job.imageVersion); ++n)
             job.imageVersion = derived + "-" + std::to_string(n);
@@ -122,7 +123,7 @@ void Engine::onRequest(const std::string& routingId, const net::PeerIdentity& wh
                "unknown target " + unknown + "; known sites: " + (known.empty() ? "none" : known));
           break;
         }
-        job.createdMs = job.updatedMs = agent::wallClockMs();
+        job.createdMs = job.updatedMs = nowMs();
         Step build;
         build.index = 0;
         build.kind = StepKind::build;

@@ -119,7 +119,7 @@ void Engine::onInvalidIds(AgentLive& agent, proto::Envelope::Reader env,
     sendTo(agent, b.frame());
   }
   step->state = StepState::failed;
-  step->finishedMs = agent::wallClockMs();
+  step->finishedMs = nowMs();
   step->error = "refused what " + agent.name + " reported: " + problem;
   persist(*job, step);
   event(*job, agent::LogLevel::error, step->name, agent.name, step->error);
