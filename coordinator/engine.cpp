@@ -99,7 +99,7 @@ Job* Engine::activeJob(std::int64_t id) {
 void Engine::sendTo(AgentLive& agent, zmq::message_t frame) {
   if (!agent.online) return;
   reply(agent.routingId, std::move(frame));
-  agent.lastSent = now();
+  agent.liveness.sent(now());
 }
 
 void Engine::refuse(const std::string& routingId, const std::string& reason) {
@@ -171,7 +171,7 @@ void Engine::dispatch(const std::string& routingId, const net::PeerIdentity& who
     reply(routingId, b.frame());
     return;
   }
-  agent->lastHeard = now();
+  agent->liveness.heard(now());
   if (badIds) {
     onInvalidIds(*agent, env, *badIds);
     return;
@@ -219,7 +219,7 @@ void Engine::onHello(const std::string& routingId, const net::PeerIdentity& who,
   a.routingId = routingId;
   a.key = who.key;
   a.online = true;
-  a.lastHeard = now();
+  a.liveness = net::PeerLiveness(options_.heartbeat, now());
   a.lastSeenMs = nowMs();
   store_.saveAgent({a.name, a.role, a.version, a.dataEndpoint, a.labels, a.capacity, a.lastSeenMs});
   spdlog::info("agent {} ({}) {} from {} (capacity {}, {} active tasks)", a.name, a.role,
@@ -322,14 +322,9 @@ void Engine::tick() {
   enforceKeys();
   const auto at = now();
   for (auto& [name, a] : agents_) {
-    if (a.online && at - a.lastHeard > options_.heartbeat.deadAfter()) {
-      markLost(
-          a,
-          "silent for " +
-              std::to_string(
-                  std::chrono::duration_cast<std::chrono::milliseconds>(at - a.lastHeard).count()) +
-              " ms");
-    } else if (a.online && at - a.lastSent >= options_.heartbeat.interval) {
+    if (a.online && a.liveness.expired(at)) {
+      markLost(a, "silent for " + std::to_string(a.liveness.silentFor(at).count()) + " ms");
+    } else if (a.online && a.liveness.heartbeatDue(at)) {
       proto::EnvelopeBuilder b;
       b.body().setHeartbeat();
       sendTo(a, b.frame());

@@ -101,7 +101,8 @@ class Engine {
     std::string routingId;
     std::string key;  // the key this session was opened with
     bool online = false;
-    Clock::time_point lastHeard{}, lostAt{}, lastSent{};
+    net::PeerLiveness liveness{net::HeartbeatPolicy{}, Clock::time_point{}};
+    Clock::time_point lostAt{};
     std::int64_t lastSeenMs = 0;
     std::set<std::string> tasks;  // task ids the coordinator believes run there
   };

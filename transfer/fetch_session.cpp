@@ -12,8 +12,7 @@ using Body = proto::TransferMessage::Body;
 
 void Conversation::connected(TimePoint now) {
   connected_ = true;
-  lastHeard_ = now;
-  lastPing_ = now;
+  peer_.restart(now);
   authFailingSince_.reset();
   state_.clear();
   if (!finished_ && !failed()) onConnected(now);
@@ -52,7 +51,7 @@ void Conversation::checkAuthFailures(TimePoint now) {
 
 void Conversation::received(proto::TransferMessage::Reader message,
                             std::span<const std::byte> payload, TimePoint now) {
-  lastHeard_ = now;
+  peer_.heard(now);
   if (finished_ || failed()) return;
   if (message.getBody().which() == Body::PONG) return;
   onMessage(message, payload, now);
@@ -68,7 +67,7 @@ void Conversation::tick(TimePoint now) {
   if (finished_ || failed()) return;
   if (!connected_) checkAuthFailures(now);
   if (connected_) {
-    if (now - lastHeard_ > liveness_.deadAfter) {
+    if (peer_.expired(now)) {
       // Heartbeats should have caught a dead link; this catches a live link to a stuck peer.
       reconnect_ = true;
       connected_ = false;
@@ -76,8 +75,8 @@ void Conversation::tick(TimePoint now) {
       onDisconnected(now);
       return;
     }
-    if (now - lastPing_ >= liveness_.pingInterval) {
-      lastPing_ = now;
+    if (peer_.heartbeatDue(now)) {
+      peer_.sent(now);
       wire::Message m;
       m.body().setPing(++pingNonce_);
       send(m);

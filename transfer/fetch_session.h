@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "common/net/liveness.h"
 #include "transfer/credit_window.h"
 #include "transfer/manifest.h"
 #include "transfer/transfer_wire.h"
@@ -46,7 +47,8 @@ struct OutFrame {
 // "stalled / retrying / waiting for upstream" state shown to operators, and the outbox.
 class Conversation {
  public:
-  explicit Conversation(LivenessOptions options) : liveness_(options) {}
+  explicit Conversation(LivenessOptions options)
+      : liveness_(options), peer_(options.pingInterval, options.deadAfter, TimePoint{}) {}
   virtual ~Conversation() = default;
   Conversation(const Conversation&) = delete;
   Conversation& operator=(const Conversation&) = delete;
@@ -87,7 +89,7 @@ class Conversation {
   void finish() { finished_ = true; }
   void fail(std::string why, ErrorKind kind = ErrorKind::failed);
   void setState(std::string state) { state_ = std::move(state); }
-  TimePoint lastHeard() const { return lastHeard_; }
+  TimePoint lastHeard() const { return peer_.lastHeard(); }
   void checkAuthFailures(TimePoint now);
   const LivenessOptions& liveness() const { return liveness_; }
 
@@ -100,8 +102,7 @@ class Conversation {
   bool violated_ = false;
   std::string error_;
   std::string state_ = "retrying";  // until the first connection
-  TimePoint lastHeard_{};
-  TimePoint lastPing_{};
+  net::PeerLiveness peer_;          // pings sent, anything heard
   std::uint64_t pingNonce_ = 0;
   std::optional<TimePoint> authFailingSince_;
   TimePoint lastAuthFailure_{};

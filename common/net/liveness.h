@@ -21,19 +21,29 @@ struct HeartbeatPolicy {
   milliseconds deadAfter() const { return interval * liveness; }
 };
 
+// Whether a peer is alive and when to show it we are: the one liveness of every conversation
+// (an agent and its coordinator, both ways; a fetcher and its upstream). Anything heard counts,
+// not just heartbeats: a peer that is sending data is alive. Value type.
 class PeerLiveness {
  public:
+  PeerLiveness(milliseconds interval, milliseconds deadAfter, Clock::time_point now)
+      : interval_(interval), deadAfter_(deadAfter), lastHeard_(now), lastSent_(now) {}
   explicit PeerLiveness(HeartbeatPolicy policy, Clock::time_point now = Clock::now())
-      : policy_(policy), lastHeard_(now), lastSent_(now) {}
+      : PeerLiveness(policy.interval, policy.deadAfter(), now) {}
 
+  // Starts over (a new connection): as if heard from and sent to just now.
+  void restart(Clock::time_point now) { lastHeard_ = lastSent_ = now; }
   void heard(Clock::time_point now) { lastHeard_ = now; }
   void sent(Clock::time_point now) { lastSent_ = now; }
-  bool expired(Clock::time_point now) const { return now - lastHeard_ > policy_.deadAfter(); }
-  bool heartbeatDue(Clock::time_point now) const { return now - lastSent_ >= policy_.interval; }
+  bool expired(Clock::time_point now) const { return now - lastHeard_ > deadAfter_; }
+  bool heartbeatDue(Clock::time_point now) const { return now - lastSent_ >= interval_; }
   Clock::time_point lastHeard() const { return lastHeard_; }
+  milliseconds silentFor(Clock::time_point now) const {
+    return std::chrono::duration_cast<milliseconds>(now - lastHeard_);
+  }
 
  private:
-  HeartbeatPolicy policy_;
+  milliseconds interval_, deadAfter_;
   Clock::time_point lastHeard_;
   Clock::time_point lastSent_;
 };
