@@ -236,7 +236,7 @@ std::string summarize(const ImageDefinition& def) {
     o << buf << text << "\n";
   };
   o << def.name << "  version "
-    << (def.version.empty() ? "derived at build time (UTC, YYYY.MM.DD-HHMMSS)" : def.version)
+    << (def.version.empty() ? "fixed when the job is submitted (UTC, YYYY.MM.DD-HHMMSS)" : def.version)
     << "\n";
   if (!def.description.empty()) row("description", def.description);
 

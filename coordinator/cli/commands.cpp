@@ -1,6 +1,7 @@
 #include "coordinator/cli/commands.h"
 
 #include <unistd.h>
+#include <yaml-cpp/yaml.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -15,6 +16,7 @@
 #include "coordinator/definition_check.h"
 #include "definition/bundle.h"
 #include "definition/definition_json.h"
+#include "definition/images_yaml.h"
 #include "definition/parse_definition.h"
 
 namespace imgpipe::cli {
@@ -352,6 +354,57 @@ int cmdAgents(const GlobalOptions& g) {
     printJsonArray(agents);
   else
     printAgents(std::cout, agents);
+  return kOk;
+}
+
+}  // namespace imgpipe::cli
+
+namespace imgpipe::cli {
+
+int cmdImportImagesYaml(const std::string& file, const std::string& base,
+                        const std::string& baseSha256, const std::string& outDir, bool force,
+                        bool json) {
+  YAML::Emitter base_;
+  base_ << YAML::Flow << YAML::BeginMap;
+  if (base.rfind("debootstrap:", 0) == 0) {
+    base_ << YAML::Key << "debootstrap" << YAML::Value << YAML::BeginMap << YAML::Key << "suite"
+          << YAML::Value << base.substr(12) << YAML::EndMap;
+  } else if (base.rfind("https://", 0) == 0 || base.rfind("http://", 0) == 0) {
+    if (baseSha256.empty())
+      throw CliError(kUsage, "--base " + base + " is a URL: give its SHA-256 with --base-sha256");
+    base_ << YAML::Key << "url" << YAML::Value << base << YAML::Key << "sha256" << YAML::Value
+          << baseSha256;
+  } else {
+    base_ << YAML::Key << "path" << YAML::Value << base;
+  }
+  base_ << YAML::EndMap;
+  const std::string baseYaml = base_.c_str();
+  const auto images = definition::importImagesYaml(
+      readFile(file), std::filesystem::path(file).filename(), baseYaml);
+  const std::filesystem::path out =
+      outDir.empty() ? std::filesystem::path(file).parent_path() : std::filesystem::path(outDir);
+  for (const auto& img : images) {
+    const auto target = out / (img.name + ".yaml");
+    if (std::filesystem::exists(target) && !force)
+      throw CliError(kUsage, target.string() + " exists; pass --force to replace it");
+  }
+  nlohmann::json report = nlohmann::json::array();
+  for (const auto& img : images) {
+    const auto target = out / (img.name + ".yaml");
+    writeFileAtomic(target, img.definitionYaml);
+    report.push_back({{"image", img.name},
+                      {"definition", target.string()},
+                      {"mapped", img.mapped},
+                      {"reported", img.reported}});
+    if (!json) {
+      std::cout << img.name << " -> " << target.string() << "\n";
+      for (const auto& m : img.mapped)
+        std::cout << "  mapped    " << m << "\n";
+      for (const auto& r : img.reported)
+        std::cout << "  not used  " << r << "\n";
+    }
+  }
+  if (json) std::cout << report.dump() << "\n";
   return kOk;
 }
 

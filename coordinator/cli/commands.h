@@ -29,6 +29,12 @@ Connection resolveConnection(const GlobalOptions& g);
 
 int cmdKeygen(const std::string& name, const std::string& dir, bool json);
 int cmdValidate(const std::string& file, bool json);
+// Writes one definition per entry of a Packer-style .images.yaml into `outDir` (never over an
+// existing file unless `force`), and says what it mapped and what has no meaning here. `base`:
+// a path, an https:// URL (with `baseSha256`) or debootstrap:SUITE.
+int cmdImportImagesYaml(const std::string& file, const std::string& base,
+                        const std::string& baseSha256, const std::string& outDir, bool force,
+                        bool json);
 int cmdSubmit(const GlobalOptions& g, const std::string& file,
               const std::vector<std::string>& targets, int priority,
               const std::vector<std::string>& labels, bool wait);

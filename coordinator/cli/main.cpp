@@ -39,6 +39,19 @@ int main(int argc, char** argv) {
   keygen->add_option("--dir", dir, "directory")->capture_default_str();
   auto* validate = app.add_subcommand("validate", "check an image definition without building");
   validate->add_option("file", file)->required();
+  std::string importBase, importSha256, importOut;
+  bool importForce = false;
+  auto* importImages =
+      app.add_subcommand("import-images-yaml",
+                         "turn each entry of a Packer-style .images.yaml into an image definition");
+  importImages->add_option("file", file)->required();
+  importImages
+      ->add_option("--base", importBase,
+                   "the base of every definition: a path, an https:// URL or debootstrap:SUITE")
+      ->required();
+  importImages->add_option("--base-sha256", importSha256, "the SHA-256 of a URL base");
+  importImages->add_option("--out", importOut, "where to write NAME.yaml (default: beside FILE)");
+  importImages->add_flag("--force", importForce, "replace definitions that exist");
   auto* submit = app.add_subcommand("submit", "submit an image definition as a new job");
   submit->add_option("file", file)->required();
   submit->add_option("-t,--target", targets, "site or controller to deliver to (repeatable)");
@@ -79,6 +92,8 @@ int main(int argc, char** argv) {
   try {
     if (keygen->parsed()) return cmdKeygen(name, dir, g.json);
     if (validate->parsed()) return cmdValidate(file, g.json);
+    if (importImages->parsed())
+      return cmdImportImagesYaml(file, importBase, importSha256, importOut, importForce, g.json);
     if (submit->parsed()) return cmdSubmit(g, file, targets, priority, labels, wait);
     if (list->parsed()) return cmdList(g, states, limit);
     if (show->parsed()) return cmdShow(g, job);

@@ -65,3 +65,28 @@ TEST(Validate, RefusesEveryReservedGlanceName) {
     }
   }
 }
+
+// `imgpipe import-images-yaml`, the real binary: one definition per entry beside the file, each
+// valid for `imgpipe validate`; what has no meaning here is said; nothing is overwritten unasked.
+TEST(ImportImagesYaml, WritesValidDefinitionsAndReportsTheRest) {
+  TempDir dir;
+  std::ofstream(dir.path() / ".images.yaml")
+      << "svc:\n  metadata: {os_distro: ubuntu2404, hw_qemu_guest_agent: 'yes'}\n"
+         "  build_override: {disk_size: 50G, memory: 4096}\n";
+  const auto cli = (test::buildDir() / "bin/imgpipe").string();
+  auto r = test::run({cli, "import-images-yaml", (dir.path() / ".images.yaml").string(), "--base",
+                      "debootstrap:bookworm"});
+  ASSERT_EQ(r.exitCode, 0) << r.err;
+  EXPECT_NE(r.out.find("not used  build_override.memory 4096"), std::string::npos) << r.out;
+  auto v = test::run({cli, "validate", (dir.path() / "svc.yaml").string()});
+  EXPECT_EQ(v.exitCode, 0) << v.err;
+  EXPECT_NE(v.out.find("50.0 GiB"), std::string::npos) << v.out;
+  auto again = test::run({cli, "import-images-yaml", (dir.path() / ".images.yaml").string(),
+                          "--base", "debootstrap:bookworm"});
+  EXPECT_EQ(again.exitCode, 2);
+  EXPECT_NE(again.err.find("--force"), std::string::npos) << again.err;
+  auto url = test::run({cli, "import-images-yaml", (dir.path() / ".images.yaml").string(), "--base",
+                        "https://example.org/x.img", "--force"});
+  EXPECT_EQ(url.exitCode, 2);
+  EXPECT_NE(url.err.find("--base-sha256"), std::string::npos) << url.err;
+}
