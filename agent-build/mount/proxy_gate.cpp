@@ -214,10 +214,11 @@ void ProxyGate::pump(Pump& p, const ProxyEndpoint& upstream) {
         const auto n = ::recv(fds[i].fd, buf.data(), buf.size(), 0);
         if (n > 0 && writeAll(to[i], buf.data(), static_cast<std::size_t>(n))) continue;
         if (n < 0 && errno == EINTR) continue;
-        // This direction is over: pass the end on, and stop both when the write failed.
+        // This direction is over: pass the end on. A reset or a failed write ends both: the
+        // other side would otherwise hold this thread until the proxy's own timeout.
         open[i] = false;
         ::shutdown(to[i], SHUT_WR);
-        if (n > 0) open[0] = open[1] = false;
+        if (n != 0) open[0] = open[1] = false;
       }
     }
   } catch (const std::exception& e) {
