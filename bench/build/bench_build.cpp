@@ -110,7 +110,9 @@ ImgpipeRun imgpipeBuild(const fs::path& area, const std::string& name, const std
   r.seconds = timed([&] {
     stdoutText = run({agent().string(), "build", defFile.string(), "--work-dir",
                       (area / "work").string(), "--out", out.string(), "--cache-dir",
-                      (area / "cache").string(), "--config", (area / config).string(), "--json"},
+                      (area / "cache").string(), "--config", (area / config).string(),
+                      // the fixture base lives in the shared test cache, not in base_dirs
+                      "--base-dir", (kSharedCache / "bases").string(), "--json"},
                      false);
   });
   r.manifest = json::parse(stdoutText);
