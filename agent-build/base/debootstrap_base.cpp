@@ -256,9 +256,7 @@ void makeDebootstrapBase(const definition::DebootstrapBase& spec, const fs::path
   auto packages = debootstrapBootPackages(spec);
   packages.erase(std::remove(packages.begin(), packages.end(), "grub-pc"), packages.end());
   {
-    ChrootOptions options{config.nameservers, {}, {}, config.helper};
-    options.proxy = config.proxy;
-    ChrootSession session(rootfs, std::move(options), exec);
+    ChrootSession session(rootfs, chrootOptionsFor(config), exec);
     log.info("debootstrap second stage (in the sandbox)");
     // container=lxc: debootstrap's self-test for nodev targets (mknod in the target) cannot pass
     // without CAP_MKNOD; lxc is the container it knows to skip that test for.
@@ -324,9 +322,7 @@ void makeDebootstrapBase(const definition::DebootstrapBase& spec, const fs::path
         log.warn(why);
     Mount rootMount(root.device.string(), mnt, root.fsType, MS_NODEV | MS_NOSUID);
     {
-      ChrootOptions options{config.nameservers, disk.device(), parts, config.helper};
-      options.proxy = config.proxy;
-      ChrootSession session(mnt, std::move(options), exec);
+      ChrootSession session(mnt, chrootOptionsFor(config, disk.device(), parts), exec);
       if (spec.bootloader == "grub-pc") {
         log.info("installing grub-pc on " + disk.device().string());
         {

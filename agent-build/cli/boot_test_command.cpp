@@ -48,10 +48,7 @@ int bootTestCommand(int argc, char** argv) {
   BuildConfig config;
   definition::ImageDefinition def;
   try {
-    if (!configFile.empty()) {
-      auto doc = YamlReader::fromFile(configFile);
-      config = parseBuildConfig(doc.has("build") ? doc.at("build") : doc);
-    }
+    if (!configFile.empty()) config = loadBuildConfig(configFile);
     def = definition::loadDefinitionFile(file);
     auto& bt = def.validation.bootTest;
     bt.enabled = true;

@@ -167,10 +167,7 @@ int buildOrPrepare(int argc, char** argv, bool baseOnly) {
   JobSpec job;
   definition::Bundle bundle;
   try {
-    if (!configFile.empty()) {
-      auto doc = YamlReader::fromFile(configFile);
-      job.config = parseBuildConfig(doc.has("build") ? doc.at("build") : doc);
-    }
+    if (!configFile.empty()) job.config = loadBuildConfig(configFile);
     for (const auto& d : baseDirs)
       job.config.baseDirs.push_back(fs::absolute(d));
     // The same bundle `imgpipe submit` sends: files from beside the definition, nowhere else.

@@ -114,6 +114,11 @@ BuildConfig parseBuildConfig(const YamlReader& s) {
   return c;
 }
 
+BuildConfig loadBuildConfig(const std::filesystem::path& file) {
+  auto doc = YamlReader::fromFile(file);
+  return parseBuildConfig(doc.has("build") ? doc.at("build") : doc);
+}
+
 nlohmann::json toJson(const BuildConfig& c) {
   return {{"work_dir", c.workDir.string()},
           {"cache_dir", c.cacheDir.string()},

@@ -74,6 +74,8 @@ struct BuildConfig {
 
 // Reads the section (a null reader gives the defaults) and rejects unknown keys.
 BuildConfig parseBuildConfig(const YamlReader& section);
+// The build: section of an agent config file, or the whole file when it is only that section.
+BuildConfig loadBuildConfig(const std::filesystem::path& file);
 
 nlohmann::json toJson(const BuildConfig& c);
 BuildConfig buildConfigFromJson(const nlohmann::json& j);

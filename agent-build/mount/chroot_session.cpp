@@ -99,6 +99,17 @@ void addDiskToSandbox(SandboxSpec& spec, const fs::path& diskDevice,
   }
 }
 
+ChrootOptions chrootOptionsFor(const BuildConfig& config, fs::path diskDevice,
+                               std::vector<Partition> partitions) {
+  ChrootOptions o;
+  o.nameservers = config.nameservers;
+  o.diskDevice = std::move(diskDevice);
+  o.partitions = std::move(partitions);
+  o.helper = config.helper;
+  o.proxy = config.proxy;
+  return o;
+}
+
 ChrootSession::ChrootSession(const fs::path& root, ChrootOptions options, ExecContext ctx)
     : root_(root),
       ctx_(std::move(ctx)),

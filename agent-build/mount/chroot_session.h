@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "agent-build/config/build_config.h"
 #include "agent-build/disk/partitions.h"
 #include "agent-build/mount/mount.h"
 #include "agent-build/mount/proxy_gate.h"
@@ -33,6 +34,12 @@ struct ChrootOptions {
   definition::Network network = definition::Network::host;
   std::filesystem::path gateFile;
 };
+
+// What every session of this agent takes from its config (nameservers, the helper, build.proxy),
+// for a root on `diskDevice` (none for a plain directory). The caller adds the definition's
+// network policy where there is one.
+ChrootOptions chrootOptionsFor(const BuildConfig& config, std::filesystem::path diskDevice = {},
+                               std::vector<Partition> partitions = {});
 
 // What /etc/resolv.conf (or policy-rc.d) was before the session replaced it. Value type.
 struct SavedEntry {

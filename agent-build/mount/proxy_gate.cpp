@@ -184,7 +184,6 @@ void ProxyGate::acceptLoop() {
       std::lock_guard lock(mutex_);
       auto& p = pumps_.emplace_back();
       p.client = std::move(client);
-      ++connections_;
       p.thread = std::thread([this, &p, upstream] { pump(p, upstream); });
     }
   }

@@ -41,8 +41,6 @@ class ProxyGate {
   const std::filesystem::path& netnsFile() const { return nsFile_; }
   // The proxy as commands inside see it: build.proxy with the gate's addresses.
   const BuildProxy& insideProxy() const { return inside_; }
-  // Connections forwarded so far.
-  std::uint64_t connections() const { return connections_.load(); }
 
  private:
   struct Listener {
@@ -66,7 +64,6 @@ class ProxyGate {
   std::vector<Listener> listeners_;
   UniqueFd wake_;  // eventfd: the destructor's stop signal
   std::atomic<bool> stopping_{false};
-  std::atomic<std::uint64_t> connections_{0};
   std::mutex mutex_;
   std::list<Pump> pumps_;
   std::thread acceptor_;

@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <string>
 
 namespace imgpipe::build {
@@ -10,6 +11,7 @@ namespace imgpipe::build {
 struct BuildOutput {
   std::filesystem::path image;  // the compacted qcow2
   std::string manifestJson;     // the build manifest (docs/build-agent.md lists its fields)
+  nlohmann::json validation;    // its "validation" section, read when the manifest was
   std::string sha256Hex, sha512Hex;
   std::uint64_t size = 0, virtualSize = 0;
   std::string imageName, imageVersion;

@@ -103,6 +103,7 @@ BuildOutcome runBuild(const JobSpec& job, BuildEvents& events, std::stop_token s
     out.sha512Hex = m.at("image").at("sha512");
     out.size = m.at("image").at("size");
     out.virtualSize = m.at("image").at("virtual_size");
+    out.validation = m.value("validation", json());
     outcome.output = out;
     return outcome;
   }

@@ -173,14 +173,11 @@ void BuildTaskRunner::run(const agent::TaskSpec& task, agent::TaskReporter& repo
         ->info("built {} {} ({}, sha256 {})", outcome.output->imageName,
                outcome.output->imageVersion, formatBytes(outcome.output->size),
                outcome.output->sha256Hex);
-    auto manifest = nlohmann::json::parse(outcome.output->manifestJson, nullptr, false);
     reporter.completed(
         {.artifact = artifact,
          .detail = outcome.output->imageName + " " + outcome.output->imageVersion +
                    (outcome.output->reused ? " (reused an identical earlier build)" : ""),
-         .checks = checksFromValidation(manifest.is_object()
-                                            ? manifest.value("validation", nlohmann::json())
-                                            : nlohmann::json())});
+         .checks = checksFromValidation(outcome.output->validation)});
     return;
   }
   const auto& f = *outcome.failure;

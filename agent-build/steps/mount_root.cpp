@@ -21,9 +21,7 @@ class MountStep : public Step {
     for (const auto& p : partitions)
       for (const auto& why : p.ignored)
         ctx.log.warn(why);
-    ChrootOptions options{ctx.config.nameservers, ctx.disk->device(), partitions,
-                          ctx.config.helper};
-    options.proxy = ctx.config.proxy;
+    auto options = chrootOptionsFor(ctx.config, ctx.disk->device(), partitions);
     options.network = ctx.def.network;
     options.gateFile = ctx.workDir / "proxy-netns";
     ctx.chroot = std::make_unique<ChrootSession>(ctx.rootDir(), std::move(options), ctx.exec());
