@@ -46,6 +46,8 @@ test_pkgs=(
   clang libclang-rt-14-dev
   glance-api keystone uwsgi-core uwsgi-plugin-python3 python3-openstackclient sqlite3
   rsync openssh-server openssh-client ethtool iperf3 iptables nftables
+  # delay and loss on test links through NFQUEUE (tests/support/link_delay.cpp)
+  libnetfilter-queue-dev
   ansible-core
   curl procps psmisc
   # a real HTTP proxy for the builds behind one (network: proxy, build.proxy)

@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "common/error.h"
+#include "common/net/tcp_options.h"
 #include "common/temp_dir.h"
 #include "common/units.h"
 #include "protocol/ids.h"
@@ -60,7 +61,8 @@ ArtifactServer::ArtifactServer(zmq::context_t& context, net::Reactor& reactor, A
         return std::nullopt;
       });
   net::configureCurveServer(socket_, keys_.secretKey);
-  net::configureHeartbeats(socket_, options_.heartbeatInterval, options_.heartbeatTimeout);
+  net::configureHeartbeats(socket_, options_.connection.heartbeatInterval,
+                           options_.connection.heartbeatTimeout);
   // A reply to a receiver that has gone away fails instead of vanishing silently, and a send to a
   // peer whose queue is full fails (EAGAIN) instead of blocking or dropping: the chunk then
   // waits in that peer's outbox. The high-water mark is per peer (per pipe), in messages: with
@@ -73,6 +75,16 @@ ArtifactServer::ArtifactServer(zmq::context_t& context, net::Reactor& reactor, A
   socket_.set(zmq::sockopt::sndbuf, 4 << 20);
   // A frame larger than any request is refused before it is read: the connection is dropped.
   socket_.set(zmq::sockopt::maxmsgsize, wire::kMaxRequestFrame);
+  // The chunks flow from here: this end's congestion control is the one that matters. Set as
+  // each connection is accepted, before the CURVE handshake's round trips are over.
+  monitor_ = std::make_unique<net::SocketMonitor>(
+      context_, reactor_, socket_, [](net::SocketMonitor::Event, const std::string&) {},
+      [this](int fd) {
+        auto why = net::setCongestionControl(fd, options_.connection.congestion);
+        if (!why.empty() && why != congestionProblem_)
+          spdlog::warn("artifact server: {}; connections use the host's default", why);
+        congestionProblem_ = why;
+      });
   socket_.bind(options_.listen);
   reactor_.addSocket(socket_, [this] { onReadable(); });
   std::weak_ptr<bool> alive = alive_;

@@ -14,9 +14,11 @@
 
 #include "common/net/curve_keys.h"
 #include "common/net/reactor.h"
+#include "common/net/socket_monitor.h"
 #include "common/net/zap_handler.h"
 #include "protocol/schema/transfer.capnp.h"
 #include "transfer/artifact_store.h"
+#include "transfer/connection_options.h"
 #include "transfer/grant_table.h"
 #include "transfer/peer_outbox.h"
 
@@ -40,8 +42,7 @@ struct ServerLimits {
 
 struct ServerOptions {
   std::string listen = "tcp://*:7701";
-  std::chrono::milliseconds heartbeatInterval{1000};
-  std::chrono::milliseconds heartbeatTimeout{3000};
+  ConnectionOptions connection;  // heartbeats and congestion control (reconnects: unused here)
   // A parked request nobody answered for this long is forgotten (its receiver has long since
   // reconnected and asked again).
   std::chrono::milliseconds parkTimeout{600'000};
@@ -173,6 +174,8 @@ class ArtifactServer {
   ServerOptions options_;
   std::unique_ptr<net::ZapHandler> zap_;
   zmq::socket_t socket_;
+  std::unique_ptr<net::SocketMonitor> monitor_;  // sets each connection's congestion control
+  std::string congestionProblem_;                // the last reason it could not, logged once
   std::uint64_t storeToken_ = 0;
   net::Reactor::TimerId expiryTimer_ = 0;
   // Guards against callbacks posted by the store or a delta worker outliving the server.

@@ -245,6 +245,9 @@ FetchOutcome TransferPlane::fetch(const FetchRequest& request, std::stop_token s
       throw stopped();
   }
   out.reconnects = fetcher.reconnects();
+  out.congestion = fetcher.congestion();
+  if (session.path()) out.rttMs = session.path()->rtt.count() / 1000.0;
+  out.deadAfterMs = static_cast<double>(session.deadAfter().count());
   out.badChunks += session.badChunks();
   if (session.failed()) throw Error(session.error(), session.errorKind());
   // 5. Whole-file SHA-256 and SHA-512 before the hop reports complete.
@@ -252,11 +255,11 @@ FetchOutcome TransferPlane::fetch(const FetchRequest& request, std::stop_token s
   report("verify", manifest.size, manifest.size, "");
   writer->finalize();
   log->debug("{} verified and synced after {} ms", shortId(request.artifactId), elapsedMs());
-  log->info("fetched {} ({} {}, {}) from {} in {:.1f} s, {} reconnects", shortId(artifact->id()),
-            manifest.imageName, manifest.imageVersion, formatBytes(manifest.size),
-            request.upstream.endpoint,
+  log->info("fetched {} ({} {}, {}) from {} in {:.1f} s, {} reconnects ({}, rtt {} ms)",
+            shortId(artifact->id()), manifest.imageName, manifest.imageVersion,
+            formatBytes(manifest.size), request.upstream.endpoint,
             std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(),
-            out.reconnects);
+            out.reconnects, out.congestion.empty() ? "?" : out.congestion, out.rttMs);
   return finishOutcome(artifact);
 }
 

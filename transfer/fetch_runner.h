@@ -46,6 +46,9 @@ struct FetchOutcome {
   std::string deltaNote;  // why no delta was used, or its size
   std::uint64_t deltaBytes = 0;
   std::uint32_t reconnects = 0;
+  std::string congestion;       // this end's TCP congestion control, as the kernel reports it
+  double rttMs = 0;             // the path's smoothed round trip, as TCP measured it (0: unknown)
+  double deadAfterMs = 0;       // the silence that counted as dead on that path
   std::uint32_t badChunks = 0;  // chunks that arrived with the wrong content (and were refetched)
   double seconds = 0;
 };

@@ -14,6 +14,7 @@
 
 #include "common/error.h"
 #include "common/net/liveness.h"
+#include "common/net/tcp_options.h"
 #include "transfer/credit_window.h"
 #include "transfer/manifest.h"
 #include "transfer/transfer_wire.h"
@@ -30,7 +31,9 @@ using std::chrono::milliseconds;
 
 struct LivenessOptions {
   milliseconds pingInterval{1000};
-  milliseconds deadAfter{5000};         // connected but nothing heard: open a new connection
+  // Connected but nothing heard this long: open a new connection. A floor: on a path whose
+  // RTO says silence can last longer, the wait is longer (net::PeerLiveness).
+  milliseconds deadAfter{5000};
   milliseconds stallAfter{3000};        // chunks asked for but none arrived: "stalled"
   milliseconds retryDelay{1000};        // after "not here yet" from the sender
   milliseconds authFailTimeout{60000};  // the sender keeps refusing our key: give up
@@ -76,6 +79,14 @@ class Conversation {
   // "" while healthy; "stalled", "retrying", "waiting for upstream".
   const std::string& state() const { return state_; }
   bool isConnected() const { return connected_; }
+  // The path's round trip as TCP measures it on the connection (the Fetcher reads it from the
+  // kernel): it stretches the silence that counts as dead on a long path.
+  void pathTiming(const net::PathTiming& timing) {
+    path_ = timing;
+    peer_.pathRto(timing.rto());
+  }
+  const std::optional<net::PathTiming>& path() const { return path_; }
+  milliseconds deadAfter() const { return peer_.deadAfter(); }
 
  protected:
   virtual void onConnected(TimePoint now) = 0;
@@ -104,6 +115,7 @@ class Conversation {
   std::string state_ = "retrying";  // until the first connection
   net::PeerLiveness peer_;          // pings sent, anything heard
   std::uint64_t pingNonce_ = 0;
+  std::optional<net::PathTiming> path_;
   std::optional<TimePoint> authFailingSince_;
   TimePoint lastAuthFailure_{};
   std::vector<OutFrame> outbox_;

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstring>
 
+#include "common/net/tcp_options.h"
 #include "common/net/zap_handler.h"
 
 namespace imgpipe::transfer {
@@ -33,9 +34,10 @@ void Fetcher::open() {
   s.set(zmq::sockopt::reconnect_ivl, static_cast<int>(options_.reconnectInitial.count()));
   s.set(zmq::sockopt::reconnect_ivl_max, static_cast<int>(options_.reconnectMax.count()));
   // A SYN lost in a black hole is retransmitted after 1, 3, 7 s...: give up on it and send a
-  // fresh one, so a link that comes back is used within about a second.
+  // fresh one, so a link that comes back is used within about a second (a connect needs one
+  // round trip, under a second on the longest paths served).
   s.set(zmq::sockopt::connect_timeout,
-        static_cast<int>(std::max(options_.reconnectMax, options_.heartbeatTimeout / 2).count()));
+        static_cast<int>(std::max(options_.reconnectMax, std::chrono::milliseconds(1000)).count()));
   // Queue nothing for a connection that is not up: requests are re-issued on reconnection, and
   // stale ones must not reach the sender later (they would cost a second copy on the wire).
   s.set(zmq::sockopt::immediate, 1);
@@ -47,8 +49,8 @@ void Fetcher::open() {
   s.set(zmq::sockopt::maxmsgsize, wire::kMaxReplyFrame);
   const std::string endpoint = "inproc://imgpipe-fetch-monitor-" + std::to_string(counter++);
   if (zmq_socket_monitor(s.handle(), endpoint.c_str(),
-                         ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED |
-                             ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
+                         ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED |
+                             ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
                              ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) != 0)
     throw zmq::error_t();
   monitor_.emplace(context_, zmq::socket_type::pair);
@@ -63,6 +65,7 @@ void Fetcher::close() {
   monitor_.reset();
   socket_.reset();
   connected_ = false;
+  fd_ = -1;
 }
 
 void Fetcher::drainMonitor(Conversation& c) {
@@ -75,6 +78,19 @@ void Fetcher::drainMonitor(Conversation& c) {
     std::memcpy(&id, head.data(), sizeof id);
     const auto now = Clock::now();
     switch (id) {
+      case ZMQ_EVENT_CONNECTED: {
+        // The value is the new connection's descriptor (ZeroMQ's): its requests and uploads
+        // flow from here, the chunks from the server, which sets its own end.
+        std::uint32_t fd;
+        std::memcpy(&fd, static_cast<const char*>(head.data()) + 2, sizeof fd);
+        auto why = net::setCongestionControl(static_cast<int>(fd), options_.congestion);
+        if (!why.empty() && !congestionWarned_)
+          log_->warn("{}; the connection to {} uses the host's default", why, upstream_.endpoint);
+        congestionWarned_ = congestionWarned_ || !why.empty();
+        congestion_ = net::congestionControlOf(static_cast<int>(fd));
+        fd_ = static_cast<int>(fd);
+        break;
+      }
       case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
         if (everConnected_) log_->info("reconnected to {}", upstream_.endpoint);
         everConnected_ = true;
@@ -82,6 +98,7 @@ void Fetcher::drainMonitor(Conversation& c) {
         c.connected(now);
         break;
       case ZMQ_EVENT_DISCONNECTED:
+        fd_ = -1;
         if (connected_) {
           ++reconnects_;
           log_->warn("connection to {} lost; reconnecting", upstream_.endpoint);
@@ -154,6 +171,7 @@ void Fetcher::flush(Conversation& c) {
 bool Fetcher::run(Conversation& c, std::stop_token stop, const std::function<void()>& everySecond) {
   if (connected_) c.connected(Clock::now());
   auto nextSecond = Clock::now() + std::chrono::seconds(1);
+  auto nextPathRead = Clock::now();
   while (!c.finished() && !c.failed()) {
     if (stop.stop_requested()) return false;
     zmq::pollitem_t items[] = {{socket_->handle(), 0, ZMQ_POLLIN, 0},
@@ -162,6 +180,13 @@ bool Fetcher::run(Conversation& c, std::stop_token stop, const std::function<voi
     if (items[1].revents & ZMQ_POLLIN) drainMonitor(c);
     if (items[0].revents & ZMQ_POLLIN) drainSocket(c);
     const auto now = Clock::now();
+    // The kernel's view of the path, for the conversation's dead timer. The descriptor is
+    // ZeroMQ's and may close under us; the event that says so clears it, and until then
+    // reading TCP_INFO of a closed or reused descriptor costs one wrong estimate, never harm.
+    if (fd_ >= 0 && now >= nextPathRead) {
+      nextPathRead = now + std::chrono::milliseconds(500);
+      if (auto timing = net::pathTimingOf(fd_)) c.pathTiming(*timing);
+    }
     c.tick(now);
     if (c.takeReconnectRequest()) {
       log_->warn("opening a new connection to {} ({})", upstream_.endpoint,

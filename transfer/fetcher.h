@@ -12,20 +12,10 @@
 #include <zmq.hpp>
 
 #include "common/net/curve_keys.h"
+#include "transfer/connection_options.h"
 #include "transfer/fetch_session.h"
 
 namespace imgpipe::transfer {
-
-struct ConnectionOptions {
-  // ZMTP heartbeats: a connection silent for `heartbeatTimeout` is dropped (a link that went
-  // down) instead of waiting for TCP's ~15 minutes.
-  std::chrono::milliseconds heartbeatInterval{1000};
-  std::chrono::milliseconds heartbeatTimeout{3000};
-  // Reconnect backoff. The cap is short on purpose: after an outage the transfer must resume
-  // within about a second of the link coming back.
-  std::chrono::milliseconds reconnectInitial{100};
-  std::chrono::milliseconds reconnectMax{1000};
-};
 
 // The upstream end of one hop as seen from the receiver.
 struct Upstream {
@@ -53,6 +43,8 @@ class Fetcher {
            const std::function<void()>& everySecond = {});
 
   std::uint32_t reconnects() const { return reconnects_; }
+  // The congestion control of the last connection, as the kernel reports it ("" before one).
+  const std::string& congestion() const { return congestion_; }
   std::uint64_t undecodable() const { return undecodable_; }
   const Upstream& upstream() const { return upstream_; }
 
@@ -74,6 +66,9 @@ class Fetcher {
   bool everConnected_ = false;
   std::uint32_t reconnects_ = 0;
   std::uint64_t undecodable_ = 0;
+  std::string congestion_;
+  bool congestionWarned_ = false;
+  int fd_ = -1;  // the connection's descriptor (ZeroMQ's), while connected
 };
 
 }  // namespace imgpipe::transfer

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include "common/net/tcp_options.h"
 #include "transfer/manifest.h"
 
 namespace imgpipe::transfer {
@@ -9,8 +10,7 @@ namespace imgpipe::transfer {
 ServerOptions TransferConfig::serverOptions() const {
   ServerOptions o;
   o.listen = listen;
-  o.heartbeatInterval = connection.heartbeatInterval;
-  o.heartbeatTimeout = connection.heartbeatTimeout;
+  o.connection = connection;
   o.deltaBlockSize = deltaBlockSize;
   o.deltaContentBlockSize = deltaContentBlockSize;
   o.deltaXzPreset = deltaXzPreset;
@@ -89,6 +89,11 @@ TransferConfig parseTransferConfig(const YamlReader& s, const std::filesystem::p
     r.rejectUnknownKeys();
     if (c.connection.reconnectMax < c.connection.reconnectInitial)
       r.at("max").fail("must not be shorter than initial");
+  }
+  if (auto v = s.at("congestion"); !v.isNull()) {
+    c.connection.congestion = v.as<std::string>();
+    if (!net::validCongestionControlName(c.connection.congestion))
+      v.fail("must be a TCP congestion control's name (bbr, cubic, ...) or \"system\"");
   }
   if (auto v = s.at("ping_interval"); !v.isNull()) c.liveness.pingInterval = v.asDuration();
   if (auto v = s.at("dead_after"); !v.isNull()) c.liveness.deadAfter = v.asDuration();

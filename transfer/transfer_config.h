@@ -26,10 +26,14 @@ namespace imgpipe::transfer {
 //     rate_limit: 0                 # per-link cap for fetches, e.g. 30mbit; 0 = none. A fetch
 //                                   #   task's own limit, when set, wins
 //     window: {initial: 4M, min: 4M, max: 128M}   # credit window bounds, bytes
-//     heartbeat: {interval: 1s, timeout: 3s}      # ZMTP heartbeats on transfer connections
+//     heartbeat: {interval: 1s, timeout: 30s}     # ZMTP heartbeats on transfer connections
+//                                   #   (the last resort: dead_after decides first)
+//     congestion: bbr               # TCP congestion control of transfer connections; "system"
+//                                   #   = the host's default (a link shared with users)
 //     reconnect: {initial: 100ms, max: 1s}        # reconnect backoff
 //     ping_interval: 1s             # application-level ping while fetching
-//     dead_after: 5s                # nothing heard for this long: new connection
+//     dead_after: 5s                # nothing heard for this long: new connection; at least,
+//                                   #   and 8 RTO of the round trip measured by pings
 //     stall_after: 3s               # no chunk for this long: reported "stalled"
 //     auth_fail_timeout: 60s        # upstream refusing our key this long: the fetch fails
 //     delta:

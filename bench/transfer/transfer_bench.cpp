@@ -4,7 +4,18 @@
 // (bench/transfer/make-images.sh makes and caches them).
 //
 //   transfer [--images DIR] [--rate 40mbit] [--mtu 1500] [--outage-at 15] [--outage 40]
-//            [--only one_hop,two_hop,outage,delta,loopback] [--json FILE]
+//            [--only one_hop,two_hop,outage,delta,loopback,wan,wan_burst] [--json FILE]
+//            [--wan-rtt 100,300] [--wan-loss 0.5,2] [--wan-rate 20mbit] [--wan-size 64]
+//            [--wan-cap 150]
+//
+// The WAN matrix (`wan`) runs each (round trip, loss) profile on links that hold every packet
+// for half the round trip and drop the given share, each way (imgpipe-link-delay: NFQUEUE, as
+// this kernel has no netem), every host at cubic, the default of the hosts users run: imgpipe
+// as configured (BBR on its own connections), imgpipe told to keep the host's default
+// (`congestion: system`), and rsync over ssh, on one hop; imgpipe also over two hops
+// cut-through. The file is random bytes (a compressed image does not compress further). A run
+// that has not finished after --wan-cap seconds is stopped and its goodput taken from the bytes
+// the sender put on the wire by then (an upper bound, marked "<=" in the table).
 //
 // Wire bytes are read from the veth's counters (ip -s link) on the sending end of the link: the
 // bytes of every frame in the data direction (payload, TCP/IP and Ethernet headers,
@@ -14,6 +25,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -47,7 +59,32 @@ struct Args {
   std::string only;
   std::string json;
   bool keep = false;
+  std::string wanRtt = "100,300";  // ms, round trip
+  std::string wanLoss = "0.5,2";   // percent, each way
+  std::string wanRate = "20mbit";
+  int wanSizeMiB = 64;
+  double wanCap = 150;  // seconds
 };
+
+std::vector<std::string> splitList(const std::string& list) {
+  std::vector<std::string> out;
+  std::stringstream in(list);
+  for (std::string item; std::getline(in, item, ',');)
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+// A field of imgpipe-transfer fetch's output ("reconnects 0").
+std::string outputField(const std::string& out, const std::string& key) {
+  auto p = out.find("\n" + key + " ");
+  if (p == std::string::npos)
+    p = out.starts_with(key + " ") ? 0 : std::string::npos;
+  else
+    ++p;
+  if (p == std::string::npos) return "";
+  p += key.size() + 1;
+  return out.substr(p, out.find('\n', p) - p);
+}
 
 double seconds(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
@@ -97,7 +134,7 @@ class Bench {
   fs::path key(const std::string& h) const { return dir() / "keys" / (h + ".key"); }
   fs::path pub(const std::string& h) const { return dir() / "keys" / (h + ".pub"); }
 
-  std::unique_ptr<NetTopology> topology(bool twoHops);
+  std::unique_ptr<NetTopology> topology(bool twoHops, const LinkOptions* linkOptions = nullptr);
   Imported import(const fs::path& storeDir, const fs::path& file, const std::string& version);
   std::unique_ptr<NetDaemon> serve(NetTopology& net, const std::string& host,
                                    const std::string& peer, const fs::path& storeDir,
@@ -121,6 +158,16 @@ class Bench {
   void outage();
   void delta();
   void loopback();
+  void wan();
+  void wanLossBurst();
+  struct Capped {
+    double seconds = 0;
+    std::uint64_t wireBytes = 0;  // data direction, on the sender's link
+    bool finished = false;
+    std::string stdoutText;
+  };
+  Capped capped(NetTopology& net, const std::vector<std::string>& argv, const std::string& sender,
+                const std::string& receiver);
 
   Args args_;
   TempDir work_;
@@ -132,11 +179,11 @@ class Bench {
   std::vector<std::string> notes_;
 };
 
-std::unique_ptr<NetTopology> Bench::topology(bool twoHops) {
+std::unique_ptr<NetTopology> Bench::topology(bool twoHops, const LinkOptions* linkOptions) {
   auto net = std::make_unique<NetTopology>();
   net->addHost("build");
   net->addHost("relay");
-  LinkOptions link{args_.rate, args_.mtu};
+  const LinkOptions link = linkOptions ? *linkOptions : LinkOptions{args_.rate, args_.mtu};
   net->link("build", "relay", link);
   if (twoHops) {
     net->addHost("ctrl");
@@ -470,7 +517,207 @@ void Bench::loopback() {
   std::cerr << "   rsync " << fileBytes_ / t / 1e6 << " MB/s\n";
 }
 
+Bench::Capped Bench::capped(NetTopology& net, const std::vector<std::string>& argv,
+                            const std::string& sender, const std::string& receiver) {
+  SubprocessOptions o;
+  o.argv = argv;
+  o.captureStdout = true;
+  o.tailLines = 50;
+  o.timeout = std::chrono::milliseconds(static_cast<long>(args_.wanCap * 1000));
+  const auto before = net.counters(sender, receiver);
+  const auto t0 = Clock::now();
+  auto r = runCommand(o);
+  Capped c;
+  c.seconds = seconds(t0, Clock::now());
+  c.wireBytes = net.counters(sender, receiver).txBytes - before.txBytes;
+  c.finished = !r.timedOut;
+  c.stdoutText = r.stdoutText;
+  if (!r.timedOut && r.exitCode != 0) throw CommandError(joinCommand(argv), r);
+  return c;
+}
+
+void Bench::wan() {
+  std::string why;
+  if (!NetTopology::canDelay(&why)) throw Error("the WAN matrix cannot run: " + why);
+  const fs::path file = dir() / "wan.bin";
+  checkCommand({"dd", "if=/dev/urandom", "of=" + file.string(), "bs=1M",
+                "count=" + std::to_string(args_.wanSizeMiB), "status=none"});
+  const double bytes = static_cast<double>(fs::file_size(file));
+  const double rate = rateBitsPerSecond(args_.wanRate);
+  figures_["wan_link_rate_bps"] = rate;
+  figures_["wan_file_bytes"] = bytes;
+  // imgpipe told to leave the host's default congestion control (cubic here).
+  const fs::path systemCc = dir() / "wan-system-cc.yaml";
+  std::ofstream(systemCc) << "transfer:\n  congestion: system\n";
+  int run = 0;
+  for (const auto& rtt : splitList(args_.wanRtt)) {
+    for (const auto& loss : splitList(args_.wanLoss)) {
+      const std::string k = rtt + "_" + loss;
+      std::cerr << "== WAN " << args_.wanRate << ", rtt " << rtt << " ms, loss " << loss
+                << " % each way, cubic hosts\n";
+      LinkOptions link{args_.wanRate, args_.mtu};
+      link.delay = std::chrono::milliseconds(std::stoi(rtt) / 2);
+      link.lossPercent = std::stod(loss);
+      const std::string tag = "wan" + std::to_string(run++);
+      // One hop, as configured, then with the host's default.
+      {
+        auto net = topology(false, &link);
+        auto a = import(store(tag + "-build"), file, "1");
+        const std::string from = "tcp://" + net->address("build", "relay") + ":7701";
+        auto server = serve(*net, "build", "relay", store(tag + "-build"), "relay");
+        auto c = capped(
+            *net, net->inHost("relay", fetchArgv(store(tag + "-relay"), from, "build", "relay", a)),
+            "build", "relay");
+        if (c.finished) requireSame(file, store(tag + "-relay") / "objects" / a.id / "data");
+        const double goodput =
+            c.finished ? bytes * 8 / c.seconds / rate : c.wireBytes * 8.0 / c.seconds / rate;
+        figures_["wan_goodput_ratio_" + k] = goodput;
+        figures_["wan_finished_" + k] = c.finished;
+        figures_["wan_one_hop_s_" + k] = c.seconds;
+        const auto reconnects = outputField(c.stdoutText, "reconnects");
+        if (!reconnects.empty()) figures_["wan_reconnects_" + k] = std::stoi(reconnects);
+        const auto rttMs = outputField(c.stdoutText, "rtt_ms");
+        if (!rttMs.empty()) figures_["wan_measured_rtt_ms_" + k] = std::stod(rttMs);
+        std::cerr << "   imgpipe " << c.seconds << " s" << (c.finished ? "" : " (stopped)")
+                  << ", goodput " << goodput << " of the link, reconnects "
+                  << (reconnects.empty() ? "?" : reconnects) << ", congestion "
+                  << outputField(c.stdoutText, "congestion") << "\n";
+        if (server->log().find("connections use the host's default") != std::string::npos)
+          notes_.push_back("WAN " + k +
+                           ": the artifact server could not set its congestion "
+                           "control: " +
+                           server->log());
+      }
+      {
+        auto net = topology(false, &link);
+        auto a = import(store(tag + "-cbuild"), file, "1");
+        const std::string from = "tcp://" + net->address("build", "relay") + ":7701";
+        NetDaemon server(*net, "build",
+                         {tool_.string(), "serve", "--store", store(tag + "-cbuild").string(),
+                          "--listen", from, "--key", key("build").string(), "--allow",
+                          pub("relay").string(), "--config", systemCc.string()},
+                         dir() / (tag + "-cserve.log"));
+        if (!server.waitForLog("listening", std::chrono::seconds(10)))
+          throw Error("artifact server did not start: " + server.log());
+        auto argv = fetchArgv(store(tag + "-crelay"), from, "build", "relay", a);
+        argv.insert(argv.end(), {"--config", systemCc.string()});
+        auto c = capped(*net, net->inHost("relay", argv), "build", "relay");
+        const double goodput =
+            c.finished ? bytes * 8 / c.seconds / rate : c.wireBytes * 8.0 / c.seconds / rate;
+        figures_["wan_system_cc_goodput_ratio_" + k] = goodput;
+        figures_["wan_system_cc_finished_" + k] = c.finished;
+        const auto reconnects = outputField(c.stdoutText, "reconnects");
+        if (!reconnects.empty()) figures_["wan_system_cc_reconnects_" + k] = std::stoi(reconnects);
+        std::cerr << "   imgpipe (congestion: system) " << c.seconds << " s"
+                  << (c.finished ? "" : " (stopped)") << ", goodput " << goodput << "\n";
+      }
+      // Two hops, cut-through: the controller's fetch takes chunks as they land at the relay.
+      {
+        auto net = topology(true, &link);
+        auto a = import(store(tag + "-2build"), file, "1");
+        auto server = serve(*net, "build", "relay", store(tag + "-2build"), "relay");
+        const auto t0 = Clock::now();
+        NetDaemon relay(*net, "relay",
+                        {tool_.string(), "relay", "--store", store(tag + "-2relay").string(),
+                         "--listen", "tcp://" + net->address("relay", "ctrl") + ":7701", "--key",
+                         key("relay").string(), "--allow", pub("ctrl").string(), "--from",
+                         "tcp://" + net->address("build", "relay") + ":7701", "--server-key",
+                         pub("build").string(), "--artifact", a.id, "--manifest-digest", a.digest},
+                        dir() / (tag + "-relay.log"));
+        const std::string from = "tcp://" + net->address("relay", "ctrl") + ":7701";
+        auto c = capped(
+            *net, net->inHost("ctrl", fetchArgv(store(tag + "-2ctrl"), from, "relay", "ctrl", a)),
+            "relay", "ctrl");
+        const double t = seconds(t0, Clock::now());
+        if (c.finished) {
+          requireSame(file, store(tag + "-2ctrl") / "objects" / a.id / "data");
+          figures_["wan_two_hop_s_" + k] = t;
+          if (figures_["wan_finished_" + k].get<bool>())
+            figures_["wan_two_hop_ratio_" + k] = t / figures_["wan_one_hop_s_" + k].get<double>();
+        }
+        std::cerr << "   imgpipe two hops " << t << " s" << (c.finished ? "" : " (stopped)")
+                  << "\n";
+      }
+      // rsync over ssh, pushed from the build host, as operators run it.
+      {
+        auto net = topology(false, &link);
+        auto ssh = sshd(*net, "relay", "build");
+        fs::create_directories(dir() / (tag + "-rsync"));
+        auto c = capped(*net,
+                        net->inHost("build", rsyncPush(file, net->address("relay", "build"),
+                                                       dir() / (tag + "-rsync/"))),
+                        "build", "relay");
+        const double goodput =
+            c.finished ? bytes * 8 / c.seconds / rate : c.wireBytes * 8.0 / c.seconds / rate;
+        figures_["rsync_wan_goodput_ratio_" + k] = goodput;
+        figures_["rsync_wan_finished_" + k] = c.finished;
+        std::cerr << "   rsync " << c.seconds << " s" << (c.finished ? "" : " (stopped)")
+                  << ", goodput " << goodput << "\n";
+      }
+    }
+  }
+}
+
+// One hop at 100 ms and 0.5 %, whose loss jumps to 10 % for 30 s and comes back: the fetch must
+// keep its connection, and run near the link rate again within 10 s of the recovery. The sender's
+// wire counter is sampled every second; the rate 10-20 s after the recovery is reported.
+void Bench::wanLossBurst() {
+  std::string why;
+  if (!NetTopology::canDelay(&why)) throw Error("the WAN loss burst cannot run: " + why);
+  std::cerr << "== WAN loss burst: " << args_.wanRate
+            << ", rtt 100 ms, loss 0.5 % -> 10 % for 30 s at t=5 s -> 0.5 %\n";
+  const fs::path file = dir() / "burst.bin";
+  checkCommand(
+      {"dd", "if=/dev/urandom", "of=" + file.string(), "bs=1M", "count=160", "status=none"});
+  const double rate = rateBitsPerSecond(args_.wanRate);
+  LinkOptions link{args_.wanRate, args_.mtu};
+  link.delay = std::chrono::milliseconds(50);
+  link.lossPercent = 0.5;
+  auto net = topology(false, &link);
+  auto a = import(store("burst-build"), file, "1");
+  auto server = serve(*net, "build", "relay", store("burst-build"), "relay");
+  const std::string from = "tcp://" + net->address("build", "relay") + ":7701";
+  SubprocessOptions o;
+  o.argv = net->inHost("relay", fetchArgv(store("burst-relay"), from, "build", "relay", a));
+  o.captureStdout = true;
+  o.tailLines = 50;
+  o.timeout = std::chrono::seconds(600);
+  const auto t0 = Clock::now();
+  Subprocess p(std::move(o));
+  std::vector<std::uint64_t> perSecond;  // sender's wire bytes at t = 0, 1, 2, ... s
+  std::atomic<bool> done{false};
+  std::jthread sampler([&] {
+    for (int i = 0; !done; ++i) {
+      std::this_thread::sleep_until(t0 + std::chrono::seconds(i));
+      if (i == 5) net->impair("build", "relay", link.delay, 10);
+      if (i == 35) net->impair("build", "relay", link.delay, link.lossPercent);
+      perSecond.push_back(net->counters("build", "relay").txBytes);
+    }
+  });
+  auto r = p.wait();
+  done = true;
+  sampler.join();
+  const double t = seconds(t0, Clock::now());
+  if (r.exitCode != 0) throw CommandError("the fetch through the loss burst", r);
+  requireSame(file, store("burst-relay") / "objects" / a.id / "data");
+  auto window = [&](size_t from_, size_t to) -> std::optional<double> {
+    if (perSecond.size() <= to) return std::nullopt;
+    return (perSecond[to] - perSecond[from_]) * 8.0 / double(to - from_) / rate;
+  };
+  figures_["wan_burst_total_s"] = t;
+  if (auto v = window(20, 30)) figures_["wan_burst_ratio_during"] = *v;
+  if (auto v = window(45, 55)) figures_["wan_burst_ratio_after_10s"] = *v;
+  const auto reconnects = outputField(r.stdoutText, "reconnects");
+  if (!reconnects.empty()) figures_["wan_burst_reconnects"] = std::stoi(reconnects);
+  std::cerr << "   imgpipe " << t << " s, reconnects " << reconnects << ", link use during "
+            << window(20, 30).value_or(-1) << ", 10-20 s after recovery "
+            << window(45, 55).value_or(-1) << "\n";
+}
+
 void Bench::run() {
+  if (want("wan")) wan();
+  if (want("wan_burst")) wanLossBurst();
+  if (args_.only == "wan" || args_.only == "wan_burst" || args_.only == "wan,wan_burst") return;
   if (!fs::exists(v1_) || !fs::exists(v2_)) {
     // Made once (a few minutes: debootstrap, two chroot builds, compaction) and cached.
     const fs::path script = fs::path(IMGPIPE_SOURCE_DIR) / "bench/transfer/make-images.sh";
@@ -533,6 +780,39 @@ void Bench::report() {
        cell(num("rsync_loopback_MBps"), "%.0f"),
        cell(ratio("loopback_MBps", "rsync_loopback_MBps"), "%.1f"), ">= 250"},
   };
+  for (const auto& rtt : splitList(args_.wanRtt))
+    for (const auto& loss : splitList(args_.wanLoss)) {
+      const std::string k = rtt + "_" + loss;
+      if (!figures_.contains("wan_goodput_ratio_" + k)) continue;
+      auto mark = [&](const std::string& finishedKey, std::optional<double> v) {
+        auto text = cell(v, "%.3f");
+        if (figures_.contains(finishedKey) && !figures_[finishedKey].get<bool>())
+          text = "<=" + text;
+        return text;
+      };
+      const auto name = "WAN " + rtt + " ms, " + loss + " %";
+      rows.push_back(
+          {name + ": goodput / link",
+           mark("wan_finished_" + k, num(("wan_goodput_ratio_" + k).c_str())),
+           mark("rsync_wan_finished_" + k, num(("rsync_wan_goodput_ratio_" + k).c_str())), "",
+           ">= 0.85"});
+      rows.push_back(
+          {name + ": host default cc",
+           mark("wan_system_cc_finished_" + k, num(("wan_system_cc_goodput_ratio_" + k).c_str())),
+           "", "", ""});
+      rows.push_back({name + ": two hops / one",
+                      cell(num(("wan_two_hop_ratio_" + k).c_str()), "%.3f"), "", "", "<= 1.1"});
+      rows.push_back(
+          {name + ": reconnects", cell(num(("wan_reconnects_" + k).c_str()), "%.0f"), "", "", "0"});
+    }
+  if (figures_.contains("wan_burst_total_s")) {
+    rows.push_back({"WAN loss burst: link use at 10 %", cell(num("wan_burst_ratio_during"), "%.3f"),
+                    "", "", ""});
+    rows.push_back({"WAN loss burst: 10-20 s after", cell(num("wan_burst_ratio_after_10s"), "%.3f"),
+                    "", "", ">= 0.85"});
+    rows.push_back(
+        {"WAN loss burst: reconnects", cell(num("wan_burst_reconnects"), "%.0f"), "", "", "0"});
+  }
   std::printf(
       "\nimgpipe transfer plane vs rsync over ssh — %s per link, MTU %d, %s (%llu bytes)\n\n",
       args_.rate.c_str(), args_.mtu, v2_.filename().c_str(),
@@ -567,7 +847,16 @@ int main(int argc, char** argv) {
   app.add_option("--mtu", args.mtu, "MTU of every link")->capture_default_str();
   app.add_option("--outage-at", args.outageAt, "seconds into the transfer")->capture_default_str();
   app.add_option("--outage", args.outage, "length of the outage, seconds")->capture_default_str();
-  app.add_option("--only", args.only, "comma-separated: one_hop,two_hop,outage,delta,loopback");
+  app.add_option("--only", args.only,
+                 "comma-separated: one_hop,two_hop,outage,delta,loopback,wan,wan_burst");
+  app.add_option("--wan-rtt", args.wanRtt, "WAN round trips, ms, comma-separated")
+      ->capture_default_str();
+  app.add_option("--wan-loss", args.wanLoss, "WAN loss each way, %, comma-separated")
+      ->capture_default_str();
+  app.add_option("--wan-rate", args.wanRate, "tbf rate of the WAN links")->capture_default_str();
+  app.add_option("--wan-size", args.wanSizeMiB, "MiB moved per WAN run")->capture_default_str();
+  app.add_option("--wan-cap", args.wanCap, "seconds before a WAN run is stopped")
+      ->capture_default_str();
   app.add_option("--json", args.json, "also write the figures here as a flat JSON object");
   app.add_flag("--keep", args.keep, "keep the work directory (logs) for inspection");
   CLI11_PARSE(app, argc, argv);

@@ -23,19 +23,31 @@ struct HeartbeatPolicy {
 
 // Whether a peer is alive and when to show it we are: the one liveness of every conversation
 // (an agent and its coordinator, both ways; a fetcher and its upstream). Anything heard counts,
-// not just heartbeats: a peer that is sending data is alive. Value type.
+// not just heartbeats: a peer that is sending data is alive. Where the path's retransmission
+// timeout is known (TCP's own, net::PathTiming), a peer is declared dead only after a silence
+// no live path explains: kRtoMultiple RTOs, what three losses in a row of one segment cost TCP
+// with its doubling backoff (1 + 2 + 4 RTO), and never before the configured floor. So a long,
+// lossy path stretches the timeout and a short one keeps the floor. Value type.
 class PeerLiveness {
  public:
+  static constexpr int kRtoMultiple = 8;
+
   PeerLiveness(milliseconds interval, milliseconds deadAfter, Clock::time_point now)
       : interval_(interval), deadAfter_(deadAfter), lastHeard_(now), lastSent_(now) {}
   explicit PeerLiveness(HeartbeatPolicy policy, Clock::time_point now = Clock::now())
       : PeerLiveness(policy.interval, policy.deadAfter(), now) {}
 
-  // Starts over (a new connection): as if heard from and sent to just now.
+  // Starts over (a new connection): as if heard from and sent to just now. The path's RTO
+  // learnt so far stays: it is the same path.
   void restart(Clock::time_point now) { lastHeard_ = lastSent_ = now; }
   void heard(Clock::time_point now) { lastHeard_ = now; }
   void sent(Clock::time_point now) { lastSent_ = now; }
-  bool expired(Clock::time_point now) const { return now - lastHeard_ > deadAfter_; }
+  // The path's retransmission timeout, as TCP measures it (without backoff).
+  void pathRto(milliseconds rto) { pathRto_ = rto; }
+  milliseconds pathRto() const { return pathRto_; }
+  // The silence after which the peer counts as dead, on the path known so far.
+  milliseconds deadAfter() const { return std::max(deadAfter_, pathRto_ * kRtoMultiple); }
+  bool expired(Clock::time_point now) const { return now - lastHeard_ > deadAfter(); }
   bool heartbeatDue(Clock::time_point now) const { return now - lastSent_ >= interval_; }
   Clock::time_point lastHeard() const { return lastHeard_; }
   milliseconds silentFor(Clock::time_point now) const {
@@ -44,6 +56,7 @@ class PeerLiveness {
 
  private:
   milliseconds interval_, deadAfter_;
+  milliseconds pathRto_{0};
   Clock::time_point lastHeard_;
   Clock::time_point lastSent_;
 };

@@ -8,15 +8,16 @@
 namespace imgpipe::net {
 
 SocketMonitor::SocketMonitor(zmq::context_t& context, Reactor& reactor, zmq::socket_t& watched,
-                             Callback cb)
+                             Callback cb, ConnectionCallback onConnection)
     : reactor_(reactor),
       watched_(watched),
       pair_(context, zmq::socket_type::pair),
-      callback_(std::move(cb)) {
+      callback_(std::move(cb)),
+      onConnection_(std::move(onConnection)) {
   static std::atomic<unsigned> counter{0};
   const std::string endpoint = "inproc://imgpipe-monitor-" + std::to_string(counter++);
   if (zmq_socket_monitor(watched_.handle(), endpoint.c_str(),
-                         ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED |
+                         ZMQ_EVENT_CONNECTED | ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED |
                              ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
                              ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) != 0)
     throw zmq::error_t();
@@ -38,6 +39,10 @@ void SocketMonitor::onEvent() {
     if (head.size() < 6) continue;
     std::uint16_t id;
     std::memcpy(&id, head.data(), sizeof id);
+    std::uint32_t value;
+    std::memcpy(&value, static_cast<const char*>(head.data()) + 2, sizeof value);
+    if ((id == ZMQ_EVENT_CONNECTED || id == ZMQ_EVENT_ACCEPTED) && onConnection_)
+      onConnection_(static_cast<int>(value));
     Event e;
     switch (id) {
       case ZMQ_EVENT_CONNECTED:

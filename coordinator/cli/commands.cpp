@@ -220,12 +220,12 @@ int cmdSubmit(const GlobalOptions& g, const std::string& file,
       ++i;
     }
     auto t = s.initTargets(static_cast<unsigned>(targets.size()));
-    for (unsigned i = 0; i < targets.size(); ++i)
-      t.set(i, targets[i]);
+    for (unsigned k = 0; k < targets.size(); ++k)
+      t.set(k, targets[k]);
     s.setPriority(priority);
     auto l = s.initLabels(static_cast<unsigned>(labels.size()));
-    for (unsigned i = 0; i < labels.size(); ++i)
-      l.set(i, labels[i]);
+    for (unsigned k = 0; k < labels.size(); ++k)
+      l.set(k, labels[k]);
   });
   auto job = reply->root().getBody().getReply().getKind().getSubmitted();
   const std::string id = job.getId();

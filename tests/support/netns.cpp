@@ -84,6 +84,9 @@ NetTopology::NetTopology() : prefix_("ipt" + std::to_string(::getpid())) {
 }
 
 NetTopology::~NetTopology() {
+  for (auto& [dev, d] : delays_)
+    fs::remove(d->logPath());
+  delays_.clear();
   // Processes still inside keep a namespace alive; kill them first, then delete it.
   for (const auto& [host, ns] : hosts_) {
     SubprocessOptions o;
@@ -192,7 +195,55 @@ void NetTopology::link(const std::string& a, const std::string& b, const LinkOpt
       run(host, {"tc", "qdisc", "replace", "dev", dev, "root", "tbf", "rate", options.rate, "burst",
                  burstFor(options.rate), "latency", "50ms"});
   }
+  l.queue = 2 * n;
+  if (options.delay.count() > 0 || options.lossPercent > 0) {
+    for (const auto& [host, dev] : {std::pair{a, l.devA}, std::pair{b, l.devB}})
+      run(host,
+          {"iptables-legacy", "-t", "mangle", "-A", "PREROUTING", "-i", dev, "-j", "NFQUEUE",
+           "--queue-num", std::to_string(dev == l.devA ? l.queue : l.queue + 1), "--queue-bypass"});
+    startDelays(l, options.delay, options.lossPercent);
+  }
   links_.push_back(l);
+}
+
+bool NetTopology::canDelay(std::string* why) {
+  if (!fs::exists(buildDir() / "bin" / "imgpipe-link-delay")) {
+    if (why) *why = "imgpipe-link-delay was not built (libnetfilter-queue-dev missing)";
+    return false;
+  }
+  SubprocessOptions o;
+  o.argv = {"iptables-legacy", "--version"};
+  if (runCommand(o).exitCode != 0) {
+    if (why) *why = "no iptables-legacy (the NFQUEUE target)";
+    return false;
+  }
+  return true;
+}
+
+void NetTopology::startDelays(const Link& l, std::chrono::milliseconds delay, double lossPercent) {
+  char loss[32];
+  std::snprintf(loss, sizeof loss, "%g", lossPercent);
+  // Packets into a are held in a's namespace, packets into b in b's: the receiving end.
+  for (const auto& [host, dev, queue] :
+       {std::tuple{l.a, l.devA, l.queue}, std::tuple{l.b, l.devB, l.queue + 1}}) {
+    auto& slot = delays_[ns(host) + "/" + dev];
+    if (slot) slot->stop();  // releases what it holds
+    slot = std::make_unique<Daemon>(
+        inHost(host, {(buildDir() / "bin" / "imgpipe-link-delay").string(), std::to_string(queue),
+                      std::to_string(delay.count()), loss}),
+        fs::temp_directory_path() / (ns(host) + "-" + dev + ".delay.log"));
+    if (!slot->waitForLog("ready", std::chrono::seconds(10)))
+      throw Error("imgpipe-link-delay did not start on " + dev + ": " + slot->log());
+  }
+}
+
+void NetTopology::impair(const std::string& a, const std::string& b,
+                         std::chrono::milliseconds delay, double lossPercent) {
+  const auto& l = findLink(a, b);
+  if (!delays_.count(ns(l.a) + "/" + l.devA))
+    throw std::invalid_argument("the link " + a + " - " + b +
+                                " was made without delay or loss: nothing to change");
+  startDelays(l, delay, lossPercent);
 }
 
 void NetTopology::addRoute(const std::string& host, const std::string& destHost,

@@ -19,6 +19,10 @@ namespace imgpipe::test {
 struct LinkOptions {
   std::string rate = "40mbit";  // tbf rate on each end; "" = unshaped
   int mtu = 1500;
+  // A long, lossy path (a WireGuard tunnel across borders): each direction holds every packet
+  // this long and drops this share, through imgpipe-link-delay (NFQUEUE; no netem here).
+  std::chrono::milliseconds delay{0};  // one way
+  double lossPercent = 0;              // each way
 };
 
 struct LinkCounters {
@@ -68,6 +72,12 @@ class NetTopology {
   // WireGuard tunnel whose path died: no error reaches the far side, only silence.
   void blackhole(const std::string& a, const std::string& b, bool on);
   LinkCounters counters(const std::string& host, const std::string& peer) const;
+  // Changes the delay and loss of a link while it carries traffic (a path that turns lossy for
+  // a minute, and back).
+  void impair(const std::string& a, const std::string& b, std::chrono::milliseconds delay,
+              double lossPercent);
+  // Whether this machine can emulate delay and loss (imgpipe-link-delay built, iptables-legacy).
+  static bool canDelay(std::string* why);
 
   // argv prefixed to run inside `host`'s namespace.
   std::vector<std::string> inHost(const std::string& host, std::vector<std::string> argv) const;
@@ -78,17 +88,20 @@ class NetTopology {
     std::string a, b;
     std::string addrA, addrB;
     std::string devA, devB;
+    int queue = 0;  // NFQUEUE numbers queue (into a) and queue + 1 (into b)
   };
   struct Route {
     std::string host, dest, gateway;
   };
   const Link& findLink(const std::string& a, const std::string& b) const;
   void restoreRoutes();
+  void startDelays(const Link& l, std::chrono::milliseconds delay, double lossPercent);
 
   std::string prefix_;
   std::map<std::string, std::string> hosts_;  // host -> namespace
   std::vector<Link> links_;
   std::vector<Route> routes_;
+  std::map<std::string, std::unique_ptr<Daemon>> delays_;  // receiving device -> its delayer
   std::vector<std::string> natTables_;  // nft tables in the root namespace, removed on teardown
   std::vector<std::string> rootDevices_;
   bool restoreForwarding_ = false;  // this topology turned on the root namespace's ip_forward

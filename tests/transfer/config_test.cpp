@@ -23,6 +23,8 @@ TEST(TransferConfig, DefaultsWhenTheSectionIsAbsent) {
   EXPECT_EQ(c.chunkSize, 1u << 20);
   EXPECT_EQ(c.rateLimit, 0u);
   EXPECT_TRUE(c.delta);
+  EXPECT_EQ(c.connection.congestion, "bbr");
+  EXPECT_EQ(c.serverOptions().connection.congestion, "bbr");  // both ends of a hop: one setting
   EXPECT_FALSE(c.advertise.empty());
   EXPECT_EQ(c.advertise.find('*'), std::string::npos) << c.advertise;
   auto glance = parse("name: x\n", false);
@@ -43,6 +45,7 @@ transfer:
   window: {initial: 8M, min: 2M, max: 64M}
   heartbeat: {interval: 500ms, timeout: 2s}
   reconnect: {initial: 50ms, max: 2s}
+  congestion: system
   ping_interval: 2s
   dead_after: 8s
   stall_after: 4s
@@ -63,6 +66,8 @@ transfer:
   EXPECT_EQ(c.connection.heartbeatTimeout, 2s);
   EXPECT_EQ(c.connection.reconnectInitial, 50ms);
   EXPECT_EQ(c.connection.reconnectMax, 2s);
+  EXPECT_EQ(c.connection.congestion, "system");
+  EXPECT_EQ(c.serverOptions().connection.heartbeatTimeout, 2s);
   EXPECT_EQ(c.liveness.pingInterval, 2s);
   EXPECT_EQ(c.liveness.deadAfter, 8s);
   EXPECT_EQ(c.liveness.stallAfter, 4s);
@@ -89,4 +94,5 @@ TEST(TransferConfig, UnknownKeysAndBadValuesNameTheField) {
   fails("transfer:\n  heartbeat: {interval: 3s, timeout: 1s}\n", "heartbeat.timeout");
   fails("transfer:\n  delta: {blocksize: 10}\n", "blocksize");
   fails("transfer:\n  rate_limit: fast\n", "rate_limit");
+  fails("transfer:\n  congestion: BBR;rm\n", "congestion");
 }

@@ -344,3 +344,82 @@ TEST_F(TransferNetTest, AReceiverWithoutEnoughDiskRefusesCleanly) {
 
 }  // namespace
 }  // namespace imgpipe::test
+
+namespace imgpipe::test {
+namespace {
+
+// The congestion controls of the established TCP connections on `port` in `host`, as the
+// kernel reports them (`ss -ti`).
+std::string congestionOnPort(NetTopology& net, const std::string& host, int port) {
+  auto r = run(net.inHost(
+      host, {"ss", "-Htin", "state", "established", "sport", "=", ":" + std::to_string(port)}));
+  std::string found;
+  for (const char* cc : {"bbr", "cubic", "reno"})
+    if (r.out.find(std::string(" ") + cc + " ") != std::string::npos) found += cc;
+  return found;
+}
+
+// A long, lossy path (200 ms round trip, 1 % loss each way) between hosts left at cubic: the
+// server's connections run BBR anyway (the data flows from there), the fetch keeps one
+// connection throughout, and the bytes arrive intact.
+TEST_F(TransferNetTest, ALongLossyLinkKeepsOneConnectionAndTheServerRunsBbr) {
+  std::string why;
+  if (!NetTopology::canDelay(&why)) GTEST_SKIP() << why;
+  net_->addHost("build");
+  net_->addHost("ctrl");
+  LinkOptions link{"20mbit"};
+  link.delay = 100ms;
+  link.lossPercent = 1;
+  net_->link("build", "ctrl", link);
+  auto file = makeFile("image", 12 << 20, 21);
+  auto a = import("build", file, "img", "1");
+  auto server = serve("build", "ctrl", {"ctrl"});
+  auto fetching = startFetch("ctrl", "build", a);
+  std::string seen;
+  waitUntil(
+      [&] {
+        seen = congestionOnPort(*net_, "build", 7701);
+        return !seen.empty();
+      },
+      30s);
+  auto r = fetching->wait();
+  ASSERT_EQ(r.exitCode, 0) << r.stdoutText;
+  EXPECT_EQ(seen, "bbr") << "the server's end of the connection";
+  EXPECT_NE(r.stdoutText.find("reconnects 0\n"), std::string::npos) << r.stdoutText;
+  EXPECT_NE(r.stdoutText.find("congestion bbr\n"), std::string::npos) << r.stdoutText;
+  EXPECT_TRUE(sameContent(file, artifactData("ctrl", a)));
+  EXPECT_EQ(server->log().find("host's default"), std::string::npos) << server->log();
+}
+
+// `congestion: system` leaves the host's default on both ends (a link shared with users).
+TEST_F(TransferNetTest, CongestionSystemKeepsTheHostsDefault) {
+  net_->addHost("build");
+  net_->addHost("ctrl");
+  net_->link("build", "ctrl", {"20mbit"});
+  auto a = import("build", makeFile("image", 4 << 20, 22), "img", "1");
+  const auto config = dir() / "system-cc.yaml";
+  std::ofstream(config) << "transfer:\n  congestion: system\n";
+  auto server = std::make_unique<NetDaemon>(
+      *net_, "build",
+      std::vector<std::string>{transferTool().string(), "serve", "--store", store("build").string(),
+                               "--listen", endpoint("build", "ctrl"), "--key",
+                               key("build").string(), "--allow", pub("ctrl").string(), "--config",
+                               config.string()},
+      dir() / "build-serve-system.log");
+  ASSERT_TRUE(server->waitForLog("listening", 10s)) << server->log();
+  auto fetching = startFetch("ctrl", "build", a, {"--config", config.string()});
+  std::string seen;
+  waitUntil(
+      [&] {
+        seen = congestionOnPort(*net_, "build", 7701);
+        return !seen.empty();
+      },
+      30s);
+  auto r = fetching->wait();
+  ASSERT_EQ(r.exitCode, 0) << r.stdoutText;
+  EXPECT_EQ(seen, "cubic");
+  EXPECT_NE(r.stdoutText.find("congestion cubic\n"), std::string::npos) << r.stdoutText;
+}
+
+}  // namespace
+}  // namespace imgpipe::test

@@ -34,3 +34,22 @@ TEST(Backoff, DoublesToCapAndResets) {
   b.reset();
   EXPECT_EQ(b.next().count(), 1000);
 }
+
+TEST(Liveness, DeadAfterGrowsWithTheLongPathsRtoButNeverBelowTheFloor) {
+  auto t0 = Clock::time_point{} + 100s;
+  PeerLiveness l(1000ms, 5000ms, t0);
+  EXPECT_EQ(l.deadAfter(), 5000ms);  // nothing known of the path: the configured floor
+  l.pathRto(200ms);                  // a LAN: Linux's minimum RTO; the floor still holds
+  EXPECT_EQ(l.deadAfter(), 5000ms);
+  // 300 ms of round trip with its variation: RTO 1.1 s, so 8.8 s of silence before "dead".
+  l.pathRto(1100ms);
+  EXPECT_EQ(l.deadAfter(), 1100ms * PeerLiveness::kRtoMultiple);
+  EXPECT_FALSE(l.expired(t0 + 8s));
+  EXPECT_TRUE(l.expired(t0 + 9s));
+  // Anything heard counts as alive.
+  l.heard(t0 + 8s);
+  EXPECT_FALSE(l.expired(t0 + 9s));
+  // A new connection keeps what was learnt about the path.
+  l.restart(t0 + 20s);
+  EXPECT_EQ(l.deadAfter(), 8800ms);
+}
