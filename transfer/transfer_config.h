@@ -33,7 +33,7 @@ namespace imgpipe::transfer {
 //     reconnect: {initial: 100ms, max: 1s}        # reconnect backoff
 //     ping_interval: 1s             # application-level ping while fetching
 //     dead_after: 5s                # nothing heard for this long: new connection; at least,
-//                                   #   and 8 RTO of the round trip measured by pings
+//                                   #   and 8 RTO of the path as TCP measures it
 //     stall_after: 3s               # no chunk for this long: reported "stalled"
 //     auth_fail_timeout: 60s        # upstream refusing our key this long: the fetch fails
 //     delta:

@@ -365,6 +365,12 @@ std::string congestionOnPort(NetTopology& net, const std::string& host, int port
 TEST_F(TransferNetTest, ALongLossyLinkKeepsOneConnectionAndTheServerRunsBbr) {
   std::string why;
   if (!NetTopology::canDelay(&why)) GTEST_SKIP() << why;
+  constexpr const char* kAvailable = "/proc/sys/net/ipv4/tcp_available_congestion_control";
+  if (readFile(kAvailable).find("bbr") == std::string::npos) {
+    (void)run({"modprobe", "tcp_bbr"});
+    if (readFile(kAvailable).find("bbr") == std::string::npos)
+      GTEST_SKIP() << "this kernel has no BBR (tcp_bbr)";
+  }
   net_->addHost("build");
   net_->addHost("ctrl");
   LinkOptions link{"20mbit"};
