@@ -79,11 +79,13 @@ class Conversation {
   // "" while healthy; "stalled", "retrying", "waiting for upstream".
   const std::string& state() const { return state_; }
   bool isConnected() const { return connected_; }
-  // The path's round trip as TCP measures it on the connection (the Fetcher reads it from the
-  // kernel): it stretches the silence that counts as dead on a long path.
-  void pathTiming(const net::PathTiming& timing) {
+  // The path as TCP sees it on the connection (the Fetcher reads it from the kernel): its RTO
+  // stretches the silence that counts as dead on a long path, and ACKs still arriving say the
+  // path is up (net::PeerLiveness).
+  void pathTiming(const net::PathTiming& timing, TimePoint now) {
     path_ = timing;
     peer_.pathRto(timing.rto());
+    peer_.pathAcked(now - timing.sinceLastAck);
   }
   const std::optional<net::PathTiming>& path() const { return path_; }
   milliseconds deadAfter() const { return peer_.deadAfter(); }

@@ -185,7 +185,7 @@ bool Fetcher::run(Conversation& c, std::stop_token stop, const std::function<voi
     // reading TCP_INFO of a closed or reused descriptor costs one wrong estimate, never harm.
     if (fd_ >= 0 && now >= nextPathRead) {
       nextPathRead = now + std::chrono::milliseconds(500);
-      if (auto timing = net::pathTimingOf(fd_)) c.pathTiming(*timing);
+      if (auto timing = net::pathTimingOf(fd_)) c.pathTiming(*timing, now);
     }
     c.tick(now);
     if (c.takeReconnectRequest()) {

@@ -61,7 +61,8 @@ std::optional<PathTiming> pathTimingOf(int fd) {
   if (::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) != 0 || info.tcpi_rtt == 0)
     return std::nullopt;
   return PathTiming{std::chrono::microseconds(info.tcpi_rtt),
-                    std::chrono::microseconds(info.tcpi_rttvar)};
+                    std::chrono::microseconds(info.tcpi_rttvar),
+                    std::chrono::milliseconds(info.tcpi_last_ack_recv)};
 }
 
 }  // namespace imgpipe::net

@@ -37,6 +37,8 @@ std::string congestionControlOf(int fd);
 struct PathTiming {
   std::chrono::microseconds rtt{0};
   std::chrono::microseconds rttvar{0};
+  // Since the last ACK arrived: how long ago the path last carried what this end sent.
+  std::chrono::milliseconds sinceLastAck{0};
   // TCP's retransmission timeout for the path without backoff: RTT + 4 RTTVAR, at least Linux's
   // 200 ms floor (TCP_RTO_MIN).
   std::chrono::milliseconds rto() const;

@@ -53,3 +53,26 @@ TEST(Liveness, DeadAfterGrowsWithTheLongPathsRtoButNeverBelowTheFloor) {
   l.restart(t0 + 20s);
   EXPECT_EQ(l.deadAfter(), 8800ms);
 }
+
+TEST(Liveness, ASilentPeerOnAPathThatStillCarriesOurDataGetsLongerThanADeadLink) {
+  auto t0 = Clock::time_point{} + 100s;
+  PeerLiveness l(1000ms, 5000ms, t0);
+  // Nothing heard for 6 s, and nothing of ours acknowledged since t0: a dead link.
+  EXPECT_TRUE(l.expired(t0 + 6s));
+  // The same silence while TCP's ACKs keep arriving: a lossy path (or a stuck peer).
+  l.pathAcked(t0 + 5500ms);
+  EXPECT_FALSE(l.expired(t0 + 6s));
+  EXPECT_FALSE(l.expired(t0 + 10s));
+  l.pathAcked(t0 + 29s);
+  EXPECT_FALSE(l.expired(t0 + 30s));
+  EXPECT_TRUE(l.expired(t0 + 31s));  // 6 x the 5 s: a peer that never answers is stuck
+  // ACKs that stopped: the path went down, and the short timeout applies again.
+  PeerLiveness m(1000ms, 5000ms, t0);
+  m.pathAcked(t0 + 1s);
+  EXPECT_FALSE(m.expired(t0 + 5500ms));
+  EXPECT_TRUE(m.expired(t0 + 6100ms));
+  // A new connection forgets the old one's ACKs.
+  m.pathAcked(t0 + 6s);
+  m.restart(t0 + 7s);
+  EXPECT_TRUE(m.expired(t0 + 12100ms));
+}
