@@ -3,8 +3,11 @@
 // held for the one-way delay, or dropped with the given probability, and released with an ACCEPT
 // verdict when its time has come. Only the packet's id is read (COPY_META): no payload crosses.
 //
-//   imgpipe-link-delay QUEUE DELAY_MS [LOSS_PERCENT]
+//   imgpipe-link-delay QUEUE DELAY_MS [LOSS_PERCENT [PARAMS_FILE]]
 //
+// On SIGHUP it reads "DELAY_MS LOSS_PERCENT" from PARAMS_FILE and applies them to the packets
+// that arrive from then on, without letting go of the queue (restarting the program would let
+// packets through undelayed for a moment, and reorder them against the held ones).
 // Wired by NetTopology (netns.h) in the RECEIVING namespace:
 //   iptables-legacy -t mangle -A PREROUTING -i DEV -j NFQUEUE --queue-num QUEUE --queue-bypass
 // (held packets at the sender would count against TCP Small Queues and collapse throughput).
@@ -34,8 +37,12 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 volatile sig_atomic_t stopping = 0;
+volatile sig_atomic_t reload = 0;
 void onSignal(int) {
   stopping = 1;
+}
+void onHangup(int) {
+  reload = 1;
 }
 
 struct Held {
@@ -85,6 +92,10 @@ int main(int argc, char** argv) {
   s.loss = argc > 3 ? std::atof(argv[3]) / 100.0 : 0.0;
   ::signal(SIGTERM, onSignal);
   ::signal(SIGINT, onSignal);
+  const char* paramsFile = argc > 4 ? argv[4] : nullptr;
+  struct sigaction hup {};
+  hup.sa_handler = onHangup;  // no SA_RESTART: poll returns EINTR and the loop reloads
+  ::sigaction(SIGHUP, &hup, nullptr);
 
   std::unique_ptr<nfq_handle, HandleCloser> handle(nfq_open());
   if (!handle) {
@@ -114,6 +125,20 @@ int main(int argc, char** argv) {
 
   static char buffer[65536];
   while (!stopping) {
+    if (reload && paramsFile) {
+      reload = 0;
+      double delayMs = 0, lossPercent = 0;
+      if (std::FILE* f = std::fopen(paramsFile, "r")) {
+        if (std::fscanf(f, "%lf %lf", &delayMs, &lossPercent) == 2) {
+          s.delay = std::chrono::duration_cast<Clock::duration>(
+              std::chrono::duration<double, std::milli>(delayMs));
+          s.loss = lossPercent / 100.0;
+          std::printf("now delay %g ms loss %g %%\n", delayMs, lossPercent);
+          std::fflush(stdout);
+        }
+        std::fclose(f);
+      }
+    }
     int timeout = -1;
     if (!s.held.empty()) {
       const auto wait = s.held.front().due - Clock::now();

@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -84,8 +85,11 @@ NetTopology::NetTopology() : prefix_("ipt" + std::to_string(::getpid())) {
 }
 
 NetTopology::~NetTopology() {
-  for (auto& [dev, d] : delays_)
+  for (auto& [dev, d] : delays_) {
     fs::remove(d->logPath());
+    auto params = d->logPath();
+    fs::remove(params.replace_extension(".params"));
+  }
   delays_.clear();
   // Processes still inside keep a namespace alive; kill them first, then delete it.
   for (const auto& [host, ns] : hosts_) {
@@ -226,12 +230,19 @@ void NetTopology::startDelays(const Link& l, std::chrono::milliseconds delay, do
   // Packets into a are held in a's namespace, packets into b in b's: the receiving end.
   for (const auto& [host, dev, queue] :
        {std::tuple{l.a, l.devA, l.queue}, std::tuple{l.b, l.devB, l.queue + 1}}) {
+    const fs::path base = fs::temp_directory_path() / (ns(host) + "-" + dev);
+    const fs::path params = base.string() + ".delay.params";
+    std::ofstream(params) << delay.count() << " " << loss << "\n";
     auto& slot = delays_[ns(host) + "/" + dev];
-    if (slot) slot->stop();  // releases what it holds
+    if (slot) {
+      // Changed in place: the delayer keeps the queue and what it holds.
+      slot->signal(SIGHUP);
+      continue;
+    }
     slot = std::make_unique<Daemon>(
         inHost(host, {(buildDir() / "bin" / "imgpipe-link-delay").string(), std::to_string(queue),
-                      std::to_string(delay.count()), loss}),
-        fs::temp_directory_path() / (ns(host) + "-" + dev + ".delay.log"));
+                      std::to_string(delay.count()), loss, params.string()}),
+        base.string() + ".delay.log");
     if (!slot->waitForLog("ready", std::chrono::seconds(10)))
       throw Error("imgpipe-link-delay did not start on " + dev + ": " + slot->log());
   }
