@@ -12,7 +12,7 @@ namespace imgpipe::net {
 
 // The TCP congestion control of one connection (TCP_CONGESTION), chosen by the application
 // instead of left to the host's default. On a long, lossy path a single cubic stream reaches
-// about a tenth of the link rate (docs/transfer.md, "Long, lossy links"); BBR, which does not read
+// about a tenth of the link rate (docs/transfer.md, "Congestion control"); BBR, which does not read
 // loss as congestion, reaches nine tenths. Setting it per connection changes nothing else on the
 // host: other programs keep the host's default.
 

@@ -359,6 +359,19 @@ std::string congestionOnPort(NetTopology& net, const std::string& host, int port
   return found;
 }
 
+// Waits (up to 30 s) for the artifact server on `host` to hold a connection, and says what
+// congestion control the kernel runs it with.
+std::string serverCongestionOnceConnected(NetTopology& net, const std::string& host) {
+  std::string seen;
+  waitUntil(
+      [&] {
+        seen = congestionOnPort(net, host, 7701);
+        return !seen.empty();
+      },
+      30s);
+  return seen;
+}
+
 // A long, lossy path (200 ms round trip, 1 % loss each way) between hosts left at cubic: the
 // server's connections run BBR anyway (the data flows from there), the fetch keeps one
 // connection throughout, and the bytes arrive intact.
@@ -381,13 +394,7 @@ TEST_F(TransferNetTest, ALongLossyLinkKeepsOneConnectionAndTheServerRunsBbr) {
   auto a = import("build", file, "img", "1");
   auto server = serve("build", "ctrl", {"ctrl"});
   auto fetching = startFetch("ctrl", "build", a);
-  std::string seen;
-  waitUntil(
-      [&] {
-        seen = congestionOnPort(*net_, "build", 7701);
-        return !seen.empty();
-      },
-      30s);
+  const std::string seen = serverCongestionOnceConnected(*net_, "build");
   auto r = fetching->wait();
   ASSERT_EQ(r.exitCode, 0) << r.stdoutText;
   EXPECT_EQ(seen, "bbr") << "the server's end of the connection";
@@ -414,13 +421,7 @@ TEST_F(TransferNetTest, CongestionSystemKeepsTheHostsDefault) {
       dir() / "build-serve-system.log");
   ASSERT_TRUE(server->waitForLog("listening", 10s)) << server->log();
   auto fetching = startFetch("ctrl", "build", a, {"--config", config.string()});
-  std::string seen;
-  waitUntil(
-      [&] {
-        seen = congestionOnPort(*net_, "build", 7701);
-        return !seen.empty();
-      },
-      30s);
+  const std::string seen = serverCongestionOnceConnected(*net_, "build");
   auto r = fetching->wait();
   ASSERT_EQ(r.exitCode, 0) << r.stdoutText;
   EXPECT_EQ(seen, "cubic");
