@@ -52,7 +52,8 @@ ArtifactServer::ArtifactServer(zmq::context_t& context, net::Reactor& reactor, A
       store_(store),
       keys_(std::move(keys)),
       options_(std::move(options)),
-      socket_(context, zmq::socket_type::router) {
+      socket_(context, zmq::socket_type::router),
+      congestion_(options_.connection.congestion) {
   // Without a ZAP handler CURVE accepts any client key; this one admits keys that hold a grant.
   zap_ = std::make_unique<net::ZapHandler>(
       context_, reactor_,
@@ -80,10 +81,8 @@ ArtifactServer::ArtifactServer(zmq::context_t& context, net::Reactor& reactor, A
   monitor_ = std::make_unique<net::SocketMonitor>(
       context_, reactor_, socket_, [](net::SocketMonitor::Event, const std::string&) {},
       [this](int fd) {
-        auto why = net::setCongestionControl(fd, options_.connection.congestion);
-        if (!why.empty() && why != congestionProblem_)
+        if (auto why = congestion_.apply(fd); !why.empty())
           spdlog::warn("artifact server: {}; connections use the host's default", why);
-        congestionProblem_ = why;
       });
   socket_.bind(options_.listen);
   reactor_.addSocket(socket_, [this] { onReadable(); });

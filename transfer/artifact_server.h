@@ -15,6 +15,7 @@
 #include "common/net/curve_keys.h"
 #include "common/net/reactor.h"
 #include "common/net/socket_monitor.h"
+#include "common/net/tcp_options.h"
 #include "common/net/zap_handler.h"
 #include "protocol/schema/transfer.capnp.h"
 #include "transfer/artifact_store.h"
@@ -174,8 +175,8 @@ class ArtifactServer {
   ServerOptions options_;
   std::unique_ptr<net::ZapHandler> zap_;
   zmq::socket_t socket_;
-  std::unique_ptr<net::SocketMonitor> monitor_;  // sets each connection's congestion control
-  std::string congestionProblem_;                // the last reason it could not, logged once
+  net::CongestionChoice congestion_;
+  std::unique_ptr<net::SocketMonitor> monitor_;  // applies congestion_ to each connection
   std::uint64_t storeToken_ = 0;
   net::Reactor::TimerId expiryTimer_ = 0;
   // Guards against callbacks posted by the store or a delta worker outliving the server.

@@ -17,7 +17,8 @@ Fetcher::Fetcher(zmq::context_t& context, Upstream upstream, net::CurveKeyPair k
       upstream_(std::move(upstream)),
       keys_(std::move(keys)),
       options_(options),
-      log_(log ? std::move(log) : spdlog::default_logger()) {
+      log_(log ? std::move(log) : spdlog::default_logger()),
+      congestionChoice_(options_.congestion) {
   open();
 }
 
@@ -83,10 +84,8 @@ void Fetcher::drainMonitor(Conversation& c) {
         // flow from here, the chunks from the server, which sets its own end.
         std::uint32_t fd;
         std::memcpy(&fd, static_cast<const char*>(head.data()) + 2, sizeof fd);
-        auto why = net::setCongestionControl(static_cast<int>(fd), options_.congestion);
-        if (!why.empty() && !congestionWarned_)
+        if (auto why = congestionChoice_.apply(static_cast<int>(fd)); !why.empty())
           log_->warn("{}; the connection to {} uses the host's default", why, upstream_.endpoint);
-        congestionWarned_ = congestionWarned_ || !why.empty();
         congestion_ = net::congestionControlOf(static_cast<int>(fd));
         fd_ = static_cast<int>(fd);
         break;

@@ -12,6 +12,7 @@
 #include <zmq.hpp>
 
 #include "common/net/curve_keys.h"
+#include "common/net/tcp_options.h"
 #include "transfer/connection_options.h"
 #include "transfer/fetch_session.h"
 
@@ -66,9 +67,9 @@ class Fetcher {
   bool everConnected_ = false;
   std::uint32_t reconnects_ = 0;
   std::uint64_t undecodable_ = 0;
-  std::string congestion_;
-  bool congestionWarned_ = false;
-  int fd_ = -1;  // the connection's descriptor (ZeroMQ's), while connected
+  net::CongestionChoice congestionChoice_;
+  std::string congestion_;  // what the kernel runs on the last connection
+  int fd_ = -1;             // the connection's descriptor (ZeroMQ's), while connected
 };
 
 }  // namespace imgpipe::transfer

@@ -41,6 +41,13 @@ std::string setCongestionControl(int fd, std::string_view algorithm) {
   return "TCP_CONGESTION " + name + ": " + std::strerror(e);
 }
 
+std::string CongestionChoice::apply(int fd) {
+  auto why = setCongestionControl(fd, algorithm_);
+  if (why == lastProblem_) return "";
+  lastProblem_ = why;
+  return why;
+}
+
 std::string congestionControlOf(int fd) {
   if (!isTcp(fd)) return "";
   char name[16] = {};

@@ -30,6 +30,19 @@ std::string setCongestionControl(int fd, std::string_view algorithm);
 // The algorithm `fd` runs, "" when it is not a TCP socket.
 std::string congestionControlOf(int fd);
 
+// One socket's choice, applied to each of its connections as it is made; a reason it could not
+// is returned the first time it occurs (to be logged once, not once per connection). Value type.
+class CongestionChoice {
+ public:
+  explicit CongestionChoice(std::string algorithm) : algorithm_(std::move(algorithm)) {}
+  // "" when set (or "system"), or when the reason is the one returned last time.
+  std::string apply(int fd);
+
+ private:
+  std::string algorithm_;
+  std::string lastProblem_;
+};
+
 // The path's round trip as the kernel measures it for this connection (TCP_INFO: smoothed RTT
 // and its mean deviation, from the ACKs of what this end sent). Unlike a reply's round trip it
 // holds no time spent queued behind our own data, and unlike tcpi_rto it holds no backoff: it
