@@ -2,6 +2,7 @@
 // the build child (`run-build`, started by the agent itself for every build).
 #include <cstring>
 
+#include "agent-build/ansible/exec_client.h"
 #include "agent-build/cli/commands.h"
 #include "agent-build/config/build_config.h"
 #include "agent-build/mount/sandbox.h"
@@ -18,6 +19,9 @@ int main(int argc, char** argv) {
   // In front of bwrap for every command run inside an image (mount/sandbox.h).
   if (argc > 1 && std::strcmp(argv[1], "sandbox-exec") == 0)
     return build::sandboxExecMain(argc - 1, argv + 1);
+  // The sandboxed Ansible controller's chroot_exe (ansible/exec_client.h).
+  if (argc > 1 && std::strcmp(argv[1], "ansible-exec") == 0)
+    return build::ansibleExecMain(argc - 1, argv + 1);
   if (argc > 1 && std::strcmp(argv[1], "build") == 0)
     return build::buildCommand(argc - 1, argv + 1);
   if (argc > 1 && std::strcmp(argv[1], "prepare-base") == 0)

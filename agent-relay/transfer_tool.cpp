@@ -156,7 +156,8 @@ int runFetch(const Options& o) {
                                 : "full")
             << "\n"
             << "delta_bytes " << out.deltaBytes << "\n"
-            << "bad_chunks " << out.badChunks << "\n";
+            << "bad_chunks " << out.badChunks << "\n"
+            << "chunk_bytes " << out.chunkBytesReceived << "\n";
   if (!out.deltaNote.empty()) std::cout << "note " << out.deltaNote << "\n";
   return 0;
 }

@@ -139,7 +139,8 @@ Subprocess::Subprocess(SubprocessOptions options) : options_(std::move(options))
   auto [outR, outW] = makePipe();
   auto [errR, errW] = makePipe();
   auto [execR, execW] = makePipe();  // reports exec failure; closed by a successful exec
-  const bool feedInput = !options_.input.empty();
+  const bool feedInput = !options_.input.empty() && options_.stdinFd < 0;
+  const int stdinFd = options_.stdinFd, stdoutFd = options_.stdoutFd, stderrFd = options_.stderrFd;
   const pid_t parent = ::getpid();
   const char* cwd = options_.cwd.empty() ? nullptr : options_.cwd.c_str();
 
@@ -155,10 +156,12 @@ Subprocess::Subprocess(SubprocessOptions options) : options_(std::move(options))
     ::sigprocmask(SIG_SETMASK, &all, nullptr);
     for (int sig : {SIGPIPE, SIGTERM, SIGINT, SIGHUP, SIGCHLD})
       ::signal(sig, SIG_DFL);
-    int devnull = feedInput ? -1 : ::open("/dev/null", O_RDONLY);
-    ::dup2(feedInput ? inR.get() : devnull, 0);
-    ::dup2(outW.get(), 1);
-    ::dup2(errW.get(), 2);
+    if (stdinFd >= 0)
+      ::dup2(stdinFd, 0);
+    else
+      ::dup2(feedInput ? inR.get() : ::open("/dev/null", O_RDONLY), 0);
+    ::dup2(stdoutFd >= 0 ? stdoutFd : outW.get(), 1);
+    ::dup2(stderrFd >= 0 ? stderrFd : errW.get(), 2);
     if (cwd != nullptr && ::chdir(cwd) != 0) {
       int err = errno;
       (void)!::write(execW.get(), &err, sizeof err);
@@ -189,10 +192,14 @@ Subprocess::Subprocess(SubprocessOptions options) : options_(std::move(options))
     stdinFd_ = std::move(inW);
     setNonBlocking(stdinFd_.get());
   }
-  stdoutFd_ = std::move(outR);
-  stderrFd_ = std::move(errR);
-  setNonBlocking(stdoutFd_.get());
-  setNonBlocking(stderrFd_.get());
+  if (stdoutFd < 0) {
+    stdoutFd_ = std::move(outR);
+    setNonBlocking(stdoutFd_.get());
+  }
+  if (stderrFd < 0) {
+    stderrFd_ = std::move(errR);
+    setNonBlocking(stderrFd_.get());
+  }
 }
 
 Subprocess::Subprocess(Subprocess&& other) noexcept
@@ -224,6 +231,23 @@ void Subprocess::pump(CommandResult& result) {
   const auto deadline =
       options_.timeout.count() > 0 ? Clock::now() + options_.timeout : Clock::time_point::max();
   char buf[65536];
+  // Output that goes elsewhere (stdoutFd, stderrFd): only the stop, the deadline and the exit
+  // to watch. WNOWAIT leaves the child for reap().
+  while (!stdoutFd_ && !stderrFd_) {
+    if (options_.stop.stop_requested()) {
+      result.stopped = true;
+      return;
+    }
+    if (Clock::now() >= deadline) {
+      result.timedOut = true;
+      return;
+    }
+    siginfo_t info{};
+    if (::waitid(P_PID, static_cast<id_t>(pid_), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+        info.si_pid == pid_)
+      return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
   while (stdoutFd_ || stderrFd_) {
     if (options_.stop.stop_requested()) {
       result.stopped = true;

@@ -30,6 +30,10 @@ struct SubprocessOptions {
   std::chrono::milliseconds timeout{0};               // 0: none
   std::stop_token stop;                               // a stop request terminates the child
   std::chrono::milliseconds killGrace{5000};          // SIGTERM -> SIGKILL delay
+  // The child's stdin, stdout and stderr are these descriptors (not owned) instead, where one is
+  // >= 0: a command run on another process's behalf (ansible's chroot connection), its output
+  // going to that process, not to onLine or the tail.
+  int stdinFd = -1, stdoutFd = -1, stderrFd = -1;
 };
 
 struct CommandResult {

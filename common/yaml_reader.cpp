@@ -2,6 +2,7 @@
 
 #include <limits>
 
+#include "common/field_origins.h"
 #include "common/file_util.h"
 #include "common/units.h"
 
@@ -34,8 +35,25 @@ YamlReader YamlReader::fromString(std::string_view text, std::string sourceName)
   }
 }
 
+YamlReader YamlReader::fromNode(
+    YAML::Node root, std::string sourceName,
+    std::shared_ptr<const std::map<std::string, std::string>> originByPath) {
+  YamlReader r(root, std::make_shared<const std::string>(std::move(sourceName)), "", root.Mark());
+  r.origins_ = std::move(originByPath);
+  return r;
+}
+
+YamlReader YamlReader::child(YAML::Node node, std::string path, YAML::Mark mark) const {
+  YamlReader c(std::move(node), source_, std::move(path), mark);
+  c.baseDir_ = baseDir_;
+  c.origins_ = origins_;
+  return c;
+}
+
 std::string YamlReader::where() const {
   std::string w = *source_;
+  if (origins_)
+    if (const auto* file = originOf(*origins_, path_)) w = *file;
   if (!mark_.is_null())
     w += ":" + std::to_string(mark_.line + 1) + ":" + std::to_string(mark_.column + 1);
   w += ": ";
@@ -65,12 +83,8 @@ YamlReader YamlReader::at(std::string_view key) const {
   // so it is replaced by a real null node before it is stored anywhere.
   const YAML::Node& self = node_;
   const YAML::Node found = isMap() ? self[std::string(key)] : YAML::Node(YAML::NodeType::Null);
-  YamlReader child =
-      found ? YamlReader(found, source_, childPath(key),
-                         found.Mark().is_null() ? mark_ : found.Mark())
-            : YamlReader(YAML::Node(YAML::NodeType::Null), source_, childPath(key), mark_);
-  child.baseDir_ = baseDir_;
-  return child;
+  return found ? child(found, childPath(key), found.Mark().is_null() ? mark_ : found.Mark())
+               : child(YAML::Node(YAML::NodeType::Null), childPath(key), mark_);
 }
 
 YamlReader YamlReader::require(std::string_view key) const {
@@ -198,9 +212,8 @@ std::vector<YamlReader> YamlReader::items() const {
   std::vector<YamlReader> out;
   size_t i = 0;
   for (const auto& child : node_) {
-    out.push_back(YamlReader(child, source_, path_ + "[" + std::to_string(i++) + "]",
-                             child.Mark().is_null() ? mark_ : child.Mark()));
-    out.back().baseDir_ = baseDir_;
+    out.push_back(this->child(child, path_ + "[" + std::to_string(i++) + "]",
+                              child.Mark().is_null() ? mark_ : child.Mark()));
   }
   return out;
 }
@@ -212,10 +225,8 @@ std::vector<std::pair<std::string, YamlReader>> YamlReader::entries() const {
   for (const auto& kv : node_) {
     std::string key = kv.first.Scalar();
     read_->insert(key);
-    out.emplace_back(key,
-                     YamlReader(kv.second, source_, childPath(key),
+    out.emplace_back(key, child(kv.second, childPath(key),
                                 kv.second.Mark().is_null() ? kv.first.Mark() : kv.second.Mark()));
-    out.back().second.baseDir_ = baseDir_;
   }
   return out;
 }
@@ -228,7 +239,7 @@ void YamlReader::rejectUnknownKeys() const {
     std::string known;
     for (const auto& k : *read_)
       known += (known.empty() ? "" : ", ") + k;
-    YamlReader keyView(kv.first, source_, path_, kv.first.Mark());
+    YamlReader keyView = child(kv.first, path_, kv.first.Mark());
     keyView.fail("unknown key '" + key + "'" +
                  (known.empty() ? "" : " (known keys: " + known + ")"));
   }

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <optional>
 #include <set>
@@ -31,6 +32,12 @@ class YamlReader {
  public:
   static YamlReader fromFile(const std::filesystem::path& path);
   static YamlReader fromString(std::string_view text, std::string sourceName);
+  // A document assembled from several files (a definition's layers): `originByPath` names the
+  // file each field path came from ("packages.install" -> "base.yaml"); a mistake is reported
+  // against the file of the longest recorded prefix of its path, at the node's own position.
+  static YamlReader fromNode(
+      YAML::Node root, std::string sourceName,
+      std::shared_ptr<const std::map<std::string, std::string>> originByPath);
 
   const std::string& path() const { return path_; }  // "packages.install[2]"; "" at the root
   const std::string& source() const { return *source_; }
@@ -88,12 +95,14 @@ class YamlReader {
              YAML::Mark mark);
   std::string where() const;
   std::string childPath(std::string_view key) const;
+  YamlReader child(YAML::Node node, std::string path, YAML::Mark mark) const;
 
   YAML::Node node_;
   std::shared_ptr<const std::string> source_;
   std::string path_;
   std::filesystem::path baseDir_;  // of the source file; empty for strings
   YAML::Mark mark_;  // position of this node, or of its parent when the node is absent
+  std::shared_ptr<const std::map<std::string, std::string>> origins_;  // see fromNode
   std::shared_ptr<std::set<std::string>> read_ = std::make_shared<std::set<std::string>>();
 };
 

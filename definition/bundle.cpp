@@ -36,6 +36,34 @@ void writeAll(int fd, std::string_view data, const std::string& what) {
   }
 }
 
+bool holdsTree(const Bundle& bundle, const std::string& dir) {
+  auto it = bundle.files.lower_bound(dir + "/");
+  return it != bundle.files.end() && it->first.starts_with(dir + "/");
+}
+
+// Every regular file beneath `dir`/`tree`, by bundle path. Symlinks are read through
+// readFileBeneath, so one that leads out of the definition's directory is refused.
+std::vector<std::string> filesOfTree(const std::filesystem::path& dir, const std::string& tree,
+                                     std::size_t maxFiles) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  const auto top = dir / tree;
+  if (!std::filesystem::is_directory(std::filesystem::symlink_status(top, ec)))
+    return {tree};  // a single file (or missing: reading it says so)
+  for (auto it = std::filesystem::recursive_directory_iterator(top, ec);
+       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+    const auto st = it->symlink_status(ec);
+    if (std::filesystem::is_directory(st)) continue;
+    if (!std::filesystem::is_regular_file(st) && !std::filesystem::is_symlink(st)) continue;
+    out.push_back(tree + "/" + std::filesystem::relative(it->path(), top).generic_string());
+    if (out.size() > maxFiles)
+      throw Error("'" + tree + "' holds more than " + std::to_string(maxFiles) +
+                  " files, the limit of a definition's bundle");
+  }
+  if (ec) throw Error("cannot list '" + tree + "': " + ec.message());
+  return out;
+}
+
 }  // namespace
 
 std::optional<std::string> normaliseBundlePath(std::string_view path) {
@@ -62,6 +90,14 @@ std::vector<LocalReference> localReferences(const ImageDefinition& def) {
     add(def.scripts[i].content, "scripts[" + std::to_string(i) + "].source");
   for (std::size_t i = 0; i < def.repositories.size(); ++i)
     add(def.repositories[i].key, "repositories[" + std::to_string(i) + "].key_file");
+  if (def.ansible) {
+    refs.push_back({"ansible.playbook", def.ansible->playbook});
+    for (std::size_t i = 0; i < def.ansible->include.size(); ++i)
+      refs.push_back({"ansible.include[" + std::to_string(i) + "]", def.ansible->include[i], true});
+    for (std::size_t i = 0; i < def.ansible->rolesPath.size(); ++i)
+      refs.push_back(
+          {"ansible.roles_path[" + std::to_string(i) + "]", def.ansible->rolesPath[i], true});
+  }
   return refs;
 }
 
@@ -115,10 +151,25 @@ void checkBundle(const Bundle& bundle, const ImageDefinition& def, const BundleL
                 "; put large files in the build agent's sources_dir or fetch them by url:");
   (void)bundle.rootText();
   for (const auto& ref : localReferences(def))
-    if (!bundle.find(ref.path))
+    if (!bundle.find(ref.path) && !(ref.tree && holdsTree(bundle, ref.path)))
       throw Error(def.sourceName + ": " + ref.field + ": '" + ref.path +
                   "' is not in the definition's bundle (it is read from beside the definition "
                   "when you submit)");
+}
+
+MergedDefinition mergedDefinition(const Bundle& bundle, const std::string& displayName) {
+  (void)bundle.rootText();
+  return MergedDefinition::merge(
+      bundle.rootPath,
+      [&](const std::string& path) {
+        const auto* text = bundle.find(path);
+        return text ? std::optional<std::string>(*text) : std::nullopt;
+      },
+      displayName);
+}
+
+ImageDefinition parseBundle(const Bundle& bundle) {
+  return parseDefinition(mergedDefinition(bundle).reader());
 }
 
 Bundle loadBundle(const std::filesystem::path& definitionFile, const BundleLimits& limits) {
@@ -127,12 +178,26 @@ Bundle loadBundle(const std::filesystem::path& definitionFile, const BundleLimit
   b.rootPath = definitionFile.filename().string();
   if (!normaliseBundlePath(b.rootPath))
     throw Error("definition file name '" + b.rootPath + "' is not a plain file name");
-  b.files[b.rootPath] = readFileBeneath(dir, b.rootPath, limits.fileBytes);
-  auto def = parseDefinition(b.rootText(), definitionFile.string());
+  // The definition and every layer it extends, each into the bundle as it is read.
+  const auto fromDisk = layersBeneath(dir, limits.fileBytes);
+  auto merged = MergedDefinition::merge(
+      b.rootPath,
+      [&](const std::string& path) {
+        auto text = fromDisk(path);
+        if (text) b.files[path] = *text;
+        return text;
+      },
+      definitionFile.string());
+  auto def = parseDefinition(merged.reader());
   for (const auto& ref : localReferences(def)) {
-    if (b.find(ref.path)) continue;
     try {
-      b.files[ref.path] = readFileBeneath(dir, ref.path, limits.fileBytes);
+      for (const auto& path :
+           ref.tree ? filesOfTree(dir, ref.path, limits.files) : std::vector{ref.path}) {
+        if (b.find(path)) continue;
+        auto norm = normaliseBundlePath(path);
+        if (!norm || *norm != path) throw Error("'" + path + "' is not a plain bundle path");
+        b.files[path] = readFileBeneath(dir, path, limits.fileBytes);
+      }
     } catch (const Error& e) {
       throw Error(definitionFile.string() + ": " + ref.field + ": " + e.what());
     }

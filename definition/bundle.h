@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "definition/image_definition.h"
+#include "definition/layers.h"
 
 namespace imgpipe::definition {
 
@@ -31,6 +32,7 @@ std::optional<std::string> normaliseBundlePath(std::string_view path);
 struct LocalReference {
   std::string field;  // "files[2].source"
   std::string path;   // normalised bundle path
+  bool tree = false;  // a directory: every file beneath it travels (or a file, taken as one)
 };
 std::vector<LocalReference> localReferences(const ImageDefinition& def);
 
@@ -44,6 +46,12 @@ struct Bundle {
   std::string digest() const;
   std::size_t totalBytes() const;
 };
+
+// The bundle's definition with the layers it extends (all in the bundle), merged; and parsed.
+// Every reader of a bundle's definition goes through these, so a layer cannot be skipped.
+// `displayName` stands for the root in messages (the path the operator gave).
+MergedDefinition mergedDefinition(const Bundle& bundle, const std::string& displayName = "");
+ImageDefinition parseBundle(const Bundle& bundle);
 
 // Throws Error naming the offending path when a bundle breaks the grammar or the limits, or when
 // the definition refers to a file the bundle does not hold. Used wherever a bundle enters.

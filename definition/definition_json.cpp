@@ -166,6 +166,14 @@ json toJson(const ImageDefinition& def) {
     scripts.push_back(sj);
   }
   j["scripts"] = scripts;
+  if (def.ansible)
+    j["ansible"] = {{"playbook", def.ansible->playbook},
+                    {"include", def.ansible->include},
+                    {"roles_path", def.ansible->rolesPath},
+                    {"extra_vars", def.ansible->extraVars},
+                    {"tags", def.ansible->tags},
+                    {"skip_tags", def.ansible->skipTags},
+                    {"timeout_ms", def.ansible->timeout.count()}};
 
   json ci;
   ci["default_user"] = {
@@ -236,7 +244,8 @@ std::string summarize(const ImageDefinition& def) {
     o << buf << text << "\n";
   };
   o << def.name << "  version "
-    << (def.version.empty() ? "fixed when the job is submitted (UTC, YYYY.MM.DD-HHMMSS)" : def.version)
+    << (def.version.empty() ? "fixed when the job is submitted (UTC, YYYY.MM.DD-HHMMSS)"
+                            : def.version)
     << "\n";
   if (!def.description.empty()) row("description", def.description);
 
@@ -314,6 +323,15 @@ std::string summarize(const ImageDefinition& def) {
     row(i == 0 ? "scripts" : "", std::to_string(i + 1) + ". " + s.name + " (" +
                                      describe(s.content) + ", timeout " +
                                      formatDuration(s.timeout) + ")");
+  }
+  if (def.ansible) {
+    std::string line = def.ansible->playbook + " (chroot connection, timeout " +
+                       formatDuration(def.ansible->timeout);
+    for (const auto& r : def.ansible->rolesPath)
+      line += ", roles " + r;
+    if (!def.ansible->tags.empty())
+      line += ", " + std::to_string(def.ansible->tags.size()) + " tags";
+    row("ansible", line + ")");
   }
   {
     const auto& c = def.cloudInit;

@@ -147,6 +147,17 @@ struct ScriptSpec {
   std::map<std::string, std::string> env;
 };
 
+// An Ansible playbook run against the image (community.general.chroot through the image
+// sandbox) after the scripts. The playbook and everything under `include` travel in the bundle.
+struct AnsibleSpec {
+  std::string playbook;                // bundle path
+  std::vector<std::string> include;    // bundle directories and files the playbook needs
+  std::vector<std::string> rolesPath;  // bundle directories, ANSIBLE_ROLES_PATH
+  std::map<std::string, std::string> extraVars;
+  std::vector<std::string> tags, skipTags;
+  std::chrono::milliseconds timeout{30 * 60 * 1000};
+};
+
 struct CloudInitDropIn {
   std::string name;  // file name in /etc/cloud/cloud.cfg.d/
   std::string content;
@@ -265,6 +276,7 @@ struct ImageDefinition {
   PackageSpec packages;
   std::vector<FileSpec> files;
   std::vector<ScriptSpec> scripts;
+  std::optional<AnsibleSpec> ansible;
   CloudInitSpec cloudInit;
   ServiceSpec services;
   CleanupSpec cleanup;

@@ -15,6 +15,7 @@
 #include "common/yaml_reader.h"
 #include "definition/bundle.h"
 #include "definition/glance_names.h"
+#include "definition/layers.h"
 #include "definition/resolved_glance.h"
 
 namespace imgpipe::definition {
@@ -89,7 +90,8 @@ bool isUserName(std::string_view s) {
 }
 
 bool isEnvName(std::string_view s) {
-  return allOf(s, [](char c) { return isAlnum(c) || c == '_'; }) && !isDigit(s.front());
+  return !s.empty() && allOf(s, [](char c) { return isAlnum(c) || c == '_'; }) &&
+         !isDigit(s.front());
 }
 
 bool isHttpUrl(std::string_view s) {
@@ -576,6 +578,51 @@ std::vector<ScriptSpec> parseScripts(const YamlReader& doc) {
   return out;
 }
 
+std::string bundlePathField(const YamlReader& node) {
+  auto text = scalar(node);
+  auto norm = normaliseBundlePath(text);
+  if (!norm)
+    node.fail("'" + text +
+              "' must be a relative path beside the definition (plain names, no '..'); it is "
+              "sent with the job, so a definition never names a file on the build host");
+  return *norm;
+}
+
+// Ansible's command-line grammar for tags: no commas (the list separator), no spaces.
+bool isAnsibleTag(std::string_view s) {
+  return !s.empty() && s.size() <= 128 &&
+         allOf(s, [](char c) { return isAlnum(c) || c == '_' || c == '-' || c == '.'; });
+}
+
+std::optional<AnsibleSpec> parseAnsible(const YamlReader& doc) {
+  auto n = doc.at("ansible");
+  if (n.isNull()) return std::nullopt;
+  AnsibleSpec a;
+  a.playbook = bundlePathField(n.require("playbook"));
+  if (auto inc = n.at("include"); !inc.isNull()) {
+    for (const auto& i : inc.isScalar() ? std::vector<YamlReader>{inc} : inc.items())
+      a.include.push_back(bundlePathField(i));
+  } else if (auto slash = a.playbook.rfind('/'); slash != std::string::npos) {
+    a.include.push_back(a.playbook.substr(0, slash));  // the playbook's directory, as Packer's
+  }
+  if (auto rp = n.at("roles_path"); !rp.isNull())
+    for (const auto& i : rp.isScalar() ? std::vector<YamlReader>{rp} : rp.items())
+      a.rolesPath.push_back(bundlePathField(i));
+  for (const auto& [k, v] : n.at("extra_vars").entries()) {
+    if (!isEnvName(k)) v.fail("'" + k + "' is not a valid Ansible variable name");
+    if (!v.isScalar()) v.fail("expected a text value (extra_vars are passed as strings)");
+    a.extraVars[k] = scalar(v);
+  }
+  a.tags = checkedList(n.at("tags"), isAnsibleTag, "tag");
+  a.skipTags = checkedList(n.at("skip_tags"), isAnsibleTag, "tag");
+  if (auto t = n.at("timeout"); !t.isNull()) {
+    a.timeout = t.asDuration();
+    if (a.timeout.count() <= 0) t.fail("must be positive");
+  }
+  n.rejectUnknownKeys();
+  return a;
+}
+
 // A cloud-init drop-in that is not valid YAML silently disables cloud-init's config at first
 // boot; catch it here, with the line inside the definition.
 void checkCloudConfig(const YamlReader& node, const std::string& text) {
@@ -817,8 +864,16 @@ Network parseNetwork(const YamlReader& doc) {
 }
 
 ImageDefinition parseDefinition(std::string_view yamlText, const std::string& sourceName) {
-  auto doc = YamlReader::fromString(yamlText, sourceName);
+  return parseDefinition(YamlReader::fromString(yamlText, sourceName));
+}
+
+ImageDefinition parseDefinition(const YamlReader& doc) {
+  const std::string& sourceName = doc.source();
   if (!doc.isMap()) doc.fail("an image definition must be a YAML mapping (name, base, ...)");
+  // Merged away by MergedDefinition; still here means the layers were skipped, which must not
+  // build an image without them.
+  if (auto e = doc.at("extends"); !e.isNull())
+    e.fail("this definition extends another and was read without its layers (read its bundle)");
   ImageDefinition def;
   def.sourceName = sourceName;
 
@@ -849,6 +904,7 @@ ImageDefinition parseDefinition(std::string_view yamlText, const std::string& so
   def.packages = parsePackages(doc);
   def.files = parseFiles(doc);
   def.scripts = parseScripts(doc);
+  def.ansible = parseAnsible(doc);
   def.cloudInit = parseCloudInit(doc);
   def.services = parseServices(doc);
   def.cleanup = parseCleanup(doc);
@@ -869,13 +925,16 @@ ImageDefinition parseDefinition(std::string_view yamlText, const std::string& so
 }
 
 ImageDefinition loadDefinitionFile(const std::filesystem::path& path) {
-  std::string text;
+  const auto dir = std::filesystem::absolute(path).parent_path();
   try {
-    text = readFile(path);
+    auto merged = MergedDefinition::merge(
+        path.filename().string(), layersBeneath(dir, BundleLimits{}.fileBytes), path.string());
+    return parseDefinition(merged.reader());
+  } catch (const YamlError&) {
+    throw;
   } catch (const Error& e) {
     throw YamlError(e.what());
   }
-  return parseDefinition(text, path.string());
 }
 
 std::string_view toString(Compression c) {

@@ -41,6 +41,9 @@ runtime_pkgs=(
   dosfstools mtools
   # the acceptance boot: UEFI firmware, and `method: nspawn` (systemd-nspawn)
   ovmf systemd-container
+  # build agent: `ansible:` playbooks, with community.general's chroot connection (the
+  # ansible package; ansible-core alone has no chroot connection)
+  ansible
 )
 test_pkgs=(
   clang libclang-rt-14-dev

@@ -249,6 +249,7 @@ FetchOutcome TransferPlane::fetch(const FetchRequest& request, std::stop_token s
   if (session.path()) out.rttMs = session.path()->rtt.count() / 1000.0;
   out.deadAfterMs = static_cast<double>(session.deadAfter().count());
   out.badChunks += session.badChunks();
+  out.chunkBytesReceived += session.payloadBytesReceived();
   if (session.failed()) throw Error(session.error(), session.errorKind());
   // 5. Whole-file SHA-256 and SHA-512 before the hop reports complete.
   log->debug("all chunks of {} after {} ms", shortId(request.artifactId), elapsedMs());

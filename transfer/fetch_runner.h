@@ -50,6 +50,9 @@ struct FetchOutcome {
   double rttMs = 0;             // the path's smoothed round trip, as TCP measured it (0: unknown)
   double deadAfterMs = 0;       // the silence that counted as dead on that path
   std::uint32_t badChunks = 0;  // chunks that arrived with the wrong content (and were refetched)
+  // Chunk payload bytes this fetch received, duplicates and bad copies included: equal to the
+  // missing bytes when nothing already verified was sent again (across reconnects too).
+  std::uint64_t chunkBytesReceived = 0;
   double seconds = 0;
 };
 

@@ -172,8 +172,10 @@ int buildOrPrepare(int argc, char** argv, bool baseOnly) {
       job.config.baseDirs.push_back(fs::absolute(d));
     // The same bundle `imgpipe submit` sends: files from beside the definition, nowhere else.
     bundle = definition::loadBundle(file);
-    auto def = definition::parseDefinition(bundle.rootText(), file);
-    job.definitionText = bundle.rootText();
+    // Merged once here; the build reads the merged text, never the layers again.
+    auto merged = definition::mergedDefinition(bundle);
+    auto def = definition::parseDefinition(merged.reader());
+    job.definitionText = merged.text();
     job.definitionSource = file;
     job.definitionDigest = bundle.digest();
     job.imageVersion = definition::versionAt(def, std::chrono::system_clock::now());

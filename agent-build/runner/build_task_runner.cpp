@@ -112,11 +112,13 @@ void BuildTaskRunner::run(const agent::TaskSpec& task, agent::TaskReporter& repo
   definition::Bundle bundle = definition::bundleOf(
       spec->definitionName.empty() ? "definition.yaml" : spec->definitionName, spec->definition);
   definition::ImageDefinition def;
+  std::optional<definition::MergedDefinition> merged;  // the definition with its layers
   try {
     for (const auto& [path, content] : spec->bundleFiles)
       if (!bundle.files.emplace(path, content).second)
         throw Error("the definition bundle holds '" + path + "' twice");
-    def = definition::parseDefinition(spec->definition, bundle.rootPath);
+    merged = definition::mergedDefinition(bundle);
+    def = definition::parseDefinition(merged->reader());
     definition::checkBundle(bundle, def);
     if (!spec->definitionDigest.empty() && spec->definitionDigest != bundle.digest())
       throw Error("the definition and its files have digest " + bundle.digest() +
@@ -147,7 +149,7 @@ void BuildTaskRunner::run(const agent::TaskSpec& task, agent::TaskReporter& repo
   job.jobId = task.jobId;
   job.attempt = task.attempt;
   job.agentName = agentName_;
-  job.definitionText = spec->definition;
+  job.definitionText = merged->text();
   job.definitionSource = bundle.rootPath;
   job.bundleDir = bundleDir ? bundleDir->path() : std::filesystem::path();
   job.definitionDigest = bundle.digest();

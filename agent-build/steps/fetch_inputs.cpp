@@ -1,5 +1,6 @@
 // Step: fetches what the definition points at (files, scripts, repository keys) and computes the
 // content digest — the key under which the finished image can be reused.
+#include <algorithm>
 #include <limits>
 #include <nlohmann/json.hpp>
 
@@ -28,6 +29,35 @@ std::string readSource(const BuildContext& ctx, const std::string& path) {
     throw Error("'" + path +
                 "' did not come with the definition and this agent has no build.sources_dir");
   return readFileBeneath(ctx.config.sourcesDir, path, std::numeric_limits<std::size_t>::max());
+}
+
+// The playbook's files (everything under ansible.include and roles_path, by bundle path) and the
+// agent's Ansible version: a changed role or another Ansible builds another image.
+nlohmann::json ansibleInputs(BuildContext& ctx) {
+  const auto& a = *ctx.def.ansible;
+  auto wanted = [&](const std::string& path) {
+    auto under = [&](const std::string& dir) { return path == dir || path.starts_with(dir + "/"); };
+    return path == a.playbook || std::any_of(a.include.begin(), a.include.end(), under) ||
+           std::any_of(a.rolesPath.begin(), a.rolesPath.end(), under);
+  };
+  nlohmann::json files = nlohmann::json::object();
+  const auto& dir = ctx.job.bundleDir;
+  std::error_code ec;
+  if (!dir.empty())
+    for (auto it = std::filesystem::recursive_directory_iterator(dir, ec);
+         !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+      if (!it->is_regular_file()) continue;
+      const auto rel = std::filesystem::relative(it->path(), dir).generic_string();
+      if (wanted(rel)) files[rel] = toHex(sha256(readFile(it->path())));
+    }
+  std::string version = "not installed";  // the ansible step says what to install
+  try {
+    auto out = runUnchecked(ctx.exec(std::chrono::seconds(60)),
+                            {"/usr/bin/ansible-playbook", "--version"}, true);
+    version = out.stdoutText.substr(0, out.stdoutText.find('\n'));
+  } catch (const Error&) {
+  }
+  return {{"files", files}, {"version", version}};
 }
 
 class FetchInputsStep : public Step {
@@ -105,6 +135,7 @@ class FetchInputsStep : public Step {
     key["files"] = digests(ctx.inputs.files);
     key["scripts"] = digests(ctx.inputs.scripts);
     key["repository_keys"] = digests(ctx.inputs.repositoryKeys);
+    if (def.ansible) key["ansible"] = ansibleInputs(ctx);
     ctx.contentDigest = toHex(sha256(key.dump()));
     return std::to_string(def.files.size()) + " files, " + std::to_string(def.scripts.size()) +
            " scripts, " + std::to_string(def.repositories.size()) + " repository keys (" +

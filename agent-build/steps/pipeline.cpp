@@ -16,6 +16,7 @@ std::vector<std::unique_ptr<Step>> makePipeline() {
   steps.push_back(makePackagesStep());
   steps.push_back(makeFilesStep());
   steps.push_back(makeScriptsStep());
+  steps.push_back(makeAnsibleStep());  // after packages and scripts, before cleanup
   steps.push_back(makeCloudInitStep());
   steps.push_back(makeServicesStep());
   steps.push_back(makeCleanupStep());

@@ -43,6 +43,7 @@ std::unique_ptr<Step> makeRepositoriesStep();
 std::unique_ptr<Step> makePackagesStep();
 std::unique_ptr<Step> makeFilesStep();
 std::unique_ptr<Step> makeScriptsStep();
+std::unique_ptr<Step> makeAnsibleStep();
 std::unique_ptr<Step> makeCloudInitStep();
 std::unique_ptr<Step> makeServicesStep();
 std::unique_ptr<Step> makeCleanupStep();

@@ -4,9 +4,9 @@
 // (bench/transfer/make-images.sh makes and caches them).
 //
 //   transfer [--images DIR] [--rate 40mbit] [--mtu 1500] [--outage-at 15] [--outage 40]
-//            [--only one_hop,two_hop,outage,delta,loopback,wan,wan_burst] [--json FILE]
-//            [--wan-rtt 100,300] [--wan-loss 0.5,2] [--wan-rate 20mbit] [--wan-size 160]
-//            [--wan-cap 150]
+//            [--only one_hop,two_hop,outage,delta,loopback,wan,wan_burst,wan_outage]
+//            [--json FILE] [--wan-rtt 100,300] [--wan-loss 0.5,2] [--wan-rate 20mbit]
+//            [--wan-size 160] [--wan-cap 150] [--burst 60] [--event-size 256]
 //
 // The WAN matrix (`wan`) runs each (round trip, loss) profile on links that hold every packet
 // for half the round trip and drop the given share, each way (imgpipe-link-delay: NFQUEUE, as
@@ -30,9 +30,11 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -63,8 +65,10 @@ struct Args {
   std::string wanRtt = "100,300";  // ms, round trip
   std::string wanLoss = "0.5,2";   // percent, each way
   std::string wanRate = "20mbit";
-  int wanSizeMiB = 160;  // a compressed image's size; startup costs ~5 s at 300 ms
-  double wanCap = 150;   // seconds
+  int wanSizeMiB = 160;    // a compressed image's size; startup costs ~5 s at 300 ms
+  double wanCap = 150;     // seconds
+  int burstS = 60;         // wan_burst: how long the loss stays at 10 %
+  int eventSizeMiB = 256;  // wan_burst, wan_outage: still moving 30 s after the recovery
 };
 
 std::vector<std::string> splitList(const std::string& list) {
@@ -98,6 +102,12 @@ double rateBitsPerSecond(const std::string& rate) {
   if (rate.find("kbit") != std::string::npos) return v * 1e3;
   return v;
 }
+
+// Something done to a link during a run, at a second of the run.
+struct LinkEvent {
+  int at;  // seconds after the fetch started
+  std::function<void(NetTopology&)> apply;
+};
 
 struct Imported {
   std::string id, digest;
@@ -161,6 +171,18 @@ class Bench {
   void loopback();
   void wan();
   void wanLossBurst();
+  void wanOutage();
+  struct EventRun {
+    double seconds = 0;
+    std::uint64_t fileBytes = 0;
+    std::vector<std::uint64_t> perSecond;  // the sender's wire bytes at t = 0, 1, 2, ... s
+    std::string stdoutText;
+    LinkOptions link;
+    // The sender's bytes between two seconds of the run, of the link rate.
+    std::optional<double> linkUse(std::size_t from, std::size_t to, double rate) const;
+  };
+  EventRun fetchThroughEvents(const std::string& tag, const std::vector<LinkEvent>& events);
+  void eventFigures(const std::string& prefix, const EventRun& run, int recoveredAt);
   struct Capped {
     double seconds = 0;
     std::uint64_t wireBytes = 0;  // data direction, on the sender's link
@@ -660,72 +682,115 @@ void Bench::wan() {
   }
 }
 
-// One hop at 100 ms and 0.5 %, whose loss jumps to 10 % for 30 s and comes back: the fetch must
-// keep its connection, and run near the link rate again within 10 s of the recovery. The sender's
-// wire counter is sampled every second; its rate 10-20 s after the recovery is reported ("link
-// use": the sender's bytes, retransmissions included, as the loss happens at the receiver).
-void Bench::wanLossBurst() {
+// One hop at 100 ms and 0.5 % loss each way, on which something happens: the loss jumps to 10 %
+// for a minute (`wan_burst`), or the link carries nothing for 30 s (`wan_outage`). The fetch must
+// run near the link rate again within 10 s of the recovery and receive no chunk twice. The
+// sender's wire counter is sampled every second; its rate 10-20 s after the recovery is the
+// "link use" reported (the sender's bytes, retransmissions included, as the loss happens at the
+// receiver). `chunk_bytes` of the fetch, over the file's size, is what the application received:
+// 1.000 when nothing was sent again.
+Bench::EventRun Bench::fetchThroughEvents(const std::string& tag,
+                                          const std::vector<LinkEvent>& events) {
   std::string why;
-  if (!NetTopology::canDelay(&why)) throw Error("the WAN loss burst cannot run: " + why);
-  std::cerr << "== WAN loss burst: " << args_.wanRate
-            << ", rtt 100 ms, loss 0.5 % -> 10 % for 30 s at t=5 s -> 0.5 %\n";
-  const fs::path file = dir() / "burst.bin";
-  checkCommand(
-      {"dd", "if=/dev/urandom", "of=" + file.string(), "bs=1M", "count=160", "status=none"});
-  const double rate = rateBitsPerSecond(args_.wanRate);
+  if (!NetTopology::canDelay(&why)) throw Error("the WAN event runs cannot run: " + why);
+  const fs::path file = dir() / "events.bin";
+  if (!fs::exists(file))
+    checkCommand({"dd", "if=/dev/urandom", "of=" + file.string(), "bs=1M",
+                  "count=" + std::to_string(args_.eventSizeMiB), "status=none"});
   LinkOptions link{args_.wanRate, args_.mtu};
   link.delay = std::chrono::milliseconds(50);
   link.lossPercent = 0.5;
   auto net = topology(false, &link);
-  auto a = import(store("burst-build"), file, "1");
-  auto server = serve(*net, "build", "relay", store("burst-build"), "relay");
+  auto a = import(store(tag + "-build"), file, "1");
+  auto server = serve(*net, "build", "relay", store(tag + "-build"), "relay");
   const std::string from = "tcp://" + net->address("build", "relay") + ":7701";
   SubprocessOptions o;
-  o.argv = net->inHost("relay", fetchArgv(store("burst-relay"), from, "build", "relay", a));
+  o.argv = net->inHost("relay", fetchArgv(store(tag + "-relay"), from, "build", "relay", a));
   o.captureStdout = true;
   o.tailLines = 50;
-  o.timeout = std::chrono::seconds(600);
+  o.timeout = std::chrono::seconds(900);
+  EventRun run;
+  run.link = link;
   const auto t0 = Clock::now();
   Subprocess p(std::move(o));
-  std::vector<std::uint64_t> perSecond;  // sender's wire bytes at t = 0, 1, 2, ... s
   std::atomic<bool> done{false};
   std::jthread sampler([&] {
     for (int i = 0; !done; ++i) {
       std::this_thread::sleep_until(t0 + std::chrono::seconds(i));
-      if (i == 5) net->impair("build", "relay", link.delay, 10);
-      if (i == 35) net->impair("build", "relay", link.delay, link.lossPercent);
-      perSecond.push_back(net->counters("build", "relay").txBytes);
+      for (const auto& e : events)
+        if (e.at == i) e.apply(*net);
+      run.perSecond.push_back(net->counters("build", "relay").txBytes);
     }
   });
   auto r = p.wait();
   done = true;
   sampler.join();
-  const double t = seconds(t0, Clock::now());
-  if (r.exitCode != 0) throw CommandError("the fetch through the loss burst", r);
-  requireSame(file, store("burst-relay") / "objects" / a.id / "data");
-  auto window = [&](size_t from_, size_t to) -> std::optional<double> {
-    if (perSecond.size() <= to) return std::nullopt;
-    return (perSecond[to] - perSecond[from_]) * 8.0 / double(to - from_) / rate;
-  };
-  figures_["wan_burst_total_s"] = t;
-  figures_["wan_burst_goodput_ratio"] = fs::file_size(file) * 8.0 / t / rate;
-  auto series = nlohmann::ordered_json::array();  // the sender's link use, second by second
-  for (size_t i = 1; i < perSecond.size(); ++i)
-    series.push_back(std::round((perSecond[i] - perSecond[i - 1]) * 8.0 / rate * 100) / 100);
-  figures_["wan_burst_link_use_per_second"] = series;
-  if (auto v = window(55, 65)) figures_["wan_burst_ratio_after_20s"] = *v;
-  if (auto v = window(20, 30)) figures_["wan_burst_ratio_during"] = *v;
-  if (auto v = window(45, 55)) figures_["wan_burst_ratio_after_10s"] = *v;
-  const auto reconnects = outputField(r.stdoutText, "reconnects");
-  if (!reconnects.empty()) figures_["wan_burst_reconnects"] = std::stoi(reconnects);
-  std::cerr << "   imgpipe " << t << " s, reconnects " << reconnects << ", link use during "
-            << window(20, 30).value_or(-1) << ", 10-20 s after recovery "
-            << window(45, 55).value_or(-1) << "\n";
+  run.seconds = seconds(t0, Clock::now());
+  if (r.exitCode != 0) throw CommandError("the fetch through the " + tag, r);
+  requireSame(file, store(tag + "-relay") / "objects" / a.id / "data");
+  run.fileBytes = fs::file_size(file);
+  run.stdoutText = r.stdoutText;
+  return run;
+}
+
+std::optional<double> Bench::EventRun::linkUse(std::size_t from, std::size_t to,
+                                               double rate) const {
+  if (perSecond.size() <= to) return std::nullopt;
+  return (perSecond[to] - perSecond[from]) * 8.0 / double(to - from) / rate;
+}
+
+void Bench::eventFigures(const std::string& prefix, const EventRun& run, int recoveredAt) {
+  const double rate = rateBitsPerSecond(args_.wanRate);
+  figures_[prefix + "_total_s"] = run.seconds;
+  figures_[prefix + "_goodput_ratio"] = run.fileBytes * 8.0 / run.seconds / rate;
+  auto series = nlohmann::ordered_json::array();
+  for (size_t i = 1; i < run.perSecond.size(); ++i)
+    series.push_back(std::round((run.perSecond[i] - run.perSecond[i - 1]) * 8.0 / rate * 100) /
+                     100);
+  figures_[prefix + "_link_use_per_second"] = series;
+  const auto at = static_cast<std::size_t>(recoveredAt);
+  if (auto v = run.linkUse(at + 10, at + 20, rate)) figures_[prefix + "_ratio_after_10s"] = *v;
+  if (auto v = run.linkUse(at + 20, at + 30, rate)) figures_[prefix + "_ratio_after_20s"] = *v;
+  const auto reconnects = outputField(run.stdoutText, "reconnects");
+  if (!reconnects.empty()) figures_[prefix + "_reconnects"] = std::stoi(reconnects);
+  const auto chunkBytes = outputField(run.stdoutText, "chunk_bytes");
+  if (!chunkBytes.empty())
+    figures_[prefix + "_chunk_bytes_ratio"] = std::stod(chunkBytes) / double(run.fileBytes);
+  std::cerr << "   imgpipe " << run.seconds << " s, reconnects " << reconnects
+            << ", 10-20 s after recovery " << run.linkUse(at + 10, at + 20, rate).value_or(-1)
+            << ", chunk bytes / file " << (chunkBytes.empty() ? "?" : chunkBytes) << "/"
+            << run.fileBytes << "\n";
+}
+
+void Bench::wanLossBurst() {
+  const int from = 5, to = from + args_.burstS;
+  std::cerr << "== WAN loss burst: " << args_.wanRate << ", rtt 100 ms, loss 0.5 % -> 10 % for "
+            << args_.burstS << " s at t=" << from << " s -> 0.5 %\n";
+  const std::chrono::milliseconds delay(50);
+  auto run = fetchThroughEvents(
+      "burst", {{from, [&](NetTopology& n) { n.impair("build", "relay", delay, 10); }},
+                {to, [&](NetTopology& n) { n.impair("build", "relay", delay, 0.5); }}});
+  if (auto v = run.linkUse(from + 15, to - 5, rateBitsPerSecond(args_.wanRate)))
+    figures_["wan_burst_ratio_during"] = *v;
+  eventFigures("wan_burst", run, to);
+}
+
+void Bench::wanOutage() {
+  const int from = 20, to = from + static_cast<int>(args_.outage);
+  std::cerr << "== WAN outage: " << args_.wanRate << ", rtt 100 ms, loss 0.5 %, nothing for "
+            << args_.outage << " s at t=" << from << " s\n";
+  auto run =
+      fetchThroughEvents("outage", {{from, [](NetTopology& n) { n.linkDown("build", "relay"); }},
+                                    {to, [](NetTopology& n) { n.linkUp("build", "relay"); }}});
+  if (auto v = run.linkUse(from - 10, from, rateBitsPerSecond(args_.wanRate)))
+    figures_["wan_outage_ratio_before"] = *v;
+  eventFigures("wan_outage", run, to);
 }
 
 void Bench::run() {
   if (want("wan")) wan();
   if (want("wan_burst")) wanLossBurst();
+  if (want("wan_outage")) wanOutage();
   // The WAN phases move random bytes; the others move the two real images.
   if (!want("one_hop") && !want("two_hop") && !want("outage") && !want("delta") &&
       !want("loopback"))
@@ -817,17 +882,23 @@ void Bench::report() {
       rows.push_back(
           {name + ": reconnects", cell(num(("wan_reconnects_" + k).c_str()), "%.0f"), "", "", "0"});
     }
-  if (figures_.contains("wan_burst_total_s")) {
-    rows.push_back({"WAN loss burst: goodput, whole run",
-                    cell(num("wan_burst_goodput_ratio"), "%.3f"), "", "", ""});
-    rows.push_back({"WAN loss burst: link use at 10 %", cell(num("wan_burst_ratio_during"), "%.3f"),
-                    "", "", ""});
-    rows.push_back({"WAN loss burst: 10-20 s after", cell(num("wan_burst_ratio_after_10s"), "%.3f"),
-                    "", "", ">= 0.85"});
-    rows.push_back({"WAN loss burst: 20-30 s after", cell(num("wan_burst_ratio_after_20s"), "%.3f"),
-                    "", "", ""});
+  for (const auto& [prefix, name] :
+       {std::pair<std::string, std::string>{"wan_burst", "WAN loss burst"},
+        {"wan_outage", "WAN outage"}}) {
+    if (!figures_.contains(prefix + "_total_s")) continue;
+    auto f = [&](const std::string& k) { return num((prefix + k).c_str()); };
+    rows.push_back({name + ": goodput, whole run", cell(f("_goodput_ratio"), "%.3f"), "", "", ""});
+    if (prefix == "wan_burst")
+      rows.push_back({name + ": link use at 10 %", cell(f("_ratio_during"), "%.3f"), "", "", ""});
+    else
+      rows.push_back({name + ": link use before", cell(f("_ratio_before"), "%.3f"), "", "", ""});
     rows.push_back(
-        {"WAN loss burst: reconnects", cell(num("wan_burst_reconnects"), "%.0f"), "", "", "0"});
+        {name + ": 10-20 s after", cell(f("_ratio_after_10s"), "%.3f"), "", "", ">= 0.85"});
+    rows.push_back({name + ": 20-30 s after", cell(f("_ratio_after_20s"), "%.3f"), "", "", ""});
+    rows.push_back(
+        {name + ": chunk bytes / file", cell(f("_chunk_bytes_ratio"), "%.4f"), "", "", "1.0000"});
+    rows.push_back({name + ": reconnects", cell(f("_reconnects"), "%.0f"), "", "",
+                    prefix == "wan_burst" ? "0" : ""});
   }
   std::printf(
       "\nimgpipe transfer plane vs rsync over ssh — %s per link, MTU %d, %s (%llu bytes)\n\n",
@@ -864,7 +935,7 @@ int main(int argc, char** argv) {
   app.add_option("--outage-at", args.outageAt, "seconds into the transfer")->capture_default_str();
   app.add_option("--outage", args.outage, "length of the outage, seconds")->capture_default_str();
   app.add_option("--only", args.only,
-                 "comma-separated: one_hop,two_hop,outage,delta,loopback,wan,wan_burst");
+                 "comma-separated: one_hop,two_hop,outage,delta,loopback,wan,wan_burst,wan_outage");
   app.add_option("--wan-rtt", args.wanRtt, "WAN round trips, ms, comma-separated")
       ->capture_default_str();
   app.add_option("--wan-loss", args.wanLoss, "WAN loss each way, %, comma-separated")
@@ -872,6 +943,10 @@ int main(int argc, char** argv) {
   app.add_option("--wan-rate", args.wanRate, "tbf rate of the WAN links")->capture_default_str();
   app.add_option("--wan-size", args.wanSizeMiB, "MiB moved per WAN run")->capture_default_str();
   app.add_option("--wan-cap", args.wanCap, "seconds before a WAN run is stopped")
+      ->capture_default_str();
+  app.add_option("--burst", args.burstS, "seconds of 10 % loss in wan_burst")
+      ->capture_default_str();
+  app.add_option("--event-size", args.eventSizeMiB, "MiB moved by wan_burst and wan_outage")
       ->capture_default_str();
   app.add_option("--json", args.json, "also write the figures here as a flat JSON object");
   app.add_flag("--keep", args.keep, "keep the work directory (logs) for inspection");

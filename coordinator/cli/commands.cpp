@@ -171,25 +171,53 @@ int cmdValidate(const std::string& file, bool json) {
   } catch (const Error& e) {
     throw CliError(kUsage, e.what());
   }
-  auto def = definition::parseDefinition(bundle.rootText(), file);
+  const auto merged = definition::mergedDefinition(bundle, file);
+  auto def = definition::parseDefinition(merged.reader());
+  const auto origins = merged.origins();
+  auto originText = [](const definition::FieldOrigin& o) {
+    return o.layer + (o.line ? ":" + std::to_string(o.line) : "");
+  };
   if (json) {
     nlohmann::json files = nlohmann::json::array();
     for (const auto& [path, data] : bundle.files)
       if (path != bundle.rootPath) files.push_back({{"path", path}, {"bytes", data.size()}});
+    nlohmann::json fields = nlohmann::json::object();
+    for (const auto& o : origins)
+      fields[o.field] = originText(o);
     std::cout << nlohmann::json{{"file", file},
                                 {"valid", true},
                                 {"name", def.name},
                                 {"version", def.version},
                                 {"digest", bundle.digest()},
                                 {"bundle", files},
+                                {"layers", merged.layers()},
+                                {"origins", fields},
+                                {"merged", merged.text()},
                                 {"definition", definition::toJson(def)}}
                      .dump()
               << "\n";
   } else {
-    std::cout << file << ": valid\n" << definition::summarize(def) << "\n";
+    std::cout << file << ": valid\n";
+    if (merged.layered()) {
+      std::cout << "  layers       ";
+      for (std::size_t i = 0; i < merged.layers().size(); ++i)
+        std::cout << (i ? " extends " : "") << merged.layers()[i];
+      std::cout << "\n";
+    }
+    std::cout << definition::summarize(def) << "\n";
     for (const auto& [path, data] : bundle.files)
       if (path != bundle.rootPath)
         std::cout << "  sends        " << path << " (" << formatBytes(data.size()) << ")\n";
+    if (merged.layered()) {
+      // The merged definition, field by field, and the file each value was written in.
+      std::size_t width = 0;
+      for (const auto& o : origins)
+        width = std::max(width, o.field.size());
+      std::cout << "  fields (merged), each from:\n";
+      for (const auto& o : origins)
+        std::cout << "    " << o.field << std::string(width - o.field.size() + 2, ' ')
+                  << originText(o) << "\n";
+    }
   }
   return kOk;
 }
