@@ -29,8 +29,8 @@ Outcome buildDefinition(TestArea& area, const fs::path& definition) {
   fixtureBase();  // the definitions' debootstrap recipe is the fixture's: made once
   auto config = area.writeConfig(area.config());
   SubprocessOptions o;
-  o.argv = {agentBinary().string(), "build",   definition.string(),  "--work-dir",
-            area.work().string(),   "--out",   area.out().string(),  "--cache-dir",
+  o.argv = {agentBinary().string(), "build",    definition.string(), "--work-dir",
+            area.work().string(),   "--out",    area.out().string(), "--cache-dir",
             area.cache().string(),  "--config", config.string(),     "--json"};
   o.captureStdout = true;
   o.timeout = std::chrono::minutes(40);

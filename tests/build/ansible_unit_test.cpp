@@ -37,7 +37,9 @@ std::string errorOf(auto&& f) {
   return "(no error)";
 }
 
-fs::path agent() { return fs::path(IMGPIPE_TEST_BUILD_DIR) / "bin/imgpipe-agent-build"; }
+fs::path agent() {
+  return fs::path(IMGPIPE_TEST_BUILD_DIR) / "bin/imgpipe-agent-build";
+}
 
 bool has(const std::vector<std::string>& v, std::initializer_list<std::string> seq) {
   return std::search(v.begin(), v.end(), seq.begin(), seq.end()) != v.end();
@@ -103,9 +105,8 @@ TEST(AnsibleController, SandboxedWithoutNetworkCapabilitiesOrTheHostsFiles) {
   spec.playbook = "playbook/provision.yml";
   spec.tags = {"base", "web"};
   spec.rolesPath = {"playbook/common_roles"};
-  auto argv = controllerCommand({"/usr/bin/imgpipe-agent-build", "/w/bundle-1", "/w/root",
-                                 "/w/ansible"},
-                                spec);
+  auto argv = controllerCommand(
+      {"/usr/bin/imgpipe-agent-build", "/w/bundle-1", "/w/root", "/w/ansible"}, spec);
   EXPECT_EQ(argv[1], "sandbox-exec");
   EXPECT_TRUE(has(argv, {"--unshare-net"}));
   EXPECT_TRUE(has(argv, {"--cap-drop", "ALL"}));
@@ -132,8 +133,7 @@ TEST(AnsibleController, SandboxedWithoutNetworkCapabilitiesOrTheHostsFiles) {
   EXPECT_NE(inventory.find("\"default\""), std::string::npos) << inventory;
   EXPECT_NE(inventory.find("community.general.chroot"), std::string::npos);
   EXPECT_NE(inventory.find("/run/imgpipe/ansible"), std::string::npos);  // remote tmp: tmpfs
-  EXPECT_NE(files.at("chroot").find("ansible-exec /run/imgpipe/work/exec.sock"),
-            std::string::npos);
+  EXPECT_NE(files.at("chroot").find("ansible-exec /run/imgpipe/work/exec.sock"), std::string::npos);
   EXPECT_NE(files.at("callback_plugins/imgpipe_results.py").find("imgpipe_results"),
             std::string::npos);
 }
@@ -194,8 +194,13 @@ TEST(ExecBroker, RunsTheCommandWithTheClientsStdioAndExitStatus) {
   const std::string sock = (dir.path() / "exec.sock").string();
   // As the chroot connection calls it: ROOT first (ignored), then the command.
   SubprocessOptions o;
-  o.argv = {agent().string(), "ansible-exec", sock,           "/ignored/root",
-            "/bin/sh",        "-c",           "read x; echo got $x; echo warn >&2; exit 3"};
+  o.argv = {agent().string(),
+            "ansible-exec",
+            sock,
+            "/ignored/root",
+            "/bin/sh",
+            "-c",
+            "read x; echo got $x; echo warn >&2; exit 3"};
   o.input = "hello\n";
   o.captureStdout = true;
   auto r = runCommand(o);
@@ -220,8 +225,7 @@ TEST(ExecBroker, RunsTheCommandWithTheClientsStdioAndExitStatus) {
   for (int i = 0; i < 100 && refused.size() < 2; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   ASSERT_EQ(refused.size(), 2u);
-  EXPECT_NE(refused[0].find("0 descriptors instead of stdin, stdout and stderr"),
-            std::string::npos)
+  EXPECT_NE(refused[0].find("0 descriptors instead of stdin, stdout and stderr"), std::string::npos)
       << refused[0];
   EXPECT_EQ(asked.size(), 1u);
   o.argv = {agent().string(), "ansible-exec", sock, "/", "/bin/true"};
@@ -242,13 +246,8 @@ TEST(ExecBroker, AClientThatDiesTakesItsCommandWithIt) {
       },
       [](const std::string&) {});
   SubprocessOptions o;
-  o.argv = {agent().string(),
-            "ansible-exec",
-            (dir.path() / "exec.sock").string(),
-            "/",
-            "/bin/sh",
-            "-c",
-            "sleep 2; touch " + marker.string()};
+  o.argv = {agent().string(), "ansible-exec", (dir.path() / "exec.sock").string(), "/",
+            "/bin/sh",        "-c",           "sleep 2; touch " + marker.string()};
   Subprocess client(std::move(o));
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   ::kill(client.pid(), SIGKILL);
