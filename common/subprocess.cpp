@@ -231,17 +231,16 @@ void Subprocess::pump(CommandResult& result) {
   const auto deadline =
       options_.timeout.count() > 0 ? Clock::now() + options_.timeout : Clock::time_point::max();
   char buf[65536];
+  // A stop request or the deadline ends the wait, whatever the output does.
+  auto ended = [&] {
+    if (options_.stop.stop_requested()) return result.stopped = true;
+    if (Clock::now() >= deadline) return result.timedOut = true;
+    return false;
+  };
   // Output that goes elsewhere (stdoutFd, stderrFd): only the stop, the deadline and the exit
   // to watch. WNOWAIT leaves the child for reap().
   while (!stdoutFd_ && !stderrFd_) {
-    if (options_.stop.stop_requested()) {
-      result.stopped = true;
-      return;
-    }
-    if (Clock::now() >= deadline) {
-      result.timedOut = true;
-      return;
-    }
+    if (ended()) return;
     siginfo_t info{};
     if (::waitid(P_PID, static_cast<id_t>(pid_), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
         info.si_pid == pid_)
@@ -249,14 +248,7 @@ void Subprocess::pump(CommandResult& result) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   while (stdoutFd_ || stderrFd_) {
-    if (options_.stop.stop_requested()) {
-      result.stopped = true;
-      return;
-    }
-    if (Clock::now() >= deadline) {
-      result.timedOut = true;
-      return;
-    }
+    if (ended()) return;
     pollfd fds[3];
     nfds_t nfds = 0;
     auto add = [&](const UniqueFd& fd, short events) {

@@ -217,6 +217,17 @@ std::string exactlyOne(const YamlReader& r, std::initializer_list<std::string_vi
 }
 
 // content/source/url (+ sha256) for files; run/source/url for scripts; key/key_file/key_url.
+// Files travel with the definition (its bundle): a path beside it, never one on the host.
+std::string bundlePathField(const YamlReader& node) {
+  auto text = scalar(node);
+  auto norm = normaliseBundlePath(text);
+  if (!norm)
+    node.fail("'" + text +
+              "' must be a relative path beside the definition (plain names, no '..'); it is "
+              "sent with the job, so a definition never names a file on the build host");
+  return *norm;
+}
+
 ContentSource parseContent(const YamlReader& r, std::string_view inlineKey,
                            std::string_view fileKey, std::string_view urlKey,
                            std::string_view shaKey) {
@@ -231,13 +242,7 @@ ContentSource parseContent(const YamlReader& r, std::string_view inlineKey,
                         std::string(urlKey) + "'");
   } else if (which == fileKey) {
     c.kind = ContentSource::Kind::file;
-    // Files travel with the definition (its bundle): a path beside it, never one on the host.
-    auto norm = normaliseBundlePath(c.text);
-    if (!norm)
-      node.fail("'" + c.text +
-                "' must be a relative path beside the definition (plain names, no '..'); it is "
-                "sent with the job, so a definition never names a file on the build host");
-    c.text = *norm;
+    c.text = bundlePathField(node);
     c.sha256 = sha256Field(r, shaKey);
   } else {
     c.kind = ContentSource::Kind::url;
@@ -576,16 +581,6 @@ std::vector<ScriptSpec> parseScripts(const YamlReader& doc) {
     out.push_back(sc);
   }
   return out;
-}
-
-std::string bundlePathField(const YamlReader& node) {
-  auto text = scalar(node);
-  auto norm = normaliseBundlePath(text);
-  if (!norm)
-    node.fail("'" + text +
-              "' must be a relative path beside the definition (plain names, no '..'); it is "
-              "sent with the job, so a definition never names a file on the build host");
-  return *norm;
 }
 
 // Ansible's command-line grammar for tags: no commas (the list separator), no spaces.
