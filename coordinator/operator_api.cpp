@@ -1,9 +1,13 @@
 // Requests from the imgpipe CLI (role operator).
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <map>
+
 #include "common/agent/wire.h"
 #include "common/error.h"
 #include "common/hash.h"
+#include "coordinator/definition_groups.h"
 #include "coordinator/engine.h"
 #include "coordinator/replies.h"
 #include "definition/image_definition.h"
@@ -73,47 +77,45 @@ void Engine::onRequest(const std::string& routingId, const net::PeerIdentity& wh
                    .second)
             bundleProblem = "the definition bundle holds '" + ids::printable(path) + "' twice";
         }
-        std::pair<std::string, std::string> nv;
-        try {
-          if (!bundleProblem.empty()) throw Error(bundleProblem);
-          nv = options_.inspectDefinition(bundle);
-        } catch (const Error& e) {
-          fail(proto::ErrorCode::BAD_REQUEST, e.what());
+        if (!bundleProblem.empty()) {
+          fail(proto::ErrorCode::BAD_REQUEST, bundleProblem);
           break;
         }
-        Job job;
-        job.imageName = nv.first;
-        // The one version of this job, fixed here and carried to the build, the manifest and
-        // Glance. A derived one is unique per image: two submits in one second get -2, -3, ...
-        job.imageVersion = nv.second;
-        if (job.imageVersion.empty()) {
-          const std::string derived = definition::deriveVersion(
-              std::chrono::system_clock::time_point(std::chrono::milliseconds(nowMs())));
-          job.imageVersion = derived;
-          for (int n = 2; store_.versionTaken(job.imageName, job.imageVersion); ++n)
-            job.imageVersion = derived + "-" + std::to_string(n);
-        }
-        job.definitionName = source;
-        job.definitionDigest = bundle.digest();
-        job.priority = s.getPriority();
-        for (auto l : s.getLabels())
-          job.labels.emplace_back(l);
         std::vector<std::string> targets;
         for (auto t : s.getTargets())
           targets.emplace_back(t);
+        // A target with a definition of its own: which one, by controller.
+        std::map<std::string, std::string> definitionOf;
+        std::string problem;
+        for (auto sd : s.getSiteDefinitions()) {
+          const std::string target = sd.getTarget(), path = sd.getDefinitionName();
+          auto c = options_.topology.controllerFor(target);
+          if (!c)
+            problem = "unknown target " + ids::printable(target);
+          else if (!bundle.find(path))
+            problem = "the definition of " + target + " ('" + ids::printable(path) +
+                      "') is not in the definition bundle";
+          else if (!definitionOf.emplace(*c, path).second && definitionOf[*c] != path)
+            problem = target + " is given two definitions";
+          if (std::find(targets.begin(), targets.end(), target) == targets.end())
+            targets.push_back(target);
+        }
         if (targets.empty()) targets = options_.topology.defaultTargets();
         if (targets.empty()) {
           fail(proto::ErrorCode::BAD_REQUEST,
                "no --target given and the coordinator has no topology.default_targets");
           break;
         }
+        std::vector<ResolvedTarget> resolved;
         std::string unknown;
         for (const auto& t : targets) {
           auto c = options_.topology.controllerFor(t);
           if (!c)
             unknown += (unknown.empty() ? "" : ", ") + t;
-          else if (std::find(job.targets.begin(), job.targets.end(), *c) == job.targets.end())
-            job.targets.push_back(*c);
+          else if (std::none_of(resolved.begin(), resolved.end(), [&](const ResolvedTarget& known) {
+                     return known.controller == *c;
+                   }))
+            resolved.push_back({*c, t});
         }
         if (!unknown.empty()) {
           std::string known;
@@ -123,27 +125,89 @@ void Engine::onRequest(const std::string& routingId, const net::PeerIdentity& wh
                "unknown target " + unknown + "; known sites: " + (known.empty() ? "none" : known));
           break;
         }
-        job.createdMs = job.updatedMs = nowMs();
-        Step build;
-        build.index = 0;
-        build.kind = StepKind::build;
-        build.name = "build";
-        job.steps.push_back(build);
+        // One job per distinct merged definition, each with the targets that want it.
+        std::vector<DefinitionGroup> groups;
+        std::vector<std::string> names, versions;
+        std::vector<bool> derivedVersion;
+        try {
+          if (!problem.empty()) throw Error(problem);
+          groups = groupByDefinition(bundle, resolved, definitionOf);
+          for (const auto& g : groups) {
+            auto nv = options_.inspectDefinition(g.bundle);
+            names.push_back(nv.first);
+            versions.push_back(nv.second);
+            derivedVersion.push_back(nv.second.empty());
+          }
+          // The one version of each job, fixed here and carried to the build, the manifest and
+          // Glance. A derived one is unique per image: two submits in one second get -2, -3, ...
+          const std::string derived = definition::deriveVersion(
+              std::chrono::system_clock::time_point(std::chrono::milliseconds(nowMs())));
+          for (auto& v : versions)
+            if (v.empty()) v = derived;
+          versions = groupVersions(groups, names, versions);
+        } catch (const Error& e) {
+          fail(proto::ErrorCode::BAD_REQUEST, e.what());
+          break;
+        }
+        std::vector<Job> jobs;
+        for (std::size_t g = 0; g < groups.size(); ++g) {
+          Job job;
+          job.imageName = names[g];
+          job.imageVersion = versions[g];
+          if (derivedVersion[g]) {
+            const std::string wanted = job.imageVersion;
+            for (int n = 2; store_.versionTaken(job.imageName, job.imageVersion); ++n)
+              job.imageVersion = wanted + "-" + std::to_string(n);
+          }
+          job.definitionName = groups[g].bundle.rootPath;
+          job.definitionDigest = groups[g].bundle.digest();
+          job.priority = s.getPriority();
+          for (auto l : s.getLabels())
+            job.labels.emplace_back(l);
+          for (const auto& t : groups[g].targets)
+            job.targets.push_back(t.controller);
+          job.createdMs = job.updatedMs = nowMs();
+          Step build;
+          build.index = 0;
+          build.kind = StepKind::build;
+          build.name = "build";
+          job.steps.push_back(build);
+          jobs.push_back(std::move(job));
+        }
         {
           Transaction tx(store_.db());
-          auto files = std::move(bundle.files);
-          files.erase(source);
-          store_.insertJob(job, text, files);
-          store_.appendEvent(job.id, {0, job.createdMs, agent::LogLevel::info, "", who.name,
-                                      "submitted by " + who.name + ": " + job.imageName + " " +
-                                          job.imageVersion + " from " + source});
+          for (std::size_t g = 0; g < jobs.size(); ++g) {
+            auto files = groups[g].bundle.files;
+            const std::string rootText = files.at(groups[g].bundle.rootPath);
+            files.erase(groups[g].bundle.rootPath);
+            store_.insertJob(jobs[g], rootText, files);
+          }
+          for (std::size_t g = 0; g < jobs.size(); ++g) {
+            std::string message = "submitted by " + who.name + ": " + jobs[g].imageName + " " +
+                                  jobs[g].imageVersion + " from " + jobs[g].definitionName;
+            if (jobs.size() > 1) {
+              std::string others;
+              for (const auto& j : jobs)
+                if (j.id != jobs[g].id) others += (others.empty() ? "" : ", ") + j.idText();
+              message += " (one image of " + std::to_string(jobs.size()) +
+                         " for the sites' definitions; the others: job " + others + ")";
+            }
+            store_.appendEvent(
+                jobs[g].id, {0, jobs[g].createdMs, agent::LogLevel::info, "", who.name, message});
+          }
           tx.commit();  // acknowledged only once it is durable
         }
-        ++counters_.jobsSubmitted;
-        const auto id = job.id;
-        auto& stored = active_[id] = std::move(job);
-        fillSummary(kind.initSubmitted(), stored);
-        enqueue(stored);
+        auto also = rep.initAlsoSubmitted(static_cast<unsigned>(jobs.size() - 1));
+        for (std::size_t g = 0; g < jobs.size(); ++g) {
+          ++counters_.jobsSubmitted;
+          const auto id = jobs[g].id;
+          auto& stored = active_[id] = std::move(jobs[g]);
+          if (g == 0)
+            fillSummary(kind.initSubmitted(), stored);
+          else
+            fillSummary(also[static_cast<unsigned>(g - 1)], stored);
+          enqueue(stored);
+        }
         reply(routingId, b.frame());
         schedule();
         return;

@@ -172,6 +172,46 @@ ImageDefinition parseBundle(const Bundle& bundle) {
   return parseDefinition(mergedDefinition(bundle).reader());
 }
 
+Bundle definitionBundle(const Bundle& whole, const std::string& rootPath) {
+  Bundle b;
+  b.rootPath = rootPath;
+  const auto merged = MergedDefinition::merge(rootPath, [&](const std::string& path) {
+    const auto* text = whole.find(path);
+    if (!text) return std::optional<std::string>();
+    b.files[path] = *text;
+    return std::optional<std::string>(*text);
+  });
+  const auto def = parseDefinition(merged.reader());
+  for (const auto& ref : localReferences(def)) {
+    if (const auto* data = whole.find(ref.path)) {
+      b.files[ref.path] = *data;
+    } else if (ref.tree) {
+      const std::string prefix = ref.path + "/";
+      for (auto it = whole.files.lower_bound(prefix);
+           it != whole.files.end() && it->first.starts_with(prefix); ++it)
+        b.files.insert(*it);
+    }
+  }
+  checkBundle(b, def);
+  return b;
+}
+
+std::string mergedIdentity(const Bundle& bundle) {
+  const auto merged = mergedDefinition(bundle);
+  const auto& layers = merged.layers();
+  Hasher h(HashAlgo::sha256);
+  h.update(std::string_view("imgpipe-merged-1\n"));
+  const std::string fields = merged.canonicalText();
+  h.update(std::to_string(fields.size()) + "\n");
+  h.update(fields);
+  for (const auto& [path, data] : bundle.files) {
+    if (std::find(layers.begin(), layers.end(), path) != layers.end()) continue;
+    h.update(path + "\n" + std::to_string(data.size()) + "\n");
+    h.update(data);
+  }
+  return toHex(h.finish());
+}
+
 Bundle loadBundle(const std::filesystem::path& definitionFile, const BundleLimits& limits) {
   const auto dir = std::filesystem::absolute(definitionFile).parent_path();
   Bundle b;

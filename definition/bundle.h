@@ -53,6 +53,16 @@ struct Bundle {
 MergedDefinition mergedDefinition(const Bundle& bundle, const std::string& displayName = "");
 ImageDefinition parseBundle(const Bundle& bundle);
 
+// One definition of a bundle that holds several (a base and the layers of its sites):
+// `rootPath`, the layers it extends and the files it refers to, nothing else. Throws as
+// mergedDefinition and checkBundle do, naming the definition.
+Bundle definitionBundle(const Bundle& whole, const std::string& rootPath);
+
+// What a build of a definitionBundle depends on, as sha256 hex: the merged fields (not how they
+// were split into layers, nor comments) and the content of every file it refers to. Sites whose
+// definitions have one identity get one image, built once.
+std::string mergedIdentity(const Bundle& bundle);
+
 // Throws Error naming the offending path when a bundle breaks the grammar or the limits, or when
 // the definition refers to a file the bundle does not hold. Used wherever a bundle enters.
 void checkBundle(const Bundle& bundle, const ImageDefinition& def, const BundleLimits& limits = {});

@@ -78,9 +78,13 @@ json toJson(const ImageDefinition& def) {
   if (auto* p = std::get_if<PathBase>(&def.base)) {
     base["path"] = p->path;
     base["sha256"] = p->sha256;
+    base["packing"] = toString(packingOf(p->disk.packing, p->path));
+    base["format"] = p->disk.format;
   } else if (auto* u = std::get_if<UrlBase>(&def.base)) {
     base["url"] = u->url;
     base["sha256"] = u->sha256;
+    base["packing"] = toString(packingOf(u->disk.packing, u->url));
+    base["format"] = u->disk.format;
   } else {
     const auto& d = std::get<DebootstrapBase>(def.base);
     base["debootstrap"] = {{"suite", d.suite},

@@ -16,16 +16,35 @@ namespace imgpipe::definition {
 
 // ---- base -------------------------------------------------------------------------------------
 
+// How a disk base comes packed. qemu-img reads the disk formats of kDiskBaseFormats as they are;
+// a compressed raw disk (Fedora's raw.xz) or a Vagrant box is unpacked first.
+enum class BasePacking { none, xz, zstd, gzip, vagrantBox };
+std::string_view toString(BasePacking p);  // none, xz, zstd, gzip, vagrant-box
+// The packing of a base named `name` (its path or URL), unless the definition says: .xz, .zst,
+// .gz, .box.
+BasePacking packingOf(std::optional<BasePacking> given, std::string_view name);
+// The disk formats a base may be in, as qemu-img names them (vpc is VHD).
+inline constexpr std::string_view kDiskBaseFormats[] = {"qcow2", "raw",  "vmdk",
+                                                        "vdi",   "vhdx", "vpc"};
+
+// What a disk base is, beyond where it is: both optional (`packing:`, `format:`).
+struct DiskPacking {
+  std::optional<BasePacking> packing;  // empty: from the name
+  std::string format;                  // one of kDiskBaseFormats, or empty: probed
+};
+
 // A cloud image on the agent's disk. Its sha256 is optional (verified when given).
 struct PathBase {
   std::string path;
   std::string sha256;  // lowercase hex, or empty
+  DiskPacking disk;
 };
 
 // A cloud image fetched over HTTP(S): downloaded resumably, verified, cached by digest.
 struct UrlBase {
   std::string url;
-  std::string sha256;  // lowercase hex, required
+  std::string sha256;  // lowercase hex, required; of the file as downloaded (packed)
+  DiskPacking disk;
 };
 
 // A base made on the agent with debootstrap, for sites that cannot fetch cloud images. The disk

@@ -316,6 +316,12 @@ MergedDefinition MergedDefinition::merge(const std::string& rootPath, const Laye
   return m;
 }
 
+std::string MergedDefinition::canonicalText() const {
+  YAML::Emitter e;
+  e << root_;
+  return e.c_str();
+}
+
 YamlReader MergedDefinition::reader() const {
   if (!layered()) return YamlReader::fromString(text_, displayName_);
   return YamlReader::fromNode(root_, displayName_, originByPath_);

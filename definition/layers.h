@@ -54,6 +54,9 @@ class MergedDefinition {
   bool layered() const { return layers_.size() > 1; }
   // The merged definition as YAML: the root's own text, unchanged, when it extends nothing.
   const std::string& text() const { return text_; }
+  // The merged fields as YAML, without comments or the header: the same for two definitions
+  // that merge to the same fields, however they were split into layers.
+  std::string canonicalText() const;
   // A reader whose mistakes name the layer and line each value came from.
   YamlReader reader() const;
   // Every leaf field (a scalar, or a list of scalars) and where it came from, in document order.

@@ -254,6 +254,24 @@ ContentSource parseContent(const YamlReader& r, std::string_view inlineKey,
 
 // ---- sections ---------------------------------------------------------------------------------
 
+DiskPacking parseDiskPacking(const YamlReader& b) {
+  DiskPacking d;
+  if (auto p = b.at("packing"); !p.isNull()) {
+    const auto v = scalar(p);
+    for (auto k : {BasePacking::none, BasePacking::xz, BasePacking::zstd, BasePacking::gzip,
+                   BasePacking::vagrantBox})
+      if (v == toString(k)) d.packing = k;
+    if (!d.packing) p.fail("must be none, xz, zstd, gzip or vagrant-box, got '" + v + "'");
+  }
+  if (auto f = b.at("format"); !f.isNull()) {
+    d.format = scalar(f);
+    if (std::find(std::begin(kDiskBaseFormats), std::end(kDiskBaseFormats), d.format) ==
+        std::end(kDiskBaseFormats))
+      f.fail("must be qcow2, raw, vmdk, vdi, vhdx or vpc (VHD), got '" + d.format + "'");
+  }
+  return d;
+}
+
 BaseSpec parseBase(const YamlReader& doc) {
   auto b = doc.require("base");
   if (!b.isMap()) b.fail("expected a mapping with one of: url, path, debootstrap");
@@ -269,6 +287,7 @@ BaseSpec parseBase(const YamlReader& doc) {
           "missing required field 'sha256' (a downloaded base must be verified; the distribution "
           "publishes it in SHA256SUMS next to the image)");
     u.sha256 = sha256Field(b, "sha256");
+    u.disk = parseDiskPacking(b);
     out = u;
   } else if (which == "path") {
     PathBase p;
@@ -283,9 +302,12 @@ BaseSpec parseBase(const YamlReader& doc) {
       rest.remove_prefix(slash + 1);
     }
     p.sha256 = sha256Field(b, "sha256");
+    p.disk = parseDiskPacking(b);
     out = p;
   } else {
     if (b.has("sha256")) b.at("sha256").fail("does not apply to a debootstrap base");
+    for (const char* k : {"packing", "format"})
+      if (b.has(k)) b.at(k).fail("does not apply to a debootstrap base");
     auto d = b.at("debootstrap");
     if (!d.isMap())
       d.fail("expected a mapping (suite, mirror, variant, components, packages, ...)");
@@ -998,6 +1020,33 @@ std::string_view toString(BootFirmware f) {
       return "both";
   }
   return "?";
+}
+
+std::string_view toString(BasePacking p) {
+  switch (p) {
+    case BasePacking::none:
+      return "none";
+    case BasePacking::xz:
+      return "xz";
+    case BasePacking::zstd:
+      return "zstd";
+    case BasePacking::gzip:
+      return "gzip";
+    case BasePacking::vagrantBox:
+      return "vagrant-box";
+  }
+  return "none";
+}
+
+BasePacking packingOf(std::optional<BasePacking> given, std::string_view name) {
+  if (given) return *given;
+  // A URL's query string is not part of the file's name.
+  name = name.substr(0, name.find_first_of("?#"));
+  if (name.ends_with(".xz")) return BasePacking::xz;
+  if (name.ends_with(".zst")) return BasePacking::zstd;
+  if (name.ends_with(".gz")) return BasePacking::gzip;
+  if (name.ends_with(".box")) return BasePacking::vagrantBox;
+  return BasePacking::none;
 }
 
 std::string_view baseKind(const BaseSpec& base) {

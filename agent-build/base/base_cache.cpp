@@ -9,6 +9,7 @@
 
 #include "agent-build/base/debootstrap_base.h"
 #include "agent-build/base/download.h"
+#include "agent-build/base/unpack_base.h"
 #include "agent-build/disk/qemu_img.h"
 #include "common/beneath.h"
 #include "common/error.h"
@@ -48,23 +49,75 @@ BaseCache::BaseCache(const BuildConfig& config, ExecContext exec, BuildLog& log)
 
 BaseCache::Result BaseCache::resolve(const definition::BaseSpec& spec, const fs::path& scratch) {
   Result r;
-  if (auto* p = std::get_if<definition::PathBase>(&spec))
+  definition::DiskPacking disk;
+  if (auto* p = std::get_if<definition::PathBase>(&spec)) {
     r = fromPath(*p);
-  else if (auto* u = std::get_if<definition::UrlBase>(&spec))
+    disk = p->disk;
+  } else if (auto* u = std::get_if<definition::UrlBase>(&spec)) {
     r = fromUrl(*u);
-  else
+    disk = u->disk;
+  } else {
     r = fromDebootstrap(std::get<definition::DebootstrapBase>(spec), scratch);
-  inspect(r.base);
+  }
+  if (const auto packing = definition::packingOf(disk.packing, r.base.source);
+      packing != definition::BasePacking::none)
+    r = unpacked(std::move(r), packing);
+  inspect(r.base, disk.format);
   return r;
 }
 
-void BaseCache::inspect(ResolvedBase& base) {
+BaseCache::Result BaseCache::unpacked(Result packed, definition::BasePacking packing) {
+  // Keyed by the packed file's verified digest: the same download is unpacked once.
+  const fs::path file = dir_ / ("unpacked-" + packed.base.sha256Hex + ".img");
+  for (int round = 0; round < 3; ++round) {
+    {
+      FileLock shared(lockOf(file), exec_.stop, FileLock::Mode::shared);
+      if (fs::exists(file)) {
+        touch(file);
+        Result r;
+        r.base = packed.base;
+        r.base.file = file;
+        r.base.unpacked = std::string(definition::toString(packing));
+        r.lock.emplace(std::move(shared));
+        return r;
+      }
+    }
+    FileLock exclusive(lockOf(file), exec_.stop);
+    if (fs::exists(file)) continue;
+    fs::path partial = file;
+    partial += ".partial";
+    std::error_code ec;
+    fs::remove(partial, ec);  // an earlier unpack that died
+    log_.info("unpacking " + packed.base.source + " (" +
+              std::string(definition::toString(packing)) + ")");
+    const std::string what = unpackBase(exec_, packing, packed.base.file, partial);
+    fs::rename(partial, file);
+    log_.info("unpacked " + what + ": " + formatBytes(allocatedBytes(file)) + " of data");
+  }
+  throw Error("unpacked base " + file.string() + " keeps disappearing from the cache");
+}
+
+void BaseCache::inspect(ResolvedBase& base, const std::string& expectedFormat) {
   auto info = qemuImgInfo(exec_, base.file);
   if (!info.backingFile.empty())
     throw Error("base " + base.source + " has a backing file (" + info.backingFile +
                 "); refusing it: a build reads only the image it was given");
-  if (info.format != "qcow2" && info.format != "raw")
-    throw Error("base " + base.source + " is in format " + info.format + "; qcow2 or raw expected");
+  // Other files an image can make qemu-img read: a qcow2's external data file, a VMDK's extents
+  // (a descriptor can name any file or device on this host).
+  if (!info.dataFile.empty())
+    throw Error("base " + base.source + " has an external data file (" + info.dataFile +
+                "); refusing it: a build reads only the image it was given");
+  for (const auto& extent : info.extents)
+    if (fs::weakly_canonical(extent) != fs::weakly_canonical(base.file))
+      throw Error("base " + base.source + " is a VMDK whose extent is another file (" + extent +
+                  "); refusing it: a build reads only the image it was given");
+  if (std::find(std::begin(definition::kDiskBaseFormats), std::end(definition::kDiskBaseFormats),
+                info.format) == std::end(definition::kDiskBaseFormats))
+    throw Error("base " + base.source + " is in format " + info.format +
+                "; expected qcow2, raw, vmdk, vdi, vhdx or vpc (VHD)");
+  if (!expectedFormat.empty() && info.format != expectedFormat)
+    throw Error("base " + base.source + " is in format " + info.format +
+                ", the definition says format: " + expectedFormat);
   base.format = info.format;
   base.virtualSize = info.virtualSize;
   base.allocatedSize = allocatedBytes(base.file);
@@ -236,6 +289,7 @@ void BaseCache::evict() {
   for (const auto& e : fs::directory_iterator(dir_, ec)) {
     auto name = e.path().filename().string();
     bool image = (name.starts_with("url-") && name.ends_with(".img")) ||
+                 (name.starts_with("unpacked-") && name.ends_with(".img")) ||
                  (name.starts_with("debootstrap-") && name.ends_with(".qcow2"));
     if (!image || !e.is_regular_file()) continue;
     auto size = allocatedBytes(e.path());

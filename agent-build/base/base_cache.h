@@ -15,6 +15,7 @@ namespace imgpipe::build {
 
 // Bases on the agent, under <cache_dir>/bases:
 //   url-<sha256>.img                 downloaded images, named by their verified digest
+//   unpacked-<sha256>.img            a compressed disk or Vagrant box's disk, by the packed digest
 //   debootstrap-<recipe>.qcow2/.json debootstrap bases, rebuilt after debootstrap_max_age
 //   path-digests/<hash>.json         digests of local bases, keyed by inode/size/mtime
 // Every entry has a .lock: builds using an entry hold it shared, whoever creates or evicts it
@@ -41,7 +42,10 @@ class BaseCache {
   Result fromUrl(const definition::UrlBase& spec);
   Result fromDebootstrap(const definition::DebootstrapBase& spec,
                          const std::filesystem::path& scratch);
-  void inspect(ResolvedBase& base);
+  // A compressed disk or a Vagrant box, unpacked once into unpacked-<sha256 of the packed>.img.
+  Result unpacked(Result packed, definition::BasePacking packing);
+  // Refuses an image that would make qemu-img read another file, or in a format not taken.
+  void inspect(ResolvedBase& base, const std::string& expectedFormat);
 
   const BuildConfig& config_;
   ExecContext exec_;

@@ -22,8 +22,14 @@ ImageInfo qemuImgInfo(const ExecContext& ctx, const std::filesystem::path& file)
     info.virtualSize = j.at("virtual-size").get<std::uint64_t>();
     info.actualSize = j.value("actual-size", std::uint64_t{0});
     info.backingFile = j.value("backing-filename", std::string());
-    if (j.contains("format-specific") && j["format-specific"].contains("data"))
-      info.compressionType = j["format-specific"]["data"].value("compression-type", std::string());
+    if (j.contains("format-specific") && j["format-specific"].contains("data")) {
+      const auto& data = j["format-specific"]["data"];
+      info.compressionType = data.value("compression-type", std::string());
+      info.dataFile = data.value("data-file", std::string());
+      if (data.contains("extents"))
+        for (const auto& e : data["extents"])
+          info.extents.push_back(e.value("filename", std::string()));
+    }
   } catch (const nlohmann::json::exception& e) {
     throw Error("cannot read qemu-img info of " + file.string() + ": " + e.what());
   }

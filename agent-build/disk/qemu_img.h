@@ -14,9 +14,11 @@ namespace imgpipe::build {
 struct ImageInfo {
   std::string format;  // qcow2, raw, ...
   std::uint64_t virtualSize = 0;
-  std::uint64_t actualSize = 0;  // allocated on disk
-  std::string backingFile;       // non-empty: refused as a base or output
-  std::string compressionType;   // qcow2 only: zlib or zstd
+  std::uint64_t actualSize = 0;      // allocated on disk
+  std::string backingFile;           // non-empty: refused as a base or output
+  std::string compressionType;       // qcow2 only: zlib or zstd
+  std::string dataFile;              // qcow2 only: an external data file
+  std::vector<std::string> extents;  // vmdk only: the files holding its data
 };
 
 ImageInfo qemuImgInfo(const ExecContext& ctx, const std::filesystem::path& file);

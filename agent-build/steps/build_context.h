@@ -31,13 +31,14 @@ inline constexpr int kRecipeVersion = 1;
 // The base a build starts from, wherever it came from. Value type.
 struct ResolvedBase {
   std::filesystem::path file;
-  std::string format;  // qcow2 or raw
-  std::string sha256Hex;
+  std::string format;     // one of definition::kDiskBaseFormats
+  std::string sha256Hex;  // of the base as fetched (packed)
   std::uint64_t virtualSize = 0;
   std::uint64_t allocatedSize = 0;
-  std::string kind;     // path, url, debootstrap
-  std::string source;   // the path, the URL, or the debootstrap recipe
-  bool cached = false;  // served from the base cache without fetching
+  std::string kind;      // path, url, debootstrap
+  std::string source;    // the path, the URL, or the debootstrap recipe
+  bool cached = false;   // served from the base cache without fetching
+  std::string unpacked;  // how `file` was unpacked (xz, vagrant-box, ...), or empty
 };
 
 // Contents the definition points at (files, scripts, repository keys), fetched once at the

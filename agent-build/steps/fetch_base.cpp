@@ -21,7 +21,9 @@ class FetchBaseStep : public Step {
     cache.evict();
     return ctx.base.kind + " base " + ctx.base.source + ": " + ctx.base.format + ", " +
            formatBytes(ctx.base.virtualSize) + " virtual, sha256 " +
-           ctx.base.sha256Hex.substr(0, 16) + "..." + (ctx.base.cached ? " (from the cache)" : "");
+           ctx.base.sha256Hex.substr(0, 16) + "..." +
+           (ctx.base.unpacked.empty() ? "" : ", unpacked from " + ctx.base.unpacked) +
+           (ctx.base.cached ? " (from the cache)" : "");
   }
 };
 

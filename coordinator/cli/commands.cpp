@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <iostream>
 
+#include "common/error.h"
 #include "common/file_util.h"
 #include "common/hash.h"
 #include "common/net/curve_keys.h"
@@ -222,12 +223,48 @@ int cmdValidate(const std::string& file, bool json) {
   return kOk;
 }
 
+namespace {
+
+// `--target SITE=FILE`: the site gets FILE's definition (a layer over the submitted one, beside
+// it, so that its `extends:` and files are bundle paths like the definition's own).
+struct SiteDefinitionArg {
+  std::string target, bundlePath;
+};
+
+}  // namespace
+
 int cmdSubmit(const GlobalOptions& g, const std::string& file,
-              const std::vector<std::string>& targets, int priority,
+              const std::vector<std::string>& targetArgs, int priority,
               const std::vector<std::string>& labels, bool wait) {
   definition::Bundle bundle;
+  std::vector<std::string> targets;
+  std::vector<SiteDefinitionArg> siteDefinitions;
   try {
     bundle = definition::loadBundle(file);  // fail fast, before talking to anyone
+    const auto dir = std::filesystem::absolute(file).parent_path();
+    for (const auto& arg : targetArgs) {
+      const auto eq = arg.find('=');
+      if (eq == std::string::npos) {
+        targets.push_back(arg);
+        continue;
+      }
+      const std::string target = arg.substr(0, eq), siteFile = arg.substr(eq + 1);
+      if (target.empty() || siteFile.empty())
+        throw Error("--target " + arg + ": want SITE or SITE=DEFINITION");
+      if (std::filesystem::absolute(siteFile).parent_path() != dir)
+        throw Error("--target " + arg + ": " + siteFile + " is not beside " + file +
+                    " (a site's definition is a layer in the same directory, so that the paths "
+                    "it names are the same bundle paths)");
+      auto site = definition::loadBundle(siteFile);
+      for (auto& [path, data] : site.files)
+        if (auto [it, added] = bundle.files.emplace(path, data); !added && it->second != data)
+          throw Error(path + " changed while it was read");
+      siteDefinitions.push_back({target, site.rootPath});
+    }
+    if (const definition::BundleLimits limits; bundle.totalBytes() > limits.totalBytes)
+      throw Error("the definitions and the files they refer to are " +
+                  std::to_string(bundle.totalBytes()) + " bytes, more than a job's bundle (" +
+                  std::to_string(limits.totalBytes) + ")");
   } catch (const YamlError&) {
     throw;
   } catch (const Error& e) {
@@ -250,25 +287,46 @@ int cmdSubmit(const GlobalOptions& g, const std::string& file,
     auto t = s.initTargets(static_cast<unsigned>(targets.size()));
     for (unsigned k = 0; k < targets.size(); ++k)
       t.set(k, targets[k]);
+    auto sd = s.initSiteDefinitions(static_cast<unsigned>(siteDefinitions.size()));
+    for (unsigned k = 0; k < siteDefinitions.size(); ++k) {
+      sd[k].setTarget(siteDefinitions[k].target);
+      sd[k].setDefinitionName(siteDefinitions[k].bundlePath);
+    }
     s.setPriority(priority);
     auto l = s.initLabels(static_cast<unsigned>(labels.size()));
     for (unsigned k = 0; k < labels.size(); ++k)
       l.set(k, labels[k]);
   });
-  auto job = reply->root().getBody().getReply().getKind().getSubmitted();
-  const std::string id = job.getId();
-  if (g.json && !wait)
-    std::cout << toJson(job).dump() << "\n";
-  else if (!g.json)
-    std::cout << "submitted job " << id << ": " << job.getImageName().cStr() << " "
-              << job.getImageVersion().cStr() << " -> " <<
-        [&] {
-          std::string t;
-          for (auto x : job.getTargets())
-            t += (t.empty() ? "" : ", ") + std::string(x);
-          return t;
-        }() << "\n";
-  return wait ? follow(client, g, id) : kOk;
+  auto body = reply->root().getBody().getReply();
+  std::vector<proto::JobSummary::Reader> jobs{body.getKind().getSubmitted()};
+  for (auto also : body.getAlsoSubmitted())
+    jobs.push_back(also);
+  if (g.json && !wait) {
+    auto out = toJson(jobs.front());
+    if (jobs.size() > 1) {
+      out["also_submitted"] = nlohmann::json::array();
+      for (std::size_t k = 1; k < jobs.size(); ++k)
+        out["also_submitted"].push_back(toJson(jobs[k]));
+    }
+    std::cout << out.dump() << "\n";
+  } else if (!g.json) {
+    for (const auto& job : jobs) {
+      std::string t;
+      for (auto x : job.getTargets())
+        t += (t.empty() ? "" : ", ") + std::string(x);
+      std::cout << "submitted job " << job.getId().cStr() << ": " << job.getImageName().cStr()
+                << " " << job.getImageVersion().cStr() << " -> " << t << "\n";
+    }
+  }
+  if (!wait) return kOk;
+  // Each job to its end; the worst outcome is the exit code.
+  std::vector<std::string> ids;
+  for (const auto& job : jobs)
+    ids.emplace_back(job.getId().cStr());
+  int rc = kOk;
+  for (const auto& id : ids)
+    if (const int r = follow(client, g, id); r != kOk) rc = r;
+  return rc;
 }
 
 int cmdList(const GlobalOptions& g, const std::vector<std::string>& states, unsigned limit) {

@@ -54,7 +54,10 @@ int main(int argc, char** argv) {
   importImages->add_flag("--force", importForce, "replace definitions that exist");
   auto* submit = app.add_subcommand("submit", "submit an image definition as a new job");
   submit->add_option("file", file)->required();
-  submit->add_option("-t,--target", targets, "site or controller to deliver to (repeatable)");
+  submit->add_option("-t,--target", targets,
+                     "site or controller to deliver to (repeatable); SITE=FILE: that site gets "
+                     "FILE's definition, a layer beside DEFINITION (one build per distinct "
+                     "merged definition)");
   submit->add_option("-p,--priority", priority, "higher runs first");
   submit->add_option("-l,--label", labels, "required build agent label (repeatable)");
   submit->add_flag("-w,--wait", wait, "follow the job until it ends; exit 1 if it fails");

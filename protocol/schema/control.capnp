@@ -245,6 +245,14 @@ struct SubmitRequest {
   priority @3 :Int32;         # higher first
   labels @4 :List(Text);      # required build agent labels
   bundle @5 :List(BundleFile);  # files the definition refers to, read beside it by the CLI
+  # Targets whose definition is another one of the bundle (a layer over `definition` with the
+  # site's mirrors, Glance properties, ...). One build per distinct merged definition.
+  siteDefinitions @6 :List(SiteDefinition);
+}
+
+struct SiteDefinition {
+  target @0 :Text;            # a site or controller, as in `targets`
+  definitionName @1 :Text;    # its definition: a bundle path
 }
 
 struct ListRequest {
@@ -268,6 +276,9 @@ struct OperatorReply {
     agents @6 :List(AgentInfo);
     ok @7 :Text;
   }
+  # submitted: the jobs beside `submitted` when the targets' definitions differ (one per
+  # distinct merged definition).
+  alsoSubmitted @8 :List(JobSummary);
 }
 
 enum ErrorCode {

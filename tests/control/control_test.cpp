@@ -370,4 +370,66 @@ TEST_F(ControlTest, CancelStopsRunningTasks) {
   EXPECT_TRUE(waitUntil([&] { return c.jobState(next) == "building"; }, 5s));
 }
 
+TEST_F(ControlTest, SitesWhoseDefinitionsDifferByALayerGetOneBuildPerDistinctDefinition) {
+  // No links: every build agent sends straight to every controller.
+  c.setCoordinatorExtra(R"(
+heartbeat: {interval: 500ms, liveness: 4}
+topology:
+  sites:
+    - {name: site-a, controller: ctrl-a}
+    - {name: site-b, controller: ctrl-b}
+    - {name: site-c, controller: ctrl-c}
+)");
+  c.startCoordinator();
+  c.startSimAgent("build-1", "build", std::string(kFastAgent) + simTimes("300ms"));
+  for (const char* ctrl : {"ctrl-a", "ctrl-b", "ctrl-c"})
+    c.startSimAgent(ctrl, "glance", std::string(kFastAgent) + simTimes("300ms"));
+  ASSERT_TRUE(waitUntil([&] { return c.agentsOnline().size() == 4; }, 10s)) << c.logs();
+
+  const auto base = c.writeDefinition(
+      "base.yaml", "name: demo\nversion: \"1.0\"\nbase: {path: /srv/base.qcow2}\n");
+  // site-b has its own mirror of a package; site-c's layer changes nothing the build reads.
+  const auto siteB =
+      c.writeDefinition("site-b.yaml", "extends: base.yaml\npackages: {install: [htop]}\n");
+  const auto siteC =
+      c.writeDefinition("site-c.yaml", "# site-c takes the base as it is\nextends: base.yaml\n");
+  auto submitted =
+      c.cliJson({"submit", base, "-t", "site-a", "-t", "site-b=" + siteB, "-t", "site-c=" + siteC});
+  ASSERT_EQ(submitted["also_submitted"].size(), 1u) << submitted.dump();
+  const std::string shared = submitted["id"], own = submitted["also_submitted"][0]["id"];
+  ASSERT_TRUE(
+      waitUntil([&] { return c.jobState(shared) == "done" && c.jobState(own) == "done"; }, 20s))
+      << c.cliJson({"show", shared}).dump() << c.cliJson({"show", own}).dump();
+
+  // One build for site-a and site-c (the same merged definition), one for site-b.
+  auto a = c.cliJson({"show", shared}), b = c.cliJson({"show", own});
+  EXPECT_EQ(a["targets"], (nlohmann::json{"ctrl-a", "ctrl-c"}));
+  EXPECT_EQ(a["definition_name"], "base.yaml");
+  EXPECT_EQ(a["version"], "1.0");
+  EXPECT_EQ(b["targets"], (nlohmann::json{"ctrl-b"}));
+  EXPECT_EQ(b["definition_name"], "site-b.yaml");
+  EXPECT_EQ(b["version"], "1.0-site-b") << "two images of one job never share a version";
+  EXPECT_EQ(a["glance_images"].size(), 2u);
+  EXPECT_EQ(b["glance_images"].size(), 1u);
+  EXPECT_NE(a["artifact"]["sha256"], b["artifact"]["sha256"]);
+  EXPECT_EQ(c.cliJson({"list"}).size(), 2u);
+
+  // A site's definition must sit beside the submitted one; an unknown site is named.
+  const auto elsewhere = c.dir() / "elsewhere";
+  std::filesystem::create_directories(elsewhere);
+  const auto stray = c.writeDefinition("elsewhere/site-b.yaml", "extends: base.yaml\n");
+  auto r = c.cli({"submit", base, "-t", "site-b=" + stray}, false);
+  EXPECT_EQ(r.exitCode, 2);
+  EXPECT_NE(r.err.find("is not beside"), std::string::npos) << r.err;
+  r = c.cli({"submit", base, "-t", "site-z=" + siteB}, false);
+  EXPECT_NE(r.exitCode, 0);
+  EXPECT_NE(r.err.find("unknown target site-z"), std::string::npos) << r.err;
+  // A broken layer is refused before any job exists, naming the site and its file.
+  const auto broken = c.writeDefinition("site-x.yaml", "extends: base.yaml\npackages: 3\n");
+  r = c.cli({"submit", base, "-t", "site-a", "-t", "site-b=" + broken}, false);
+  EXPECT_NE(r.exitCode, 0);
+  EXPECT_NE(r.err.find("site-x.yaml"), std::string::npos) << r.err;
+  EXPECT_EQ(c.cliJson({"list"}).size(), 2u);
+}
+
 }  // namespace

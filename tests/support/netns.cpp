@@ -135,6 +135,7 @@ void NetTopology::uplink(const std::string& host) {
   output(
       {"ip", "link", "add", rootDev, "type", "veth", "peer", "name", hostDev, "netns", ns(host)});
   rootDevices_.push_back(rootDev);
+  uplinkGateways_[host] = rootAddr;
   output({"ip", "addr", "add", rootAddr + "/30", "dev", rootDev});
   output({"ip", "link", "set", rootDev, "up"});
   run(host, {"ip", "addr", "add", hostAddr + "/30", "dev", hostDev});

@@ -52,6 +52,10 @@ class NetTopology {
   // Connects `host` to this machine's own network namespace, NATed to whatever lies beyond (a
   // build host needs Debian's mirror). `host`'s default route goes there.
   void uplink(const std::string& host);
+  // The root namespace's address on `host`'s uplink: where `host` reaches this machine.
+  const std::string& uplinkGateway(const std::string& host) const {
+    return uplinkGateways_.at(host);
+  }
   // Lets `host` route packets between its links (a relay site's router).
   void forwarding(const std::string& host);
   // Static route on `host` to `dest`'s address on its link with `destPeer`, via `gateway`.
@@ -104,6 +108,7 @@ class NetTopology {
   std::map<std::string, std::unique_ptr<Daemon>> delays_;  // receiving device -> its delayer
   std::vector<std::string> natTables_;  // nft tables in the root namespace, removed on teardown
   std::vector<std::string> rootDevices_;
+  std::map<std::string, std::string> uplinkGateways_;  // host -> root namespace's address
   bool restoreForwarding_ = false;  // this topology turned on the root namespace's ip_forward
   // What net.ipv4.tcp_allowed_congestion_control was before this topology added cubic to it, and
   // what it set: put back on teardown unless someone changed it since.

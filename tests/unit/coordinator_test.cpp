@@ -3,6 +3,7 @@
 #include "common/error.h"
 #include "common/temp_dir.h"
 #include "common/yaml_reader.h"
+#include "coordinator/definition_groups.h"
 #include "coordinator/sqlite.h"
 #include "coordinator/store.h"
 #include "coordinator/topology.h"
@@ -155,4 +156,29 @@ TEST(Store, MigratesASchemaVersionOneDatabase) {
   auto v = store.db().prepare("SELECT value FROM meta WHERE key='schema_version'");
   ASSERT_TRUE(v.step());
   EXPECT_EQ(v.getText(0), "3");
+}
+
+TEST(DefinitionGroups, SitesWithTheSameMergedDefinitionShareOneImage) {
+  definition::Bundle whole;
+  whole.rootPath = "base.yaml";
+  whole.files = {
+      {"base.yaml", "name: demo\nversion: '1.0'\nbase: {path: /srv/base.qcow2}\n"},
+      {"site-b.yaml", "extends: base.yaml\npackages: {install: [htop]}\n"},
+      {"site-c.yaml", "extends: base.yaml\n"},
+      {"site-d.yaml", "extends: base.yaml\nversion: '2.0'\npackages: {install: [jq]}\n"}};
+  const std::vector<ResolvedTarget> targets = {
+      {"ctrl-a", "site-a"}, {"ctrl-b", "site-b"}, {"ctrl-c", "site-c"}, {"ctrl-d", "site-d"}};
+  auto groups = groupByDefinition(
+      whole, targets,
+      {{"ctrl-b", "site-b.yaml"}, {"ctrl-c", "site-c.yaml"}, {"ctrl-d", "site-d.yaml"}});
+  ASSERT_EQ(groups.size(), 3u);
+  EXPECT_EQ(groups[0].bundle.rootPath, "base.yaml");
+  ASSERT_EQ(groups[0].targets.size(), 2u);
+  EXPECT_EQ(groups[0].targets[1].controller, "ctrl-c");
+  EXPECT_EQ(groups[1].bundle.rootPath, "site-b.yaml");
+  EXPECT_EQ(groups[2].bundle.rootPath, "site-d.yaml");
+  // site-b's image would share demo 1.0 with site-a's: it gets its site's name; site-d has its own.
+  EXPECT_EQ(groupVersions(groups, {"demo", "demo", "demo"}, {"1.0", "1.0", "2.0"}),
+            (std::vector<std::string>{"1.0", "1.0-site-b", "2.0"}));
+  EXPECT_THROW(groupByDefinition(whole, targets, {{"ctrl-b", "nowhere.yaml"}}), Error);
 }

@@ -231,3 +231,34 @@ TEST(Layers, TheLayersTravelInTheBundleAndTheirFilesToo) {
   // loadDefinitionFile (the build agent's validate, the boot test) reads the layers too.
   EXPECT_EQ(loadDefinitionFile(dir.path() / "site.yaml").version, "2");
 }
+
+TEST(Layers, OneDefinitionOfABundleCarriesOnlyWhatItReadsAndItsIdentityIsItsMergedFields) {
+  Bundle whole;
+  whole.rootPath = "base.yaml";
+  whole.files = {
+      {"base.yaml", kBase + "scripts:\n  - {name: tune, source: files/tune.sh}\n"},
+      {"files/tune.sh", "#!/bin/sh\ntrue\n"},
+      {"files/site-b.sh", "#!/bin/sh\necho b\n"},
+      // site-c only extends: the same fields as the base, written differently.
+      {"site-c.yaml", "# site-c takes the base as it is\nextends: base.yaml\n"},
+      {"site-b.yaml", "extends: base.yaml\nscripts:\n  - {name: b, source: files/site-b.sh}\n"},
+  };
+  const auto b = definitionBundle(whole, "site-b.yaml");
+  EXPECT_EQ(b.rootPath, "site-b.yaml");
+  std::vector<std::string> paths;
+  for (const auto& [path, data] : b.files)
+    paths.push_back(path);
+  EXPECT_EQ(paths, (std::vector<std::string>{"base.yaml", "files/site-b.sh", "files/tune.sh",
+                                             "site-b.yaml"}));
+  const auto base = definitionBundle(whole, "base.yaml");
+  EXPECT_EQ(base.files.size(), 2u);
+  const auto c = definitionBundle(whole, "site-c.yaml");
+  EXPECT_EQ(mergedIdentity(c), mergedIdentity(base)) << "same merged fields, same files";
+  EXPECT_NE(mergedIdentity(b), mergedIdentity(base));
+  // A file's content is part of it: the same fields over another tune.sh are another image.
+  auto changed = whole;
+  changed.files["files/tune.sh"] = "#!/bin/sh\nfalse\n";
+  EXPECT_NE(mergedIdentity(definitionBundle(changed, "base.yaml")), mergedIdentity(base));
+  auto e = errorOf([&] { definitionBundle(whole, "site-z.yaml"); });
+  EXPECT_NE(e.find("site-z.yaml"), std::string::npos) << e;
+}
