@@ -253,12 +253,20 @@ std::string summarize(const ImageDefinition& def) {
     << "\n";
   if (!def.description.empty()) row("description", def.description);
 
+  // ", a vagrant-box, vmdk inside": how the disk comes, when it is not a plain image.
+  auto packed = [](const DiskPacking& d, const std::string& name) {
+    const auto p = packingOf(d.packing, name);
+    std::string out = p == BasePacking::none ? "" : ", " + std::string(toString(p));
+    if (!d.format.empty()) out += ", " + d.format + (p == BasePacking::none ? "" : " inside");
+    return out;
+  };
   if (auto* p = std::get_if<PathBase>(&def.base)) {
     row("base",
         "local image " + p->path +
-            (p->sha256.empty() ? " (not pinned)" : " sha256 " + p->sha256.substr(0, 12) + "..."));
+            (p->sha256.empty() ? " (not pinned)" : " sha256 " + p->sha256.substr(0, 12) + "...") +
+            packed(p->disk, p->path));
   } else if (auto* u = std::get_if<UrlBase>(&def.base)) {
-    row("base", u->url + " sha256 " + u->sha256.substr(0, 12) + "...");
+    row("base", u->url + " sha256 " + u->sha256.substr(0, 12) + "..." + packed(u->disk, u->url));
   } else {
     const auto& d = std::get<DebootstrapBase>(def.base);
     row("base", "debootstrap " + d.suite + " from " + d.mirror + " (" + d.variant + ", " +

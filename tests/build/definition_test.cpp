@@ -371,3 +371,29 @@ TEST(Definition, AcceptanceBootFields) {
             std::string::npos);
   EXPECT_NE(err("    disk_size: 100M\n").find("must be at least 1G"), std::string::npos);
 }
+
+TEST(Definition, DiskBasesSayOrAreToldByTheirNameHowTheyArePacked) {
+  using definition::BasePacking;
+  using definition::packingOf;
+  EXPECT_EQ(packingOf(std::nullopt, "Fedora-Cloud-Base.x86_64.raw.xz"), BasePacking::xz);
+  EXPECT_EQ(packingOf(std::nullopt, "https://x/disk.raw.zst?sig=abc"), BasePacking::zstd);
+  EXPECT_EQ(packingOf(std::nullopt, "bookworm64.box"), BasePacking::vagrantBox);
+  EXPECT_EQ(packingOf(std::nullopt, "noble.img"), BasePacking::none);
+  EXPECT_EQ(packingOf(BasePacking::none, "odd-name.xz"), BasePacking::none);
+  auto def = definition::parseDefinition(
+      "name: b\nbase: {url: \"https://x/y.box?v=1\", sha256: " + std::string(64, 'a') +
+          ", packing: vagrant-box, format: vmdk}\n",
+      "b.yaml");
+  const auto& u = std::get<definition::UrlBase>(def.base);
+  EXPECT_EQ(u.disk.packing, BasePacking::vagrantBox);
+  EXPECT_EQ(u.disk.format, "vmdk");
+  EXPECT_NE(errorOf("name: b\nbase: {path: x.img, format: iso}\n", "b.yaml")
+                .find("base.format: must be qcow2, raw, vmdk, vdi, vhdx or vpc"),
+            std::string::npos)
+      << errorOf("name: b\nbase: {path: x.img, format: iso}\n", "b.yaml");
+  EXPECT_NE(errorOf("name: b\nbase: {path: x.img, packing: rar}\n").find("base.packing: must be"),
+            std::string::npos);
+  EXPECT_NE(errorOf("name: b\nbase:\n  debootstrap: {suite: bookworm}\n  format: raw\n")
+                .find("does not apply to a debootstrap base"),
+            std::string::npos);
+}

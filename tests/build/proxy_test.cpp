@@ -161,8 +161,9 @@ TEST(BuildBehindProxy, EverythingTheBuildFetchesGoesThroughTheProxyAndNothingSta
           "validation: {require_qemu_guest_agent: false}\n");
 
   SubprocessOptions o;
-  o.argv = net.inHost("agent", {agentBinary().string(), "build", def.string(), "--config",
-                                config.string(), "--json"});
+  o.argv = net.inHost("agent",
+                      {agentBinary().string(), "build", def.string(), "--config", config.string(),
+                       "--work-dir", area.work().string(), "--out", area.out().string(), "--json"});
   o.captureStdout = true;
   o.timeout = std::chrono::minutes(30);
   std::string log;
