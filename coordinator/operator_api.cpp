@@ -95,8 +95,8 @@ void Engine::onRequest(const std::string& routingId, const net::PeerIdentity& wh
           else if (!bundle.find(path))
             problem = "the definition of " + target + " ('" + ids::printable(path) +
                       "') is not in the definition bundle";
-          else if (!definitionOf.emplace(*c, path).second && definitionOf[*c] != path)
-            problem = target + " is given two definitions";
+          else if (auto [it, added] = definitionOf.emplace(*c, path); !added && it->second != path)
+            problem = target + " is given two definitions (" + it->second + " and " + path + ")";
           if (std::find(targets.begin(), targets.end(), target) == targets.end())
             targets.push_back(target);
         }
