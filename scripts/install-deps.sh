@@ -41,6 +41,8 @@ runtime_pkgs=(
   dosfstools mtools
   # the acceptance boot: UEFI firmware, and `method: nspawn` (systemd-nspawn)
   ovmf systemd-container
+  # build agent: compressed disk bases (raw.xz, raw.zst, .gz) and Vagrant boxes (tar)
+  xz-utils zstd gzip tar
   # build agent: `ansible:` playbooks, with community.general's chroot connection (the
   # ansible package; ansible-core alone has no chroot connection)
   ansible
