@@ -49,7 +49,8 @@ BaseCache::BaseCache(const BuildConfig& config, ExecContext exec, BuildLog& log)
 
 BaseCache::Result BaseCache::resolve(const definition::BaseSpec& spec, const fs::path& scratch) {
   Result r;
-  definition::DiskPacking disk;
+  // A debootstrap base is made here as qcow2: only a fetched disk can come packed.
+  definition::DiskPacking disk{definition::BasePacking::none, ""};
   if (auto* p = std::get_if<definition::PathBase>(&spec)) {
     r = fromPath(*p);
     disk = p->disk;
