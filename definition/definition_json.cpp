@@ -66,6 +66,20 @@ std::string describe(const ContentSource& c) {
   return "";
 }
 
+json baseFileJson(const BaseFile& f) {
+  return {{"path", f.path}, {"url", f.url}, {"sha256", f.sha256}};
+}
+
+std::string baseFileSummary(const BaseFile& f) {
+  return f.name() +
+         (f.sha256.empty() ? ", not pinned" : " sha256 " + f.sha256.substr(0, 12) + "...");
+}
+
+std::string treeSummary(const TreeDiskSpec& t) {
+  return formatBytes(t.size) + " disk, root label " + t.rootLabel + ", bootloader " + t.bootloader +
+         (t.packages.empty() ? "" : ", + " + joined(t.packages));
+}
+
 }  // namespace
 
 json toJson(const ImageDefinition& def) {
@@ -85,19 +99,26 @@ json toJson(const ImageDefinition& def) {
     base["sha256"] = u->sha256;
     base["packing"] = toString(packingOf(u->disk.packing, u->url));
     base["format"] = u->disk.format;
+  } else if (auto* d = std::get_if<DebootstrapBase>(&def.base)) {
+    base["debootstrap"] = {{"suite", d->suite},
+                           {"mirror", d->mirror},
+                           {"variant", d->variant},
+                           {"components", d->components},
+                           {"keyring", d->keyring}};
+  } else if (auto* r = std::get_if<RootfsBase>(&def.base)) {
+    base["rootfs"] = baseFileJson(r->file);
   } else {
-    const auto& d = std::get<DebootstrapBase>(def.base);
-    base["debootstrap"] = {{"suite", d.suite},
-                           {"mirror", d.mirror},
-                           {"variant", d.variant},
-                           {"components", d.components},
-                           {"packages", d.packages},
-                           {"keyring", d.keyring},
-                           {"size", d.size},
-                           {"root_label", d.rootLabel},
-                           {"bootloader", d.bootloader},
-                           {"kernel_cmdline", d.kernelCmdline}};
+    const auto& o = std::get<OciBase>(def.base);
+    base["oci"] = baseFileJson(o.file);
+    base["oci"]["format"] = o.format ? json(toString(*o.format)) : json(nullptr);
+    base["oci"]["ref"] = o.ref;
   }
+  if (const auto* t = treeDiskOf(def.base))
+    base[std::string(baseKind(def.base))].update(json{{"packages", t->packages},
+                                                      {"size", t->size},
+                                                      {"root_label", t->rootLabel},
+                                                      {"bootloader", t->bootloader},
+                                                      {"kernel_cmdline", t->kernelCmdline}});
   j["base"] = base;
 
   j["disk"] = {{"size", def.disk.size ? json(*def.disk.size) : json(nullptr)},
@@ -267,11 +288,16 @@ std::string summarize(const ImageDefinition& def) {
             packed(p->disk, p->path));
   } else if (auto* u = std::get_if<UrlBase>(&def.base)) {
     row("base", u->url + " sha256 " + u->sha256.substr(0, 12) + "..." + packed(u->disk, u->url));
+  } else if (auto* d = std::get_if<DebootstrapBase>(&def.base)) {
+    row("base", "debootstrap " + d->suite + " from " + d->mirror + " (" + d->variant + ", " +
+                    treeSummary(d->tree) + ")");
+  } else if (auto* r = std::get_if<RootfsBase>(&def.base)) {
+    row("base", "root tarball " + baseFileSummary(r->file) + "; " + treeSummary(r->tree));
   } else {
-    const auto& d = std::get<DebootstrapBase>(def.base);
-    row("base", "debootstrap " + d.suite + " from " + d.mirror + " (" + d.variant + ", " +
-                    formatBytes(d.size) + ", root label " + d.rootLabel + ", bootloader " +
-                    d.bootloader + (d.packages.empty() ? "" : ", + " + joined(d.packages)) + ")");
+    const auto& o = std::get<OciBase>(def.base);
+    row("base", "OCI image " + baseFileSummary(o.file) +
+                    (o.format ? ", " + std::string(toString(*o.format)) : std::string()) +
+                    (o.ref.empty() ? "" : ", ref " + o.ref) + "; " + treeSummary(o.tree));
   }
   row("disk", (def.disk.size ? formatBytes(*def.disk.size) : std::string("size of the base")) +
                   ", compression " +

@@ -47,22 +47,60 @@ struct UrlBase {
   DiskPacking disk;
 };
 
-// A base made on the agent with debootstrap, for sites that cannot fetch cloud images. The disk
-// looks like an Ubuntu cloud image: GPT, p14 BIOS boot, p1 ext4 root with `rootLabel`.
-struct DebootstrapBase {
-  std::string suite;  // bookworm
-  std::string mirror = "http://deb.debian.org/debian";
-  std::string variant = "minbase";
-  std::vector<std::string> components{"main"};
+// How a root tree (a debootstrap run, a root tarball, an OCI image) becomes a bootable disk laid
+// out like an Ubuntu cloud image: GPT with p14 BIOS boot and p15 EFI system partition, p1 ext4
+// root labelled `rootLabel`, grub for BIOS and UEFI reading one grub.cfg.
+struct TreeDiskSpec {
   std::vector<std::string> packages;  // in addition to the boot set (kernel, systemd, ssh...)
-  std::string keyring;                // debootstrap --keyring, empty: debootstrap's default
   std::uint64_t size = 3ull << 30;    // virtual size of the base disk
   std::string rootLabel = "cloudimg-rootfs";
   std::string bootloader = "grub-pc";  // grub-pc | none
   std::string kernelCmdline = "console=tty0 console=ttyS0,115200";
 };
 
-using BaseSpec = std::variant<PathBase, UrlBase, DebootstrapBase>;
+// A base made on the agent with debootstrap, for sites that cannot fetch cloud images.
+struct DebootstrapBase {
+  std::string suite;  // bookworm
+  std::string mirror = "http://deb.debian.org/debian";
+  std::string variant = "minbase";
+  std::vector<std::string> components{"main"};
+  std::string keyring;  // debootstrap --keyring, empty: debootstrap's default
+  TreeDiskSpec tree;
+};
+
+// Where the file of a tree base is: beneath the agent's base_dirs (`path`, sha256 optional) or
+// fetched (`url`, sha256 required). Exactly one of path and url.
+struct BaseFile {
+  std::string path;
+  std::string url;
+  std::string sha256;  // lowercase hex, or empty
+  const std::string& name() const { return url.empty() ? path : url; }
+};
+
+// A root filesystem tarball (tar, tar.gz, tar.xz, tar.zst), as Ubuntu's *-root.tar.xz.
+struct RootfsBase {
+  BaseFile file;
+  TreeDiskSpec tree;
+};
+
+// The forms an OCI image comes in (skopeo's transports): an image layout directory, the same
+// packed in a tar (oci-archive), or `docker save`'s tar (docker-archive).
+enum class OciFormat { layout, ociArchive, dockerArchive };
+std::string_view toString(OciFormat f);  // layout, oci-archive, docker-archive
+
+// An OCI or Docker image whose layers (whiteouts applied) become the root tree. A layout's
+// sha256 is its image manifest's digest; an archive's is the file's.
+struct OciBase {
+  BaseFile file;
+  std::optional<OciFormat> format;  // empty: a directory is a layout, a tar is probed
+  std::string ref;                  // the image in a layout or archive holding several
+  TreeDiskSpec tree;
+};
+
+using BaseSpec = std::variant<PathBase, UrlBase, DebootstrapBase, RootfsBase, OciBase>;
+
+// How a base made from a tree becomes a disk, or null for a disk base (path, url).
+const TreeDiskSpec* treeDiskOf(const BaseSpec& base);
 
 // ---- disk -------------------------------------------------------------------------------------
 
@@ -310,7 +348,7 @@ std::string_view toString(OlderVersions o);
 std::string_view toString(Network n);
 std::string_view toString(BootMethod m);
 std::string_view toString(BootFirmware f);
-std::string_view baseKind(const BaseSpec& base);  // "path", "url" or "debootstrap"
+std::string_view baseKind(const BaseSpec& base);  // path, url, debootstrap, rootfs, oci
 
 // The version used when a definition names none: the UTC time the job was submitted, as
 // "YYYY.MM.DD-HHMMSS" (sorts in build order, safe in file names and Glance names).

@@ -272,79 +272,153 @@ DiskPacking parseDiskPacking(const YamlReader& b) {
   return d;
 }
 
+// A path resolved at the build agent beneath its configured base_dirs: ".." could climb out.
+std::string baseDirsPath(const YamlReader& node) {
+  std::string path = scalar(node);
+  if (path.empty()) node.fail("must not be empty");
+  for (std::string_view rest = path; !rest.empty();) {
+    auto slash = rest.find('/');
+    if (rest.substr(0, slash) == "..") node.fail("must not contain '..', got '" + path + "'");
+    if (slash == std::string_view::npos) break;
+    rest.remove_prefix(slash + 1);
+  }
+  return path;
+}
+
+std::string baseUrl(const YamlReader& node) {
+  std::string url = scalar(node);
+  if (!isHttpUrl(url)) node.fail("expected an http:// or https:// URL, got '" + url + "'");
+  return url;
+}
+
+void requireBaseSha256(const YamlReader& b) {
+  if (!b.has("sha256"))
+    b.fail(
+        "missing required field 'sha256' (a downloaded base must be verified; the distribution "
+        "publishes it in SHA256SUMS next to the image)");
+}
+
+// The keys every base made from a tree takes: how the tree becomes a disk.
+TreeDiskSpec parseTreeDisk(const YamlReader& d) {
+  TreeDiskSpec t;
+  t.packages = checkedList(d.at("packages"), isPackageName, "package name");
+  if (auto s = d.at("size"); !s.isNull()) {
+    t.size = s.asSize();
+    if (t.size < (1ull << 30)) s.fail("must be at least 1G (kernel, systemd, cloud-init)");
+  }
+  if (auto l = d.at("root_label"); !l.isNull()) {
+    t.rootLabel = scalar(l);
+    if (t.rootLabel.empty() || t.rootLabel.size() > 16)
+      l.fail("an ext4 label has 1 to 16 characters");
+  }
+  if (auto bl = d.at("bootloader"); !bl.isNull()) {
+    t.bootloader = scalar(bl);
+    if (t.bootloader != "grub-pc" && t.bootloader != "none")
+      bl.fail("must be grub-pc or none, got '" + t.bootloader + "'");
+  }
+  if (auto kc = d.at("kernel_cmdline"); !kc.isNull()) t.kernelCmdline = scalar(kc);
+  return t;
+}
+
+// `path:` or `url:` of a rootfs or oci base, with its sha256.
+BaseFile parseBaseFile(const YamlReader& d) {
+  BaseFile f;
+  auto which = exactlyOne(d, {"path", "url"});
+  if (which == "path") {
+    f.path = baseDirsPath(d.at("path"));
+  } else {
+    f.url = baseUrl(d.at("url"));
+    requireBaseSha256(d);
+  }
+  f.sha256 = sha256Field(d, "sha256");
+  return f;
+}
+
+DebootstrapBase parseDebootstrap(const YamlReader& d) {
+  if (!d.isMap()) d.fail("expected a mapping (suite, mirror, variant, components, packages, ...)");
+  DebootstrapBase db;
+  db.suite = scalar(d.require("suite"));
+  if (!isSimpleName(db.suite)) d.at("suite").fail("'" + db.suite + "' is not a suite name");
+  if (auto m = d.at("mirror"); !m.isNull()) {
+    db.mirror = scalar(m);
+    if (!isHttpUrl(db.mirror) && !db.mirror.starts_with("file:/"))
+      m.fail("expected an http(s):// or file:/ mirror URL, got '" + db.mirror + "'");
+  }
+  if (auto v = d.at("variant"); !v.isNull()) {
+    db.variant = scalar(v);
+    if (db.variant != "minbase" && db.variant != "buildd" && db.variant != "default")
+      v.fail("must be minbase, buildd or default, got '" + db.variant + "'");
+  }
+  if (auto c = d.at("components"); !c.isNull())
+    db.components = checkedList(c, isSimpleName, "component");
+  if (auto k = d.at("keyring"); !k.isNull()) db.keyring = scalar(k);
+  db.tree = parseTreeDisk(d);
+  d.rejectUnknownKeys();
+  return db;
+}
+
+RootfsBase parseRootfs(const YamlReader& d) {
+  if (!d.isMap()) d.fail("expected a mapping (path or url, sha256, size, packages, ...)");
+  RootfsBase r;
+  r.file = parseBaseFile(d);
+  r.tree = parseTreeDisk(d);
+  d.rejectUnknownKeys();
+  return r;
+}
+
+OciBase parseOci(const YamlReader& d) {
+  if (!d.isMap()) d.fail("expected a mapping (path or url, format, ref, sha256, size, ...)");
+  OciBase o;
+  o.file = parseBaseFile(d);
+  if (auto f = d.at("format"); !f.isNull()) {
+    const auto v = scalar(f);
+    for (auto k : {OciFormat::layout, OciFormat::ociArchive, OciFormat::dockerArchive})
+      if (v == toString(k)) o.format = k;
+    if (!o.format) f.fail("must be layout, oci-archive or docker-archive, got '" + v + "'");
+    if (*o.format == OciFormat::layout && !o.file.url.empty())
+      f.fail("a layout is a directory; fetch an oci-archive by url instead");
+  }
+  if (auto r = d.at("ref"); !r.isNull()) {
+    o.ref = scalar(r);
+    // skopeo's reference syntax: a layout's tag, an archive's name:tag or index.
+    static const std::regex refRe("[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}");
+    if (!std::regex_match(o.ref, refRe)) r.fail("'" + o.ref + "' is not an image reference");
+  }
+  o.tree = parseTreeDisk(d);
+  d.rejectUnknownKeys();
+  return o;
+}
+
 BaseSpec parseBase(const YamlReader& doc) {
   auto b = doc.require("base");
-  if (!b.isMap()) b.fail("expected a mapping with one of: url, path, debootstrap");
-  auto which = exactlyOne(b, {"url", "path", "debootstrap"});
+  if (!b.isMap()) b.fail("expected a mapping with one of: url, path, debootstrap, rootfs, oci");
+  auto which = exactlyOne(b, {"url", "path", "debootstrap", "rootfs", "oci"});
   BaseSpec out;
   if (which == "url") {
     UrlBase u;
-    auto node = b.at("url");
-    u.url = scalar(node);
-    if (!isHttpUrl(u.url)) node.fail("expected an http:// or https:// URL, got '" + u.url + "'");
-    if (!b.has("sha256"))
-      b.fail(
-          "missing required field 'sha256' (a downloaded base must be verified; the distribution "
-          "publishes it in SHA256SUMS next to the image)");
+    u.url = baseUrl(b.at("url"));
+    requireBaseSha256(b);
     u.sha256 = sha256Field(b, "sha256");
     u.disk = parseDiskPacking(b);
     out = u;
   } else if (which == "path") {
     PathBase p;
-    auto node = b.at("path");
-    p.path = scalar(node);
-    if (p.path.empty()) node.fail("must not be empty");
-    // Resolved at the build agent beneath its configured base_dirs; ".." could climb out.
-    for (std::string_view rest = p.path; !rest.empty();) {
-      auto slash = rest.find('/');
-      if (rest.substr(0, slash) == "..") node.fail("must not contain '..', got '" + p.path + "'");
-      if (slash == std::string_view::npos) break;
-      rest.remove_prefix(slash + 1);
-    }
+    p.path = baseDirsPath(b.at("path"));
     p.sha256 = sha256Field(b, "sha256");
     p.disk = parseDiskPacking(b);
     out = p;
   } else {
-    if (b.has("sha256")) b.at("sha256").fail("does not apply to a debootstrap base");
-    for (const char* k : {"packing", "format"})
-      if (b.has(k)) b.at(k).fail("does not apply to a debootstrap base");
-    auto d = b.at("debootstrap");
-    if (!d.isMap())
-      d.fail("expected a mapping (suite, mirror, variant, components, packages, ...)");
-    DebootstrapBase db;
-    db.suite = scalar(d.require("suite"));
-    if (!isSimpleName(db.suite)) d.at("suite").fail("'" + db.suite + "' is not a suite name");
-    if (auto m = d.at("mirror"); !m.isNull()) {
-      db.mirror = scalar(m);
-      if (!isHttpUrl(db.mirror) && !db.mirror.starts_with("file:/"))
-        m.fail("expected an http(s):// or file:/ mirror URL, got '" + db.mirror + "'");
-    }
-    if (auto v = d.at("variant"); !v.isNull()) {
-      db.variant = scalar(v);
-      if (db.variant != "minbase" && db.variant != "buildd" && db.variant != "default")
-        v.fail("must be minbase, buildd or default, got '" + db.variant + "'");
-    }
-    if (auto c = d.at("components"); !c.isNull())
-      db.components = checkedList(c, isSimpleName, "component");
-    db.packages = checkedList(d.at("packages"), isPackageName, "package name");
-    if (auto k = d.at("keyring"); !k.isNull()) db.keyring = scalar(k);
-    if (auto s = d.at("size"); !s.isNull()) {
-      db.size = s.asSize();
-      if (db.size < (1ull << 30)) s.fail("must be at least 1G (kernel, systemd, cloud-init)");
-    }
-    if (auto l = d.at("root_label"); !l.isNull()) {
-      db.rootLabel = scalar(l);
-      if (db.rootLabel.empty() || db.rootLabel.size() > 16)
-        l.fail("an ext4 label has 1 to 16 characters");
-    }
-    if (auto bl = d.at("bootloader"); !bl.isNull()) {
-      db.bootloader = scalar(bl);
-      if (db.bootloader != "grub-pc" && db.bootloader != "none")
-        bl.fail("must be grub-pc or none, got '" + db.bootloader + "'");
-    }
-    if (auto kc = d.at("kernel_cmdline"); !kc.isNull()) db.kernelCmdline = scalar(kc);
-    d.rejectUnknownKeys();
-    out = db;
+    // A tree base says everything inside its own mapping.
+    for (const char* k : {"sha256", "packing", "format"})
+      if (b.has(k))
+        b.at(k).fail("does not apply to a " + which + " base" +
+                     (which == "debootstrap" ? "" : " (put it inside " + which + ":)"));
+    if (which == "debootstrap")
+      out = parseDebootstrap(b.at("debootstrap"));
+    else if (which == "rootfs")
+      out = parseRootfs(b.at("rootfs"));
+    else
+      out = parseOci(b.at("oci"));
   }
   b.rejectUnknownKeys();
   return out;
@@ -910,12 +984,13 @@ ImageDefinition parseDefinition(const YamlReader& doc) {
 
   def.base = parseBase(doc);
   def.disk = parseDisk(doc);
-  if (auto* db = std::get_if<DebootstrapBase>(&def.base); db && def.disk.rootLabel.empty())
-    def.disk.rootLabel = db->rootLabel;
-  if (auto* db = std::get_if<DebootstrapBase>(&def.base);
-      db && def.disk.size && *def.disk.size < db->size)
-    doc.at("disk").at("size").fail("is smaller than the debootstrap base (" +
-                                   formatBytes(db->size) + "); disks only grow");
+  if (const auto* tree = treeDiskOf(def.base)) {
+    if (def.disk.rootLabel.empty()) def.disk.rootLabel = tree->rootLabel;
+    if (def.disk.size && *def.disk.size < tree->size)
+      doc.at("disk").at("size").fail("is smaller than the " + std::string(baseKind(def.base)) +
+                                     " base's disk (" + formatBytes(tree->size) +
+                                     "); disks only grow");
+  }
   def.mirrors = parseMirrors(doc);
   def.repositories = parseRepositories(doc, def.mirrors);
   def.packages = parsePackages(doc);
@@ -1050,9 +1125,33 @@ BasePacking packingOf(std::optional<BasePacking> given, std::string_view name) {
 }
 
 std::string_view baseKind(const BaseSpec& base) {
-  if (std::holds_alternative<PathBase>(base)) return "path";
-  if (std::holds_alternative<UrlBase>(base)) return "url";
-  return "debootstrap";
+  struct Kind {
+    std::string_view operator()(const PathBase&) const { return "path"; }
+    std::string_view operator()(const UrlBase&) const { return "url"; }
+    std::string_view operator()(const DebootstrapBase&) const { return "debootstrap"; }
+    std::string_view operator()(const RootfsBase&) const { return "rootfs"; }
+    std::string_view operator()(const OciBase&) const { return "oci"; }
+  };
+  return std::visit(Kind{}, base);
+}
+
+const TreeDiskSpec* treeDiskOf(const BaseSpec& base) {
+  if (auto* d = std::get_if<DebootstrapBase>(&base)) return &d->tree;
+  if (auto* r = std::get_if<RootfsBase>(&base)) return &r->tree;
+  if (auto* o = std::get_if<OciBase>(&base)) return &o->tree;
+  return nullptr;
+}
+
+std::string_view toString(OciFormat f) {
+  switch (f) {
+    case OciFormat::layout:
+      return "layout";
+    case OciFormat::ociArchive:
+      return "oci-archive";
+    case OciFormat::dockerArchive:
+      return "docker-archive";
+  }
+  return "?";
 }
 
 std::string versionAt(const ImageDefinition& def, std::chrono::system_clock::time_point when) {

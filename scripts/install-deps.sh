@@ -28,25 +28,9 @@ build_pkgs=(
   prometheus-cpp-dev
   libgtest-dev libgmock-dev
 )
-# What the agents drive at run time.
-runtime_pkgs=(
-  qemu-utils gdisk cloud-guest-utils e2fsprogs debootstrap fdisk util-linux mount
-  iproute2 ca-certificates
-  # build agent: qemu-storage-daemon (read-only FUSE export for validation) and
-  # qemu-system-x86_64 (boot test); the keyring debootstrap verifies Debian's mirror with
-  qemu-system-x86 debian-archive-keyring
-  # build agent: every command inside an image runs in a bubblewrap sandbox
-  bubblewrap
-  # debootstrap bases: the EFI system partition, written without mounting it (no vfat here)
-  dosfstools mtools
-  # the acceptance boot: UEFI firmware, and `method: nspawn` (systemd-nspawn)
-  ovmf systemd-container
-  # build agent: compressed disk bases (raw.xz, raw.zst, .gz) and Vagrant boxes (tar)
-  xz-utils zstd gzip tar
-  # build agent: `ansible:` playbooks, with community.general's chroot connection (the
-  # ansible package; ansible-core alone has no chroot connection)
-  ansible
-)
+# What the agents drive at run time: one list, shared with the .deb's Depends.
+mapfile -t runtime_pkgs < <(sed -e 's/#.*//' "$(dirname "$0")/../deploy/runtime-packages.txt" | tr -s ' \t' '\n' | grep -v '^$')
+[ "${#runtime_pkgs[@]}" -gt 0 ] || { echo "install-deps: no package names in deploy/runtime-packages.txt" >&2; exit 1; }
 test_pkgs=(
   clang libclang-rt-14-dev
   glance-api keystone uwsgi-core uwsgi-plugin-python3 python3-openstackclient sqlite3

@@ -10,17 +10,14 @@
 
 #include "agent-build/ansible/exec_wire.h"
 #include "common/error.h"
+#include "common/net/unix_address.h"
 
 namespace imgpipe::build {
 
 ExecBroker::ExecBroker(std::filesystem::path socketPath, Prepare prepare,
                        std::function<void(const std::string&)> log)
     : path_(std::move(socketPath)), prepare_(std::move(prepare)), log_(std::move(log)) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path_.string().size() >= sizeof addr.sun_path)
-    throw Error("the exec socket path " + path_.string() + " is too long for a unix socket");
-  std::strncpy(addr.sun_path, path_.c_str(), sizeof addr.sun_path - 1);
+  const sockaddr_un addr = unixAddress(path_);
   listen_ = UniqueFd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (!listen_) throwErrno("socket");
   std::error_code ec;

@@ -10,6 +10,7 @@
 
 #include "agent-build/ansible/exec_wire.h"
 #include "common/error.h"
+#include "common/net/unix_address.h"
 #include "common/unique_fd.h"
 
 namespace imgpipe::build {
@@ -20,11 +21,8 @@ int ansibleExecMain(int argc, char** argv) {
     return 255;
   }
   try {
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
     const std::string path = argv[1];
-    if (path.size() >= sizeof addr.sun_path) throw Error("socket path too long: " + path);
-    std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+    const sockaddr_un addr = unixAddress(path);
     UniqueFd sock(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
     if (!sock) throwErrno("socket");
     if (::connect(sock.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0)

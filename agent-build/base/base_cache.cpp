@@ -7,8 +7,11 @@
 #include <ctime>
 #include <nlohmann/json.hpp>
 
+#include "agent-build/base/bootable_tree.h"
 #include "agent-build/base/debootstrap_base.h"
 #include "agent-build/base/download.h"
+#include "agent-build/base/tree_disk.h"
+#include "agent-build/base/tree_sources.h"
 #include "agent-build/base/unpack_base.h"
 #include "agent-build/disk/qemu_img.h"
 #include "common/beneath.h"
@@ -49,7 +52,7 @@ BaseCache::BaseCache(const BuildConfig& config, ExecContext exec, BuildLog& log)
 
 BaseCache::Result BaseCache::resolve(const definition::BaseSpec& spec, const fs::path& scratch) {
   Result r;
-  // A debootstrap base is made here as qcow2: only a fetched disk can come packed.
+  // A base made from a tree is made here as qcow2: only a fetched disk can come packed.
   definition::DiskPacking disk{definition::BasePacking::none, ""};
   if (auto* p = std::get_if<definition::PathBase>(&spec)) {
     r = fromPath(*p);
@@ -57,8 +60,10 @@ BaseCache::Result BaseCache::resolve(const definition::BaseSpec& spec, const fs:
   } else if (auto* u = std::get_if<definition::UrlBase>(&spec)) {
     r = fromUrl(*u);
     disk = u->disk;
+  } else if (auto* d = std::get_if<definition::DebootstrapBase>(&spec)) {
+    r = fromDebootstrap(*d, scratch);
   } else {
-    r = fromDebootstrap(std::get<definition::DebootstrapBase>(spec), scratch);
+    r = fromTree(spec, scratch);
   }
   if (const auto packing = definition::packingOf(disk.packing, r.base.source);
       packing != definition::BasePacking::none)
@@ -230,7 +235,77 @@ BaseCache::Result BaseCache::fromUrl(const definition::UrlBase& spec) {
 BaseCache::Result BaseCache::fromDebootstrap(const definition::DebootstrapBase& spec,
                                              const fs::path& scratch) {
   const std::string key = debootstrapRecipeKey(spec);
-  const fs::path file = dir_ / ("debootstrap-" + key + ".qcow2");
+  return made(dir_ / ("debootstrap-" + key + ".qcow2"), "debootstrap",
+              "debootstrap " + spec.suite + " " + spec.mirror + " (recipe " + key + ")", scratch,
+              [&](const fs::path& out, const fs::path& work) {
+                makeDebootstrapBase(spec, out, work, config_, exec_, log_);
+              });
+}
+
+BaseCache::Result BaseCache::fromTree(const definition::BaseSpec& spec, const fs::path& scratch) {
+  const auto* rootfs = std::get_if<definition::RootfsBase>(&spec);
+  const auto* oci = std::get_if<definition::OciBase>(&spec);
+  const definition::BaseFile& from = rootfs ? rootfs->file : oci->file;
+  const std::string kind(definition::baseKind(spec));
+  // The file is found and verified like a disk base; an OCI layout is a directory, known by its
+  // index.json (its blobs are named by their digests and skopeo checks each).
+  Result source;
+  std::string identity;
+  const fs::path local = from.url.empty() ? beneathBaseDirs(from.path) : fs::path();
+  const bool layoutDir = oci && !local.empty() && fs::is_directory(fs::symlink_status(local));
+  if (oci && oci->format == definition::OciFormat::layout && !layoutDir)
+    throw Error("base " + from.name() +
+                " is not a directory; format: layout is an OCI image layout directory");
+  if (layoutDir) {
+    source.base.file = local;
+    source.base.source = local.string();
+    identity = ociLayoutIdentity(source.base.file);
+  } else {
+    source = from.url.empty() ? fromPath(definition::PathBase{from.path, from.sha256, {}})
+                              : fromUrl(definition::UrlBase{from.url, from.sha256, {}});
+    identity = source.base.sha256Hex;
+  }
+  const auto format = oci ? std::optional(ociFormatOf(exec_, *oci, source.base.file))
+                          : std::optional<definition::OciFormat>();
+  const auto& tree = *definition::treeDiskOf(spec);
+  auto packages = tree.packages;
+  std::sort(packages.begin(), packages.end());
+  const json recipe = {{"recipe", kTreeRecipe},
+                       {"kind", kind},
+                       {"identity", identity},
+                       {"pinned", from.sha256},
+                       {"format", format ? json(definition::toString(*format)) : json(nullptr)},
+                       {"ref", oci ? oci->ref : ""},
+                       {"packages", packages},
+                       {"size", tree.size},
+                       {"root_label", tree.rootLabel},
+                       {"bootloader", tree.bootloader},
+                       {"kernel_cmdline", tree.kernelCmdline}};
+  const std::string key = toHex(sha256(recipe.dump())).substr(0, 32);
+  const std::string described =
+      kind + " " + source.base.source +
+      (format ? " (" + std::string(definition::toString(*format)) + ")" : std::string()) +
+      " (recipe " + key + ")";
+  auto r =
+      made(dir_ / (kind + "-" + key + ".qcow2"), kind, described, scratch,
+           [&](const fs::path& out, const fs::path& work) {
+             const fs::path treeDir = work / "rootfs";
+             if (rootfs) {
+               log_.info("unpacking root tarball " + source.base.source);
+               log_.detail("unpacked " + unpackRootfsTarball(exec_, source.base.file, treeDir));
+             } else {
+               unpackOciImage(exec_, *oci, *format, source.base.file,
+                              layoutDir ? from.sha256 : std::string(), work / "oci", treeDir, log_);
+             }
+             makeTreeBootable(treeDir, tree, config_, exec_, log_);
+             writeTreeDisk(treeDir, tree, out, work, config_, exec_, log_);
+           });
+  return r;
+}
+
+BaseCache::Result BaseCache::made(
+    const fs::path& file, const std::string& kind, const std::string& source,
+    const fs::path& scratch, const std::function<void(const fs::path&, const fs::path&)>& make) {
   fs::path meta = file;
   meta += ".json";
   auto fresh = [&]() -> std::optional<json> {
@@ -244,8 +319,6 @@ BaseCache::Result BaseCache::fromDebootstrap(const definition::DebootstrapBase& 
       return std::nullopt;
     }
   };
-  const std::string source =
-      "debootstrap " + spec.suite + " " + spec.mirror + " (recipe " + key + ")";
   for (int round = 0; round < 3; ++round) {
     {
       FileLock shared(lockOf(file), exec_.stop, FileLock::Mode::shared);
@@ -254,7 +327,7 @@ BaseCache::Result BaseCache::fromDebootstrap(const definition::DebootstrapBase& 
         Result r;
         r.base = ResolvedBase{.file = file,
                               .sha256Hex = j->at("sha256"),
-                              .kind = "debootstrap",
+                              .kind = kind,
                               .source = source,
                               .cached = round == 0};
         r.lock.emplace(std::move(shared));
@@ -263,19 +336,18 @@ BaseCache::Result BaseCache::fromDebootstrap(const definition::DebootstrapBase& 
     }
     FileLock exclusive(lockOf(file), exec_.stop);
     if (fresh()) continue;
-    log_.info(fs::exists(file)
-                  ? "debootstrap base is older than base_cache.debootstrap_max_age; rebuilding it"
-                  : "no cached debootstrap base for this recipe; making it");
-    TempDir work(scratch, "debootstrap-");
-    makeDebootstrapBase(spec, file, work.path(), config_, exec_, log_);
+    log_.info(fs::exists(file) ? "the " + kind +
+                                     " base is older than base_cache.debootstrap_max_age; "
+                                     "rebuilding it"
+                               : "no cached " + kind + " base for this recipe; making it");
+    TempDir work(scratch, kind + "-");
+    make(file, work.path());
     auto digest = toHex(hashFile(file).sha256);
     writeFileAtomic(
-        meta,
-        json{{"sha256", digest}, {"created_at", nowUnix()}, {"recipe", key}, {"source", source}}
-            .dump(2));
-    log_.info("debootstrap base ready: " + formatBytes(fs::file_size(file)) + ", sha256 " + digest);
+        meta, json{{"sha256", digest}, {"created_at", nowUnix()}, {"source", source}}.dump(2));
+    log_.info(kind + " base ready: " + formatBytes(fs::file_size(file)) + ", sha256 " + digest);
   }
-  throw Error("debootstrap base " + file.string() + " keeps disappearing from the cache");
+  throw Error(kind + " base " + file.string() + " keeps disappearing from the cache");
 }
 
 void BaseCache::evict() {
@@ -291,7 +363,9 @@ void BaseCache::evict() {
     auto name = e.path().filename().string();
     bool image = (name.starts_with("url-") && name.ends_with(".img")) ||
                  (name.starts_with("unpacked-") && name.ends_with(".img")) ||
-                 (name.starts_with("debootstrap-") && name.ends_with(".qcow2"));
+                 ((name.starts_with("debootstrap-") || name.starts_with("rootfs-") ||
+                   name.starts_with("oci-")) &&
+                  name.ends_with(".qcow2"));
     if (!image || !e.is_regular_file()) continue;
     auto size = allocatedBytes(e.path());
     entries.push_back({e.path(), e.last_write_time(), size});

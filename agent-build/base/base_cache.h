@@ -17,6 +17,9 @@ namespace imgpipe::build {
 //   url-<sha256>.img                 downloaded images, named by their verified digest
 //   unpacked-<sha256>.img            a compressed disk or Vagrant box's disk, by the packed digest
 //   debootstrap-<recipe>.qcow2/.json debootstrap bases, rebuilt after debootstrap_max_age
+//   rootfs-<recipe>.qcow2/.json      bases made from a root tarball or an OCI image, keyed by
+//   oci-<recipe>.qcow2/.json         the source's digest and how the tree became a disk; rebuilt
+//                                    after debootstrap_max_age too (the boot set is fetched)
 //   path-digests/<hash>.json         digests of local bases, keyed by inode/size/mtime
 // Every entry has a .lock: builds using an entry hold it shared, whoever creates or evicts it
 // holds it exclusively — so eviction never removes a base a build is converting.
@@ -42,6 +45,13 @@ class BaseCache {
   Result fromUrl(const definition::UrlBase& spec);
   Result fromDebootstrap(const definition::DebootstrapBase& spec,
                          const std::filesystem::path& scratch);
+  // A root tarball or an OCI image, unpacked, made bootable and written onto a disk.
+  Result fromTree(const definition::BaseSpec& spec, const std::filesystem::path& scratch);
+  // A base made here (`make(output, work dir)`) once per recipe: `file` and its .json.
+  Result made(
+      const std::filesystem::path& file, const std::string& kind, const std::string& source,
+      const std::filesystem::path& scratch,
+      const std::function<void(const std::filesystem::path&, const std::filesystem::path&)>& make);
   // A compressed disk or a Vagrant box, unpacked once into unpacked-<sha256 of the packed>.img.
   Result unpacked(Result packed, definition::BasePacking packing);
   // Refuses an image that would make qemu-img read another file, or in a format not taken.

@@ -11,6 +11,7 @@
 #include <random>
 #include <thread>
 
+#include "common/net/unix_address.h"
 #include "common/unique_fd.h"
 
 namespace imgpipe::build {
@@ -20,10 +21,8 @@ using Clock = std::chrono::steady_clock;
 
 UniqueFd connectUnix(const std::filesystem::path& path, std::string& error) {
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
-  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+  const sockaddr_un addr = unixAddress(path);
+  if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
     error = "connect " + path.string() + ": " + std::strerror(errno);
     return UniqueFd();
   }

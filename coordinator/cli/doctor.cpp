@@ -233,12 +233,12 @@ void checkCoordinator(Report& r, const std::string& endpoint, const std::string&
 void checkBuildHost(Report& r) {
   for (const auto& tool :
        {"qemu-img", "sgdisk", "growpart", "e2fsck", "resize2fs", "tune2fs", "losetup", "partx",
-        "mount", "umount", "bwrap", "fstrim", "debootstrap"}) {
+        "mount", "umount", "bwrap", "fstrim", "debootstrap", "skopeo", "umoci"}) {
     auto found = which(tool);
     r.add(std::string("tool ") + tool, found ? Status::ok : Status::fail,
           found ? *found : "not found",
           "apt-get install qemu-utils gdisk cloud-guest-utils e2fsprogs util-linux mount "
-          "bubblewrap debootstrap");
+          "bubblewrap debootstrap skopeo umoci");
   }
   const bool nbd = std::filesystem::exists("/dev/nbd0");
   const bool loop = std::filesystem::exists("/dev/loop-control");

@@ -174,7 +174,8 @@ TEST(Definition, ErrorsNameFileLineFieldAndProblem) {
             "distribution publishes it in SHA256SUMS next to the image)");
   EXPECT_EQ(
       errorOf("name: x\nbase:\n  path: /a\n  url: https://e/x\n"),
-      "def.yaml:3:3: base: has both 'url' and 'path'; use exactly one of: url, path, debootstrap");
+      "def.yaml:3:3: base: has both 'url' and 'path'; use exactly one of: url, path, debootstrap, "
+      "rootfs, oci");
   EXPECT_EQ(errorOf("name: x\nbase: {url: 'https://e/x', sha256: abc}\n"),
             "def.yaml:2:36: base.sha256: expected a SHA-256 as 64 hex digits, got 'abc'");
   EXPECT_EQ(errorOf("name: x\nbase: {path: /a}\npackages:\n  install: [curl, --force-yes]\n"),
@@ -396,4 +397,55 @@ TEST(Definition, DiskBasesSayOrAreToldByTheirNameHowTheyArePacked) {
   EXPECT_NE(errorOf("name: b\nbase:\n  debootstrap: {suite: bookworm}\n  format: raw\n")
                 .find("does not apply to a debootstrap base"),
             std::string::npos);
+}
+
+TEST(Definition, TreeBasesTakeTheirFileAndHowTheTreeBecomesADisk) {
+  using definition::OciFormat;
+  auto def = definition::parseDefinition(
+      "name: r\nbase:\n  rootfs:\n    url: https://e/noble-root.tar.xz\n    sha256: " +
+          std::string(64, 'b') +
+          "\n    size: 4G\n    root_label: root\n    packages: [vim]\ndisk: {size: 8G}\n",
+      "r.yaml");
+  const auto& r = std::get<definition::RootfsBase>(def.base);
+  EXPECT_EQ(r.file.url, "https://e/noble-root.tar.xz");
+  EXPECT_EQ(r.tree.size, 4ull << 30);
+  EXPECT_EQ(r.tree.packages, std::vector<std::string>{"vim"});
+  EXPECT_EQ(def.disk.rootLabel, "root") << "the made disk's label is where the build finds it";
+  EXPECT_EQ(definition::baseKind(def.base), "rootfs");
+
+  def = definition::parseDefinition(
+      "name: o\nbase:\n  oci: {path: images/debian, ref: bookworm, format: layout}\n", "o.yaml");
+  const auto& o = std::get<definition::OciBase>(def.base);
+  EXPECT_EQ(o.file.path, "images/debian");
+  EXPECT_EQ(o.format, OciFormat::layout);
+  EXPECT_EQ(o.ref, "bookworm");
+  EXPECT_EQ(o.tree.rootLabel, "cloudimg-rootfs");
+  EXPECT_EQ(definition::toJson(def)["base"]["oci"]["format"], "layout");
+
+  EXPECT_NE(errorOf("name: r\nbase:\n  rootfs: {url: https://e/x.tar}\n")
+                .find("base.rootfs: missing required field 'sha256'"),
+            std::string::npos)
+      << errorOf("name: r\nbase:\n  rootfs: {url: https://e/x.tar}\n");
+  EXPECT_NE(errorOf("name: r\nbase:\n  rootfs: {path: ../x.tar}\n").find("must not contain '..'"),
+            std::string::npos);
+  EXPECT_NE(
+      errorOf("name: r\nbase:\n  rootfs: {path: x.tar}\n  sha256: " + std::string(64, 'a') + "\n")
+          .find("does not apply to a rootfs base (put it inside rootfs:)"),
+      std::string::npos);
+  EXPECT_NE(errorOf("name: o\nbase:\n  oci: {path: x, format: docker}\n")
+                .find("must be layout, oci-archive or docker-archive, got 'docker'"),
+            std::string::npos);
+  EXPECT_NE(errorOf("name: o\nbase:\n  oci: {url: 'https://e/x.tar', sha256: " +
+                    std::string(64, 'a') + ", format: layout}\n")
+                .find("a layout is a directory"),
+            std::string::npos);
+  EXPECT_NE(
+      errorOf("name: o\nbase:\n  oci: {path: x, ref: 'a b'}\n").find("is not an image reference"),
+      std::string::npos);
+  EXPECT_NE(errorOf("name: o\nbase:\n  oci: {path: x, size: 512M}\n").find("must be at least 1G"),
+            std::string::npos);
+  EXPECT_NE(errorOf("name: o\nbase:\n  oci: {path: x, size: 4G}\ndisk: {size: 2G}\n")
+                .find("is smaller than the oci base's disk (4.0 GiB)"),
+            std::string::npos)
+      << errorOf("name: o\nbase:\n  oci: {path: x, size: 4G}\ndisk: {size: 2G}\n");
 }
