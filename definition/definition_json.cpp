@@ -110,6 +110,7 @@ json toJson(const ImageDefinition& def) {
   } else {
     const auto& o = std::get<OciBase>(def.base);
     base["oci"] = baseFileJson(o.file);
+    base["oci"]["registry"] = o.registry;
     base["oci"]["format"] = o.format ? json(toString(*o.format)) : json(nullptr);
     base["oci"]["ref"] = o.ref;
   }
@@ -295,7 +296,10 @@ std::string summarize(const ImageDefinition& def) {
     row("base", "root tarball " + baseFileSummary(r->file) + "; " + treeSummary(r->tree));
   } else {
     const auto& o = std::get<OciBase>(def.base);
-    row("base", "OCI image " + baseFileSummary(o.file) +
+    row("base", "OCI image " +
+                    (o.registry.empty() ? baseFileSummary(o.file)
+                                        : "docker://" + o.registry + " sha256 " +
+                                              o.file.sha256.substr(0, 12) + "...") +
                     (o.format ? ", " + std::string(toString(*o.format)) : std::string()) +
                     (o.ref.empty() ? "" : ", ref " + o.ref) + "; " + treeSummary(o.tree));
   }

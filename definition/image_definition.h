@@ -88,13 +88,17 @@ struct RootfsBase {
 enum class OciFormat { layout, ociArchive, dockerArchive };
 std::string_view toString(OciFormat f);  // layout, oci-archive, docker-archive
 
-// An OCI or Docker image whose layers (whiteouts applied) become the root tree. A layout's
-// sha256 is its image manifest's digest; an archive's is the file's.
+// An OCI or Docker image whose layers (whiteouts applied) become the root tree: a file on the
+// agent or fetched (`file`), or pulled from a registry (`registry`, through the definition's
+// registry mirrors). A layout's sha256 is its image manifest's digest, an archive's the file's,
+// a registry image's the digest it is pulled by (required: tags move).
 struct OciBase {
   BaseFile file;
+  std::string registry;             // host[:port]/repository[:tag], or empty
   std::optional<OciFormat> format;  // empty: a directory is a layout, a tar is probed
   std::string ref;                  // the image in a layout or archive holding several
   TreeDiskSpec tree;
+  const std::string& name() const { return registry.empty() ? file.name() : registry; }
 };
 
 using BaseSpec = std::variant<PathBase, UrlBase, DebootstrapBase, RootfsBase, OciBase>;

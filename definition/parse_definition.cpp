@@ -367,9 +367,30 @@ RootfsBase parseRootfs(const YamlReader& d) {
 }
 
 OciBase parseOci(const YamlReader& d) {
-  if (!d.isMap()) d.fail("expected a mapping (path or url, format, ref, sha256, size, ...)");
+  if (!d.isMap()) d.fail("expected a mapping (path, url or registry, sha256, size, ...)");
   OciBase o;
-  o.file = parseBaseFile(d);
+  if (exactlyOne(d, {"path", "url", "registry"}) == "registry") {
+    auto r = d.at("registry");
+    o.registry = scalar(r);
+    // host[:port]/repository[:tag], as skopeo's docker:// takes it; the digest is sha256:.
+    static const std::regex refRe(
+        "[A-Za-z0-9.-]+(:[0-9]{1,5})?(/"
+        "[a-z0-9]+([._-][a-z0-9]+)*)+(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?");
+    if (!std::regex_match(o.registry, refRe))
+      r.fail("'" + o.registry +
+             "' is not a registry image reference (host[:port]/repository[:tag], no scheme, the "
+             "digest in sha256:)");
+    if (!d.has("sha256"))
+      d.fail(
+          "missing required field 'sha256' (a registry tag moves; pin the image by its digest, "
+          "which `skopeo inspect docker://" +
+          o.registry + "` shows)");
+    o.file.sha256 = sha256Field(d, "sha256");
+    for (const char* k : {"format", "ref"})
+      if (d.has(k)) d.at(k).fail("does not apply to a registry image");
+  } else {
+    o.file = parseBaseFile(d);
+  }
   if (auto f = d.at("format"); !f.isNull()) {
     const auto v = scalar(f);
     for (auto k : {OciFormat::layout, OciFormat::ociArchive, OciFormat::dockerArchive})

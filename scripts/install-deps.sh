@@ -3,7 +3,7 @@
 #   scripts/install-deps.sh            build + run-time dependencies (all roles)
 #   scripts/install-deps.sh --test     also what the tests start: Glance, Keystone, qemu-system,
 #                                       rsync/sshd for the transfer benchmark, ansible, clang,
-#                                       tinyproxy, squid
+#                                       tinyproxy, squid, docker-registry
 set -euo pipefail
 
 want_test=0
@@ -41,6 +41,8 @@ test_pkgs=(
   curl procps psmisc
   # a real HTTP proxy for the builds behind one (network: proxy, build.proxy)
   tinyproxy-bin
+  # a real OCI registry the oci: base pulls from through a mirror (tests/build/tree_bases_test.cpp)
+  docker-registry
   # a real caching proxy a whole build agent sits behind (tests/build/proxy_test.cpp)
   squid
 )

@@ -50,7 +50,8 @@ BaseCache::BaseCache(const BuildConfig& config, ExecContext exec, BuildLog& log)
   fs::create_directories(dir_);
 }
 
-BaseCache::Result BaseCache::resolve(const definition::BaseSpec& spec, const fs::path& scratch) {
+BaseCache::Result BaseCache::resolve(const definition::BaseSpec& spec, const fs::path& scratch,
+                                     const definition::MirrorSpec& mirrors) {
   Result r;
   // A base made from a tree is made here as qcow2: only a fetched disk can come packed.
   definition::DiskPacking disk{definition::BasePacking::none, ""};
@@ -63,7 +64,7 @@ BaseCache::Result BaseCache::resolve(const definition::BaseSpec& spec, const fs:
   } else if (auto* d = std::get_if<definition::DebootstrapBase>(&spec)) {
     r = fromDebootstrap(*d, scratch);
   } else {
-    r = fromTree(spec, scratch);
+    r = fromTree(spec, scratch, mirrors);
   }
   if (const auto packing = definition::packingOf(disk.packing, r.base.source);
       packing != definition::BasePacking::none)
@@ -242,21 +243,27 @@ BaseCache::Result BaseCache::fromDebootstrap(const definition::DebootstrapBase& 
               });
 }
 
-BaseCache::Result BaseCache::fromTree(const definition::BaseSpec& spec, const fs::path& scratch) {
+BaseCache::Result BaseCache::fromTree(const definition::BaseSpec& spec, const fs::path& scratch,
+                                      const definition::MirrorSpec& mirrors) {
   const auto* rootfs = std::get_if<definition::RootfsBase>(&spec);
   const auto* oci = std::get_if<definition::OciBase>(&spec);
   const definition::BaseFile& from = rootfs ? rootfs->file : oci->file;
   const std::string kind(definition::baseKind(spec));
   // The file is found and verified like a disk base; an OCI layout is a directory, known by its
-  // index.json (its blobs are named by their digests and skopeo checks each).
+  // index.json (its blobs are named by their digests and skopeo checks each); a registry image
+  // by the digest it is pulled by.
   Result source;
   std::string identity;
-  const fs::path local = from.url.empty() ? beneathBaseDirs(from.path) : fs::path();
+  const bool registry = oci && !oci->registry.empty();
+  const fs::path local = registry || !from.url.empty() ? fs::path() : beneathBaseDirs(from.path);
   const bool layoutDir = oci && !local.empty() && fs::is_directory(fs::symlink_status(local));
   if (oci && oci->format == definition::OciFormat::layout && !layoutDir)
     throw Error("base " + from.name() +
                 " is not a directory; format: layout is an OCI image layout directory");
-  if (layoutDir) {
+  if (registry) {
+    source.base.source = "docker://" + oci->registry;
+    identity = from.sha256;
+  } else if (layoutDir) {
     source.base.file = local;
     source.base.source = local.string();
     identity = ociLayoutIdentity(source.base.file);
@@ -265,8 +272,8 @@ BaseCache::Result BaseCache::fromTree(const definition::BaseSpec& spec, const fs
                               : fromUrl(definition::UrlBase{from.url, from.sha256, {}});
     identity = source.base.sha256Hex;
   }
-  const auto format = oci ? std::optional(ociFormatOf(exec_, *oci, source.base.file))
-                          : std::optional<definition::OciFormat>();
+  const auto format = oci && !registry ? std::optional(ociFormatOf(exec_, *oci, source.base.file))
+                                       : std::optional<definition::OciFormat>();
   const auto& tree = *definition::treeDiskOf(spec);
   auto packages = tree.packages;
   std::sort(packages.begin(), packages.end());
@@ -286,20 +293,21 @@ BaseCache::Result BaseCache::fromTree(const definition::BaseSpec& spec, const fs
       kind + " " + source.base.source +
       (format ? " (" + std::string(definition::toString(*format)) + ")" : std::string()) +
       " (recipe " + key + ")";
-  auto r =
-      made(dir_ / (kind + "-" + key + ".qcow2"), kind, described, scratch,
-           [&](const fs::path& out, const fs::path& work) {
-             const fs::path treeDir = work / "rootfs";
-             if (rootfs) {
-               log_.info("unpacking root tarball " + source.base.source);
-               log_.detail("unpacked " + unpackRootfsTarball(exec_, source.base.file, treeDir));
-             } else {
-               unpackOciImage(exec_, *oci, *format, source.base.file,
-                              layoutDir ? from.sha256 : std::string(), work / "oci", treeDir, log_);
-             }
-             makeTreeBootable(treeDir, tree, config_, exec_, log_);
-             writeTreeDisk(treeDir, tree, out, work, config_, exec_, log_);
-           });
+  auto r = made(dir_ / (kind + "-" + key + ".qcow2"), kind, described, scratch,
+                [&](const fs::path& out, const fs::path& work) {
+                  const fs::path treeDir = work / "rootfs";
+                  if (rootfs) {
+                    log_.info("unpacking root tarball " + source.base.source);
+                    log_.info("unpacked " + unpackRootfsTarball(exec_, source.base.file, treeDir));
+                  } else {
+                    const auto src = registry ? registryOciSource(*oci, mirrors, config_.proxy)
+                                              : localOciSource(*format, source.base.file, oci->ref);
+                    unpackOciImage(exec_, src, layoutDir ? from.sha256 : std::string(),
+                                   work / "oci", treeDir, log_);
+                  }
+                  makeTreeBootable(treeDir, tree, described, config_, exec_, log_);
+                  writeTreeDisk(treeDir, tree, out, work, config_, exec_, log_);
+                });
   return r;
 }
 

@@ -32,8 +32,10 @@ class BaseCache {
 
   BaseCache(const BuildConfig& config, ExecContext exec, BuildLog& log);
 
-  // `scratch` hosts a debootstrap run. A path base must lie beneath config.baseDirs.
-  Result resolve(const definition::BaseSpec& spec, const std::filesystem::path& scratch);
+  // `scratch` hosts a debootstrap run or a tree's unpacking. A path base must lie beneath
+  // config.baseDirs. `mirrors` (the definition's) serve an OCI base pulled from a registry.
+  Result resolve(const definition::BaseSpec& spec, const std::filesystem::path& scratch,
+                 const definition::MirrorSpec& mirrors = {});
 
   // Removes least recently used entries until the cache fits base_cache.max_size; entries in
   // use are skipped.
@@ -46,7 +48,8 @@ class BaseCache {
   Result fromDebootstrap(const definition::DebootstrapBase& spec,
                          const std::filesystem::path& scratch);
   // A root tarball or an OCI image, unpacked, made bootable and written onto a disk.
-  Result fromTree(const definition::BaseSpec& spec, const std::filesystem::path& scratch);
+  Result fromTree(const definition::BaseSpec& spec, const std::filesystem::path& scratch,
+                  const definition::MirrorSpec& mirrors);
   // A base made here (`make(output, work dir)`) once per recipe: `file` and its .json.
   Result made(
       const std::filesystem::path& file, const std::string& kind, const std::string& source,

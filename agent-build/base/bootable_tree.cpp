@@ -155,11 +155,12 @@ std::vector<std::string> treeBootPackages(const definition::TreeDiskSpec& spec,
 }
 
 void makeTreeBootable(const fs::path& rootfs, const definition::TreeDiskSpec& spec,
-                      const BuildConfig& config, const ExecContext& exec, BuildLog& log) {
+                      const std::string& source, const BuildConfig& config, const ExecContext& exec,
+                      BuildLog& log) {
   TreeDistro distro;
   {
     ImageFs img(rootfs);
-    distro = treeDistro(img, rootfs.string());
+    distro = treeDistro(img, source);
     removeContainerLeftovers(img, log);
   }
   auto packages = treeBootPackages(spec, distro);

@@ -40,8 +40,10 @@ std::vector<std::string> treeBootPackages(const definition::TreeDiskSpec& spec,
 // en_US.UTF-8 and makes it the default, then configures it: fstab by label, serial console,
 // machine-id empty, no ssh host keys, resolv.conf as systemd-resolved's stub symlink, root
 // locked. grub-pc itself is installed later, onto the disk (tree_disk.h).
+// `source` names the base in errors (the user's file, not the scratch tree).
 void makeTreeBootable(const std::filesystem::path& rootfs, const definition::TreeDiskSpec& spec,
-                      const BuildConfig& config, const ExecContext& exec, BuildLog& log);
+                      const std::string& source, const BuildConfig& config, const ExecContext& exec,
+                      BuildLog& log);
 
 // Removes block and character device nodes from a tree made from a file nobody here wrote: they
 // would open host devices from a host directory. Every sandbox and every boot gets its own /dev.

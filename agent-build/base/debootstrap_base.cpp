@@ -115,7 +115,8 @@ void makeDebootstrapBase(const definition::DebootstrapBase& spec, const fs::path
                                        {{"container", "lxc"}}));
     session.finish();
   }
-  makeTreeBootable(rootfs, spec.tree, config, exec, log);
+  makeTreeBootable(rootfs, spec.tree, "debootstrap " + spec.suite + " from " + spec.mirror, config,
+                   exec, log);
   writeTreeDisk(rootfs, spec.tree, output, scratch, config, exec, log);
 }
 

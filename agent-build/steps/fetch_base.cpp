@@ -15,7 +15,7 @@ class FetchBaseStep : public Step {
   std::string run(BuildContext& ctx) override {
     ctx.toolVersion = qemuImgVersion(ctx.exec());
     BaseCache cache(ctx.config, ctx.exec(), ctx.log);
-    auto result = cache.resolve(ctx.def.base, ctx.workDir);
+    auto result = cache.resolve(ctx.def.base, ctx.workDir, ctx.def.mirrors);
     ctx.base = result.base;
     ctx.baseLock = std::move(result.lock);
     cache.evict();

@@ -20,6 +20,7 @@
 #include "common/subprocess.h"
 #include "tests/build/support/build_fixture.h"
 #include "tests/support/process.h"
+#include "tests/support/test_daemons.h"
 
 using namespace imgpipe;
 using namespace imgpipe::build;
@@ -79,36 +80,6 @@ bool processRunning(const std::string& marker) {
   }
   return false;
 }
-
-// A real HTTP proxy (Debian's tinyproxy) on 127.0.0.1, logging every request it forwards.
-class Tinyproxy {
- public:
-  explicit Tinyproxy(const fs::path& dir) : port_(imgpipe::test::freePort()) {
-    fs::create_directories(dir);
-    log_ = dir / "tinyproxy.log";
-    const auto conf = dir / "tinyproxy.conf";
-    writeFileAtomic(conf, "Port " + std::to_string(port_) +
-                              "\nListen 127.0.0.1\nTimeout 600\nMaxClients 100\nLogLevel Info\n"
-                              "LogFile \"" +
-                              log_.string() + "\"\n");
-    daemon_ = std::make_unique<imgpipe::test::Daemon>(
-        std::vector<std::string>{"tinyproxy", "-d", "-c", conf.string()}, dir / "stderr.log");
-    EXPECT_TRUE(imgpipe::test::waitUntil(
-        [&] {
-          return fs::exists(log_) &&
-                 readFile(log_).find("Accepting connections") != std::string::npos;
-        },
-        std::chrono::seconds(10)))
-        << "tinyproxy did not start";
-  }
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
-  std::string log() const { return fs::exists(log_) ? readFile(log_) : ""; }
-
- private:
-  int port_;
-  fs::path log_;
-  std::unique_ptr<imgpipe::test::Daemon> daemon_;
-};
 
 // An IPv4 address of `host`, as this host resolves it.
 std::string ipv4Of(const std::string& host) {
@@ -238,7 +209,7 @@ TEST_F(SandboxTest, NetworkIsTheHostsOrNone) {
 // else — not the mirror's address, not the host's interfaces — and the image keeps no trace of
 // the proxy.
 TEST_F(SandboxTest, NetworkProxyReachesTheProxyAndNothingElse) {
-  Tinyproxy proxy(area_->root() / "proxy");
+  imgpipe::test::Tinyproxy proxy(area_->root() / "proxy");
   const auto mirror = ipv4Of("deb.debian.org");
   ASSERT_FALSE(mirror.empty()) << "this host cannot resolve deb.debian.org";
   session_.reset();
