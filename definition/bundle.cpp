@@ -132,6 +132,13 @@ std::size_t Bundle::totalBytes() const {
   return n;
 }
 
+void checkBundleSize(const Bundle& bundle, const BundleLimits& limits) {
+  if (bundle.totalBytes() > limits.totalBytes)
+    throw Error("the definition bundle is " + std::to_string(bundle.totalBytes()) +
+                " bytes, more than the limit of " + std::to_string(limits.totalBytes) +
+                "; put large files in the build agent's sources_dir or fetch them by url:");
+}
+
 void checkBundle(const Bundle& bundle, const ImageDefinition& def, const BundleLimits& limits) {
   if (bundle.files.size() > limits.files)
     throw Error("the definition bundle holds " + std::to_string(bundle.files.size()) +
@@ -145,10 +152,7 @@ void checkBundle(const Bundle& bundle, const ImageDefinition& def, const BundleL
       throw Error("bundle file '" + path + "' is " + std::to_string(data.size()) +
                   " bytes, more than the limit of " + std::to_string(limits.fileBytes));
   }
-  if (bundle.totalBytes() > limits.totalBytes)
-    throw Error("the definition bundle is " + std::to_string(bundle.totalBytes()) +
-                " bytes, more than the limit of " + std::to_string(limits.totalBytes) +
-                "; put large files in the build agent's sources_dir or fetch them by url:");
+  checkBundleSize(bundle, limits);
   (void)bundle.rootText();
   for (const auto& ref : localReferences(def))
     if (!bundle.find(ref.path) && !(ref.tree && holdsTree(bundle, ref.path)))

@@ -22,47 +22,16 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "bench/build/bench_support.h"
 #include "common/file_util.h"
 #include "common/subprocess.h"
 #include "common/temp_dir.h"
 
 using namespace imgpipe;
-namespace fs = std::filesystem;
+using namespace imgpipe::bench;
 using nlohmann::json;
 
 namespace {
-
-const fs::path kSharedCache = "/var/cache/imgpipe-test";
-
-std::string env(const char* name, const char* fallback) {
-  const char* v = std::getenv(name);
-  return v ? v : fallback;
-}
-
-fs::path agent() {
-  return fs::path(env("IMGPIPE_BUILD_DIR", IMGPIPE_BENCH_BUILD_DIR)) / "bin/imgpipe-agent-build";
-}
-fs::path source() {
-  return env("IMGPIPE_SOURCE_DIR", IMGPIPE_BENCH_SOURCE_DIR);
-}
-
-std::string run(std::vector<std::string> argv, bool quiet = true) {
-  SubprocessOptions o;
-  o.argv = std::move(argv);
-  o.captureStdout = true;
-  o.timeout = std::chrono::minutes(60);
-  if (!quiet)
-    o.onLine = [](std::string_view l) {
-      std::fprintf(stderr, "    %.*s\n", static_cast<int>(l.size()), l.data());
-    };
-  return checkCommand(o);
-}
-
-double timed(const std::function<void()>& fn) {
-  auto start = std::chrono::steady_clock::now();
-  fn();
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
 
 std::string definition(const std::string& base, const std::string& sha,
                        const std::vector<std::string>& packages, const std::string& extra) {

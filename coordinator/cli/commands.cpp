@@ -261,10 +261,8 @@ int cmdSubmit(const GlobalOptions& g, const std::string& file,
           throw Error(path + " changed while it was read");
       siteDefinitions.push_back({target, site.rootPath});
     }
-    if (const definition::BundleLimits limits; bundle.totalBytes() > limits.totalBytes)
-      throw Error("the definitions and the files they refer to are " +
-                  std::to_string(bundle.totalBytes()) + " bytes, more than a job's bundle (" +
-                  std::to_string(limits.totalBytes) + ")");
+    // The sites' layers joined the bundle: the whole must still fit one job.
+    definition::checkBundleSize(bundle);
   } catch (const YamlError&) {
     throw;
   } catch (const Error& e) {
