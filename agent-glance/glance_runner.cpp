@@ -7,21 +7,26 @@
 #include "common/agent/task_failure.h"
 #include "common/log.h"
 #include "common/subprocess.h"
+#include "definition/outputs.h"
 #include "definition/resolved_glance.h"
 
 namespace imgpipe::glance {
 namespace {
 
-// The registration resolved at build time, from the build manifest the artifact carries.
-definition::ResolvedGlance registrationOf(const std::string& buildManifest) {
+nlohmann::json parseBuildManifest(const std::string& buildManifest) {
   nlohmann::json m;
   try {
     m = nlohmann::json::parse(buildManifest);
   } catch (const nlohmann::json::exception&) {
     throw Error("the artifact's build manifest is not JSON; it was not made by an imgpipe build");
   }
-  if (!m.is_object() || !m.contains("glance"))
-    throw Error("the artifact's build manifest has no glance section");
+  if (!m.is_object()) throw Error("the artifact's build manifest is not a JSON object");
+  return m;
+}
+
+// The registration resolved at build time, from the build manifest the artifact carries.
+definition::ResolvedGlance registrationOf(const nlohmann::json& m) {
+  if (!m.contains("glance")) throw Error("the artifact's build manifest has no glance section");
   return definition::resolvedGlanceFromJson(m.at("glance"));
 }
 
@@ -58,7 +63,22 @@ void GlanceRunner::run(const agent::TaskSpec& task, agent::TaskReporter& reporte
       throw Error("the artifact here was verified against manifest " + located.manifestDigest +
                   ", the task names " + spec->manifestDigest);
     req.file = located.file;
-    req.spec = registrationOf(located.buildManifest);
+    const auto manifest = parseBuildManifest(located.buildManifest);
+    req.spec = registrationOf(manifest);
+    const std::string outputName = spec->output.empty() ? "qcow2" : spec->output;
+    const auto output = definition::parseOutputKind(outputName);
+    if (!output) throw Error("the task asks for output '" + outputName + "', unknown here");
+    req.output = *output;
+    if (req.output != definition::OutputKind::qcow2) {
+      // Only what the build made digests for can be registered: they are the expansion's check.
+      req.expanded = definition::digestsOf(
+          definition::outputDigestsFromJson(manifest.value("outputs", nlohmann::json::array())),
+          req.output);
+      req.scratchDir = located.scratchDir;
+      if (req.scratchDir.empty())
+        throw Error("this agent has no scratch space to expand a " +
+                    std::string(definition::toString(req.output)) + " output in");
+    }
     // One version from submit to Glance: the build's resolution must be of this job's.
     if (req.spec.name != spec->imageName || req.spec.version != spec->imageVersion)
       throw Error("the artifact's manifest registers " + req.spec.name + " " + req.spec.version +
@@ -74,8 +94,8 @@ void GlanceRunner::run(const agent::TaskSpec& task, agent::TaskReporter& reporte
 
     agent::TaskResultInfo out;
     out.glanceImageId = r.image.id;
-    out.detail = "image " + r.image.id + " '" + r.image.name + "' active" +
-                 (r.reused ? " (found verified from an earlier attempt)" : "") +
+    out.detail = "image " + r.image.id + " '" + r.image.name + "' (" + r.image.diskFormat +
+                 ") active" + (r.reused ? " (found verified from an earlier attempt)" : "") +
                  (r.generation > 0 ? " (generation " + std::to_string(r.generation) + ")" : "") +
                  "; " + r.image.osHashAlgo + " " + r.image.osHashValue;
     logger->info("{}", out.detail);

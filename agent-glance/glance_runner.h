@@ -17,6 +17,7 @@ struct LocatedArtifact {
   std::filesystem::path file;
   std::string buildManifest;
   std::string manifestDigest;
+  std::filesystem::path scratchDir;  // the store's, for a raw expanded from the artifact
 };
 using ArtifactLocator = std::function<LocatedArtifact(const std::string& artifactId)>;
 

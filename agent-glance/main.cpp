@@ -26,7 +26,8 @@ int main(int argc, char** argv) {
         throw Error("artifact " + artifactId + " is not in this agent's store (" +
                     plane->config().storeDir.string() +
                     "); the fetch before registration did not complete");
-      return glance::LocatedArtifact{a->dataPath(), a->manifest().metadata, a->digest()};
+      return glance::LocatedArtifact{a->dataPath(), a->manifest().metadata, a->digest(),
+                                     plane->store().scratch().path()};
     };
     agent::RoleParts parts;
     parts.probe = [config] { return glance::probeGlance(config); };

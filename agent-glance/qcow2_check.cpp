@@ -8,10 +8,11 @@
 
 namespace imgpipe::glance {
 namespace {
-
 using json = nlohmann::json;
+}  // namespace
 
-std::vector<std::string> limited(std::vector<std::string> argv, std::chrono::milliseconds timeout) {
+std::vector<std::string> limitedQemuImg(std::vector<std::string> argv,
+                                        std::chrono::milliseconds timeout) {
   // 2 GiB of address space and the timeout as CPU time; qemu-img needs far less for a sane image.
   const auto cpuSeconds = std::max<long long>(10, timeout.count() / 1000);
   std::vector<std::string> out = {"prlimit", "--as=2147483648",
@@ -19,8 +20,6 @@ std::vector<std::string> limited(std::vector<std::string> argv, std::chrono::mil
   out.insert(out.end(), argv.begin(), argv.end());
   return out;
 }
-
-}  // namespace
 
 ImageFileInfo parseQemuImgInfo(const std::string& text) {
   auto doc = json::parse(text, nullptr, false);
@@ -47,7 +46,7 @@ ImageFileInfo checkQcow2(const std::filesystem::path& file, const Qcow2Limits& l
   const std::string name = file.string();
   SubprocessOptions info;
   // The format is probed, not forced: a raw file must be reported as raw, not misread.
-  info.argv = limited({"qemu-img", "info", "--output=json", name}, limits.timeout);
+  info.argv = limitedQemuImg({"qemu-img", "info", "--output=json", name}, limits.timeout);
   info.captureStdout = true;
   info.timeout = limits.timeout;
   info.stop = stop;
@@ -71,7 +70,8 @@ ImageFileInfo checkQcow2(const std::filesystem::path& file, const Qcow2Limits& l
                 " (glance.max_virtual_size)");
 
   SubprocessOptions check;
-  check.argv = limited({"qemu-img", "check", "-f", "qcow2", "--output=json", name}, limits.timeout);
+  check.argv =
+      limitedQemuImg({"qemu-img", "check", "-f", "qcow2", "--output=json", name}, limits.timeout);
   check.captureStdout = true;
   check.timeout = limits.timeout;
   check.stop = stop;

@@ -6,6 +6,7 @@
 #include <optional>
 #include <stop_token>
 #include <string>
+#include <vector>
 
 namespace imgpipe::glance {
 
@@ -33,6 +34,10 @@ struct Qcow2Limits {
 // clusters are only wasted space and pass). Throws Error saying what is wrong with the file.
 // qemu-img runs under prlimit (address space, CPU) because a crafted header can make it
 // allocate or spin.
+// `argv` (a qemu-img command) under prlimit: what every qemu-img run on a received file gets.
+std::vector<std::string> limitedQemuImg(std::vector<std::string> argv,
+                                        std::chrono::milliseconds timeout);
+
 ImageFileInfo checkQcow2(const std::filesystem::path& file, const Qcow2Limits& limits,
                          std::stop_token stop = {});
 

@@ -296,8 +296,21 @@ void Engine::cancelRunningSteps(Job& job, const std::string& reason) {
 void Engine::planDelivery(Job& job) {
   const std::string buildAgent = job.steps[0].agent;
   std::vector<Hop> hops;
+  // What each controller registers: the outputs the build made digests for, as its site wants.
+  std::vector<std::pair<std::string, definition::OutputKind>> registrations;
   try {
     hops = options_.topology.plan(buildAgent, job.targets);
+    std::vector<definition::OutputKind> made;
+    for (const auto& name : job.artifact->outputs) {
+      auto kind = definition::parseOutputKind(name);
+      if (!kind)
+        throw Error("the build reported output '" + name + "', unknown to this coordinator");
+      made.push_back(*kind);
+    }
+    if (made.empty()) made.push_back(definition::OutputKind::qcow2);  // built before outputs
+    for (const auto& controller : job.targets)
+      for (auto kind : options_.topology.outputsAt(controller, made))
+        registrations.emplace_back(controller, kind);
   } catch (const Error& e) {
     failJob(job, e.what());
     return;
@@ -314,11 +327,13 @@ void Engine::planDelivery(Job& job) {
     job.steps.push_back(s);
     store_.insertStep(job.id, s);
   }
-  for (const auto& controller : job.targets) {
+  for (const auto& [controller, output] : registrations) {
     Step s;
     s.index = static_cast<int>(job.steps.size());
     s.kind = StepKind::register_;
-    s.name = "register " + controller;
+    s.output = definition::toString(output);
+    s.name =
+        "register " + controller + (output == definition::OutputKind::qcow2 ? "" : " " + s.output);
     s.agent = controller;
     job.steps.push_back(s);
     store_.insertStep(job.id, s);
@@ -327,8 +342,12 @@ void Engine::planDelivery(Job& job) {
   std::string route;
   for (const auto& h : hops)
     route += (route.empty() ? "" : ", ") + h.from + " -> " + h.to;
+  std::string registers;
+  for (const auto& [controller, output] : registrations)
+    registers += (registers.empty() ? "" : ", ") + std::string(definition::toString(output)) +
+                 " at " + controller;
   event(job, agent::LogLevel::info, "route", "",
-        "delivery plan: " + (route.empty() ? "local" : route));
+        "delivery plan: " + (route.empty() ? "local" : route) + "; registers " + registers);
 }
 
 void Engine::advance(Job& job) {
@@ -440,7 +459,8 @@ void Engine::sendTask(Job& job, Step& step, AgentLive& agent) {
                                       a->imageVersion,
                                       a->id,
                                       a->sha512,
-                                      a->size};
+                                      a->size,
+                                      step.output};
       break;
   }
   proto::EnvelopeBuilder b;

@@ -44,6 +44,7 @@ struct Step {
   // ok, skipped, detail} (what `imgpipe show` lists), kept in the same column.
   std::string result;
   std::int64_t notBeforeMs = 0;  // retry backoff
+  std::string output;            // register: the output kind ("" before 0.4: qcow2)
 };
 
 struct Job {

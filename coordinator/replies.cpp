@@ -126,6 +126,7 @@ void fillDetail(proto::JobDetail::Builder out, const Job& job) {
     if (s.kind != StepKind::register_ || s.result.empty()) continue;
     g[j].setController(s.agent);
     g[j].setImageId(s.result);
+    g[j].setOutput(s.output.empty() ? "qcow2" : s.output);
     ++j;
   }
 }

@@ -11,7 +11,7 @@
 namespace imgpipe::coord {
 namespace {
 
-constexpr int kSchemaVersion = 3;
+constexpr int kSchemaVersion = Store::kSchemaVersion;
 
 // Steps from one schema version to the next, in order; kSchema always creates the newest.
 // migrations[v - 1] takes a database from version v to v + 1.
@@ -21,6 +21,8 @@ const char* const kMigrations[] = {
     // 2 -> 3: the files a definition brings with it (definition/bundle.h)
     "CREATE TABLE IF NOT EXISTS bundle_files (job_id INTEGER NOT NULL REFERENCES jobs(id), "
     "path TEXT NOT NULL, content BLOB NOT NULL, PRIMARY KEY (job_id, path))",
+    // 3 -> 4: the output kind a register step registers (definition/outputs.h)
+    "ALTER TABLE steps ADD COLUMN output TEXT NOT NULL DEFAULT ''",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion - 1);
 
@@ -43,7 +45,7 @@ CREATE TABLE IF NOT EXISTS steps (
   done INTEGER NOT NULL, total INTEGER NOT NULL, rate INTEGER NOT NULL, eta INTEGER NOT NULL,
   retries INTEGER NOT NULL, error TEXT NOT NULL, started_ms INTEGER NOT NULL,
   finished_ms INTEGER NOT NULL, last_seq INTEGER NOT NULL, result TEXT NOT NULL,
-  not_before_ms INTEGER NOT NULL, unit TEXT NOT NULL DEFAULT '',
+  not_before_ms INTEGER NOT NULL, unit TEXT NOT NULL DEFAULT '', output TEXT NOT NULL DEFAULT '',
   PRIMARY KEY (job_id, idx)
 );
 CREATE TABLE IF NOT EXISTS events (
@@ -86,16 +88,22 @@ std::string artifactJson(const std::optional<agent::ArtifactInfo>& a) {
                         {"virtual_size", a->virtualSize},
                         {"manifest_digest", a->manifestDigest},
                         {"image_name", a->imageName},
-                        {"image_version", a->imageVersion}}
+                        {"image_version", a->imageVersion},
+                        {"outputs", a->outputs}}
       .dump();
 }
 
 std::optional<agent::ArtifactInfo> artifactFromJson(const std::string& s) {
   if (s.empty()) return std::nullopt;
   auto j = nlohmann::json::parse(s);
-  return agent::ArtifactInfo{j.at("id"),           j.at("sha512"),          j.at("size"),
-                             j.at("virtual_size"), j.at("manifest_digest"), j.at("image_name"),
-                             j.at("image_version")};
+  return agent::ArtifactInfo{j.at("id"),
+                             j.at("sha512"),
+                             j.at("size"),
+                             j.at("virtual_size"),
+                             j.at("manifest_digest"),
+                             j.at("image_name"),
+                             j.at("image_version"),
+                             j.value("outputs", std::vector<std::string>{})};
 }
 
 std::string levelName(agent::LogLevel l) {
@@ -212,13 +220,14 @@ void Store::insertStep(std::int64_t jobId, const Step& st) {
       "INSERT INTO steps(job_id, idx, name, kind, agent, upstream, state, attempt, task_id, "
       "detail, "
       "done, total, rate, eta, retries, error, started_ms, finished_ms, last_seq, result, "
-      "not_before_ms, unit) "
-      "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+      "not_before_ms, unit, output) "
+      "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
   s.bind(1, jobId).bind(2, st.index).bind(3, st.name).bind(4, toString(st.kind)).bind(5, st.agent);
   s.bind(6, st.upstream).bind(7, toString(st.state)).bind(8, st.attempt).bind(9, st.taskId);
   s.bind(10, st.detail).bind(11, st.done).bind(12, st.total).bind(13, st.rateBps).bind(14, st.etaS);
   s.bind(15, st.retries).bind(16, st.error).bind(17, st.startedMs).bind(18, st.finishedMs);
   s.bind(19, st.lastReliableSeq).bind(20, st.result).bind(21, st.notBeforeMs).bind(22, st.unit);
+  s.bind(23, st.output);
   s.run();
 }
 
@@ -267,7 +276,7 @@ void Store::loadSteps(Job& job) {
   auto s = db_.prepare(
       "SELECT idx, name, kind, agent, upstream, state, attempt, task_id, detail, done, total, "
       "rate, "
-      "eta, retries, error, started_ms, finished_ms, last_seq, result, not_before_ms, unit "
+      "eta, retries, error, started_ms, finished_ms, last_seq, result, not_before_ms, unit, output "
       "FROM steps WHERE job_id=? ORDER BY idx");
   s.bind(1, job.id);
   while (s.step()) {
@@ -293,6 +302,7 @@ void Store::loadSteps(Job& job) {
     st.result = s.getText(18);
     st.notBeforeMs = s.getInt(19);
     st.unit = s.getText(20);
+    st.output = s.getText(21);
     job.steps.push_back(std::move(st));
   }
 }

@@ -17,6 +17,9 @@ namespace imgpipe::coord {
 // Not thread-safe; used from the coordinator's event loop only.
 class Store {
  public:
+  // The version of the schema this build creates and migrates older databases to.
+  static constexpr int kSchemaVersion = 4;
+
   explicit Store(const std::filesystem::path& stateDir);
 
   Database& db() { return db_; }

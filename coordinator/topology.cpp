@@ -12,7 +12,8 @@ Topology Topology::parse(const YamlReader& s) {
   Topology t;
   if (s.isNull()) return t;
   for (auto& item : s.at("sites").items()) {
-    Site site{item.required<std::string>("name"), item.required<std::string>("controller")};
+    Site site{item.required<std::string>("name"), item.required<std::string>("controller"),
+              definition::parseOutputs(item.at("outputs"), {})};
     item.rejectUnknownKeys();
     for (const auto& other : t.sites_)
       if (other.name == site.name)
@@ -45,6 +46,30 @@ std::optional<std::string> Topology::controllerFor(const std::string& target) co
   // directly.
   if (sites_.empty() && links_.empty() && !target.empty()) return target;
   return std::nullopt;
+}
+
+std::vector<definition::OutputKind> Topology::outputsAt(
+    const std::string& controller, const std::vector<definition::OutputKind>& imageOutputs) const {
+  const Site* site = nullptr;
+  for (const auto& s : sites_)
+    if (s.controller == controller && !s.outputs.empty()) site = &s;
+  if (site == nullptr) return imageOutputs;
+  std::vector<definition::OutputKind> out;
+  for (auto kind : site->outputs)
+    if (std::find(imageOutputs.begin(), imageOutputs.end(), kind) != imageOutputs.end())
+      out.push_back(kind);
+  if (out.empty()) {
+    auto names = [](const std::vector<definition::OutputKind>& kinds) {
+      std::string s;
+      for (auto k : kinds)
+        s += (s.empty() ? "" : ", ") + std::string(definition::toString(k));
+      return s;
+    };
+    throw Error("site '" + site->name + "' takes " + names(site->outputs) +
+                " and this image is made as " + names(imageOutputs) +
+                "; add one of them to the definition's outputs");
+  }
+  return out;
 }
 
 std::vector<Hop> Topology::plan(const std::string& buildAgent,

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "common/yaml_reader.h"
+#include "definition/outputs.h"
 
 namespace imgpipe::coord {
 
@@ -34,6 +35,8 @@ struct Link {
 struct Site {
   std::string name;
   std::string controller;
+  // The output kinds this site registers (a Ceph site: raw); empty: every one the image has.
+  std::vector<definition::OutputKind> outputs;
 };
 
 // One hop of a delivery plan: `to` fetches from `from`.
@@ -53,6 +56,12 @@ class Topology {
   const std::vector<std::string>& defaultTargets() const { return defaultTargets_; }
   const std::vector<Site>& sites() const { return sites_; }
   const std::vector<Link>& links() const { return links_; }
+
+  // What `controller` registers of an image made with `imageOutputs`: its site's outputs among
+  // them, or all of them where the site names none. Fails (Error) naming the site when it takes
+  // none of them.
+  std::vector<definition::OutputKind> outputsAt(
+      const std::string& controller, const std::vector<definition::OutputKind>& imageOutputs) const;
 
   // The delivery tree from a build agent to every controller, shortest paths, each shared hop
   // once, parents before children. Fails (Error) naming the controller that has no route.

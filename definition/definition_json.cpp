@@ -1,5 +1,6 @@
 #include "definition/definition_json.h"
 
+#include <algorithm>
 #include <sstream>
 
 #include "common/units.h"
@@ -45,6 +46,13 @@ json stanzaJson(const std::vector<std::string>& types, const std::vector<std::st
   j["components"] = components;
   j["architectures"] = architectures;
   return j;
+}
+
+std::vector<std::string> outputNames(const ImageDefinition& def) {
+  std::vector<std::string> names;
+  for (auto kind : def.outputs)
+    names.emplace_back(toString(kind));
+  return names;
 }
 
 std::string joined(const std::vector<std::string>& v, const char* sep = " ") {
@@ -259,6 +267,7 @@ json toJson(const ImageDefinition& def) {
   // Only when set: the content digest (the result key) of every definition without it stays
   // what it was.
   if (def.network != Network::host) j["network"] = toString(def.network);
+  if (def.outputs != std::vector<OutputKind>{OutputKind::qcow2}) j["outputs"] = outputNames(def);
   return j;
 }
 
@@ -438,6 +447,11 @@ std::string summarize(const ImageDefinition& def) {
     text += ", older versions: " + (g.olderVersions ? std::string(toString(*g.olderVersions))
                                                     : std::string("agent default"));
     row("glance", text);
+    row("outputs",
+        joined(outputNames(def), ", ") +
+            (std::find(def.outputs.begin(), def.outputs.end(), OutputKind::raw) != def.outputs.end()
+                 ? " (raw expanded from the delivered qcow2 at each controller)"
+                 : ""));
     auto props = g.allProperties();
     std::string line;
     for (const auto& [k, v] : props)

@@ -12,6 +12,8 @@
 #include <variant>
 #include <vector>
 
+#include "definition/outputs.h"
+
 namespace imgpipe::definition {
 
 // ---- base -------------------------------------------------------------------------------------
@@ -343,6 +345,8 @@ struct ImageDefinition {
   CleanupSpec cleanup;
   ValidationSpec validation;
   GlanceSpec glance;
+  // What is registered in Glance at each site (a site may take fewer: topology.sites[].outputs).
+  std::vector<OutputKind> outputs{OutputKind::qcow2};
   Network network = Network::host;
 };
 

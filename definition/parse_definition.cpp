@@ -1024,6 +1024,7 @@ ImageDefinition parseDefinition(const YamlReader& doc) {
   def.validation = parseValidation(doc);
   def.glance = parseGlance(doc);
   def.network = parseNetwork(doc);
+  def.outputs = parseOutputs(doc.at("outputs"), {OutputKind::qcow2});
 
   // Nova refuses to boot an image on a flavor whose disk is smaller than the image's virtual
   // size, so a min_disk below the disk size only advertises flavors that cannot work.

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 namespace imgpipe::build {
 
@@ -15,6 +16,7 @@ struct BuildOutput {
   std::string sha256Hex, sha512Hex;
   std::uint64_t size = 0, virtualSize = 0;
   std::string imageName, imageVersion;
+  std::vector<std::string> outputs;    // the kinds the manifest lists digests for
   std::filesystem::path manifestFile;  // the same manifest, on disk next to the image
   std::filesystem::path buildLog;
   bool reused = false;  // an earlier result with the same inputs

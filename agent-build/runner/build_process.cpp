@@ -9,6 +9,7 @@
 #include "common/file_util.h"
 #include "common/hash.h"
 #include "common/subprocess.h"
+#include "definition/outputs.h"
 
 namespace imgpipe::build {
 
@@ -104,6 +105,8 @@ BuildOutcome runBuild(const JobSpec& job, BuildEvents& events, std::stop_token s
     out.size = m.at("image").at("size");
     out.virtualSize = m.at("image").at("virtual_size");
     out.validation = m.value("validation", json());
+    for (const auto& o : definition::outputDigestsFromJson(m.value("outputs", json::array())))
+      out.outputs.emplace_back(definition::toString(o.kind));
     outcome.output = out;
     return outcome;
   }

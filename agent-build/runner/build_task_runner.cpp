@@ -165,6 +165,8 @@ void BuildTaskRunner::run(const agent::TaskSpec& task, agent::TaskReporter& repo
     agent::ArtifactInfo artifact;
     try {
       artifact = publish_(*outcome.output);
+      // Whatever stored it, what the controllers may register is the build's to say.
+      artifact.outputs = outcome.output->outputs;
     } catch (const std::exception& e) {
       reporter.failed({.step = "publish",
                        .message = std::string("cannot publish the image: ") + e.what(),

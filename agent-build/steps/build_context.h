@@ -105,6 +105,7 @@ class BuildContext {
   std::filesystem::path output;  // the compacted qcow2 in the work dir
   ImageInfo outputInfo;
   FileDigests outputDigests;
+  std::optional<FileDigests> rawDigests;  // outputs: [raw]: of the qcow2 expanded to raw
   nlohmann::json validation = nlohmann::json::object();
   std::vector<StepTiming> timings;
   // Where the manifest step published the result.

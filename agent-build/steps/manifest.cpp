@@ -12,6 +12,7 @@
 #include "agent-build/util/file_lock.h"
 #include "common/file_util.h"
 #include "common/units.h"
+#include "definition/outputs.h"
 #include "definition/resolved_glance.h"
 
 namespace imgpipe::build {
@@ -59,6 +60,25 @@ void pruneOutputs(const fs::path& nameDir, unsigned keep, const fs::path& curren
   }
 }
 
+std::vector<definition::OutputDigests> outputDigestsOf(const BuildContext& ctx, const json& image) {
+  std::vector<definition::OutputDigests> outs;
+  for (auto kind : ctx.def.outputs) {
+    switch (kind) {
+      case definition::OutputKind::qcow2:
+        outs.push_back({kind, image.at("size").get<std::uint64_t>(),
+                        image.at("sha256").get<std::string>(),
+                        image.at("sha512").get<std::string>()});
+        break;
+      case definition::OutputKind::raw:
+        if (!ctx.rawDigests) throw Error("the raw output has no digests (raw_digests did not run)");
+        outs.push_back({kind, ctx.rawDigests->size, toHex(ctx.rawDigests->sha256),
+                        toHex(ctx.rawDigests->sha512)});
+        break;
+    }
+  }
+  return outs;
+}
+
 class ManifestStep : public Step {
  public:
   std::string_view name() const override { return "manifest"; }
@@ -104,6 +124,8 @@ class ManifestStep : public Step {
             {{"name", p.name}, {"version", p.version}, {"architecture", p.architecture}});
       validation = ctx.validation;
     }
+    json outputs = ctx.reusable ? ctx.reusable->manifest.value("outputs", json()) : json();
+    if (outputs.is_null()) outputs = definition::toJson(outputDigestsOf(ctx, image));
     image["name"] = ctx.def.name;
     image["version"] = ctx.version;
     image["file"] = ctx.finalImage.filename().string();
@@ -143,6 +165,8 @@ class ManifestStep : public Step {
         {"steps", steps},
         {"packages", packages},
         {"validation", validation},
+        // What each controller registers, by kind, and the digests it checks.
+        {"outputs", outputs},
         {"build_log",
          {{"file", ctx.finalLog.filename().string()},
           {"sha256", toHex(sha256(logText))},

@@ -22,6 +22,7 @@ std::vector<std::unique_ptr<Step>> makePipeline() {
   steps.push_back(makeCleanupStep());
   steps.push_back(makeUnmountStep());
   steps.push_back(makeCompactStep());
+  steps.push_back(makeRawDigestsStep());
   steps.push_back(makeValidateStep());
   steps.push_back(makeBootTestStep());
   steps.push_back(makeManifestStep());  // last: it records every step's timing and the checks

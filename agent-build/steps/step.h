@@ -49,6 +49,7 @@ std::unique_ptr<Step> makeServicesStep();
 std::unique_ptr<Step> makeCleanupStep();
 std::unique_ptr<Step> makeUnmountStep();
 std::unique_ptr<Step> makeCompactStep();
+std::unique_ptr<Step> makeRawDigestsStep();
 std::unique_ptr<Step> makeValidateStep();
 std::unique_ptr<Step> makeBootTestStep();
 std::unique_ptr<Step> makeManifestStep();

@@ -37,8 +37,11 @@ std::string uuid5(std::string_view namespaceUuid, std::string_view name) {
          "-" + h.substr(20, 12);
 }
 
-std::string imageIdFor(std::string_view buildId, unsigned generation) {
+std::string imageIdFor(std::string_view buildId, unsigned generation,
+                       definition::OutputKind output) {
   std::string name(buildId);
+  if (output != definition::OutputKind::qcow2)
+    name += "/" + std::string(definition::toString(output));
   if (generation > 0) name += "/" + std::to_string(generation);
   return uuid5(kImageIdNamespace, name);
 }

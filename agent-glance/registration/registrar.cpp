@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "agent-glance/qcow2_check.h"
+#include "agent-glance/raw_expansion.h"
 #include "agent-glance/registration/image_id.h"
 #include "common/backoff.h"
 #include "common/hash.h"
@@ -148,7 +149,9 @@ struct Registrar::Attempt {
         logger(log::forJob(r.jobId, kStep)),
         http(c.http),
         glance(http, a, s),
-        properties(glanceProperties(r.spec, {r.buildId, lower(r.sha256), r.manifestDigest})) {}
+        properties(glanceProperties(r.spec, {r.buildId, lower(r.sha256), r.manifestDigest})) {
+    properties["imgpipe_output"] = definition::toString(r.output);
+  }
 
   void note(agent::LogLevel level, const std::string& message) {
     switch (level) {
@@ -172,7 +175,7 @@ struct Registrar::Attempt {
   json createBody(const std::string& id) {
     json body = {{"id", id},
                  {"name", req.spec.displayName},
-                 {"disk_format", "qcow2"},
+                 {"disk_format", definition::diskFormatOf(req.output)},
                  {"container_format", "bare"},
                  // Published (visibility, protected) only once active and verified.
                  {"visibility", "private"},
@@ -205,7 +208,7 @@ struct Registrar::Attempt {
   // Finds this build's usable image, or creates it; see the class comment in registrar.h.
   Image resolve() {
     for (unsigned gen = 0; gen < kMaxGenerations; ++gen) {
-      const std::string id = imageIdFor(req.buildId, gen);
+      const std::string id = imageIdFor(req.buildId, gen, req.output);
       std::optional<Image> img = glance.get(id);
       if (!img) {
         try {
@@ -416,6 +419,7 @@ struct Registrar::Attempt {
         candidates.emplace(img.id, std::move(img));
     for (const auto& [id, img] : candidates) {
       if (id == ours.id || img.property("imgpipe_build_id") == req.buildId) continue;
+      if (img.diskFormat != ours.diskFormat) continue;  // a qcow2 is no older version of a raw
       if (!owner.empty() && img.owner != owner) continue;
       const std::string version = img.property("imgpipe_version");
       if (!version.empty() && !req.spec.version.empty() &&
@@ -502,13 +506,26 @@ RegistrationResult Registrar::run(const RegistrationRequest& request, std::stop_
   note(agent::LogLevel::info, "verified " + request.file.filename().string() + " (" +
                                   formatBytes(request.size) +
                                   ", sha256 and sha512 match; qcow2 checked)");
+  std::optional<ExpandedRaw> raw;
+  RegistrationRequest upload = request;
+  if (request.output == definition::OutputKind::raw) {
+    if (observer_.progress) observer_.progress({.step = kStep, .state = "expanding"});
+    raw.emplace(request.file, request.scratchDir, request.expanded, config_.qemuImgTimeout, stop);
+    upload.file = raw->file();
+    upload.size = request.expanded.size;
+    upload.sha256 = request.expanded.sha256;
+    upload.sha512 = request.expanded.sha512;
+    note(agent::LogLevel::info, "expanded to raw " + raw->file().filename().string() + " (" +
+                                    formatBytes(upload.size) +
+                                    ", sha256 and sha512 match the build's)");
+  }
   if (observer_.checkpoint) observer_.checkpoint("verified");
 
   const auto start = Clock::now();
   Backoff backoff(config_.retry.initial, config_.retry.max);
   for (unsigned attempt = 1;; ++attempt) {
     try {
-      return attemptOnce(request, attempt, stop);
+      return attemptOnce(upload, attempt, stop);
     } catch (const std::exception& e) {
       if (kindOf(e) != ErrorKind::transient) throw;
       const auto delay = backoff.next();

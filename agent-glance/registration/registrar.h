@@ -14,6 +14,7 @@
 #include "agent-glance/registration/image_spec.h"
 #include "common/agent/task.h"
 #include "common/error.h"
+#include "definition/outputs.h"
 
 namespace imgpipe::glance {
 
@@ -38,7 +39,9 @@ namespace imgpipe::glance {
 //   active -> its size and os_hash_value are checked; if they match, it is the result.
 //
 // Verification. Before anything, the file's size, SHA-256 and SHA-512 must match the request
-// and the file must be a self-contained qcow2 (checkQcow2). After the upload Glance's size,
+// and the file must be a self-contained qcow2 (checkQcow2). A raw output is then expanded from
+// it (raw_expansion.h) and must match the build's digests of the raw; that is what is uploaded,
+// as an image of its own (imageIdFor's output). After the upload Glance's size,
 // os_hash_algo/os_hash_value must match too; otherwise the image is deleted and the
 // registration fails (not retried: Glance stored something other than the verified file).
 //
@@ -63,6 +66,11 @@ struct RegistrationRequest {
   std::uint64_t size = 0;
   std::string manifestDigest;
   definition::ResolvedGlance spec;  // from the build manifest, resolved at build time
+  // What is registered: the delivered qcow2 itself, or (raw) the raw expanded from it into
+  // `scratchDir` and checked against `expanded`, the build's digests of that expansion.
+  definition::OutputKind output = definition::OutputKind::qcow2;
+  definition::OutputDigests expanded;
+  std::filesystem::path scratchDir;
 };
 
 struct RegistrationResult {

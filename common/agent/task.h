@@ -21,6 +21,7 @@ struct ArtifactInfo {
   std::string manifestDigest;
   std::string imageName;
   std::string imageVersion;
+  std::vector<std::string> outputs;  // output kinds (definition/outputs.h), by name
 };
 
 struct BuildSpec {
@@ -55,6 +56,7 @@ struct RegisterSpec {
   std::string sha256;
   std::string sha512;
   std::uint64_t size = 0;
+  std::string output;  // "" or "qcow2": the delivered file; "raw": expanded from it here
 };
 
 struct TaskSpec {

@@ -31,9 +31,9 @@ TaskSpec toTaskSpec(proto::Task::Reader task) {
     }
     case proto::Task::Kind::REGISTER: {
       auto r = kind.getRegister();
-      spec.kind =
-          RegisterSpec{r.getArtifactId(),   r.getManifestDigest(), r.getBuildId(), r.getImageName(),
-                       r.getImageVersion(), r.getSha256(),         r.getSha512(),  r.getSize()};
+      spec.kind = RegisterSpec{r.getArtifactId(), r.getManifestDigest(), r.getBuildId(),
+                               r.getImageName(),  r.getImageVersion(),   r.getSha256(),
+                               r.getSha512(),     r.getSize(),           r.getOutput()};
       break;
     }
   }
@@ -82,6 +82,7 @@ void fillTask(proto::Task::Builder out, const TaskSpec& spec) {
     o.setSha256(r->sha256);
     o.setSha512(r->sha512);
     o.setSize(r->size);
+    o.setOutput(r->output);
   }
 }
 
@@ -90,9 +91,12 @@ GrantSpec toGrantSpec(proto::Grant::Reader g) {
 }
 
 ArtifactInfo toArtifactInfo(proto::ArtifactSummary::Reader a) {
-  return ArtifactInfo{a.getId(),          a.getSha512(),         a.getSize(),
-                      a.getVirtualSize(), a.getManifestDigest(), a.getImageName(),
-                      a.getImageVersion()};
+  ArtifactInfo info{
+      a.getId(),        a.getSha512(),       a.getSize(), a.getVirtualSize(), a.getManifestDigest(),
+      a.getImageName(), a.getImageVersion(), {}};
+  for (auto o : a.getOutputs())
+    info.outputs.emplace_back(o);
+  return info;
 }
 
 void fillArtifact(proto::ArtifactSummary::Builder out, const ArtifactInfo& a) {
@@ -104,6 +108,9 @@ void fillArtifact(proto::ArtifactSummary::Builder out, const ArtifactInfo& a) {
   out.setManifestDigest(a.manifestDigest);
   out.setImageName(a.imageName);
   out.setImageVersion(a.imageVersion);
+  auto outputs = out.initOutputs(static_cast<unsigned>(a.outputs.size()));
+  for (unsigned i = 0; i < a.outputs.size(); ++i)
+    outputs.set(i, a.outputs[i]);
 }
 
 proto::Role toProto(Role role) {

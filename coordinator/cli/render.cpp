@@ -141,12 +141,19 @@ nlohmann::json toJson(proto::JobDetail::Reader d) {
                      {"virtual_size", a.getVirtualSize()},
                      {"manifest_digest", a.getManifestDigest()},
                      {"version", a.getImageVersion()}};
+    auto outputs = nlohmann::json::array();
+    for (auto o : a.getOutputs())
+      outputs.push_back(std::string(o));
+    // Built before outputs: the qcow2 alone.
+    j["artifact"]["outputs"] = outputs.empty() ? nlohmann::json::array({"qcow2"}) : outputs;
   }
   j["definition_digest"] = d.getDefinitionDigest();
   j["definition_name"] = d.getDefinitionName();
   auto images = nlohmann::json::array();
   for (auto g : d.getGlanceImages())
-    images.push_back({{"controller", g.getController()}, {"image_id", g.getImageId()}});
+    images.push_back({{"controller", g.getController()},
+                      {"image_id", g.getImageId()},
+                      {"output", g.getOutput()}});
   j["glance_images"] = images;
   return j;
 }
@@ -260,10 +267,12 @@ void printJobDetail(std::ostream& out, proto::JobDetail::Reader d) {
         << formatBytes(a.getVirtualSize()) << ")\n";
     out << "    sha256    " << a.getId().cStr() << "\n";
     out << "    sha512    " << a.getSha512().cStr() << "\n";
+    if (a.getOutputs().size() > 0)
+      out << "    outputs   " << join(texts(a.getOutputs()), ", ") << "\n";
   }
   for (auto g : d.getGlanceImages())
     out << "  glance:     " << g.getController().cStr() << " image " << g.getImageId().cStr()
-        << "\n";
+        << " (" << g.getOutput().cStr() << ")\n";
   out << "\n";
   Table t({"STEP", "AGENT", "STATE", "ATTEMPT", "PROGRESS"});
   for (auto st : d.getSteps()) {

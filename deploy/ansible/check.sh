@@ -16,7 +16,7 @@ build-host imgpipe_agent_name=build-1 imgpipe_address=127.0.0.2
 [relay]
 relay-host imgpipe_agent_name=relay-1 imgpipe_address=127.0.0.3
 [glance]
-ctrl-host imgpipe_agent_name=ctrl-a imgpipe_address=127.0.0.4 imgpipe_site=site-a
+ctrl-host imgpipe_agent_name=ctrl-a imgpipe_address=127.0.0.4 imgpipe_site=site-a imgpipe_site_outputs='["qcow2", "raw"]'
 INV
 ansible-playbook -i "$inv" site.yml --syntax-check
 ansible-playbook -i "$inv" site.yml --check -e imgpipe_manage_services=false -e imgpipe_deb=

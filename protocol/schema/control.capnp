@@ -124,6 +124,7 @@ struct RegisterTask {
   sha256 @7 :Text;
   sha512 @8 :Text;
   size @9 :UInt64;
+  output @10 :Text;           # the kind to register ("" = qcow2): a raw is expanded here
 }
 
 struct CancelTask {
@@ -219,6 +220,7 @@ struct ArtifactSummary {
   manifestDigest @4 :Text;
   imageName @5 :Text;
   imageVersion @6 :Text;
+  outputs @7 :List(Text);     # what each controller may register: "qcow2", "raw" (definition/outputs.h)
 }
 
 # --- operators --------------------------------------------------------------------------
@@ -356,6 +358,7 @@ struct JobDetail {
 struct GlanceImage {
   controller @0 :Text;
   imageId @1 :Text;
+  output @2 :Text;            # qcow2, raw
 }
 
 struct JobEvent {

@@ -2,6 +2,7 @@
 // refused with the file, line, field and what is wrong.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 
@@ -448,4 +449,59 @@ TEST(Definition, TreeBasesTakeTheirFileAndHowTheTreeBecomesADisk) {
                 .find("is smaller than the oci base's disk (4.0 GiB)"),
             std::string::npos)
       << errorOf("name: o\nbase:\n  oci: {path: x, size: 4G}\ndisk: {size: 2G}\n");
+}
+
+TEST(Definition, OutputsAreQcow2ByDefaultEachKindOnceAndTheBuildPlansTheirDigests) {
+  auto plain = definition::parseDefinition(kMinimal, "tiny.yaml");
+  EXPECT_EQ(plain.outputs, std::vector{definition::OutputKind::qcow2});
+  const auto planned = plannedSteps(plain);
+  EXPECT_EQ(std::find(planned.begin(), planned.end(), "raw_digests"), planned.end());
+  // The default leaves the content digest (the result key) of existing definitions as it was.
+  EXPECT_FALSE(definition::toJson(plain).contains("outputs"));
+
+  auto both = definition::parseDefinition(std::string(kMinimal) + "outputs: [qcow2, raw]\n", "t");
+  EXPECT_EQ(both.outputs,
+            (std::vector{definition::OutputKind::qcow2, definition::OutputKind::raw}));
+  EXPECT_EQ(definition::toJson(both).at("outputs"), nlohmann::json({"qcow2", "raw"}));
+  const auto steps = plannedSteps(both);
+  auto at = [&](const char* name) { return std::find(steps.begin(), steps.end(), name); };
+  ASSERT_NE(at("raw_digests"), steps.end());
+  EXPECT_LT(at("compact"), at("raw_digests"));  // of the compacted file, as delivered
+  EXPECT_NE(definition::summarize(both).find("raw expanded from the delivered qcow2"),
+            std::string::npos);
+
+  EXPECT_NE(errorOf(std::string(kMinimal) + "outputs: [qcow2, vmdk]\n")
+                .find("def.yaml:4:18: outputs[1]: 'vmdk' is not an output this version builds "
+                      "(qcow2, raw)"),
+            std::string::npos)
+      << errorOf(std::string(kMinimal) + "outputs: [qcow2, vmdk]\n");
+  EXPECT_NE(errorOf(std::string(kMinimal) + "outputs: [raw, raw]\n").find("listed twice"),
+            std::string::npos);
+  EXPECT_NE(errorOf(std::string(kMinimal) + "outputs: []\n").find("lists no output"),
+            std::string::npos);
+}
+
+TEST(Definition, OutputDigestsRoundTripAndAMissingKindIsNamed) {
+  const std::vector<definition::OutputDigests> outs{
+      {definition::OutputKind::qcow2, 10, std::string(64, 'a'), std::string(128, 'b')},
+      {definition::OutputKind::raw, 4096, std::string(64, 'c'), std::string(128, 'd')}};
+  const auto back = definition::outputDigestsFromJson(definition::toJson(outs));
+  ASSERT_EQ(back.size(), 2u);
+  EXPECT_EQ(back[1].size, 4096u);
+  EXPECT_EQ(back[1].sha512, std::string(128, 'd'));
+  EXPECT_EQ(definition::toJson(outs)[1].at("disk_format"), "raw");
+  try {
+    definition::digestsOf({outs[0]}, definition::OutputKind::raw);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_STREQ(e.what(),
+                 "the build manifest has no raw output (it has qcow2); add raw to the "
+                 "definition's outputs and build again");
+  }
+  auto broken = definition::toJson(outs);
+  broken[1]["sha256"] = "../../etc";
+  EXPECT_THROW(definition::outputDigestsFromJson(broken), Error);
+  broken = definition::toJson(outs);
+  broken[1]["kind"] = "iso";
+  EXPECT_THROW(definition::outputDigestsFromJson(broken), Error);
 }

@@ -109,7 +109,8 @@ std::vector<std::string> PipelineTest::buildLeftovers() const {
 }
 
 std::string PipelineTest::definition(const std::string& name, const std::string& version,
-                                     const std::vector<std::string>& packages) {
+                                     const std::vector<std::string>& packages,
+                                     const std::string& extra) {
   const auto& base = build::test::fixtureBase();
   std::string list;
   for (const auto& p : packages)
@@ -124,7 +125,8 @@ std::string PipelineTest::definition(const std::string& name, const std::string&
           "'}]\nvalidation: {require_qemu_guest_agent: false}\n"
           "glance:\n  visibility: private\n  older_versions: hide\n  properties: {hw_disk_bus: "
           "virtio}\n"
-          "  metadata: {os_distro: debian, os_version: '12', hw_qemu_guest_agent: 'no'}\n");
+          "  metadata: {os_distro: debian, os_version: '12', hw_qemu_guest_agent: 'no'}\n" +
+          extra);
 }
 
 std::string PipelineTest::submit(const std::string& definitionPath) {

@@ -32,9 +32,9 @@ class PipelineTest : public ::testing::Test {
   void TearDown() override;
 
   // An image definition on the fixture base, with `packages` installed and a marker file that
-  // makes each version's bytes differ.
+  // makes each version's bytes differ; `extra` is appended (more top-level keys).
   std::string definition(const std::string& name, const std::string& version,
-                         const std::vector<std::string>& packages);
+                         const std::vector<std::string>& packages, const std::string& extra = "");
   std::string submit(const std::string& definitionPath);
   nlohmann::json show(const std::string& job) { return cluster_->cliJson({"show", job}); }
   // Waits for the job to end (done, failed or cancelled); returns its final state.

@@ -13,14 +13,23 @@ namespace {
 using namespace std::chrono_literals;
 using nlohmann::json;
 
-// The one image Glance holds for a job, checked against what was built.
+// The job's registrations of `output` (one per controller).
+std::vector<json> registrationsOf(const json& job, const std::string& output) {
+  std::vector<json> out;
+  for (const auto& g : job["glance_images"])
+    if (g["output"] == output) out.push_back(g);
+  return out;
+}
+
+// The one qcow2 image Glance holds for a job, checked against what was built.
 void expectRegisteredOnce(PipelineTest& t, const json& job, const std::vector<json>& images) {
   const std::string sha512 = job["artifact"]["sha512"];
-  ASSERT_EQ(job["glance_images"].size(), 1u) << job.dump(2);
+  const auto qcow2 = registrationsOf(job, "qcow2");
+  ASSERT_EQ(qcow2.size(), 1u) << job.dump(2);
   ASSERT_EQ(images.size(), 1u) << "images for build of job " << job["id"] << ": "
                                << json(images).dump(2);
   const auto& img = images[0];
-  EXPECT_EQ(img["id"], job["glance_images"][0]["image_id"]);
+  EXPECT_EQ(img["id"], qcow2[0]["image_id"]);
   EXPECT_EQ(img["status"], "active");
   EXPECT_EQ(img["os_hash_algo"], "sha512");
   EXPECT_EQ(img["os_hash_value"], sha512) << "Glance holds other bytes than were built";
@@ -60,11 +69,11 @@ TEST_F(PipelineTest, DeliversThroughLinkDropAndRelayKillThenTheNextVersionAsADel
   auto j1 = show(job1);
   expectRegisteredOnce(*this, j1, glanceImages(buildIdQuery(j1)));
 
-  // --- the next version: one package more, and no `version:` in the definition (the
-  // coordinator fixes one at submit, and the job, the artifact and Glance show that one); both
-  // hops carry a delta ---
+  // --- the next version: one package more, no `version:` in the definition (the coordinator
+  // fixes one at submit, and the job, the artifact and Glance show that one), and a raw output
+  // beside the qcow2 (expanded at the controller, issue 12); both hops carry a delta ---
   const auto before = net_->counters("relay", "ctrl");
-  const auto job2 = submit(definition("e2e-img", "", {"tree", "jq"}));
+  const auto job2 = submit(definition("e2e-img", "", {"tree", "jq"}, "outputs: [qcow2, raw]\n"));
   ASSERT_EQ(waitForEnd(job2, 900s), "done") << show(job2).dump(2);
   const auto after = net_->counters("relay", "ctrl");
   auto j2 = show(job2);
@@ -90,10 +99,23 @@ TEST_F(PipelineTest, DeliversThroughLinkDropAndRelayKillThenTheNextVersionAsADel
   std::printf("version 2: %.0f bytes on the relay->ctrl link for a %.0f-byte image (%.1f%%)\n",
               wire, size, 100 * wire / size);
   EXPECT_LT(wire / size, 0.2);
-  // Older versions of the image are hidden, not deleted.
+  // The raw: its own image of the build, of the disk's whole size, only the WAN's qcow2 moved.
+  EXPECT_EQ(j2["artifact"]["outputs"], json::array({"qcow2", "raw"})) << j2["artifact"].dump(2);
+  const auto raws = registrationsOf(j2, "raw");
+  ASSERT_EQ(raws.size(), 1u) << j2.dump(2);
+  const auto rawImages = glanceImages("imgpipe_output=raw&imgpipe_version=" + version2);
+  ASSERT_EQ(rawImages.size(), 1u) << json(rawImages).dump(2);
+  EXPECT_EQ(rawImages[0]["id"], raws[0]["image_id"]);
+  EXPECT_EQ(rawImages[0]["status"], "active");
+  EXPECT_EQ(rawImages[0]["disk_format"], "raw");
+  EXPECT_EQ(rawImages[0]["size"], 3ull << 30);
+  EXPECT_EQ(rawImages[0]["os_hidden"], false);
+  EXPECT_NE(rawImages[0]["id"], images2.empty() ? json() : images2[0]["id"]);
+  // Older versions of the image are hidden, not deleted; a raw hides no qcow2.
   auto v1 = glanceImages(buildIdQuery(j1));
   ASSERT_EQ(v1.size(), 1u);
   EXPECT_EQ(v1[0]["os_hidden"], true);
+  EXPECT_EQ(images2[0]["os_hidden"], false);
 }
 
 // Bounded and reproducible: a seed picks which daemon is killed or which link flaps, and when.

@@ -494,13 +494,129 @@ TEST_F(GlanceRegistration, ClientTagsPatchListAndImportInfo) {
   EXPECT_FALSE(client.get(id).has_value());
 }
 
+// A raw output (Ceph RBD sites): the delivered qcow2 is verified, expanded in the store's
+// scratch space, checked against the build's digests of the raw and registered as an image of
+// its own beside the qcow2; nothing of the expansion stays behind.
+TEST_F(GlanceRegistration, RawOutputIsExpandedCheckedAndRegisteredBesideTheQcow2) {
+  const auto build = uniqueBuildId("raw");
+  const auto scratch = work->path() / ("scratch-" + build);
+  std::filesystem::create_directories(scratch);
+  const auto expectedRaw = work->path() / (build + ".raw");
+  checkCommand(std::vector<std::string>{"qemu-img", "convert", "-f", "qcow2", "-O", "raw",
+                                        image->path.string(), expectedRaw.string()});
+  const TestArtifact raw = describeFile(expectedRaw);
+  std::filesystem::remove(expectedRaw);
+
+  Recorder rec;
+  const auto qcow2 = registerImage(requestFor(*image, build, spec()), rec);
+  // The raw through the runner, as the agent gets it: the output named by the task, its digests
+  // from the build manifest the artifact carries.
+  const std::vector<definition::OutputDigests> outputs = {
+      {definition::OutputKind::qcow2, image->size, image->sha256, image->sha512},
+      {definition::OutputKind::raw, raw.size, raw.sha256, raw.sha512}};
+  const std::string manifest =
+      json{{"glance", definition::toJson(spec())}, {"outputs", definition::toJson(outputs)}}.dump();
+  GlanceRunner runner(
+      configFor(configYaml()),
+      [&](const std::string&) {
+        return LocatedArtifact{image->path, manifest, "", scratch};
+      },
+      auth);
+  agent::TaskSpec task;
+  task.jobId = "job-raw";
+  agent::RegisterSpec rawTask{.artifactId = image->sha256,
+                              .buildId = build,
+                              .imageName = "debian-12-docker",
+                              .imageVersion = "2026.11.22-1",
+                              .sha256 = image->sha256,
+                              .sha512 = image->sha512,
+                              .size = image->size,
+                              .output = "raw"};
+  task.kind = rawTask;
+  RecordingReporter reporter;
+  runner.run(task, reporter, {});
+  ASSERT_FALSE(reporter.failure.has_value()) << reporter.failure->message;
+  ASSERT_TRUE(reporter.result.has_value());
+  EXPECT_NE(reporter.result->detail.find("(raw) active"), std::string::npos)
+      << reporter.result->detail;
+  const std::string rawId = reporter.result->glanceImageId;
+
+  EXPECT_EQ(rawId, imageIdFor(build, 0, definition::OutputKind::raw));
+  EXPECT_NE(rawId, qcow2.image.id);
+  json img = probe->get(rawId);
+  ASSERT_FALSE(img.is_null());
+  EXPECT_EQ(img["status"], "active");
+  EXPECT_EQ(img["disk_format"], "raw");
+  EXPECT_EQ(img["size"], 64u << 20);
+  EXPECT_EQ(img["os_hash_value"], raw.sha512);
+  EXPECT_EQ(img.value("imgpipe_output", ""), "raw");
+  EXPECT_EQ(img.value("imgpipe_build_id", ""), build);
+  EXPECT_EQ(img["visibility"], "community");
+  // The qcow2 stays as it was: not an older version of the raw, nor the raw of it.
+  json q = probe->get(qcow2.image.id);
+  EXPECT_EQ(q["disk_format"], "qcow2");
+  EXPECT_EQ(q.value("imgpipe_output", ""), "qcow2");
+  EXPECT_EQ(q["os_hidden"], false);
+  EXPECT_EQ(probe->imagesOfBuild(build).size(), 2u);
+  EXPECT_TRUE(std::filesystem::is_empty(scratch));
+  // Again: the raw found verified, not uploaded twice.
+  RecordingReporter again;
+  runner.run(task, again, {});
+  ASSERT_TRUE(again.result.has_value());
+  EXPECT_EQ(again.result->glanceImageId, rawId);
+  EXPECT_NE(again.result->detail.find("found verified"), std::string::npos) << again.result->detail;
+  EXPECT_TRUE(std::filesystem::is_empty(scratch));
+  // A build that made no raw cannot have one registered: its digests are the expansion's check.
+  rawTask.buildId = uniqueBuildId("noraw");
+  task.kind = rawTask;
+  GlanceRunner qcow2Only(
+      configFor(configYaml()),
+      [&](const std::string&) {
+        return LocatedArtifact{image->path, glance::test::buildManifestFor(spec()), "", scratch};
+      },
+      auth);
+  RecordingReporter refused;
+  qcow2Only.run(task, refused, {});
+  ASSERT_TRUE(refused.failure.has_value());
+  EXPECT_NE(refused.failure->message.find("the build manifest has no raw output"),
+            std::string::npos)
+      << refused.failure->message;
+  EXPECT_TRUE(probe->imagesOfBuild(rawTask.buildId).empty());
+}
+
+TEST_F(GlanceRegistration, ARawThatIsNotTheBuildsRegistersNothing) {
+  const auto build = uniqueBuildId("badraw");
+  const auto scratch = work->path() / ("scratch-" + build);
+  std::filesystem::create_directories(scratch);
+  auto req = requestFor(*image, build, spec());
+  req.output = definition::OutputKind::raw;
+  // The size is right; the digests are of some other raw.
+  req.expanded = {definition::OutputKind::raw, 64u << 20, std::string(64, 'b'),
+                  std::string(128, 'c')};
+  req.scratchDir = scratch;
+  Recorder rec;
+  try {
+    registerImage(req, rec);
+    FAIL() << "registered a raw whose digests are not the build's";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::failed);
+    const std::string what = e.what();
+    EXPECT_NE(what.find("does not match its build manifest; sha256 is "), std::string::npos)
+        << what;
+    EXPECT_NE(what.find("nothing was registered"), std::string::npos) << what;
+  }
+  EXPECT_TRUE(probe->imagesOfBuild(build).empty());
+  EXPECT_TRUE(std::filesystem::is_empty(scratch));
+}
+
 TEST_F(GlanceRegistration, RunnerRefusesAMissingArtifactClearly) {
   auto cfg = configFor(configYaml());
   GlanceRunner runner(
       cfg,
       [&](const std::string& id) {
         return LocatedArtifact{work->path() / ("missing-" + id),
-                               glance::test::buildManifestFor(spec("name: x\nversion: '1'\n")), ""};
+                               glance::test::buildManifestFor(spec("name: x\nversion: '1'\n")), "",
+                               work->path()};
       },
       auth);
   agent::TaskSpec task;

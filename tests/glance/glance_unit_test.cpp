@@ -48,6 +48,12 @@ TEST(Uuid5, ImageIdsPerGeneration) {
   EXPECT_EQ(imageIdFor("build-42", 1), "1142a82a-9cae-5dba-99ec-6677b85b1b32");
   EXPECT_EQ(imageIdFor("build-42", 2), "28d716a5-5af2-5fd5-aa71-da4225cb718e");
   EXPECT_NE(imageIdFor("build-43", 0), imageIdFor("build-42", 0));
+  // Another output of the build is its own image, fixed forever as the qcow2's is (values from
+  // Python's uuid.uuid5 with the same namespace and names).
+  EXPECT_EQ(imageIdFor("build-42", 0, definition::OutputKind::raw),
+            "dd9c4c6b-4ac4-58f1-85d6-10ada8ecb19b");
+  EXPECT_EQ(imageIdFor("build-42", 1, definition::OutputKind::raw),
+            "3a108cc0-4c59-51ad-8a5d-dde0356379ad");
 }
 
 TEST(Uuid5, RejectsMalformedNamespace) {

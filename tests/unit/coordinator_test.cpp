@@ -152,10 +152,11 @@ TEST(Store, MigratesASchemaVersionOneDatabase) {
   auto jobs = store.loadActiveJobs();
   ASSERT_EQ(jobs.size(), 1u);
   EXPECT_EQ(jobs[0].steps.at(0).unit, "");
+  EXPECT_EQ(jobs[0].steps.at(0).output, "");      // 3 -> 4: steps of before registered qcow2
   EXPECT_TRUE(store.loadBundleFiles(7).empty());  // 2 -> 3: jobs of before brought no files
   auto v = store.db().prepare("SELECT value FROM meta WHERE key='schema_version'");
   ASSERT_TRUE(v.step());
-  EXPECT_EQ(v.getText(0), "3");
+  EXPECT_EQ(v.getText(0), std::to_string(Store::kSchemaVersion));
 }
 
 TEST(DefinitionGroups, SitesWithTheSameMergedDefinitionShareOneImage) {
@@ -181,4 +182,32 @@ TEST(DefinitionGroups, SitesWithTheSameMergedDefinitionShareOneImage) {
   EXPECT_EQ(groupVersions(groups, {"demo", "demo", "demo"}, {"1.0", "1.0", "2.0"}),
             (std::vector<std::string>{"1.0", "1.0-site-b", "2.0"}));
   EXPECT_THROW(groupByDefinition(whole, targets, {{"ctrl-b", "nowhere.yaml"}}), Error);
+}
+
+TEST(Topology, ASiteTakesItsOutputsAmongTheImagesAndNamesItselfWhenNoneFits) {
+  using definition::OutputKind;
+  auto t = topo(R"(
+sites:
+  - {name: ceph, controller: ctrl-ceph, outputs: [raw]}
+  - {name: plain, controller: ctrl-plain}
+)");
+  const std::vector both{OutputKind::qcow2, OutputKind::raw};
+  EXPECT_EQ(t.outputsAt("ctrl-ceph", both), std::vector{OutputKind::raw});
+  EXPECT_EQ(t.outputsAt("ctrl-plain", both), both);
+  EXPECT_EQ(t.outputsAt("no-site", {OutputKind::qcow2}), std::vector{OutputKind::qcow2});
+  try {
+    t.outputsAt("ctrl-ceph", {OutputKind::qcow2});
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_STREQ(e.what(),
+                 "site 'ceph' takes raw and this image is made as qcow2; add one of them to the "
+                 "definition's outputs");
+  }
+  try {
+    topo("sites: [{name: a, controller: c, outputs: [qcow3]}]");
+    FAIL();
+  } catch (const YamlError& e) {
+    EXPECT_NE(std::string(e.what()).find("'qcow3' is not an output"), std::string::npos)
+        << e.what();
+  }
 }
