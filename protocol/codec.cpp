@@ -4,6 +4,7 @@
 #include <capnp/schema.h>
 #include <kj/exception.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "protocol/schema/transfer.capnp.h"
@@ -56,12 +57,15 @@ DecodeResult<Root> decodeAs(const void* data, std::size_t size, const DecodeLimi
     return "frame of " + std::to_string(size) + " bytes is not a whole number of words";
   auto words = kj::heapArray<capnp::word>(size / sizeof(capnp::word));
   std::memcpy(words.begin(), data, size);
-  capnp::ReaderOptions options;
-  options.traversalLimitInWords = limits.traversalLimitWords;
-  options.nestingLimit = limits.nestingLimit;
+  capnp::ReaderOptions walk;
+  walk.traversalLimitInWords = limits.traversalLimitWords;
+  walk.nestingLimit = limits.nestingLimit;
+  capnp::ReaderOptions handlers = walk;
+  handlers.traversalLimitInWords =
+      limits.traversalLimitWords * std::max(1u, limits.fullReadsAfterDecode);
   std::unique_ptr<Decoded<Root>> decoded;
   KJ_IF_MAYBE (exception, kj::runCatchingExceptions([&] {
-                 decoded = std::make_unique<Decoded<Root>>(kj::mv(words), options);
+                 decoded = std::make_unique<Decoded<Root>>(kj::mv(words), walk, handlers);
                  // Walk the whole message now, typed: every pointer is bounds- and kind-checked
                  // here, once, so handlers can read any field without a malformed message throwing
                  // in the event loop.

@@ -20,6 +20,11 @@ struct DecodeLimits {
   std::size_t maxFrameBytes = 4 << 20;
   std::uint64_t traversalLimitWords = (8u << 20) / 8;  // 8 MiB worth of words
   int nestingLimit = 32;
+  // A decoded message can be read in full this many times by its handlers (logging it, checking
+  // its ids, reading it): their reader's budget is this multiple of the one the validating walk
+  // had to fit in. A list of zero-sized elements costs a word per element, so a frame of a few
+  // bytes can fill one budget; without headroom the handlers' second read would throw.
+  unsigned fullReadsAfterDecode = 4;
 };
 
 // One decoded message: owns an 8-byte-aligned copy of the frame (ZeroMQ gives no alignment
@@ -28,13 +33,15 @@ struct DecodeLimits {
 template <typename Root>
 class Decoded {
  public:
-  Decoded(kj::Array<capnp::word> words, const capnp::ReaderOptions& options)
+  // The walk reads through `walkOptions`; handlers, after resetBudget(), through `options`.
+  Decoded(kj::Array<capnp::word> words, const capnp::ReaderOptions& walkOptions,
+          const capnp::ReaderOptions& options)
       : words_(kj::mv(words)), options_(options) {
-    reader_.emplace(words_.asPtr(), options_);
+    reader_.emplace(words_.asPtr(), walkOptions);
   }
   typename Root::Reader root() { return reader_->template getRoot<Root>(); }
   // The traversal limit counts every word read through one reader; after the validating walk,
-  // handlers get a fresh budget.
+  // handlers get a fresh budget of DecodeLimits::fullReadsAfterDecode such walks.
   void resetBudget() {
     reader_.reset();
     reader_.emplace(words_.asPtr(), options_);

@@ -1,6 +1,9 @@
 #include "agent-build/runner/child_events.h"
 
+#include <cstdint>
+#include <limits>
 #include <nlohmann/json.hpp>
+#include <type_traits>
 
 #include "agent-build/runner/events.h"
 
@@ -15,6 +18,21 @@ template <typename T>
 T field(const json& e, const char* key, T fallback) {
   auto it = e.find(key);
   if (it == e.end() || it->is_null()) return fallback;
+  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+    // get<T>() casts a float (UB out of range) and wraps a negative into an unsigned: a count
+    // must be a whole number that fits.
+    const bool fits = std::is_unsigned_v<T>
+                          ? it->is_number_unsigned() &&
+                                it->template get<std::uint64_t>() <= std::numeric_limits<T>::max()
+                      : it->is_number_unsigned()
+                          ? it->template get<std::uint64_t>() <=
+                                static_cast<std::uint64_t>(std::numeric_limits<T>::max())
+                          : it->is_number_integer() &&
+                                it->template get<std::int64_t>() >= std::numeric_limits<T>::min() &&
+                                it->template get<std::int64_t>() <= std::numeric_limits<T>::max();
+    if (!fits)
+      throw std::invalid_argument(std::string("'") + key + "' is not a whole number in range");
+  }
   return it->get<T>();
 }
 

@@ -42,6 +42,9 @@ umoci unpack --image "$work/layout:base" "$bundle" >/dev/null
 bind "$rootfs"
 rm -f "$rootfs/etc/resolv.conf"
 grep '^nameserver' /etc/resolv.conf > "$rootfs/etc/resolv.conf"
+# The host's names as well: a mirror may be known only from the host's /etc/hosts.
+cp -a "$rootfs/etc/hosts" "$work/hosts.image" 2>/dev/null || : > "$work/hosts.image"
+cp /etc/hosts "$rootfs/etc/hosts"
 printf '#!/bin/sh\nexit 101\n' > "$rootfs/usr/sbin/policy-rc.d"
 chmod 755 "$rootfs/usr/sbin/policy-rc.d"
 in_root "$rootfs" apt-get update
@@ -53,6 +56,7 @@ printf 'LABEL=cloudimg-rootfs\t/\text4\tdiscard,errors=remount-ro\t0\t1\n' > "$r
 mkdir -p "$rootfs/etc/default/grub.d"
 printf 'GRUB_TIMEOUT=1\nGRUB_CMDLINE_LINUX="console=tty0 console=ttyS0,115200"\nGRUB_TERMINAL="console serial"\n' \
   > "$rootfs/etc/default/grub.d/50-cloud.cfg"
+cp "$work/hosts.image" "$rootfs/etc/hosts"
 truncate -s 0 "$rootfs/etc/machine-id"
 rm -f "$rootfs"/etc/ssh/ssh_host_*
 unbind "$rootfs"
