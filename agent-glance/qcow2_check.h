@@ -28,16 +28,16 @@ struct Qcow2Limits {
   std::chrono::milliseconds timeout{600'000};  // per qemu-img run
 };
 
+// `argv` (a qemu-img command) under prlimit: what every qemu-img run on a received file gets
+// (a crafted header can make it allocate or spin).
+std::vector<std::string> limitedQemuImg(std::vector<std::string> argv,
+                                        std::chrono::milliseconds timeout);
+
 // Refuses anything Glance should not get as "qcow2" (Glance itself accepts anything): another
 // format, a backing file or external data file (they would reference files on the hypervisor),
 // encryption, a virtual size over the limit, and corruption found by `qemu-img check` (leaked
 // clusters are only wasted space and pass). Throws Error saying what is wrong with the file.
-// qemu-img runs under prlimit (address space, CPU) because a crafted header can make it
-// allocate or spin.
-// `argv` (a qemu-img command) under prlimit: what every qemu-img run on a received file gets.
-std::vector<std::string> limitedQemuImg(std::vector<std::string> argv,
-                                        std::chrono::milliseconds timeout);
-
+// qemu-img runs under limitedQemuImg.
 ImageFileInfo checkQcow2(const std::filesystem::path& file, const Qcow2Limits& limits,
                          std::stop_token stop = {});
 

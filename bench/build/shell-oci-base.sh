@@ -56,7 +56,6 @@ printf 'LABEL=cloudimg-rootfs\t/\text4\tdiscard,errors=remount-ro\t0\t1\n' > "$r
 mkdir -p "$rootfs/etc/default/grub.d"
 printf 'GRUB_TIMEOUT=1\nGRUB_CMDLINE_LINUX="console=tty0 console=ttyS0,115200"\nGRUB_TERMINAL="console serial"\n' \
   > "$rootfs/etc/default/grub.d/50-cloud.cfg"
-cp "$work/hosts.image" "$rootfs/etc/hosts"
 truncate -s 0 "$rootfs/etc/machine-id"
 rm -f "$rootfs"/etc/ssh/ssh_host_*
 unbind "$rootfs"
@@ -83,6 +82,7 @@ MTOOLS_SKIP_CHECK=1 mmd -i "${loop}p15" ::/EFI ::/EFI/BOOT
 MTOOLS_SKIP_CHECK=1 mcopy -i "${loop}p15" "$mnt/tmp/bootx64.efi" ::/EFI/BOOT/BOOTX64.EFI
 in_root "$mnt" update-grub
 in_root "$mnt" apt-get clean
+cp "$work/hosts.image" "$mnt/etc/hosts"
 rm -f "$mnt/usr/sbin/policy-rc.d" "$mnt/tmp/load.cfg" "$mnt/tmp/bootx64.efi"
 rm -f "$mnt/etc/resolv.conf"
 ln -s ../run/systemd/resolve/stub-resolv.conf "$mnt/etc/resolv.conf"

@@ -31,30 +31,6 @@ std::string sha256Of(const fs::path& file) {
   return toHex(hashFile(file).sha256);
 }
 
-struct Outcome {
-  int exitCode = -1;
-  std::string log;
-  json manifest;
-};
-
-// `command` is build or prepare-base, with the area's config (its root is a base dir).
-Outcome runAgent(const TestArea& area, const std::string& command, const fs::path& def,
-                 const fs::path& out) {
-  auto config = area.writeConfig(area.config());
-  SubprocessOptions o;
-  o.argv = {agentBinary().string(), command,      def.string(),         "--config",
-            config.string(),        "--work-dir", area.work().string(), "--json"};
-  if (command == "build") o.argv.insert(o.argv.end(), {"--out", out.string()});
-  o.captureStdout = true;
-  o.timeout = std::chrono::minutes(20);
-  Outcome r;
-  o.onLine = [&](std::string_view l) { r.log += std::string(l) + "\n"; };
-  auto result = runCommand(o);
-  r.exitCode = result.exitCode;
-  if (result.exitCode == 0 && command == "build") r.manifest = json::parse(result.stdoutText);
-  return r;
-}
-
 fs::path definitionFor(const TestArea& area, const std::string& name, const fs::path& base,
                        const std::string& extra = "") {
   return area.writeDefinition(name + ".yaml",

@@ -1,7 +1,6 @@
 #include "tests/build/support/build_fixture.h"
 
 #include <sched.h>
-#include <tuple>
 #include <signal.h>
 #include <sys/mount.h>
 #include <unistd.h>
@@ -10,6 +9,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <tuple>
 
 #include "agent-build/disk/loop_device.h"
 #include "common/error.h"
@@ -114,6 +114,24 @@ fs::path TestArea::writeConfig(const BuildConfig& c) const {
   auto p = root() / "agent-build.yaml";
   writeFileAtomic(p, y.str());
   return p;
+}
+
+AgentRun runAgent(const TestArea& area, const std::string& command, const fs::path& definition,
+                  const fs::path& out, std::chrono::minutes timeout) {
+  auto config = area.writeConfig(area.config());
+  SubprocessOptions o;
+  o.argv = {agentBinary().string(), command,      definition.string(),  "--config",
+            config.string(),        "--work-dir", area.work().string(), "--json"};
+  if (command == "build") o.argv.insert(o.argv.end(), {"--out", out.string()});
+  o.captureStdout = true;
+  o.timeout = timeout;
+  AgentRun r;
+  o.onLine = [&](std::string_view l) { r.log += std::string(l) + "\n"; };
+  auto result = runCommand(o);
+  r.exitCode = result.exitCode;
+  if (result.exitCode == 0 && command == "build")
+    r.manifest = nlohmann::json::parse(result.stdoutText);
+  return r;
 }
 
 std::vector<std::string> leftoversUnder(const fs::path& prefix) {

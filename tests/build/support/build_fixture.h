@@ -2,9 +2,11 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <filesystem>
 #include <map>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
@@ -48,6 +50,16 @@ class TestArea {
  private:
   TempDir dir_;
 };
+
+// The agent's CLI run on a definition, `command` build or prepare-base, with the area's config
+// (its root is a base dir), as an operator runs it; build's --json manifest parsed on success.
+struct AgentRun {
+  int exitCode = -1;
+  std::string log;  // stderr, line by line
+  nlohmann::json manifest;
+};
+AgentRun runAgent(const TestArea& area, const std::string& command, const fs::path& definition,
+                  const fs::path& out, std::chrono::minutes timeout = std::chrono::minutes(30));
 
 // Everything a build could leave behind, as seen from this test process: mounts in its mount
 // namespace under `prefix` (or from loop devices backed by files under it), loop devices backed
