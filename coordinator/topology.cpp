@@ -56,19 +56,11 @@ std::vector<definition::OutputKind> Topology::outputsAt(
   if (site == nullptr) return imageOutputs;
   std::vector<definition::OutputKind> out;
   for (auto kind : site->outputs)
-    if (std::find(imageOutputs.begin(), imageOutputs.end(), kind) != imageOutputs.end())
-      out.push_back(kind);
-  if (out.empty()) {
-    auto names = [](const std::vector<definition::OutputKind>& kinds) {
-      std::string s;
-      for (auto k : kinds)
-        s += (s.empty() ? "" : ", ") + std::string(definition::toString(k));
-      return s;
-    };
-    throw Error("site '" + site->name + "' takes " + names(site->outputs) +
-                " and this image is made as " + names(imageOutputs) +
+    if (definition::lists(imageOutputs, kind)) out.push_back(kind);
+  if (out.empty())
+    throw Error("site '" + site->name + "' takes " + definition::namesOf(site->outputs) +
+                " and this image is made as " + definition::namesOf(imageOutputs) +
                 "; add one of them to the definition's outputs");
-  }
   return out;
 }
 

@@ -1,6 +1,5 @@
 #include "definition/definition_json.h"
 
-#include <algorithm>
 #include <sstream>
 
 #include "common/units.h"
@@ -448,10 +447,9 @@ std::string summarize(const ImageDefinition& def) {
                                                     : std::string("agent default"));
     row("glance", text);
     row("outputs",
-        joined(outputNames(def), ", ") +
-            (std::find(def.outputs.begin(), def.outputs.end(), OutputKind::raw) != def.outputs.end()
-                 ? " (raw expanded from the delivered qcow2 at each controller)"
-                 : ""));
+        namesOf(def.outputs) + (lists(def.outputs, OutputKind::raw)
+                                    ? " (raw expanded from the delivered qcow2 at each controller)"
+                                    : ""));
     auto props = g.allProperties();
     std::string line;
     for (const auto& [k, v] : props)

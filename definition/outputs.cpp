@@ -50,6 +50,17 @@ std::string_view diskFormatOf(OutputKind kind) {
   return entry(kind).diskFormat;
 }
 
+bool lists(const std::vector<OutputKind>& kinds, OutputKind kind) {
+  return std::find(kinds.begin(), kinds.end(), kind) != kinds.end();
+}
+
+std::string namesOf(const std::vector<OutputKind>& kinds) {
+  std::string out;
+  for (auto k : kinds)
+    out += (out.empty() ? "" : ", ") + std::string(toString(k));
+  return out;
+}
+
 std::vector<OutputKind> parseOutputs(const YamlReader& node, std::vector<OutputKind> fallback) {
   if (node.isNull()) return fallback;
   std::vector<OutputKind> out;
@@ -106,9 +117,10 @@ std::vector<OutputDigests> outputDigestsFromJson(const nlohmann::json& section) 
 const OutputDigests& digestsOf(const std::vector<OutputDigests>& outputs, OutputKind kind) {
   for (const auto& o : outputs)
     if (o.kind == kind) return o;
-  std::string have;
+  std::vector<OutputKind> kinds;
   for (const auto& o : outputs)
-    have += (have.empty() ? "" : ", ") + std::string(toString(o.kind));
+    kinds.push_back(o.kind);
+  const std::string have = namesOf(kinds);
   throw Error("the build manifest has no " + std::string(toString(kind)) + " output (" +
               (have.empty() ? "it lists no outputs: the definition built only the qcow2"
                             : "it has " + have) +

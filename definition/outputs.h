@@ -21,6 +21,9 @@ std::string_view toString(OutputKind kind);
 std::optional<OutputKind> parseOutputKind(std::string_view name);
 // Glance's disk_format of an output.
 std::string_view diskFormatOf(OutputKind kind);
+bool lists(const std::vector<OutputKind>& kinds, OutputKind kind);
+// "qcow2, raw": kinds as messages and summaries name them.
+std::string namesOf(const std::vector<OutputKind>& kinds);
 
 // `outputs:` of a definition or of a topology site: a non-empty list of known kinds, each once.
 // Null gives `fallback`. Fails naming the entry that is not a kind or is listed twice.

@@ -2,8 +2,6 @@
 // (outputs: [raw]). The WAN carries the compressed qcow2; a Ceph site registers the raw, and
 // checks what it expanded against these digests, taken here from the same expansion of the same
 // file (qemu-img convert -O raw: the guest-visible bytes, whatever the qcow2's layout).
-#include <algorithm>
-
 #include "agent-build/steps/step.h"
 #include "common/temp_dir.h"
 #include "common/units.h"
@@ -14,15 +12,11 @@ namespace {
 namespace fs = std::filesystem;
 using definition::OutputKind;
 
-bool wantsRaw(const definition::ImageDefinition& def) {
-  return std::find(def.outputs.begin(), def.outputs.end(), OutputKind::raw) != def.outputs.end();
-}
-
 class RawDigestsStep : public Step {
  public:
   std::string_view name() const override { return "raw_digests"; }
   std::string skipReason(const definition::ImageDefinition& def) const override {
-    return wantsRaw(def) ? "" : "no raw output";
+    return definition::lists(def.outputs, OutputKind::raw) ? "" : "no raw output";
   }
 
   std::string run(BuildContext& ctx) override {

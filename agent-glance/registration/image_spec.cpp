@@ -12,6 +12,7 @@ std::map<std::string, std::string> glanceProperties(const definition::ResolvedGl
   if (!provenance.sha256.empty()) props["imgpipe_sha256"] = provenance.sha256;
   if (!provenance.manifestDigest.empty())
     props["imgpipe_manifest_digest"] = provenance.manifestDigest;
+  props["imgpipe_output"] = definition::toString(provenance.output);
   return props;
 }
 

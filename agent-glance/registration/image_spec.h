@@ -7,6 +7,7 @@
 #include <string_view>
 #include <vector>
 
+#include "definition/outputs.h"
 #include "definition/resolved_glance.h"
 
 namespace imgpipe::glance {
@@ -17,6 +18,7 @@ struct Provenance {
   std::string buildId;
   std::string sha256;          // hex of the artifact (the artifact id)
   std::string manifestDigest;  // digest of the transfer manifest, if known
+  definition::OutputKind output = definition::OutputKind::qcow2;
 };
 
 // The custom properties of the image: the spec's, plus imgpipe's own:
@@ -25,6 +27,7 @@ struct Provenance {
 //   imgpipe_version          the definition's version (orders versions)
 //   imgpipe_sha256           SHA-256 of the uploaded file (Glance itself reports SHA-512)
 //   imgpipe_manifest_digest  the transfer manifest the artifact was verified against
+//   imgpipe_output           which of the build's outputs this image is (qcow2, raw)
 std::map<std::string, std::string> glanceProperties(const definition::ResolvedGlance& spec,
                                                     const Provenance& provenance);
 

@@ -149,9 +149,8 @@ struct Registrar::Attempt {
         logger(log::forJob(r.jobId, kStep)),
         http(c.http),
         glance(http, a, s),
-        properties(glanceProperties(r.spec, {r.buildId, lower(r.sha256), r.manifestDigest})) {
-    properties["imgpipe_output"] = definition::toString(r.output);
-  }
+        properties(
+            glanceProperties(r.spec, {r.buildId, lower(r.sha256), r.manifestDigest, r.output})) {}
 
   void note(agent::LogLevel level, const std::string& message) {
     switch (level) {
