@@ -68,6 +68,10 @@ void GlanceRunner::run(const agent::TaskSpec& task, agent::TaskReporter& reporte
     const std::string outputName = spec->output.empty() ? "qcow2" : spec->output;
     const auto output = definition::parseOutputKind(outputName);
     if (!output) throw Error("the task asks for output '" + outputName + "', unknown here");
+    if (!definition::reachesControllers(*output))
+      throw Error("the task asks for output '" + outputName +
+                  "', which stays at the build agent: a controller cannot make it from the "
+                  "delivered qcow2");
     req.output = *output;
     if (req.output != definition::OutputKind::qcow2) {
       // Only what the build made digests for can be registered: they are the expansion's check.

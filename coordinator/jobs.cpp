@@ -305,7 +305,8 @@ void Engine::planDelivery(Job& job) {
       auto kind = definition::parseOutputKind(name);
       if (!kind)
         throw Error("the build reported output '" + name + "', unknown to this coordinator");
-      made.push_back(*kind);
+      // An iso stays at the build agent (definition/outputs.h): nothing to register.
+      if (definition::reachesControllers(*kind)) made.push_back(*kind);
     }
     if (made.empty()) made.push_back(definition::OutputKind::qcow2);  // built before outputs
     for (const auto& controller : job.targets)

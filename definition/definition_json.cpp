@@ -251,6 +251,13 @@ json toJson(const ImageDefinition& def) {
                      {"require_cloud_init", def.validation.requireCloudInit},
                      {"require_qemu_guest_agent", def.validation.requireQemuGuestAgent},
                      {"require_sshd", def.validation.requireSshd}};
+  // Only when set: existing definitions keep their content digest (result key).
+  if (!bt.outputs.empty()) {
+    auto booted = nlohmann::json::array();
+    for (auto kind : bt.outputs)
+      booted.push_back(toString(kind));
+    j["validation"]["boot_test"]["outputs"] = booted;
+  }
 
   const auto& g = def.glance;
   j["glance"] = {{"display_name", g.displayName},
@@ -303,13 +310,13 @@ std::string summarize(const ImageDefinition& def) {
   } else if (auto* r = std::get_if<RootfsBase>(&def.base)) {
     row("base", "root tarball " + baseFileSummary(r->file) + "; " + treeSummary(r->tree));
   } else {
-    const auto& o = std::get<OciBase>(def.base);
+    const auto& oci = std::get<OciBase>(def.base);
     row("base", "OCI image " +
-                    (o.registry.empty() ? baseFileSummary(o.file)
-                                        : "docker://" + o.registry + " sha256 " +
-                                              o.file.sha256.substr(0, 12) + "...") +
-                    (o.format ? ", " + std::string(toString(*o.format)) : std::string()) +
-                    (o.ref.empty() ? "" : ", ref " + o.ref) + "; " + treeSummary(o.tree));
+                    (oci.registry.empty() ? baseFileSummary(oci.file)
+                                          : "docker://" + oci.registry + " sha256 " +
+                                                oci.file.sha256.substr(0, 12) + "...") +
+                    (oci.format ? ", " + std::string(toString(*oci.format)) : std::string()) +
+                    (oci.ref.empty() ? "" : ", ref " + oci.ref) + "; " + treeSummary(oci.tree));
   }
   row("disk", (def.disk.size ? formatBytes(*def.disk.size) : std::string("size of the base")) +
                   ", compression " +
@@ -418,7 +425,8 @@ std::string summarize(const ImageDefinition& def) {
     if (!v.expectServices.empty()) text += "; enabled " + joined(v.expectServices);
     const auto& bt = v.bootTest;
     text += bt.enabled
-                ? "; acceptance boot (" + std::string(toString(bt.method)) +
+                ? "; acceptance boot of " + namesOf(bootedOutputs(def)) + " (" +
+                      std::string(toString(bt.method)) +
                       (bt.method == BootMethod::qemu
                            ? ", firmware " + std::string(toString(bt.firmware))
                            : "") +
@@ -447,9 +455,11 @@ std::string summarize(const ImageDefinition& def) {
                                                     : std::string("agent default"));
     row("glance", text);
     row("outputs",
-        namesOf(def.outputs) + (lists(def.outputs, OutputKind::raw)
-                                    ? " (raw expanded from the delivered qcow2 at each controller)"
-                                    : ""));
+        namesOf(def.outputs) +
+            (lists(def.outputs, OutputKind::raw)
+                 ? " (raw expanded from the delivered qcow2 at each controller)"
+                 : "") +
+            (lists(def.outputs, OutputKind::iso) ? " (iso kept at the build agent)" : ""));
     auto props = g.allProperties();
     std::string line;
     for (const auto& [k, v] : props)

@@ -277,6 +277,9 @@ struct BootTestSpec {
   std::optional<std::uint64_t> diskSize;  // the instance's disk; empty: twice the image's
   std::string resolve;                    // the name looked up in the guest; empty: the mirror's
   std::vector<BootCheck> checks;
+  // Which outputs are booted: qcow2 (the disk) and/or iso (the live ISO). Empty: every one of
+  // them the definition's outputs list.
+  std::vector<OutputKind> outputs;
 };
 struct ValidationSpec {
   BootTestSpec bootTest;
@@ -363,5 +366,8 @@ std::string_view baseKind(const BaseSpec& base);  // path, url, debootstrap, roo
 std::string deriveVersion(std::chrono::system_clock::time_point when);
 // The version a job of `def` submitted at `when` gets: the definition's own, else derived.
 std::string versionAt(const ImageDefinition& def, std::chrono::system_clock::time_point when);
+// The outputs the acceptance boot boots: validation.boot_test.outputs, else every bootable
+// output the definition lists (qcow2, iso; a raw is the qcow2's bytes).
+std::vector<OutputKind> bootedOutputs(const ImageDefinition& def);
 
 }  // namespace imgpipe::definition

@@ -11,9 +11,11 @@ namespace {
 struct KindName {
   OutputKind kind;
   std::string_view name, diskFormat;
+  bool reachesControllers;
 };
-constexpr std::array kKinds{KindName{OutputKind::qcow2, "qcow2", "qcow2"},
-                            KindName{OutputKind::raw, "raw", "raw"}};
+constexpr std::array kKinds{KindName{OutputKind::qcow2, "qcow2", "qcow2", true},
+                            KindName{OutputKind::raw, "raw", "raw", true},
+                            KindName{OutputKind::iso, "iso", "iso", false}};
 
 const KindName& entry(OutputKind kind) {
   for (const auto& k : kKinds)
@@ -50,6 +52,10 @@ std::string_view diskFormatOf(OutputKind kind) {
   return entry(kind).diskFormat;
 }
 
+bool reachesControllers(OutputKind kind) {
+  return entry(kind).reachesControllers;
+}
+
 bool lists(const std::vector<OutputKind>& kinds, OutputKind kind) {
   return std::find(kinds.begin(), kinds.end(), kind) != kinds.end();
 }
@@ -81,12 +87,15 @@ std::vector<OutputKind> parseOutputs(const YamlReader& node, std::vector<OutputK
 
 nlohmann::json toJson(const std::vector<OutputDigests>& outputs) {
   auto section = nlohmann::json::array();
-  for (const auto& o : outputs)
-    section.push_back({{"kind", toString(o.kind)},
-                       {"disk_format", diskFormatOf(o.kind)},
-                       {"size", o.size},
-                       {"sha256", o.sha256},
-                       {"sha512", o.sha512}});
+  for (const auto& o : outputs) {
+    nlohmann::json entry = {{"kind", toString(o.kind)},
+                            {"disk_format", diskFormatOf(o.kind)},
+                            {"size", o.size},
+                            {"sha256", o.sha256},
+                            {"sha512", o.sha512}};
+    if (!o.file.empty()) entry["file"] = o.file;
+    section.push_back(std::move(entry));
+  }
   return section;
 }
 
@@ -107,6 +116,15 @@ std::vector<OutputDigests> outputDigestsFromJson(const nlohmann::json& section) 
     d.sha512 = o.value("sha512", "");
     if (!isHex(d.sha256, 64) || !isHex(d.sha512, 128))
       throw Error("output " + name + " in the build manifest has no valid sha256 and sha512");
+    if (o.contains("file")) {
+      if (!o["file"].is_string()) throw Error("output " + name + "'s file is not a name");
+      d.file = o["file"].get<std::string>();
+      // A name beside the manifest, never a path: whoever reads the manifest opens it there.
+      if (d.file.empty() || d.file.find('/') != std::string::npos || d.file == "." ||
+          d.file == "..")
+        throw Error("output " + name + "'s file '" + d.file +
+                    "' is not a file name beside the manifest");
+    }
     for (const auto& seen : out)
       if (seen.kind == d.kind) throw Error("the build manifest lists output " + name + " twice");
     out.push_back(std::move(d));

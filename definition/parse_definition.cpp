@@ -865,6 +865,11 @@ BootTestSpec parseBootTest(const YamlReader& bt) {
     if (!allOf(b.resolve, [](char c) { return isAlnum(c) || c == '.' || c == '-'; }))
       r.fail("must be a host name, got '" + b.resolve + "'");
   }
+  if (auto o = bt.at("outputs"); !o.isNull()) {
+    b.outputs = parseOutputs(o, {});
+    for (auto kind : b.outputs)
+      if (kind == OutputKind::raw) o.fail("a raw is the qcow2's bytes: boot it as qcow2");
+  }
   if (auto e = bt.at("expect"); !e.isNull())
     e.fail(
         "no longer used: the acceptance boot checks from inside the guest instead of waiting "
@@ -1025,6 +1030,13 @@ ImageDefinition parseDefinition(const YamlReader& doc) {
   def.glance = parseGlance(doc);
   def.network = parseNetwork(doc);
   def.outputs = parseOutputs(doc.at("outputs"), {OutputKind::qcow2});
+  for (auto kind : def.validation.bootTest.outputs)
+    if (!lists(def.outputs, kind))
+      doc.at("validation")
+          .at("boot_test")
+          .at("outputs")
+          .fail("boots " + std::string(toString(kind)) + ", which is not among the outputs (" +
+                namesOf(def.outputs) + ")");
 
   // Nova refuses to boot an image on a flavor whose disk is smaller than the image's virtual
   // size, so a min_disk below the disk size only advertises flavors that cannot work.
@@ -1187,6 +1199,14 @@ std::string deriveVersion(std::chrono::system_clock::time_point when) {
   char buf[32];
   std::strftime(buf, sizeof buf, "%Y.%m.%d-%H%M%S", &tm);
   return buf;
+}
+
+std::vector<OutputKind> bootedOutputs(const ImageDefinition& def) {
+  if (!def.validation.bootTest.outputs.empty()) return def.validation.bootTest.outputs;
+  std::vector<OutputKind> out;
+  for (auto kind : def.outputs)
+    if (kind != OutputKind::raw) out.push_back(kind);
+  return out;
 }
 
 }  // namespace imgpipe::definition

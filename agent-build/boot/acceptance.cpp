@@ -38,6 +38,11 @@ bool BootRun::passed() const {
   return error.empty() && failedChecks().empty() && !checks.empty();
 }
 
+std::string BootRun::where() const {
+  if (method != "qemu") return method;
+  return medium == "disk" ? firmware : medium + " " + firmware;
+}
+
 std::vector<std::string> BootRun::failedChecks() const {
   std::vector<std::string> out;
   for (const auto& c : checks)
@@ -51,9 +56,11 @@ nlohmann::json toJson(const BootRun& r) {
     checks.push_back({{"check", c.check}, {"ok", c.ok}, {"detail", c.detail}});
   for (const auto& [check, why] : r.skipped)
     skipped.push_back({{"check", check}, {"reason", why}});
-  nlohmann::json j = {{"method", r.method}, {"passed", r.passed()}, {"seconds", r.seconds},
-                      {"checks", checks},   {"skipped", skipped},   {"error", r.error}};
+  nlohmann::json j = {{"method", r.method},   {"where", r.where()}, {"passed", r.passed()},
+                      {"seconds", r.seconds}, {"checks", checks},   {"skipped", skipped},
+                      {"error", r.error}};
   if (r.method == "qemu") {
+    j["medium"] = r.medium;
     j["firmware"] = r.firmware;
     j["accel"] = r.accel;
   }
@@ -118,8 +125,7 @@ std::string bootTestFailure(const std::vector<BootRun>& runs) {
   std::string msg;
   for (const auto& r : runs) {
     if (r.passed()) continue;
-    const std::string where = r.method == "qemu" ? r.firmware : r.method;
-    msg += (msg.empty() ? "" : "\n") + std::string("acceptance boot (") + where + ") failed";
+    msg += (msg.empty() ? "" : "\n") + std::string("acceptance boot (") + r.where() + ") failed";
     if (!r.error.empty()) msg += ": " + r.error;
     auto failed = r.failedChecks();
     if (!failed.empty()) {

@@ -47,10 +47,11 @@ struct CheckResult {
 
 // One boot of the image and what its checks found. Value type.
 struct BootRun {
-  std::string method;    // qemu | nspawn
-  std::string firmware;  // bios | uefi (qemu)
-  std::string accel;     // kvm | tcg (qemu)
-  double seconds = 0;    // power-on to the last in-guest check
+  std::string method;           // qemu | nspawn
+  std::string medium = "disk";  // disk | iso (the live ISO, outputs: [iso])
+  std::string firmware;         // bios | uefi (qemu)
+  std::string accel;            // kvm | tcg (qemu)
+  double seconds = 0;           // power-on to the last in-guest check
   std::vector<CheckResult> checks;
   std::map<std::string, std::string> skipped;  // check -> why
   std::string error;        // the boot itself failed (no results, QEMU exited, timeout)
@@ -58,6 +59,8 @@ struct BootRun {
   std::filesystem::path consoleLog;
 
   bool passed() const;
+  // How reports name this boot: "bios", "uefi", "nspawn", "iso bios", "iso uefi".
+  std::string where() const;
   std::vector<std::string> failedChecks() const;
 };
 

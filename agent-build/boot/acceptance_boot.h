@@ -43,4 +43,13 @@ std::vector<BootRun> runAcceptanceBoot(const std::filesystem::path& image,
                                        const ExecContext& exec,
                                        const std::function<void(const std::string&)>& info);
 
+// Boots a live ISO (outputs: [iso]) the same way, from a CD-ROM and without a disk, once per
+// firmware (auto: both, as the ISO has both loaders), with the same checks except the root's
+// growth. Only QEMU can boot an ISO: callers skip it under method: nspawn.
+std::vector<BootRun> runLiveAcceptanceBoot(const std::filesystem::path& iso,
+                                           const AcceptanceOptions& options,
+                                           const std::filesystem::path& scratch,
+                                           const ExecContext& exec,
+                                           const std::function<void(const std::string&)>& info);
+
 }  // namespace imgpipe::build

@@ -89,7 +89,8 @@ std::string resolveAccel(const std::string& qemu, const std::string& configured,
   return probed;
 }
 
-QemuVm::QemuVm(const VmOptions& opt, const ExecContext& exec) : dir_(opt.dir) {
+QemuVm::QemuVm(const VmOptions& opt, const ExecContext& exec)
+    : dir_(opt.dir), sockets_("/run", "imgpipe-vm-") {
   fs::create_directories(dir_);
   for (const auto& f : {console(), results(), guestAgentSocket(), log()})
     fs::remove(f);
@@ -100,8 +101,6 @@ QemuVm::QemuVm(const VmOptions& opt, const ExecContext& exec) : dir_(opt.dir) {
       // itself is a finding.
       "-no-reboot", "-chardev", "file,id=console,path=" + console().string(), "-serial",
       "chardev:console", "-drive",
-      "if=none,id=disk,format=qcow2,discard=unmap,cache=unsafe,file=" + opt.disk.string(),
-      "-device", "virtio-blk-pci,drive=disk,bootindex=0", "-drive",
       "if=none,id=seed,format=raw,readonly=on,file=" + opt.seed.string(), "-device",
       "virtio-blk-pci,drive=seed", "-nic", "user,model=virtio-net-pci", "-device",
       "virtio-serial-pci,id=vser", "-chardev",
@@ -109,6 +108,18 @@ QemuVm::QemuVm(const VmOptions& opt, const ExecContext& exec) : dir_(opt.dir) {
       std::string("virtserialport,bus=vser.0,chardev=qga,name=") + kGuestAgentPort, "-chardev",
       "file,id=results,path=" + results().string(), "-device",
       std::string("virtserialport,bus=vser.0,chardev=results,name=") + kResultsPort};
+  const std::vector<std::string> medium =
+      opt.cdrom.empty()
+          ? std::vector<std::string>{"-drive",
+                                     "if=none,id=disk,format=qcow2,discard=unmap,cache=unsafe,"
+                                     "file=" +
+                                         opt.disk.string(),
+                                     "-device", "virtio-blk-pci,drive=disk,bootindex=0"}
+          // q35's own AHCI controller, as Nova attaches an ISO image (hw_cdrom_bus=sata).
+          : std::vector<std::string>{
+                "-drive", "if=none,id=cd,media=cdrom,readonly=on,file=" + opt.cdrom.string(),
+                "-device", "ide-cd,bus=ide.0,drive=cd,bootindex=0"};
+  argv.insert(argv.end(), medium.begin(), medium.end());
   if (opt.firmware == Firmware::uefi) {
     // A fresh variable store, as a new instance has: the image must boot from the removable
     // path without a boot entry of its own.

@@ -8,6 +8,7 @@
 #include "agent-build/boot/acceptance.h"
 #include "agent-build/util/exec.h"
 #include "common/subprocess.h"
+#include "common/temp_dir.h"
 
 namespace imgpipe::build {
 
@@ -44,12 +45,14 @@ struct VmOptions {
   Firmware firmware = Firmware::bios;
   std::uint64_t memory = 1024ull << 20;
   unsigned cpus = 1;
-  std::filesystem::path disk;  // the overlay
-  std::filesystem::path seed;  // the NoCloud seed image
-  std::filesystem::path dir;   // console log, sockets, results, UEFI variables
+  std::filesystem::path disk;   // the overlay; empty with a cdrom
+  std::filesystem::path cdrom;  // a live ISO, booted instead of a disk
+  std::filesystem::path seed;   // the NoCloud seed image
+  std::filesystem::path dir;    // console log, sockets, results, UEFI variables
 };
 
-// A guest booted the way Nova boots one: q35, the disk through the image's own bootloader
+// A guest booted the way Nova boots one: q35, the disk (or a live ISO on a SATA CD-ROM) through
+// the image's own bootloader
 // (SeaBIOS, or OVMF with a fresh variable store), the seed as a second disk, user networking
 // (virtio-net), a virtio-serial controller with the guest agent's port (a unix socket here)
 // and the acceptance checks' results port (a file here), the serial console into a file.
@@ -62,7 +65,9 @@ class QemuVm {
 
   std::filesystem::path console() const { return dir_ / "console.log"; }
   std::filesystem::path results() const { return dir_ / "results.jsonl"; }
-  std::filesystem::path guestAgentSocket() const { return dir_ / "qga.sock"; }
+  // In a short directory of its own: a unix socket path has at most 107 bytes, and the work
+  // dir of a build can be deeper than that leaves.
+  std::filesystem::path guestAgentSocket() const { return sockets_.path() / "qga.sock"; }
   std::filesystem::path log() const { return dir_ / "qemu.log"; }
   // The exit code once QEMU has exited (the guest powered off or QEMU failed), else nullopt.
   std::optional<int> exited();
@@ -71,6 +76,7 @@ class QemuVm {
 
  private:
   std::filesystem::path dir_;
+  TempDir sockets_;
   std::optional<Subprocess> qemu_;
 };
 

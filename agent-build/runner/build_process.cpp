@@ -105,8 +105,8 @@ BuildOutcome runBuild(const JobSpec& job, BuildEvents& events, std::stop_token s
     out.size = m.at("image").at("size");
     out.virtualSize = m.at("image").at("virtual_size");
     out.validation = m.value("validation", json());
-    for (const auto& o : definition::outputDigestsFromJson(m.value("outputs", json::array())))
-      out.outputs.emplace_back(definition::toString(o.kind));
+    for (const auto& entry : definition::outputDigestsFromJson(m.value("outputs", json::array())))
+      out.outputs.emplace_back(definition::toString(entry.kind));
     outcome.output = out;
     return outcome;
   }

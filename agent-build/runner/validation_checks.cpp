@@ -10,9 +10,9 @@ std::vector<agent::CheckInfo> checksFromValidation(const nlohmann::json& validat
         {"validate", c.value("check", ""), c.value("ok", false), false, c.value("detail", "")});
   const auto bt = validation.value("boot_test", nlohmann::json::object());
   for (const auto& boot : bt.value("boots", nlohmann::json::array())) {
+    // "where" is BootRun::where(); manifests of before it name the firmware or the method.
     const std::string group =
-        "boot " + (boot.value("method", "") == "qemu" ? boot.value("firmware", "")
-                                                      : boot.value("method", ""));
+        "boot " + boot.value("where", boot.value("firmware", boot.value("method", "")));
     if (!boot.value("error", "").empty())
       out.push_back({group, "boot", false, false, boot.value("error", "")});
     for (const auto& c : boot.value("checks", nlohmann::json::array()))

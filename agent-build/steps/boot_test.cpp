@@ -35,11 +35,25 @@ class BootTestStep : public Step {
     const fs::path scratch = ctx.workDir / "boot";
     const auto facts = inspectImage(ctx.output, scratch / "inspect", ctx.def.disk.rootLabel, exec);
     const auto options = acceptanceOptions(ctx.def, facts, ctx.config);
-    auto runs = runAcceptanceBoot(ctx.output, options, scratch, exec,
-                                  [&](const std::string& line) { ctx.log.info(line); });
+    const auto info = [&](const std::string& line) { ctx.log.info(line); };
+    const auto booted = definition::bootedOutputs(ctx.def);
+    std::vector<BootRun> runs;
+    if (definition::lists(booted, definition::OutputKind::qcow2))
+      runs = runAcceptanceBoot(ctx.output, options, scratch, exec, info);
+    else
+      ctx.log.info("the qcow2 is not booted (validation.boot_test.outputs: " +
+                   definition::namesOf(booted) + ")");
+    if (!ctx.liveIso.empty() && definition::lists(booted, definition::OutputKind::iso)) {
+      if (options.spec.method == definition::BootMethod::qemu) {
+        auto live = runLiveAcceptanceBoot(ctx.liveIso, options, scratch, exec, info);
+        runs.insert(runs.end(), live.begin(), live.end());
+      } else {
+        ctx.log.warn("the live ISO is not booted: method nspawn boots a root, not an ISO");
+      }
+    }
     std::string summary;
     for (const auto& r : runs) {
-      const std::string where = r.method == "qemu" ? r.firmware : r.method;
+      const std::string where = r.where();
       for (const auto& c : r.checks)
         ctx.log.detail(std::string(c.ok ? "ok     " : "FAILED ") + "[" + where + "] " + c.check +
                        (c.detail.empty() ? "" : ": " + c.detail));

@@ -106,6 +106,8 @@ class BuildContext {
   ImageInfo outputInfo;
   FileDigests outputDigests;
   std::optional<FileDigests> rawDigests;  // outputs: [raw]: of the qcow2 expanded to raw
+  std::filesystem::path liveIso;          // outputs: [iso]: the live ISO in the work dir
+  std::optional<FileDigests> isoDigests;
   nlohmann::json validation = nlohmann::json::object();
   std::vector<StepTiming> timings;
   // Where the manifest step published the result.

@@ -60,7 +60,8 @@ void pruneOutputs(const fs::path& nameDir, unsigned keep, const fs::path& curren
   }
 }
 
-std::vector<definition::OutputDigests> outputDigestsOf(const BuildContext& ctx, const json& image) {
+std::vector<definition::OutputDigests> outputDigestsOf(const BuildContext& ctx, const json& image,
+                                                       const fs::path& isoFile) {
   std::vector<definition::OutputDigests> outs;
   for (auto kind : ctx.def.outputs) {
     switch (kind) {
@@ -73,6 +74,11 @@ std::vector<definition::OutputDigests> outputDigestsOf(const BuildContext& ctx, 
         if (!ctx.rawDigests) throw Error("the raw output has no digests (raw_digests did not run)");
         outs.push_back({kind, ctx.rawDigests->size, toHex(ctx.rawDigests->sha256),
                         toHex(ctx.rawDigests->sha512)});
+        break;
+      case definition::OutputKind::iso:
+        if (!ctx.isoDigests) throw Error("the iso output has no digests (live_iso did not run)");
+        outs.push_back({kind, ctx.isoDigests->size, toHex(ctx.isoDigests->sha256),
+                        toHex(ctx.isoDigests->sha512), isoFile.filename().string()});
         break;
     }
   }
@@ -124,8 +130,22 @@ class ManifestStep : public Step {
             {{"name", p.name}, {"version", p.version}, {"architecture", p.architecture}});
       validation = ctx.validation;
     }
-    json outputs = ctx.reusable ? ctx.reusable->manifest.value("outputs", json()) : json();
-    if (outputs.is_null()) outputs = definition::toJson(outputDigestsOf(ctx, image));
+    // Files published beside the image, each under this version's name.
+    const fs::path isoFile = outDir / (stem + ".iso");
+    json outputs;
+    if (ctx.reusable && ctx.reusable->manifest.contains("outputs")) {
+      auto reused = definition::outputDigestsFromJson(ctx.reusable->manifest.at("outputs"));
+      for (auto& o : reused) {
+        if (o.file.empty()) continue;
+        const fs::path to = outDir / (stem + fs::path(o.file).extension().string());
+        place(ctx.reusable->image.parent_path() / o.file, to, true);
+        o.file = to.filename().string();
+      }
+      outputs = definition::toJson(reused);
+    } else {
+      if (!ctx.reusable && !ctx.liveIso.empty()) place(ctx.liveIso, isoFile, false);
+      outputs = definition::toJson(outputDigestsOf(ctx, image, isoFile));
+    }
     image["name"] = ctx.def.name;
     image["version"] = ctx.version;
     image["file"] = ctx.finalImage.filename().string();

@@ -14,6 +14,7 @@ std::vector<std::unique_ptr<Step>> makePipeline() {
   steps.push_back(makeMirrorsStep());  // before packages: apt must use the site's mirrors
   steps.push_back(makeRepositoriesStep());
   steps.push_back(makePackagesStep());
+  steps.push_back(makeLiveBootStep());  // outputs: [iso]: before scripts and cleanup
   steps.push_back(makeFilesStep());
   steps.push_back(makeScriptsStep());
   steps.push_back(makeAnsibleStep());  // after packages and scripts, before cleanup
@@ -24,6 +25,7 @@ std::vector<std::unique_ptr<Step>> makePipeline() {
   steps.push_back(makeCompactStep());
   steps.push_back(makeRawDigestsStep());
   steps.push_back(makeValidateStep());
+  steps.push_back(makeLiveIsoStep());  // of the validated image; booted by boot_test
   steps.push_back(makeBootTestStep());
   steps.push_back(makeManifestStep());  // last: it records every step's timing and the checks
   return steps;

@@ -2,6 +2,7 @@
 // disk steps are skipped and the manifest step publishes that image under this version.
 #include "agent-build/runner/result_cache.h"
 #include "agent-build/steps/step.h"
+#include "definition/outputs.h"
 
 namespace imgpipe::build {
 namespace {
@@ -23,6 +24,20 @@ class ReuseStep : public Step {
                    " changed on disk; building again");
       ctx.reusable.reset();
       return "earlier result changed on disk; building";
+    }
+    // Files published beside the image (a live ISO) must still be there, unchanged.
+    for (const auto& out : definition::outputDigestsFromJson(
+             ctx.reusable->manifest.value("outputs", nlohmann::json::array()))) {
+      if (out.file.empty()) continue;
+      const auto file = ctx.reusable->image.parent_path() / out.file;
+      std::error_code ec;
+      if (!std::filesystem::exists(file, ec) || toHex(hashFile(file).sha256) != out.sha256) {
+        ctx.log.warn("the earlier result's " + std::string(definition::toString(out.kind)) +
+                     " output " + file.string() + " is gone or changed; building again");
+        ctx.reusable.reset();
+        return "earlier result's " + std::string(definition::toString(out.kind)) +
+               " output gone or changed; building";
+      }
     }
     // The base is not needed any more: let the cache evict it if it must.
     ctx.baseLock.reset();

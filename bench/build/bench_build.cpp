@@ -105,17 +105,7 @@ int main(int argc, char** argv) {
   }
 
   try {
-    std::fprintf(stderr,
-                 "preparing the base (tests/build/fixture-base.yaml; made once, then cached)\n");
-    fs::create_directories(kSharedCache);
-    writeFileAtomic(kSharedCache / "fixture-config.yaml",
-                    "build:\n  base_cache: {debootstrap_max_age: 720h, max_size: 20G}\n");
-    auto baseJson = run({agent().string(), "prepare-base",
-                         (source() / "tests/build/fixture-base.yaml").string(), "--work-dir",
-                         "/var/tmp/imgpipe-test-fixture-work", "--cache-dir", kSharedCache.string(),
-                         "--config", (kSharedCache / "fixture-config.yaml").string(), "--json"});
-    auto base = json::parse(baseJson.substr(baseJson.find('{')));
-    const std::string baseFile = base["base"], baseSha = base["sha256"];
+    const auto [baseFile, baseSha] = fixtureBase();
 
     TempDir area("/var/tmp", "imgpipe-bench-");
     fs::create_directories(area.path() / "work");

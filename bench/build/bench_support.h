@@ -22,4 +22,10 @@ std::string run(std::vector<std::string> argv, bool quiet = true);
 
 double timed(const std::function<void()>& fn);  // seconds
 
+// The tests' fixture base (tests/build/fixture-base.yaml), made once and kept in kSharedCache.
+struct FixtureBase {
+  std::string file, sha256;
+};
+FixtureBase fixtureBase();
+
 }  // namespace imgpipe::bench

@@ -30,6 +30,13 @@ cleanup() {
   return 0
 }
 trap cleanup EXIT
+# The host's resolver and names inside a root: a mirror may be known only from the host's
+# /etc/hosts, and systemd-resolved's postinst points resolv.conf at a stub that is not running.
+use_host_names() {
+  rm -f "$1/etc/resolv.conf"
+  grep '^nameserver' /etc/resolv.conf > "$1/etc/resolv.conf"
+  cp /etc/hosts "$1/etc/hosts"
+}
 in_root() {
   local root=$1
   shift
@@ -40,11 +47,8 @@ skopeo --insecure-policy copy --quiet "oci:$src" "oci:$work/layout:base"
 umoci unpack --image "$work/layout:base" "$bundle" >/dev/null
 
 bind "$rootfs"
-rm -f "$rootfs/etc/resolv.conf"
-grep '^nameserver' /etc/resolv.conf > "$rootfs/etc/resolv.conf"
-# The host's names as well: a mirror may be known only from the host's /etc/hosts.
 cp -a "$rootfs/etc/hosts" "$work/hosts.image" 2>/dev/null || : > "$work/hosts.image"
-cp /etc/hosts "$rootfs/etc/hosts"
+use_host_names "$rootfs"
 printf '#!/bin/sh\nexit 101\n' > "$rootfs/usr/sbin/policy-rc.d"
 chmod 755 "$rootfs/usr/sbin/policy-rc.d"
 in_root "$rootfs" apt-get update
@@ -70,6 +74,7 @@ rm -rf "$bundle"
 mkdir -p "$mnt"
 mount "${loop}p1" "$mnt"
 bind "$mnt"
+use_host_names "$mnt"
 echo 'grub-pc grub-pc/install_devices_empty boolean true' | in_root "$mnt" debconf-set-selections
 in_root "$mnt" apt-get install -y --no-install-recommends grub-pc
 in_root "$mnt" grub-install --target=i386-pc "$loop"

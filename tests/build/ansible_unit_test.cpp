@@ -211,7 +211,7 @@ TEST(ExecBroker, RunsTheCommandWithTheClientsStdioAndExitStatus) {
   EXPECT_EQ(asked[0].front(), "/bin/sh");  // the root argument is not the command's
 
   // A hostile client: a frame without descriptors, then garbage. Refused; the broker serves on.
-  for (const std::string junk : {std::string("\x05\0\0\0abcd\0", 9), std::string(64, '\xff')}) {
+  for (const std::string& junk : {std::string("\x05\0\0\0abcd\0", 9), std::string(64, '\xff')}) {
     int s = ::socket(AF_UNIX, SOCK_STREAM, 0);
     sockaddr_un addr{};
     addr.sun_family = AF_UNIX;

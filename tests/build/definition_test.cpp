@@ -472,9 +472,39 @@ TEST(Definition, OutputsAreQcow2ByDefaultEachKindOnceAndTheBuildPlansTheirDigest
 
   EXPECT_NE(errorOf(std::string(kMinimal) + "outputs: [qcow2, vmdk]\n")
                 .find("def.yaml:4:18: outputs[1]: 'vmdk' is not an output this version builds "
-                      "(qcow2, raw)"),
+                      "(qcow2, raw, iso)"),
             std::string::npos)
       << errorOf(std::string(kMinimal) + "outputs: [qcow2, vmdk]\n");
+  // A live ISO: live-boot goes in while the image is customized, the ISO is made of the
+  // validated image and booted by the acceptance boot after it.
+  auto live = definition::parseDefinition(std::string(kMinimal) + "outputs: [qcow2, iso]\n", "t");
+  const auto liveSteps = plannedSteps(live);
+  auto liveAt = [&](const char* name) {
+    return std::find(liveSteps.begin(), liveSteps.end(), name);
+  };
+  ASSERT_NE(liveAt("live_boot"), liveSteps.end());
+  ASSERT_NE(liveAt("live_iso"), liveSteps.end());
+  EXPECT_LT(liveAt("mount"), liveAt("live_boot"));
+  EXPECT_LT(liveAt("live_boot"), liveAt("cleanup"));
+  EXPECT_LT(liveAt("validate"), liveAt("live_iso"));
+  EXPECT_LT(liveAt("live_iso"), liveAt("boot_test"));
+  EXPECT_EQ(std::find(planned.begin(), planned.end(), "live_iso"), planned.end());
+  EXPECT_FALSE(definition::reachesControllers(definition::OutputKind::iso));
+  EXPECT_EQ(definition::bootedOutputs(live),
+            (std::vector{definition::OutputKind::qcow2, definition::OutputKind::iso}));
+  const std::string isoOnly = std::string(kMinimal) +
+                              "outputs: [qcow2, raw, iso]\n"
+                              "validation: {boot_test: {outputs: [iso]}}\n";
+  EXPECT_EQ(definition::bootedOutputs(definition::parseDefinition(isoOnly, "t")),
+            std::vector{definition::OutputKind::iso});
+  EXPECT_NE(errorOf(std::string(kMinimal) + "validation: {boot_test: {outputs: [iso]}}\n")
+                .find("boots iso, which is not among the outputs (qcow2)"),
+            std::string::npos);
+  EXPECT_NE(errorOf(std::string(kMinimal) +
+                    "outputs: [qcow2, raw]\nvalidation: {boot_test: {outputs: [raw]}}\n")
+                .find("a raw is the qcow2's bytes"),
+            std::string::npos);
+  EXPECT_EQ(definition::diskFormatOf(definition::OutputKind::iso), "iso");
   EXPECT_NE(errorOf(std::string(kMinimal) + "outputs: [raw, raw]\n").find("listed twice"),
             std::string::npos);
   EXPECT_NE(errorOf(std::string(kMinimal) + "outputs: []\n").find("lists no output"),
@@ -502,6 +532,24 @@ TEST(Definition, OutputDigestsRoundTripAndAMissingKindIsNamed) {
   broken[1]["sha256"] = "../../etc";
   EXPECT_THROW(definition::outputDigestsFromJson(broken), Error);
   broken = definition::toJson(outs);
-  broken[1]["kind"] = "iso";
+  broken[1]["kind"] = "vmdk";
   EXPECT_THROW(definition::outputDigestsFromJson(broken), Error);
+
+  // A file published beside the manifest is named, never a path.
+  const std::vector<definition::OutputDigests> withIso{
+      {definition::OutputKind::iso, 8192, std::string(64, 'e'), std::string(128, 'f'), "x-1.iso"}};
+  EXPECT_EQ(definition::outputDigestsFromJson(definition::toJson(withIso))[0].file, "x-1.iso");
+  EXPECT_FALSE(definition::toJson(outs)[1].contains("file"));
+  for (const char* hostile : {"../x-1.iso", "/etc/shadow", "..", ""}) {
+    broken = definition::toJson(withIso);
+    broken[0]["file"] = hostile;
+    try {
+      definition::outputDigestsFromJson(broken);
+      FAIL() << hostile;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("is not a file name beside the manifest"),
+                std::string::npos)
+          << e.what();
+    }
+  }
 }

@@ -636,4 +636,34 @@ TEST_F(GlanceRegistration, RunnerRefusesAMissingArtifactClearly) {
       << reporter.failure->message;
 }
 
+TEST_F(GlanceRegistration, RunnerRefusesAnOutputThatStaysAtTheBuildAgent) {
+  auto cfg = configFor(configYaml());
+  GlanceRunner runner(
+      cfg,
+      [&](const std::string&) {
+        return LocatedArtifact{image->path,
+                               glance::test::buildManifestFor(spec("name: x\nversion: '1'\n")), "",
+                               work->path()};
+      },
+      auth);
+  agent::TaskSpec task;
+  task.jobId = "job-iso";
+  const auto build = uniqueBuildId("iso");
+  task.kind = agent::RegisterSpec{.artifactId = "abc",
+                                  .buildId = build,
+                                  .imageName = "x",
+                                  .imageVersion = "1",
+                                  .sha256 = "abc",
+                                  .sha512 = "def",
+                                  .size = 1,
+                                  .output = "iso"};
+  RecordingReporter reporter;
+  runner.run(task, reporter, {});
+  ASSERT_TRUE(reporter.failure.has_value());
+  EXPECT_NE(reporter.failure->message.find("'iso', which stays at the build agent"),
+            std::string::npos)
+      << reporter.failure->message;
+  EXPECT_TRUE(probe->imagesOfBuild(build).empty());
+}
+
 }  // namespace

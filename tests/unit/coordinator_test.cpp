@@ -203,6 +203,14 @@ sites:
                  "site 'ceph' takes raw and this image is made as qcow2; add one of them to the "
                  "definition's outputs");
   }
+  // An iso stays at the build agent: no site can ask for it.
+  try {
+    topo("sites: [{name: a, controller: c, outputs: [qcow2, iso]}]");
+    FAIL();
+  } catch (const YamlError& e) {
+    EXPECT_NE(std::string(e.what()).find("a site cannot take 'iso'"), std::string::npos)
+        << e.what();
+  }
   try {
     topo("sites: [{name: a, controller: c, outputs: [qcow3]}]");
     FAIL();
