@@ -54,20 +54,11 @@ const Built& quickstartImage() {
   static Built built;
   std::call_once(once, [] {
     fixtureBase();  // the quickstart's debootstrap base is the fixture's recipe: made once
-    auto config = area().writeConfig(area().config());
-    SubprocessOptions o;
-    o.argv = {agentBinary().string(),  "build",    kQuickstart.string(),  "--work-dir",
-              area().work().string(),  "--out",    area().out().string(), "--cache-dir",
-              area().cache().string(), "--config", config.string(),       "--json"};
-    o.captureStdout = true;
-    o.timeout = std::chrono::minutes(40);
-    o.onLine = [&](std::string_view l) {
-      built.log += std::string(l) + "\n";
-      std::fprintf(stderr, "[quickstart] %.*s\n", static_cast<int>(l.size()), l.data());
-    };
-    auto r = runCommand(o);
+    auto r = runAgent(area(), "build", kQuickstart, area().out(), std::chrono::minutes(40),
+                      "quickstart");
+    built.log = r.log;
     if (r.exitCode != 0) return;
-    built.manifest = json::parse(r.stdoutText);
+    built.manifest = r.manifest;
     built.image = area().out() / built.manifest["image"]["file"].get<std::string>();
   });
   return built;

@@ -40,21 +40,12 @@ const Built& liveImage() {
   static Built built;
   std::call_once(once, [] {
     fixtureBase();
-    auto config = area().writeConfig(area().config());
-    SubprocessOptions o;
-    o.argv = {agentBinary().string(),  "build",    kDefinition.string(),  "--work-dir",
-              area().work().string(),  "--out",    area().out().string(), "--cache-dir",
-              area().cache().string(), "--config", config.string(),       "--json"};
-    o.captureStdout = true;
-    o.timeout = std::chrono::minutes(40);
-    o.onLine = [&](std::string_view l) {
-      built.log += std::string(l) + "\n";
-      std::fprintf(stderr, "[live-iso] %.*s\n", static_cast<int>(l.size()), l.data());
-    };
-    auto r = runCommand(o);
+    auto r =
+        runAgent(area(), "build", kDefinition, area().out(), std::chrono::minutes(40), "live-iso");
     built.exitCode = r.exitCode;
+    built.log = r.log;
     if (r.exitCode != 0) return;
-    built.manifest = json::parse(r.stdoutText);
+    built.manifest = r.manifest;
     built.image = area().out() / built.manifest["image"]["file"].get<std::string>();
     for (const auto& out : built.manifest["outputs"])
       if (out["kind"] == "iso") built.iso = area().out() / out["file"].get<std::string>();

@@ -108,7 +108,8 @@ class EngineTest : public ::testing::Test {
   }
 
   void completeBuild(const std::string& agentName, const std::string& taskId,
-                     const std::string& jobId, std::uint64_t seq = 1) {
+                     const std::string& jobId, std::uint64_t seq = 1,
+                     std::vector<std::string> outputs = {}) {
     proto::EnvelopeBuilder b;
     auto e = b.body().initTaskEvent();
     e.setTaskId(taskId);
@@ -124,6 +125,7 @@ class EngineTest : public ::testing::Test {
     a.manifestDigest = toHex(sha256("manifest"));
     a.imageName = "img";
     a.imageVersion = "1.0";
+    a.outputs = std::move(outputs);
     agent::fillArtifact(e.initKind().initCompleted().initArtifact(), a);
     deliver(agentName, b);
   }
@@ -259,4 +261,20 @@ TEST_F(EngineTest, AStepThatFailedTransientlyRunsAgainAfterItsDelayOnly) {
   EXPECT_EQ(assigned("build-1").size(), 1u) << "retried before its delay (5 s)";
   advance(2s, {"build-1"});
   EXPECT_EQ(assigned("build-1").size(), 2u) << "not retried after its delay";
+}
+
+TEST_F(EngineTest, AnIsoStaysAtTheBuildAgentAndOnlyWhatControllersCanMakeIsRegistered) {
+  hello("build-1");
+  hello("ctrl-a");
+  submit();
+  auto builds = assigned("build-1");
+  ASSERT_EQ(builds.size(), 1u);
+  const auto [taskId, jobId] = builds[0];
+  completeBuild("build-1", taskId, jobId, 1, {"qcow2", "raw", "iso"});
+  auto job = store_->loadJob(std::stoll(jobId));
+  ASSERT_TRUE(job.has_value());
+  std::vector<std::string> registers;
+  for (const auto& step : job->steps)
+    if (step.kind == StepKind::register_) registers.push_back(step.name);
+  EXPECT_EQ(registers, (std::vector<std::string>{"register ctrl-a", "register ctrl-a raw"}));
 }

@@ -117,7 +117,7 @@ fs::path TestArea::writeConfig(const BuildConfig& c) const {
 }
 
 AgentRun runAgent(const TestArea& area, const std::string& command, const fs::path& definition,
-                  const fs::path& out, std::chrono::minutes timeout) {
+                  const fs::path& out, std::chrono::minutes timeout, const std::string& streamTag) {
   auto config = area.writeConfig(area.config());
   SubprocessOptions o;
   o.argv = {agentBinary().string(), command,      definition.string(),  "--config",
@@ -126,7 +126,11 @@ AgentRun runAgent(const TestArea& area, const std::string& command, const fs::pa
   o.captureStdout = true;
   o.timeout = timeout;
   AgentRun r;
-  o.onLine = [&](std::string_view l) { r.log += std::string(l) + "\n"; };
+  o.onLine = [&](std::string_view l) {
+    r.log += std::string(l) + "\n";
+    if (!streamTag.empty())
+      std::fprintf(stderr, "[%s] %.*s\n", streamTag.c_str(), static_cast<int>(l.size()), l.data());
+  };
   auto result = runCommand(o);
   r.exitCode = result.exitCode;
   if (result.exitCode == 0 && command == "build")

@@ -58,8 +58,10 @@ struct AgentRun {
   std::string log;  // stderr, line by line
   nlohmann::json manifest;
 };
+// `streamTag` non-empty: each line also goes to stderr as "[tag] line" (long builds in CI).
 AgentRun runAgent(const TestArea& area, const std::string& command, const fs::path& definition,
-                  const fs::path& out, std::chrono::minutes timeout = std::chrono::minutes(30));
+                  const fs::path& out, std::chrono::minutes timeout = std::chrono::minutes(30),
+                  const std::string& streamTag = "");
 
 // Everything a build could leave behind, as seen from this test process: mounts in its mount
 // namespace under `prefix` (or from loop devices backed by files under it), loop devices backed
