@@ -869,6 +869,8 @@ BootTestSpec parseBootTest(const YamlReader& bt) {
     b.outputs = parseOutputs(o, {});
     for (auto kind : b.outputs)
       if (kind == OutputKind::raw) o.fail("a raw is the qcow2's bytes: boot it as qcow2");
+    if (b.method == BootMethod::nspawn && !lists(b.outputs, OutputKind::qcow2))
+      o.fail("method nspawn boots the image's root, not an ISO: nothing would be booted");
   }
   if (auto e = bt.at("expect"); !e.isNull())
     e.fail(

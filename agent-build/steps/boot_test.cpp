@@ -51,6 +51,9 @@ class BootTestStep : public Step {
         ctx.log.warn("the live ISO is not booted: method nspawn boots a root, not an ISO");
       }
     }
+    if (runs.empty())
+      throw Error("the acceptance boot booted nothing (validation.boot_test.outputs: " +
+                  definition::namesOf(booted) + ")");
     std::string summary;
     for (const auto& r : runs) {
       const std::string where = r.where();

@@ -504,6 +504,11 @@ TEST(Definition, OutputsAreQcow2ByDefaultEachKindOnceAndTheBuildPlansTheirDigest
                     "outputs: [qcow2, raw]\nvalidation: {boot_test: {outputs: [raw]}}\n")
                 .find("a raw is the qcow2's bytes"),
             std::string::npos);
+  EXPECT_NE(
+      errorOf(std::string(kMinimal) + "outputs: [qcow2, iso]\n"
+                                      "validation: {boot_test: {method: nspawn, outputs: [iso]}}\n")
+          .find("method nspawn boots the image's root, not an ISO"),
+      std::string::npos);
   EXPECT_EQ(definition::diskFormatOf(definition::OutputKind::iso), "iso");
   EXPECT_NE(errorOf(std::string(kMinimal) + "outputs: [raw, raw]\n").find("listed twice"),
             std::string::npos);
