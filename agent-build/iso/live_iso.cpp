@@ -1,8 +1,11 @@
 #include "agent-build/iso/live_iso.h"
 
 #include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cctype>
+#include <cerrno>
 #include <cstring>
 
 #include "agent-build/mount/mount.h"
@@ -71,6 +74,16 @@ void copyOut(const ImageFs& img, const std::string& from, const fs::path& to) {
   writeFileAtomic(to, *content);
 }
 
+// A directory of the overlay's top layer hides the mode and owner of the image's own (overlayfs
+// takes a merged directory's attributes from its top-most layer): give it the image's.
+void likeInImage(const ImageFs& img, const std::string& imagePath, const fs::path& dir) {
+  const auto st = img.lstat(imagePath);
+  if (!st || !S_ISDIR(st->st_mode)) throw Error("the image has no directory " + imagePath);
+  if (::chmod(dir.c_str(), st->st_mode & 07777) != 0 ||
+      ::chown(dir.c_str(), st->st_uid, st->st_gid) != 0)
+    throw Error("cannot set the mode and owner of " + dir.string() + ": " + std::strerror(errno));
+}
+
 std::string grubConfig(const std::string& label, const std::string& kernelArgs) {
   // The serial console first: a cloud's console log and the tests read ttyS0.
   return "serial --unit=0 --speed=115200\n"
@@ -124,6 +137,8 @@ LiveIso makeLiveIso(const LiveIsoOptions& o, const ExecContext& exec) {
   copyOut(img, kernel.initrd, medium / "live/initrd.img");
   writeFileAtomic(medium / "boot/grub/grub.cfg", grubConfig(o.volumeId, o.kernelArgs));
   writeFileAtomic(fstabLayer / "etc/fstab", kLiveFstab);
+  likeInImage(img, "/", fstabLayer);
+  likeInImage(img, "/etc", fstabLayer / "etc");
 
   LiveIso out;
   out.kernel = kernel.version;

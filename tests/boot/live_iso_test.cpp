@@ -131,6 +131,10 @@ TEST(LiveIso, ThePublishedIsoIsTheOneTheManifestDescribes) {
        "/live/filesystem.squashfs", (dir.path() / "root.squashfs").string()});
   const auto sq = (dir.path() / "root.squashfs").string();
   EXPECT_EQ(run({"unsquashfs", "-cat", sq, "etc/imgpipe-live-marker"}), "customized by imgpipe\n");
+  // The live fstab's layer keeps the image's / and /etc as they are (mode and owner).
+  const std::string listing = run({"unsquashfs", "-ll", sq, "etc/fstab"});
+  EXPECT_NE(listing.find("drwxr-xr-x root/root"), std::string::npos) << listing;
+  EXPECT_EQ(listing.find("drwx------"), std::string::npos) << listing;
   const std::string fstab = run({"unsquashfs", "-cat", sq, "etc/fstab"});
   EXPECT_EQ(fstab.find("cloudimg-rootfs"), std::string::npos) << fstab;
   EXPECT_NE(run({"unsquashfs", "-l", sq, "usr/bin/jq"}).find("usr/bin/jq"), std::string::npos);
