@@ -129,7 +129,8 @@ BootRun bootQemu(const fs::path& image, Medium medium, const AcceptanceOptions& 
   }
   qemu.stop();
   finish(run, qemu.console(),
-         scratch / ("console-" + (overlay ? "" : run.medium + "-") + run.firmware + ".log"));
+         scratch / (std::string("console-") + (medium == Medium::iso ? "iso-" : "") + run.firmware +
+                    ".log"));
   return run;
 }
 

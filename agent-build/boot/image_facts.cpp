@@ -6,6 +6,7 @@
 #include <cctype>
 
 #include "agent-build/disk/read_only_image.h"
+#include "agent-build/util/boot_files.h"
 #include "agent-build/util/image_fs.h"
 #include "common/file_util.h"
 #include "common/hash.h"
@@ -85,11 +86,9 @@ ImageFacts inspectImage(const fs::path& qcow2, const fs::path& scratch,
   const auto status = img.readFile("/var/lib/dpkg/status").value_or("");
   facts.guestAgent = dpkgInstalled(status, "qemu-guest-agent");
   facts.sshd = dpkgInstalled(status, "openssh-server");
-  std::string newest;
-  for (const auto& name : img.list("/boot"))
-    if (name.starts_with("vmlinuz-") && name > newest) newest = name;
-  if (!newest.empty())
-    if (auto kernel = img.readFile("/boot/" + newest)) {
+  const auto versions = kernelVersions(img);
+  if (!versions.empty())
+    if (auto kernel = img.readFile("/boot/vmlinuz-" + versions.front())) {
       facts.kernel = scratch / "kvm-probe-vmlinuz";
       writeFileAtomic(facts.kernel, *kernel);
     }

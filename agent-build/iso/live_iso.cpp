@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "agent-build/mount/mount.h"
+#include "agent-build/util/boot_files.h"
 #include "agent-build/util/image_fs.h"
 #include "common/error.h"
 #include "common/file_util.h"
@@ -51,21 +52,14 @@ struct KernelPair {
   std::string version, vmlinuz, initrd;  // paths inside the image
 };
 
-// The newest kernel that has an initramfs, by version order (6.1.0-10 after 6.1.0-9).
+// The newest kernel that has an initramfs.
 KernelPair newestKernel(const ImageFs& img) {
-  KernelPair best;
-  for (const auto& name : img.list("/boot")) {
-    if (!name.starts_with("vmlinuz-")) continue;
-    const std::string version = name.substr(std::strlen("vmlinuz-"));
-    if (!img.exists("/boot/initrd.img-" + version)) continue;
-    if (best.version.empty() || ::strverscmp(version.c_str(), best.version.c_str()) > 0)
-      best = {version, "/boot/" + name, "/boot/initrd.img-" + version};
-  }
-  if (best.version.empty())
-    throw Error(
-        "the image has no kernel with an initramfs in /boot (vmlinuz-* and "
-        "initrd.img-*): a live ISO boots the image's own kernel");
-  return best;
+  for (const auto& version : kernelVersions(img))
+    if (img.exists("/boot/initrd.img-" + version))
+      return {version, "/boot/vmlinuz-" + version, "/boot/initrd.img-" + version};
+  throw Error(
+      "the image has no kernel with an initramfs in /boot (vmlinuz-* and "
+      "initrd.img-*): a live ISO boots the image's own kernel");
 }
 
 void copyOut(const ImageFs& img, const std::string& from, const fs::path& to) {

@@ -16,6 +16,7 @@
 #include "agent-build/steps/cleanup_rules.h"
 #include "agent-build/steps/config_files.h"
 #include "agent-build/steps/step.h"
+#include "agent-build/util/boot_files.h"
 #include "common/units.h"
 
 namespace imgpipe::build {
@@ -172,10 +173,8 @@ bool sameEntry(const ImageFs& img, const std::string& path, const SavedEntry& be
 std::optional<std::string> findBootFile(const ImageFs& img, const std::string& stem) {
   for (const auto& p : {"/boot/" + stem, "/" + stem})
     if (img.readFile(p)) return p;
-  std::string best;
-  for (const auto& name : img.list("/boot"))
-    if (name.starts_with(stem + "-") && name > best) best = name;
-  if (!best.empty()) return "/boot/" + best;
+  for (const auto& version : kernelVersions(img))
+    if (img.exists("/boot/" + stem + "-" + version)) return "/boot/" + stem + "-" + version;
   return std::nullopt;
 }
 
