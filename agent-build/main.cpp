@@ -38,9 +38,10 @@ int main(int argc, char** argv) {
     // The build agent is the first hop: its artifact server hands each image to the next one.
     auto plane = std::make_shared<transfer::TransferPlane>(transfer, ctx.zmq, ctx.reactor, ctx.keys,
                                                            /*serve=*/!ctx.checkOnly);
-    auto publish = [plane](const build::BuildOutput& output) {
-      return plane->store().importFile(output.image, output.imageName, output.imageVersion,
-                                       output.manifestJson);
+    // Every file of a build is an artifact of its own, each carrying the build manifest.
+    auto publish = [plane](const build::BuildOutput& output, const build::OutputFile& file) {
+      return plane->store().importFile(file.file, output.imageName, output.imageVersion,
+                                       output.manifestJson, file.kind);
     };
     agent::RoleParts parts;
     parts.runner = std::make_unique<transfer::PlaneRunner>(

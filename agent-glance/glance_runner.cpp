@@ -65,19 +65,23 @@ void GlanceRunner::run(const agent::TaskSpec& task, agent::TaskReporter& reporte
     req.file = located.file;
     const auto manifest = parseBuildManifest(located.buildManifest);
     req.spec = registrationOf(manifest);
-    const std::string outputName = spec->output.empty() ? "qcow2" : spec->output;
-    const auto output = definition::parseOutputKind(outputName);
-    if (!output) throw Error("the task asks for output '" + outputName + "', unknown here");
-    if (!definition::reachesControllers(*output))
-      throw Error("the task asks for output '" + outputName +
-                  "', which stays at the build agent: a controller cannot make it from the "
-                  "delivered qcow2");
+    const auto output = definition::parseOutputField(spec->output);
+    if (!output) throw Error("the task asks for output '" + spec->output + "', unknown here");
+    const auto carrier = definition::carrierOf(*output);
+    if (located.kind != carrier)
+      throw Error("the task asks for output " + std::string(definition::toString(*output)) +
+                  ", made from a " + std::string(definition::toString(carrier)) +
+                  ", and artifact " + spec->artifactId + " here is a " +
+                  std::string(definition::toString(located.kind)));
     req.output = *output;
     if (req.output != definition::OutputKind::qcow2) {
-      // Only what the build made digests for can be registered: they are the expansion's check.
+      // Only what the build made digests for can be registered: for a raw they are the
+      // expansion's check, for an iso the delivered file's own.
       req.expanded = definition::digestsOf(
           definition::outputDigestsFromJson(manifest.value("outputs", nlohmann::json::array())),
           req.output);
+    }
+    if (req.output == definition::OutputKind::raw) {
       req.scratchDir = located.scratchDir;
       if (req.scratchDir.empty())
         throw Error("this agent has no scratch space to expand a " +

@@ -7,6 +7,7 @@
 
 #include "agent-glance/glance_config.h"
 #include "common/agent/task_runner.h"
+#include "definition/outputs.h"
 
 namespace imgpipe::glance {
 
@@ -18,6 +19,7 @@ struct LocatedArtifact {
   std::string buildManifest;
   std::string manifestDigest;
   std::filesystem::path scratchDir;  // the store's, for a raw expanded from the artifact
+  definition::OutputKind kind = definition::OutputKind::qcow2;  // the output the file is
 };
 using ArtifactLocator = std::function<LocatedArtifact(const std::string& artifactId)>;
 

@@ -27,7 +27,7 @@ int main(int argc, char** argv) {
                     plane->config().storeDir.string() +
                     "); the fetch before registration did not complete");
       return glance::LocatedArtifact{a->dataPath(), a->manifest().metadata, a->digest(),
-                                     plane->store().scratch().path()};
+                                     plane->store().scratch().path(), a->manifest().output};
     };
     agent::RoleParts parts;
     parts.probe = [config] { return glance::probeGlance(config); };

@@ -28,6 +28,7 @@
 #include "common/net/curve_keys.h"
 #include "common/net/shutdown_signals.h"
 #include "common/units.h"
+#include "definition/outputs.h"
 #include "transfer/fetch_runner.h"
 #include "transfer/transfer_config.h"
 
@@ -182,7 +183,7 @@ int main(int argc, char** argv) {
   keygen->add_option("name", keyName)->required();
   keygen->add_option("--dir", keyDir)->required();
 
-  std::string file, name, version, metadataFile, chunkSize;
+  std::string file, name, version, metadataFile, chunkSize, output = "qcow2";
   auto* import = app.add_subcommand("import", "add a finished image to a store");
   import->add_option("file", file)->required();
   import->add_option("--store", o.store)->required();
@@ -190,6 +191,7 @@ int main(int argc, char** argv) {
   import->add_option("--version", version)->required();
   import->add_option("--metadata", metadataFile, "JSON file travelling with the image");
   import->add_option("--chunk-size", chunkSize, "default 1M");
+  import->add_option("--output", output, "the output kind the file is: qcow2 (default), iso");
 
   auto addCommon = [&](CLI::App* c) {
     c->add_option("--store", o.store)->required();
@@ -242,8 +244,11 @@ int main(int argc, char** argv) {
       so.dir = o.store;
       if (!chunkSize.empty()) so.chunkSize = static_cast<std::uint32_t>(parseSize(chunkSize));
       transfer::ArtifactStore store(so);
-      auto info =
-          store.importFile(file, name, version, metadataFile.empty() ? "" : readFile(metadataFile));
+      const auto kind = definition::parseOutputKind(output);
+      if (!kind || definition::carrierOf(*kind) != *kind)
+        throw Error("--output '" + output + "' is not a file imgpipe carries (qcow2, iso)");
+      auto info = store.importFile(file, name, version,
+                                   metadataFile.empty() ? "" : readFile(metadataFile), *kind);
       std::cout << "artifact " << info.id << "\nmanifest " << info.manifestDigest << "\nsize "
                 << info.size << "\nsha512 " << info.sha512 << "\n";
       return 0;

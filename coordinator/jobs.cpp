@@ -177,14 +177,34 @@ void Engine::onTaskCompleted(Job& job, Step& step, proto::TaskResult::Reader r) 
       return;
     }
     // The job's name and version were fixed at submit: a build that reports others is refused,
-    // never adopted (the version is the job's, not the agent's or an earlier build's).
+    // never adopted (the version is the job's, not the agent's or an earlier build's). Each
+    // artifact is one carried output (definition::carrierOf), each once, the qcow2 first.
     auto reported = agent::toArtifactInfo(r.getArtifact());
+    std::vector<agent::ArtifactInfo> more;
+    for (auto a : r.getMoreArtifacts())
+      more.push_back(agent::toArtifactInfo(a));
+    std::vector<const agent::ArtifactInfo*> all{&reported};
+    for (const auto& a : more)
+      all.push_back(&a);
     std::string mismatch;
-    if (reported.imageName != job.imageName)
-      mismatch = "image name '" + reported.imageName + "', the job builds '" + job.imageName + "'";
-    else if (reported.imageVersion != job.imageVersion)
-      mismatch = "version '" + reported.imageVersion + "', the job's version is '" +
-                 job.imageVersion + "'";
+    std::vector<definition::OutputKind> seen;
+    for (size_t i = 0; i < all.size() && mismatch.empty(); ++i) {
+      const auto& a = *all[i];
+      const auto kind = definition::parseOutputField(a.kind);
+      if (a.imageName != job.imageName)
+        mismatch = "image name '" + a.imageName + "', the job builds '" + job.imageName + "'";
+      else if (a.imageVersion != job.imageVersion)
+        mismatch =
+            "version '" + a.imageVersion + "', the job's version is '" + job.imageVersion + "'";
+      else if (!kind || definition::carrierOf(*kind) != *kind)
+        mismatch = "an artifact of output '" + a.kind +
+                   "', which is not a file this coordinator delivers";
+      else if ((i == 0) != (*kind == definition::OutputKind::qcow2) ||
+               definition::lists(seen, *kind))
+        mismatch = "its " + std::string(definition::toString(*kind)) +
+                   " artifact out of place (the qcow2 first, each output once)";
+      if (kind) seen.push_back(*kind);
+    }
     if (!mismatch.empty()) {
       step.state = StepState::failed;
       step.error = "build agent " + step.agent + " reported " + mismatch;
@@ -194,9 +214,12 @@ void Engine::onTaskCompleted(Job& job, Step& step, proto::TaskResult::Reader r) 
       return;
     }
     job.artifact = std::move(reported);
+    job.moreArtifacts = std::move(more);
     step.result = checksJson(r.getChecks());
     summary = "built " + job.artifact->imageName + " " + job.artifact->imageVersion + " (" +
               std::to_string(job.artifact->size) + " bytes, sha256 " + job.artifact->id + ")";
+    for (const auto& a : job.moreArtifacts)
+      summary += ", " + a.kind + " " + std::to_string(a.size) + " bytes, sha256 " + a.id;
   } else if (step.kind == StepKind::register_) {
     step.result = r.getGlanceImageId();
     summary = "registered as Glance image " + step.result;
@@ -294,55 +317,76 @@ void Engine::cancelRunningSteps(Job& job, const std::string& reason) {
 }
 
 void Engine::planDelivery(Job& job) {
+  using definition::OutputKind;
   const std::string buildAgent = job.steps[0].agent;
-  std::vector<Hop> hops;
-  // What each controller registers: the outputs the build made digests for, as its site wants.
-  std::vector<std::pair<std::string, definition::OutputKind>> registrations;
+  // What each controller registers: the outputs the build made, as its site wants them. Each
+  // artifact (the qcow2, an iso) travels its own tree, towards the controllers that register
+  // something made of it only.
+  std::vector<std::pair<std::string, OutputKind>> registrations;
+  std::vector<std::pair<const agent::ArtifactInfo*, std::vector<Hop>>> deliveries;
   try {
-    hops = options_.topology.plan(buildAgent, job.targets);
-    std::vector<definition::OutputKind> made;
-    for (const auto& name : job.artifact->outputs) {
-      auto kind = definition::parseOutputKind(name);
-      if (!kind)
-        throw Error("the build reported output '" + name + "', unknown to this coordinator");
-      // An iso stays at the build agent (definition/outputs.h): nothing to register.
-      if (definition::reachesControllers(*kind)) made.push_back(*kind);
-    }
-    if (made.empty()) made.push_back(definition::OutputKind::qcow2);  // built before outputs
+    std::vector<const agent::ArtifactInfo*> artifacts{&*job.artifact};
+    for (const auto& a : job.moreArtifacts)
+      artifacts.push_back(&a);
+    std::vector<OutputKind> made;
+    for (const auto* a : artifacts)
+      for (const auto& name : a->outputs) {
+        auto kind = definition::parseOutputKind(name);
+        if (!kind)
+          throw Error("the build reported output '" + name + "', unknown to this coordinator");
+        // An output nothing carries (an iso from a build agent before 0.5, which kept it)
+        // cannot be registered anywhere.
+        if (job.artifactOf(definition::carrierOf(*kind)) && !definition::lists(made, *kind))
+          made.push_back(*kind);
+      }
+    if (made.empty()) made.push_back(OutputKind::qcow2);  // built before outputs
     for (const auto& controller : job.targets)
       for (auto kind : options_.topology.outputsAt(controller, made))
         registrations.emplace_back(controller, kind);
+    for (const auto* a : artifacts) {
+      std::vector<std::string> controllers;
+      for (const auto& [controller, kind] : registrations)
+        if (job.artifactOf(definition::carrierOf(kind)) == a &&
+            std::find(controllers.begin(), controllers.end(), controller) == controllers.end())
+          controllers.push_back(controller);
+      if (!controllers.empty())
+        deliveries.emplace_back(a, options_.topology.plan(buildAgent, controllers));
+    }
   } catch (const Error& e) {
     failJob(job, e.what());
     return;
   }
   Transaction tx(store_.db());
-  for (const auto& hop : hops) {
-    Step s;
-    s.index = static_cast<int>(job.steps.size());
-    s.kind = StepKind::fetch;
-    s.name = "hop " + hop.from + " -> " + hop.to;
-    s.agent = hop.to;
-    s.upstream = hop.from;
-    s.total = job.artifact ? job.artifact->size : 0;
-    job.steps.push_back(s);
-    store_.insertStep(job.id, s);
+  std::string route;
+  for (const auto& [artifact, hops] : deliveries) {
+    const auto kind = *definition::parseOutputField(artifact->kind);
+    const std::string suffix =
+        kind == OutputKind::qcow2 ? "" : " " + std::string(definition::toString(kind));
+    for (const auto& hop : hops) {
+      Step s;
+      s.index = static_cast<int>(job.steps.size());
+      s.kind = StepKind::fetch;
+      s.output = definition::toString(kind);
+      s.name = "hop " + hop.from + " -> " + hop.to + suffix;
+      s.agent = hop.to;
+      s.upstream = hop.from;
+      s.total = artifact->size;
+      job.steps.push_back(s);
+      store_.insertStep(job.id, s);
+      route += (route.empty() ? "" : ", ") + hop.from + " -> " + hop.to + suffix;
+    }
   }
   for (const auto& [controller, output] : registrations) {
     Step s;
     s.index = static_cast<int>(job.steps.size());
     s.kind = StepKind::register_;
     s.output = definition::toString(output);
-    s.name =
-        "register " + controller + (output == definition::OutputKind::qcow2 ? "" : " " + s.output);
+    s.name = "register " + controller + (output == OutputKind::qcow2 ? "" : " " + s.output);
     s.agent = controller;
     job.steps.push_back(s);
     store_.insertStep(job.id, s);
   }
   tx.commit();
-  std::string route;
-  for (const auto& h : hops)
-    route += (route.empty() ? "" : ", ") + h.from + " -> " + h.to;
   std::string registers;
   for (const auto& [controller, output] : registrations)
     registers += (registers.empty() ? "" : ", ") + std::string(definition::toString(output)) +
@@ -350,6 +394,17 @@ void Engine::planDelivery(Job& job) {
   event(job, agent::LogLevel::info, "route", "",
         "delivery plan: " + (route.empty() ? "local" : route) + "; registers " + registers);
 }
+
+namespace {
+
+// The artifact a fetch step carries or a register step is made from, by its output kind:
+// steps of one job with the same carrier move the same file.
+std::optional<definition::OutputKind> carried(const Step& s) {
+  auto kind = s.outputKind();
+  return kind ? std::optional(definition::carrierOf(*kind)) : std::nullopt;
+}
+
+}  // namespace
 
 void Engine::advance(Job& job) {
   if (isTerminal(job.state) || job.steps.empty()) return;
@@ -374,10 +429,11 @@ void Engine::advance(Job& job) {
       if (s.state != StepState::pending || (s.notBeforeMs != 0 && s.notBeforeMs > wallNow))
         continue;
       if (s.kind == StepKind::fetch) {
-        // Cut-through: a hop may start as soon as its upstream has started receiving.
+        // Cut-through: a hop may start as soon as its upstream has started receiving the same
+        // artifact.
         bool upstreamReady = s.upstream == buildAgent;
         for (const auto& u : job.steps)
-          if (u.kind == StepKind::fetch && u.agent == s.upstream &&
+          if (u.kind == StepKind::fetch && u.agent == s.upstream && carried(u) == carried(s) &&
               (u.state == StepState::running || u.state == StepState::done ||
                u.state == StepState::waiting))
             upstreamReady = true;
@@ -385,7 +441,8 @@ void Engine::advance(Job& job) {
       } else if (s.kind == StepKind::register_) {
         bool delivered = false;
         for (const auto& u : job.steps)
-          if (u.kind == StepKind::fetch && u.agent == s.agent && u.state == StepState::done)
+          if (u.kind == StepKind::fetch && u.agent == s.agent && carried(u) == carried(s) &&
+              u.state == StepState::done)
             delivered = true;
         if (s.agent == buildAgent) delivered = true;
         if (delivered) startRegister(job, s);
@@ -407,6 +464,12 @@ void Engine::advance(Job& job) {
 }
 
 void Engine::sendTask(Job& job, Step& step, AgentLive& agent) {
+  const agent::ArtifactInfo* a = job.artifactFor(step);
+  if (step.kind != StepKind::build && !a) {
+    // A step of an output this coordinator cannot find the file of (a record of a newer one).
+    failJob(job, step.name + ": the job has no artifact of output '" + step.output + "'");
+    return;
+  }
   ++step.attempt;
   step.taskId = taskIdFor(job, step);
   step.state = StepState::running;
@@ -425,7 +488,6 @@ void Engine::sendTask(Job& job, Step& step, AgentLive& agent) {
   spec.jobId = job.idText();
   spec.step = step.name;
   spec.attempt = step.attempt;
-  const auto& a = job.artifact;
   switch (step.kind) {
     case StepKind::build:
       spec.kind = agent::BuildSpec{store_.loadDefinition(job.id),
@@ -486,10 +548,11 @@ void Engine::grantUpstream(const Job& job, const Step& fetch, bool revoke,
   auto* up = agentNamed(fetch.upstream);
   const auto* current = keys_.current().findByName(fetch.agent);
   const std::string key = !peerKey.empty() ? peerKey : current ? current->publicKey : "";
-  if (!up || key.empty() || !job.artifact) return;
+  const auto* artifact = job.artifactFor(fetch);
+  if (!up || key.empty() || !artifact) return;
   proto::EnvelopeBuilder b;
   auto g = b.body().initGrant();
-  g.setArtifactId(job.artifact->id);
+  g.setArtifactId(artifact->id);
   g.setPeerName(fetch.agent);
   g.setPeerKey(key);
   g.setJobId(job.idText());

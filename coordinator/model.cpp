@@ -54,7 +54,7 @@ std::string Job::location() const {
         part = "building on " + s.agent;
         break;
       case StepKind::fetch:
-        part = s.upstream + " -> " + s.agent;
+        part = s.upstream + " -> " + s.agent + (s.output.empty() ? "" : " " + s.output);
         break;
       case StepKind::register_:
         part = "registering at " + s.agent;
@@ -69,6 +69,18 @@ std::string Job::location() const {
   }
   if (where.empty()) return state == JobState::queued ? "waiting for a build agent" : "waiting";
   return where;
+}
+
+const agent::ArtifactInfo* Job::artifactOf(definition::OutputKind kind) const {
+  if (artifact && definition::parseOutputField(artifact->kind) == kind) return &*artifact;
+  for (const auto& a : moreArtifacts)
+    if (definition::parseOutputField(a.kind) == kind) return &a;
+  return nullptr;
+}
+
+const agent::ArtifactInfo* Job::artifactFor(const Step& step) const {
+  const auto kind = step.outputKind();
+  return kind ? artifactOf(definition::carrierOf(*kind)) : nullptr;
 }
 
 }  // namespace imgpipe::coord

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "common/agent/task.h"
+#include "definition/outputs.h"
 
 namespace imgpipe::coord {
 
@@ -44,7 +45,14 @@ struct Step {
   // ok, skipped, detail} (what `imgpipe show` lists), kept in the same column.
   std::string result;
   std::int64_t notBeforeMs = 0;  // retry backoff
-  std::string output;            // register: the output kind ("" before 0.4: qcow2)
+  // register: the output kind it registers; fetch: the artifact it carries, by its output kind
+  // ("" = qcow2, as every step before 0.4 meant; definition::parseOutputField)
+  std::string output;
+
+  // nullopt for an output this coordinator does not know (a record of a newer one).
+  std::optional<definition::OutputKind> outputKind() const {
+    return definition::parseOutputField(output);
+  }
 };
 
 struct Job {
@@ -57,7 +65,8 @@ struct Job {
   JobState state = JobState::queued;
   std::string error;
   std::int64_t createdMs = 0, updatedMs = 0;
-  std::optional<agent::ArtifactInfo> artifact;
+  std::optional<agent::ArtifactInfo> artifact;       // the qcow2
+  std::vector<agent::ArtifactInfo> moreArtifacts;  // the other outputs carried on their own (iso)
   std::vector<Step> steps;
 
   std::string idText() const { return std::to_string(id); }
@@ -66,6 +75,11 @@ struct Job {
   }
   // "building on build-1", "relay-1 -> ctrl-a (42%)", "registering at ctrl-a"
   std::string location() const;
+  // The artifact that is the file of `kind` (qcow2 or iso: a carrier, definition/outputs.h), or
+  // null when the build made none.
+  const agent::ArtifactInfo* artifactOf(definition::OutputKind kind) const;
+  // The artifact a fetch step carries or a register step makes its output from.
+  const agent::ArtifactInfo* artifactFor(const Step& step) const;
 };
 
 struct JobEventRow {

@@ -118,6 +118,9 @@ void fillDetail(proto::JobDetail::Builder out, const Job& job) {
     if (s.kind == StepKind::register_ && !s.result.empty()) ++images;
   }
   if (job.artifact) agent::fillArtifact(out.initArtifact(), *job.artifact);
+  auto more = out.initMoreArtifacts(static_cast<unsigned>(job.moreArtifacts.size()));
+  for (unsigned i = 0; i < job.moreArtifacts.size(); ++i)
+    agent::fillArtifact(more[i], job.moreArtifacts[i]);
   out.setDefinitionDigest(job.definitionDigest);
   out.setDefinitionName(job.definitionName);
   auto g = out.initGlanceImages(images);
@@ -126,7 +129,8 @@ void fillDetail(proto::JobDetail::Builder out, const Job& job) {
     if (s.kind != StepKind::register_ || s.result.empty()) continue;
     g[j].setController(s.agent);
     g[j].setImageId(s.result);
-    g[j].setOutput(s.output.empty() ? "qcow2" : s.output);
+    const auto kind = s.outputKind();
+    g[j].setOutput(kind ? std::string(definition::toString(*kind)) : s.output);
     ++j;
   }
 }

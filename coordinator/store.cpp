@@ -23,6 +23,8 @@ const char* const kMigrations[] = {
     "path TEXT NOT NULL, content BLOB NOT NULL, PRIMARY KEY (job_id, path))",
     // 3 -> 4: the output kind a register step registers (definition/outputs.h)
     "ALTER TABLE steps ADD COLUMN output TEXT NOT NULL DEFAULT ''",
+    // 4 -> 5: a job's artifacts beside the qcow2 (the iso), a JSON list as `artifact`
+    "ALTER TABLE jobs ADD COLUMN more_artifacts TEXT NOT NULL DEFAULT '[]'",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion - 1);
 
@@ -35,7 +37,7 @@ CREATE TABLE IF NOT EXISTS jobs (
   targets TEXT NOT NULL, labels TEXT NOT NULL, priority INTEGER NOT NULL,
   state TEXT NOT NULL, error TEXT NOT NULL DEFAULT '',
   created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL,
-  artifact TEXT
+  artifact TEXT, more_artifacts TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
 CREATE TABLE IF NOT EXISTS steps (
@@ -80,22 +82,19 @@ std::vector<std::string> fromJsonList(const std::string& s) {
                    : nlohmann::json::parse(s).get<std::vector<std::string>>();
 }
 
-std::string artifactJson(const std::optional<agent::ArtifactInfo>& a) {
-  if (!a) return "";
-  return nlohmann::json{{"id", a->id},
-                        {"sha512", a->sha512},
-                        {"size", a->size},
-                        {"virtual_size", a->virtualSize},
-                        {"manifest_digest", a->manifestDigest},
-                        {"image_name", a->imageName},
-                        {"image_version", a->imageVersion},
-                        {"outputs", a->outputs}}
-      .dump();
+nlohmann::json toJson(const agent::ArtifactInfo& a) {
+  return {{"id", a.id},
+          {"sha512", a.sha512},
+          {"size", a.size},
+          {"virtual_size", a.virtualSize},
+          {"manifest_digest", a.manifestDigest},
+          {"image_name", a.imageName},
+          {"image_version", a.imageVersion},
+          {"outputs", a.outputs},
+          {"kind", a.kind}};
 }
 
-std::optional<agent::ArtifactInfo> artifactFromJson(const std::string& s) {
-  if (s.empty()) return std::nullopt;
-  auto j = nlohmann::json::parse(s);
+agent::ArtifactInfo artifactFrom(const nlohmann::json& j) {
   return agent::ArtifactInfo{j.at("id"),
                              j.at("sha512"),
                              j.at("size"),
@@ -103,7 +102,32 @@ std::optional<agent::ArtifactInfo> artifactFromJson(const std::string& s) {
                              j.at("manifest_digest"),
                              j.at("image_name"),
                              j.at("image_version"),
-                             j.value("outputs", std::vector<std::string>{})};
+                             j.value("outputs", std::vector<std::string>{}),
+                             j.value("kind", "")};
+}
+
+std::string artifactJson(const std::optional<agent::ArtifactInfo>& a) {
+  return a ? toJson(*a).dump() : "";
+}
+
+std::optional<agent::ArtifactInfo> artifactFromJson(const std::string& s) {
+  if (s.empty()) return std::nullopt;
+  return artifactFrom(nlohmann::json::parse(s));
+}
+
+std::string artifactsJson(const std::vector<agent::ArtifactInfo>& list) {
+  auto out = nlohmann::json::array();
+  for (const auto& a : list)
+    out.push_back(toJson(a));
+  return out.dump();
+}
+
+std::vector<agent::ArtifactInfo> artifactsFromJson(const std::string& s) {
+  std::vector<agent::ArtifactInfo> out;
+  if (s.empty()) return out;
+  for (const auto& j : nlohmann::json::parse(s))
+    out.push_back(artifactFrom(j));
+  return out;
 }
 
 std::string levelName(agent::LogLevel l) {
@@ -117,7 +141,7 @@ agent::LogLevel levelFrom(const std::string& s) {
 
 constexpr const char* kJobColumns =
     "id, image_name, image_version, definition_name, definition_digest, targets, labels, priority, "
-    "state, error, created_ms, updated_ms, artifact";
+    "state, error, created_ms, updated_ms, artifact, more_artifacts";
 
 }  // namespace
 
@@ -168,8 +192,8 @@ void Store::insertJob(Job& job, const std::string& definition,
                       const std::map<std::string, std::string>& bundleFiles) {
   auto s = db_.prepare(
       "INSERT INTO jobs(image_name, image_version, definition, definition_name, definition_digest, "
-      "targets, labels, priority, state, error, created_ms, updated_ms, artifact) "
-      "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)");
+      "targets, labels, priority, state, error, created_ms, updated_ms, artifact, "
+      "more_artifacts) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
   s.bind(1, job.imageName)
       .bind(2, job.imageVersion)
       .bind(3, definition)
@@ -177,6 +201,7 @@ void Store::insertJob(Job& job, const std::string& definition,
   s.bind(5, job.definitionDigest).bind(6, toJson(job.targets)).bind(7, toJson(job.labels));
   s.bind(8, job.priority).bind(9, toString(job.state)).bind(10, job.error);
   s.bind(11, job.createdMs).bind(12, job.updatedMs).bind(13, artifactJson(job.artifact));
+  s.bind(14, artifactsJson(job.moreArtifacts));
   s.run();
   job.id = db_.lastInsertId();
   for (const auto& step : job.steps)
@@ -205,13 +230,14 @@ bool Store::versionTaken(const std::string& imageName, const std::string& versio
 
 void Store::updateJob(const Job& job) {
   auto s = db_.prepare(
-      "UPDATE jobs SET image_version=?, targets=?, state=?, error=?, updated_ms=?, artifact=? "
-      "WHERE id=?");
+      "UPDATE jobs SET image_version=?, targets=?, state=?, error=?, updated_ms=?, artifact=?, "
+      "more_artifacts=? WHERE id=?");
   s.bind(1, job.imageVersion)
       .bind(2, toJson(job.targets))
       .bind(3, toString(job.state))
       .bind(4, job.error);
-  s.bind(5, job.updatedMs).bind(6, artifactJson(job.artifact)).bind(7, job.id);
+  s.bind(5, job.updatedMs).bind(6, artifactJson(job.artifact));
+  s.bind(7, artifactsJson(job.moreArtifacts)).bind(8, job.id);
   s.run();
 }
 
@@ -269,6 +295,7 @@ Job Store::readJob(Statement& s) {
   j.createdMs = s.getInt(10);
   j.updatedMs = s.getInt(11);
   j.artifact = artifactFromJson(s.getText(12));
+  j.moreArtifacts = artifactsFromJson(s.getText(13));
   return j;
 }
 

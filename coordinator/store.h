@@ -18,7 +18,7 @@ namespace imgpipe::coord {
 class Store {
  public:
   // The version of the schema this build creates and migrates older databases to.
-  static constexpr int kSchemaVersion = 4;
+  static constexpr int kSchemaVersion = 5;
 
   explicit Store(const std::filesystem::path& stateDir);
 

@@ -11,11 +11,11 @@ namespace {
 struct KindName {
   OutputKind kind;
   std::string_view name, diskFormat;
-  bool reachesControllers;
+  OutputKind carrier;
 };
-constexpr std::array kKinds{KindName{OutputKind::qcow2, "qcow2", "qcow2", true},
-                            KindName{OutputKind::raw, "raw", "raw", true},
-                            KindName{OutputKind::iso, "iso", "iso", false}};
+constexpr std::array kKinds{KindName{OutputKind::qcow2, "qcow2", "qcow2", OutputKind::qcow2},
+                            KindName{OutputKind::raw, "raw", "raw", OutputKind::qcow2},
+                            KindName{OutputKind::iso, "iso", "iso", OutputKind::iso}};
 
 const KindName& entry(OutputKind kind) {
   for (const auto& k : kKinds)
@@ -48,12 +48,16 @@ std::optional<OutputKind> parseOutputKind(std::string_view name) {
   return std::nullopt;
 }
 
+std::optional<OutputKind> parseOutputField(std::string_view name) {
+  return name.empty() ? OutputKind::qcow2 : parseOutputKind(name);
+}
+
 std::string_view diskFormatOf(OutputKind kind) {
   return entry(kind).diskFormat;
 }
 
-bool reachesControllers(OutputKind kind) {
-  return entry(kind).reachesControllers;
+OutputKind carrierOf(OutputKind kind) {
+  return entry(kind).carrier;
 }
 
 bool lists(const std::vector<OutputKind>& kinds, OutputKind kind) {

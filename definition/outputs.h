@@ -15,16 +15,20 @@ namespace imgpipe::definition {
 // image. The qcow2 is always built: it is what travels over the WAN. A raw is expanded from the
 // delivered qcow2 at the controller (Ceph RBD sites want raw so Nova can clone it copy-on-write)
 // and checked against the digests the build computed of the same expansion. An iso is a hybrid
-// BIOS/UEFI live ISO of the same root (docs/image-definition.md, "A live ISO"): it is built,
-// booted and published by the build agent; controllers do not receive it yet.
+// BIOS/UEFI live ISO of the same root (docs/image-definition.md, "A live ISO"): an artifact of
+// its own, carried by the relays beside the qcow2 (deltas against the previous iso).
 enum class OutputKind { qcow2, raw, iso };
 
 std::string_view toString(OutputKind kind);
 std::optional<OutputKind> parseOutputKind(std::string_view name);
+// An output kind as records and messages carry it, where "" is the qcow2: what everything made
+// before outputs existed (a step row, a register task, a transfer manifest) meant.
+std::optional<OutputKind> parseOutputField(std::string_view name);
 // Glance's disk_format of an output.
 std::string_view diskFormatOf(OutputKind kind);
-// Whether a controller can register the kind from what the relays deliver (the qcow2).
-bool reachesControllers(OutputKind kind);
+// The output whose file the relays carry to make `kind` at a controller: itself, or (raw) the
+// qcow2 it is expanded from. The kinds that are their own carrier are the job's artifacts.
+OutputKind carrierOf(OutputKind kind);
 bool lists(const std::vector<OutputKind>& kinds, OutputKind kind);
 // "qcow2, raw": kinds as messages and summaries name them.
 std::string namesOf(const std::vector<OutputKind>& kinds);

@@ -101,6 +101,8 @@ std::optional<std::string> checkIds(Envelope::Reader env) {
         auto r = k.getCompleted();
         if (r.hasArtifact() && r.getArtifact().getId().size() > 0)
           c.artifact("taskEvent.completed.artifact", r.getArtifact());
+        for (auto a : r.getMoreArtifacts())
+          c.artifact("taskEvent.completed.moreArtifacts", a);
       }
       break;
     }

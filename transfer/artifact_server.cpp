@@ -666,6 +666,7 @@ void ArtifactServer::startDelta(const std::string& deltaId, const std::shared_pt
             mo.kind = ArtifactKind::delta;
             mo.imageName = target->manifest().imageName;
             mo.imageVersion = target->manifest().imageVersion;
+            mo.output = target->manifest().output;
             mo.basisId = std::string(ids::splitDelta(deltaId)->basis);
             mo.targetId = target->id();
             mo.deltaFormat = format;

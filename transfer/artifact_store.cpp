@@ -37,7 +37,7 @@ void pwriteAll(int fd, const std::byte* data, size_t n, std::uint64_t offset,
 bool sameData(const Manifest& a, const Manifest& b) {
   return a.kind == b.kind && a.size == b.size && a.sha256 == b.sha256 && a.sha512 == b.sha512 &&
          a.chunkSize == b.chunkSize && a.chunkHashes == b.chunkHashes && a.basisId == b.basisId &&
-         a.targetId == b.targetId && a.deltaFormat == b.deltaFormat;
+         a.targetId == b.targetId && a.deltaFormat == b.deltaFormat && a.output == b.output;
 }
 
 bool chunkMatches(const Manifest& m, std::uint32_t index, std::span<const std::byte> data) {
@@ -205,6 +205,7 @@ agent::ArtifactInfo Artifact::info() const {
   i.manifestDigest = digest_;
   i.imageName = manifest_.imageName;
   i.imageVersion = manifest_.imageVersion;
+  i.kind = definition::toString(manifest_.output);
   return i;
 }
 
@@ -376,7 +377,7 @@ void Artifact::Writer::finalize() {
   }
   a.dir_.unlink("journal");
   a.store_.notify({StoreEvent::Kind::complete, a.id_, 0});
-  if (m.kind == ArtifactKind::image) a.store_.applyRetention(m.imageName);
+  if (m.kind == ArtifactKind::image) a.store_.applyRetention(m.imageName, m.output);
 }
 
 // --- ArtifactStore ----------------------------------------------------------------------------
@@ -498,17 +499,19 @@ std::shared_ptr<Artifact> ArtifactStore::addFile(const fs::path& file, const Man
 
 agent::ArtifactInfo ArtifactStore::importFile(const fs::path& file, const std::string& imageName,
                                               const std::string& imageVersion,
-                                              const std::string& metadataJson) {
+                                              const std::string& metadataJson,
+                                              definition::OutputKind output) {
   if (!fs::is_regular_file(file)) throw Error("cannot import " + file.string() + ": not a file");
   ManifestOptions mo;
   mo.imageName = imageName;
   mo.imageVersion = imageVersion;
   mo.metadata = metadataJson;
   mo.chunkSize = options_.chunkSize;
+  mo.output = output;
   auto artifact = addFile(file, mo);
   auto info = artifact->info();
   artifact.reset();
-  applyRetention(imageName);
+  applyRetention(imageName, output);
   return info;
 }
 
@@ -617,12 +620,13 @@ std::vector<agent::ArtifactInfo> ArtifactStore::inventory() const {
 }
 
 std::shared_ptr<Artifact> ArtifactStore::newestImage(const std::string& imageName,
+                                                     definition::OutputKind output,
                                                      const std::string& excludeId) const {
   std::shared_ptr<Artifact> best;
   std::lock_guard lock(mutex_);
   for (const auto& [id, a] : artifacts_) {
     if (id == excludeId || a->manifest().kind != ArtifactKind::image ||
-        a->manifest().imageName != imageName || !a->complete())
+        a->manifest().imageName != imageName || a->manifest().output != output || !a->complete())
       continue;
     if (!best || a->seq() > best->seq()) best = a;
   }
@@ -639,14 +643,14 @@ std::shared_ptr<Artifact> ArtifactStore::pin(std::shared_ptr<Artifact> a) {
   });
 }
 
-void ArtifactStore::applyRetention(const std::string& imageName) {
+void ArtifactStore::applyRetention(const std::string& imageName, definition::OutputKind output) {
   std::vector<std::string> doomed;
   {
     std::lock_guard lock(mutex_);
     std::vector<std::shared_ptr<Artifact>> versions;
     for (const auto& [id, a] : artifacts_)
       if (a->manifest().kind == ArtifactKind::image && a->manifest().imageName == imageName &&
-          a->complete())
+          a->manifest().output == output && a->complete())
         versions.push_back(a);
     std::sort(versions.begin(), versions.end(),
               [](const auto& x, const auto& y) { return x->seq() > y->seq(); });
@@ -654,8 +658,8 @@ void ArtifactStore::applyRetention(const std::string& imageName) {
       if (!versions[i]->pinned()) doomed.push_back(versions[i]->id());
   }
   for (const auto& id : doomed) {
-    spdlog::info("artifact store: removing {} (more than {} versions of {})", shortId(id),
-                 options_.retention, imageName);
+    spdlog::info("artifact store: removing {} (more than {} versions of {} as {})", shortId(id),
+                 options_.retention, imageName, definition::toString(output));
     remove(id);
   }
   // Deltas whose basis or target is gone are no use to anyone.

@@ -30,7 +30,7 @@ class InsufficientSpace : public Error {
 
 struct StoreOptions {
   std::filesystem::path dir;
-  unsigned retention = 3;             // complete versions kept per image name
+  unsigned retention = 3;             // complete versions kept per image name and output
   std::uint32_t chunkSize = 1 << 20;  // for artifacts made here (imports, deltas)
   std::uint64_t reserveBytes = 0;     // never fill the disk beyond this much free space
 };
@@ -173,9 +173,10 @@ class ArtifactStore {
 
   // The build agent's door: takes a finished image (hard link when on the same filesystem,
   // else a copy), computes its manifest and keeps it as a complete artifact.
-  agent::ArtifactInfo importFile(const std::filesystem::path& file, const std::string& imageName,
-                                 const std::string& imageVersion,
-                                 const std::string& metadataJson = {});
+  agent::ArtifactInfo importFile(
+      const std::filesystem::path& file, const std::string& imageName,
+      const std::string& imageVersion, const std::string& metadataJson = {},
+      definition::OutputKind output = definition::OutputKind::qcow2);
   // Adds a locally made file (a computed delta) as a complete artifact, moving it in.
   std::shared_ptr<Artifact> addFile(const std::filesystem::path& file,
                                     const ManifestOptions& options);
@@ -187,14 +188,16 @@ class ArtifactStore {
   std::shared_ptr<Artifact> find(const std::string& id) const;
   std::optional<std::filesystem::path> pathOf(const std::string& id) const;  // complete only
   std::vector<agent::ArtifactInfo> inventory() const;  // complete images, oldest first
-  // The newest complete image of `imageName` other than `excludeId`: a delta basis.
+  // The newest complete image of `imageName` as `output` other than `excludeId`: a delta basis
+  // (an iso is no basis for a qcow2).
   std::shared_ptr<Artifact> newestImage(const std::string& imageName,
+                                        definition::OutputKind output,
                                         const std::string& excludeId) const;
   std::uint64_t freeBytes() const;
 
-  // Keeps the newest `retention` complete versions of the image name (and deltas between kept
-  // versions); artifacts in use by a transfer are left for the next round.
-  void applyRetention(const std::string& imageName);
+  // Keeps the newest `retention` complete versions of the image name as `output` (and deltas
+  // between kept versions); artifacts in use by a transfer are left for the next round.
+  void applyRetention(const std::string& imageName, definition::OutputKind output);
   bool remove(const std::string& id);
 
   using Listener = std::function<void(const StoreEvent&)>;

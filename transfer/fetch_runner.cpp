@@ -223,7 +223,7 @@ FetchOutcome TransferPlane::fetch(const FetchRequest& request, std::stop_token s
   // 3. A delta, when an older version of this image is here and nothing of this one is yet.
   if (request.allowDelta && config_.delta && manifest.kind == ArtifactKind::image &&
       artifact->chunksAvailable() == 0) {
-    if (auto basis = store_->newestImage(manifest.imageName, artifact->id())) {
+    if (auto basis = store_->newestImage(manifest.imageName, manifest.output, artifact->id())) {
       if (tryDelta(request, fetcher, *writer, basis, stop, progress, out)) {
         out.reconnects = fetcher.reconnects();
         return finishOutcome(artifact);

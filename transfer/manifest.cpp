@@ -112,6 +112,7 @@ std::string encodeManifest(const Manifest& m) {
   b.setMetadata(text(m.metadata));
   b.setDeltaFormat(toProto(m.deltaFormat));
   b.setDeltaBlockSize(m.deltaBlockSize);
+  b.setOutput(std::string(definition::toString(m.output)));
   auto words = capnp::messageToFlatArray(message);
   auto out = words.asBytes();
   return std::string(reinterpret_cast<const char*>(out.begin()), out.size());
@@ -155,6 +156,12 @@ std::optional<Manifest> decodeManifest(std::string_view encoded, std::string* er
   m.metadata = wire::toString(r.getMetadata());
   m.deltaFormat = deltaFormatFromProto(r.getDeltaFormat());
   m.deltaBlockSize = r.getDeltaBlockSize();
+  const std::string output = wire::toString(r.getOutput());
+  const auto kind = definition::parseOutputField(output);
+  if (!kind || definition::carrierOf(*kind) != *kind)
+    return fail("manifest: output '" + output.substr(0, 16) +
+                "' is not a file this version carries");
+  m.output = *kind;
 
   if (m.sha256.size() != 32 || m.sha512.size() != 64)
     return fail("manifest: whole-file digests have the wrong length");
@@ -204,6 +211,7 @@ Manifest buildManifest(int fd, const std::filesystem::path& file, const Manifest
   m.targetId = options.targetId;
   m.deltaFormat = options.deltaFormat;
   m.deltaBlockSize = options.deltaBlockSize;
+  m.output = options.output;
   Hasher whole256(HashAlgo::sha256), whole512(HashAlgo::sha512), chunk(HashAlgo::sha256);
   std::vector<std::byte> buf(options.chunkSize);
   for (;;) {

@@ -6,6 +6,8 @@
 #include <string>
 #include <string_view>
 
+#include "definition/outputs.h"
+
 namespace imgpipe::transfer {
 
 enum class ArtifactKind { image, delta };
@@ -30,6 +32,8 @@ struct Manifest {
   std::string metadata;  // build manifest (JSON)
   DeltaFormat deltaFormat = DeltaFormat::none;
   std::uint32_t deltaBlockSize = 0;
+  // The output the image is: versions of one image name and output are each other's delta bases.
+  definition::OutputKind output = definition::OutputKind::qcow2;
 
   // The artifact's id: sha256 hex of an image; for a delta, a name derived from basis and target,
   // so every hop that asks for the same delta finds the same artifact.
@@ -63,6 +67,7 @@ struct ManifestOptions {
   std::string basisId, targetId;
   DeltaFormat deltaFormat = DeltaFormat::none;
   std::uint32_t deltaBlockSize = 0;
+  definition::OutputKind output = definition::OutputKind::qcow2;
 };
 
 // Reads the file once: chunk hashes, whole-file SHA-256 and SHA-512, and the virtual size when it

@@ -6,7 +6,16 @@
 #include <string>
 #include <vector>
 
+#include "definition/outputs.h"
+
 namespace imgpipe::build {
+
+// A file of a finished build that travels as an artifact of its own. Value type.
+struct OutputFile {
+  definition::OutputKind kind = definition::OutputKind::qcow2;
+  std::filesystem::path file;
+  std::string sha256Hex;  // as the build manifest has it: what the stored artifact must be
+};
 
 // What a successful build hands to the artifact store. Value type.
 struct BuildOutput {
@@ -17,6 +26,8 @@ struct BuildOutput {
   std::uint64_t size = 0, virtualSize = 0;
   std::string imageName, imageVersion;
   std::vector<std::string> outputs;    // the kinds the manifest lists digests for
+  // The artifacts: the qcow2 first, then every output the manifest names a file of (the iso).
+  std::vector<OutputFile> files;
   std::filesystem::path manifestFile;  // the same manifest, on disk next to the image
   std::filesystem::path buildLog;
   bool reused = false;  // an earlier result with the same inputs

@@ -105,8 +105,15 @@ BuildOutcome runBuild(const JobSpec& job, BuildEvents& events, std::stop_token s
     out.size = m.at("image").at("size");
     out.virtualSize = m.at("image").at("virtual_size");
     out.validation = m.value("validation", json());
-    for (const auto& entry : definition::outputDigestsFromJson(m.value("outputs", json::array())))
+    out.files.push_back({definition::OutputKind::qcow2, out.image, out.sha256Hex});
+    for (const auto& entry :
+         definition::outputDigestsFromJson(m.value("outputs", json::array()))) {
       out.outputs.emplace_back(definition::toString(entry.kind));
+      // A name beside the manifest (outputDigestsFromJson refuses a path).
+      if (!entry.file.empty())
+        out.files.push_back(
+            {entry.kind, out.manifestFile.parent_path() / entry.file, entry.sha256});
+    }
     outcome.output = out;
     return outcome;
   }

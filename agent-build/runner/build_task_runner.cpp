@@ -162,11 +162,25 @@ void BuildTaskRunner::run(const agent::TaskSpec& task, agent::TaskReporter& repo
   ReporterEvents events(reporter, task.jobId);
   auto outcome = runBuild(job, events, stop);
   if (outcome.output) {
-    agent::ArtifactInfo artifact;
+    std::vector<agent::ArtifactInfo> artifacts;
     try {
-      artifact = publish_(*outcome.output);
-      // Whatever stored it, what the controllers may register is the build's to say.
-      artifact.outputs = outcome.output->outputs;
+      const BuildOutput& out = *outcome.output;
+      for (const auto& file : out.files) {
+        auto a = publish_(out, file);
+        if (a.id != file.sha256Hex)
+          throw Error(file.file.string() + " was stored with sha256 " + a.id +
+                      ", the build manifest says " + file.sha256Hex);
+        // Whatever stored it, what the controllers may make of each file is the build's to say.
+        a.outputs.clear();
+        for (const auto& name : out.outputs)
+          if (auto kind = definition::parseOutputKind(name);
+              kind && definition::carrierOf(*kind) == file.kind)
+            a.outputs.push_back(name);
+        a.kind = definition::toString(file.kind);
+        artifacts.push_back(std::move(a));
+      }
+      if (out.files.empty() || out.files.front().kind != definition::OutputKind::qcow2)
+        throw Error("the build reported no qcow2 to publish");
     } catch (const std::exception& e) {
       reporter.failed({.step = "publish",
                        .message = std::string("cannot publish the image: ") + e.what(),
@@ -177,11 +191,13 @@ void BuildTaskRunner::run(const agent::TaskSpec& task, agent::TaskReporter& repo
         ->info("built {} {} ({}, sha256 {})", outcome.output->imageName,
                outcome.output->imageVersion, formatBytes(outcome.output->size),
                outcome.output->sha256Hex);
-    reporter.completed(
-        {.artifact = artifact,
-         .detail = outcome.output->imageName + " " + outcome.output->imageVersion +
-                   (outcome.output->reused ? " (reused an identical earlier build)" : ""),
-         .checks = checksFromValidation(outcome.output->validation)});
+    agent::TaskResultInfo result;
+    result.artifact = artifacts.front();
+    result.moreArtifacts.assign(artifacts.begin() + 1, artifacts.end());
+    result.detail = outcome.output->imageName + " " + outcome.output->imageVersion +
+                    (outcome.output->reused ? " (reused an identical earlier build)" : "");
+    result.checks = checksFromValidation(outcome.output->validation);
+    reporter.completed(result);
     return;
   }
   const auto& f = *outcome.failure;

@@ -9,6 +9,7 @@
 #include <set>
 #include <thread>
 
+#include "agent-glance/iso_check.h"
 #include "agent-glance/qcow2_check.h"
 #include "agent-glance/raw_expansion.h"
 #include "agent-glance/registration/image_id.h"
@@ -500,11 +501,23 @@ RegistrationResult Registrar::run(const RegistrationRequest& request, std::stop_
   }
   // What is registered (min_disk among it) was resolved once, at build time
   // (definition::resolveGlance); here the file is only checked to be what it claims.
-  checkQcow2(request.file,
-             {.maxVirtualSize = config_.maxVirtualSize, .timeout = config_.qemuImgTimeout}, stop);
+  const auto carrier = definition::carrierOf(request.output);
+  if (carrier == definition::OutputKind::iso) {
+    checkIso(request.file);
+    // The delivered file must be the one the build manifest it carries names.
+    if (lower(request.sha256) != request.expanded.sha256 ||
+        lower(request.sha512) != request.expanded.sha512 || request.size != request.expanded.size)
+      throw Error("the delivered iso (sha256 " + lower(request.sha256) +
+                  ") is not the one its build manifest names (sha256 " +
+                  request.expanded.sha256 + ")");
+  } else {
+    checkQcow2(request.file,
+               {.maxVirtualSize = config_.maxVirtualSize, .timeout = config_.qemuImgTimeout},
+               stop);
+  }
   note(agent::LogLevel::info, "verified " + request.file.filename().string() + " (" +
-                                  formatBytes(request.size) +
-                                  ", sha256 and sha512 match; qcow2 checked)");
+                                  formatBytes(request.size) + ", sha256 and sha512 match; " +
+                                  std::string(definition::toString(carrier)) + " checked)");
   std::optional<ExpandedRaw> raw;
   RegistrationRequest upload = request;
   if (request.output == definition::OutputKind::raw) {

@@ -39,9 +39,10 @@ namespace imgpipe::glance {
 //   active -> its size and os_hash_value are checked; if they match, it is the result.
 //
 // Verification. Before anything, the file's size, SHA-256 and SHA-512 must match the request
-// and the file must be a self-contained qcow2 (checkQcow2). A raw output is then expanded from
-// it (raw_expansion.h) and must match the build's digests of the raw; that is what is uploaded,
-// as an image of its own (imageIdFor's output). After the upload Glance's size,
+// and the file must be a self-contained qcow2 (checkQcow2), or for an iso an ISO 9660 image
+// (checkIso) that is the one its build manifest names. A raw output is then expanded from the
+// qcow2 (raw_expansion.h) and must match the build's digests of the raw; that is what is
+// uploaded, as an image of its own (imageIdFor's output), as an iso is. After the upload Glance's size,
 // os_hash_algo/os_hash_value must match too; otherwise the image is deleted and the
 // registration fails (not retried: Glance stored something other than the verified file).
 //
@@ -66,7 +67,8 @@ struct RegistrationRequest {
   std::uint64_t size = 0;
   std::string manifestDigest;
   definition::ResolvedGlance spec;  // from the build manifest, resolved at build time
-  // What is registered: the delivered qcow2 itself, or (raw) the raw expanded from it into
+  // What is registered: the delivered file itself (a qcow2, an iso: `expanded` then holds the
+  // build manifest's digests of that iso), or (raw) the raw expanded from the qcow2 into
   // `scratchDir` and checked against `expanded`, the build's digests of that expansion.
   definition::OutputKind output = definition::OutputKind::qcow2;
   definition::OutputDigests expanded;

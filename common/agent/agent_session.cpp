@@ -78,6 +78,9 @@ class AgentSession::Reporter : public TaskReporter {
     emit(true, [&](proto::TaskEvent::Builder e) {
       auto r = e.getKind().initCompleted();
       if (result.artifact) fillArtifact(r.initArtifact(), *result.artifact);
+      auto more = r.initMoreArtifacts(static_cast<unsigned>(result.moreArtifacts.size()));
+      for (unsigned i = 0; i < result.moreArtifacts.size(); ++i)
+        fillArtifact(more[i], result.moreArtifacts[i]);
       r.setGlanceImageId(result.glanceImageId);
       r.setDetail(result.detail);
       fillChecks(r.initChecks(static_cast<unsigned>(result.checks.size())), result.checks);

@@ -22,6 +22,8 @@ struct ArtifactInfo {
   std::string imageName;
   std::string imageVersion;
   std::vector<std::string> outputs;  // output kinds (definition/outputs.h), by name
+  // The output kind the file is: "qcow2" ("" from agents before 0.5), "iso".
+  std::string kind;
 };
 
 struct BuildSpec {
@@ -56,7 +58,8 @@ struct RegisterSpec {
   std::string sha256;
   std::string sha512;
   std::uint64_t size = 0;
-  std::string output;  // "" or "qcow2": the delivered file; "raw": expanded from it here
+  // "" or "qcow2", "iso": the delivered file itself; "raw": expanded from the qcow2 here
+  std::string output;
 };
 
 struct TaskSpec {
@@ -102,6 +105,7 @@ struct CheckInfo {
 
 struct TaskResultInfo {
   std::optional<ArtifactInfo> artifact;
+  std::vector<ArtifactInfo> moreArtifacts;  // builds: the outputs travelling on their own (iso)
   std::string glanceImageId;
   std::string detail;
   std::vector<CheckInfo> checks;

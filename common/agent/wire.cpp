@@ -93,7 +93,7 @@ GrantSpec toGrantSpec(proto::Grant::Reader g) {
 ArtifactInfo toArtifactInfo(proto::ArtifactSummary::Reader a) {
   ArtifactInfo info{
       a.getId(),        a.getSha512(),       a.getSize(), a.getVirtualSize(), a.getManifestDigest(),
-      a.getImageName(), a.getImageVersion(), {}};
+      a.getImageName(), a.getImageVersion(), {},          a.getKind()};
   for (auto o : a.getOutputs())
     info.outputs.emplace_back(o);
   return info;
@@ -111,6 +111,7 @@ void fillArtifact(proto::ArtifactSummary::Builder out, const ArtifactInfo& a) {
   auto outputs = out.initOutputs(static_cast<unsigned>(a.outputs.size()));
   for (unsigned i = 0; i < a.outputs.size(); ++i)
     outputs.set(i, a.outputs[i]);
+  out.setKind(a.kind);
 }
 
 proto::Role toProto(Role role) {

@@ -6,6 +6,7 @@
 #include <ctime>
 
 #include "common/units.h"
+#include "definition/outputs.h"
 
 namespace imgpipe::cli {
 namespace {
@@ -133,20 +134,31 @@ nlohmann::json toJson(proto::JobDetail::Reader d) {
                      {"finished_ms", s.getFinishedMs()},
                      {"checks", toJson(s.getChecks())}});
   j["steps"] = steps;
-  if (d.hasArtifact() && d.getArtifact().getId().size() > 0) {
-    auto a = d.getArtifact();
-    j["artifact"] = {{"sha256", a.getId()},
-                     {"sha512", a.getSha512()},
-                     {"size", a.getSize()},
-                     {"virtual_size", a.getVirtualSize()},
-                     {"manifest_digest", a.getManifestDigest()},
-                     {"version", a.getImageVersion()}};
+  // "artifact": the qcow2, as before 0.5; "artifacts": every file the job delivers, by kind.
+  auto artifacts = nlohmann::json::array();
+  auto addArtifact = [&](proto::ArtifactSummary::Reader a) {
     auto outputs = nlohmann::json::array();
     for (auto o : a.getOutputs())
       outputs.push_back(std::string(o));
+    const auto kind = definition::parseOutputField(a.getKind().cStr());
     // Built before outputs: the qcow2 alone.
-    j["artifact"]["outputs"] = outputs.empty() ? nlohmann::json::array({"qcow2"}) : outputs;
-  }
+    if (outputs.empty() && kind == definition::OutputKind::qcow2) outputs.push_back("qcow2");
+    nlohmann::json one = {{"kind", kind ? definition::toString(*kind) : a.getKind().cStr()},
+                          {"sha256", a.getId()},
+                          {"sha512", a.getSha512()},
+                          {"size", a.getSize()},
+                          {"virtual_size", a.getVirtualSize()},
+                          {"manifest_digest", a.getManifestDigest()},
+                          {"version", a.getImageVersion()},
+                          {"outputs", outputs}};
+    artifacts.push_back(one);
+    return one;
+  };
+  if (d.hasArtifact() && d.getArtifact().getId().size() > 0)
+    j["artifact"] = addArtifact(d.getArtifact());
+  for (auto a : d.getMoreArtifacts())
+    addArtifact(a);
+  j["artifacts"] = artifacts;
   j["definition_digest"] = d.getDefinitionDigest();
   j["definition_name"] = d.getDefinitionName();
   auto images = nlohmann::json::array();
@@ -261,15 +273,18 @@ void printJobDetail(std::ostream& out, proto::JobDetail::Reader d) {
   out << "  created:    " << age(s.getCreatedMs()) << " ago, updated " << age(s.getUpdatedMs())
       << " ago\n";
   if (s.getError().size()) out << "  error:      " << s.getError().cStr() << "\n";
-  if (d.hasArtifact() && d.getArtifact().getId().size() > 0) {
-    auto a = d.getArtifact();
-    out << "  artifact:   " << formatBytes(a.getSize()) << " (virtual "
-        << formatBytes(a.getVirtualSize()) << ")\n";
+  auto printArtifact = [&](proto::ArtifactSummary::Reader a) {
+    const auto kind = definition::parseOutputField(a.getKind().cStr());
+    out << "  artifact:   " << (kind ? definition::toString(*kind) : a.getKind().cStr()) << ", "
+        << formatBytes(a.getSize()) << " (virtual " << formatBytes(a.getVirtualSize()) << ")\n";
     out << "    sha256    " << a.getId().cStr() << "\n";
     out << "    sha512    " << a.getSha512().cStr() << "\n";
     if (a.getOutputs().size() > 0)
       out << "    outputs   " << join(texts(a.getOutputs()), ", ") << "\n";
-  }
+  };
+  if (d.hasArtifact() && d.getArtifact().getId().size() > 0) printArtifact(d.getArtifact());
+  for (auto a : d.getMoreArtifacts())
+    printArtifact(a);
   for (auto g : d.getGlanceImages())
     out << "  glance:     " << g.getController().cStr() << " image " << g.getImageId().cStr()
         << " (" << g.getOutput().cStr() << ")\n";

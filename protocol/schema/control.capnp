@@ -192,6 +192,9 @@ struct TaskResult {
   glanceImageId @1 :Text;     # register tasks
   detail @2 :Text;            # human-readable summary
   checks @3 :List(CheckResult);  # build tasks: the validation and the acceptance boot
+  # build tasks: the outputs that travel as files of their own beside `artifact` (the iso),
+  # each with its own transfer manifest
+  moreArtifacts @4 :List(ArtifactSummary);
 }
 
 # One check a build made of its image (offline validation, or in the booted guest).
@@ -221,6 +224,7 @@ struct ArtifactSummary {
   imageName @5 :Text;
   imageVersion @6 :Text;
   outputs @7 :List(Text);     # what each controller may register: "qcow2", "raw" (definition/outputs.h)
+  kind @8 :Text;              # the output kind the file is: "qcow2" ("" before 0.5), "iso"
 }
 
 # --- operators --------------------------------------------------------------------------
@@ -353,12 +357,13 @@ struct JobDetail {
   definitionDigest @3 :Text;
   definitionName @4 :Text;
   glanceImages @5 :List(GlanceImage);
+  moreArtifacts @6 :List(ArtifactSummary);  # the job's other artifacts (the iso), as TaskResult's
 }
 
 struct GlanceImage {
   controller @0 :Text;
   imageId @1 :Text;
-  output @2 :Text;            # qcow2, raw
+  output @2 :Text;            # qcow2, raw, iso
 }
 
 struct JobEvent {

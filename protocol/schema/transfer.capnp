@@ -58,6 +58,10 @@ struct Manifest {
   metadata @12 :Text;           # the build manifest (JSON) travelling with the image
   deltaFormat @13 :DeltaFormat;
   deltaBlockSize @14 :UInt32;   # delta: the librsync block length it was made with
+  # The output kind the image is (definition/outputs.h): "qcow2" ("" in manifests before 0.5),
+  # "iso". Versions of one image name and output are each other's delta bases and are kept
+  # together (retention).
+  output @15 :Text;
 }
 
 struct TransferMessage {

@@ -489,7 +489,11 @@ TEST(Definition, OutputsAreQcow2ByDefaultEachKindOnceAndTheBuildPlansTheirDigest
   EXPECT_LT(liveAt("validate"), liveAt("live_iso"));
   EXPECT_LT(liveAt("live_iso"), liveAt("boot_test"));
   EXPECT_EQ(std::find(planned.begin(), planned.end(), "live_iso"), planned.end());
-  EXPECT_FALSE(definition::reachesControllers(definition::OutputKind::iso));
+  // An iso is its own artifact; a raw is made from the qcow2 at the controller.
+  EXPECT_EQ(definition::carrierOf(definition::OutputKind::iso), definition::OutputKind::iso);
+  EXPECT_EQ(definition::carrierOf(definition::OutputKind::raw), definition::OutputKind::qcow2);
+  EXPECT_EQ(definition::parseOutputField(""), definition::OutputKind::qcow2);
+  EXPECT_EQ(definition::parseOutputField("vmdk"), std::nullopt);
   EXPECT_EQ(definition::bootedOutputs(live),
             (std::vector{definition::OutputKind::qcow2, definition::OutputKind::iso}));
   const std::string isoOnly = std::string(kMinimal) +

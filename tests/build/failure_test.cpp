@@ -38,7 +38,7 @@ void expectNothingLeft(const TestArea& area) {
 TEST(BuildFailure, WrongBaseChecksumIsRefusedBeforeAnythingHappens) {
   const auto& base = fixtureBase();
   TestArea area("checksum");
-  BuildTaskRunner runner(area.config(), [](const BuildOutput&) -> agent::ArtifactInfo {
+  BuildTaskRunner runner(area.config(), [](const BuildOutput&, const OutputFile&) -> agent::ArtifactInfo {
     throw std::logic_error("published a failed build");
   });
   RecordingReporter reporter;
@@ -58,7 +58,7 @@ TEST(BuildFailure, WrongBaseChecksumIsRefusedBeforeAnythingHappens) {
 TEST(BuildFailure, FailingScriptReportsStepExitCodeAndLastLines) {
   const auto& base = fixtureBase();
   TestArea area("script");
-  BuildTaskRunner runner(area.config(), [](const BuildOutput&) -> agent::ArtifactInfo {
+  BuildTaskRunner runner(area.config(), [](const BuildOutput&, const OutputFile&) -> agent::ArtifactInfo {
     throw std::logic_error("published a failed build");
   });
   RecordingReporter reporter;

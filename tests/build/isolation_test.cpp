@@ -212,7 +212,7 @@ scripts:
     run: "touch /never"
 )SCRIPT";
 
-  BuildTaskRunner runner(area.config(), [](const BuildOutput&) -> agent::ArtifactInfo {
+  BuildTaskRunner runner(area.config(), [](const BuildOutput&, const OutputFile&) -> agent::ArtifactInfo {
     throw std::logic_error("published a build that should have failed");
   });
   RecordingReporter reporter;

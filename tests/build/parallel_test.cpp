@@ -30,7 +30,7 @@ TEST(BuildParallel, TwoBuildsAtOnceNeverShareADevice) {
   TestArea area("parallel");
   std::mutex mutex;
   std::vector<BuildOutput> outputs;
-  BuildTaskRunner runner(area.config(), [&](const BuildOutput& out) {
+  BuildTaskRunner runner(area.config(), [&](const BuildOutput& out, const OutputFile&) {
     std::lock_guard lock(mutex);
     outputs.push_back(out);
     return artifactFromOutput(out);

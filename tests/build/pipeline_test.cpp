@@ -120,7 +120,7 @@ TEST(BuildPipeline, BuildsEveryItemOfTheDefinitionAndReusesTheResult) {
   const std::string keyring = readFile("/usr/share/keyrings/debian-archive-keyring.gpg");
 
   std::vector<BuildOutput> published;
-  BuildTaskRunner runner(config, [&](const BuildOutput& out) {
+  BuildTaskRunner runner(config, [&](const BuildOutput& out, const OutputFile&) {
     published.push_back(out);
     return artifactFromOutput(out);
   });

@@ -70,11 +70,11 @@ class SimRunner : public agent::TaskRunner {
                                                       {"sha512", &a.sha512}};
         *fields.at(c_.hostileField) = v;
       }
-      reporter.completed({a, "", "simulated build"});
+      reporter.completed({.artifact = a, .detail = "simulated build"});
     } else if (auto* r = std::get_if<agent::RegisterSpec>(&task.kind)) {
-      reporter.completed({std::nullopt, "sim-" + r->artifactId.substr(0, 8), ""});
+      reporter.completed({.glanceImageId = "sim-" + r->artifactId.substr(0, 8)});
     } else {
-      reporter.completed({std::nullopt, "", ""});
+      reporter.completed({});
     }
   }
 

@@ -2,11 +2,14 @@
 
 #include <gtest/gtest.h>
 
+#include <capnp/message.h>
+#include <capnp/serialize.h>
 #include <fstream>
 
 #include "common/error.h"
 #include "common/hash.h"
 #include "common/temp_dir.h"
+#include "protocol/schema/transfer.capnp.h"
 
 using namespace imgpipe;
 using namespace imgpipe::transfer;
@@ -78,6 +81,49 @@ TEST(Manifest, EncodingRoundTripsAndTheDigestIsOverTheBytes) {
   EXPECT_EQ(back->chunkHashes, m.chunkHashes);
   EXPECT_EQ(back->metadata, o.metadata);
   EXPECT_EQ(back->imageVersion, "1");
+}
+
+namespace {
+
+// `encoded` with its output field replaced (or, with nullopt, absent: a manifest before 0.5).
+std::string withOutput(const std::string& encoded, std::optional<std::string> output) {
+  kj::ArrayPtr<const capnp::word> words(reinterpret_cast<const capnp::word*>(encoded.data()),
+                                        encoded.size() / sizeof(capnp::word));
+  capnp::FlatArrayMessageReader reader(words);
+  capnp::MallocMessageBuilder message;
+  message.setRoot(reader.getRoot<proto::Manifest>());
+  auto root = message.getRoot<proto::Manifest>();
+  if (output)
+    root.setOutput(*output);
+  else
+    root.disownOutput();
+  auto flat = capnp::messageToFlatArray(message);
+  auto out = flat.asBytes();
+  return std::string(reinterpret_cast<const char*>(out.begin()), out.size());
+}
+
+}  // namespace
+
+TEST(Manifest, NamesTheOutputItIsAndAManifestWithoutOneIsTheQcow2) {
+  TempDir dir;
+  ManifestOptions o;
+  o.imageName = "img";
+  o.imageVersion = "1";
+  o.chunkSize = 65536;
+  o.output = definition::OutputKind::iso;
+  const std::string encoded = encodeManifest(buildManifest(writeFile(dir, "f", pattern(1000)), o));
+  std::string why;
+  auto iso = decodeManifest(encoded, &why);
+  ASSERT_TRUE(iso) << why;
+  EXPECT_EQ(iso->output, definition::OutputKind::iso);
+  auto old = decodeManifest(withOutput(encoded, std::nullopt), &why);
+  ASSERT_TRUE(old) << why;
+  EXPECT_EQ(old->output, definition::OutputKind::qcow2);
+  // A raw is made at the controller, never carried; an unknown kind is refused by name.
+  EXPECT_FALSE(decodeManifest(withOutput(encoded, "raw"), &why));
+  EXPECT_NE(why.find("output 'raw'"), std::string::npos) << why;
+  EXPECT_FALSE(decodeManifest(withOutput(encoded, "vmdk"), &why));
+  EXPECT_NE(why.find("output 'vmdk'"), std::string::npos) << why;
 }
 
 TEST(Manifest, DecodingRefusesGarbageAndInconsistency) {

@@ -188,13 +188,34 @@ TEST(ArtifactStore, KeepsTheNewestVersionsOfEachImage) {
                         "img", std::to_string(v))
             .id);
   store.importFile(writeFile(dir.path() / "other", data(kChunk, 99)), "other", "1");
+  // The isos of the same image are versions of their own: kept beside the qcow2s, never a
+  // delta basis for one (nor one for them).
+  std::vector<std::string> isos;
+  for (int v = 3; v <= 4; ++v)
+    isos.push_back(store
+                       .importFile(writeFile(dir.path() / ("iso" + std::to_string(v)),
+                                             data(kChunk, 50 + v)),
+                                   "img", std::to_string(v), "{}", definition::OutputKind::iso)
+                       .id);
   EXPECT_FALSE(store.find(ids[0]));
   EXPECT_FALSE(store.find(ids[1]));
   EXPECT_TRUE(store.find(ids[2]));
   EXPECT_TRUE(store.find(ids[3]));
-  EXPECT_EQ(store.newestImage("img", "")->id(), ids[3]);
-  EXPECT_EQ(store.newestImage("img", ids[3])->id(), ids[2]);
-  EXPECT_EQ(store.inventory().size(), 3u);
+  EXPECT_TRUE(store.find(isos[0]));
+  EXPECT_TRUE(store.find(isos[1]));
+  using definition::OutputKind;
+  EXPECT_EQ(store.newestImage("img", OutputKind::qcow2, "")->id(), ids[3]);
+  EXPECT_EQ(store.newestImage("img", OutputKind::qcow2, ids[3])->id(), ids[2]);
+  EXPECT_EQ(store.newestImage("img", OutputKind::iso, "")->id(), isos[1]);
+  EXPECT_EQ(store.newestImage("img", OutputKind::iso, isos[1])->id(), isos[0]);
+  EXPECT_EQ(store.find(isos[1])->info().kind, "iso");
+  EXPECT_EQ(store.find(ids[3])->info().kind, "qcow2");
+  EXPECT_EQ(store.inventory().size(), 5u);
+  // A third iso pushes the oldest iso out, not a qcow2.
+  store.importFile(writeFile(dir.path() / "iso5", data(kChunk, 55)), "img", "5", "{}",
+                   OutputKind::iso);
+  EXPECT_FALSE(store.find(isos[0]));
+  EXPECT_TRUE(store.find(ids[2]));
 }
 
 TEST(ArtifactStore, AnImportByAnotherProcessIsFoundLater) {

@@ -8,6 +8,8 @@
 
 #include <fstream>
 #include <map>
+#include <set>
+#include <tuple>
 
 #include "common/agent/wire.h"
 #include "common/hash.h"
@@ -109,7 +111,8 @@ class EngineTest : public ::testing::Test {
 
   void completeBuild(const std::string& agentName, const std::string& taskId,
                      const std::string& jobId, std::uint64_t seq = 1,
-                     std::vector<std::string> outputs = {}) {
+                     std::vector<std::string> outputs = {},
+                     std::vector<agent::ArtifactInfo> more = {}) {
     proto::EnvelopeBuilder b;
     auto e = b.body().initTaskEvent();
     e.setTaskId(taskId);
@@ -126,8 +129,57 @@ class EngineTest : public ::testing::Test {
     a.imageName = "img";
     a.imageVersion = "1.0";
     a.outputs = std::move(outputs);
-    agent::fillArtifact(e.initKind().initCompleted().initArtifact(), a);
+    auto c = e.initKind().initCompleted();
+    agent::fillArtifact(c.initArtifact(), a);
+    auto list = c.initMoreArtifacts(static_cast<unsigned>(more.size()));
+    for (unsigned i = 0; i < more.size(); ++i)
+      agent::fillArtifact(list[i], more[i]);
     deliver(agentName, b);
+  }
+
+  // The live ISO of the image completeBuild reports, as an artifact of its own.
+  static agent::ArtifactInfo isoArtifact(std::string version = "1.0") {
+    agent::ArtifactInfo a;
+    a.id = toHex(sha256("iso"));
+    a.sha512 = toHex(sha512("iso"));
+    a.size = 400 << 20;
+    a.virtualSize = a.size;
+    a.manifestDigest = toHex(sha256("iso manifest"));
+    a.imageName = "img";
+    a.imageVersion = std::move(version);
+    a.outputs = {"iso"};
+    a.kind = "iso";
+    return a;
+  }
+
+  // A task event that ends `taskId` well (a fetch's or a registration's).
+  void completeTask(const std::string& agentName, const std::string& taskId,
+                    const std::string& jobId, const std::string& glanceId = "") {
+    proto::EnvelopeBuilder b;
+    auto e = b.body().initTaskEvent();
+    e.setTaskId(taskId);
+    e.setJobId(jobId);
+    e.setSeq(1);
+    e.setReliable(true);
+    e.setTimeMs(wallMs_);
+    e.initKind().initCompleted().setGlanceImageId(glanceId);
+    deliver(agentName, b);
+  }
+
+  // What the tasks sent to `name` carry: (step, artifact id, output).
+  std::vector<std::tuple<std::string, std::string, std::string>> taskPayloads(
+      const std::string& name) {
+    std::vector<std::tuple<std::string, std::string, std::string>> out;
+    for (auto& s : out_.sent) {
+      if (s.routingId != "rid-" + name || s.body().which() != Body::ASSIGN_TASK) continue;
+      auto t = s.body().getAssignTask();
+      auto k = t.getKind();
+      if (k.which() == proto::Task::Kind::FETCH)
+        out.emplace_back(t.getStep(), k.getFetch().getArtifactId(), "");
+      else if (k.which() == proto::Task::Kind::REGISTER)
+        out.emplace_back(t.getStep(), k.getRegister().getArtifactId(), k.getRegister().getOutput());
+    }
+    return out;
   }
 
   // Moves both clocks and lets the engine look at the time.
@@ -263,7 +315,55 @@ TEST_F(EngineTest, AStepThatFailedTransientlyRunsAgainAfterItsDelayOnly) {
   EXPECT_EQ(assigned("build-1").size(), 2u) << "not retried after its delay";
 }
 
-TEST_F(EngineTest, AnIsoStaysAtTheBuildAgentAndOnlyWhatControllersCanMakeIsRegistered) {
+TEST_F(EngineTest, AnIsoTravelsAsAnArtifactOfItsOwnAndIsRegisteredFromIt) {
+  hello("build-1");
+  hello("ctrl-a");
+  submit();
+  auto builds = assigned("build-1");
+  ASSERT_EQ(builds.size(), 1u);
+  const auto [taskId, jobId] = builds[0];
+  completeBuild("build-1", taskId, jobId, 1, {"qcow2", "raw"}, {isoArtifact()});
+  auto job = store_->loadJob(std::stoll(jobId));
+  ASSERT_TRUE(job.has_value());
+  ASSERT_EQ(job->moreArtifacts.size(), 1u) << "the iso artifact was not kept with the job";
+  EXPECT_EQ(job->moreArtifacts[0].kind, "iso");
+  std::vector<std::string> names;
+  for (const auto& step : job->steps)
+    names.push_back(step.name);
+  EXPECT_EQ(names, (std::vector<std::string>{"build", "hop build-1 -> ctrl-a",
+                                             "hop build-1 -> ctrl-a iso", "register ctrl-a",
+                                             "register ctrl-a raw", "register ctrl-a iso"}));
+  const std::string qcow2Id = toHex(sha256("image")), isoId = toHex(sha256("iso"));
+  // Both hops start at once, each fetching its own artifact, each granted on the build agent.
+  auto tasks = taskPayloads("ctrl-a");
+  ASSERT_EQ(tasks.size(), 2u);
+  EXPECT_EQ(tasks[0], std::make_tuple(std::string("hop build-1 -> ctrl-a"), qcow2Id, ""));
+  EXPECT_EQ(tasks[1], std::make_tuple(std::string("hop build-1 -> ctrl-a iso"), isoId, ""));
+  std::set<std::string> granted;
+  for (auto& s : out_.sent)
+    if (s.routingId == "rid-build-1" && s.body().which() == Body::GRANT)
+      granted.insert(s.body().getGrant().getArtifactId());
+  EXPECT_EQ(granted, (std::set<std::string>{qcow2Id, isoId}));
+  // The iso is registered once the iso has arrived, from the iso; the qcow2's registrations
+  // wait for the qcow2.
+  const auto fetches = assigned("ctrl-a");
+  completeTask("ctrl-a", fetches[1].first, jobId);
+  tasks = taskPayloads("ctrl-a");
+  ASSERT_EQ(tasks.size(), 3u);
+  EXPECT_EQ(tasks[2], std::make_tuple(std::string("register ctrl-a iso"), isoId, "iso"));
+  completeTask("ctrl-a", fetches[0].first, jobId);
+  tasks = taskPayloads("ctrl-a");
+  ASSERT_EQ(tasks.size(), 5u);
+  EXPECT_EQ(tasks[3], std::make_tuple(std::string("register ctrl-a"), qcow2Id, "qcow2"));
+  EXPECT_EQ(tasks[4], std::make_tuple(std::string("register ctrl-a raw"), qcow2Id, "raw"));
+  auto all = assigned("ctrl-a");
+  for (size_t i = 2; i < all.size(); ++i)
+    completeTask("ctrl-a", all[i].first, jobId, "glance-" + std::to_string(i));
+  EXPECT_EQ(store_->loadJob(std::stoll(jobId))->state, JobState::done);
+}
+
+TEST_F(EngineTest, AnIsoNoArtifactCarriesIsNotRegistered) {
+  // A build agent before 0.5 listed the iso among the qcow2's outputs and kept the file.
   hello("build-1");
   hello("ctrl-a");
   submit();
@@ -273,8 +373,33 @@ TEST_F(EngineTest, AnIsoStaysAtTheBuildAgentAndOnlyWhatControllersCanMakeIsRegis
   completeBuild("build-1", taskId, jobId, 1, {"qcow2", "raw", "iso"});
   auto job = store_->loadJob(std::stoll(jobId));
   ASSERT_TRUE(job.has_value());
-  std::vector<std::string> registers;
+  std::vector<std::string> names;
   for (const auto& step : job->steps)
-    if (step.kind == StepKind::register_) registers.push_back(step.name);
-  EXPECT_EQ(registers, (std::vector<std::string>{"register ctrl-a", "register ctrl-a raw"}));
+    if (step.kind != StepKind::build) names.push_back(step.name);
+  EXPECT_EQ(names, (std::vector<std::string>{"hop build-1 -> ctrl-a", "register ctrl-a",
+                                             "register ctrl-a raw"}));
+}
+
+TEST_F(EngineTest, ABuildsOtherArtifactsMustBeOfItsJobAndEachOutputOnce) {
+  hello("build-1");
+  hello("ctrl-a");
+  auto failedWith = [&](std::vector<agent::ArtifactInfo> more) {
+    submit();
+    auto builds = assigned("build-1");
+    const auto [taskId, jobId] = builds.back();
+    completeBuild("build-1", taskId, jobId, 1, {"qcow2"}, std::move(more));
+    auto job = store_->loadJob(std::stoll(jobId));
+    EXPECT_EQ(job->state, JobState::failed);
+    return job->error;
+  };
+  EXPECT_NE(failedWith({isoArtifact("0.9")}).find("version '0.9'"), std::string::npos);
+  auto twice = isoArtifact();
+  EXPECT_NE(failedWith({isoArtifact(), twice}).find("iso artifact out of place"),
+            std::string::npos);
+  auto qcow2 = isoArtifact();
+  qcow2.kind = "qcow2";
+  EXPECT_NE(failedWith({qcow2}).find("qcow2 artifact out of place"), std::string::npos);
+  auto raw = isoArtifact();
+  raw.kind = "raw";
+  EXPECT_NE(failedWith({raw}).find("output 'raw', which is not a file"), std::string::npos);
 }
