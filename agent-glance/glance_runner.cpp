@@ -70,9 +70,9 @@ void GlanceRunner::run(const agent::TaskSpec& task, agent::TaskReporter& reporte
     const auto carrier = definition::carrierOf(*output);
     if (located.kind != carrier)
       throw Error("the task asks for output " + std::string(definition::toString(*output)) +
-                  ", made from a " + std::string(definition::toString(carrier)) +
-                  ", and artifact " + spec->artifactId + " here is a " +
-                  std::string(definition::toString(located.kind)));
+                  " (made from the " + std::string(definition::toString(carrier)) +
+                  " artifact), and artifact " + spec->artifactId + " here is the " +
+                  std::string(definition::toString(located.kind)) + " artifact");
     req.output = *output;
     if (req.output != definition::OutputKind::qcow2) {
       // Only what the build made digests for can be registered: for a raw they are the

@@ -116,6 +116,37 @@ TEST_F(PipelineTest, DeliversThroughLinkDropAndRelayKillThenTheNextVersionAsADel
   ASSERT_EQ(v1.size(), 1u);
   EXPECT_EQ(v1[0]["os_hidden"], true);
   EXPECT_EQ(images2[0]["os_hidden"], false);
+
+  // --- version 3 with a live ISO: an artifact of its own, on its own hops beside the qcow2's,
+  // registered with disk_format iso; `imgpipe show` lists both artifacts ---
+  const auto job3 = submit(definition("e2e-img", "", {"tree", "jq"}, "outputs: [qcow2, iso]\n"));
+  ASSERT_EQ(waitForEnd(job3, 1200s), "done") << show(job3).dump(2);
+  auto j3 = show(job3);
+  const std::string version3 = j3["version"];
+  ASSERT_EQ(j3["artifacts"].size(), 2u) << j3.dump(2);
+  EXPECT_EQ(j3["artifacts"][0], j3["artifact"]);
+  const auto& iso = j3["artifacts"][1];
+  EXPECT_EQ(iso["kind"], "iso");
+  EXPECT_EQ(iso["outputs"], json::array({"iso"}));
+  EXPECT_NE(iso["sha256"], j3["artifact"]["sha256"]);
+  std::vector<std::string> isoHops;
+  for (const auto& st : j3["steps"])
+    if (st["name"].get<std::string>().ends_with(" iso") &&
+        st["name"].get<std::string>().starts_with("hop "))
+      isoHops.push_back(st["name"].get<std::string>() + " " + st["state"].get<std::string>());
+  EXPECT_EQ(isoHops, (std::vector<std::string>{"hop build-1 -> relay-1 iso done",
+                                               "hop relay-1 -> ctrl-a iso done"}))
+      << j3.dump(2);
+  const auto isos = registrationsOf(j3, "iso");
+  ASSERT_EQ(isos.size(), 1u) << j3.dump(2);
+  const auto isoImages = glanceImages("imgpipe_output=iso&imgpipe_version=" + version3);
+  ASSERT_EQ(isoImages.size(), 1u) << json(isoImages).dump(2);
+  EXPECT_EQ(isoImages[0]["id"], isos[0]["image_id"]);
+  EXPECT_EQ(isoImages[0]["status"], "active");
+  EXPECT_EQ(isoImages[0]["disk_format"], "iso");
+  EXPECT_EQ(isoImages[0]["size"], iso["size"]);
+  EXPECT_EQ(isoImages[0]["os_hash_value"], iso["sha512"]) << "Glance holds another ISO";
+  expectRegisteredOnce(*this, j3, glanceImages(buildIdQuery(j3)));
 }
 
 // Bounded and reproducible: a seed picks which daemon is killed or which link flaps, and when.

@@ -6,6 +6,7 @@
 
 #include "agent-glance/glance_runner.h"
 #include "agent-glance/registration/image_id.h"
+#include "common/file_util.h"
 #include "common/temp_dir.h"
 #include "tests/glance/glance_test_util.h"
 #include "tests/glance/spec_for.h"
@@ -636,34 +637,92 @@ TEST_F(GlanceRegistration, RunnerRefusesAMissingArtifactClearly) {
       << reporter.failure->message;
 }
 
-TEST_F(GlanceRegistration, RunnerRefusesAnOutputThatStaysAtTheBuildAgent) {
-  auto cfg = configFor(configYaml());
-  GlanceRunner runner(
-      cfg,
-      [&](const std::string&) {
-        return LocatedArtifact{image->path,
-                               glance::test::buildManifestFor(spec("name: x\nversion: '1'\n")), "",
-                               work->path()};
-      },
-      auth);
+// A live ISO (issue 12): delivered as an artifact of its own, checked to be an ISO 9660 image
+// and the one its build manifest names, registered with disk_format iso as its own image.
+TEST_F(GlanceRegistration, IsoOutputIsCheckedAndRegisteredWithDiskFormatIso) {
+  const auto build = uniqueBuildId("iso");
+  const auto tree = work->path() / ("tree-" + build);
+  std::filesystem::create_directories(tree);
+  writeFileAtomic(tree / "marker", "live " + build + "\n");
+  const auto isoPath = work->path() / (build + ".iso");
+  checkCommand({"xorriso", "-as", "mkisofs", "-quiet", "-V", "IMGPIPE_TEST", "-o",
+                isoPath.string(), tree.string()});
+  const TestArtifact iso = describeFile(isoPath);
+  const std::vector<definition::OutputDigests> outputs = {
+      {definition::OutputKind::qcow2, image->size, image->sha256, image->sha512},
+      {definition::OutputKind::iso, iso.size, iso.sha256, iso.sha512, isoPath.filename()}};
+  const std::string manifest =
+      json{{"glance", definition::toJson(spec())}, {"outputs", definition::toJson(outputs)}}.dump();
+  auto runnerFor = [&](const std::filesystem::path& file, definition::OutputKind kind) {
+    return GlanceRunner(
+        configFor(configYaml()),
+        [=](const std::string&) {
+          return LocatedArtifact{file, manifest, "", work->path(), kind};
+        },
+        auth);
+  };
   agent::TaskSpec task;
   task.jobId = "job-iso";
-  const auto build = uniqueBuildId("iso");
-  task.kind = agent::RegisterSpec{.artifactId = "abc",
-                                  .buildId = build,
-                                  .imageName = "x",
-                                  .imageVersion = "1",
-                                  .sha256 = "abc",
-                                  .sha512 = "def",
-                                  .size = 1,
-                                  .output = "iso"};
+  agent::RegisterSpec isoTask{.artifactId = iso.sha256,
+                              .buildId = build,
+                              .imageName = "debian-12-docker",
+                              .imageVersion = "2026.11.22-1",
+                              .sha256 = iso.sha256,
+                              .sha512 = iso.sha512,
+                              .size = iso.size,
+                              .output = "iso"};
+  task.kind = isoTask;
   RecordingReporter reporter;
-  runner.run(task, reporter, {});
-  ASSERT_TRUE(reporter.failure.has_value());
-  EXPECT_NE(reporter.failure->message.find("'iso', which stays at the build agent"),
-            std::string::npos)
-      << reporter.failure->message;
-  EXPECT_TRUE(probe->imagesOfBuild(build).empty());
+  runnerFor(isoPath, definition::OutputKind::iso).run(task, reporter, {});
+  ASSERT_FALSE(reporter.failure.has_value()) << reporter.failure->message;
+  ASSERT_TRUE(reporter.result.has_value());
+  EXPECT_NE(reporter.result->detail.find("(iso) active"), std::string::npos)
+      << reporter.result->detail;
+  const std::string isoId = reporter.result->glanceImageId;
+  EXPECT_EQ(isoId, imageIdFor(build, 0, definition::OutputKind::iso));
+  json img = probe->get(isoId);
+  ASSERT_FALSE(img.is_null());
+  EXPECT_EQ(img["status"], "active");
+  EXPECT_EQ(img["disk_format"], "iso");
+  EXPECT_EQ(img["container_format"], "bare");
+  EXPECT_EQ(img["size"], iso.size);
+  EXPECT_EQ(img["os_hash_value"], iso.sha512);
+  EXPECT_EQ(img.value("imgpipe_output", ""), "iso");
+  EXPECT_EQ(probe->imagesOfBuild(build).size(), 1u);
+
+  // Refused before anything reaches Glance: a qcow2 artifact named for the iso output, a file
+  // that is not an ISO, an ISO that is not the build manifest's.
+  auto refusal = [&](const std::filesystem::path& file, definition::OutputKind kind,
+                     agent::RegisterSpec spec) {
+    spec.buildId = uniqueBuildId("iso-refused");
+    task.kind = spec;
+    RecordingReporter r;
+    runnerFor(file, kind).run(task, r, {});
+    EXPECT_TRUE(probe->imagesOfBuild(spec.buildId).empty());
+    return r.failure ? r.failure->message : std::string("registered");
+  };
+  EXPECT_NE(refusal(image->path, definition::OutputKind::qcow2, isoTask)
+                .find("(made from the iso artifact), and artifact " + iso.sha256 +
+                      " here is the qcow2 artifact"),
+            std::string::npos);
+  auto notIso = isoTask;
+  notIso.sha256 = image->sha256;
+  notIso.sha512 = image->sha512;
+  notIso.size = image->size;
+  EXPECT_NE(refusal(image->path, definition::OutputKind::iso, notIso)
+                .find("is not an ISO 9660 image"),
+            std::string::npos);
+  const auto otherIso = work->path() / (build + "-other.iso");
+  writeFileAtomic(tree / "marker", "another build\n");
+  checkCommand({"xorriso", "-as", "mkisofs", "-quiet", "-o", otherIso.string(), tree.string()});
+  const TestArtifact other = describeFile(otherIso);
+  auto otherTask = isoTask;
+  otherTask.sha256 = other.sha256;
+  otherTask.sha512 = other.sha512;
+  otherTask.size = other.size;
+  EXPECT_NE(refusal(otherIso, definition::OutputKind::iso, otherTask)
+                .find("is not the one its build manifest names"),
+            std::string::npos);
 }
 
 }  // namespace
