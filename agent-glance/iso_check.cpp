@@ -54,9 +54,8 @@ IsoFileInfo checkIso(const std::filesystem::path& file) {
       const std::uint32_t blocks = le32(d.data() + 80);
       const std::uint16_t blockSize = le16(d.data() + 128);
       info.volumeBytes = static_cast<std::uint64_t>(blocks) * blockSize;
-    } else if (d[0] == kBootRecord &&
-               std::string_view(reinterpret_cast<const char*>(d.data() + 7), kElTorito.size()) ==
-                   kElTorito) {
+    } else if (d[0] == kBootRecord && std::string_view(reinterpret_cast<const char*>(d.data() + 7),
+                                                       kElTorito.size()) == kElTorito) {
       info.elTorito = true;
     }
   }

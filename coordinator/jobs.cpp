@@ -197,8 +197,8 @@ void Engine::onTaskCompleted(Job& job, Step& step, proto::TaskResult::Reader r) 
         mismatch =
             "version '" + a.imageVersion + "', the job's version is '" + job.imageVersion + "'";
       else if (!kind || definition::carrierOf(*kind) != *kind)
-        mismatch = "an artifact of output '" + a.kind +
-                   "', which is not a file this coordinator delivers";
+        mismatch =
+            "an artifact of output '" + a.kind + "', which is not a file this coordinator delivers";
       else if ((i == 0) != (*kind == definition::OutputKind::qcow2) ||
                definition::lists(seen, *kind))
         mismatch = "its " + std::string(definition::toString(*kind)) +

@@ -65,7 +65,7 @@ struct Job {
   JobState state = JobState::queued;
   std::string error;
   std::int64_t createdMs = 0, updatedMs = 0;
-  std::optional<agent::ArtifactInfo> artifact;       // the qcow2
+  std::optional<agent::ArtifactInfo> artifact;     // the qcow2
   std::vector<agent::ArtifactInfo> moreArtifacts;  // the other outputs carried on their own (iso)
   std::vector<Step> steps;
 

@@ -459,7 +459,8 @@ std::string summarize(const ImageDefinition& def) {
             (lists(def.outputs, OutputKind::raw)
                  ? " (raw expanded from the delivered qcow2 at each controller)"
                  : "") +
-            (lists(def.outputs, OutputKind::iso) ? " (iso kept at the build agent)" : ""));
+            (lists(def.outputs, OutputKind::iso) ? " (iso delivered as an artifact of its own)"
+                                                 : ""));
     auto props = g.allProperties();
     std::string line;
     for (const auto& [k, v] : props)

@@ -173,10 +173,10 @@ class ArtifactStore {
 
   // The build agent's door: takes a finished image (hard link when on the same filesystem,
   // else a copy), computes its manifest and keeps it as a complete artifact.
-  agent::ArtifactInfo importFile(
-      const std::filesystem::path& file, const std::string& imageName,
-      const std::string& imageVersion, const std::string& metadataJson = {},
-      definition::OutputKind output = definition::OutputKind::qcow2);
+  agent::ArtifactInfo importFile(const std::filesystem::path& file, const std::string& imageName,
+                                 const std::string& imageVersion,
+                                 const std::string& metadataJson = {},
+                                 definition::OutputKind output = definition::OutputKind::qcow2);
   // Adds a locally made file (a computed delta) as a complete artifact, moving it in.
   std::shared_ptr<Artifact> addFile(const std::filesystem::path& file,
                                     const ManifestOptions& options);
@@ -190,8 +190,7 @@ class ArtifactStore {
   std::vector<agent::ArtifactInfo> inventory() const;  // complete images, oldest first
   // The newest complete image of `imageName` as `output` other than `excludeId`: a delta basis
   // (an iso is no basis for a qcow2).
-  std::shared_ptr<Artifact> newestImage(const std::string& imageName,
-                                        definition::OutputKind output,
+  std::shared_ptr<Artifact> newestImage(const std::string& imageName, definition::OutputKind output,
                                         const std::string& excludeId) const;
   std::uint64_t freeBytes() const;
 

@@ -25,7 +25,7 @@ struct BuildOutput {
   std::string sha256Hex, sha512Hex;
   std::uint64_t size = 0, virtualSize = 0;
   std::string imageName, imageVersion;
-  std::vector<std::string> outputs;    // the kinds the manifest lists digests for
+  std::vector<std::string> outputs;  // the kinds the manifest lists digests for
   // The artifacts: the qcow2 first, then every output the manifest names a file of (the iso).
   std::vector<OutputFile> files;
   std::filesystem::path manifestFile;  // the same manifest, on disk next to the image

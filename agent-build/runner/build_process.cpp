@@ -106,8 +106,7 @@ BuildOutcome runBuild(const JobSpec& job, BuildEvents& events, std::stop_token s
     out.virtualSize = m.at("image").at("virtual_size");
     out.validation = m.value("validation", json());
     out.files.push_back({definition::OutputKind::qcow2, out.image, out.sha256Hex});
-    for (const auto& entry :
-         definition::outputDigestsFromJson(m.value("outputs", json::array()))) {
+    for (const auto& entry : definition::outputDigestsFromJson(m.value("outputs", json::array()))) {
       out.outputs.emplace_back(definition::toString(entry.kind));
       // A name beside the manifest (outputDigestsFromJson refuses a path).
       if (!entry.file.empty())

@@ -13,8 +13,8 @@ namespace imgpipe::build {
 // The build agent's TaskRunner: each BuildSpec task runs as one build child (runBuild), its
 // steps reported to the coordinator as they end (name, duration, summary), progress forwarded,
 // and every file of the finished build (BuildOutput::files) handed to `publish` (the artifact
-// store), whose ArtifactInfos are the task's result. Several tasks may run at once (the agent's capacity); each has its own work
-// dir, loop devices and mount namespace.
+// store), whose ArtifactInfos are the task's result. Several tasks may run at once (the agent's
+// capacity); each has its own work dir, loop devices and mount namespace.
 class BuildTaskRunner : public agent::TaskRunner {
  public:
   // Stores one file of the build as an artifact; returns what the store made of it.

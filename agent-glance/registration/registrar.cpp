@@ -508,12 +508,11 @@ RegistrationResult Registrar::run(const RegistrationRequest& request, std::stop_
     if (lower(request.sha256) != request.expanded.sha256 ||
         lower(request.sha512) != request.expanded.sha512 || request.size != request.expanded.size)
       throw Error("the delivered iso (sha256 " + lower(request.sha256) +
-                  ") is not the one its build manifest names (sha256 " +
-                  request.expanded.sha256 + ")");
+                  ") is not the one its build manifest names (sha256 " + request.expanded.sha256 +
+                  ")");
   } else {
     checkQcow2(request.file,
-               {.maxVirtualSize = config_.maxVirtualSize, .timeout = config_.qemuImgTimeout},
-               stop);
+               {.maxVirtualSize = config_.maxVirtualSize, .timeout = config_.qemuImgTimeout}, stop);
   }
   note(agent::LogLevel::info, "verified " + request.file.filename().string() + " (" +
                                   formatBytes(request.size) + ", sha256 and sha512 match; " +

@@ -42,8 +42,8 @@ namespace imgpipe::glance {
 // and the file must be a self-contained qcow2 (checkQcow2), or for an iso an ISO 9660 image
 // (checkIso) that is the one its build manifest names. A raw output is then expanded from the
 // qcow2 (raw_expansion.h) and must match the build's digests of the raw; that is what is
-// uploaded, as an image of its own (imageIdFor's output), as an iso is. After the upload Glance's size,
-// os_hash_algo/os_hash_value must match too; otherwise the image is deleted and the
+// uploaded, as an image of its own (imageIdFor's output), as an iso is. After the upload Glance's
+// size, os_hash_algo/os_hash_value must match too; otherwise the image is deleted and the
 // registration fails (not retried: Glance stored something other than the verified file).
 //
 // Publishing. The image is created private and unprotected; visibility and `protected` are set

@@ -38,9 +38,10 @@ void expectNothingLeft(const TestArea& area) {
 TEST(BuildFailure, WrongBaseChecksumIsRefusedBeforeAnythingHappens) {
   const auto& base = fixtureBase();
   TestArea area("checksum");
-  BuildTaskRunner runner(area.config(), [](const BuildOutput&, const OutputFile&) -> agent::ArtifactInfo {
-    throw std::logic_error("published a failed build");
-  });
+  BuildTaskRunner runner(area.config(),
+                         [](const BuildOutput&, const OutputFile&) -> agent::ArtifactInfo {
+                           throw std::logic_error("published a failed build");
+                         });
   RecordingReporter reporter;
   const std::string wrong(64, 'a');
   runner.run(buildTask("job-checksum", definitionWith(base, wrong, "")), reporter, {});
@@ -58,9 +59,10 @@ TEST(BuildFailure, WrongBaseChecksumIsRefusedBeforeAnythingHappens) {
 TEST(BuildFailure, FailingScriptReportsStepExitCodeAndLastLines) {
   const auto& base = fixtureBase();
   TestArea area("script");
-  BuildTaskRunner runner(area.config(), [](const BuildOutput&, const OutputFile&) -> agent::ArtifactInfo {
-    throw std::logic_error("published a failed build");
-  });
+  BuildTaskRunner runner(area.config(),
+                         [](const BuildOutput&, const OutputFile&) -> agent::ArtifactInfo {
+                           throw std::logic_error("published a failed build");
+                         });
   RecordingReporter reporter;
   runner.run(buildTask("job-script", definitionWith(base, base.sha256, R"(scripts:
   - name: fine

@@ -212,9 +212,10 @@ scripts:
     run: "touch /never"
 )SCRIPT";
 
-  BuildTaskRunner runner(area.config(), [](const BuildOutput&, const OutputFile&) -> agent::ArtifactInfo {
-    throw std::logic_error("published a build that should have failed");
-  });
+  BuildTaskRunner runner(area.config(),
+                         [](const BuildOutput&, const OutputFile&) -> agent::ArtifactInfo {
+                           throw std::logic_error("published a build that should have failed");
+                         });
   RecordingReporter reporter;
   runner.run(buildTask("job-hostile", definition), reporter, {});
 

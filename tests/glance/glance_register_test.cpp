@@ -645,8 +645,8 @@ TEST_F(GlanceRegistration, IsoOutputIsCheckedAndRegisteredWithDiskFormatIso) {
   std::filesystem::create_directories(tree);
   writeFileAtomic(tree / "marker", "live " + build + "\n");
   const auto isoPath = work->path() / (build + ".iso");
-  checkCommand({"xorriso", "-as", "mkisofs", "-quiet", "-V", "IMGPIPE_TEST", "-o",
-                isoPath.string(), tree.string()});
+  checkCommand({"xorriso", "-as", "mkisofs", "-quiet", "-V", "IMGPIPE_TEST", "-o", isoPath.string(),
+                tree.string()});
   const TestArtifact iso = describeFile(isoPath);
   const std::vector<definition::OutputDigests> outputs = {
       {definition::OutputKind::qcow2, image->size, image->sha256, image->sha512},
@@ -709,9 +709,9 @@ TEST_F(GlanceRegistration, IsoOutputIsCheckedAndRegisteredWithDiskFormatIso) {
   notIso.sha256 = image->sha256;
   notIso.sha512 = image->sha512;
   notIso.size = image->size;
-  EXPECT_NE(refusal(image->path, definition::OutputKind::iso, notIso)
-                .find("is not an ISO 9660 image"),
-            std::string::npos);
+  EXPECT_NE(
+      refusal(image->path, definition::OutputKind::iso, notIso).find("is not an ISO 9660 image"),
+      std::string::npos);
   const auto otherIso = work->path() / (build + "-other.iso");
   writeFileAtomic(tree / "marker", "another build\n");
   checkCommand({"xorriso", "-as", "mkisofs", "-quiet", "-o", otherIso.string(), tree.string()});

@@ -1,9 +1,9 @@
 #include "transfer/manifest.h"
 
-#include <gtest/gtest.h>
-
 #include <capnp/message.h>
 #include <capnp/serialize.h>
+#include <gtest/gtest.h>
+
 #include <fstream>
 
 #include "common/error.h"

@@ -192,11 +192,11 @@ TEST(ArtifactStore, KeepsTheNewestVersionsOfEachImage) {
   // delta basis for one (nor one for them).
   std::vector<std::string> isos;
   for (int v = 3; v <= 4; ++v)
-    isos.push_back(store
-                       .importFile(writeFile(dir.path() / ("iso" + std::to_string(v)),
-                                             data(kChunk, 50 + v)),
-                                   "img", std::to_string(v), "{}", definition::OutputKind::iso)
-                       .id);
+    isos.push_back(
+        store
+            .importFile(writeFile(dir.path() / ("iso" + std::to_string(v)), data(kChunk, 50 + v)),
+                        "img", std::to_string(v), "{}", definition::OutputKind::iso)
+            .id);
   EXPECT_FALSE(store.find(ids[0]));
   EXPECT_FALSE(store.find(ids[1]));
   EXPECT_TRUE(store.find(ids[2]));
