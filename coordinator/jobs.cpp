@@ -360,8 +360,7 @@ void Engine::planDelivery(Job& job) {
   std::string route;
   for (const auto& [artifact, hops] : deliveries) {
     const auto kind = *definition::parseOutputField(artifact->kind);
-    const std::string suffix =
-        kind == OutputKind::qcow2 ? "" : " " + std::string(definition::toString(kind));
+    const std::string suffix = outputSuffix(kind);
     for (const auto& hop : hops) {
       Step s;
       s.index = static_cast<int>(job.steps.size());
@@ -381,7 +380,7 @@ void Engine::planDelivery(Job& job) {
     s.index = static_cast<int>(job.steps.size());
     s.kind = StepKind::register_;
     s.output = definition::toString(output);
-    s.name = "register " + controller + (output == OutputKind::qcow2 ? "" : " " + s.output);
+    s.name = "register " + controller + outputSuffix(output);
     s.agent = controller;
     job.steps.push_back(s);
     store_.insertStep(job.id, s);

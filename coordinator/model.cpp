@@ -43,6 +43,10 @@ bool isTerminal(JobState s) {
   return s == JobState::done || s == JobState::failed || s == JobState::cancelled;
 }
 
+std::string outputSuffix(definition::OutputKind kind) {
+  return kind == definition::OutputKind::qcow2 ? "" : " " + std::string(definition::toString(kind));
+}
+
 std::string Job::location() const {
   if (isTerminal(state)) return std::string(toString(state));
   std::string where;
@@ -54,7 +58,8 @@ std::string Job::location() const {
         part = "building on " + s.agent;
         break;
       case StepKind::fetch:
-        part = s.upstream + " -> " + s.agent + (s.output.empty() ? "" : " " + s.output);
+        part = s.upstream + " -> " + s.agent;
+        if (auto kind = s.outputKind()) part += outputSuffix(*kind);
         break;
       case StepKind::register_:
         part = "registering at " + s.agent;

@@ -25,6 +25,10 @@ std::optional<StepState> parseStepState(std::string_view s);
 std::optional<StepKind> parseStepKind(std::string_view s);
 bool isTerminal(JobState s);
 
+// How a step's name and its place in `imgpipe list` name the output it moves or registers:
+// nothing for the qcow2 (as every step was named before outputs), " iso", " raw" otherwise.
+std::string outputSuffix(definition::OutputKind kind);
+
 struct Step {
   int index = 0;
   std::string name;  // "build", "hop build-1 -> relay-1", "register ctrl-a"

@@ -165,6 +165,8 @@ void BuildTaskRunner::run(const agent::TaskSpec& task, agent::TaskReporter& repo
     std::vector<agent::ArtifactInfo> artifacts;
     try {
       const BuildOutput& out = *outcome.output;
+      if (out.files.empty() || out.files.front().kind != definition::OutputKind::qcow2)
+        throw Error("the build reported no qcow2 to publish");
       for (const auto& file : out.files) {
         auto a = publish_(out, file);
         if (a.id != file.sha256Hex)
@@ -179,8 +181,6 @@ void BuildTaskRunner::run(const agent::TaskSpec& task, agent::TaskReporter& repo
         a.kind = definition::toString(file.kind);
         artifacts.push_back(std::move(a));
       }
-      if (out.files.empty() || out.files.front().kind != definition::OutputKind::qcow2)
-        throw Error("the build reported no qcow2 to publish");
     } catch (const std::exception& e) {
       reporter.failed({.step = "publish",
                        .message = std::string("cannot publish the image: ") + e.what(),

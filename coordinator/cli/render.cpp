@@ -50,6 +50,12 @@ std::string join(const std::vector<std::string>& v, const char* sep = ",") {
   return out;
 }
 
+// An artifact's kind as shown: "" from agents before 0.5 is the qcow2; an unknown one as sent.
+std::string kindName(proto::ArtifactSummary::Reader a) {
+  const auto kind = definition::parseOutputField(a.getKind().cStr());
+  return kind ? std::string(definition::toString(*kind)) : std::string(a.getKind().cStr());
+}
+
 }  // namespace
 
 std::string stateName(proto::JobState s) {
@@ -140,10 +146,11 @@ nlohmann::json toJson(proto::JobDetail::Reader d) {
     auto outputs = nlohmann::json::array();
     for (auto o : a.getOutputs())
       outputs.push_back(std::string(o));
-    const auto kind = definition::parseOutputField(a.getKind().cStr());
+    const std::string kind = kindName(a);
     // Built before outputs: the qcow2 alone.
-    if (outputs.empty() && kind == definition::OutputKind::qcow2) outputs.push_back("qcow2");
-    nlohmann::json one = {{"kind", kind ? definition::toString(*kind) : a.getKind().cStr()},
+    if (outputs.empty() && kind == definition::toString(definition::OutputKind::qcow2))
+      outputs.push_back(kind);
+    nlohmann::json one = {{"kind", kind},
                           {"sha256", a.getId()},
                           {"sha512", a.getSha512()},
                           {"size", a.getSize()},
@@ -274,9 +281,8 @@ void printJobDetail(std::ostream& out, proto::JobDetail::Reader d) {
       << " ago\n";
   if (s.getError().size()) out << "  error:      " << s.getError().cStr() << "\n";
   auto printArtifact = [&](proto::ArtifactSummary::Reader a) {
-    const auto kind = definition::parseOutputField(a.getKind().cStr());
-    out << "  artifact:   " << (kind ? definition::toString(*kind) : a.getKind().cStr()) << ", "
-        << formatBytes(a.getSize()) << " (virtual " << formatBytes(a.getVirtualSize()) << ")\n";
+    out << "  artifact:   " << kindName(a) << ", " << formatBytes(a.getSize()) << " (virtual "
+        << formatBytes(a.getVirtualSize()) << ")\n";
     out << "    sha256    " << a.getId().cStr() << "\n";
     out << "    sha512    " << a.getSha512().cStr() << "\n";
     if (a.getOutputs().size() > 0)
