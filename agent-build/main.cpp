@@ -5,7 +5,7 @@
 #include "agent-build/ansible/exec_client.h"
 #include "agent-build/cli/commands.h"
 #include "agent-build/config/build_config.h"
-#include "agent-build/mount/sandbox.h"
+#include "agent-build/sandbox/sandbox.h"
 #include "agent-build/runner/build_child.h"
 #include "agent-build/runner/build_task_runner.h"
 #include "common/agent/agent_main.h"
@@ -16,7 +16,7 @@ using namespace imgpipe;
 
 int main(int argc, char** argv) {
   if (argc > 1 && std::strcmp(argv[1], "run-build") == 0) return build::runBuildChild();
-  // In front of bwrap for every command run inside an image (mount/sandbox.h).
+  // In front of bwrap for every command run inside an image (sandbox/sandbox.h).
   if (argc > 1 && std::strcmp(argv[1], "sandbox-exec") == 0)
     return build::sandboxExecMain(argc - 1, argv + 1);
   // The sandboxed Ansible controller's chroot_exe (ansible/exec_client.h).

@@ -7,6 +7,7 @@
 #include "common/error.h"
 #include "common/field_origins.h"
 #include "definition/bundle.h"
+#include "definition/yaml_aliases.h"
 
 namespace imgpipe::definition {
 namespace {
@@ -202,6 +203,7 @@ struct Layer {
 };
 
 YAML::Node loadLayer(const std::string& text, const std::string& name) {
+  refuseAnchorsAndAliases(text, name);
   try {
     YAML::Node root = YAML::Load(text);
     if (!root.IsMap())
@@ -323,7 +325,10 @@ std::string MergedDefinition::canonicalText() const {
 }
 
 YamlReader MergedDefinition::reader() const {
-  if (!layered()) return YamlReader::fromString(text_, displayName_);
+  if (!layered()) {
+    refuseAnchorsAndAliases(text_, displayName_);
+    return YamlReader::fromString(text_, displayName_);
+  }
   return YamlReader::fromNode(root_, displayName_, originByPath_);
 }
 

@@ -11,6 +11,7 @@
 
 #include "common/error.h"
 #include "common/file_util.h"
+#include "definition/yaml_aliases.h"
 #include "common/units.h"
 #include "common/yaml_reader.h"
 #include "definition/bundle.h"
@@ -983,6 +984,7 @@ Network parseNetwork(const YamlReader& doc) {
 }
 
 ImageDefinition parseDefinition(std::string_view yamlText, const std::string& sourceName) {
+  refuseAnchorsAndAliases(yamlText, sourceName);
   return parseDefinition(YamlReader::fromString(yamlText, sourceName));
 }
 

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "agent-build/ansible/results_callback_py.h"
+#include "agent-build/sandbox/sandbox.h"
 #include "common/subprocess.h"
 
 namespace imgpipe::build {
@@ -41,29 +42,44 @@ std::map<std::string, std::string> controllerFiles(const definition::AnsibleSpec
   };
 }
 
-std::vector<std::string> controllerCommand(const ControllerPaths& paths,
-                                           const definition::AnsibleSpec& spec) {
-  std::vector<std::string> a = {paths.helper.string(), "sandbox-exec",
-                                // The host's programs, read-only; nothing else of its disk.
-                                "--ro-bind", "/usr", "/usr", "--symlink", "usr/bin", "/bin",
-                                "--symlink", "usr/sbin", "/sbin", "--symlink", "usr/lib", "/lib",
-                                "--symlink", "usr/lib64", "/lib64"};
+SandboxSpec controllerSandbox(const ControllerPaths& paths) {
+  using K = SandboxMount::Kind;
+  SandboxSpec spec;
+  spec.helper = paths.helper;
+  spec.ids = paths.ids;
+  // Ansible only reads and writes its own files: it keeps no capability, even inside.
+  spec.imageCapabilities = false;
+  // The host's programs, read-only; nothing else of its disk.
+  spec.mounts = {{K::readOnly, "/usr", "/usr"},
+                 {K::symlink, "usr/bin", "/bin"},
+                 {K::symlink, "usr/sbin", "/sbin"},
+                 {K::symlink, "usr/lib", "/lib"},
+                 {K::symlink, "usr/lib64", "/lib64"}};
   // What Python, the dynamic loader and Ansible read from /etc; no key, no config of the agent.
   for (const char* f : {"ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "python3",
                         "python3.11", "python3.12", "passwd", "group", "nsswitch.conf", "localtime",
                         "mime.types", "ssl/openssl.cnf"})
-    a.insert(a.end(), {"--ro-bind-try", std::string("/etc/") + f, std::string("/etc/") + f});
-  a.insert(a.end(), {"--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--ro-bind",
-                     paths.bundleDir.string(), std::string(kControllerBundle), "--ro-bind",
-                     paths.imageRoot.string(), std::string(kControllerImage), "--bind",
-                     paths.workDir.string(), std::string(kControllerWork), "--ro-bind",
-                     paths.helper.string(), std::string(kControllerAgent), "--unshare-pid",
-                     "--unshare-ipc", "--unshare-uts", "--unshare-net", "--unshare-cgroup-try",
-                     "--die-with-parent", "--new-session", "--cap-drop", "ALL",
-                     // A bundled ansible.cfg beside the playbook applies, as where Packer runs it.
-                     "--chdir", in(kControllerBundle, playbookDir(spec)), "--",
-                     "/usr/bin/ansible-playbook", "-i", in(kControllerWork, "inventory.yml"), "-e",
-                     "@" + in(kControllerWork, "extra_vars.json")});
+    spec.mounts.push_back(
+        {K::readOnlyIfPresent, std::string("/etc/") + f, std::string("/etc/") + f});
+  // The bundle and the image are the definition's own: shown with the sandbox's ids, so that a
+  // 0600 file of either reads as it would for root in the image. The work dir is written.
+  spec.mounts.insert(spec.mounts.end(),
+                     {{K::tmpfs, "", "/tmp"},
+                      {K::readOnly, paths.bundleDir.string(), std::string(kControllerBundle), true},
+                      {K::readOnly, paths.imageRoot.string(), std::string(kControllerImage), true},
+                      {K::writable, paths.workDir.string(), std::string(kControllerWork), true},
+                      {K::readOnly, paths.helper.string(), std::string(kControllerAgent)}});
+  return spec;
+}
+
+std::vector<std::string> controllerCommand(const ControllerPaths& paths,
+                                           const definition::AnsibleSpec& spec) {
+  auto sandbox = controllerSandbox(paths);
+  // A bundled ansible.cfg beside the playbook applies, as where Packer runs it.
+  sandbox.chdir = in(kControllerBundle, playbookDir(spec));
+  std::vector<std::string> a = {"/usr/bin/ansible-playbook", "-i",
+                                in(kControllerWork, "inventory.yml"), "-e",
+                                "@" + in(kControllerWork, "extra_vars.json")};
   auto csv = [](const std::vector<std::string>& v) {
     std::string s;
     for (const auto& t : v)
@@ -73,7 +89,9 @@ std::vector<std::string> controllerCommand(const ControllerPaths& paths,
   if (!spec.tags.empty()) a.insert(a.end(), {"--tags", csv(spec.tags)});
   if (!spec.skipTags.empty()) a.insert(a.end(), {"--skip-tags", csv(spec.skipTags)});
   a.push_back(in(kControllerBundle, spec.playbook));
-  return a;
+  // No network of its own: everything it runs in the image goes through the exec broker, which
+  // gives it the definition's network there.
+  return sandboxCommand(sandbox, definition::Network::none, a);
 }
 
 std::map<std::string, std::string> controllerEnvironment(const definition::AnsibleSpec& spec) {

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "agent-build/sandbox/user_namespace.h"
 #include "definition/image_definition.h"
 
 namespace imgpipe::build {
@@ -33,13 +34,15 @@ struct ControllerPaths {
   std::filesystem::path bundleDir;  // the definition's bundle, written out
   std::filesystem::path imageRoot;  // the mounted image
   std::filesystem::path workDir;    // this step's directory: inventory, socket, logs
+  UidRange ids;                     // build.sandbox.uid_base
 };
 
 // The files the step writes into workDir before it starts the controller: the inventory,
 // extra vars, the chroot_exe script and the results callback. Path relative to workDir -> text.
 std::map<std::string, std::string> controllerFiles(const definition::AnsibleSpec& spec);
 
-// The command (helper sandbox-exec BWRAP... -- ansible-playbook ...) and its whole environment.
+// The command (helper sandbox-exec ... -- ansible-playbook ...), in the one containment model
+// (sandbox/sandbox.h) with the layout above, and its whole environment.
 std::vector<std::string> controllerCommand(const ControllerPaths& paths,
                                            const definition::AnsibleSpec& spec);
 std::map<std::string, std::string> controllerEnvironment(const definition::AnsibleSpec& spec);

@@ -1,5 +1,7 @@
 #include "agent-build/config/build_config.h"
 
+#include "common/error.h"
+
 namespace imgpipe::build {
 namespace {
 
@@ -108,6 +110,18 @@ BuildConfig parseBuildConfig(const YamlReader& s) {
     if (c.bootCpus < 1) bt.at("cpus").fail("must be at least 1");
     bt.rejectUnknownKeys();
   }
+  if (auto sb = s.at("sandbox"); !sb.isNull()) {
+    if (auto v = sb.at("uid_base"); !v.isNull()) {
+      c.sandboxIds.base = v.as<unsigned>();
+      try {
+        checkUidRange(c.sandboxIds, "build.sandbox.uid_base");
+      } catch (const Error& e) {
+        v.fail(e.what());
+      }
+    }
+    c.allowNspawnBoot = sb.get("allow_nspawn_boot", c.allowNspawnBoot);
+    sb.rejectUnknownKeys();
+  }
   if (auto v = s.at("helper"); !v.isNull()) c.helper = absolutePath(v);
   if (auto p = s.at("proxy"); !p.isNull()) c.proxy = parseBuildProxy(p);
   s.rejectUnknownKeys();
@@ -150,6 +164,8 @@ nlohmann::json toJson(const BuildConfig& c) {
           {"qemu_system", c.qemuSystem},
           {"boot_accel", c.bootAccel},
           {"boot_cpus", c.bootCpus},
+          {"sandbox_uid_base", c.sandboxIds.base},
+          {"allow_nspawn_boot", c.allowNspawnBoot},
           {"helper", c.helper.string()},
           {"proxy", c.proxy ? nlohmann::json{{"http", c.proxy->http},
                                              {"https", c.proxy->https},
@@ -185,6 +201,8 @@ BuildConfig buildConfigFromJson(const nlohmann::json& j) {
   c.qemuSystem = j.at("qemu_system");
   c.bootAccel = j.at("boot_accel");
   c.bootCpus = j.at("boot_cpus");
+  c.sandboxIds.base = j.at("sandbox_uid_base");
+  c.allowNspawnBoot = j.at("allow_nspawn_boot");
   c.helper = j.at("helper").get<std::string>();
   if (const auto& p = j.at("proxy"); !p.is_null())
     c.proxy = BuildProxy{p.at("http"), p.at("https"), p.at("no_proxy")};

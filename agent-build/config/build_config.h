@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "agent-build/config/build_proxy.h"
+#include "agent-build/sandbox/user_namespace.h"
 #include "common/yaml_reader.h"
 #include "definition/image_definition.h"
 
@@ -70,6 +71,12 @@ struct BuildConfig {
   // Under TCG each vCPU is a host thread (multi-threaded TCG): two halve the boot's CPU-bound
   // stretches on a two-core host (146.5 s -> 93.7 s for the quickstart's BIOS boot here).
   unsigned bootCpus = std::clamp(std::thread::hardware_concurrency(), 1u, 2u);
+
+  // The host ids a definition's code runs as, in every sandbox (sandbox/user_namespace.h).
+  UidRange sandboxIds;
+  // validation.boot_test.method: nspawn boots the image's own units in a container on this host;
+  // refused unless the operator allows it here (docs/build-agent.md, "The acceptance boot").
+  bool allowNspawnBoot = false;
 
   // The program run as the build child (`<helper> run-build`). The agent binary itself unless a
   // test embeds the runner in another executable.

@@ -107,6 +107,7 @@ ChrootOptions chrootOptionsFor(const BuildConfig& config, fs::path diskDevice,
   o.partitions = std::move(partitions);
   o.helper = config.helper;
   o.proxy = config.proxy;
+  o.ids = config.sandboxIds;
   return o;
 }
 
@@ -127,6 +128,7 @@ ChrootSession::ChrootSession(const fs::path& root, ChrootOptions options, ExecCo
     sandbox_.netns = gate_->netnsFile();
   }
   sandbox_.root = root_;
+  sandbox_.ids = options.ids;
   sandbox_.helper =
       options.helper == "/proc/self/exe" ? fs::read_symlink("/proc/self/exe") : options.helper;
   addDiskToSandbox(sandbox_, options.diskDevice, options.partitions);
@@ -214,7 +216,9 @@ SubprocessOptions ChrootSession::commandOptions(std::vector<std::string> argv,
                                                 definition::Network network) const {
   if (network == definition::Network::host && network_ == definition::Network::proxy)
     network = definition::Network::proxy;
-  auto o = build::commandOptions(ctx_, sandboxCommand(sandbox_, network, argv));
+  auto spec = sandbox_;
+  if (network == definition::Network::host) spec.netns = hostNetns();
+  auto o = build::commandOptions(ctx_, sandboxCommand(spec, network, argv));
   o.clearEnv = true;
   o.env = {{"PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
            {"HOME", "/root"},
@@ -232,6 +236,16 @@ SubprocessOptions ChrootSession::commandOptions(std::vector<std::string> argv,
   for (const auto& [k, v] : env)
     o.env[k] = v;
   return o;
+}
+
+const fs::path& ChrootSession::hostNetns() const {
+  if (!slirp_) {
+    // The build child's private mount namespace holds the name; /run is the host's tmpfs.
+    if (!netnsDir_) netnsDir_.emplace("/run", "imgpipe-netns-");
+    slirp_ = std::make_unique<SlirpGate>(netnsDir_->path() / "netns",
+                                         netnsDir_->path() / "slirp4netns.log");
+  }
+  return slirp_->netnsFile();
 }
 
 std::string ChrootSession::run(std::vector<std::string> argv, bool capture) const {
@@ -269,6 +283,7 @@ void ChrootSession::removePolicyRcd() {
 }
 
 void ChrootSession::finish() {
+  slirp_.reset();
   restoreResolvConf();
   removePolicyRcd();
   while (!mounts_.empty()) {

@@ -10,10 +10,12 @@
 #include "agent-build/config/build_config.h"
 #include "agent-build/disk/partitions.h"
 #include "agent-build/mount/mount.h"
-#include "agent-build/mount/proxy_gate.h"
-#include "agent-build/mount/sandbox.h"
+#include "agent-build/sandbox/proxy_gate.h"
+#include "agent-build/sandbox/sandbox.h"
+#include "agent-build/sandbox/slirp_gate.h"
 #include "agent-build/util/exec.h"
 #include "agent-build/util/image_fs.h"
+#include "common/temp_dir.h"
 
 namespace imgpipe::build {
 
@@ -33,6 +35,8 @@ struct ChrootOptions {
   // `proxy`, through a ProxyGate whose namespace is bind-mounted on `gateFile`.
   definition::Network network = definition::Network::host;
   std::filesystem::path gateFile;
+  // The host ids every command of the session runs as (build.sandbox.uid_base).
+  UidRange ids;
 };
 
 // What every session of this agent takes from its config (nameservers, the helper, build.proxy),
@@ -67,8 +71,10 @@ class ChrootSession {
 
   // `argv` in the sandbox with a clean environment (PATH, DEBIAN_FRONTEND=noninteractive, ...)
   // plus `env`; output to the build log. Without network unless asked: imgpipe's own commands
-  // in the image need none, apt's downloads and the definition's scripts say so. A session
-  // whose network is proxy gives every command that asks for host the proxy gate instead.
+  // in the image need none, apt's downloads and the definition's scripts say so. host is a
+  // network namespace of the session's own through slirp4netns (sandbox/slirp_gate.h), never
+  // the host's; a session whose network is proxy gives every command that asks for host the
+  // proxy gate instead.
   SubprocessOptions commandOptions(std::vector<std::string> argv,
                                    const std::map<std::string, std::string>& env = {},
                                    definition::Network network = definition::Network::none) const;
@@ -102,7 +108,11 @@ class ChrootSession {
   std::optional<BuildProxy> proxy_;
   definition::Network network_;
   std::unique_ptr<ProxyGate> gate_;  // network: proxy only
-  std::vector<Mount> mounts_;        // in mount order; unmounted in reverse
+  // network: host — made for the first command that asks for it, gone with the session.
+  const std::filesystem::path& hostNetns() const;
+  mutable std::optional<TempDir> netnsDir_;
+  mutable std::unique_ptr<SlirpGate> slirp_;
+  std::vector<Mount> mounts_;  // in mount order; unmounted in reverse
   SavedEntry resolvConf_;
   SavedEntry policyRcd_;
   bool resolvConfReplaced_ = false;

@@ -70,7 +70,8 @@ class AnsibleStep : public Step {
                                 ? fs::read_symlink("/proc/self/exe")
                                 : ctx.config.helper;
     SubprocessOptions o;
-    o.argv = controllerCommand({helper, ctx.job.bundleDir, ctx.rootDir(), dir}, spec);
+    o.argv = controllerCommand(
+        {helper, ctx.job.bundleDir, ctx.rootDir(), dir, ctx.config.sandboxIds}, spec);
     o.clearEnv = true;
     o.env = controllerEnvironment(spec);
     o.onLine = ctx.exec().output;

@@ -1,6 +1,6 @@
 // Step 4: mounts the root filesystem and prepares it for running the image's programs
 // (ChrootSession: an empty /run, a real resolv.conf, policy-rc.d; every command then runs in a
-// sandbox with its own /dev, /proc and namespaces, see mount/sandbox.h).
+// sandbox with its own /dev, /proc and namespaces, see sandbox/sandbox.h).
 #include <sys/stat.h>
 
 #include "agent-build/steps/step.h"

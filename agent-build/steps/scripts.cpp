@@ -1,4 +1,4 @@
-// Step 5e: the definition's scripts, in order, each in its own sandbox (mount/sandbox.h), with
+// Step 5e: the definition's scripts, in order, each in its own sandbox (sandbox/sandbox.h), with
 // the network the definition asks for. A script lives in the session's /run tmpfs, never on the
 // image's disk, so nothing of it is left in the image.
 #include <sstream>

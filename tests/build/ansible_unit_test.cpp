@@ -15,6 +15,7 @@
 #include "agent-build/ansible/controller.h"
 #include "agent-build/ansible/exec_broker.h"
 #include "agent-build/ansible/results.h"
+#include "agent-build/sandbox/sandbox.h"
 #include "common/file_util.h"
 #include "common/temp_dir.h"
 #include "definition/bundle.h"
@@ -111,8 +112,18 @@ TEST(AnsibleController, SandboxedWithoutNetworkCapabilitiesOrTheHostsFiles) {
   EXPECT_TRUE(has(argv, {"--unshare-net"}));
   EXPECT_TRUE(has(argv, {"--cap-drop", "ALL"}));
   EXPECT_FALSE(has(argv, {"--cap-add"}));
-  EXPECT_TRUE(has(argv, {"--ro-bind", "/w/bundle-1", "/run/imgpipe/bundle"}));
-  EXPECT_TRUE(has(argv, {"--ro-bind", "/w/root", "/run/imgpipe/image"}));
+  // The bundle, the image and the work dir, each as sandbox-exec's idmapped clone of it.
+  EXPECT_TRUE(has(argv, {"--idmap", "/w/bundle-1"}));
+  EXPECT_TRUE(has(argv, {"--ro-bind", stagedTree(0), "/run/imgpipe/bundle"}));
+  EXPECT_TRUE(has(argv, {"--ro-bind", stagedTree(1), "/run/imgpipe/image"}));
+  EXPECT_TRUE(has(argv, {"--bind", stagedTree(2), "/run/imgpipe/work"}));
+  // The one containment model, as for the image's commands: the unprivileged host range, what it
+  // owns idmapped, /proc/sys and /sys read-only (the controller's /proc/sys was writable once).
+  EXPECT_TRUE(has(argv, {"--userns", std::to_string(UidRange::kDefaultBase)}));
+  EXPECT_TRUE(has(argv, {"--idmap", "/w/ansible"}));
+  EXPECT_TRUE(has(argv, {"--idmap", "/w/root"}));
+  EXPECT_TRUE(has(argv, {"--ro-bind", "/proc/sys", "/proc/sys"}));
+  EXPECT_TRUE(has(argv, {"--ro-bind", "/sys", "/sys"}));
   EXPECT_TRUE(has(argv, {"--chdir", "/run/imgpipe/bundle/playbook"}));
   EXPECT_TRUE(has(argv, {"--tags", "base,web"}));
   EXPECT_EQ(argv.back(), "/run/imgpipe/bundle/playbook/provision.yml");

@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 
 #include <fstream>
 #include <set>
@@ -18,6 +20,7 @@
 #include "agent-build/mount/mount.h"
 #include "common/file_util.h"
 #include "common/subprocess.h"
+#include "common/unique_fd.h"
 #include "tests/build/support/build_fixture.h"
 #include "tests/support/process.h"
 #include "tests/support/test_daemons.h"
@@ -198,11 +201,48 @@ TEST_F(SandboxTest, OwnProcAndDevWithOnlyTheBuildDisk) {
   EXPECT_NE(capture("grep ' / ' /proc/self/mounts").find("nodev"), std::string::npos);
 }
 
-TEST_F(SandboxTest, NetworkIsTheHostsOrNone) {
-  const auto host = interfaces(readFile("/proc/net/dev"));
-  EXPECT_EQ(interfaces(capture("cat /proc/net/dev", definition::Network::host)), host);
+// network: host (issue 23) is a namespace of the session's own whose way out is slirp4netns:
+// the mirror answers, the host's loopback services and abstract sockets do not; none has only lo.
+TEST_F(SandboxTest, NetworkHostReachesTheMirrorButNothingOfTheHost) {
+  const auto host = definition::Network::host;
+  EXPECT_EQ(interfaces(capture("cat /proc/net/dev", host)), (std::set<std::string>{"lo", "tap0"}));
   EXPECT_EQ(interfaces(capture("cat /proc/net/dev", definition::Network::none)),
             std::set<std::string>{"lo"});
+  // A service on the host's 127.0.0.1 and an abstract socket of the host, both listening.
+  UniqueFd tcp(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(tcp.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  ASSERT_EQ(::listen(tcp.get(), 8), 0);
+  socklen_t len = sizeof a;
+  ::getsockname(tcp.get(), reinterpret_cast<sockaddr*>(&a), &len);
+  const auto port = std::to_string(ntohs(a.sin_port));
+  UniqueFd abstract(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_un u{};
+  u.sun_family = AF_UNIX;
+  const std::string name = "imgpipe-probe-" + std::to_string(::getpid());
+  std::memcpy(u.sun_path + 1, name.data(), name.size());
+  ASSERT_EQ(::bind(abstract.get(), reinterpret_cast<sockaddr*>(&u),
+                   static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size())),
+            0);
+  ASSERT_EQ(::listen(abstract.get(), 8), 0);
+  for (const auto& target : {"127.0.0.1", "10.0.2.2"})
+    EXPECT_EQ(capture(std::string("timeout 5 bash -c 'exec 3<>/dev/tcp/") + target + "/" + port +
+                          "' 2>/dev/null && echo reached || echo unreachable",
+                      host),
+              "unreachable\n")
+        << target;
+  EXPECT_EQ(capture("python3 -c 'import socket; s = socket.socket(socket.AF_UNIX); "
+                    "s.connect(\"\\0" +
+                        name + "\"); print(\"reached\")' 2>/dev/null || echo unreachable",
+                    host),
+            "unreachable\n");
+  // The mirror answers (what apt and the scripts need of network: host).
+  EXPECT_EQ(capture("timeout 20 bash -c 'exec 3<>/dev/tcp/deb.debian.org/80' 2>/dev/null && echo "
+                    "reached || echo unreachable",
+                    host),
+            "reached\n");
 }
 
 // network: proxy (issue 9): the commands in the image reach the build agent's proxy and nothing

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <fstream>
 #include <map>
 
@@ -261,4 +262,51 @@ TEST(Layers, OneDefinitionOfABundleCarriesOnlyWhatItReadsAndItsIdentityIsItsMerg
   EXPECT_NE(mergedIdentity(definitionBundle(changed, "base.yaml")), mergedIdentity(base));
   auto e = errorOf([&] { definitionBundle(whole, "site-z.yaml"); });
   EXPECT_NE(e.find("site-z.yaml"), std::string::npos) << e;
+}
+
+// Issue 23: a few hundred bytes of nested aliases stood for billions of nodes, and the merge's
+// walk held the coordinator's thread for minutes. Anchors and aliases are refused before any walk,
+// by position, in a plain definition and in a layer alike; a deep chain of real layers is
+// refused at kMaxLayers. Each answers well within a second.
+TEST(Layers, AnchorsAndAliasesAreRefusedBeforeAnyWalk) {
+  std::string bomb =
+      "name: bomb\nbase: {path: base.qcow2}\nx0: &a0 [lol, lol, lol, lol, lol, lol]\n";
+  for (int i = 1; i < 10; ++i) {
+    const auto p = std::to_string(i - 1), n = std::to_string(i);
+    bomb += "x" + n + ": &a" + n + " [*a" + p + ", *a" + p + ", *a" + p + ", *a" + p + ", *a" + p +
+            ", *a" + p + "]\n";
+  }
+  ASSERT_LT(bomb.size(), 600u);
+  const auto started = std::chrono::steady_clock::now();
+  auto plain = errorOf([&] { mergeOf({{"site.yaml", bomb}}).reader(); });
+  EXPECT_NE(plain.find("site.yaml:3:"), std::string::npos) << plain;
+  EXPECT_NE(plain.find(": an anchor (&...): YAML anchors and aliases are not allowed"),
+            std::string::npos)
+      << plain;
+  auto parsed = errorOf([&] { parseDefinition(bomb, "bomb.yaml"); });
+  EXPECT_NE(parsed.find("bomb.yaml:3:"), std::string::npos) << parsed;
+  EXPECT_NE(parsed.find("an anchor"), std::string::npos) << parsed;
+  // As a layer under a definition that extends it.
+  auto layered = errorOf([&] {
+    mergeOf({{"site.yaml", "extends: bomb.yaml\nname: site\n"}, {"bomb.yaml", bomb}});
+  });
+  EXPECT_NE(layered.find("bomb.yaml:3:"), std::string::npos) << layered;
+  EXPECT_NE(layered.find("an anchor"), std::string::npos) << layered;
+  // An alias of an anchor-less node is not valid YAML; a merge key's alias is refused too.
+  auto merge = errorOf([&] {
+    mergeOf({{"site.yaml", "name: m\nbase: {path: b.qcow2}\ndisk: {<<: *d}\n"}}).reader();
+  });
+  EXPECT_FALSE(merge.empty());
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(1));
+
+  // A chain of layers deeper than the limit: refused naming the limit, as fast.
+  Files deep;
+  for (int i = 0; i < 200; ++i)
+    deep["l" + std::to_string(i) + ".yaml"] =
+        "extends: l" + std::to_string(i + 1) + ".yaml\nname: n\n";
+  deep["l200.yaml"] = "name: n\nbase: {path: b.qcow2}\n";
+  const auto deepStarted = std::chrono::steady_clock::now();
+  auto chain = errorOf([&] { mergeOf(deep, "l0.yaml"); });
+  EXPECT_FALSE(chain.empty());
+  EXPECT_LT(std::chrono::steady_clock::now() - deepStarted, std::chrono::seconds(1));
 }

@@ -12,12 +12,14 @@
 #include <cstdint>
 #include <filesystem>
 #include <list>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "agent-build/config/build_proxy.h"
+#include "agent-build/sandbox/network_namespace.h"
 #include "common/unique_fd.h"
 
 namespace imgpipe::build {
@@ -38,7 +40,7 @@ class ProxyGate {
   ProxyGate& operator=(const ProxyGate&) = delete;
 
   // The namespace, for `sandbox-exec --netns`.
-  const std::filesystem::path& netnsFile() const { return nsFile_; }
+  const std::filesystem::path& netnsFile() const { return ns_->file(); }
   // The proxy as commands inside see it: build.proxy with the gate's addresses.
   const BuildProxy& insideProxy() const { return inside_; }
 
@@ -58,8 +60,7 @@ class ProxyGate {
   void pump(Pump& p, const ProxyEndpoint& upstream);
   void reapFinished();
 
-  std::filesystem::path nsFile_;
-  bool mounted_ = false;
+  std::unique_ptr<NetworkNamespace> ns_;
   BuildProxy inside_;
   std::vector<Listener> listeners_;
   UniqueFd wake_;  // eventfd: the destructor's stop signal

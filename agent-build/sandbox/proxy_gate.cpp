@@ -1,4 +1,4 @@
-#include "agent-build/mount/proxy_gate.h"
+#include "agent-build/sandbox/proxy_gate.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -40,17 +40,6 @@ UniqueFd listenOnLoopback(std::uint16_t port) {
   return s;
 }
 
-// A new namespace has its loopback down.
-void loopbackUp() {
-  UniqueFd s(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-  if (!s) throwErrno("proxy gate: socket for lo");
-  ifreq r{};
-  std::strncpy(r.ifr_name, "lo", IFNAMSIZ - 1);
-  if (::ioctl(s.get(), SIOCGIFFLAGS, &r) != 0) throwErrno("proxy gate: SIOCGIFFLAGS lo");
-  r.ifr_flags |= IFF_UP | IFF_RUNNING;
-  if (::ioctl(s.get(), SIOCSIFFLAGS, &r) != 0) throwErrno("proxy gate: SIOCSIFFLAGS lo");
-}
-
 // Connects from this thread's namespace (the host's) to the proxy.
 UniqueFd connectTo(const ProxyEndpoint& e) {
   addrinfo hints{};
@@ -80,7 +69,7 @@ bool writeAll(int fd, const char* data, std::size_t size) {
 
 }  // namespace
 
-ProxyGate::ProxyGate(const fs::path& nsFile, const BuildProxy& upstream) : nsFile_(nsFile) {
+ProxyGate::ProxyGate(const fs::path& nsFile, const BuildProxy& upstream) {
   std::vector<std::pair<std::uint16_t, ProxyEndpoint>> wanted = {
       {kHttpPort, parseProxyUrl(upstream.http, "build.proxy.http")}};
   inside_.http = "http://127.0.0.1:" + std::to_string(kHttpPort);
@@ -92,34 +81,10 @@ ProxyGate::ProxyGate(const fs::path& nsFile, const BuildProxy& upstream) : nsFil
   // Inside there is nothing to reach directly: no_proxy would only send requests nowhere.
   wake_ = UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!wake_) throwErrno("proxy gate: eventfd");
-  {
-    UniqueFd touch(::open(nsFile_.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
-    if (!touch) throwErrno("proxy gate: creating " + nsFile_.string());
-  }
-  // The namespace is made by a thread of its own: unshare() moves only the calling thread, and
-  // that thread ends there, leaving the namespace held by the bind mount and the sockets.
-  std::exception_ptr failure;
-  std::thread maker([&] {
-    try {
-      if (::unshare(CLONE_NEWNET) != 0) throwErrno("proxy gate: unshare(CLONE_NEWNET)");
-      loopbackUp();
-      for (auto& [port, up] : wanted)
-        listeners_.push_back({listenOnLoopback(port), up});
-      if (::mount("/proc/thread-self/ns/net", nsFile_.c_str(), nullptr, MS_BIND, nullptr) != 0)
-        throwErrno("proxy gate: bind-mounting the namespace on " + nsFile_.string());
-      mounted_ = true;
-    } catch (...) {
-      failure = std::current_exception();
-    }
+  ns_ = std::make_unique<NetworkNamespace>(nsFile, [&] {
+    for (auto& [port, up] : wanted)
+      listeners_.push_back({listenOnLoopback(port), up});
   });
-  maker.join();
-  if (failure) {
-    listeners_.clear();
-    if (mounted_) ::umount2(nsFile_.c_str(), MNT_DETACH);
-    std::error_code ec;
-    fs::remove(nsFile_, ec);
-    std::rethrow_exception(failure);
-  }
   acceptor_ = std::thread([this] { acceptLoop(); });
 }
 
@@ -139,10 +104,7 @@ ProxyGate::~ProxyGate() {
     if (p.thread.joinable()) p.thread.join();
   pumps_.clear();
   listeners_.clear();
-  if (mounted_ && ::umount2(nsFile_.c_str(), MNT_DETACH) != 0)
-    log::named("proxy-gate")->warn("cannot unmount {}: {}", nsFile_.string(), std::strerror(errno));
-  std::error_code ec;
-  fs::remove(nsFile_, ec);
+  ns_.reset();
 }
 
 void ProxyGate::reapFinished() {
