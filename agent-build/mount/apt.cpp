@@ -5,6 +5,7 @@
 
 #include "agent-build/steps/build_context.h"
 #include "agent-build/util/file_lock.h"
+#include "common/error.h"
 #include "common/units.h"
 
 namespace imgpipe::build {
@@ -23,36 +24,6 @@ bool looksTransient(const std::vector<std::string>& tail) {
   return false;
 }
 
-// Removes the oldest .debs until the cache fits; files touched in the last hour stay (another
-// build may be about to install them).
-void pruneAptCache(const fs::path& archives, std::uint64_t maxSize, BuildLog& log) {
-  struct Deb {
-    fs::path path;
-    fs::file_time_type time;
-    std::uint64_t size;
-  };
-  std::vector<Deb> debs;
-  std::uint64_t total = 0;
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(archives, ec)) {
-    if (e.path().extension() != ".deb" || !e.is_regular_file()) continue;
-    debs.push_back({e.path(), e.last_write_time(), e.file_size()});
-    total += debs.back().size;
-  }
-  if (total <= maxSize) return;
-  std::sort(debs.begin(), debs.end(), [](const Deb& a, const Deb& b) { return a.time < b.time; });
-  const auto recent = fs::file_time_type::clock::now() - std::chrono::hours(1);
-  std::uint64_t freed = 0;
-  for (const auto& d : debs) {
-    if (total <= maxSize || d.time > recent) break;
-    fs::remove(d.path, ec);
-    total -= d.size;
-    freed += d.size;
-  }
-  if (freed > 0)
-    log.info("pruned " + formatBytes(freed) + " from the apt cache (build.apt_cache.max_size)");
-}
-
 }  // namespace
 
 Apt::Apt(ChrootSession& session, const BuildConfig& config, BuildLog& log, std::stop_token stop,
@@ -64,13 +35,30 @@ Apt::Apt(ChrootSession& session, const BuildConfig& config, BuildLog& log, std::
       options_(options),
       aptDir_(config.cacheDir / "apt") {
   if (config_.aptCache) {
-    fs::create_directories(aptDir_ / "archives" / "partial");
-    cacheBind_.emplace(session_.bindInto(aptDir_ / "archives", "/var/cache/apt/archives"));
+    store_.emplace(aptDir_ / "by-sha256");
+    // This build's own archive directory, beside its disk; owned by root on disk, so the
+    // sandbox's root owns it through the image's idmapped view.
+    archives_.emplace(options_.scratch.empty() ? config_.workDir : options_.scratch,
+                      "apt-archives-");
+    fs::create_directories(archives_->path() / "partial");
+    cacheBind_.emplace(session_.bindInto(archives_->path(), "/var/cache/apt/archives"));
   }
 }
 
 Apt::~Apt() {
   cacheBind_.reset();
+}
+
+void Apt::seedArchives() {
+  const auto wanted = indexedDebs(session_.fs());
+  FileLock lock(aptDir_ / "lock", stop_);
+  const auto n = store_->seed(wanted, archives_->path());
+  if (n > 0) log_.info("apt cache: " + std::to_string(n) + " packages from the shared store");
+}
+
+void Apt::storeDownloads() {
+  FileLock lock(aptDir_ / "lock", stop_);
+  store_->ingest(archives_->path());
 }
 
 void Apt::aptGet(const std::vector<std::string>& args, bool noLocking,
@@ -124,16 +112,15 @@ void Apt::update() {
 void Apt::downloadThenRun(std::vector<std::string> args) {
   const bool offline = options_.network == definition::Network::none;
   if (cacheBind_ || offline) {
-    std::optional<FileLock> lock;
-    if (cacheBind_) lock.emplace(aptDir_ / "lock", stop_);
+    if (cacheBind_) seedArchives();
     std::vector<std::string> download = {"-y", "--download-only"};
     download.insert(download.end(), args.begin(), args.end());
     aptGet(download, false, definition::Network::host);
+    if (cacheBind_) storeDownloads();
   }
   std::vector<std::string> run = {"-y"};
   run.insert(run.end(), args.begin(), args.end());
-  aptGet(run, cacheBind_.has_value(),
-         offline ? definition::Network::none : definition::Network::host);
+  aptGet(run, false, offline ? definition::Network::none : definition::Network::host);
 }
 
 void Apt::install(const std::vector<std::string>& packages) {
@@ -151,7 +138,7 @@ void Apt::purge(const std::vector<std::string>& packages) {
   if (packages.empty()) return;
   std::vector<std::string> args = {"-y", "purge", "--autoremove"};
   args.insert(args.end(), packages.begin(), packages.end());
-  aptGet(args, cacheBind_.has_value(), options_.network);
+  aptGet(args, false, options_.network);
 }
 
 void Apt::preseed(const std::string& selections) {
@@ -164,8 +151,10 @@ void Apt::finish() {
   if (!cacheBind_) return;
   cacheBind_->unmount();
   cacheBind_.reset();
+  archives_.reset();
   FileLock lock(aptDir_ / "lock", stop_);
-  pruneAptCache(aptDir_ / "archives", config_.aptCacheMaxSize, log_);
+  if (const auto freed = store_->prune(config_.aptCacheMaxSize); freed > 0)
+    log_.info("pruned " + formatBytes(freed) + " from the apt cache (build.apt_cache.max_size)");
 }
 
 }  // namespace imgpipe::build

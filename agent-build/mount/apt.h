@@ -7,17 +7,20 @@
 #include <vector>
 
 #include "agent-build/config/build_config.h"
+#include "agent-build/mount/apt_store.h"
 #include "agent-build/mount/chroot_session.h"
 #include "agent-build/mount/mount.h"
 #include "agent-build/runner/build_log.h"
+#include "common/temp_dir.h"
 
 namespace imgpipe::build {
 
-// apt-get in the image's sandbox, with the agent's shared package cache. While this object lives,
-// the cache (<cache_dir>/apt/archives) is bind-mounted as the image's /var/cache/apt/archives, so a
-// rebuild downloads nothing twice. Several builds share that directory: downloads into it take
-// a host-wide lock (<cache_dir>/apt/lock) — apt's own lock would make the second build fail at
-// once — and installing from it runs without apt's lock, reading finished files only.
+// apt-get in the image's sandbox, with the agent's shared package store (apt_store.h). While this
+// object lives, a directory of this build's own is the image's /var/cache/apt/archives: before
+// each download it is seeded with the stored packages the image's own index names by digest, and
+// what apt downloaded is stored afterwards, so a rebuild downloads nothing twice and no build
+// writes what another installs. The store's host-wide lock (<cache_dir>/apt/lock) is held while
+// seeding and storing only.
 // Progress comes from APT::Status-Fd. Downloads (update, --download-only) reach the network; the
 // dpkg runs that follow, with the packages' maintainer scripts, get `Options::network`.
 // Resource type.
@@ -26,6 +29,9 @@ class Apt {
   struct Options {
     bool installRecommends = false;
     definition::Network network = definition::Network::host;  // for dpkg and maintainer scripts
+    // Where this build's archive directory lives (its work dir: gone with it whatever happens);
+    // empty: build.work_dir.
+    std::filesystem::path scratch;
   };
   Apt(ChrootSession& session, const BuildConfig& config, BuildLog& log, std::stop_token stop,
       Options options);
@@ -43,8 +49,8 @@ class Apt {
   // apt's "N upgraded, M newly installed, ..." line of the last install, or "".
   const std::string& summary() const { return summary_; }
 
-  // Unmounts the cache and prunes it to build.apt_cache.max_size (the destructor does the
-  // unmount too, unchecked).
+  // Unmounts this build's archive directory and prunes the store to build.apt_cache.max_size (the
+  // destructor does the unmount too, unchecked).
   void finish();
 
  private:
@@ -52,6 +58,8 @@ class Apt {
   // Downloads first (into the shared cache under its host lock, or into the image's own cache
   // when the dpkg run gets no network), then runs `args` from what was downloaded.
   void downloadThenRun(std::vector<std::string> args);
+  void seedArchives();
+  void storeDownloads();
 
   ChrootSession& session_;
   const BuildConfig& config_;
@@ -59,7 +67,9 @@ class Apt {
   std::stop_token stop_;
   Options options_;
   std::filesystem::path aptDir_;
-  std::optional<Mount> cacheBind_;
+  std::optional<AptStore> store_;
+  std::optional<TempDir> archives_;
+  std::optional<Mount> cacheBind_;  // last: unmounted before archives_ goes
   std::string summary_;
 };
 

@@ -27,6 +27,10 @@ struct UidRange {
   std::uint32_t base = kDefaultBase;
 
   uid_t hostRoot() const { return base; }
+  // An owner no sandbox's idmapped view maps (the first id past the range, on disk): a file owned
+  // by it reads as any other user's, and its owner's rights — writing, chmod, chown — belong to
+  // nobody inside. What the agent lends a sandbox without letting it change (the package store).
+  static constexpr uid_t kUnmappedOwner = kSize;
 };
 
 // Throws Error naming the key when `base` leaves no room for the range, or would map host root.

@@ -17,7 +17,7 @@ class LiveBootStep : public Step {
   }
 
   std::string run(BuildContext& ctx) override {
-    Apt apt(ctx.session(), ctx.config, ctx.log, ctx.stop, {.network = ctx.def.network});
+    Apt apt(ctx.session(), ctx.config, ctx.log, ctx.stop, {.network = ctx.def.network, .scratch = ctx.workDir});
     // The base's package lists may be gone (cleaned) or older than its archive.
     apt.update();
     apt.install(liveBootPackages());

@@ -19,7 +19,9 @@ class PackagesStep : public Step {
   std::string run(BuildContext& ctx) override {
     const auto& p = ctx.def.packages;
     Apt apt(ctx.session(), ctx.config, ctx.log, ctx.stop,
-            {.installRecommends = p.installRecommends, .network = ctx.def.network});
+            {.installRecommends = p.installRecommends,
+             .network = ctx.def.network,
+             .scratch = ctx.workDir});
     if (p.update) {
       ctx.log.info("apt-get update");
       apt.update();

@@ -7,13 +7,20 @@
 // checks every outcome, that the build failed naming the step and the script, and that nothing
 // on the host changed.
 #include <gtest/gtest.h>
+#include <linux/keyctl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <regex>
 #include <set>
 #include <sstream>
 
@@ -21,6 +28,7 @@
 #include "agent-build/runner/build_task_runner.h"
 #include "common/file_util.h"
 #include "common/subprocess.h"
+#include "common/unique_fd.h"
 #include "tests/build/support/build_fixture.h"
 
 using namespace imgpipe;
@@ -318,4 +326,240 @@ scripts:
   for (const auto& loop : boundLoops())
     if (!loopsBefore.contains(loop) && loop.find(area.root().string()) != std::string::npos)
       ADD_FAILURE() << "new loop device: " << loop;
+}
+
+namespace {
+
+// What the probes may never reach, laid out on the host for one test.
+struct HostBait {
+  explicit HostBait(const TestArea& area)
+      : key(area.root() / "etc/imgpipe/keys/build-1.key"),
+        state(area.root() / "var/lib/imgpipe"),
+        otherJob(area.work() / "job-other/secret"),
+        aptStore(area.cache() / "apt/by-sha256"),
+        abstractName("imgpipe-bait-" + randomSuffix()),
+        keyName("imgpipe-bait-" + randomSuffix()) {
+    fs::create_directories(key.parent_path());
+    fs::create_directories(state / "artifacts");
+    fs::create_directories(otherJob.parent_path());
+    fs::create_directories(aptStore);
+    writeFileAtomic(key, secret + "\n");
+    ::chmod(key.c_str(), 0600);
+    writeFileAtomic(state / "artifacts/index", "state of the agent\n");
+    writeFileAtomic(otherJob, secret + "\n");
+    ::chmod(otherJob.c_str(), 0600);
+    // A service on the host's loopback and an abstract socket of the host's namespace.
+    tcp = UniqueFd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(::bind(tcp.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    EXPECT_EQ(::listen(tcp.get(), 16), 0);
+    socklen_t len = sizeof a;
+    ::getsockname(tcp.get(), reinterpret_cast<sockaddr*>(&a), &len);
+    port = ntohs(a.sin_port);
+    unix = UniqueFd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_un u{};
+    u.sun_family = AF_UNIX;
+    std::memcpy(u.sun_path + 1, abstractName.data(), abstractName.size());
+    EXPECT_EQ(
+        ::bind(unix.get(), reinterpret_cast<sockaddr*>(&u),
+               static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + abstractName.size())),
+        0);
+    EXPECT_EQ(::listen(unix.get(), 16), 0);
+    // A key in root's user keyring, as an operator's tooling might leave one.
+    hostKey = ::syscall(SYS_add_key, "user", keyName.c_str(), secret.data(), secret.size(),
+                        KEY_SPEC_USER_KEYRING);
+    EXPECT_GE(hostKey, 0) << "add_key on the host: " << std::strerror(errno);
+  }
+  ~HostBait() {
+    if (hostKey >= 0) ::syscall(SYS_keyctl, KEYCTL_UNLINK, hostKey, KEY_SPEC_USER_KEYRING);
+  }
+
+  std::map<std::string, std::string> env() const {
+    return {{"KEY", key.string()},
+            {"STATE", state.string()},
+            {"OTHER_JOB", otherJob.string()},
+            {"APT_STORE", aptStore.string()},
+            {"HOST_PORT", std::to_string(port)},
+            {"HOST_ABSTRACT", abstractName},
+            {"HOST_KEY", keyName}};
+  }
+  // The keys the probes could have added to root's user keyring: none but the bait's own.
+  bool keyringHoldsOnlyTheBait() const {
+    return ::syscall(SYS_keyctl, KEYCTL_SEARCH, KEY_SPEC_USER_KEYRING, "user", "imgpipe-probe", 0) <
+               0 &&
+           ::syscall(SYS_keyctl, KEYCTL_SEARCH, KEY_SPEC_USER_KEYRING, "user", keyName.c_str(),
+                     0) == hostKey;
+  }
+
+  const std::string secret = "SECRET-" + randomSuffix() + randomSuffix();
+  fs::path key, state, otherJob, aptStore;
+  std::string abstractName, keyName;
+  UniqueFd tcp, unix;
+  std::uint16_t port = 0;
+  long hostKey = -1;
+};
+
+std::string indented(const std::string& text, const std::string& pad) {
+  std::string out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);)
+    out += pad + line + "\n";
+  return out;
+}
+
+// "PROBE <place>:<name>: refused: ..." anywhere in `text` (also inside Ansible's JSON output).
+std::map<std::string, std::string> probeResults(const std::string& text) {
+  std::map<std::string, std::string> out;
+  static const std::regex line(R"(PROBE ([a-z_]+:[a-z_]+): (refused|ESCAPED)([^"\\\n]*))");
+  for (auto it = std::sregex_iterator(text.begin(), text.end(), line); it != std::sregex_iterator();
+       ++it)
+    out[(*it)[1]] = (*it)[2].str() + (*it)[3].str();
+  return out;
+}
+
+}  // namespace
+
+// Issue 23: the same probes from every place a definition's code runs on the build host — an
+// image script, a package's maintainer script (a .deb the script builds and dpkg installs, its
+// postinst run by dpkg), and the Ansible controller (`delegate_to: localhost`, `local_action`,
+// `lookup('pipe')`, a `hosts: localhost` play with `connection: local`) — each refused, the host
+// unchanged: core_pattern, root's keyring, the agent's state, the apt store.
+TEST(BuildIsolation, EveryPlaceADefinitionsCodeRunsIsRefusedTheSameProbes) {
+  fixtureBase();
+  TestArea area("isolation-places");
+  HostBait bait(area);
+  const auto probes = readFile(sourceDir() / "tests/build/support/isolation-probes.sh");
+  const auto corePattern = readFile("/proc/sys/kernel/core_pattern");
+  const auto watchedState = snapshot(bait.state);
+  const auto watchedStore = snapshot(bait.aptStore.parent_path());
+
+  std::string env;
+  for (const auto& [k, v] : bait.env())
+    env += "      " + k + ": \"" + v + "\"\n";
+  std::string vars, taskEnv, inline_;
+  for (const auto& [k, v] : bait.env()) {
+    vars += "    " + k + ": \"" + v + "\"\n";
+    taskEnv += "        " + k + ": \"{{ " + k + " }}\"\n";
+    inline_ += k + "={{ " + k + " }} ";
+  }
+  const std::string definition =
+      "name: imgpipe-test-places\nbase:\n  path: " + fixtureBase().file.string() + R"(
+disk: {compression: zstd}
+network: host
+validation: {require_qemu_guest_agent: false}
+scripts:
+  - name: probe
+    env:
+)" + env +
+      R"(    run: |
+      #!/bin/bash
+      set -e
+      cat > /usr/local/sbin/imgpipe-probes <<'PROBES'
+)" + indented(probes, "      ") +
+      R"(      PROBES
+      chmod 755 /usr/local/sbin/imgpipe-probes
+      /usr/local/sbin/imgpipe-probes script
+      # A package whose maintainer script runs them, installed by dpkg as apt would.
+      mkdir -p /tmp/pkg/DEBIAN
+      printf 'Package: imgpipe-probe\nVersion: 1\nArchitecture: all\nMaintainer: imgpipe <t@localhost>\nDescription: probes\n' > /tmp/pkg/DEBIAN/control
+      printf '#!/bin/sh\nexec /usr/local/sbin/imgpipe-probes postinst\n' > /tmp/pkg/DEBIAN/postinst
+      chmod 755 /tmp/pkg/DEBIAN/postinst
+      dpkg-deb -b /tmp/pkg /tmp/imgpipe-probe.deb >/dev/null
+      dpkg -i /tmp/imgpipe-probe.deb
+ansible:
+  playbook: playbook/probe.yml
+  extra_vars:
+)" + vars;
+  const std::string playbook = R"(- hosts: default
+  gather_facts: false
+  tasks:
+    - name: delegate_to localhost
+      ansible.builtin.command: bash {{ playbook_dir }}/probes.sh delegate_to
+      delegate_to: localhost
+      environment:
+)" + taskEnv + R"(      register: delegated
+    - ansible.builtin.debug: {var: delegated.stdout_lines}
+    - name: local_action
+      local_action:
+        module: ansible.builtin.command
+        cmd: bash {{ playbook_dir }}/probes.sh local_action
+      environment:
+)" + taskEnv + R"(      register: local
+    - ansible.builtin.debug: {var: local.stdout_lines}
+    - name: lookup pipe
+      ansible.builtin.debug:
+        msg: "{{ lookup('pipe', 'env )" +
+                               inline_ + R"(bash ' ~ playbook_dir ~ '/probes.sh lookup') }}"
+- hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - name: connection local
+      ansible.builtin.command: bash {{ playbook_dir }}/probes.sh connection_local
+      environment:
+)" + taskEnv + R"(      register: conn
+    - ansible.builtin.debug: {var: conn.stdout_lines}
+    - ansible.builtin.fail: {msg: "probes done"}
+)";
+
+  // The probes' output is command output: it goes to the build log file, kept with the work dir.
+  auto config = area.config();
+  config.keepFailedWorkDir = true;
+  BuildTaskRunner runner(config, [](const BuildOutput&, const OutputFile&) -> agent::ArtifactInfo {
+    throw std::logic_error("published a build that should have failed");
+  });
+  RecordingReporter reporter;
+  runner.run(buildTask("job-places", definition, "def.yaml",
+                       {{"playbook/probe.yml", playbook}, {"playbook/probes.sh", probes}}),
+             reporter, {});
+  ASSERT_TRUE(reporter.failure()) << "the probe build did not fail at its last task";
+  EXPECT_EQ(reporter.failure()->step, "ansible") << reporter.failure()->message;
+  EXPECT_NE(reporter.failure()->message.find("probes done"), std::string::npos)
+      << reporter.failure()->message;
+
+  std::string all;
+  for (const auto& e : fs::directory_iterator(area.work()))
+    if (e.path().filename().string().starts_with("job-places-")) {
+      all += readFile(e.path() / "build.log");
+      fs::remove_all(e.path());
+    }
+  ASSERT_FALSE(all.empty()) << "no build log kept";
+  const auto results = probeResults(all);
+  const std::vector<std::string> places = {"script",       "postinst", "delegate_to",
+                                           "local_action", "lookup",   "connection_local"};
+  const std::vector<std::string> names = {
+      "write_core_pattern", "write_proc_sys", "mount_proc",  "mknod",           "finit_module",
+      "keyring_read",       "keyring_search", "keyring_add", "userns",          "userns_map",
+      "agent_key",          "agent_state",    "other_job",   "apt_store_write", "host_loopback",
+      "host_gateway",       "host_abstract"};
+  // Why each is refused, where it is the same everywhere: the read-only /proc/sys, the filter.
+  const std::map<std::string, std::string> why = {
+      {"write_core_pattern", "Read-only file system"}, {"keyring_read", "Operation not permitted"},
+      {"keyring_search", "Operation not permitted"},   {"keyring_add", "Operation not permitted"},
+      {"userns", "Operation not permitted"},           {"agent_key", "No such file or directory"},
+      {"other_job", "No such file or directory"}};
+  for (const auto& place : places)
+    for (const auto& name : names) {
+      const auto it = results.find(place + ":" + name);
+      if (it == results.end()) {
+        ADD_FAILURE() << place << ":" << name << " printed nothing";
+        continue;
+      }
+      EXPECT_TRUE(it->second.starts_with("refused")) << place << ":" << name << ": " << it->second;
+      if (auto w = why.find(name); w != why.end())
+        EXPECT_NE(it->second.find(w->second), std::string::npos)
+            << place << ":" << name << ": " << it->second;
+    }
+  EXPECT_EQ(all.find(bait.secret), std::string::npos) << "the secret reached the build's output";
+  if (HasFailure()) std::printf("%s", all.c_str());
+
+  // The host is as it was.
+  EXPECT_EQ(readFile("/proc/sys/kernel/core_pattern"), corePattern);
+  EXPECT_TRUE(bait.keyringHoldsOnlyTheBait());
+  EXPECT_EQ(snapshot(bait.state), watchedState);
+  EXPECT_EQ(snapshot(bait.aptStore.parent_path()), watchedStore);
+  for (const auto& l : leftoversUnder(area.root()))
+    ADD_FAILURE() << "left behind: " << l;
 }
