@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <fstream>
+#include <random>
 #include <sstream>
 
 #include "common/error.h"
@@ -24,10 +25,17 @@ std::string readFile(const std::filesystem::path& path) {
 
 void writeFileAtomic(const std::filesystem::path& path, std::string_view content, mode_t mode) {
   // Unique per writer, not only per process: two threads of one agent may write the same
-  // cache entry at once, and a shared temp name lets one rename the other's file away.
+  // cache entry at once, and a shared temp name lets one rename the other's file away. Not the
+  // pid alone either: every build child is PID 1 of a namespace of its own, so two builds
+  // writing one base cache entry had the same name (BuildParallel saw the rename fail).
+  static const std::uint64_t writer = [] {
+    std::random_device rd;
+    return (static_cast<std::uint64_t>(rd()) << 32) ^ rd();
+  }();
   static std::atomic<std::uint64_t> counter{0};
   auto tmp = path;
-  tmp += ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter.fetch_add(1));
+  tmp += ".tmp." + std::to_string(::getpid()) + "." + std::to_string(writer) + "." +
+         std::to_string(counter.fetch_add(1));
   UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode));
   if (!fd) throwErrno("cannot create " + tmp.string());
   // The umask may have narrowed the mode; the caller asked for exactly this one.

@@ -114,6 +114,8 @@ class Engine {
   void markLost(AgentLive& agent, const std::string& why);
   // authorized_keys changed: sessions whose key is gone or replaced end now (keys.cpp).
   void enforceKeys();
+  // Ends the watches of connections whose operator key is no longer in authorized_keys.
+  void endRevokedWatches(const net::AuthorizedKeys& keys);
   void endSession(AgentLive& agent, const std::string& why);
   bool frameKeyAuthorized(const std::string& routingId, const net::PeerIdentity& who,
                           proto::Envelope::Reader env);
@@ -179,7 +181,10 @@ class Engine {
   std::set<std::pair<std::int64_t, int>> dirtyProgress_;       // steps whose progress is unsaved
   Clock::time_point lastFlush_;
   std::map<std::int64_t, std::set<std::string>> watchers_;  // job -> routing ids
-  std::set<std::int64_t> changed_;                          // jobs to push to watchers
+  // The key each watching connection asked with: a key taken out of authorized_keys ends its
+  // watches with the session (enforceKeys), as it ends an agent's.
+  std::map<std::string, std::string> watcherKeys_;  // routing id -> key
+  std::set<std::int64_t> changed_;                  // jobs to push to watchers
   std::vector<std::pair<std::string, double>> stepDurations_;
   // While an input is handled, sends wait here until its writes are committed.
   bool batching_ = false;

@@ -308,7 +308,10 @@ void Engine::onRequest(const std::string& routingId, const net::PeerIdentity& wh
         Job* j = findJob(req.getWatch(), holder);
         if (!j) break;
         fillDetail(kind.initJob(), *j);
-        if (!isTerminal(j->state)) watchers_[j->id].insert(routingId);
+        if (!isTerminal(j->state)) {
+          watchers_[j->id].insert(routingId);
+          watcherKeys_[routingId] = who.key;
+        }
         break;
       }
       case proto::OperatorRequest::Kind::UNWATCH: {

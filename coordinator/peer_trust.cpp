@@ -44,6 +44,31 @@ void Engine::enforceKeys() {
                     : "its key was removed from "
                       "authorized_keys");
   }
+  endRevokedWatches(keys);
+}
+
+void Engine::endRevokedWatches(const net::AuthorizedKeys& keys) {
+  std::set<std::string> live;
+  for (const auto& [job, rids] : watchers_)
+    live.insert(rids.begin(), rids.end());
+  for (auto it = watcherKeys_.begin(); it != watcherKeys_.end();) {
+    const auto& [rid, key] = *it;
+    const auto* k = keys.findByKey(key);
+    const bool still = k && k->role == Role::operator_;
+    if (live.contains(rid) && still) {
+      ++it;
+      continue;
+    }
+    if (live.contains(rid)) {
+      for (auto w = watchers_.begin(); w != watchers_.end();) {
+        w->second.erase(rid);
+        w = w->second.empty() ? watchers_.erase(w) : std::next(w);
+      }
+      refuse(rid, "session closed: its key was removed from authorized_keys");
+      spdlog::warn("ended the watches of a connection whose operator key is no longer authorized");
+    }
+    it = watcherKeys_.erase(it);
+  }
 }
 
 void Engine::endSession(AgentLive& a, const std::string& why) {

@@ -86,6 +86,9 @@ std::optional<std::string> checkIds(Envelope::Reader env) {
     case Envelope::Body::HELLO: {
       auto h = body.getHello();
       c.id("hello.name", Kind::agentName, h.getName());
+      // Empty: the agent serves nothing (a controller's glance agent may not).
+      if (h.getDataEndpoint().size() > 0)
+        c.id("hello.dataEndpoint", Kind::dataEndpoint, h.getDataEndpoint());
       for (auto t : h.getActiveTasks())
         c.id("hello.activeTasks", Kind::taskId, t);
       for (auto a : h.getInventory())

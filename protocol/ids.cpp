@@ -58,6 +58,28 @@ bool buildId(std::string_view s) {
   }
 }
 
+// tcp://host:port, nothing else: no other transport (ipc:// names a path on the fetcher's host),
+// no interface name, no wildcard, no user or path part.
+bool dataEndpoint(std::string_view s) {
+  constexpr std::string_view scheme = "tcp://";
+  if (!s.starts_with(scheme)) return false;
+  s.remove_prefix(scheme.size());
+  const auto colon = s.rfind(':');
+  if (colon == std::string_view::npos) return false;
+  const auto host = s.substr(0, colon), port = s.substr(colon + 1);
+  if (!decimal(port, 5) || port.size() > 5) return false;
+  unsigned n = 0;
+  for (char c : port)
+    n = n * 10 + static_cast<unsigned>(c - '0');
+  if (n == 0 || n > 65535) return false;
+  if (host.starts_with("[") && host.ends_with("]") && host.size() > 2)
+    return host.size() <= 47 && allOf(host.substr(1, host.size() - 2), [](char c) {
+             return isLowerHex(c) || (c >= 'A' && c <= 'F') || c == ':' || c == '.';
+           });
+  return !host.empty() && host.size() <= 253 && isAlnum(host.front()) &&
+         allOf(host, [](char c) { return isAlnum(c) || c == '.' || c == '-'; });
+}
+
 bool bundlePath(std::string_view s) {
   if (s.empty() || s.size() > 255) return false;
   int depth = 0;
@@ -107,6 +129,8 @@ std::string_view toString(Kind kind) {
       return "filesystem UUID ([A-Za-z0-9-], at most 64 characters, alphanumeric first)";
     case Kind::fsLabel:
       return "filesystem label ([A-Za-z0-9._-], at most 64 characters, alphanumeric first)";
+    case Kind::dataEndpoint:
+      return "data endpoint (tcp://<host>:<port>)";
   }
   return "identifier";
 }
@@ -148,6 +172,8 @@ bool valid(Kind kind, std::string_view v) {
              allOf(v, [](char c) { return isAlnum(c) || c == '-'; });
     case Kind::fsLabel:
       return simpleName(v, 64);
+    case Kind::dataEndpoint:
+      return dataEndpoint(v);
   }
   return false;
 }

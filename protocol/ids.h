@@ -33,6 +33,8 @@ enum class Kind {
                  // characters and 16 levels: a file travelling with a definition
   fsUuid,        // a filesystem UUID as blkid reports it: [A-Za-z0-9-], 1..64, alphanumeric first
   fsLabel,       // a filesystem label: [A-Za-z0-9._-], 1..64, alphanumeric first
+  dataEndpoint,  // where an agent's artifact server is reached: tcp://<host>:<port>, the host a
+                 // DNS name or IPv4 address ([A-Za-z0-9.-], <= 253) or [IPv6], port 1..65535
 };
 
 std::string_view toString(Kind kind);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "common/units.h"
 #include "transfer/credit_window.h"
 
 namespace imgpipe::transfer {
@@ -65,6 +66,14 @@ void Conversation::violation(std::string why) {
 
 void Conversation::tick(TimePoint now) {
   if (finished_ || failed()) return;
+  if (!lastProgress_) lastProgress_ = now;
+  if (now - *lastProgress_ > liveness_.noProgressAfter) {
+    fail("no progress from the sender for " +
+             formatDuration(std::chrono::duration_cast<milliseconds>(now - *lastProgress_)) + " (" +
+             (state_.empty() ? std::string("receiving") : state_) + "; transfer.no_progress_after)",
+         ErrorKind::transient);
+    return;
+  }
   if (!connected_) checkAuthFailures(now);
   if (connected_) {
     if (peer_.expired(now)) {
@@ -263,6 +272,7 @@ void FetchSession::onMessage(proto::TransferMessage::Reader message,
     if (sink_.write(index, payload)) {
       pending_.erase(index);
       bytesDone_ = sink_.bytesDone();
+      progressed(now);
     } else {
       ++badChunks_;
       if (++badCopies_[index] >= options_.maxBadCopies)

@@ -37,6 +37,11 @@ struct LivenessOptions {
   milliseconds stallAfter{3000};        // chunks asked for but none arrived: "stalled"
   milliseconds retryDelay{1000};        // after "not here yet" from the sender
   milliseconds authFailTimeout{60000};  // the sender keeps refusing our key: give up
+  // Nothing learned from the sender this long — no manifest, no verified chunk, no delta — and
+  // the conversation fails as transient, naming the state it was stuck in, so that the
+  // coordinator reports it and runs the hop again (an upstream that answers "not here yet"
+  // forever held a hop forever). Chunks of a live transfer arrive far more often than this.
+  milliseconds noProgressAfter{10 * 60 * 1000};
 };
 
 // One outgoing message: a TransferMessage frame, optionally followed by a payload frame.
@@ -105,6 +110,8 @@ class Conversation {
   TimePoint lastHeard() const { return peer_.lastHeard(); }
   void checkAuthFailures(TimePoint now);
   const LivenessOptions& liveness() const { return liveness_; }
+  // Something was learned from the sender (the deadline above starts again).
+  void progressed(TimePoint now) { lastProgress_ = now; }
 
  private:
   LivenessOptions liveness_;
@@ -119,6 +126,7 @@ class Conversation {
   std::uint64_t pingNonce_ = 0;
   std::optional<net::PathTiming> path_;
   std::optional<TimePoint> authFailingSince_;
+  std::optional<TimePoint> lastProgress_;  // from the first tick on
   TimePoint lastAuthFailure_{};
   std::vector<OutFrame> outbox_;
 };

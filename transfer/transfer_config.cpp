@@ -99,6 +99,10 @@ TransferConfig parseTransferConfig(const YamlReader& s, const std::filesystem::p
   if (auto v = s.at("dead_after"); !v.isNull()) c.liveness.deadAfter = v.asDuration();
   if (auto v = s.at("stall_after"); !v.isNull()) c.liveness.stallAfter = v.asDuration();
   if (auto v = s.at("auth_fail_timeout"); !v.isNull()) c.liveness.authFailTimeout = v.asDuration();
+  if (auto v = s.at("no_progress_after"); !v.isNull()) {
+    c.liveness.noProgressAfter = v.asDuration();
+    if (c.liveness.noProgressAfter < std::chrono::seconds(10)) v.fail("must be at least 10s");
+  }
   if (c.liveness.deadAfter <= c.liveness.pingInterval)
     s.at("dead_after").fail("must be longer than ping_interval");
   if (auto d = s.at("delta"); !d.isNull()) {

@@ -1,6 +1,7 @@
 #include "agent-build/boot/acceptance_boot.h"
 
 #include <chrono>
+#include <optional>
 #include <random>
 #include <thread>
 
@@ -9,6 +10,8 @@
 #include "agent-build/boot/nocloud_seed.h"
 #include "agent-build/boot/qemu_vm.h"
 #include "agent-build/disk/read_only_image.h"
+#include "agent-build/sandbox/network_namespace.h"
+#include "agent-build/sandbox/slirp_gate.h"
 #include "common/file_util.h"
 #include "common/temp_dir.h"
 #include "common/units.h"
@@ -97,10 +100,24 @@ BootRun bootQemu(const fs::path& image, Medium medium, const AcceptanceOptions& 
     expect.skip["root filesystem grown"] =
         "a live system's root is a RAM overlay over the ISO's squashfs: no disk to grow";
   if (!opt.guestAgent) run.skipped["guest agent ping"] = "qemu-guest-agent is not installed";
+  if (opt.network != definition::Network::host)
+    expect.skip["dns resolves"] = "network: " + std::string(definition::toString(opt.network)) +
+                                  ": the guest reaches nothing, a resolver neither (restrict=on)";
   run.skipped.insert(expect.skip.begin(), expect.skip.end());
   auto seed = makeSeed("iid-" + expect.hostname, expect.hostname,
                        guestConfigJson(expect, {{"results_port", kResultsPort}}));
   writeSeedImage(seed, dir.path() / "seed.img", exec);
+
+  // The guest's network leads where the definition's does, and never to the build host: QEMU
+  // runs in a network namespace of the boot's own, where user networking's 10.0.2.2 is that
+  // namespace's empty loopback. host: slirp4netns is its way out (sandbox/slirp_gate.h); none
+  // and proxy: there is none, and restrict=on keeps every connection in the VM.
+  std::optional<SlirpGate> slirp;
+  std::optional<NetworkNamespace> isolated;
+  if (opt.network == definition::Network::host)
+    slirp.emplace(dir.path() / "netns", dir.path() / "slirp4netns.log");
+  else
+    isolated.emplace(dir.path() / "netns");
 
   const std::uint64_t diskSize = opt.spec.diskSize.value_or(2 * opt.expect.imageVirtualSize);
   std::optional<Overlay> overlay;
@@ -113,7 +130,9 @@ BootRun bootQemu(const fs::path& image, Medium medium, const AcceptanceOptions& 
                .disk = overlay ? overlay->file() : fs::path(),
                .cdrom = medium == Medium::iso ? image : fs::path(),
                .seed = dir.path() / "seed.img",
-               .dir = dir.path()};
+               .dir = dir.path(),
+               .netns = slirp ? slirp->netnsFile() : isolated->file(),
+               .restrictNetwork = !slirp};
   info("booting " + image.filename().string() + " (" + run.where() + ", " + run.accel + ", " +
        formatBytes(vm.memory) + ", " +
        (overlay ? formatBytes(diskSize) + " disk" : std::string("live, no disk")) + ", hostname " +
@@ -145,8 +164,7 @@ BootRun bootNspawn(const fs::path& image, const AcceptanceOptions& opt, const fs
   const std::map<std::string, std::string> notInContainer = {
       {"root filesystem grown", "a container boots a directory: there is no disk to grow"},
       {"guest agent ping", "no virtio-serial channel in a container"},
-      {"dns resolves",
-       "a container shares the host's network: its resolver gets no DNS server of its own"}};
+      {"dns resolves", "a container has only loopback (--private-network): no resolver to ask"}};
   for (const auto& [check, why] : notInContainer) {
     expect.skip[check] = why;
     run.skipped[check] = why;
@@ -177,6 +195,11 @@ BootRun bootNspawn(const fs::path& image, const AcceptanceOptions& opt, const fs
   const fs::path results = dir.path() / "results";
   fs::create_directories(results);
   writeFileAtomic(results / "results.jsonl", "");
+  // The container's root is an unprivileged host user (--private-users): it may write here only.
+  fs::permissions(results, fs::perms::all);
+  fs::permissions(results / "results.jsonl", fs::perms::owner_read | fs::perms::owner_write |
+                                                 fs::perms::group_read | fs::perms::group_write |
+                                                 fs::perms::others_read | fs::perms::others_write);
   auto seed = makeSeed("iid-" + expect.hostname, expect.hostname,
                        guestConfigJson(expect, {{"results_file", std::string(kContainerResultsDir) +
                                                                      "/results.jsonl"}}));
@@ -193,6 +216,11 @@ BootRun bootNspawn(const fs::path& image, const AcceptanceOptions& opt, const fs
       "--directory=" + root.root().string(),
       // Writes go to a tmpfs over the read-only root: the image is not touched.
       "--volatile=overlay", "--machine=" + machine,
+      // The containment model for a container (docs/security.md): its root is a host user picked
+      // from nspawn's unprivileged range, its files shown with their own owners (an idmapped or
+      // shifted overlay); only loopback; nspawn's own seccomp filter, read-only /proc/sys and a
+      // keyring of its own come with it.
+      "--private-users=pick", "--private-users-ownership=auto", "--private-network",
       "--bind-ro=" + (dir.path() / "seed").string() + ":/var/lib/cloud/seed/nocloud",
       "--bind=" + results.string() + ":" + kContainerResultsDir};
   auto o = commandOptions(exec, argv);
@@ -227,6 +255,8 @@ AcceptanceOptions acceptanceOptions(const definition::ImageDefinition& def, cons
   o.qemu = config.qemuSystem;
   o.accel = config.bootAccel;
   o.cpus = config.bootCpus;
+  o.allowNspawn = config.allowNspawnBoot;
+  o.network = def.network;
   return o;
 }
 
@@ -251,6 +281,11 @@ std::vector<BootRun> runAcceptanceBoot(const fs::path& image, const AcceptanceOp
   fs::create_directories(scratch);
   std::vector<BootRun> runs;
   if (options.spec.method == definition::BootMethod::nspawn) {
+    if (!options.allowNspawn)
+      throw Error(
+          "validation.boot_test.method: nspawn starts the image's own units in a container on "
+          "this build host, and this agent does not allow it (build.sandbox.allow_nspawn_boot: "
+          "false); method: qemu boots the image in a VM instead");
     runs.push_back(bootNspawn(image, options, scratch, exec, info));
     return runs;
   }

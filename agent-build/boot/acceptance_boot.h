@@ -23,6 +23,9 @@ struct AcceptanceOptions {
   std::string accel = "auto";         // kvm | tcg | auto
   std::filesystem::path probeKernel;  // auto: the kernel the KVM probe boots (resolveAccel)
   unsigned cpus = 1;
+  bool allowNspawn = false;  // build.sandbox.allow_nspawn_boot
+  // The definition's network: where the guest's network leads (never to the build host).
+  definition::Network network = definition::Network::host;
 };
 
 struct ImageFacts;

@@ -102,8 +102,11 @@ QemuVm::QemuVm(const VmOptions& opt, const ExecContext& exec)
       "-no-reboot", "-chardev", "file,id=console,path=" + console().string(), "-serial",
       "chardev:console", "-drive",
       "if=none,id=seed,format=raw,readonly=on,file=" + opt.seed.string(), "-device",
-      "virtio-blk-pci,drive=seed", "-nic", "user,model=virtio-net-pci", "-device",
-      "virtio-serial-pci,id=vser", "-chardev",
+      "virtio-blk-pci,drive=seed", "-nic",
+      std::string("user,model=virtio-net-pci") + (opt.restrictNetwork ? ",restrict=on" : ""),
+      // QEMU's own seccomp filter: no spawning, no new privileges, no obsolete calls.
+      "-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
+      "-device", "virtio-serial-pci,id=vser", "-chardev",
       "socket,id=qga,server=on,wait=off,path=" + guestAgentSocket().string(), "-device",
       std::string("virtserialport,bus=vser.0,chardev=qga,name=") + kGuestAgentPort, "-chardev",
       "file,id=results,path=" + results().string(), "-device",
@@ -129,9 +132,11 @@ QemuVm::QemuVm(const VmOptions& opt, const ExecContext& exec)
                 {"-drive", std::string("if=pflash,format=raw,unit=0,readonly=on,file=") + kOvmfCode,
                  "-drive", "if=pflash,format=raw,unit=1,file=" + vars.string()});
   }
-  // QEMU's own messages go to a file: nothing reads its pipes while the guest runs.
-  argv.insert(argv.begin(),
-              {"/bin/sh", "-c", "exec \"$0\" \"$@\" >" + shellQuote(log().string()) + " 2>&1"});
+  // QEMU's own messages go to a file: nothing reads its pipes while the guest runs. It runs in the
+  // boot's network namespace (nsenter, util-linux).
+  if (opt.netns.empty()) throw std::logic_error("QemuVm: no network namespace");
+  argv.insert(argv.begin(), {"/usr/bin/nsenter", "--net=" + opt.netns.string(), "--", "/bin/sh",
+                             "-c", "exec \"$0\" \"$@\" >" + shellQuote(log().string()) + " 2>&1"});
   auto o = commandOptions(exec, argv);
   o.timeout = std::chrono::milliseconds(0);  // bounded by the acceptance boot's own timeout
   o.onLine = nullptr;

@@ -49,6 +49,10 @@ struct VmOptions {
   std::filesystem::path cdrom;  // a live ISO, booted instead of a disk
   std::filesystem::path seed;   // the NoCloud seed image
   std::filesystem::path dir;    // console log, sockets, results, UEFI variables
+  // The network namespace QEMU runs in (never the host's: user networking's 10.0.2.2 is the
+  // loopback of the namespace QEMU is in), and whether the guest may reach anything through it.
+  std::filesystem::path netns;
+  bool restrictNetwork = true;  // QEMU's restrict=on: no connection leaves the VM
 };
 
 // A guest booted the way Nova boots one: q35, the disk (or a live ISO on a SATA CD-ROM) through

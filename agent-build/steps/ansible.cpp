@@ -12,6 +12,7 @@
 #include "agent-build/ansible/exec_broker.h"
 #include "agent-build/ansible/results.h"
 #include "agent-build/steps/step.h"
+#include "common/beneath.h"
 #include "common/file_util.h"
 #include "common/units.h"
 
@@ -81,8 +82,11 @@ class AnsibleStep : public Step {
     ctx.log.info("running playbook " + spec.playbook + " (chroot connection, timeout " +
                  formatDuration(spec.timeout) + ")");
     const auto result = runCommand(std::move(o));
+    // The controller wrote this directory: the file is read beneath it, never through a symlink
+    // it may have left in its place (issue 23), and bounded.
     std::string lines;
-    if (fs::exists(dir / "results.jsonl")) lines = readFile(dir / "results.jsonl");
+    if (fs::exists(fs::symlink_status(dir / "results.jsonl")))
+      lines = readFileBeneath(dir, "results.jsonl", 16u << 20);
     const auto results = parsePlaybookResults(lines);
     ctx.checkStop();
     if (result.timedOut)

@@ -178,6 +178,10 @@ void AgentSession::connect() {
   // Replies queued for a dead connection are worthless; do not let them pile up without bound.
   socket_->set(zmq::sockopt::sndhwm, 10'000);
   socket_->set(zmq::sockopt::immediate, 1);
+  // A frame larger than the decoder takes is dropped by ZeroMQ before it is read into memory
+  // (issue 23: the agent's control socket had no limit; the decoder's is the one owner of it).
+  socket_->set(zmq::sockopt::maxmsgsize,
+               static_cast<std::int64_t>(proto::DecodeLimits{}.maxFrameBytes));
   monitor_ = std::make_unique<net::SocketMonitor>(
       context_, reactor_, *socket_, [this](net::SocketMonitor::Event e, const std::string& ep) {
         if (e == net::SocketMonitor::Event::authFailed)

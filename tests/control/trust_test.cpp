@@ -188,3 +188,36 @@ TEST_F(TrustTest, AKeyReplacedMidJobEndsItsSessionItsLateResultIsRefusedAndTheJo
   EXPECT_EQ(c.jobState("1"), "done");
   EXPECT_EQ(job["steps"][0]["attempts"], 2);
 }
+
+// Issue 23: an operator key taken out of authorized_keys ends its open watches with its session,
+// as it ends an agent's: the watching CLI is told why and exits "not authorized", and gets no
+// update of the job after that.
+TEST_F(TrustTest, ARevokedOperatorKeysWatchEndsWithItsSession) {
+  c.setCoordinatorExtra(kTopology);
+  c.startCoordinator();
+  c.startSimAgent("build-1", "build", std::string(kFastAgent) + "sim: {build: 20s}\n");
+  ASSERT_TRUE(waitUntil([&] { return c.agentsOnline()["build-1"]; }, 15s));
+  auto r = c.cli({"submit", definition()});
+  ASSERT_EQ(r.exitCode, 0) << r.err;
+  ASSERT_TRUE(waitUntil([&] { return c.jobState("1") == "building"; }, 10s));
+  Daemon watch({(buildDir() / "bin/imgpipe").string(), "--config", (c.dir() / "cli.yaml").string(),
+                "watch", "1"},
+               c.dir() / "watch.log");
+  ASSERT_TRUE(watch.waitForLog("build", 10s)) << watch.log();
+  EXPECT_TRUE(watch.running());
+
+  std::string text = readFile(c.dir() / "authorized_keys"), out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);)
+    if (!line.starts_with("ops ")) out += line + "\n";
+  const auto revoked = std::chrono::steady_clock::now();
+  writeFileAtomic(c.dir() / "authorized_keys", out);
+  const int code = watch.waitExit(10s);
+  const double secs =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - revoked).count();
+  EXPECT_EQ(code, 4) << watch.log();
+  EXPECT_NE(watch.log().find("its key was removed from authorized_keys"), std::string::npos)
+      << watch.log();
+  EXPECT_LE(secs, 5.0);
+  std::cout << "[ measured ] the revoked operator's watch ended " << secs << " s after the edit\n";
+}

@@ -415,3 +415,53 @@ TEST(FetchSession, NotHereYetPausesTheRequestsForTheRetryDelay) {
   s.tick(t0() + 1100ms);
   EXPECT_EQ(take(s).requested(), (std::vector<std::uint32_t>{0, 1, 2, 3}));
 }
+
+// Issue 23: an upstream that answers "not here yet" forever held a hop forever. With nothing
+// learned for noProgressAfter the conversation fails, as transient (the coordinator runs the hop
+// again), naming the state it was stuck in; a transfer whose chunks keep coming never does.
+TEST(ManifestExchange, AnUpstreamThatIsNeverReadyFailsTheHopAfterTheDeadline) {
+  Fixture f(2);
+  LivenessOptions lo;
+  lo.retryDelay = 1s;
+  lo.noProgressAfter = 30s;
+  ManifestExchange ex(f.id(), manifestDigest(encodeManifest(f.manifest)), lo);
+  ex.connected(t0());
+  for (int s = 0; s <= 40 && !ex.failed(); ++s) {
+    const auto now = t0() + std::chrono::seconds(s);
+    ex.tick(now);
+    if (take(ex).count(Body::GET_MANIFEST) == 0 && s > 0) continue;
+    wire::Message u;
+    auto un = u.body().initUnavailable();
+    un.setArtifactId(f.id());
+    un.setReason("not here yet");
+    un.setRetryable(true);
+    deliver(ex, u, "", now + 10ms);
+    if (s < 30) {
+      EXPECT_FALSE(ex.failed()) << "failed at " << s << " s: " << ex.error();
+    }
+  }
+  ASSERT_TRUE(ex.failed());
+  EXPECT_EQ(ex.errorKind(), ErrorKind::transient);
+  EXPECT_NE(ex.error().find("no progress from the sender for 3"), std::string::npos) << ex.error();
+  EXPECT_NE(ex.error().find("waiting for upstream"), std::string::npos) << ex.error();
+}
+
+TEST(FetchSession, ChunksThatKeepComingNeverHitTheNoProgressDeadline) {
+  Fixture f(4);
+  MemorySink sink(f.manifest);
+  auto o = smallWindow();
+  o.liveness.noProgressAfter = 30s;
+  o.liveness.deadAfter = 60s;
+  FetchSession s(f.id(), f.manifest, sink, o, t0());
+  s.connected(t0());
+  take(s);
+  // One chunk every 20 s: 80 s in all, more than twice the deadline.
+  for (std::uint32_t i = 0; i < 4; ++i) {
+    const auto now = t0() + std::chrono::seconds(20 * (i + 1));
+    s.tick(now - 1s);
+    ASSERT_FALSE(s.failed()) << s.error();
+    deliverChunk(s, f, i, now);
+  }
+  EXPECT_TRUE(s.finished()) << s.error();
+  EXPECT_FALSE(s.failed());
+}

@@ -103,3 +103,18 @@ TEST(Ids, FilesystemUuidsAndLabelsFromABaseImage) {
             std::string::npos)
       << *why;
 }
+
+// Issue 23: an agent's advertised artifact server was never checked; peers connect to it.
+TEST(Ids, DataEndpointsAreTcpHostPortOnly) {
+  for (const char* ok : {"tcp://10.80.0.2:7701", "tcp://build-1.example.org:7701",
+                         "tcp://[fd00::2]:7701", "tcp://127.0.0.1:1", "tcp://h:65535"})
+    EXPECT_TRUE(valid(Kind::dataEndpoint, ok)) << ok;
+  for (const char* bad :
+       {"", "ipc:///var/lib/imgpipe/coordinator.sock", "tcp://*:7701", "tcp://eth0;10.0.0.1:7701",
+        "tcp://10.0.0.1", "tcp://10.0.0.1:0", "tcp://10.0.0.1:65536", "tcp://10.0.0.1:77a",
+        "tcp://user@host:7701", "tcp://host:7701/path", "inproc://x", "tcp://-h:7701",
+        "tcp://[::1:7701", "TCP://h:1"})
+    EXPECT_FALSE(valid(Kind::dataEndpoint, bad)) << bad;
+  EXPECT_NE(problem("hello.dataEndpoint", Kind::dataEndpoint, "ipc:///x")->find("tcp://"),
+            std::string::npos);
+}
