@@ -77,7 +77,7 @@ bool dataEndpoint(std::string_view s) {
              return isLowerHex(c) || (c >= 'A' && c <= 'F') || c == ':' || c == '.';
            });
   return !host.empty() && host.size() <= 253 && isAlnum(host.front()) &&
-         allOf(host, [](char c) { return isAlnum(c) || c == '.' || c == '-'; });
+         allOf(host, [](char c) { return isAlnum(c) || c == '.' || c == '-' || c == '_'; });
 }
 
 bool bundlePath(std::string_view s) {

@@ -34,7 +34,8 @@ enum class Kind {
   fsUuid,        // a filesystem UUID as blkid reports it: [A-Za-z0-9-], 1..64, alphanumeric first
   fsLabel,       // a filesystem label: [A-Za-z0-9._-], 1..64, alphanumeric first
   dataEndpoint,  // where an agent's artifact server is reached: tcp://<host>:<port>, the host a
-                 // DNS name or IPv4 address ([A-Za-z0-9.-], <= 253) or [IPv6], port 1..65535
+                 // DNS name (as gethostname() gives it) or IPv4 address ([A-Za-z0-9._-], <= 253) or
+                 // [IPv6], port 1..65535
 };
 
 std::string_view toString(Kind kind);

@@ -129,6 +129,7 @@ ChrootSession::ChrootSession(const fs::path& root, ChrootOptions options, ExecCo
   }
   sandbox_.root = root_;
   sandbox_.ids = options.ids;
+  netnsParent_ = options.netnsDir;
   sandbox_.helper =
       options.helper == "/proc/self/exe" ? fs::read_symlink("/proc/self/exe") : options.helper;
   addDiskToSandbox(sandbox_, options.diskDevice, options.partitions);
@@ -240,8 +241,9 @@ SubprocessOptions ChrootSession::commandOptions(std::vector<std::string> argv,
 
 const fs::path& ChrootSession::hostNetns() const {
   if (!slirp_) {
-    // The build child's private mount namespace holds the name; /run is the host's tmpfs.
-    if (!netnsDir_) netnsDir_.emplace("/run", "imgpipe-netns-");
+    // The build child's private mount namespace holds the name (a bind mount on the file).
+    if (!netnsDir_)
+      netnsDir_.emplace(netnsParent_.empty() ? fs::path("/run") : netnsParent_, "host-netns-");
     slirp_ = std::make_unique<SlirpGate>(netnsDir_->path() / "netns",
                                          netnsDir_->path() / "slirp4netns.log");
   }

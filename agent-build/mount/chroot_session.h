@@ -37,6 +37,9 @@ struct ChrootOptions {
   std::filesystem::path gateFile;
   // The host ids every command of the session runs as (build.sandbox.uid_base).
   UidRange ids;
+  // Where network: host's namespace is named (the build's work dir, gone with it); empty: a
+  // directory of the session's own under /run.
+  std::filesystem::path netnsDir;
 };
 
 // What every session of this agent takes from its config (nameservers, the helper, build.proxy),
@@ -110,6 +113,7 @@ class ChrootSession {
   std::unique_ptr<ProxyGate> gate_;  // network: proxy only
   // network: host — made for the first command that asks for it, gone with the session.
   const std::filesystem::path& hostNetns() const;
+  std::filesystem::path netnsParent_;
   mutable std::optional<TempDir> netnsDir_;
   mutable std::unique_ptr<SlirpGate> slirp_;
   std::vector<Mount> mounts_;  // in mount order; unmounted in reverse

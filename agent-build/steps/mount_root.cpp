@@ -24,6 +24,7 @@ class MountStep : public Step {
     auto options = chrootOptionsFor(ctx.config, ctx.disk->device(), partitions);
     options.network = ctx.def.network;
     options.gateFile = ctx.workDir / "proxy-netns";
+    options.netnsDir = ctx.workDir;
     ctx.chroot = std::make_unique<ChrootSession>(ctx.rootDir(), std::move(options), ctx.exec());
     const auto& rc = ctx.chroot->originalResolvConf();
     ctx.resolvConfBefore = rc;

@@ -362,15 +362,8 @@ TEST(AcceptanceBoot, NspawnBootsTheRootAndSaysWhatItSkips) {
 TEST(AcceptanceBoot, TheGuestReachesNothingOfTheBuildHost) {
   const auto& built = quickstartImage();
   ASSERT_FALSE(built.image.empty()) << "the quickstart's build failed";
-  UniqueFd tcp(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(tcp.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  ASSERT_EQ(::listen(tcp.get(), 8), 0);
-  socklen_t len = sizeof a;
-  ::getsockname(tcp.get(), reinterpret_cast<sockaddr*>(&a), &len);
-  const auto port = std::to_string(ntohs(a.sin_port));
+  HostBait bait;
+  const auto port = bait.loopbackPortText();
   auto text = readFile(kQuickstart);
   const std::string anchor = "    checks:                    # on top of the standard ones";
   const auto at = text.find(anchor);

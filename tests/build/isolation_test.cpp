@@ -331,13 +331,12 @@ scripts:
 namespace {
 
 // What the probes may never reach, laid out on the host for one test.
-struct HostBait {
-  explicit HostBait(const TestArea& area)
+struct PlacesBait {
+  explicit PlacesBait(const TestArea& area)
       : key(area.root() / "etc/imgpipe/keys/build-1.key"),
         state(area.root() / "var/lib/imgpipe"),
         otherJob(area.work() / "job-other/secret"),
         aptStore(area.cache() / "apt/by-sha256"),
-        abstractName("imgpipe-bait-" + randomSuffix()),
         keyName("imgpipe-bait-" + randomSuffix()) {
     fs::create_directories(key.parent_path());
     fs::create_directories(state / "artifacts");
@@ -348,31 +347,12 @@ struct HostBait {
     writeFileAtomic(state / "artifacts/index", "state of the agent\n");
     writeFileAtomic(otherJob, secret + "\n");
     ::chmod(otherJob.c_str(), 0600);
-    // A service on the host's loopback and an abstract socket of the host's namespace.
-    tcp = UniqueFd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(::bind(tcp.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-    EXPECT_EQ(::listen(tcp.get(), 16), 0);
-    socklen_t len = sizeof a;
-    ::getsockname(tcp.get(), reinterpret_cast<sockaddr*>(&a), &len);
-    port = ntohs(a.sin_port);
-    unix = UniqueFd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_un u{};
-    u.sun_family = AF_UNIX;
-    std::memcpy(u.sun_path + 1, abstractName.data(), abstractName.size());
-    EXPECT_EQ(
-        ::bind(unix.get(), reinterpret_cast<sockaddr*>(&u),
-               static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + abstractName.size())),
-        0);
-    EXPECT_EQ(::listen(unix.get(), 16), 0);
     // A key in root's user keyring, as an operator's tooling might leave one.
     hostKey = ::syscall(SYS_add_key, "user", keyName.c_str(), secret.data(), secret.size(),
                         KEY_SPEC_USER_KEYRING);
     EXPECT_GE(hostKey, 0) << "add_key on the host: " << std::strerror(errno);
   }
-  ~HostBait() {
+  ~PlacesBait() {
     if (hostKey >= 0) ::syscall(SYS_keyctl, KEYCTL_UNLINK, hostKey, KEY_SPEC_USER_KEYRING);
   }
 
@@ -381,8 +361,8 @@ struct HostBait {
             {"STATE", state.string()},
             {"OTHER_JOB", otherJob.string()},
             {"APT_STORE", aptStore.string()},
-            {"HOST_PORT", std::to_string(port)},
-            {"HOST_ABSTRACT", abstractName},
+            {"HOST_PORT", sockets.loopbackPortText()},
+            {"HOST_ABSTRACT", sockets.abstractName()},
             {"HOST_KEY", keyName}};
   }
   // The keys the probes could have added to root's user keyring: none but the bait's own.
@@ -395,9 +375,8 @@ struct HostBait {
 
   const std::string secret = "SECRET-" + randomSuffix() + randomSuffix();
   fs::path key, state, otherJob, aptStore;
-  std::string abstractName, keyName;
-  UniqueFd tcp, unix;
-  std::uint16_t port = 0;
+  std::string keyName;
+  HostBait sockets;  // a service on the host's 127.0.0.1, an abstract socket of the host
   long hostKey = -1;
 };
 
@@ -429,7 +408,7 @@ std::map<std::string, std::string> probeResults(const std::string& text) {
 TEST(BuildIsolation, EveryPlaceADefinitionsCodeRunsIsRefusedTheSameProbes) {
   fixtureBase();
   TestArea area("isolation-places");
-  HostBait bait(area);
+  PlacesBait bait(area);
   const auto probes = readFile(sourceDir() / "tests/build/support/isolation-probes.sh");
   const auto corePattern = readFile("/proc/sys/kernel/core_pattern");
   const auto watchedState = snapshot(bait.state);
@@ -548,9 +527,10 @@ ansible:
         continue;
       }
       EXPECT_TRUE(it->second.starts_with("refused")) << place << ":" << name << ": " << it->second;
-      if (auto w = why.find(name); w != why.end())
+      if (auto w = why.find(name); w != why.end()) {
         EXPECT_NE(it->second.find(w->second), std::string::npos)
             << place << ":" << name << ": " << it->second;
+      }
     }
   EXPECT_EQ(all.find(bait.secret), std::string::npos) << "the secret reached the build's output";
   if (HasFailure()) std::printf("%s", all.c_str());

@@ -209,24 +209,9 @@ TEST_F(SandboxTest, NetworkHostReachesTheMirrorButNothingOfTheHost) {
   EXPECT_EQ(interfaces(capture("cat /proc/net/dev", definition::Network::none)),
             std::set<std::string>{"lo"});
   // A service on the host's 127.0.0.1 and an abstract socket of the host, both listening.
-  UniqueFd tcp(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(tcp.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  ASSERT_EQ(::listen(tcp.get(), 8), 0);
-  socklen_t len = sizeof a;
-  ::getsockname(tcp.get(), reinterpret_cast<sockaddr*>(&a), &len);
-  const auto port = std::to_string(ntohs(a.sin_port));
-  UniqueFd abstract(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_un u{};
-  u.sun_family = AF_UNIX;
-  const std::string name = "imgpipe-probe-" + std::to_string(::getpid());
-  std::memcpy(u.sun_path + 1, name.data(), name.size());
-  ASSERT_EQ(::bind(abstract.get(), reinterpret_cast<sockaddr*>(&u),
-                   static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size())),
-            0);
-  ASSERT_EQ(::listen(abstract.get(), 8), 0);
+  HostBait bait;
+  const auto port = bait.loopbackPortText();
+  const auto& name = bait.abstractName();
   for (const auto& target : {"127.0.0.1", "10.0.2.2"})
     EXPECT_EQ(capture(std::string("timeout 5 bash -c 'exec 3<>/dev/tcp/") + target + "/" + port +
                           "' 2>/dev/null && echo reached || echo unreachable",

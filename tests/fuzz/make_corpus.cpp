@@ -80,6 +80,11 @@ int textSeeds(const std::filesystem::path& source) {
     }
   writeBytes("# name role key\nbuild-1 build rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7\n");
   writeBytes("files/./motd");
+  // A layered definition for the merge (the site, a form feed, the layer it extends).
+  writeBytes(
+      "extends: base.yaml\nname: site\npackages: {install: [curl]}\n\f"
+      "name: base\nbase: {path: b.qcow2}\npackages: {install: [jq]}\n"
+      "files:\n  - {path: /etc/motd, content: x}\n");
   return 0;
 }
 

@@ -1,13 +1,19 @@
 #include "tests/build/support/build_fixture.h"
 
+#include <netinet/in.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include <cstddef>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <sstream>
 #include <tuple>
 
@@ -308,6 +314,31 @@ std::string RecordingReporter::stepsLogged() const {
   for (const auto& log : logs_)
     if (log.level == agent::LogLevel::info) out += (out.empty() ? "" : ",") + log.step;
   return out;
+}
+
+HostBait::HostBait()
+    : tcp_(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)),
+      unix_(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)),
+      abstractName_("imgpipe-bait-" + std::to_string(::getpid()) + "-" +
+                    std::to_string(std::random_device{}() & 0xffff)) {
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  if (!tcp_ || ::bind(tcp_.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+      ::listen(tcp_.get(), 16) != 0 ||
+      ::getsockname(tcp_.get(), reinterpret_cast<sockaddr*>(&a), &len) != 0)
+    throwErrno("HostBait: a listener on 127.0.0.1");
+  port_ = ntohs(a.sin_port);
+  sockaddr_un u{};
+  u.sun_family = AF_UNIX;
+  std::memcpy(u.sun_path + 1, abstractName_.data(), abstractName_.size());
+  if (!unix_ ||
+      ::bind(unix_.get(), reinterpret_cast<sockaddr*>(&u),
+             static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + abstractName_.size())) !=
+          0 ||
+      ::listen(unix_.get(), 16) != 0)
+    throwErrno("HostBait: an abstract unix socket");
 }
 
 agent::TaskSpec buildTask(const std::string& jobId, const std::string& definition,

@@ -14,6 +14,7 @@
 #include "agent-build/config/build_config.h"
 #include "common/agent/task_runner.h"
 #include "common/temp_dir.h"
+#include "common/unique_fd.h"
 
 namespace imgpipe::build::test {
 
@@ -129,6 +130,24 @@ class RecordingReporter : public agent::TaskReporter {
   std::vector<agent::ProgressInfo> progress_;
   std::optional<agent::TaskResultInfo> result_;
   std::optional<agent::TaskFailureInfo> failure_;
+};
+
+// What the isolation probes must not reach on the build host (issue 23): a TCP service listening
+// on the host's 127.0.0.1 (an ephemeral port) and an abstract unix socket of the host's network
+// namespace, both listening for as long as the object lives. Resource type.
+class HostBait {
+ public:
+  HostBait();
+  HostBait(const HostBait&) = delete;
+  HostBait& operator=(const HostBait&) = delete;
+  std::uint16_t loopbackPort() const { return port_; }
+  std::string loopbackPortText() const { return std::to_string(port_); }
+  const std::string& abstractName() const { return abstractName_; }
+
+ private:
+  UniqueFd tcp_, unix_;
+  std::uint16_t port_ = 0;
+  std::string abstractName_;
 };
 
 // A build task as the coordinator sends it; `bundleFiles` are the files the definition refers to.
