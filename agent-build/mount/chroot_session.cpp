@@ -243,7 +243,7 @@ const fs::path& ChrootSession::hostNetns() const {
   if (!slirp_) {
     // The build child's private mount namespace holds the name (a bind mount on the file).
     if (!netnsDir_)
-      netnsDir_.emplace(netnsParent_.empty() ? fs::path("/run") : netnsParent_, "host-netns-");
+      netnsDir_.emplace(netnsParent_.empty() ? root_.parent_path() : netnsParent_, "host-netns-");
     slirp_ = std::make_unique<SlirpGate>(netnsDir_->path() / "netns",
                                          netnsDir_->path() / "slirp4netns.log");
   }

@@ -37,8 +37,8 @@ struct ChrootOptions {
   std::filesystem::path gateFile;
   // The host ids every command of the session runs as (build.sandbox.uid_base).
   UidRange ids;
-  // Where network: host's namespace is named (the build's work dir, gone with it); empty: a
-  // directory of the session's own under /run.
+  // Where network: host's namespace is named (the build's work dir, gone with it); empty: beside
+  // the root (a base's scratch dir), never /run, where a killed build would leave it.
   std::filesystem::path netnsDir;
 };
 
