@@ -61,8 +61,7 @@ void Apt::storeDownloads() {
   store_->ingest(archives_->path());
 }
 
-void Apt::aptGet(const std::vector<std::string>& args, bool noLocking,
-                 definition::Network network) {
+void Apt::aptGet(const std::vector<std::string>& args, definition::Network network) {
   std::vector<std::string> argv = {
       "apt-get",
       "-q",
@@ -76,7 +75,6 @@ void Apt::aptGet(const std::vector<std::string>& args, bool noLocking,
       "Dpkg::Options::=--force-confold",
       "-o",
       std::string("APT::Install-Recommends=") + (options_.installRecommends ? "true" : "false")};
-  if (noLocking) argv.insert(argv.end(), {"-o", "Debug::NoLocking=true"});
   argv.insert(argv.end(), args.begin(), args.end());
   auto o = session_.commandOptions(argv, {}, network);
   BuildLog* log = &log_;
@@ -106,7 +104,7 @@ void Apt::aptGet(const std::vector<std::string>& args, bool noLocking,
 }
 
 void Apt::update() {
-  aptGet({"-o", "Acquire::Languages=none", "update"}, false, definition::Network::host);
+  aptGet({"-o", "Acquire::Languages=none", "update"}, definition::Network::host);
 }
 
 void Apt::downloadThenRun(std::vector<std::string> args) {
@@ -115,12 +113,12 @@ void Apt::downloadThenRun(std::vector<std::string> args) {
     if (cacheBind_) seedArchives();
     std::vector<std::string> download = {"-y", "--download-only"};
     download.insert(download.end(), args.begin(), args.end());
-    aptGet(download, false, definition::Network::host);
+    aptGet(download, definition::Network::host);
     if (cacheBind_) storeDownloads();
   }
   std::vector<std::string> run = {"-y"};
   run.insert(run.end(), args.begin(), args.end());
-  aptGet(run, false, offline ? definition::Network::none : definition::Network::host);
+  aptGet(run, offline ? definition::Network::none : definition::Network::host);
 }
 
 void Apt::install(const std::vector<std::string>& packages) {
@@ -138,7 +136,7 @@ void Apt::purge(const std::vector<std::string>& packages) {
   if (packages.empty()) return;
   std::vector<std::string> args = {"-y", "purge", "--autoremove"};
   args.insert(args.end(), packages.begin(), packages.end());
-  aptGet(args, false, options_.network);
+  aptGet(args, options_.network);
 }
 
 void Apt::preseed(const std::string& selections) {

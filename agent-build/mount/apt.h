@@ -54,7 +54,7 @@ class Apt {
   void finish();
 
  private:
-  void aptGet(const std::vector<std::string>& args, bool noLocking, definition::Network network);
+  void aptGet(const std::vector<std::string>& args, definition::Network network);
   // Downloads first (into the shared cache under its host lock, or into the image's own cache
   // when the dpkg run gets no network), then runs `args` from what was downloaded.
   void downloadThenRun(std::vector<std::string> args);
