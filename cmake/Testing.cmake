@@ -1,4 +1,5 @@
-# imgpipe_add_test(<name> LABEL <label> [TIMEOUT <s>] SOURCES <files...> LIBS <targets...>)
+# imgpipe_add_test(<name> LABEL <label> [TIMEOUT <s>] [CORES <n>] [COST <s>] SOURCES <files...>
+#                  LIBS <targets...>)
 #
 # Labels split tests by cost, so the fast ones can be run alone while iterating:
 #   unit      pure code, milliseconds, no root
@@ -11,8 +12,18 @@
 #   deploy    the Ansible playbook (syntax check, check mode against localhost)
 #   e2e       the whole pipeline
 #   fuzz      bounded libFuzzer runs
+#
+# scripts/test.sh runs ctest with one job per core, so a wait on a mirror, a shaped link or a
+# service overlaps another test's work. Two options say how a test shares the machine:
+#   CORES <n>  the cores it keeps busy (ctest's PROCESSORS): 2 for a test that runs two TCG
+#              guests at once, or that measures a link's rate (the delay emulator is a userspace
+#              process, and a rate read while another test holds the CPU says little). A test
+#              with CORES = the job count runs alone.
+#   COST <s>   its seconds in the last CI run: ctest starts the longest first when it has no
+#              timings of its own (a clean clone has none), so the run does not end on one long
+#              test started last.
 function(imgpipe_add_test name)
-  cmake_parse_arguments(T "" "LABEL;TIMEOUT" "SOURCES;LIBS" ${ARGN})
+  cmake_parse_arguments(T "" "LABEL;TIMEOUT;CORES;COST" "SOURCES;LIBS" ${ARGN})
   add_executable(${name} ${T_SOURCES})
   target_link_libraries(${name} PRIVATE ${T_LIBS} GTest::gtest GTest::gtest_main GTest::gmock)
   imgpipe_warnings(${name})
@@ -20,6 +31,13 @@ function(imgpipe_add_test name)
   if(NOT T_TIMEOUT)
     set(T_TIMEOUT 300)
   endif()
+  if(NOT T_CORES)
+    set(T_CORES 1)
+  endif()
+  if(NOT T_COST)
+    set(T_COST 1)
+  endif()
   set_tests_properties(${name} PROPERTIES LABELS "${T_LABEL}" TIMEOUT ${T_TIMEOUT}
+    PROCESSORS ${T_CORES} COST ${T_COST}
     ENVIRONMENT "IMGPIPE_BUILD_DIR=${PROJECT_BINARY_DIR};IMGPIPE_SOURCE_DIR=${PROJECT_SOURCE_DIR}")
 endfunction()

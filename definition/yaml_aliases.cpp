@@ -53,9 +53,11 @@ void refuseAnchorsAndAliases(std::string_view text, const std::string& name) {
   std::istringstream in{std::string(text)};
   AliasRefuser refuser(name);
   try {
+    // The first document only: it is all YAML::Load reads. And yaml-cpp 0.7's HandleNextDocument
+    // keeps answering true without consuming a stray flow token (",/"), so a loop over documents
+    // never ends.
     YAML::Parser parser(in);
-    while (parser.HandleNextDocument(refuser)) {
-    }
+    parser.HandleNextDocument(refuser);
   } catch (const YAML::ParserException&) {
     // Not valid YAML: the loader that comes next names the mistake as it always has.
   }

@@ -10,9 +10,12 @@ cmake --build build -j"$(nproc)"
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DIMGPIPE_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
 cmake --build build-fuzz -j"$(nproc)"
 
+# One ctest job per core: a test waiting on a mirror, a shaped link or a service overlaps
+# another's work; a test that needs the whole machine says so (CORES in cmake/Testing.cmake).
+jobs="$(nproc)"
 status=0
-(cd build && ctest --output-on-failure --timeout 1800 "$@") || status=$?
+(cd build && ctest --output-on-failure --timeout 1800 -j"$jobs" "$@") || status=$?
 if [ "$#" -eq 0 ] || [[ " $* " == *" fuzz "* ]]; then
-  (cd build-fuzz && ctest --output-on-failure -L fuzz) || status=$?
+  (cd build-fuzz && ctest --output-on-failure -j"$jobs" -L fuzz) || status=$?
 fi
 exit "$status"

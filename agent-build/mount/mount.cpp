@@ -63,7 +63,13 @@ Mount::~Mount() {
 
 bool isMountPoint(const std::filesystem::path& path) {
   std::ifstream in("/proc/self/mountinfo");
-  const std::string want = std::filesystem::weakly_canonical(path).string();
+  // A FUSE mount whose daemon is gone answers every stat with ENOTCONN, and is still a mount
+  // point (the one a caller most needs to detach): resolve without throwing, and fall back to
+  // the path as written.
+  std::error_code ec;
+  auto resolved = std::filesystem::weakly_canonical(path, ec);
+  if (ec) resolved = std::filesystem::absolute(path, ec).lexically_normal();
+  const std::string want = resolved.string();
   for (std::string line; std::getline(in, line);) {
     std::istringstream fields(line);
     std::string id, parent, devno, root, mountPoint;

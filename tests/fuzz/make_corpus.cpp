@@ -85,6 +85,9 @@ int textSeeds(const std::filesystem::path& source) {
       "extends: base.yaml\nname: site\npackages: {install: [curl]}\n\f"
       "name: base\nbase: {path: b.qcow2}\npackages: {install: [jq]}\n"
       "files:\n  - {path: /etc/motd, content: x}\n");
+  // Found by this target: yaml-cpp's document loop never ended on a stray flow token.
+  writeBytes(",/");
+  writeBytes("a: 1\n---\n,/\n");
   return 0;
 }
 

@@ -297,6 +297,9 @@ TEST(Layers, AnchorsAndAliasesAreRefusedBeforeAnyWalk) {
     mergeOf({{"site.yaml", "name: m\nbase: {path: b.qcow2}\ndisk: {<<: *d}\n"}}).reader();
   });
   EXPECT_FALSE(merge.empty());
+  // A stray flow token (found by fuzz_text): yaml-cpp's document loop never ended on it.
+  EXPECT_FALSE(errorOf([&] { parseDefinition(",/", "stray.yaml"); }).empty());
+  EXPECT_FALSE(errorOf([&] { mergeOf({{"site.yaml", "name: s\n---\n,/\n"}}).reader(); }).empty());
   EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(1));
 
   // A chain of layers deeper than the limit: refused naming the limit, as fast.
