@@ -1,4 +1,4 @@
-# imgpipe_add_test(<name> LABEL <label> [TIMEOUT <s>] [CORES <n>] [COST <s>] SOURCES <files...>
+# imgpipe_add_test(<name> LABEL <label> [TIMEOUT <s>] [CORES <n>] [COST <s>] [BOOTS] SOURCES <files...>
 #                  LIBS <targets...>)
 #
 # Labels split tests by cost, so the fast ones can be run alone while iterating:
@@ -14,7 +14,7 @@
 #   fuzz      bounded libFuzzer runs
 #
 # scripts/test.sh runs ctest with one job per core, so a wait on a mirror, a shaped link or a
-# service overlaps another test's work. Two options say how a test shares the machine:
+# service overlaps another test's work. Three options say how a test shares the machine:
 #   CORES <n>  the cores it keeps busy (ctest's PROCESSORS): 2 for a test that runs two TCG
 #              guests at once, or that measures a link's rate (the delay emulator is a userspace
 #              process, and a rate read while another test holds the CPU says little). A test
@@ -22,8 +22,12 @@
 #   COST <s>   its seconds in the last CI run: ctest starts the longest first when it has no
 #              timings of its own (a clean clone has none), so the run does not end on one long
 #              test started last.
+#   BOOTS      it boots a guest under TCG: such tests hold one lock (tcg_guest), so two of them
+#              never run at once (a TCG guest keeps a core busy for its whole boot, and its
+#              checks run against deadlines: two guests and a build on two cores would starve
+#              one). The acceptance test's own two guests at a time are why it takes CORES 2.
 function(imgpipe_add_test name)
-  cmake_parse_arguments(T "" "LABEL;TIMEOUT;CORES;COST" "SOURCES;LIBS" ${ARGN})
+  cmake_parse_arguments(T "BOOTS" "LABEL;TIMEOUT;CORES;COST" "SOURCES;LIBS" ${ARGN})
   add_executable(${name} ${T_SOURCES})
   target_link_libraries(${name} PRIVATE ${T_LIBS} GTest::gtest GTest::gtest_main GTest::gmock)
   imgpipe_warnings(${name})
@@ -40,4 +44,7 @@ function(imgpipe_add_test name)
   set_tests_properties(${name} PROPERTIES LABELS "${T_LABEL}" TIMEOUT ${T_TIMEOUT}
     PROCESSORS ${T_CORES} COST ${T_COST}
     ENVIRONMENT "IMGPIPE_BUILD_DIR=${PROJECT_BINARY_DIR};IMGPIPE_SOURCE_DIR=${PROJECT_SOURCE_DIR}")
+  if(T_BOOTS)
+    set_tests_properties(${name} PROPERTIES RESOURCE_LOCK tcg_guest)
+  endif()
 endfunction()
