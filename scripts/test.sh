@@ -12,10 +12,10 @@ cmake --build build-fuzz -j"$(nproc)"
 
 # One ctest job per core: a test waiting on a mirror, a shaped link or a service overlaps
 # another's work; a test that needs the whole machine says so (CORES in cmake/Testing.cmake).
-jobs="$(nproc)"
+cores="$(nproc)"
 status=0
-(cd build && ctest --output-on-failure --timeout 1800 -j"$jobs" "$@") || status=$?
+(cd build && ctest --output-on-failure --timeout 1800 -j"$cores" "$@") || status=$?
 if [ "$#" -eq 0 ] || [[ " $* " == *" fuzz "* ]]; then
-  (cd build-fuzz && ctest --output-on-failure -j"$jobs" -L fuzz) || status=$?
+  (cd build-fuzz && ctest --output-on-failure -j"$cores" -L fuzz) || status=$?
 fi
 exit "$status"
