@@ -11,13 +11,13 @@
 
 #include "common/error.h"
 #include "common/file_util.h"
-#include "definition/yaml_aliases.h"
 #include "common/units.h"
 #include "common/yaml_reader.h"
 #include "definition/bundle.h"
 #include "definition/glance_names.h"
 #include "definition/layers.h"
 #include "definition/resolved_glance.h"
+#include "definition/yaml_aliases.h"
 
 namespace imgpipe::definition {
 namespace {
@@ -274,8 +274,7 @@ DiskPacking parseDiskPacking(const YamlReader& b) {
 }
 
 // A path resolved at the build agent beneath its configured base_dirs: ".." could climb out.
-std::string baseDirsPath(const YamlReader& node) {
-  std::string path = scalar(node);
+std::string baseDirsPath(const YamlReader& node, std::string path) {
   if (path.empty()) node.fail("must not be empty");
   for (std::string_view rest = path; !rest.empty();) {
     auto slash = rest.find('/');
@@ -284,6 +283,10 @@ std::string baseDirsPath(const YamlReader& node) {
     rest.remove_prefix(slash + 1);
   }
   return path;
+}
+
+std::string baseDirsPath(const YamlReader& node) {
+  return baseDirsPath(node, scalar(node));
 }
 
 std::string baseUrl(const YamlReader& node) {
@@ -344,6 +347,9 @@ DebootstrapBase parseDebootstrap(const YamlReader& d) {
     db.mirror = scalar(m);
     if (!isHttpUrl(db.mirror) && !db.mirror.starts_with("file:/"))
       m.fail("expected an http(s):// or file:/ mirror URL, got '" + db.mirror + "'");
+    // debootstrap's first stage reads a file: mirror as host root: like a `path:` base it lies
+    // beneath the agent's base_dirs, which the agent checks; ".." could climb out of them.
+    if (db.mirror.starts_with("file:/")) baseDirsPath(m, db.mirror.substr(5));
   }
   if (auto v = d.at("variant"); !v.isNull()) {
     db.variant = scalar(v);
@@ -352,7 +358,8 @@ DebootstrapBase parseDebootstrap(const YamlReader& d) {
   }
   if (auto c = d.at("components"); !c.isNull())
     db.components = checkedList(c, isSimpleName, "component");
-  if (auto k = d.at("keyring"); !k.isNull()) db.keyring = scalar(k);
+  // Read by debootstrap's first stage as host root: beneath the agent's base_dirs, as `path:`.
+  if (auto k = d.at("keyring"); !k.isNull()) db.keyring = baseDirsPath(k);
   db.tree = parseTreeDisk(d);
   d.rejectUnknownKeys();
   return db;

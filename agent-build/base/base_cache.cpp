@@ -130,7 +130,7 @@ void BaseCache::inspect(ResolvedBase& base, const std::string& expectedFormat) {
   base.allocatedSize = allocatedBytes(base.file);
 }
 
-fs::path BaseCache::beneathBaseDirs(const std::string& path) const {
+fs::path BaseCache::beneathBaseDirs(const std::string& path, const std::string& field) const {
   const auto& dirs = config_.baseDirs;
   std::string tried;
   for (const auto& dir : dirs) {
@@ -151,15 +151,15 @@ fs::path BaseCache::beneathBaseDirs(const std::string& path) const {
     }
     return root / rel;
   }
-  throw Error("base.path '" + path + "' is not a file beneath the build agent's base_dirs (" +
-              (tried.empty() ? std::string("none configured") : tried) +
-              "); copy the image there, or use base: url: or debootstrap:");
+  throw Error(field + " '" + path + "' is not beneath the build agent's base_dirs (" +
+              (tried.empty() ? std::string("none configured") : tried) + "); copy it there" +
+              (field == "base.path" ? ", or use base: url: or debootstrap:" : ""));
 }
 
 BaseCache::Result BaseCache::fromPath(const definition::PathBase& spec) {
   Result r;
   r.base.kind = "path";
-  r.base.file = beneathBaseDirs(spec.path);
+  r.base.file = beneathBaseDirs(spec.path, "base.path");
   r.base.source = r.base.file.string();
   struct stat st {};
   if (::stat(r.base.file.c_str(), &st) != 0) throwErrno("base image " + r.base.file.string());
@@ -233,9 +233,19 @@ BaseCache::Result BaseCache::fromUrl(const definition::UrlBase& spec) {
   throw Error("base " + spec.url + " keeps disappearing from the cache (evicted while in use?)");
 }
 
-BaseCache::Result BaseCache::fromDebootstrap(const definition::DebootstrapBase& spec,
+BaseCache::Result BaseCache::fromDebootstrap(definition::DebootstrapBase spec,
                                              const fs::path& scratch) {
-  const std::string key = debootstrapRecipeKey(spec);
+  // The first stage runs as host root and reads the keyring and a file: mirror itself: they are
+  // host paths the operator put beneath base_dirs, never anywhere a definition names.
+  std::string keyringSha256;
+  if (!spec.keyring.empty()) {
+    spec.keyring = beneathBaseDirs(spec.keyring, "base.debootstrap.keyring").string();
+    keyringSha256 = toHex(sha256(readFile(spec.keyring)));
+  }
+  if (spec.mirror.starts_with("file:"))
+    spec.mirror =
+        "file://" + beneathBaseDirs(spec.mirror.substr(5), "base.debootstrap.mirror").string();
+  const std::string key = debootstrapRecipeKey(spec, keyringSha256);
   return made(dir_ / ("debootstrap-" + key + ".qcow2"), "debootstrap",
               "debootstrap " + spec.suite + " " + spec.mirror + " (recipe " + key + ")", scratch,
               [&](const fs::path& out, const fs::path& work) {
@@ -255,7 +265,10 @@ BaseCache::Result BaseCache::fromTree(const definition::BaseSpec& spec, const fs
   Result source;
   std::string identity;
   const bool registry = oci && !oci->registry.empty();
-  const fs::path local = registry || !from.url.empty() ? fs::path() : beneathBaseDirs(from.path);
+  const fs::path local =
+      registry || !from.url.empty()
+          ? fs::path()
+          : beneathBaseDirs(from.path, rootfs ? "base.rootfs.path" : "base.oci.path");
   const bool layoutDir = oci && !local.empty() && fs::is_directory(fs::symlink_status(local));
   if (oci && oci->format == definition::OciFormat::layout && !layoutDir)
     throw Error("base " + from.name() +

@@ -43,9 +43,11 @@ class BaseCache {
 
  private:
   Result fromPath(const definition::PathBase& spec);
-  std::filesystem::path beneathBaseDirs(const std::string& path) const;
+  // `path` (as a definition gives it, relative or absolute) opened beneath one of
+  // config.baseDirs with no symlink on the way; throws naming `field` when it is beneath none.
+  std::filesystem::path beneathBaseDirs(const std::string& path, const std::string& field) const;
   Result fromUrl(const definition::UrlBase& spec);
-  Result fromDebootstrap(const definition::DebootstrapBase& spec,
+  Result fromDebootstrap(definition::DebootstrapBase spec,
                          const std::filesystem::path& scratch);
   // A root tarball or an OCI image, unpacked, made bootable and written onto a disk.
   Result fromTree(const definition::BaseSpec& spec, const std::filesystem::path& scratch,

@@ -41,7 +41,8 @@ void unmountBelow(const fs::path& dir) {
 
 }  // namespace
 
-std::string debootstrapRecipeKey(const definition::DebootstrapBase& spec) {
+std::string debootstrapRecipeKey(const definition::DebootstrapBase& spec,
+                                 const std::string& keyringSha256) {
   auto packages = spec.tree.packages;
   std::sort(packages.begin(), packages.end());
   nlohmann::json j = {{"recipe", kTreeRecipe},
@@ -50,7 +51,7 @@ std::string debootstrapRecipeKey(const definition::DebootstrapBase& spec) {
                       {"variant", spec.variant},
                       {"components", spec.components},
                       {"packages", packages},
-                      {"keyring", spec.keyring},
+                      {"keyring", keyringSha256},
                       {"size", spec.tree.size},
                       {"root_label", spec.tree.rootLabel},
                       {"bootloader", spec.tree.bootloader},

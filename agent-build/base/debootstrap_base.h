@@ -11,8 +11,10 @@
 
 namespace imgpipe::build {
 
-// The cache key of a debootstrap base: a digest of everything that decides its content.
-std::string debootstrapRecipeKey(const definition::DebootstrapBase& spec);
+// The cache key of a debootstrap base: a digest of everything that decides its content (the
+// keyring by its content: `keyringSha256`, empty for debootstrap's default).
+std::string debootstrapRecipeKey(const definition::DebootstrapBase& spec,
+                                 const std::string& keyringSha256);
 
 // Makes a cloud-like base image from a Debian-style mirror, without any cloud image:
 // debootstrap, then the tree made bootable (bootable_tree.h) and written onto a disk

@@ -227,3 +227,54 @@ TEST(BuildBase, SigkillOfTheBuildingProcessLeavesNoMountDeviceOrProcess) {
   EXPECT_EQ(runCommand(o2).exitCode, 0) << log;
   EXPECT_TRUE(fs::is_empty(area.work())) << "stale work dir not removed";
 }
+
+// debootstrap's first stage runs as host root and reads its keyring and a file: mirror itself:
+// a definition may name only files the operator put beneath base_dirs, never a host path.
+TEST(BuildBase, DebootstrapKeyringAndFileMirrorAreReadOnlyFromBeneathBaseDirs) {
+  TestArea area("debootstrap-paths");              // its root is the config's base dir
+  const fs::path mirror = area.root() / "mirror";  // empty: debootstrap finds no Release in it
+  fs::create_directories(mirror);
+  fs::copy_file("/usr/share/keyrings/debian-archive-keyring.gpg", area.root() / "keyring.gpg");
+  const std::string before = toHex(hashFile("/etc/shadow").sha256);
+
+  auto run = [&](const std::string& keyring, const std::string& mirrorUrl) {
+    auto def = area.writeDefinition(
+        "d.yaml", "name: d\nbase:\n  debootstrap:\n    suite: bookworm\n    mirror: \"" +
+                      mirrorUrl + "\"\n    keyring: " + keyring + "\n");
+    return runAgent(area, "prepare-base", def, area.out(), std::chrono::minutes(5));
+  };
+  auto r = run("/etc/shadow", "file://" + mirror.string());
+  EXPECT_NE(r.exitCode, 0);
+  EXPECT_NE(r.log.find("base.debootstrap.keyring '/etc/shadow' is not beneath the build agent's "
+                       "base_dirs ("),
+            std::string::npos)
+      << r.log;
+
+  r = run((area.root() / "keyring.gpg").string(), "file:///etc");
+  EXPECT_NE(r.exitCode, 0);
+  EXPECT_NE(r.log.find("base.debootstrap.mirror '///etc' is not beneath the build agent's "
+                       "base_dirs"),
+            std::string::npos)
+      << r.log;
+
+  // Both beneath base_dirs (the keyring by a relative path): handed to debootstrap, which finds
+  // no Release file in the empty mirror.
+  r = run("keyring.gpg", "file://" + mirror.string());
+  EXPECT_NE(r.exitCode, 0);
+  EXPECT_EQ(r.log.find("is not beneath the build agent's base_dirs"), std::string::npos) << r.log;
+  EXPECT_NE(r.log.find("dists/bookworm/Release"), std::string::npos) << r.log;
+
+  // A '..' is refused where the definition is read, before any agent opens anything.
+  r = run("../../etc/shadow", "file://" + mirror.string());
+  EXPECT_EQ(r.exitCode, 2);
+  EXPECT_NE(r.log.find("base.debootstrap.keyring: must not contain '..'"), std::string::npos)
+      << r.log;
+  r = run("keyring.gpg", "file://" + mirror.string() + "/../../etc");
+  EXPECT_EQ(r.exitCode, 2);
+  EXPECT_NE(r.log.find("base.debootstrap.mirror: must not contain '..'"), std::string::npos)
+      << r.log;
+
+  EXPECT_EQ(toHex(hashFile("/etc/shadow").sha256), before);
+  for (const auto& l : leftoversUnder(area.root()))
+    ADD_FAILURE() << "left behind: " << l;
+}
