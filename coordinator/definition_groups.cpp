@@ -13,6 +13,7 @@ std::vector<DefinitionGroup> groupByDefinition(
     const std::map<std::string, std::string>& definitionOf) {
   std::vector<DefinitionGroup> groups;
   std::map<std::string, std::size_t> groupOfPath;  // each definition merged and hashed once
+  std::set<std::string> named;  // the files some definition of the submit extends or refers to
   for (const auto& target : targets) {
     const auto it = definitionOf.find(target.controller);
     const std::string path = it == definitionOf.end() ? whole.rootPath : it->second;
@@ -24,6 +25,8 @@ std::vector<DefinitionGroup> groupByDefinition(
       } catch (const Error& e) {
         throw Error("the definition of " + target.name + " (" + path + "): " + e.what());
       }
+      for (const auto& [file, data] : bundle.files)
+        named.insert(file);
       std::string identity = definition::mergedIdentity(bundle);
       std::size_t index = groups.size();
       for (std::size_t g = 0; g < groups.size(); ++g)
@@ -32,6 +35,19 @@ std::vector<DefinitionGroup> groupByDefinition(
       known = groupOfPath.emplace(path, index).first;
     }
     groups[known->second].targets.push_back(target);
+  }
+  // Each definition's bundle holds only what it names; a file of the submit that none of them
+  // names would be dropped unchecked: it is refused instead, so what was sent is what runs.
+  for (const auto& [path, data] : whole.files) {
+    (void)data;
+    if (!named.contains(path)) {
+      std::string roots;
+      for (const auto& [root, index] : groupOfPath)
+        roots += (roots.empty() ? "" : ", ") + root;
+      throw Error("the definition bundle holds '" + ids::printable(path) +
+                  "', which no definition of this submit (" + roots +
+                  ") extends or refers to; a bundle carries only what its definitions name");
+    }
   }
   return groups;
 }

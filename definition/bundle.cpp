@@ -154,11 +154,26 @@ void checkBundle(const Bundle& bundle, const ImageDefinition& def, const BundleL
   }
   checkBundleSize(bundle, limits);
   (void)bundle.rootText();
-  for (const auto& ref : localReferences(def))
+  const auto refs = localReferences(def);
+  for (const auto& ref : refs)
     if (!bundle.find(ref.path) && !(ref.tree && holdsTree(bundle, ref.path)))
       throw Error(def.sourceName + ": " + ref.field + ": '" + ref.path +
                   "' is not in the definition's bundle (it is read from beside the definition "
                   "when you submit)");
+  // What the definition does not name has no business in its build: refused, not carried along
+  // unchecked (the layers are the ones the merge reads from this very bundle).
+  const auto layers = mergedDefinition(bundle).layers();
+  for (const auto& [path, data] : bundle.files) {
+    (void)data;
+    if (std::find(layers.begin(), layers.end(), path) != layers.end()) continue;
+    const bool named = std::any_of(refs.begin(), refs.end(), [&](const LocalReference& r) {
+      return r.path == path || (r.tree && path.starts_with(r.path + "/"));
+    });
+    if (!named)
+      throw Error("the definition bundle holds '" + path + "', which " + def.sourceName +
+                  " neither extends nor refers to; a bundle carries only what its definition "
+                  "names");
+  }
 }
 
 MergedDefinition mergedDefinition(const Bundle& bundle, const std::string& displayName) {

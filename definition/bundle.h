@@ -64,7 +64,8 @@ Bundle definitionBundle(const Bundle& whole, const std::string& rootPath);
 std::string mergedIdentity(const Bundle& bundle);
 
 // Throws Error naming the offending path when a bundle breaks the grammar or the limits, or when
-// the definition refers to a file the bundle does not hold. Used wherever a bundle enters.
+// the definition refers to a file the bundle does not hold, or the bundle holds a file the
+// definition neither extends nor refers to. Used wherever a bundle enters.
 // Throws when the bundle's files together exceed limits.totalBytes (what a job may carry).
 void checkBundleSize(const Bundle& bundle, const BundleLimits& limits = {});
 void checkBundle(const Bundle& bundle, const ImageDefinition& def, const BundleLimits& limits = {});

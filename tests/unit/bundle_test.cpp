@@ -132,6 +132,15 @@ TEST(Bundle, CheckNamesMissingFilesBadPathsAndLimits) {
     many.files["f" + std::to_string(i)] = std::string(1u << 20, 'x');
   EXPECT_NE(errorOf([&] { checkBundle(many, def); }).find("more than the limit of 3145728"),
             std::string::npos);
+
+  // A file the definition does not name is refused, naming it (issue 23: it was carried along).
+  auto extra = b;
+  extra.files["files/unnamed.sh"] = "#!/bin/sh\n";
+  EXPECT_NE(errorOf([&] {
+              checkBundle(extra, def);
+            }).find("holds 'files/unnamed.sh', which def.yaml neither extends nor refers to"),
+            std::string::npos)
+      << errorOf([&] { checkBundle(extra, def); });
 }
 
 TEST(Beneath, NothingOutsideTheRootIsOpened) {

@@ -182,6 +182,18 @@ TEST(DefinitionGroups, SitesWithTheSameMergedDefinitionShareOneImage) {
   EXPECT_EQ(groupVersions(groups, {"demo", "demo", "demo"}, {"1.0", "1.0", "2.0"}),
             (std::vector<std::string>{"1.0", "1.0-site-b", "2.0"}));
   EXPECT_THROW(groupByDefinition(whole, targets, {{"ctrl-b", "nowhere.yaml"}}), Error);
+
+  // site-c.yaml and site-d.yaml are sent but no target takes them: refused, naming it, not dropped.
+  try {
+    groupByDefinition(whole, {{"ctrl-a", "site-a"}, {"ctrl-b", "site-b"}},
+                      {{"ctrl-b", "site-b.yaml"}});
+    ADD_FAILURE() << "a file no definition names was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("holds 'site-c.yaml', which no definition of this "
+                                         "submit (base.yaml, site-b.yaml) extends or refers to"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 TEST(Topology, ASiteTakesItsOutputsAmongTheImagesAndNamesItselfWhenNoneFits) {
