@@ -186,7 +186,8 @@ FetchOutcome TransferPlane::fetch(const FetchRequest& request, std::stop_token s
   if (auto a = store_->find(request.artifactId); a && a->digest() == request.manifestDigest) {
     encoded = a->encodedManifest();
   } else {
-    ManifestExchange ex(request.artifactId, request.manifestDigest, config_.liveness);
+    ManifestExchange ex(request.artifactId, request.manifestDigest,
+                        config_.fetchOptions(request.rateLimit, request.size).liveness);
     if (!fetcher.run(ex, stop, [&] { report("manifest", 0, 0, ex.state()); })) throw stopped();
     if (ex.failed()) throw Error(ex.error(), ex.errorKind());
     encoded = ex.encoded();
@@ -236,7 +237,8 @@ FetchOutcome TransferPlane::fetch(const FetchRequest& request, std::stop_token s
 
   // 4. The chunks still missing.
   WriterSink sink(*writer);
-  FetchSession session(artifact->id(), manifest, sink, config_.fetchOptions(request.rateLimit));
+  FetchSession session(artifact->id(), manifest, sink,
+                       config_.fetchOptions(request.rateLimit, manifest.size));
   {
     Active active(*this, artifact->id(), &session);
     if (!fetcher.run(session, stop, [&] {
@@ -290,7 +292,7 @@ bool TransferPlane::tryDelta(const FetchRequest& request, Fetcher& fetcher,
         makeSignature(basis->dataPath(), work.path() / "basis.sig", blockLen);
         return readFile(work.path() / "basis.sig");
       },
-      config_.liveness);
+      config_.fetchOptions(request.rateLimit, target.manifest().size).liveness);
   if (!fetcher.run(ex, stop, [&] { report("delta", 0, 0, ex.state()); })) return false;
   if (ex.violated()) throw Error(ex.error());
   if (ex.failed()) {
@@ -324,7 +326,7 @@ bool TransferPlane::tryDelta(const FetchRequest& request, Fetcher& fetcher,
     delta->setOrigin({request.upstream.endpoint, request.upstream.serverKey});
     WriterSink sink(*dw);
     FetchSession session(delta->id(), delta->manifest(), sink,
-                         config_.fetchOptions(request.rateLimit));
+                         config_.fetchOptions(request.rateLimit, delta->manifest().size));
     {
       Active active(*this, delta->id(), &session);
       if (!fetcher.run(session, stop, [&] {
@@ -398,6 +400,7 @@ void FetchRunner::run(const agent::TaskSpec& task, agent::TaskReporter& reporter
   req.manifestDigest = spec->manifestDigest;
   req.upstream = {spec->upstreamEndpoint, spec->upstreamKey};
   req.rateLimit = spec->rateLimit;
+  req.size = spec->size;
   req.jobId = task.jobId;
   try {
     auto out = plane_->fetch(req, stop, [&](const FetchProgress& p) {

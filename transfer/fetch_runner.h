@@ -25,6 +25,7 @@ struct FetchRequest {
   std::string manifestDigest;  // the trust anchor; must match what upstream offers
   Upstream upstream;
   std::uint64_t rateLimit = 0;  // 0: the configured default
+  std::uint64_t size = 0;       // the artifact's, as the coordinator knows it (0: unknown)
   bool allowDelta = true;
   std::string jobId;  // for log lines
 };

@@ -58,6 +58,14 @@ void Conversation::received(proto::TransferMessage::Reader message,
   onMessage(message, payload, now);
 }
 
+milliseconds noProgressDeadline(milliseconds floor, std::uint64_t size, std::uint64_t rateBps) {
+  if (rateBps == 0) return floor;
+  // In double: a 1 TiB artifact at 1 byte/s neither overflows nor wraps (capped at a year).
+  const double hopMs = std::min(2000.0 * static_cast<double>(size) / static_cast<double>(rateBps),
+                                365.0 * 24 * 3600 * 1000);
+  return std::max(floor, milliseconds(static_cast<milliseconds::rep>(hopMs)));
+}
+
 void Conversation::violation(std::string why) {
   if (finished_ || failed()) return;
   violated_ = true;

@@ -41,8 +41,15 @@ struct LivenessOptions {
   // the conversation fails as transient, naming the state it was stuck in, so that the
   // coordinator reports it and runs the hop again (an upstream that answers "not here yet"
   // forever held a hop forever). Chunks of a live transfer arrive far more often than this.
+  // The floor of that wait: a hop's own is noProgressDeadline(this, its size, its link's rate).
   milliseconds noProgressAfter{10 * 60 * 1000};
 };
+
+// How long a hop of `size` bytes on a link limited to `rateBps` (0: unlimited) may learn nothing:
+// twice what the whole hop takes at the link's rate, and never less than `floor`. A slow link
+// that is alive keeps to it even when a hop waits on an upstream that is as slow (cut-through):
+// what trips it is an upstream that has stopped, not one that is slow.
+milliseconds noProgressDeadline(milliseconds floor, std::uint64_t size, std::uint64_t rateBps);
 
 // One outgoing message: a TransferMessage frame, optionally followed by a payload frame.
 struct OutFrame {

@@ -19,11 +19,13 @@ ServerOptions TransferConfig::serverOptions() const {
   return o;
 }
 
-FetchOptions TransferConfig::fetchOptions(std::uint64_t rateLimitOverride) const {
+FetchOptions TransferConfig::fetchOptions(std::uint64_t rateLimitOverride,
+                                          std::uint64_t size) const {
   FetchOptions o;
   o.liveness = liveness;
   o.window = window;
   o.rateLimit = rateLimitOverride ? rateLimitOverride : rateLimit;
+  o.liveness.noProgressAfter = noProgressDeadline(liveness.noProgressAfter, size, o.rateLimit);
   return o;
 }
 

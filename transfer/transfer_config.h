@@ -69,7 +69,9 @@ struct TransferConfig {
   ServerLimits limits;
 
   ServerOptions serverOptions() const;
-  FetchOptions fetchOptions(std::uint64_t rateLimitOverride) const;
+  // For a hop of `size` bytes: the link's rate (the task's own limit, else the configured one)
+  // and the no-progress deadline derived from both (noProgressDeadline).
+  FetchOptions fetchOptions(std::uint64_t rateLimitOverride, std::uint64_t size) const;
 };
 
 // `section` may be null (all defaults). `stateDir` locates the default store; `serveByDefault`

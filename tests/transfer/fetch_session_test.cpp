@@ -465,3 +465,15 @@ TEST(FetchSession, ChunksThatKeepComingNeverHitTheNoProgressDeadline) {
   EXPECT_TRUE(s.finished()) << s.error();
   EXPECT_FALSE(s.failed());
 }
+
+// The deadline of a hop: twice the hop at its link's rate, never below the configured floor.
+TEST(Liveness, TheNoProgressDeadlineFollowsTheHopsSizeAndRateAboveItsFloor) {
+  const auto floor = std::chrono::milliseconds(10min);
+  EXPECT_EQ(noProgressDeadline(floor, 8ull << 30, 0), floor);           // unlimited: the floor
+  EXPECT_EQ(noProgressDeadline(floor, 64ull << 20, 5'000'000), floor);  // 13 s of link: the floor
+  // 8 GiB at 40 Mbit/s (5 MB/s): 1718 s of link, so 3436 s.
+  EXPECT_EQ(noProgressDeadline(floor, 8ull << 30, 5'000'000),
+            std::chrono::milliseconds(2 * (8ull << 30) * 1000 / 5'000'000));
+  // Absurd inputs neither overflow nor wrap.
+  EXPECT_GE(noProgressDeadline(floor, ~0ull, 1), std::chrono::milliseconds(24h * 365));
+}
