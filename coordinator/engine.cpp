@@ -320,6 +320,7 @@ void Engine::markLost(AgentLive& a, const std::string& why) {
 
 void Engine::tick() {
   enforceKeys();
+  endRevokedWatches(keys_.current());
   const auto at = now();
   for (auto& [name, a] : agents_) {
     if (a.online && a.liveness.expired(at)) {

@@ -87,6 +87,8 @@ class Engine {
   std::vector<std::pair<std::string, double>> drainStepDurations();
   std::map<JobState, std::size_t> jobsByState() const;
   std::size_t queuedJobs() const;
+  // Connections that watch some job, by the key each asked with.
+  std::size_t watchingConnections() const { return watcherKeys_.size(); }
   struct AgentLive;
   const std::map<std::string, AgentLive>& agents() const { return agents_; }
 
@@ -114,7 +116,9 @@ class Engine {
   void markLost(AgentLive& agent, const std::string& why);
   // authorized_keys changed: sessions whose key is gone or replaced end now (keys.cpp).
   void enforceKeys();
-  // Ends the watches of connections whose operator key is no longer in authorized_keys.
+  // Ends the watches of connections whose operator key is no longer in authorized_keys, and
+  // forgets the keys of connections that watch nothing any more (every tick: a CLI that went
+  // away leaves nothing behind).
   void endRevokedWatches(const net::AuthorizedKeys& keys);
   void endSession(AgentLive& agent, const std::string& why);
   bool frameKeyAuthorized(const std::string& routingId, const net::PeerIdentity& who,

@@ -44,7 +44,6 @@ void Engine::enforceKeys() {
                     : "its key was removed from "
                       "authorized_keys");
   }
-  endRevokedWatches(keys);
 }
 
 void Engine::endRevokedWatches(const net::AuthorizedKeys& keys) {

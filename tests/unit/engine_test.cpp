@@ -39,9 +39,10 @@ class Recorder : public Outbound {
     auto* ok = std::get_if<0>(&decoded);
     if (ok == nullptr) throw std::logic_error("the engine sent a frame it cannot decode");
     sent.push_back({routingId, std::move(*ok)});
-    return true;
+    return !gone.contains(routingId);
   }
   std::vector<Sent> sent;
+  std::set<std::string> gone;  // connections that went away: a send to them fails
 };
 
 class EngineTest : public ::testing::Test {
@@ -255,6 +256,26 @@ TEST_F(EngineTest, ABuildGoesToAFreeAgentAndItsImageOnToTheController) {
                  !s.body().getGrant().getRevoke();
   EXPECT_TRUE(granted) << "the controller was given no grant on the build agent";
   EXPECT_EQ(engine_->jobsByState().at(JobState::transferring), 1u);
+}
+
+// A watch is dropped when its CLI goes away (the push to it fails); what the engine kept of that
+// connection (the key it asked with) goes too, though no key changed: a coordinator that is
+// watched a million times holds nothing for it.
+TEST_F(EngineTest, AWatchWhoseCliWentAwayLeavesNothingBehind) {
+  submit();
+  proto::EnvelopeBuilder b;
+  auto r = b.body().initRequest();
+  r.setRequestId(2);
+  r.initKind().setWatch("1");
+  deliver("alice", b);
+  EXPECT_EQ(engine_->watchingConnections(), 1u);
+  advance(2000ms);
+  EXPECT_EQ(engine_->watchingConnections(), 1u) << "a live watch was forgotten";
+
+  out_.gone.insert("rid-alice");
+  hello("build-1");  // the build is assigned: the job changes and its push to alice fails
+  advance(2000ms, {"build-1"});
+  EXPECT_EQ(engine_->watchingConnections(), 0u);
 }
 
 TEST_F(EngineTest, ALostBuildAgentsBuildIsRequeuedAfterTheGracePeriodAndItsLateResultRefused) {
