@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
 
 #include "common/error.h"
@@ -38,8 +39,10 @@ ArtifactServer::SignatureUpload::SignatureUpload(const StoreDir& d, std::string 
 
 ArtifactServer::SignatureUpload::~SignatureUpload() {
   fd.reset();
+  delta.reset();
   try {
     dir.unlink(name);
+    dir.removeTree(name + ".delta");
   } catch (const std::exception& e) {
     spdlog::warn("artifact server: {}", e.what());
   }
@@ -53,7 +56,8 @@ ArtifactServer::ArtifactServer(zmq::context_t& context, net::Reactor& reactor, A
       keys_(std::move(keys)),
       options_(std::move(options)),
       socket_(context, zmq::socket_type::router),
-      congestion_(options_.connection.congestion) {
+      congestion_(options_.connection.congestion),
+      budget_(options_.limits.connectionsPerKey, options_.limits.peerRequests) {
   // Without a ZAP handler CURVE accepts any client key; this one admits keys that hold a grant.
   zap_ = std::make_unique<net::ZapHandler>(
       context_, reactor_,
@@ -66,14 +70,21 @@ ArtifactServer::ArtifactServer(zmq::context_t& context, net::Reactor& reactor, A
                            options_.connection.heartbeatTimeout);
   // A reply to a receiver that has gone away fails instead of vanishing silently, and a send to a
   // peer whose queue is full fails (EAGAIN) instead of blocking or dropping: the chunk then
-  // waits in that peer's outbox. The high-water mark is per peer (per pipe), in messages: with
-  // the store's chunk size it bounds what one peer can make this process hold, whatever it asks
-  // for and however slowly it reads.
+  // waits in that peer's outbox. The high-water mark is per connection (per pipe), in messages:
+  // a key's share of peerQueueBytes for each of its connectionsPerKey connections, so that with
+  // the store's chunk size it bounds what one key can make this process hold, whatever it asks
+  // for, however slowly it reads and however many connections it opens.
   socket_.set(zmq::sockopt::router_mandatory, 1);
-  const auto hwm = std::max<std::uint64_t>(
-      2, options_.limits.peerQueueBytes / std::max<std::uint32_t>(1, store_.options().chunkSize));
+  const std::uint64_t chunk = std::max<std::uint32_t>(1, store_.options().chunkSize);
+  const auto hwm =
+      std::max<std::uint64_t>(2, options_.limits.peerQueueBytes / chunk /
+                                     std::max<std::size_t>(1, options_.limits.connectionsPerKey));
   socket_.set(zmq::sockopt::sndhwm, static_cast<int>(std::min<std::uint64_t>(hwm, 1 << 20)));
   socket_.set(zmq::sockopt::sndbuf, 4 << 20);
+  // What a connection's unread requests can hold here (ZeroMQ's default is 1000 messages of up
+  // to the frame limit each); beyond it ZeroMQ stops reading that connection, which pushes back
+  // on its sender only.
+  socket_.set(zmq::sockopt::rcvhwm, 64);
   // A frame larger than any request is refused before it is read: the connection is dropped.
   socket_.set(zmq::sockopt::maxmsgsize, wire::kMaxRequestFrame);
   // The chunks flow from here: this end's congestion control is the one that matters. Set as
@@ -143,6 +154,31 @@ ArtifactServer::Peer& ArtifactServer::peer(const std::string& routingId) {
   return it->second;
 }
 
+void ArtifactServer::forget(const std::string& routingId) {
+  auto mine = [&](const Parked& p) { return p.routingId == routingId; };
+  for (auto m = parkedManifests_.begin(); m != parkedManifests_.end();) {
+    std::erase_if(m->second, mine);
+    m = m->second.empty() ? parkedManifests_.erase(m) : std::next(m);
+  }
+  for (auto a = parked_.begin(); a != parked_.end();) {
+    for (auto c = a->second.begin(); c != a->second.end();) {
+      std::erase_if(c->second, mine);
+      c = c->second.empty() ? a->second.erase(c) : std::next(c);
+    }
+    a = a->second.empty() ? parked_.erase(a) : std::next(a);
+  }
+  peers_.erase(routingId);
+  budget_.forget(routingId);
+}
+
+std::shared_ptr<Artifact> ArtifactServer::find(const std::string& key, const std::string& id) {
+  if (auto a = store_.find(id)) return a;
+  auto up = uploads_.find({key, id});
+  if (up == uploads_.end() || !up->second->delta) return nullptr;
+  up->second->lastPart = SteadyClock::now();  // being fetched: not idle
+  return up->second->delta;
+}
+
 void ArtifactServer::onReadable() {
   for (int budget = 0; budget < 256; ++budget) {
     zmq::message_t routing;
@@ -158,8 +194,22 @@ void ArtifactServer::onReadable() {
     if (parts.empty()) continue;
     const char* userId = parts[0].gets("User-Id");
     const std::string key = userId ? userId : "";
+    const std::string routingId = routing.to_string();
+    if (!budget_.admit(routingId, key, SteadyClock::now())) {
+      // Ignored rather than closed: a ROUTER cannot close one peer's connection (libzmq has no
+      // call for it outside its draft API), and the ZAP handler, which could refuse it at the
+      // handshake, is never told when a key's connections close. Ignored, it costs ZeroMQ's
+      // idle connection state and nothing here: nothing is kept for it and nothing sent to it,
+      // so its pipes stay empty; a receiver hearing nothing on it reconnects or gives up.
+      if (std::has_single_bit(++stats_.refusedConnections))
+        spdlog::warn(
+            "artifact server: {} has {} connections (connections_per_key); messages on others "
+            "are ignored ({} so far)",
+            peerName(key), budget_.keyConnections(key), stats_.refusedConnections);
+      continue;
+    }
     try {
-      handle(routing.to_string(), key, parts[0], parts.size() > 1 ? &parts[1] : nullptr);
+      handle(routingId, key, parts[0], parts.size() > 1 ? &parts[1] : nullptr);
     } catch (const std::exception& e) {
       // One bad request (a disk error reading a chunk) must not end the server.
       spdlog::error("artifact server: request from {} failed: {}", peerName(key), e.what());
@@ -194,18 +244,16 @@ void ArtifactServer::handle(const std::string& routingId, const std::string& key
         ++stats_.refused;
         return replyUnavailable(routingId, id, "not granted to this peer", false);
       }
-      auto artifact = store_.find(id);
+      auto artifact = find(key, id);
       if (!artifact) {
         // A relay still waiting for it: say so (the receiver shows "waiting for upstream"), and
         // answer the moment it arrives rather than at the receiver's next retry.
         auto& waiting = parkedManifests_[id];
-        Peer& p = peer(routingId);
         const bool already = std::any_of(waiting.begin(), waiting.end(),
                                          [&](const Parked& w) { return w.routingId == routingId; });
-        if (!already && waiting.size() < 64 && p.parked < options_.limits.peerRequests) {
+        if (!already && waiting.size() < 64 && budget_.take(routingId))
           waiting.push_back({routingId, SteadyClock::now()});
-          ++p.parked;
-        }
+        if (waiting.empty()) parkedManifests_.erase(id);
         return replyUnavailable(routingId, id, "not here yet", true);
       }
       return replyManifest(routingId, *artifact);
@@ -217,7 +265,7 @@ void ArtifactServer::handle(const std::string& routingId, const std::string& key
         ++stats_.refused;
         return replyUnavailable(routingId, id, "not granted to this peer", false);
       }
-      auto artifact = store_.find(id);
+      auto artifact = find(key, id);
       if (!artifact) return replyUnavailable(routingId, id, "not here yet", true);
       const auto now = SteadyClock::now();
       // Each index once per request, whatever the request repeats.
@@ -315,7 +363,12 @@ void ArtifactServer::serve(const std::string& routingId, const std::shared_ptr<A
   Peer& p = peer(routingId);
   if (p.held || !p.owed.empty()) {
     // Its queue is full: owe it the chunk (once), read it from disk when it can be sent.
-    if (!p.owed.add({artifact->id(), index, since})) ++stats_.droppedRequests;
+    if (!budget_.take(routingId)) {
+      ++stats_.droppedRequests;  // its key holds peerRequests already
+    } else if (!p.owed.add({artifact->id(), index, since})) {
+      budget_.give(routingId);
+      ++stats_.droppedRequests;
+    }
     schedulePump();
     return;
   }
@@ -360,7 +413,7 @@ void ArtifactServer::serve(const std::string& routingId, const std::shared_ptr<A
       schedulePump();
       return;
     case SendResult::gone:
-      peers_.erase(routingId);
+      forget(routingId);
       return;
   }
 }
@@ -389,9 +442,10 @@ void ArtifactServer::pump() {
     // Owed chunks go out until the queue is full again (serve() holds the one it refuses).
     while (!p.held && !p.owed.empty()) {
       auto owed = p.owed.next();
+      budget_.give(routingId);
       std::shared_ptr<Artifact> artifact;
       try {
-        artifact = store_.find(owed->artifactId);
+        artifact = find(budget_.keyOf(routingId), owed->artifactId);
       } catch (const std::exception&) {
       }
       if (!artifact) continue;
@@ -419,7 +473,7 @@ void ArtifactServer::pump() {
     blocked |= p.held.has_value() || !p.owed.empty();
   }
   for (const auto& routingId : gone)
-    peers_.erase(routingId);
+    forget(routingId);
   if (!blocked && pumpTimer_) {
     reactor_.cancel(pumpTimer_);
     pumpTimer_ = 0;
@@ -431,18 +485,17 @@ void ArtifactServer::park(const std::string& routingId, const std::string& artif
   auto& waiting = parked_[artifactId][index];
   for (const auto& w : waiting)
     if (w.routingId == routingId) return;
-  Peer& p = peer(routingId);
-  if (p.parked >= options_.limits.peerRequests) {
+  if (!budget_.take(routingId)) {
     ++stats_.droppedRequests;  // the receiver asks again when the chunk does not come
+    if (waiting.empty()) parked_[artifactId].erase(index);
+    if (parked_[artifactId].empty()) parked_.erase(artifactId);
     return;
   }
-  ++p.parked;
   waiting.push_back({routingId, since});
 }
 
 void ArtifactServer::unpark(const std::string& routingId) {
-  auto it = peers_.find(routingId);
-  if (it != peers_.end() && it->second.parked > 0) --it->second.parked;
+  budget_.give(routingId);
 }
 
 void ArtifactServer::onStoreEvent(const StoreEvent& event) {
@@ -500,9 +553,18 @@ void ArtifactServer::expireParked() {
                  peerName(u.first.first), shortId(u.first.second));
     return true;
   });
-  // Connections that hold nothing any more are forgotten.
-  std::erase_if(peers_, [](const auto& p) {
-    return !p.second.held && p.second.owed.empty() && p.second.parked == 0;
+  // A connection silent for longer than ZeroMQ waits for a heartbeat's answer gives its slot
+  // back (a receiver that reconnects has a new routing id; the old one would hold a slot
+  // forever): by then ZeroMQ has dropped it, and what was queued to it, unless it still reads.
+  const auto silent =
+      now - options_.connection.heartbeatInterval - options_.connection.heartbeatTimeout;
+  for (const auto& routingId : budget_.idleSince(silent)) {
+    auto p = peers_.find(routingId);
+    if (p == peers_.end() || !p->second.held) forget(routingId);
+  }
+  // Connections that hold nothing any more cost nothing here but their slot.
+  std::erase_if(peers_, [&](const auto& p) {
+    return !p.second.held && p.second.owed.empty() && budget_.requests(p.first) == 0;
   });
 }
 
@@ -531,7 +593,7 @@ void ArtifactServer::openDelta(const std::string& routingId, const std::string& 
     replyDelta(routingId, targetId, basisId, [&](auto r) { r.setUnavailable(why); });
   };
   auto pending = [&] { replyDelta(routingId, targetId, basisId, [](auto r) { r.setPending(); }); };
-  if (auto delta = store_.find(deltaId)) {
+  if (auto delta = find(key, deltaId)) {
     return replyDelta(routingId, targetId, basisId, [&](auto r) {
       auto ready = r.initReady();
       ready.setArtifactId(deltaId);
@@ -555,6 +617,16 @@ void ArtifactServer::openDelta(const std::string& routingId, const std::string& 
   if ((basis && basis->complete()) || uploaded) {
     // Bounded: beyond `deltaJobs` the receiver is told "pending" and asks again shortly.
     if (deltaWorkers_.size() >= options_.limits.deltaJobs) return pending();
+    // The delta is written to scratch before its size is known, and a delta of data with nothing
+    // in common is about as large as the target: that much must fit beside the reserve. Not
+    // remembered as a failure: asked again once there is room, it is computed.
+    try {
+      store_.requireSpace(target->manifest().size, "a delta of " + shortId(targetId),
+                          ErrorKind::transient);
+    } catch (const InsufficientSpace& e) {
+      spdlog::warn("artifact server: no delta for {}: {}", peerName(key), e.what());
+      return refuse(std::string(e.what()) + "; try again later");
+    }
     if (basis && basis->complete()) {
       startDelta(deltaId, target, basis, {}, qcow2Ok, std::nullopt);
     } else {
@@ -630,77 +702,105 @@ void ArtifactServer::startDelta(const std::string& deltaId, const std::shared_pt
                target->manifest().imageVersion, shortId(target->id()));
   std::weak_ptr<bool> alive = alive_;
   const ServerOptions opts = options_;
-  deltaWorkers_[deltaId] =
-      std::jthread([this, alive, deltaId, target, basis, signature, opts, qcow2Ok, upload] {
-        std::string failure;
+  // From an uploaded signature: kept beside the upload's file, in scratch, never in the store.
+  std::string scratchName;
+  if (upload) scratchName = uploads_.at(*upload)->name + ".delta";
+  deltaWorkers_[deltaId] = std::jthread([this, alive, deltaId, target, basis, signature, opts,
+                                         qcow2Ok, upload, scratchName] {
+    std::string failure;
+    bool noSpace = false;
+    std::shared_ptr<Artifact> made;
+    try {
+      TempDir work(store_.scratch().path(), "delta-");
+      const fs::path out = work.path() / "delta";
+      DeltaStats stats;
+      DeltaFormat format = DeltaFormat::rdiffXz;
+      if (basis && qcow2Ok) {
         try {
-          TempDir work(store_.scratch().path(), "delta-");
-          const fs::path out = work.path() / "delta";
-          DeltaStats stats;
-          DeltaFormat format = DeltaFormat::rdiffXz;
-          if (basis && qcow2Ok) {
-            try {
-              stats = makeQcow2Delta(basis->dataPath(), target->dataPath(), out, work.path(),
-                                     opts.deltaContentBlockSize, opts.deltaXzPreset);
-              format = DeltaFormat::qcow2Clusters;
-            } catch (const DeltaUnsupported& e) {
-              spdlog::info("artifact server: no qcow2 delta ({}); a plain rdiff instead", e.what());
-            }
-          }
-          if (format == DeltaFormat::rdiffXz) {
-            fs::path sig = signature;
-            if (basis) {
-              sig = work.path() / "basis.sig";
-              makeSignature(basis->dataPath(), sig, opts.deltaBlockSize);
-            }
-            stats = makeDelta(sig, target->dataPath(), out, opts.deltaXzPreset);
-          }
-          const double ratio =
-              static_cast<double>(stats.deltaBytes) /
-              static_cast<double>(std::max<std::uint64_t>(1, target->manifest().size));
-          if (ratio > opts.deltaMaxRatio) {
-            failure = "a delta would be " + std::to_string(static_cast<int>(ratio * 100)) +
-                      "% of the image; fetch it whole";
-          } else {
-            ManifestOptions mo;
-            mo.kind = ArtifactKind::delta;
-            mo.imageName = target->manifest().imageName;
-            mo.imageVersion = target->manifest().imageVersion;
-            mo.output = target->manifest().output;
-            mo.basisId = std::string(ids::splitDelta(deltaId)->basis);
-            mo.targetId = target->id();
-            mo.deltaFormat = format;
-            mo.deltaBlockSize = format == DeltaFormat::qcow2Clusters ? opts.deltaContentBlockSize
-                                                                     : opts.deltaBlockSize;
-            mo.chunkSize = store_.options().chunkSize;
-            store_.addFile(out, mo);
-            spdlog::info("artifact server: {} delta for {} is {} ({:.2f}% of the image)",
-                         toString(format), shortId(target->id()), formatBytes(stats.deltaBytes),
-                         ratio * 100);
-          }
-        } catch (const std::exception& e) {
-          failure = std::string("delta failed: ") + e.what();
-          spdlog::error("artifact server: {}", failure);
+          stats = makeQcow2Delta(basis->dataPath(), target->dataPath(), out, work.path(),
+                                 opts.deltaContentBlockSize, opts.deltaXzPreset);
+          format = DeltaFormat::qcow2Clusters;
+        } catch (const DeltaUnsupported& e) {
+          spdlog::info("artifact server: no qcow2 delta ({}); a plain rdiff instead", e.what());
         }
-        reactor_.post([this, alive, deltaId, failure, upload] {
-          if (alive.expired()) return;
-          auto it = deltaWorkers_.find(deltaId);
-          if (it != deltaWorkers_.end()) {
-            it->second.detach();  // this very thread is ending; nothing to join
-            deltaWorkers_.erase(it);
-          }
-          if (failure.empty()) {
-            ++stats_.deltasComputed;
-          } else if (!upload) {
-            // Remembered only when made from a basis held here: a failure from an uploaded
-            // signature says something about that upload, not about the delta, and must not let
-            // one peer's junk refuse the delta to everyone else.
-            if (deltaFailures_.size() >= 1024) deltaFailures_.clear();
-            deltaFailures_[deltaId] = failure;
-          }
-          if (upload) uploads_.erase(*upload);  // used (or useless): its file goes now
-        });
-      });
+      }
+      if (format == DeltaFormat::rdiffXz) {
+        fs::path sig = signature;
+        if (basis) {
+          sig = work.path() / "basis.sig";
+          makeSignature(basis->dataPath(), sig, opts.deltaBlockSize);
+        }
+        stats = makeDelta(sig, target->dataPath(), out, opts.deltaXzPreset);
+      }
+      const double ratio = static_cast<double>(stats.deltaBytes) /
+                           static_cast<double>(std::max<std::uint64_t>(1, target->manifest().size));
+      if (ratio > opts.deltaMaxRatio) {
+        failure = "a delta would be " + std::to_string(static_cast<int>(ratio * 100)) +
+                  "% of the image; fetch it whole";
+      } else {
+        ManifestOptions mo;
+        mo.kind = ArtifactKind::delta;
+        mo.imageName = target->manifest().imageName;
+        mo.imageVersion = target->manifest().imageVersion;
+        mo.output = target->manifest().output;
+        mo.basisId = std::string(ids::splitDelta(deltaId)->basis);
+        mo.targetId = target->id();
+        mo.deltaFormat = format;
+        mo.deltaBlockSize =
+            format == DeltaFormat::qcow2Clusters ? opts.deltaContentBlockSize : opts.deltaBlockSize;
+        mo.chunkSize = store_.options().chunkSize;
+        if (upload)
+          made = store_.addScratchFile(out, mo, scratchName);
+        else
+          store_.addFile(out, mo);
+        spdlog::info("artifact server: {} delta for {} is {} ({:.2f}% of the image)",
+                     toString(format), shortId(target->id()), formatBytes(stats.deltaBytes),
+                     ratio * 100);
+      }
+    } catch (const InsufficientSpace& e) {
+      failure = std::string("delta failed: ") + e.what() + "; try again later";
+      noSpace = true;
+      spdlog::error("artifact server: {}", failure);
+    } catch (const std::exception& e) {
+      failure = std::string("delta failed: ") + e.what();
+      spdlog::error("artifact server: {}", failure);
+    }
+    reactor_.post([this, alive, deltaId, failure, noSpace, upload, made, scratchName] {
+      if (alive.expired()) return;
+      auto it = deltaWorkers_.find(deltaId);
+      if (it != deltaWorkers_.end()) {
+        it->second.detach();  // this very thread is ending; nothing to join
+        deltaWorkers_.erase(it);
+      }
+      if (failure.empty()) {
+        ++stats_.deltasComputed;
+      } else if (!upload && !noSpace) {
+        // Remembered only when made from a basis held here: a failure from an uploaded
+        // signature says something about that upload, not about the delta, and must not let
+        // one peer's junk refuse the delta to everyone else.
+        if (deltaFailures_.size() >= 1024) deltaFailures_.clear();
+        deltaFailures_[deltaId] = failure;
+      }
+      if (!upload) return;
+      auto up = uploads_.find(*upload);
+      if (up == uploads_.end()) {
+        if (made) store_.scratch().removeTree(scratchName);
+        return;
+      }
+      if (!made) {
+        uploads_.erase(up);  // useless: its file goes now
+        return;
+      }
+      // The signature has served; the delta stays with the upload, for that key only, until
+      // it is idle for uploadTimeout (or replaced by another upload of the same delta).
+      SignatureUpload& u = *up->second;
+      u.fd.reset();
+      u.dir.unlink(u.name);
+      u.delta = made;
+      u.inUse = false;
+      u.lastPart = SteadyClock::now();
+    });
+  });
 }
 
 }  // namespace imgpipe::transfer

@@ -21,23 +21,28 @@
 #include "transfer/artifact_store.h"
 #include "transfer/connection_options.h"
 #include "transfer/grant_table.h"
+#include "transfer/key_budget.h"
 #include "transfer/peer_outbox.h"
 
 namespace imgpipe::transfer {
 
-// What one peer can make the server hold. Defaults are what a receiver keeping to its credit
-// window (at most 128 MiB in flight) never reaches.
+// What one peer can make the server hold. A peer is a key (its CURVE public key, the ZAP
+// User-Id), whatever number of connections it opens: every limit here is per key. Defaults are
+// what a receiver keeping to its credit window (at most 128 MiB in flight) never reaches.
 struct ServerLimits {
-  // Bytes queued for one peer and not yet taken by its TCP connection. Enforced as the ROUTER's
-  // per-peer high-water mark in messages, peerQueueBytes / the store's chunk size (at least 2):
-  // a send beyond it is refused by ZeroMQ (ROUTER_MANDATORY) and the chunk waits, as an index
-  // only, in the peer's outbox until the connection drains.
+  // Bytes queued for one key and not yet taken by its TCP connections. Enforced as the ROUTER's
+  // per-connection high-water mark in messages, peerQueueBytes / the store's chunk size /
+  // connectionsPerKey (at least 2): a send beyond it is refused by ZeroMQ (ROUTER_MANDATORY) and
+  // the chunk waits, as an index only, in the connection's outbox until it drains.
   std::uint64_t peerQueueBytes = 16 << 20;
-  // Chunk requests held per peer: parked (not here yet) plus owed (its queue is full).
+  // Chunk and manifest requests held per key across its connections: parked (not here yet)
+  // plus owed (its queue is full).
   std::size_t peerRequests = 4096;
+  // Connections per key that are served; messages on any further connection are ignored.
+  std::size_t connectionsPerKey = 8;
   std::size_t deltaJobs = 2;                        // deltas computed at once
   std::uint64_t signatureMax = 256ull << 20;        // the largest basis signature accepted
-  std::size_t signatureUploads = 4;                 // uploads in progress per peer
+  std::size_t signatureUploads = 4;                 // uploads (and deltas made from them) per key
   std::chrono::milliseconds uploadTimeout{60'000};  // an upload idle this long is removed
 };
 
@@ -65,6 +70,7 @@ struct ServerStats {
   std::uint64_t droppedRequests = 0;  // duplicates, and requests beyond a peer's limits
   std::uint64_t queueFull = 0;        // sends a peer's full queue refused (served later)
   std::uint64_t refusedUploads = 0;
+  std::uint64_t refusedConnections = 0;  // messages ignored: their key has connectionsPerKey
 };
 
 // The artifact server of an agent: a ROUTER (CurveZMQ server) on the reactor thread, with its own
@@ -72,7 +78,9 @@ struct ServerStats {
 // standalone tool). Answers manifests and chunk requests from the store, verifying each chunk as
 // it reads it; parks requests for chunks the store does not hold yet and answers them the moment
 // they arrive (cut-through at relays; several receivers of one relay each get every chunk as it
-// lands: fan-out). Computes deltas on a worker thread and keeps them in the store as artifacts.
+// lands: fan-out). Computes deltas on a worker thread: one between two artifacts held here is
+// kept in the store as an artifact; one from a peer's uploaded signature lives in scratch with
+// that upload, is served to that key only and goes with the upload.
 // Must live on one context with no other ZAP handler. What a peer can make it hold is bounded
 // (ServerLimits; docs/transfer.md, "Trust and limits"). Resource type.
 class ArtifactServer {
@@ -104,7 +112,8 @@ class ArtifactServer {
     std::string routingId;
     std::chrono::steady_clock::time_point since;
   };
-  // A basis signature being uploaded into the store's scratch space; the file goes with it.
+  // A basis signature being uploaded into the store's scratch space, then the delta made from it
+  // (in scratch too, never in the store); both files go with it.
   struct SignatureUpload {
     SignatureUpload(const StoreDir& dir, std::string name, std::string peerKey);
     ~SignatureUpload();
@@ -118,19 +127,20 @@ class ArtifactServer {
     std::uint64_t received = 0;
     std::uint32_t blockSize = 0;
     std::chrono::steady_clock::time_point lastPart;
-    bool inUse = false;  // a delta is being computed from it
+    bool inUse = false;               // a delta is being computed from it
+    std::shared_ptr<Artifact> delta;  // once computed: served to peerKey only
   };
   // A chunk message the peer's full queue refused: sent before anything else owed to it.
   struct HeldChunk {
     std::string header;
     zmq::message_t payload;
   };
-  // What the server holds for one connection (routing id).
+  // What the server holds for one admitted connection (routing id); its requests are counted
+  // against its key in budget_.
   struct Peer {
     explicit Peer(std::size_t capacity) : owed(capacity) {}
     std::optional<HeldChunk> held;
     PeerOutbox owed;
-    std::size_t parked = 0;
   };
   enum class SendResult { sent, full, gone };
 
@@ -143,6 +153,11 @@ class ArtifactServer {
   SendResult sendChunk(const std::string& routingId, const std::string& header,
                        zmq::message_t& payload);
   Peer& peer(const std::string& routingId);
+  // The connection is gone: its requests, parked or owed, and its slot go with it.
+  void forget(const std::string& routingId);
+  // What `key` is served under `id`: the store's artifact, else a delta made from that key's own
+  // uploaded signature.
+  std::shared_ptr<Artifact> find(const std::string& key, const std::string& id);
   void pump();
   void schedulePump();
   void unpark(const std::string& routingId);
@@ -183,6 +198,7 @@ class ArtifactServer {
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 
   GrantTable grants_;
+  KeyBudget budget_;
   std::map<std::string, Peer> peers_;  // routing id -> what is held for it
   net::Reactor::TimerId pumpTimer_ = 0;
   std::map<std::string, std::map<std::uint32_t, std::vector<Parked>>> parked_;

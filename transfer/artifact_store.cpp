@@ -454,6 +454,35 @@ std::uint64_t ArtifactStore::freeBytes() const {
   return free > options_.reserveBytes ? free - options_.reserveBytes : 0;
 }
 
+void ArtifactStore::requireSpace(std::uint64_t need, const std::string& what,
+                                 ErrorKind kind) const {
+  const std::uint64_t avail = freeBytes();
+  if (need <= avail) return;
+  throw InsufficientSpace(
+      "not enough disk space in " + options_.dir.string() + " for " + what + ": needs " +
+          formatBytes(need) + " (" + std::to_string(need) + " bytes), " + formatBytes(avail) +
+          " (" + std::to_string(avail) + " bytes) available" +
+          (options_.reserveBytes ? " after the reserve of " + formatBytes(options_.reserveBytes)
+                                 : ""),
+      kind);
+}
+
+std::shared_ptr<Artifact> ArtifactStore::addScratchFile(const fs::path& file,
+                                                        const ManifestOptions& mo,
+                                                        const std::string& name) {
+  StoreDir dir = scratch_.sub(name, true);
+  dir.linkOrCopyIn(file, "data");
+  Manifest m;
+  {
+    UniqueFd data = dir.open("data", O_RDONLY);
+    m = buildManifest(data.get(), dir.path("data"), mo);
+  }
+  ids::require("artifact id", ids::Kind::artifactId, m.id());
+  std::string encoded = encodeManifest(m);
+  return std::make_shared<Artifact>(*this, std::move(dir), std::move(encoded), std::move(m), true,
+                                    nextSeq());
+}
+
 std::shared_ptr<Artifact> ArtifactStore::addFile(const fs::path& file, const ManifestOptions& mo) {
   if (mo.kind == ArtifactKind::image) {
     ids::require("image name", ids::Kind::imageName, mo.imageName);
@@ -534,17 +563,8 @@ std::shared_ptr<Artifact> ArtifactStore::openPartial(const std::string& encoded)
   }
   const std::uint64_t have = allocatedBytes(objects_, id + "/data");
   const std::uint64_t need = m->size > have ? m->size - have : 0;
-  const std::uint64_t avail = freeBytes();
-  auto refuse = [&] {
-    throw InsufficientSpace(
-        "not enough disk space in " + options_.dir.string() + " for " +
-        (m->imageName.empty() ? id : m->imageName + " " + m->imageVersion) + ": needs " +
-        formatBytes(need) + " (" + std::to_string(need) + " bytes), " + formatBytes(avail) + " (" +
-        std::to_string(avail) + " bytes) available" +
-        (options_.reserveBytes ? " after the reserve of " + formatBytes(options_.reserveBytes)
-                               : ""));
-  };
-  if (need > avail) refuse();
+  const std::string what = m->imageName.empty() ? id : m->imageName + " " + m->imageVersion;
+  requireSpace(need, what);
   {
     // Whatever fails from here on (no space, an I/O error) removes the stage at once.
     StagedDir stage(objects_, ".stage-" + id);
@@ -552,7 +572,10 @@ std::shared_ptr<Artifact> ArtifactStore::openPartial(const std::string& encoded)
     UniqueFd fd = stage.dir().open("data", O_RDWR | O_CREAT, 0644);
     if (m->size > 0) {
       int rc = ::posix_fallocate(fd.get(), 0, static_cast<off_t>(m->size));
-      if (rc == ENOSPC) refuse();
+      if (rc == ENOSPC) {
+        requireSpace(need, what);  // the space went meanwhile: named like any shortage
+        throw InsufficientSpace("disk full while allocating " + stage.dir().path("data").string());
+      }
       if (rc != 0 && ::ftruncate(fd.get(), static_cast<off_t>(m->size)) != 0)
         throwErrno("cannot size " + stage.dir().path("data").string());
     }

@@ -180,6 +180,12 @@ class ArtifactStore {
   // Adds a locally made file (a computed delta) as a complete artifact, moving it in.
   std::shared_ptr<Artifact> addFile(const std::filesystem::path& file,
                                     const ManifestOptions& options);
+  // A locally made file as a complete artifact in scratch space, in directory `name` there: what
+  // is served but must not be kept (a delta from a peer's uploaded signature). Never found,
+  // listed or retained by the store; the caller removes scratch().removeTree(name) when done, and
+  // the store's scratch goes with the store anyway.
+  std::shared_ptr<Artifact> addScratchFile(const std::filesystem::path& file,
+                                           const ManifestOptions& options, const std::string& name);
 
   // A partial artifact to fetch into (or the existing one, partial or complete). Checks free
   // space and preallocates the data file; throws InsufficientSpace naming path, need, available.
@@ -192,7 +198,11 @@ class ArtifactStore {
   // (an iso is no basis for a qcow2).
   std::shared_ptr<Artifact> newestImage(const std::string& imageName, definition::OutputKind output,
                                         const std::string& excludeId) const;
-  std::uint64_t freeBytes() const;
+  std::uint64_t freeBytes() const;  // free space beyond the reserve
+  // Throws InsufficientSpace (of `kind`) unless `need` bytes fit beside the reserve, naming the
+  // store, `what`, the need and what is available.
+  void requireSpace(std::uint64_t need, const std::string& what,
+                    ErrorKind kind = ErrorKind::failed) const;
 
   // Keeps the newest `retention` complete versions of the image name as `output` (and deltas
   // between kept versions); artifacts in use by a transfer are left for the next round.

@@ -125,6 +125,7 @@ TransferConfig parseTransferConfig(const YamlReader& s, const std::filesystem::p
     auto& x = c.limits;
     if (auto v = l.at("peer_queue"); !v.isNull()) x.peerQueueBytes = v.asSize();
     x.peerRequests = l.get<std::size_t>("peer_requests", x.peerRequests);
+    x.connectionsPerKey = l.get<std::size_t>("connections_per_key", x.connectionsPerKey);
     x.deltaJobs = l.get<std::size_t>("delta_jobs", x.deltaJobs);
     if (auto v = l.at("signature_max"); !v.isNull()) x.signatureMax = v.asSize();
     x.signatureUploads = l.get<std::size_t>("signature_uploads", x.signatureUploads);
@@ -133,6 +134,7 @@ TransferConfig parseTransferConfig(const YamlReader& s, const std::filesystem::p
     if (x.peerQueueBytes < c.chunkSize)
       l.at("peer_queue").fail("must hold at least one chunk (chunk_size)");
     if (x.peerRequests == 0) l.at("peer_requests").fail("must be at least 1");
+    if (x.connectionsPerKey == 0) l.at("connections_per_key").fail("must be at least 1");
     if (x.deltaJobs == 0) l.at("delta_jobs").fail("must be at least 1");
     if (x.signatureUploads == 0) l.at("signature_uploads").fail("must be at least 1");
     if (x.uploadTimeout.count() <= 0) l.at("upload_timeout").fail("must be positive");

@@ -43,12 +43,13 @@ namespace imgpipe::transfer {
 //       content_block_size: 1024    # librsync block over qcow2 cluster contents (qcow2 format)
 //       max_ratio: 0.6              # offer no delta larger than this share of the image
 //       xz_preset: 3                # xz level of delta streams (6: ~5% smaller, twice the time)
-//     limits:                       # what one peer can make the artifact server hold
-//       peer_queue: 16M             # bytes queued to one peer, not yet taken by its connection
-//       peer_requests: 4096         # chunk requests held per peer (parked or owed)
+//     limits:                       # what one peer (key) can make the artifact server hold
+//       peer_queue: 16M             # bytes queued to one key, not yet taken by its connections
+//       peer_requests: 4096         # requests held per key (parked or owed)
+//       connections_per_key: 8      # connections of one key served; others are ignored
 //       delta_jobs: 2               # deltas computed at once
 //       signature_max: 256M         # the largest basis signature accepted
-//       signature_uploads: 4        # signature uploads in progress per peer
+//       signature_uploads: 4        # signature uploads (and deltas from them) per key
 //       upload_timeout: 60s         # an unfinished or unused upload is removed after this
 struct TransferConfig {
   std::string listen = "tcp://*:7701";

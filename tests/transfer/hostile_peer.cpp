@@ -8,6 +8,13 @@
 //   hostile_peer signatures --to EP --server-key PUB --key KEY --target ID --count N
 //       uploads N junk signatures under made-up basis ids (and some hostile ones), asks for
 //       deltas from them, leaves some uploads unfinished
+//   hostile_peer connections --to EP --server-key PUB --key KEY --artifact ID --connections N
+//                            --chunks K --manifests M --hold S
+//       opens N connections with the one key; on each asks for chunks 0..K-1 of ID and for M
+//       manifests of made-up ids (parked: not here yet), and never reads
+//   hostile_peer uploaded-delta --to EP --server-key PUB --key KEY --target ID --basis-file F
+//       a real librsync signature of F uploaded under a made-up basis id; waits for the delta
+//       and fetches every chunk of it. Prints "delta ID chunks N received M bytes B"
 //   hostile_peer upstream   --listen EP --key KEY --file F --name N --version V --mode M
 //                           [--value-hex HEX]
 //       an upstream artifact server whose answers carry the hostile value (hex-encoded, so it
@@ -18,10 +25,13 @@
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <random>
+#include <set>
 #include <thread>
 #include <zmq.hpp>
 
@@ -29,6 +39,8 @@
 #include "common/net/curve_keys.h"
 #include "common/net/zap_handler.h"
 #include "protocol/ids.h"
+#include "transfer/delta.h"
+#include "transfer/fetch_session.h"
 #include "transfer/manifest.h"
 #include "transfer/transfer_wire.h"
 
@@ -36,6 +48,7 @@ using namespace imgpipe;
 using namespace imgpipe::transfer;
 using Body = proto::TransferMessage::Body;
 using namespace std::chrono_literals;
+namespace fs = std::filesystem;
 
 namespace {
 
@@ -64,11 +77,14 @@ struct Client {
   zmq::socket_t socket{context, zmq::socket_type::dealer};
   zmq::socket_t monitor{context, zmq::socket_type::pair};
 
-  Client(const std::string& to, const std::string& serverKey, const net::CurveKeyPair& key) {
+  Client(const std::string& to, const std::string& serverKey, const net::CurveKeyPair& key,
+         bool reads = false) {
     net::configureCurveClient(socket, key.publicKey, key.secretKey, serverKey);
-    // Read as little as possible: what the server sends stays queued on its side.
-    socket.set(zmq::sockopt::rcvhwm, 1);
-    socket.set(zmq::sockopt::rcvbuf, 4096);
+    if (!reads) {
+      // Read as little as possible: what the server sends stays queued on its side.
+      socket.set(zmq::sockopt::rcvhwm, 1);
+      socket.set(zmq::sockopt::rcvbuf, 4096);
+    }
     socket.set(zmq::sockopt::linger, 0);
     zmq_socket_monitor(socket.handle(), "inproc://hostile-monitor",
                        ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED);
@@ -187,6 +203,149 @@ int signatures(Client& c, const std::string& target, int count) {
     std::cout << " " << k << " " << v;
   std::cout << std::endl;
   return 0;
+}
+
+// Many connections of one key, each holding the server to as much as it will hold for it.
+int connections(const std::string& to, const std::string& serverKey, const net::CurveKeyPair& key,
+                const std::string& artifact, int count, int chunks, int manifests, int holdS) {
+  zmq::context_t context(1);
+  std::vector<zmq::socket_t> sockets;
+  for (int i = 0; i < count; ++i) {
+    auto& s = sockets.emplace_back(context, zmq::socket_type::dealer);
+    net::configureCurveClient(s, key.publicKey, key.secretKey, serverKey);
+    s.set(zmq::sockopt::rcvhwm, 1);
+    s.set(zmq::sockopt::rcvbuf, 4096);
+    s.set(zmq::sockopt::linger, 0);
+    s.connect(to);
+  }
+  std::mt19937_64 rng(11);
+  for (auto& s : sockets) {
+    wire::Message m;
+    auto r = m.body().initGetChunks();
+    r.setArtifactId(artifact);
+    auto list = r.initIndices(static_cast<unsigned>(chunks));
+    for (unsigned j = 0; j < static_cast<unsigned>(chunks); ++j)
+      list.set(j, j);
+    const auto bytes = m.bytes();
+    s.send(zmq::buffer(bytes), zmq::send_flags::none);  // queued until the handshake is done
+    for (int j = 0; j < manifests; ++j) {
+      wire::Message g;
+      g.body().initGetManifest().setArtifactId(randomHex(rng));
+      const auto b = g.bytes();
+      s.send(zmq::buffer(b), zmq::send_flags::none);
+    }
+  }
+  std::cout << "opened " << count << std::endl;
+  std::this_thread::sleep_for(std::chrono::seconds(holdS));  // and never read a byte
+  return 0;
+}
+
+// Receives the next message whose body is of kind `which`, its payload into `payload`.
+std::optional<std::string> receive(Client& c, Body::Which which, std::string* payload,
+                                   std::chrono::steady_clock::time_point until) {
+  while (std::chrono::steady_clock::now() < until) {
+    zmq::message_t header;
+    if (!c.socket.recv(header)) continue;
+    std::string extra;
+    if (header.more()) {
+      zmq::message_t p;
+      (void)c.socket.recv(p);
+      extra = p.to_string();
+      while (p.more())
+        (void)c.socket.recv(p);
+    }
+    auto d = wire::decode(header.data(), header.size());
+    if (std::holds_alternative<wire::Refused>(d)) continue;
+    if (std::get<0>(d)->root().getBody().which() != which) continue;
+    if (payload) *payload = std::move(extra);
+    return header.to_string();
+  }
+  return std::nullopt;
+}
+
+int uploadedDelta(Client& c, const std::string& target, const std::string& basisFile) {
+  if (!c.waitEvent(ZMQ_EVENT_HANDSHAKE_SUCCEEDED, 10s)) {
+    std::cout << "no handshake" << std::endl;
+    return 1;
+  }
+  c.socket.set(zmq::sockopt::rcvtimeo, 200);
+  std::random_device seed;
+  std::mt19937_64 rng(seed());
+  const std::string basis = randomHex(rng);  // a basis the server has never seen
+  const auto until = std::chrono::steady_clock::now() + 90s;
+  auto open = [&] {
+    wire::Message d;
+    auto o = d.body().initOpenDelta();
+    o.setTargetId(text(target));
+    o.setBasisId(text(basis));
+    o.initFormats(1).set(0, proto::DeltaFormat::RDIFF_XZ);
+    c.send(d);
+  };
+  auto decode = [](const std::string& h) { return wire::decode(h.data(), h.size()); };
+  open();
+  auto first = receive(c, Body::DELTA_REPLY, nullptr, until);
+  if (!first) return std::cout << "no delta reply" << std::endl, 1;
+  auto r1 = std::get<0>(decode(*first))->root().getBody().getDeltaReply();
+  if (!r1.isNeedSignature()) return std::cout << "no signature asked for" << std::endl, 1;
+  const fs::path sig = fs::temp_directory_path() / ("hostile-" + basis + ".sig");
+  makeSignature(basisFile, sig, r1.getNeedSignature());
+  std::ifstream in(sig, std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(in)), {});
+  fs::remove(sig);
+  for (std::uint64_t off = 0; off < bytes.size(); off += kSignaturePart) {
+    const std::string part = bytes.substr(off, kSignaturePart);
+    wire::Message m;
+    auto p = m.body().initSignaturePart();
+    p.setTargetId(text(target));
+    p.setBasisId(text(basis));
+    p.setOffset(off);
+    p.setTotalSize(bytes.size());
+    p.setBlockSize(r1.getNeedSignature());
+    c.send(m, &part);
+  }
+  // Asked again until it is ready.
+  std::string deltaId, encoded;
+  while (deltaId.empty() && std::chrono::steady_clock::now() < until) {
+    open();
+    auto h = receive(c, Body::DELTA_REPLY, nullptr, until);
+    if (!h) continue;
+    auto r = std::get<0>(decode(*h))->root().getBody().getDeltaReply();
+    if (r.isReady()) {
+      deltaId = wire::toString(r.getReady().getArtifactId());
+      encoded = wire::toString(r.getReady().getEncoded());
+    } else if (r.isUnavailable()) {
+      std::cout << "unavailable " << wire::toString(r.getUnavailable()) << std::endl;
+      return 1;
+    } else {
+      std::this_thread::sleep_for(250ms);
+    }
+  }
+  std::string why;
+  auto manifest = decodeManifest(encoded, &why);
+  if (deltaId.empty() || !manifest) return std::cout << "no delta " << why << std::endl, 1;
+  wire::Message g;
+  auto req = g.body().initGetChunks();
+  req.setArtifactId(text(deltaId));
+  auto list = req.initIndices(manifest->chunkCount());
+  for (std::uint32_t i = 0; i < manifest->chunkCount(); ++i)
+    list.set(i, i);
+  c.send(g);
+  std::set<std::uint32_t> received;
+  std::uint64_t total = 0;
+  while (received.size() < manifest->chunkCount() && std::chrono::steady_clock::now() < until) {
+    std::string payload;
+    auto h = receive(c, Body::CHUNK, &payload, until);
+    if (!h) break;
+    auto chunk = std::get<0>(decode(*h))->root().getBody().getChunk();
+    if (wire::toString(chunk.getArtifactId()) != deltaId) continue;
+    if (chunk.getIndex() >= manifest->chunkCount() ||
+        sha256(payload) != manifest->chunkHash(chunk.getIndex()))
+      continue;
+    if (received.insert(chunk.getIndex()).second) total += payload.size();
+  }
+  std::cout << "delta " << deltaId << " chunks " << manifest->chunkCount() << " received "
+            << received.size() << " bytes " << total << std::endl;
+  return received.size() == manifest->chunkCount() ? 0 : 1;
 }
 
 // --- a hostile upstream -----------------------------------------------------------------------
@@ -316,7 +475,7 @@ int main(int argc, char** argv) {
   CLI::App app{"a misbehaving transfer peer, for tests"};
   app.require_subcommand(1);
   std::string to, serverKey, keyFile, artifact, target, listen, file, name, version, mode, valueHex;
-  int count = 1, hold = 0;
+  int count = 1, hold = 0, chunks = 1, manifests = 0;
   auto client = [&](CLI::App* c) {
     c->add_option("--to", to)->required();
     c->add_option("--server-key", serverKey)->required();
@@ -333,6 +492,17 @@ int main(int argc, char** argv) {
   client(sigCmd);
   sigCmd->add_option("--target", target)->required();
   sigCmd->add_option("--count", count);
+  auto* connCmd = app.add_subcommand("connections");
+  client(connCmd);
+  connCmd->add_option("--artifact", artifact)->required();
+  connCmd->add_option("--connections", count);
+  connCmd->add_option("--chunks", chunks);
+  connCmd->add_option("--manifests", manifests);
+  connCmd->add_option("--hold", hold);
+  auto* deltaCmd = app.add_subcommand("uploaded-delta");
+  client(deltaCmd);
+  deltaCmd->add_option("--target", target)->required();
+  deltaCmd->add_option("--basis-file", file)->required();
   auto* upCmd = app.add_subcommand("upstream");
   upCmd->add_option("--listen", listen)->required();
   upCmd->add_option("--key", keyFile)->required();
@@ -361,7 +531,11 @@ int main(int argc, char** argv) {
       u.data.assign(std::istreambuf_iterator<char>(in), {});
       return upstream(listen, key, std::move(u));
     }
-    Client c(to, net::loadPublicKey(serverKey), key);
+    if (*connCmd)
+      return connections(to, net::loadPublicKey(serverKey), key, artifact, count, chunks, manifests,
+                         hold);
+    Client c(to, net::loadPublicKey(serverKey), key, static_cast<bool>(*deltaCmd));
+    if (*deltaCmd) return uploadedDelta(c, target, file);
     if (*floodCmd) return flood(c, artifact, count, hold);
     if (*bigCmd) return bigframe(c);
     if (*sigCmd) return signatures(c, target, count);

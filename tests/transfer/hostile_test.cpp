@@ -3,6 +3,7 @@
 // cost the other side bounded memory, leave nothing in its store and nothing outside it.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <fstream>
 #include <random>
 #include <thread>
@@ -181,6 +182,100 @@ TEST_F(HostileLoopback, FiftySignatureUploadsUnderMadeUpBasisIdsLeaveNothingInTh
   EXPECT_TRUE(server->running());
   const auto log = server->log();
   EXPECT_NE(log.find("signaturePart.basisId"), std::string::npos) << "hostile ids not refused";
+}
+
+// One key, 200 connections, each asking for every chunk and parking 4096 manifest requests for
+// made-up ids, never reading: the server holds for that key what it holds for one peer (8
+// connections served, requests per key), and another key's fetch meanwhile succeeds.
+TEST_F(HostileLoopback, TwoHundredConnectionsOfOneKeyCostTheServerWhatOneKeyMay) {
+  auto a = import("server", randomFile(dir() / "image", 4 << 20, 6), "1");
+  auto server = serve();
+  std::this_thread::sleep_for(1s);
+  const auto rssStart = rssKiB(server->pid());
+  std::atomic<bool> done{false};
+  std::atomic<std::uint64_t> rssMax{rssStart};
+  std::jthread sampler([&] {
+    while (!done) {
+      rssMax = std::max<std::uint64_t>(rssMax, rssKiB(server->pid()));
+      std::this_thread::sleep_for(100ms);
+    }
+  });
+  Daemon flood({hostilePeer().string(), "connections", "--to", endpoint(), "--server-key",
+                pub("server").string(), "--key", key("bad").string(), "--artifact", a.id,
+                "--connections", "200", "--chunks", "4", "--manifests", "4096", "--hold", "60"},
+               dir() / "flood.log");
+  ASSERT_TRUE(flood.waitForLog("opened 200", 60s)) << flood.log();
+  std::this_thread::sleep_for(10s);  // every request is in; the queues towards it are full
+  auto good = fetch(endpoint(), pub("server").string(), a);
+  std::this_thread::sleep_for(2s);
+  done = true;
+  sampler.join();
+  const double growthMiB = (static_cast<double>(rssMax) - static_cast<double>(rssStart)) / 1024;
+  std::cout << "server RSS " << rssStart / 1024 << " MiB at start, " << growthMiB
+            << " MiB more at most with 200 connections of one key" << std::endl;
+  EXPECT_EQ(good.exitCode, 0) << good.err;
+  EXPECT_LT(growthMiB, 64.0);
+  EXPECT_TRUE(server->running());
+  EXPECT_TRUE(server->waitForLog("connections_per_key", 1s)) << "no connection was ignored";
+}
+
+// Six peers, each with its own key, upload a real signature of a basis the server has never
+// seen: each gets its delta computed and every chunk of it served, and the store holds exactly
+// what it held before (the deltas lived in scratch, with their uploads, and are gone with them).
+TEST_F(HostileLoopback, DeltasFromSixPeersUploadedSignaturesAreServedAndNeverStored) {
+  const auto image = randomFile(dir() / "image", 4 << 20, 7);
+  auto a = import("server", image, "2");
+  // The peers' made-up basis: the image with its first 64 KiB changed, so the delta is small.
+  std::string basis = readFile(image);
+  for (std::size_t i = 0; i < (64u << 10); ++i)
+    basis[i] = static_cast<char>(basis[i] ^ 0x5a);
+  std::ofstream(dir() / "basis", std::ios::binary) << basis;
+  std::ofstream(dir() / "limits.yaml") << "transfer:\n  limits:\n    upload_timeout: 2s\n";
+  std::vector<std::string> extra{"--config", (dir() / "limits.yaml").string()};
+  for (int i = 0; i < 6; ++i) {
+    const std::string k = "peer" + std::to_string(i);
+    checkCommand({transferTool().string(), "keygen", k, "--dir", (dir() / "keys").string()});
+    extra.insert(extra.end(), {"--allow", pub(k).string()});
+  }
+  auto server = serve(extra);
+  const std::string before = listing(store("server") / "objects");
+  const auto artifactsBefore =
+      std::distance(fs::directory_iterator(store("server") / "objects"), fs::directory_iterator());
+  std::vector<CommandOutput> outs(6);
+  {
+    std::vector<std::jthread> peers;
+    for (int i = 0; i < 6; ++i)
+      peers.emplace_back([&, i] {
+        outs[i] = run({hostilePeer().string(), "uploaded-delta", "--to", endpoint(), "--server-key",
+                       pub("server").string(), "--key", key("peer" + std::to_string(i)).string(),
+                       "--target", a.id, "--basis-file", (dir() / "basis").string()},
+                      120s);
+      });
+  }
+  for (const auto& out : outs) {
+    EXPECT_EQ(out.exitCode, 0) << out.out << out.err;
+    // Served: every chunk of a delta, checked against its manifest.
+    EXPECT_NE(out.out.find("delta delta-"), std::string::npos) << out.out;
+    const auto chunks = field(out.out, "chunks");
+    EXPECT_FALSE(chunks.empty()) << out.out;
+    EXPECT_NE(out.out.find("received " + chunks.substr(0, chunks.find(' ')) + " "),
+              std::string::npos)
+        << out.out;
+  }
+  std::cout << outs[0].out;
+  EXPECT_EQ(listing(store("server") / "objects"), before);
+  EXPECT_EQ(
+      std::distance(fs::directory_iterator(store("server") / "objects"), fs::directory_iterator()),
+      artifactsBefore);
+  // Idle for upload_timeout: the deltas go from scratch too.
+  auto deltasInScratch = [&] {
+    int n = 0;
+    for (const auto& e : fs::recursive_directory_iterator(store("server") / "tmp"))
+      n += e.path().extension() == ".delta";
+    return n;
+  };
+  EXPECT_TRUE(waitUntil([&] { return deltasInScratch() == 0; }, 15s)) << deltasInScratch();
+  EXPECT_TRUE(server->running());
 }
 
 // The fetch against an upstream whose answers carry identifiers that are not data: it fails

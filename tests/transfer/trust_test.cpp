@@ -7,6 +7,7 @@
 
 #include "protocol/ids.h"
 #include "transfer/grant_table.h"
+#include "transfer/key_budget.h"
 #include "transfer/manifest.h"
 #include "transfer/peer_outbox.h"
 #include "transfer/transfer_config.h"
@@ -226,12 +227,61 @@ TEST(PeerOutbox, OwesEachChunkOnceAndHoldsAtMostItsCapacity) {
   EXPECT_TRUE(box.add({kA, 0, now})) << "owed again once it went out";
 }
 
+TEST(KeyBudget, AKeysConnectionsAndRequestsAreCappedWhateverTheNumberOfConnections) {
+  KeyBudget b(3, 10);
+  const auto now = std::chrono::steady_clock::now();
+  const std::string key(40, 'k'), other(40, 'o');
+  int admitted = 0;
+  for (int i = 0; i < 200; ++i)
+    admitted += b.admit("c" + std::to_string(i), key, now);
+  EXPECT_EQ(admitted, 3);
+  EXPECT_EQ(b.keyConnections(key), 3u);
+  EXPECT_FALSE(b.admitted("c3")) << "nothing kept for a connection beyond the cap";
+  EXPECT_TRUE(b.admit("c0", key, now)) << "an admitted connection stays admitted";
+  EXPECT_FALSE(b.admit("c0", other, now)) << "a routing id is one key's";
+  EXPECT_TRUE(b.admit("x", other, now)) << "another key has its own connections";
+  // Requests: 10 for the key across its connections, however they are spread.
+  int taken = 0;
+  for (int i = 0; i < 100; ++i)
+    taken += b.take("c" + std::to_string(i % 3));
+  EXPECT_EQ(taken, 10);
+  EXPECT_EQ(b.keyRequests(key), 10u);
+  EXPECT_FALSE(b.take("c5")) << "a connection not admitted holds nothing";
+  EXPECT_TRUE(b.take("x")) << "another key's requests are its own";
+  b.give("c0");
+  EXPECT_EQ(b.keyRequests(key), 9u);
+  EXPECT_TRUE(b.take("c1"));
+  // A connection gone returns its slot and its requests.
+  const auto held = b.requests("c1");
+  EXPECT_GT(held, 0u);
+  b.forget("c1");
+  EXPECT_EQ(b.keyRequests(key), 10u - held);
+  EXPECT_EQ(b.keyConnections(key), 2u);
+  EXPECT_TRUE(b.admit("c100", key, now));
+  EXPECT_FALSE(b.admit("c101", key, now));
+  b.give("c1");  // gone: nothing to give back twice
+  EXPECT_EQ(b.keyRequests(key), 10u - held);
+}
+
+TEST(KeyBudget, OnlySilentConnectionsHoldingNothingAreIdle) {
+  KeyBudget b(8, 10);
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::string key(40, 'k');
+  b.admit("quiet", key, t0);
+  b.admit("holding", key, t0);
+  b.admit("talking", key, t0);
+  ASSERT_TRUE(b.take("holding"));
+  b.admit("talking", key, t0 + std::chrono::seconds(60));
+  EXPECT_EQ(b.idleSince(t0 + std::chrono::seconds(30)), std::vector<std::string>{"quiet"});
+}
+
 TEST(TransferConfig, ReadsTheLimitsStrictly) {
   auto doc = YamlReader::fromString(R"(
 transfer:
   limits:
     peer_queue: 8M
     peer_requests: 100
+    connections_per_key: 3
     delta_jobs: 1
     signature_max: 1M
     signature_uploads: 2
@@ -241,6 +291,7 @@ transfer:
   auto c = parseTransferConfig(doc.at("transfer"), "/state", true);
   EXPECT_EQ(c.limits.peerQueueBytes, 8u << 20);
   EXPECT_EQ(c.limits.peerRequests, 100u);
+  EXPECT_EQ(c.limits.connectionsPerKey, 3u);
   EXPECT_EQ(c.limits.deltaJobs, 1u);
   EXPECT_EQ(c.limits.signatureMax, 1u << 20);
   EXPECT_EQ(c.limits.signatureUploads, 2u);
@@ -248,6 +299,7 @@ transfer:
   EXPECT_EQ(c.serverOptions().limits.deltaJobs, 1u);
   auto defaults = parseTransferConfig(YamlReader::fromString("{}", "t"), "/state", true);
   EXPECT_EQ(defaults.limits.deltaJobs, 2u);
+  EXPECT_EQ(defaults.limits.connectionsPerKey, 8u);
   auto unknown = YamlReader::fromString("transfer:\n  limits:\n    peer_qeue: 8M\n", "t");
   try {
     parseTransferConfig(unknown.at("transfer"), "/state", true);
@@ -257,4 +309,7 @@ transfer:
   }
   auto zero = YamlReader::fromString("transfer:\n  limits:\n    delta_jobs: 0\n", "t");
   EXPECT_THROW(parseTransferConfig(zero.at("transfer"), "/state", true), std::exception);
+  auto noConnections =
+      YamlReader::fromString("transfer:\n  limits:\n    connections_per_key: 0\n", "t");
+  EXPECT_THROW(parseTransferConfig(noConnections.at("transfer"), "/state", true), std::exception);
 }
