@@ -673,9 +673,12 @@ void ArtifactServer::signaturePart(const std::string& routingId, const std::stri
     if (static_cast<std::size_t>(mine) >= options_.limits.signatureUploads)
       return refuse("too many signature uploads in progress from this peer");
     if (offset != 0) return refuse("a signature upload that does not start at offset 0");
-    // Counted against the disk reserve like any artifact.
-    if (total > store_.freeBytes())
-      return refuse("not enough disk space for a signature of " + formatBytes(total));
+    // Counted against the disk reserve like any artifact, and refused in the same words.
+    try {
+      store_.requireSpace(total, "a basis signature", ErrorKind::transient);
+    } catch (const InsufficientSpace& e) {
+      return refuse(e.what());
+    }
     auto upload = std::make_unique<SignatureUpload>(store_.scratch(),
                                                     "sig-" + std::to_string(++uploadCounter_), key);
     upload->total = total;

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <spdlog/spdlog.h>
+#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -226,10 +227,19 @@ void StoreDir::linkOrCopyIn(const fs::path& source, std::string_view rel) const 
   if (!in) throwErrno("cannot open " + source.string());
   UniqueFd out(openBeneath(parent.get(), name, O_WRONLY | O_CREAT | O_EXCL, 0644));
   if (!out) throwErrno("cannot create " + path(rel).string() + why(name));
+  // copy_file_range shares extents where the filesystem can; since Linux 5.19 it refuses two
+  // filesystems of different types (EXDEV: a store on tmpfs or its own disk), and some
+  // filesystems do not implement it: sendfile copies through the page cache instead.
+  bool plain = false;
   for (;;) {
-    const ssize_t n = ::copy_file_range(in.get(), nullptr, out.get(), nullptr, 1 << 30, 0);
+    const ssize_t n = plain ? ::sendfile(out.get(), in.get(), nullptr, 1 << 30)
+                            : ::copy_file_range(in.get(), nullptr, out.get(), nullptr, 1 << 30, 0);
     if (n < 0) {
       if (errno == EINTR) continue;
+      if (!plain && (errno == EXDEV || errno == EOPNOTSUPP || errno == ENOSYS || errno == EINVAL)) {
+        plain = true;
+        continue;
+      }
       throwErrno("cannot copy " + source.string() + " to " + path(rel).string());
     }
     if (n == 0) return;

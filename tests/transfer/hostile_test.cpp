@@ -2,6 +2,7 @@
 // granted CurveZMQ keys, against a real `imgpipe-transfer serve` or `fetch`. What they try must
 // cost the other side bounded memory, leave nothing in its store and nothing outside it.
 #include <gtest/gtest.h>
+#include <sys/mount.h>
 
 #include <atomic>
 #include <fstream>
@@ -276,6 +277,48 @@ TEST_F(HostileLoopback, DeltasFromSixPeersUploadedSignaturesAreServedAndNeverSto
   };
   EXPECT_TRUE(waitUntil([&] { return deltasInScratch() == 0; }, 15s)) << deltasInScratch();
   EXPECT_TRUE(server->running());
+}
+
+// A delta the store's disk cannot hold beside its reserve is refused before a byte of it is
+// written, naming the store, the need and what is free, and the server goes on serving. The
+// store is a 12 MiB tmpfs holding an 8 MiB image: the peer's signature fits, the delta does not.
+TEST_F(HostileLoopback, ADeltaTheStoresDiskCannotHoldIsRefusedBeforeAnythingIsWritten) {
+  struct SmallDisk {
+    explicit SmallDisk(const fs::path& at) : path(at) {
+      fs::create_directories(at);
+      checkCommand({"mount", "-t", "tmpfs", "-o", "size=12m", "imgpipe-hostile-store", at});
+    }
+    ~SmallDisk() { ::umount2(path.c_str(), MNT_DETACH); }
+    fs::path path;
+  } disk(store("server"));
+  const auto image = randomFile(dir() / "image", 8 << 20, 8);
+  auto a = import("server", image, "2");
+  ASSERT_FALSE(a.id.empty());
+  std::string basis = readFile(image);
+  for (std::size_t i = 0; i < (64u << 10); ++i)
+    basis[i] = static_cast<char>(basis[i] ^ 0x5a);
+  std::ofstream(dir() / "basis", std::ios::binary) << basis;
+  checkCommand({transferTool().string(), "keygen", "peer", "--dir", (dir() / "keys").string()});
+  auto server = serve({"--allow", pub("peer").string()});
+  const std::string before = listing(store("server") / "objects");
+  auto out = run({hostilePeer().string(), "uploaded-delta", "--to", endpoint(), "--server-key",
+                  pub("server").string(), "--key", key("peer").string(), "--target", a.id,
+                  "--basis-file", (dir() / "basis").string()},
+                 120s);
+  EXPECT_NE(out.exitCode, 0) << out.out << out.err;
+  EXPECT_NE(out.out.find("unavailable not enough disk space in " + store("server").string()),
+            std::string::npos)
+      << out.out << out.err;
+  EXPECT_NE(out.out.find("needs 8.0 MiB"), std::string::npos) << out.out;
+  EXPECT_EQ(out.out.find("for a basis signature"), std::string::npos) << out.out;
+  int deltas = 0;
+  for (const auto& e : fs::recursive_directory_iterator(store("server")))
+    deltas += e.path().extension() == ".delta";
+  EXPECT_EQ(deltas, 0);
+  EXPECT_EQ(listing(store("server") / "objects"), before);
+  EXPECT_TRUE(server->running());
+  // The server goes on serving: a granted fetch of the image itself succeeds.
+  EXPECT_EQ(fetch(endpoint(), pub("server").string(), a).exitCode, 0);
 }
 
 // The fetch against an upstream whose answers carry identifiers that are not data: it fails
