@@ -27,6 +27,7 @@
 #include "agent-build/disk/loop_device.h"
 #include "agent-build/runner/build_task_runner.h"
 #include "common/file_util.h"
+#include "common/hash.h"
 #include "common/subprocess.h"
 #include "common/unique_fd.h"
 #include "tests/build/support/build_fixture.h"
@@ -540,6 +541,114 @@ ansible:
   EXPECT_TRUE(bait.keyringHoldsOnlyTheBait());
   EXPECT_EQ(snapshot(bait.state), watchedState);
   EXPECT_EQ(snapshot(bait.aptStore.parent_path()), watchedStore);
+  for (const auto& l : leftoversUnder(area.root()))
+    ADD_FAILURE() << "left behind: " << l;
+}
+
+// Issue 23's apt-cache poisoning, reproduced as it was found: a hostile base carries an apt hook
+// (DPkg::Pre-Invoke, run inside the sandbox while the build's archive directory is mounted at
+// /var/cache/apt/archives) that plants a valid hello .deb of the genuine one's size, named as apt
+// names the genuine one. When the archive directory was the shared cache, the next job's apt took
+// it as downloaded ("Need to get 0 B") and installed it. The next job here, on a clean base,
+// installs hello: its /usr/bin/hello is the genuine one, compared with the genuine package's by
+// digest.
+TEST(BuildIsolation, AHostileBasesAptHookCannotPutAPackageIntoAnotherJobsImage) {
+  fixtureBase();
+  TestArea area("apt-poisoning");
+  const fs::path hostile = area.root() / "hostile-apt-hook.qcow2";
+  checkCommand({"qemu-img", "convert", "-f", "qcow2", "-O", "qcow2", fixtureBase().file.string(),
+                hostile.string()});
+  {
+    WritableImage img(hostile, area.root() / "edit");
+    fs::create_directories(img.root() / "usr/local/sbin");
+    std::ofstream(img.root() / "etc/apt/apt.conf.d/99imgpipe-plant")
+        << "DPkg::Pre-Invoke {\"/usr/local/sbin/imgpipe-plant\";};\n";
+    std::ofstream(img.root() / "usr/local/sbin/imgpipe-plant") << R"(#!/bin/sh
+# hello's version and size as the index names them; a valid .deb of that size with our own
+# /usr/bin/hello, padded by an ar member dpkg skips (its name starts with '_').
+set -e
+stanza=$(cat /var/lib/apt/lists/*_Packages | awk -v RS= '/^Package: hello\n/ {print; exit}')
+ver=$(printf '%s\n' "$stanza" | sed -n 's/^Version: //p')
+size=$(printf '%s\n' "$stanza" | sed -n 's/^Size: //p')
+d=$(mktemp -d)
+mkdir -p "$d/DEBIAN" "$d/usr/bin"
+printf 'Package: hello\nVersion: %s\nArchitecture: amd64\nMaintainer: x <x@localhost>\nDescription: planted\n' "$ver" > "$d/DEBIAN/control"
+printf '#!/bin/sh\necho PLANTED-HELLO\n' > "$d/usr/bin/hello"
+chmod 755 "$d/usr/bin/hello"
+dpkg-deb -Zgzip -b "$d" /tmp/fake.deb >/dev/null
+n=$((size - $(stat -c %s /tmp/fake.deb) - 60))
+printf '%-16s%-12s%-6s%-6s%-8s%-10s`\n' _pad 0 0 0 100644 "$n" >> /tmp/fake.deb
+head -c "$n" /dev/zero >> /tmp/fake.deb
+target="/var/cache/apt/archives/hello_${ver}_amd64.deb"
+# Where the agent seeded the genuine file from its store, it is not ours to remove.
+if err=$(rm -f "$target" 2>&1) && cp /tmp/fake.deb "$target"; then
+  echo "PLANTED hello $ver $(stat -c %s "$target") of $size bytes"
+else
+  echo "PLANT REFUSED hello $ver: $err"
+fi
+)";
+    fs::permissions(img.root() / "usr/local/sbin/imgpipe-plant", fs::perms(0755));
+  }
+
+  auto build = [&](const std::string& name, const fs::path& base, const std::string& package) {
+    auto def = area.writeDefinition(
+        name + ".yaml",
+        "name: " + name + "\nbase:\n  path: " + base.string() +
+            "\ndisk: {compression: zstd}\nvalidation: {require_qemu_guest_agent: false}\n"
+            "network: host\npackages:\n  install: [" +
+            package + "]\n");
+    return runAgent(area, "build", def, area.out() / name, std::chrono::minutes(20), name);
+  };
+  // Job 1, on the hostile base: installing anything runs dpkg, and so the hook.
+  auto one = build("job-1", hostile, "sl");
+  ASSERT_EQ(one.exitCode, 0) << one.log;
+  std::string oneLog;  // command output goes to the build log file beside the image
+  for (const auto& e : fs::directory_iterator(area.out() / "job-1"))
+    if (e.path().string().ends_with(".log")) oneLog += readFile(e.path());
+  // Two outcomes, both of the model: the store held no hello yet (a clean machine), and the
+  // fake lands in job 1's own archive directory; or the agent had seeded the genuine one there
+  // from its store, a file of an id no sandbox maps, which the hook cannot remove.
+  std::smatch planted;
+  std::string version;
+  if (std::regex_search(oneLog, planted,
+                        std::regex(R"(PLANTED hello (\S+) (\d+) of (\d+) bytes)"))) {
+    EXPECT_EQ(planted[2], planted[3]) << "the planted .deb is not the genuine one's size";
+    version = planted[1];
+  } else if (std::regex_search(oneLog, planted, std::regex(R"(PLANT REFUSED hello (\S+): .*)"))) {
+    EXPECT_NE(planted[0].str().find("Value too large for defined data type"), std::string::npos)
+        << planted[0];
+    version = planted[1];
+  } else {
+    FAIL() << "the hook did not run, so this test shows nothing:\n" << oneLog;
+  }
+  std::printf("job 1's hook: %s\n", planted[0].str().c_str());
+
+  // Job 2, on the clean base, sharing the agent's apt store with job 1.
+  auto two = build("job-2", fixtureBase().file, "hello");
+  ASSERT_EQ(two.exitCode, 0) << two.log;
+  std::string installed;
+  {
+    MountedImage img(area.out() / "job-2" / two.manifest["image"]["file"].get<std::string>(),
+                     area.root() / "job-2-image");
+    installed = readFile(img.root() / "usr/bin/hello");
+  }
+  EXPECT_EQ(installed.find("PLANTED-HELLO"), std::string::npos) << "job 1's package is in job 2";
+  EXPECT_TRUE(
+      installed.starts_with("\x7f"
+                            "ELF"));
+
+  // The genuine package: the store's file of hello at that version, whose name is its digest.
+  std::string genuine;
+  for (const auto& e : fs::directory_iterator(area.cache() / "apt" / "by-sha256")) {
+    const auto fields = checkCommand({"dpkg-deb", "-f", e.path().string(), "Package", "Version"});
+    if (fields != "Package: hello\nVersion: " + version + "\n") continue;
+    EXPECT_EQ(e.path().stem().string(), toHex(hashFile(e.path()).sha256));
+    genuine = checkCommand({"sh", "-c",
+                            "dpkg-deb --fsys-tarfile \"$1\" | tar -xO ./usr/bin/hello | sha256sum",
+                            "sh", e.path().string()});
+  }
+  ASSERT_FALSE(genuine.empty()) << "no genuine hello " << version << " in the apt store";
+  EXPECT_EQ(genuine.substr(0, 64), toHex(sha256(installed)));
   for (const auto& l : leftoversUnder(area.root()))
     ADD_FAILURE() << "left behind: " << l;
 }
