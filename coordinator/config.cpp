@@ -19,6 +19,10 @@ CoordinatorConfig parseCoordinatorConfig(const YamlReader& doc) {
   if (auto v = doc.at("retry_delay"); !v.isNull()) c.retryDelay = v.asDuration();
   if (auto v = doc.at("max_frame"); !v.isNull()) c.maxFrame = v.asSize();
   c.metricsListen = doc.get<std::string>("metrics_listen", "");
+  if (auto v = doc.at("definition_check_timeout"); !v.isNull()) {
+    c.definitionCheckTimeout = v.asDuration();
+    if (c.definitionCheckTimeout.count() <= 0) v.fail("must be more than 0");
+  }
   c.topology = Topology::parse(doc.at("topology"));
   doc.rejectUnknownKeys();
   return c;

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "common/net/liveness.h"
+#include "coordinator/engine.h"
 #include "coordinator/topology.h"
 
 namespace imgpipe::coord {
@@ -23,6 +24,7 @@ namespace imgpipe::coord {
 //   retry_delay: 5s         # first delay before such a retry (doubles)
 //   max_frame: 4M           # control messages larger than this are dropped
 //   metrics_listen: ""      # e.g. 127.0.0.1:9477: Prometheus text endpoint
+//   definition_check_timeout: 5s  # a submit whose definition takes longer to check is refused
 //   topology: {...}         # see topology.h
 struct CoordinatorConfig {
   std::string listen = "tcp://0.0.0.0:7700";
@@ -37,6 +39,8 @@ struct CoordinatorConfig {
   std::chrono::milliseconds retryDelay{5'000};
   std::size_t maxFrame = 4 << 20;
   std::string metricsListen;
+  // Below the imgpipe CLI's --timeout (10 s by default), or the CLI gives up before it is told.
+  std::chrono::milliseconds definitionCheckTimeout = kDefinitionCheckTimeout;
   Topology topology;
 };
 

@@ -14,7 +14,6 @@
 #include "common/net/shutdown_signals.h"
 #include "common/unique_fd.h"
 #include "coordinator/config.h"
-#include "coordinator/definition_check.h"
 #include "coordinator/metrics.h"
 #include "coordinator/server.h"
 
@@ -68,7 +67,7 @@ int coordinatorMain(int argc, char** argv) {
     options.maxAttempts = config.maxAttempts;
     options.retryDelay = config.retryDelay;
     options.topology = config.topology;
-    options.inspectDefinition = inspectDefinition;
+    options.definitionCheckTimeout = config.definitionCheckTimeout;
     Server server(config, keys, *authorized, store, options, context, reactor);
     std::unique_ptr<Metrics> metrics;
     if (!config.metricsListen.empty())

@@ -3,9 +3,11 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <stdexcept>
 
 #include "common/agent/wire.h"
 #include "common/log.h"
+#include "coordinator/replies.h"
 #include "protocol/codec.h"
 #include "protocol/id_check.h"
 
@@ -17,7 +19,9 @@ Engine::Engine(Store& store, net::AuthorizedKeysFile& keys, EngineOptions option
       options_(std::move(options)),
       out_(out),
       startedAt_(now()),
-      lastFlush_(startedAt_) {
+      lastFlush_(startedAt_),
+      checks_(options_.maxDefinitionChecks, options_.post) {
+  if (!options_.post) throw std::logic_error("EngineOptions::post is not set");
   // Agents seen before are known but offline until they say hello; the grace period of a
   // build they were running counts from now.
   for (const auto& row : store_.loadAgents()) {
@@ -115,6 +119,26 @@ void Engine::onMessage(const std::string& routingId, const net::PeerIdentity& wh
   Batch batch(*this);
   dispatch(routingId, who, env);
   batch.commit();
+}
+
+void Engine::onPlanned(std::uint64_t check, SubmissionPlan plan) {
+  auto it = checking_.find(check);
+  if (it == checking_.end()) {
+    // Refused already by expireChecks: the operator was told, and nothing of it is stored.
+    spdlog::info("a definition check ended after its time limit; its result is dropped");
+    return;
+  }
+  const PendingSubmit submit = std::move(it->second);
+  checking_.erase(it);
+  try {
+    Batch batch(*this);
+    answerSubmit(submit, plan);
+    batch.commit();
+  } catch (const Error& e) {
+    // Rolled back: no job of it exists.
+    spdlog::error("a submit from {} could not be stored: {}", submit.operatorName, e.what());
+    reply(submit.routingId, errorReply(submit.requestId, proto::ErrorCode::INTERNAL, e.what()));
+  }
 }
 
 void Engine::onTick() {
@@ -321,6 +345,7 @@ void Engine::markLost(AgentLive& a, const std::string& why) {
 void Engine::tick() {
   enforceKeys();
   endRevokedWatches(keys_.current());
+  expireChecks();
   const auto at = now();
   for (auto& [name, a] : agents_) {
     if (a.online && a.liveness.expired(at)) {

@@ -14,6 +14,7 @@
 #include "common/net/authorized_keys.h"
 #include "common/net/liveness.h"
 #include "common/net/zap_handler.h"
+#include "coordinator/check_workers.h"
 #include "coordinator/model.h"
 #include "coordinator/store.h"
 #include "coordinator/topology.h"
@@ -41,6 +42,9 @@ struct EngineClock {
   std::function<std::int64_t()> wallMs = [] { return agent::wallClockMs(); };
 };
 
+// Shorter than the imgpipe CLI's default --timeout (10 s), so the operator hears why.
+inline constexpr std::chrono::milliseconds kDefinitionCheckTimeout{5'000};
+
 struct EngineOptions {
   EngineClock clock;
   net::HeartbeatPolicy heartbeat;
@@ -50,8 +54,14 @@ struct EngineOptions {
   Topology topology;
   // Validates a submitted definition and its bundle; returns {name, version ("" = derive)} or
   // throws Error.
-  std::function<std::pair<std::string, std::string>(const definition::Bundle& bundle)>
-      inspectDefinition;
+  DefinitionInspector inspectDefinition = coord::inspectDefinition;
+  // Runs a function on the engine's thread soon; thread-safe (the reactor's post). Definition
+  // checks run on threads of their own and hand their results back through it.
+  CheckWorkers::Post post;
+  // A submit whose check takes longer is refused (coordinator config definition_check_timeout).
+  std::chrono::milliseconds definitionCheckTimeout = kDefinitionCheckTimeout;
+  // Checks running at once, the ones given up on included; a submit beyond them is refused.
+  unsigned maxDefinitionChecks = 2;
 };
 
 struct EngineCounters {
@@ -163,6 +173,21 @@ class Engine {
   // operators (operator_api.cpp)
   void onRequest(const std::string& routingId, const net::PeerIdentity& who,
                  proto::OperatorRequest::Reader r);
+  // A SUBMIT whose definition is being checked (check_workers.h): answered when its plan comes
+  // back (onPlanned), or refused by expireChecks when it takes too long.
+  struct PendingSubmit {
+    std::string routingId;
+    std::uint64_t requestId = 0;
+    std::string operatorName;
+    int priority = 0;
+    std::vector<std::string> labels;
+    Clock::time_point deadline;
+  };
+  void startSubmit(const std::string& routingId, const net::PeerIdentity& who,
+                   std::uint64_t requestId, proto::SubmitRequest::Reader s);
+  void onPlanned(std::uint64_t check, SubmissionPlan plan);
+  void answerSubmit(const PendingSubmit& submit, SubmissionPlan& plan);
+  void expireChecks();
   void pushWatchers();
 
   Store& store_;
@@ -193,6 +218,10 @@ class Engine {
   // While an input is handled, sends wait here until its writes are committed.
   bool batching_ = false;
   std::vector<std::pair<std::string, zmq::message_t>> pending_;
+  std::map<std::uint64_t, PendingSubmit> checking_;  // check -> its submit
+  std::uint64_t nextCheck_ = 1;
+  // Last, so it is destroyed first: no check's result arrives once the rest is gone.
+  CheckWorkers checks_;
 };
 
 }  // namespace imgpipe::coord

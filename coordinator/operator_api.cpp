@@ -2,15 +2,11 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <map>
 
 #include "common/agent/wire.h"
 #include "common/error.h"
-#include "common/hash.h"
-#include "coordinator/definition_groups.h"
 #include "coordinator/engine.h"
 #include "coordinator/replies.h"
-#include "definition/image_definition.h"
 #include "protocol/codec.h"
 #include "protocol/ids.h"
 
@@ -61,157 +57,10 @@ void Engine::onRequest(const std::string& routingId, const net::PeerIdentity& wh
   auto req = r.getKind();
   try {
     switch (req.which()) {
-      case proto::OperatorRequest::Kind::SUBMIT: {
-        auto s = req.getSubmit();
-        const std::string text = s.getDefinition();
-        const std::string source =
-            s.getDefinitionName().size() ? std::string(s.getDefinitionName()) : "definition.yaml";
-        definition::Bundle bundle = definition::bundleOf(source, text);
-        std::string bundleProblem;
-        for (auto f : s.getBundle()) {
-          const std::string path = f.getPath();
-          auto bytes = f.getContent();
-          if (!bundle.files
-                   .emplace(path,
-                            std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size()))
-                   .second)
-            bundleProblem = "the definition bundle holds '" + ids::printable(path) + "' twice";
-        }
-        if (!bundleProblem.empty()) {
-          fail(proto::ErrorCode::BAD_REQUEST, bundleProblem);
-          break;
-        }
-        std::vector<std::string> targets;
-        for (auto t : s.getTargets())
-          targets.emplace_back(t);
-        // A target with a definition of its own: which one, by controller.
-        std::map<std::string, std::string> definitionOf;
-        std::string problem;
-        for (auto sd : s.getSiteDefinitions()) {
-          const std::string target = sd.getTarget(), path = sd.getDefinitionName();
-          auto c = options_.topology.controllerFor(target);
-          if (!c)
-            problem = "unknown target " + ids::printable(target);
-          else if (!bundle.find(path))
-            problem = "the definition of " + target + " ('" + ids::printable(path) +
-                      "') is not in the definition bundle";
-          else if (auto [it, added] = definitionOf.emplace(*c, path); !added && it->second != path)
-            problem = target + " is given two definitions (" + it->second + " and " + path + ")";
-          if (std::find(targets.begin(), targets.end(), target) == targets.end())
-            targets.push_back(target);
-        }
-        if (targets.empty()) targets = options_.topology.defaultTargets();
-        if (targets.empty()) {
-          fail(proto::ErrorCode::BAD_REQUEST,
-               "no --target given and the coordinator has no topology.default_targets");
-          break;
-        }
-        std::vector<ResolvedTarget> resolved;
-        std::string unknown;
-        for (const auto& t : targets) {
-          auto c = options_.topology.controllerFor(t);
-          if (!c)
-            unknown += (unknown.empty() ? "" : ", ") + t;
-          else if (std::none_of(resolved.begin(), resolved.end(), [&](const ResolvedTarget& known) {
-                     return known.controller == *c;
-                   }))
-            resolved.push_back({*c, t});
-        }
-        if (!unknown.empty()) {
-          std::string known;
-          for (const auto& site : options_.topology.sites())
-            known += (known.empty() ? "" : ", ") + site.name + " (" + site.controller + ")";
-          fail(proto::ErrorCode::BAD_REQUEST,
-               "unknown target " + unknown + "; known sites: " + (known.empty() ? "none" : known));
-          break;
-        }
-        // One job per distinct merged definition, each with the targets that want it.
-        std::vector<DefinitionGroup> groups;
-        std::vector<std::string> names, versions;
-        std::vector<bool> derivedVersion;
-        try {
-          if (!problem.empty()) throw Error(problem);
-          groups = groupByDefinition(bundle, resolved, definitionOf);
-          for (const auto& g : groups) {
-            auto nv = options_.inspectDefinition(g.bundle);
-            names.push_back(nv.first);
-            versions.push_back(nv.second);
-            derivedVersion.push_back(nv.second.empty());
-          }
-          // The one version of each job, fixed here and carried to the build, the manifest and
-          // Glance. A derived one is unique per image: two submits in one second get -2, -3, ...
-          const std::string derived = definition::deriveVersion(
-              std::chrono::system_clock::time_point(std::chrono::milliseconds(nowMs())));
-          for (auto& v : versions)
-            if (v.empty()) v = derived;
-          versions = groupVersions(groups, names, versions);
-        } catch (const Error& e) {
-          fail(proto::ErrorCode::BAD_REQUEST, e.what());
-          break;
-        }
-        std::vector<Job> jobs;
-        for (std::size_t g = 0; g < groups.size(); ++g) {
-          Job job;
-          job.imageName = names[g];
-          job.imageVersion = versions[g];
-          if (derivedVersion[g]) {
-            const std::string wanted = job.imageVersion;
-            for (int n = 2; store_.versionTaken(job.imageName, job.imageVersion); ++n)
-              job.imageVersion = wanted + "-" + std::to_string(n);
-          }
-          job.definitionName = groups[g].bundle.rootPath;
-          job.definitionDigest = groups[g].bundle.digest();
-          job.priority = s.getPriority();
-          for (auto l : s.getLabels())
-            job.labels.emplace_back(l);
-          for (const auto& t : groups[g].targets)
-            job.targets.push_back(t.controller);
-          job.createdMs = job.updatedMs = nowMs();
-          Step build;
-          build.index = 0;
-          build.kind = StepKind::build;
-          build.name = "build";
-          job.steps.push_back(build);
-          jobs.push_back(std::move(job));
-        }
-        {
-          Transaction tx(store_.db());
-          for (std::size_t g = 0; g < jobs.size(); ++g) {
-            auto files = groups[g].bundle.files;
-            const std::string rootText = files.at(groups[g].bundle.rootPath);
-            files.erase(groups[g].bundle.rootPath);
-            store_.insertJob(jobs[g], rootText, files);
-          }
-          for (std::size_t g = 0; g < jobs.size(); ++g) {
-            std::string message = "submitted by " + who.name + ": " + jobs[g].imageName + " " +
-                                  jobs[g].imageVersion + " from " + jobs[g].definitionName;
-            if (jobs.size() > 1) {
-              std::string others;
-              for (const auto& j : jobs)
-                if (j.id != jobs[g].id) others += (others.empty() ? "" : ", ") + j.idText();
-              message += " (one image of " + std::to_string(jobs.size()) +
-                         " for the sites' definitions; the others: job " + others + ")";
-            }
-            store_.appendEvent(
-                jobs[g].id, {0, jobs[g].createdMs, agent::LogLevel::info, "", who.name, message});
-          }
-          tx.commit();  // acknowledged only once it is durable
-        }
-        auto also = rep.initAlsoSubmitted(static_cast<unsigned>(jobs.size() - 1));
-        for (std::size_t g = 0; g < jobs.size(); ++g) {
-          ++counters_.jobsSubmitted;
-          const auto id = jobs[g].id;
-          auto& stored = active_[id] = std::move(jobs[g]);
-          if (g == 0)
-            fillSummary(kind.initSubmitted(), stored);
-          else
-            fillSummary(also[static_cast<unsigned>(g - 1)], stored);
-          enqueue(stored);
-        }
-        reply(routingId, b.frame());
-        schedule();
+      case proto::OperatorRequest::Kind::SUBMIT:
+        // Answered once its definition is checked, off this thread (submits.cpp).
+        startSubmit(routingId, who, r.getRequestId(), req.getSubmit());
         return;
-      }
       case proto::OperatorRequest::Kind::LIST: {
         auto l = req.getList();
         std::vector<JobState> states;

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/agent/wire.h"
+#include "protocol/codec.h"
 
 namespace imgpipe::coord {
 
@@ -158,6 +159,17 @@ void fillEvent(proto::JobEvent::Builder out, const JobEventRow& e) {
   out.setStep(e.step);
   out.setAgent(e.agent);
   out.setMessage(e.message);
+}
+
+zmq::message_t errorReply(std::uint64_t requestId, proto::ErrorCode code,
+                          const std::string& message) {
+  proto::EnvelopeBuilder b;
+  auto rep = b.body().initReply();
+  rep.setRequestId(requestId);
+  auto e = rep.initKind().initError();
+  e.setCode(code);
+  e.setMessage(message);
+  return b.frame();
 }
 
 }  // namespace imgpipe::coord

@@ -7,6 +7,15 @@
 #include "protocol/codec.h"
 
 namespace imgpipe::coord {
+namespace {
+
+// Definition checks' results come back to the engine on the reactor thread.
+EngineOptions withPost(EngineOptions options, net::Reactor& reactor) {
+  options.post = [&reactor](std::function<void()> fn) { reactor.post(std::move(fn)); };
+  return options;
+}
+
+}  // namespace
 
 Server::Server(const CoordinatorConfig& config, const net::CurveKeyPair& keys,
                net::AuthorizedKeysFile& authorized, Store& store, EngineOptions engineOptions,
@@ -21,7 +30,7 @@ Server::Server(const CoordinatorConfig& config, const net::CurveKeyPair& keys,
              return std::nullopt;
            }),
       socket_(context, zmq::socket_type::router),
-      engine_(store, authorized, std::move(engineOptions), *this) {
+      engine_(store, authorized, withPost(std::move(engineOptions), reactor), *this) {
   net::configureCurveServer(socket_, keys.secretKey);
   // Sending to a peer that is gone fails instead of vanishing silently, so watchers of a CLI that
   // quit are dropped.

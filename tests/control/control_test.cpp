@@ -4,12 +4,17 @@
 #include <signal.h>
 #include <sys/stat.h>
 
+#include <algorithm>
+#include <atomic>
+#include <map>
 #include <random>
 #include <thread>
 #include <zmq.hpp>
 
 #include "common/net/curve_keys.h"
 #include "common/net/zap_handler.h"
+#include "definition/bundle.h"
+#include "definition/layers.h"
 #include "protocol/codec.h"
 #include "tests/support/cluster.h"
 
@@ -36,6 +41,115 @@ const char* kFastAgent =
 
 std::string simTimes(const std::string& build, const std::string& fetch = "500ms") {
   return "sim: {build: " + build + ", fetch: " + fetch + ", register: 200ms}\n";
+}
+
+// An operator that sends a SUBMIT as `imgpipe submit` does but without the CLI's own check of the
+// definition first, so what is measured is what the coordinator does with a hostile one.
+class RawOperator {
+ public:
+  explicit RawOperator(Cluster& c) : socket_(context_, zmq::socket_type::dealer) {
+    auto keys = net::loadSecretKey(c.dir() / "keys/ops.key");
+    net::configureCurveClient(socket_, keys.publicKey, keys.secretKey,
+                              net::loadPublicKey(c.dir() / "keys/coordinator.pub"));
+    socket_.connect(c.coordinatorEndpoint());
+  }
+  void submit(std::uint64_t requestId, const definition::Bundle& bundle,
+              const std::vector<std::pair<std::string, std::string>>& sites = {}) {
+    proto::EnvelopeBuilder b;
+    auto r = b.body().initRequest();
+    r.setRequestId(requestId);
+    auto s = r.initKind().initSubmit();
+    s.setDefinition(bundle.rootText());
+    s.setDefinitionName(bundle.rootPath);
+    auto files = s.initBundle(static_cast<unsigned>(bundle.files.size() - 1));
+    unsigned i = 0;
+    for (const auto& [path, data] : bundle.files) {
+      if (path == bundle.rootPath) continue;
+      files[i].setPath(path);
+      files[i++].setContent(
+          kj::arrayPtr(reinterpret_cast<const capnp::byte*>(data.data()), data.size()));
+    }
+    auto sd = s.initSiteDefinitions(static_cast<unsigned>(sites.size()));
+    for (unsigned k = 0; k < sites.size(); ++k) {
+      sd[k].setTarget(sites[k].first);
+      sd[k].setDefinitionName(sites[k].second);
+    }
+    socket_.send(b.frame(), zmq::send_flags::none);
+  }
+  // The reply to `requestId`: "submitted", or the error's message; "(none)" after `wait`.
+  std::string reply(std::uint64_t requestId, std::chrono::milliseconds wait = 10'000ms) {
+    const auto deadline = std::chrono::steady_clock::now() + wait;
+    socket_.set(zmq::sockopt::rcvtimeo, 50);
+    while (!answers_.count(requestId) && std::chrono::steady_clock::now() < deadline) {
+      zmq::message_t m;
+      if (!socket_.recv(m)) continue;
+      auto d = proto::decodeEnvelope(m);
+      if (d.index() != 0) continue;
+      auto body = std::get<0>(d)->root().getBody();
+      if (!body.isReply()) continue;
+      auto kind = body.getReply().getKind();
+      answers_[body.getReply().getRequestId()] = kind.isSubmitted() ? "submitted"
+                                                 : kind.isError()
+                                                     ? std::string(kind.getError().getMessage())
+                                                     : "(another reply)";
+    }
+    auto it = answers_.find(requestId);
+    return it == answers_.end() ? "(none)" : it->second;
+  }
+
+ private:
+  zmq::context_t context_;
+  zmq::socket_t socket_;
+  std::map<std::uint64_t, std::string> answers_;  // replies come in the order checks end
+};
+
+// Issue 23's 480-byte alias bomb: it stood for billions of nodes.
+std::string aliasBomb() {
+  std::string bomb =
+      "name: bomb\nbase: {path: /srv/base.qcow2}\nx0: &a0 [lol, lol, lol, lol, lol]\n";
+  for (int i = 1; i < 10; ++i) {
+    const auto p = "*a" + std::to_string(i - 1);
+    bomb += "x" + std::to_string(i) + ": &a" + std::to_string(i) + " [" + p + ", " + p + ", " + p +
+            ", " + p + ", " + p + ", " + p + "]\n";
+  }
+  return bomb;
+}
+
+// A chain of `depth` definitions, each extending the next: layer0.yaml is the one submitted.
+definition::Bundle layerChain(std::size_t depth) {
+  definition::Bundle b = definition::bundleOf(
+      "layer0.yaml", depth == 1 ? "name: deep\nversion: '1.0'\nbase: {path: /srv/base.qcow2}\n"
+                                : "extends: layer1.yaml\n");
+  for (std::size_t i = 1; i < depth; ++i)
+    b.files["layer" + std::to_string(i) + ".yaml"] =
+        i + 1 == depth ? "name: deep\nversion: '1.0'\nbase: {path: /srv/base.qcow2}\n"
+                       : "extends: layer" + std::to_string(i + 1) + ".yaml\n";
+  return b;
+}
+
+// A definition of `bytes` bytes that is legal and slow to check: a long list of packages. Each
+// name is parsed, checked and merged one by one (about 2 s for 1 MiB here).
+std::string longPackageList(std::size_t bytes) {
+  std::string s = "name: big\nversion: '1.0'\nbase: {path: /srv/base.qcow2}\npackages: {install: [";
+  for (int i = 0; s.size() < bytes - 40; ++i)
+    s += "p" + std::to_string(i) + ", ";
+  return s + "pend]}\n";
+}
+
+// As large as a bundle may be (3 MiB, each file 1 MiB): a chain of three such layers, each with
+// as many files (merged by path). It takes far longer than definition_check_timeout to check.
+definition::Bundle largestLayeredBundle() {
+  const std::size_t fileBytes = definition::BundleLimits{}.fileBytes - 200;
+  auto files = [&](const std::string& prefix) {
+    std::string s = "files:\n";
+    for (int i = 0; s.size() < fileBytes - 80; ++i)
+      s += "  - {path: /etc/" + prefix + std::to_string(i) + ", content: x}\n";
+    return s;
+  };
+  auto b = definition::bundleOf("l2.yaml", "extends: l1.yaml\n" + files("c"));
+  b.files["l1.yaml"] = "extends: base.yaml\n" + files("b");
+  b.files["base.yaml"] = "name: huge\nversion: '1.0'\nbase: {path: /srv/base.qcow2}\n" + files("a");
+  return b;
 }
 
 class ControlTest : public ::testing::Test {
@@ -433,3 +547,91 @@ topology:
 }
 
 }  // namespace
+
+// Issue 23: a definition is checked off the coordinator's thread, within
+// definition_check_timeout. A hostile one is answered at once; slow legal ones do not keep
+// `imgpipe list` waiting; one past the limit is refused naming it.
+TEST_F(ControlTest, DefinitionsAreCheckedOffTheCoordinatorsThreadWithinTheirLimit) {
+  c.setCoordinatorExtra(kTopology);
+  c.startCoordinator();
+  RawOperator op(c);
+  using ms = std::chrono::milliseconds;
+  auto since = [](std::chrono::steady_clock::time_point t) {
+    return std::chrono::duration_cast<ms>(std::chrono::steady_clock::now() - t);
+  };
+  auto timed = [&](std::uint64_t id, const definition::Bundle& b) {
+    const auto start = std::chrono::steady_clock::now();
+    op.submit(id, b);
+    auto answer = op.reply(id);
+    const auto took = since(start);
+    std::cout << b.rootPath << " (" << b.totalBytes() << " bytes): " << took.count()
+              << " ms: " << answer << "\n";
+    return std::pair{answer, took};
+  };
+
+  const auto bomb = aliasBomb();
+  ASSERT_LE(bomb.size(), 480u);
+  auto [aliases, aliasesTook] = timed(1, definition::bundleOf("bomb.yaml", bomb));
+  EXPECT_NE(aliases.find("YAML anchors and aliases are not allowed"), std::string::npos) << aliases;
+  EXPECT_LT(aliasesTook, 1s);
+  auto [deep, deepTook] = timed(2, layerChain(definition::kMaxLayers));
+  EXPECT_EQ(deep, "submitted");
+  EXPECT_LT(deepTook, 1s);
+  auto [deeper, deeperTook] = timed(3, layerChain(definition::kMaxLayers + 1));
+  EXPECT_NE(deeper.find("more than 8 layers"), std::string::npos) << deeper;
+  EXPECT_LT(deeperTook, 1s);
+
+  // As many slow checks as run at once (2), and `imgpipe list` meanwhile. Were they checked on
+  // the coordinator's thread, a list would wait for both.
+  const auto slow = definition::bundleOf("big.yaml", longPackageList(512u << 10));
+  const auto start = std::chrono::steady_clock::now();
+  op.submit(10, slow);
+  op.submit(11, slow);
+  std::string first, second;
+  ms firstAfter{0};
+  std::atomic<bool> answered{false};
+  std::thread replies([&] {
+    first = op.reply(10, 30s);
+    firstAfter = since(start);
+    answered = true;
+    second = op.reply(11, 30s);
+  });
+  std::vector<ms> lists;
+  while (!answered) {
+    const auto t = std::chrono::steady_clock::now();
+    const bool during = !answered;
+    auto r = c.cli({"list"});
+    if (during) lists.push_back(since(t));
+    EXPECT_EQ(r.exitCode, 0) << r.err;
+  }
+  replies.join();
+  std::cout << "two checks of " << slow.totalBytes() << " bytes: the first answered after "
+            << firstAfter.count() << " ms (" << first << "), the second: " << second
+            << "; imgpipe list meanwhile:";
+  for (auto l : lists)
+    std::cout << " " << l.count() << " ms";
+  std::cout << "\n";
+  for (const auto& answer : {first, second})
+    EXPECT_TRUE(answer == "submitted" ||
+                answer.find("definition_check_timeout") != std::string::npos)
+        << answer;
+  ASSERT_GE(firstAfter, 1500ms) << "the check is too fast here to show anything";
+  ASSERT_FALSE(lists.empty());
+  EXPECT_LT(*std::max_element(lists.begin(), lists.end()), 1s);
+  EXPECT_GE(lists.size(), 2u);
+
+  // Past the limit (5 s by default): refused naming it; the check's thread runs on, its slot held.
+  // Checks given up on above hold their slots until they end: busy until then.
+  std::string huge = "busy";
+  ms hugeTook{0};
+  for (std::uint64_t id = 20; huge.find("busy") != std::string::npos && id < 80; ++id) {
+    std::this_thread::sleep_for(500ms);
+    std::tie(huge, hugeTook) = timed(id, largestLayeredBundle());
+  }
+  EXPECT_NE(huge.find("definition_check_timeout (5000 ms)"), std::string::npos) << huge;
+  EXPECT_GE(hugeTook, 5s);
+  EXPECT_LT(hugeTook, 7s);
+  const auto t = std::chrono::steady_clock::now();
+  EXPECT_EQ(c.cli({"list"}).exitCode, 0);
+  std::cout << "imgpipe list while the given-up check runs on: " << since(t).count() << " ms\n";
+}

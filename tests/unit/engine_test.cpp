@@ -6,8 +6,10 @@
 
 #include <gtest/gtest.h>
 
+#include <condition_variable>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <set>
 #include <tuple>
 
@@ -45,6 +47,62 @@ class Recorder : public Outbound {
   std::set<std::string> gone;  // connections that went away: a send to them fails
 };
 
+// What the engine posts to its own thread (definition checks' results), run when a test says so:
+// the test's thread is the engine's, as the reactor's is the server's.
+class Posted {
+ public:
+  void post(std::function<void()> fn) {
+    {
+      std::lock_guard lock(mutex_);
+      fns_.push_back(std::move(fn));
+    }
+    ready_.notify_all();
+  }
+  // Waits up to `wait` for something posted, then runs all that is; false when nothing came.
+  bool run(std::chrono::milliseconds wait = 10s) {
+    std::vector<std::function<void()>> fns;
+    {
+      std::unique_lock lock(mutex_);
+      if (!ready_.wait_for(lock, wait, [&] { return !fns_.empty(); })) return false;
+      fns.swap(fns_);
+    }
+    for (auto& fn : fns)
+      fn();
+    return true;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable ready_;
+  std::vector<std::function<void()>> fns_;
+};
+
+// Holds definition checks until the test opens it: a check as slow as the test wants.
+class Gate {
+ public:
+  void pass() {
+    std::unique_lock lock(mutex_);
+    ++waiting_;
+    changed_.notify_all();
+    changed_.wait(lock, [&] { return open_; });
+  }
+  void open() {
+    std::lock_guard lock(mutex_);
+    open_ = true;
+    changed_.notify_all();
+  }
+  bool waiting(int n) {
+    std::unique_lock lock(mutex_);
+    return changed_.wait_for(lock, 10s, [&] { return waiting_ >= n; });
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  bool open_ = false;
+  int waiting_ = 0;
+};
+
 class EngineTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -66,9 +124,12 @@ class EngineTest : public ::testing::Test {
     o.buildGrace = 60s;
     o.topology = Topology::parse(YamlReader::fromString(
         "sites: [{name: a, controller: ctrl-a}]\ndefault_targets: [a]\n", "topology.yaml"));
-    o.inspectDefinition = [](const definition::Bundle&) {
+    o.inspectDefinition = [gate = gate_](const definition::Bundle&) {
+      if (gate) gate->pass();
       return std::pair<std::string, std::string>{"img", "1.0"};
     };
+    o.post = [this](std::function<void()> fn) { posted_.post(std::move(fn)); };
+    o.definitionCheckTimeout = 5s;
     engine_ = std::make_unique<Engine>(*store_, *keysFile_, std::move(o), out_);
   }
 
@@ -100,13 +161,41 @@ class EngineTest : public ::testing::Test {
     deliver(name, b);
   }
 
-  void submit() {
+  // A submit, answered once its check comes back (`wait`: the test runs what it posts).
+  void submit(std::uint64_t requestId = 1, bool wait = true) {
     proto::EnvelopeBuilder b;
     auto r = b.body().initRequest();
-    r.setRequestId(1);
+    r.setRequestId(requestId);
     auto s = r.initKind().initSubmit();
     s.setDefinition("name: img\nversion: '1.0'\nbase: {path: /srv/base.qcow2}\n");
     s.setDefinitionName("img.yaml");
+    deliver("alice", b);
+    if (wait) {
+      ASSERT_TRUE(posted_.run()) << "no definition check came back";
+    }
+  }
+
+  // The replies alice got: (request id, which).
+  std::vector<std::pair<std::uint64_t, proto::OperatorReply::Kind::Which>> replies() {
+    std::vector<std::pair<std::uint64_t, proto::OperatorReply::Kind::Which>> out;
+    for (auto& s : out_.sent)
+      if (s.routingId == "rid-alice" && s.body().which() == Body::REPLY)
+        out.emplace_back(s.body().getReply().getRequestId(), s.body().getReply().getKind().which());
+    return out;
+  }
+  std::string errorOf(std::uint64_t requestId) {
+    for (auto& s : out_.sent)
+      if (s.routingId == "rid-alice" && s.body().which() == Body::REPLY &&
+          s.body().getReply().getRequestId() == requestId &&
+          s.body().getReply().getKind().isError())
+        return s.body().getReply().getKind().getError().getMessage();
+    return "(no error)";
+  }
+  void list(std::uint64_t requestId) {
+    proto::EnvelopeBuilder b;
+    auto r = b.body().initRequest();
+    r.setRequestId(requestId);
+    r.initKind().initList();
     deliver("alice", b);
   }
 
@@ -213,6 +302,8 @@ class EngineTest : public ::testing::Test {
   }
 
   TempDir dir_;
+  Posted posted_;               // outlives the engine, which posts to it
+  std::shared_ptr<Gate> gate_;  // set before SetUp: every check waits at it
   std::map<std::string, net::CurveKeyPair> keys_;
   std::map<std::string, std::string> roles_;
   std::unique_ptr<net::AuthorizedKeysFile> keysFile_;
@@ -423,4 +514,75 @@ TEST_F(EngineTest, ABuildsOtherArtifactsMustBeOfItsJobAndEachOutputOnce) {
   auto raw = isoArtifact();
   raw.kind = "raw";
   EXPECT_NE(failedWith({raw}).find("output 'raw', which is not a file"), std::string::npos);
+}
+
+// The definition checks' own: a submit is answered when its check comes back to the engine's
+// thread, which meanwhile answers everything else; a check past definition_check_timeout is
+// refused and its late result dropped; at most two checks run, the late ones included.
+class SlowCheckTest : public EngineTest {
+ protected:
+  void SetUp() override {
+    gate_ = std::make_shared<Gate>();
+    EngineTest::SetUp();
+    hello("build-1");
+    hello("ctrl-a");
+  }
+  void TearDown() override { gate_->open(); }
+  using Kind = proto::OperatorReply::Kind;
+};
+
+TEST_F(SlowCheckTest, OthersAreAnsweredWhileADefinitionIsCheckedAndTheSubmitAfterIt) {
+  submit(7, false);
+  ASSERT_TRUE(gate_->waiting(1));
+  list(8);
+  EXPECT_EQ(replies(), (std::vector<std::pair<std::uint64_t, Kind::Which>>{{8, Kind::JOBS}}))
+      << "the list waited for the check, or the submit was answered before it";
+  gate_->open();
+  ASSERT_TRUE(posted_.run());
+  EXPECT_EQ(replies(), (std::vector<std::pair<std::uint64_t, Kind::Which>>{{8, Kind::JOBS},
+                                                                           {7, Kind::SUBMITTED}}));
+  EXPECT_EQ(assigned("build-1").size(), 1u) << "the job was stored and scheduled";
+}
+
+TEST_F(SlowCheckTest, ACheckPastTheLimitIsRefusedAndItsLateResultDropped) {
+  submit(7, false);
+  ASSERT_TRUE(gate_->waiting(1));
+  advance(4s);
+  EXPECT_TRUE(replies().empty());
+  advance(1s);
+  EXPECT_EQ(errorOf(7),
+            "checking the definition took longer than the coordinator's definition_check_timeout "
+            "(5000 ms); nothing was submitted");
+  gate_->open();
+  ASSERT_TRUE(posted_.run());
+  EXPECT_EQ(replies().size(), 1u) << "the late result was answered too";
+  EXPECT_TRUE(store_->listJobs({}, 10).empty()) << "the late result was stored";
+  EXPECT_TRUE(assigned("build-1").empty());
+}
+
+TEST_F(SlowCheckTest, ChecksBeyondTheLimitAreRefusedBusyUntilTheLateOnesEnd) {
+  submit(1, false);
+  submit(2, false);
+  ASSERT_TRUE(gate_->waiting(2));
+  submit(3, false);
+  EXPECT_EQ(errorOf(3),
+            "the coordinator is busy checking 2 definitions (its limit); retry in a moment");
+  // Both given up on: their threads still run, so they still hold their slots.
+  advance(6s, {"build-1", "ctrl-a"});
+  submit(4, false);
+  EXPECT_NE(errorOf(4).find("busy"), std::string::npos) << errorOf(4);
+  gate_->open();
+  while (posted_.run(300ms)) {
+  }
+  submit(5);
+  EXPECT_EQ(replies().back(), (std::pair<std::uint64_t, Kind::Which>{5, Kind::SUBMITTED}));
+  EXPECT_EQ(store_->listJobs({}, 10).size(), 1u);
+}
+
+TEST_F(SlowCheckTest, AnEngineDestroyedWhileACheckRunsHearsNothingOfIt) {
+  submit(7, false);
+  ASSERT_TRUE(gate_->waiting(1));
+  engine_.reset();
+  gate_->open();
+  EXPECT_FALSE(posted_.run(500ms)) << "a result was posted to an engine that is gone";
 }
