@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <set>
+#include <unordered_map>
+#include <unordered_set>
 
 #include "common/beneath.h"
 #include "common/error.h"
@@ -74,7 +76,7 @@ YAML::Node stripResets(YAML::Node n) {
     YAML::Node out(YAML::NodeType::Map);
     for (const auto& kv : n) {
       if (isReset(kv.second) && isEmpty(kv.second)) continue;
-      out[kv.first] = stripResets(kv.second);
+      out.force_insert(kv.first, stripResets(kv.second));  // the keys are the map's own: unique
     }
     return out;
   }
@@ -120,25 +122,38 @@ class Merger {
   }
 
  private:
+  // yaml-cpp finds a key of a map by a linear search, so `out[key]` per key made a merge
+  // quadratic in a map's size (a 1 MiB layer holds tens of thousands of keys): both maps are
+  // indexed once and the result is built with force_insert, linear in their sizes. Inherited
+  // keys keep their place and take the merged value; new keys follow in the layer's order.
   YAML::Node mergeMaps(const YAML::Node& base, const YAML::Node& over, const std::string& path,
                        const std::string& layer) {
-    YAML::Node out(YAML::NodeType::Map);
-    for (const auto& kv : base)
-      out[kv.first] = kv.second;
+    std::unordered_map<std::string, YAML::Node> overByKey;
+    std::vector<YAML::Node> overOrder;  // the key nodes: their marks name the line in messages
     for (const auto& kv : over) {
-      const std::string key = kv.first.Scalar();
+      std::string key = kv.first.Scalar();
       if (path.empty() && key == kExtends) continue;
-      const std::string p = childPath(path, key);
-      const YAML::Node& constOut = out;
-      if (const YAML::Node inherited = constOut[key]) {
-        auto merged = merge(inherited, kv.second, p, layer);
-        if (merged)
-          out[key] = *merged;
-        else
-          out.remove(key);
-      } else if (!(isReset(kv.second) && isEmpty(kv.second))) {
-        out[kv.first] = take(kv.second, p, layer);
+      if (!overByKey.contains(key)) overOrder.push_back(kv.first);
+      overByKey[key] = kv.second;  // a key written twice: the later one, as YAML::Load reads it
+    }
+    YAML::Node out(YAML::NodeType::Map);
+    std::unordered_set<std::string> inherited;
+    for (const auto& kv : base) {
+      const std::string key = kv.first.Scalar();
+      inherited.insert(key);
+      const auto o = overByKey.find(key);
+      if (o == overByKey.end()) {
+        out.force_insert(kv.first, kv.second);
+      } else if (auto merged = merge(kv.second, o->second, childPath(path, key), layer)) {
+        out.force_insert(kv.first, *merged);
       }
+    }
+    for (const auto& keyNode : overOrder) {
+      const std::string key = keyNode.Scalar();
+      if (inherited.contains(key)) continue;
+      const YAML::Node& value = overByKey.at(key);
+      if (!(isReset(value) && isEmpty(value)))
+        out.force_insert(keyNode, take(value, childPath(path, key), layer));
     }
     return out;
   }
@@ -159,19 +174,29 @@ class Merger {
       YAML::Node node;
       std::string layer;
     };
+    // Indexed by name: a search per element made merging two long lists quadratic.
     std::vector<Element> elements;
-    std::size_t i = 0;
-    for (const auto& item : base)
-      elements.push_back({item, originOf(itemPath(path, i++))});
-    for (const auto& item : over) {
+    std::unordered_map<std::string, std::size_t> byName;  // the first element of each name
+    auto add = [&](const YAML::Node& item, std::string from) {
       auto name = nameOf(item);
-      auto same = std::find_if(elements.begin(), elements.end(),
-                               [&](const Element& e) { return name && nameOf(e.node) == name; });
-      if (same != elements.end())
-        *same = {item, layer};
-      else
-        elements.push_back({item, layer});
+      if (name) {
+        if (auto same = byName.find(*name); same != byName.end()) {
+          elements[same->second] = {item, std::move(from)};
+          return;
+        }
+        byName.emplace(std::move(*name), elements.size());
+      }
+      elements.push_back({item, std::move(from)});
+    };
+    std::size_t i = 0;
+    for (const auto& item : base) {
+      // Two elements of one name in one list stay two, as before: only a later layer replaces.
+      auto name = nameOf(item);
+      if (name) byName.emplace(std::move(*name), elements.size());
+      elements.push_back({item, originOf(itemPath(path, i++))});
     }
+    for (const auto& item : over)
+      add(item, layer);
     forget(path);
     origins_[path] = layer;
     YAML::Node out(YAML::NodeType::Sequence);
@@ -182,14 +207,20 @@ class Merger {
     return out;
   }
 
-  // Drops what was recorded beneath `path` (its value is being replaced).
+  // Drops what was recorded beneath `path` (its value is being replaced): `path` itself and the
+  // ranges `path.` and `path[`, each holding only what lies beneath, so that siblings sharing a
+  // prefix (`k1`, `k10`, `k100`, ...) are never walked.
   void forget(const std::string& path) {
-    for (auto it = origins_.lower_bound(path); it != origins_.end();) {
-      const std::string& k = it->first;
-      if (!k.starts_with(path)) break;
-      const bool beneath =
-          path.empty() || k.size() == path.size() || k[path.size()] == '.' || k[path.size()] == '[';
-      it = beneath ? origins_.erase(it) : std::next(it);
+    if (path.empty()) {
+      origins_.clear();
+      return;
+    }
+    origins_.erase(path);
+    for (const char sep : {'.', '['}) {
+      const std::string prefix = path + sep;
+      auto it = origins_.lower_bound(prefix);
+      while (it != origins_.end() && it->first.starts_with(prefix))
+        it = origins_.erase(it);
     }
   }
 
