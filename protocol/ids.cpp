@@ -222,4 +222,8 @@ const std::string& require(std::string_view field, Kind kind, const std::string&
   return value;
 }
 
+std::string shortForm(std::string_view id) {
+  return std::string(id.substr(0, 16));
+}
+
 }  // namespace imgpipe::ids

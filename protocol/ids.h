@@ -68,4 +68,8 @@ std::string deltaId(std::string_view basisImageId, std::string_view targetImageI
 // in a log line or an error message.
 std::string printable(std::string_view value, std::size_t max = 80);
 
+// An artifact, delta or manifest id as a log line shows it: its first 16 characters (64 bits of
+// a digest tell the artifacts of any one store apart).
+std::string shortForm(std::string_view id);
+
 }  // namespace imgpipe::ids

@@ -22,9 +22,6 @@ using Body = proto::TransferMessage::Body;
 using SteadyClock = std::chrono::steady_clock;
 
 namespace {
-std::string shortId(const std::string& id) {
-  return id.substr(0, std::min<size_t>(id.size(), 16));
-}
 
 // How often the outboxes of peers whose queue was full are retried. A ROUTER says nothing when
 // one peer's pipe drains (its POLLOUT is always set), so the server looks: one attempt per
@@ -125,14 +122,14 @@ void ArtifactServer::grant(const std::string& artifactId, const std::string& pee
                            const std::string& peerName, const std::string& jobId) {
   grants_.grant(artifactId, peerKey, peerName, jobId);
   spdlog::info("artifact server: {} may fetch {} (job {}; {} job(s) hold it)", peerName,
-               shortId(artifactId), jobId, grants_.jobs(artifactId, peerKey));
+               ids::shortForm(artifactId), jobId, grants_.jobs(artifactId, peerKey));
 }
 
 void ArtifactServer::revoke(const std::string& artifactId, const std::string& peerKey,
                             const std::string& jobId) {
   const bool last = grants_.revoke(artifactId, peerKey, jobId);
-  spdlog::info("artifact server: job {} no longer needs {} for {}{}", jobId, shortId(artifactId),
-               grants_.nameOf(peerKey),
+  spdlog::info("artifact server: job {} no longer needs {} for {}{}", jobId,
+               ids::shortForm(artifactId), grants_.nameOf(peerKey),
                last ? "; grant removed" : "; other jobs may still hold it");
 }
 
@@ -550,7 +547,7 @@ void ArtifactServer::expireParked() {
   std::erase_if(uploads_, [&](const auto& u) {
     if (u.second->inUse || u.second->lastPart >= uploadCutoff) return false;
     spdlog::info("artifact server: removing the unused signature upload of {} for {}",
-                 peerName(u.first.first), shortId(u.first.second));
+                 peerName(u.first.first), ids::shortForm(u.first.second));
     return true;
   });
   // A connection silent for longer than ZeroMQ waits for a heartbeat's answer gives its slot
@@ -621,7 +618,7 @@ void ArtifactServer::openDelta(const std::string& routingId, const std::string& 
     // in common is about as large as the target: that much must fit beside the reserve. Not
     // remembered as a failure: asked again once there is room, it is computed.
     try {
-      store_.requireSpace(target->manifest().size, "a delta of " + shortId(targetId),
+      store_.requireSpace(target->manifest().size, "a delta of " + ids::shortForm(targetId),
                           ErrorKind::transient);
     } catch (const InsufficientSpace& e) {
       spdlog::warn("artifact server: no delta for {}: {}", peerName(key), e.what());
@@ -702,7 +699,7 @@ void ArtifactServer::startDelta(const std::string& deltaId, const std::shared_pt
                                 std::optional<std::pair<std::string, std::string>> upload) {
   spdlog::info("artifact server: computing delta {} -> {} ({})",
                basis ? basis->manifest().imageVersion : "uploaded signature",
-               target->manifest().imageVersion, shortId(target->id()));
+               target->manifest().imageVersion, ids::shortForm(target->id()));
   std::weak_ptr<bool> alive = alive_;
   const ServerOptions opts = options_;
   // From an uploaded signature: kept beside the upload's file, in scratch, never in the store.
@@ -757,7 +754,7 @@ void ArtifactServer::startDelta(const std::string& deltaId, const std::shared_pt
         else
           store_.addFile(out, mo);
         spdlog::info("artifact server: {} delta for {} is {} ({:.2f}% of the image)",
-                     toString(format), shortId(target->id()), formatBytes(stats.deltaBytes),
+                     toString(format), ids::shortForm(target->id()), formatBytes(stats.deltaBytes),
                      ratio * 100);
       }
     } catch (const InsufficientSpace& e) {

@@ -75,10 +75,6 @@ StoreDir sweepAndOpenScratch(const StoreDir& root) {
   return scratch;
 }
 
-std::string shortId(const std::string& id) {
-  return id.substr(0, std::min<size_t>(id.size(), 16));
-}
-
 }  // namespace
 
 // --- Artifact ---------------------------------------------------------------------------------
@@ -156,7 +152,7 @@ ReadStatus Artifact::readChunk(std::uint32_t index, std::byte* out) {
   spdlog::error(
       "artifact {}: chunk {} on disk does not match its hash; dropped, it will be fetched "
       "again",
-      shortId(id_), index);
+      ids::shortForm(id_), index);
   markDropped(index);
   return ReadStatus::corrupt;
 }
@@ -681,8 +677,8 @@ void ArtifactStore::applyRetention(const std::string& imageName, definition::Out
       if (!versions[i]->pinned()) doomed.push_back(versions[i]->id());
   }
   for (const auto& id : doomed) {
-    spdlog::info("artifact store: removing {} (more than {} versions of {} as {})", shortId(id),
-                 options_.retention, imageName, definition::toString(output));
+    spdlog::info("artifact store: removing {} (more than {} versions of {} as {})",
+                 ids::shortForm(id), options_.retention, imageName, definition::toString(output));
     remove(id);
   }
   // Deltas whose basis or target is gone are no use to anyone.
@@ -704,10 +700,11 @@ std::shared_ptr<Artifact> ArtifactStore::relabel(const std::string& id, std::str
   std::lock_guard lock(mutex_);
   auto it = artifacts_.find(id);
   if (it == artifacts_.end() || !it->second->complete())
-    throw Error("artifact " + shortId(id) + " changed while its manifest was replaced; try again");
+    throw Error("artifact " + ids::shortForm(id) +
+                " changed while its manifest was replaced; try again");
   // Held by a transfer or a registration under its old manifest: not under it.
   if (it->second->pinned())
-    throw Error("artifact " + shortId(id) + " (" + it->second->manifest().imageName + " " +
+    throw Error("artifact " + ids::shortForm(id) + " (" + it->second->manifest().imageName + " " +
                 it->second->manifest().imageVersion +
                 ") is in use under its earlier manifest; try again when that transfer ends");
   StoreDir dir = objects_.sub(id);
@@ -717,8 +714,8 @@ std::shared_ptr<Artifact> ArtifactStore::relabel(const std::string& id, std::str
   auto artifact = std::make_shared<Artifact>(*this, std::move(dir), std::move(encoded),
                                              std::move(m), true, seq);
   it->second = artifact;
-  spdlog::info("artifact store: {} is now {} {}", shortId(id), artifact->manifest().imageName,
-               artifact->manifest().imageVersion);
+  spdlog::info("artifact store: {} is now {} {}", ids::shortForm(id),
+               artifact->manifest().imageName, artifact->manifest().imageVersion);
   return pin(std::move(artifact));
 }
 
@@ -740,7 +737,7 @@ bool ArtifactStore::remove(const std::string& id) {
     objects_.rename(id, trash);
     objects_.removeTree(trash);
   } catch (const std::exception& e) {
-    spdlog::warn("artifact store: removing {}: {}", shortId(id), e.what());
+    spdlog::warn("artifact store: removing {}: {}", ids::shortForm(id), e.what());
     objects_.removeTree(id);
   }
   notify({StoreEvent::Kind::removed, id, 0});

@@ -60,10 +60,6 @@ class ProgressMeter {
   RateMeter rate_;
 };
 
-std::string shortId(const std::string& id) {
-  return id.substr(0, std::min<size_t>(id.size(), 16));
-}
-
 }  // namespace
 
 struct TransferPlane::Active {
@@ -122,8 +118,8 @@ bool TransferPlane::repair(const std::shared_ptr<Artifact>& artifact, std::uint3
     if (!artifact->complete() && it->second.joinable()) return true;
     repairs_.erase(it);
   }
-  spdlog::warn("artifact {}: fetching damaged chunk {} again from {}", shortId(artifact->id()),
-               index, origin->endpoint);
+  spdlog::warn("artifact {}: fetching damaged chunk {} again from {}",
+               ids::shortForm(artifact->id()), index, origin->endpoint);
   FetchRequest req;
   req.artifactId = artifact->id();
   req.manifestDigest = artifact->digest();
@@ -133,9 +129,9 @@ bool TransferPlane::repair(const std::shared_ptr<Artifact>& artifact, std::uint3
   repairs_[artifact->id()] = std::jthread([this, req, stop] {
     try {
       fetch(req, stop);
-      spdlog::info("artifact {}: repaired", shortId(req.artifactId));
+      spdlog::info("artifact {}: repaired", ids::shortForm(req.artifactId));
     } catch (const std::exception& e) {
-      spdlog::error("artifact {}: repair failed: {}", shortId(req.artifactId), e.what());
+      spdlog::error("artifact {}: repair failed: {}", ids::shortForm(req.artifactId), e.what());
     }
   });
   return true;
@@ -197,7 +193,7 @@ FetchOutcome TransferPlane::fetch(const FetchRequest& request, std::stop_token s
                                                                  started)
         .count();
   };
-  log->debug("manifest of {} after {} ms", shortId(request.artifactId), elapsedMs());
+  log->debug("manifest of {} after {} ms", ids::shortForm(request.artifactId), elapsedMs());
   // 2. Room for it (InsufficientSpace names path, need and what is available).
   auto artifact = store_->openPartial(encoded);
   const Manifest& manifest = artifact->manifest();
@@ -217,7 +213,7 @@ FetchOutcome TransferPlane::fetch(const FetchRequest& request, std::stop_token s
     const auto had = artifact->chunksAvailable();
     const auto good = writer->reverify();
     log->info("resuming {}: {} of {} chunks already here ({} failed re-verification)",
-              shortId(artifact->id()), good, manifest.chunkCount(), had - good);
+              ids::shortForm(artifact->id()), good, manifest.chunkCount(), had - good);
   }
   artifact->setOrigin({request.upstream.endpoint, request.upstream.serverKey});
 
@@ -230,7 +226,7 @@ FetchOutcome TransferPlane::fetch(const FetchRequest& request, std::stop_token s
         return finishOutcome(artifact);
       }
       if (stop.stop_requested()) throw stopped();
-      log->info("no delta for {}: {}; fetching what is missing", shortId(artifact->id()),
+      log->info("no delta for {}: {}; fetching what is missing", ids::shortForm(artifact->id()),
                 out.deltaNote);
     }
   }
@@ -254,12 +250,12 @@ FetchOutcome TransferPlane::fetch(const FetchRequest& request, std::stop_token s
   out.chunkBytesReceived += session.payloadBytesReceived();
   if (session.failed()) throw Error(session.error(), session.errorKind());
   // 5. Whole-file SHA-256 and SHA-512 before the hop reports complete.
-  log->debug("all chunks of {} after {} ms", shortId(request.artifactId), elapsedMs());
+  log->debug("all chunks of {} after {} ms", ids::shortForm(request.artifactId), elapsedMs());
   report("verify", manifest.size, manifest.size, "");
   writer->finalize();
-  log->debug("{} verified and synced after {} ms", shortId(request.artifactId), elapsedMs());
+  log->debug("{} verified and synced after {} ms", ids::shortForm(request.artifactId), elapsedMs());
   log->info("fetched {} ({} {}, {}) from {} in {:.1f} s, {} reconnects ({}, rtt {} ms)",
-            shortId(artifact->id()), manifest.imageName, manifest.imageVersion,
+            ids::shortForm(artifact->id()), manifest.imageName, manifest.imageVersion,
             formatBytes(manifest.size), request.upstream.endpoint,
             std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(),
             out.reconnects, out.congestion.empty() ? "?" : out.congestion, out.rttMs);

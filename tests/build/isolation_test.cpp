@@ -46,7 +46,9 @@ std::map<std::string, std::string> snapshot(const fs::path& dir) {
     ::lstat(e.path().c_str(), &st);
     std::string v = std::to_string(st.st_mode) + " " + std::to_string(st.st_size) + " " +
                     std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec);
-    if (S_ISREG(st.st_mode)) v += " " + readFile(e.path());
+    // A digest, not the bytes: a tree of hundreds of MB compared (and printed by a failing
+    // EXPECT_EQ) once took the test process to 23 GB.
+    if (S_ISREG(st.st_mode)) v += " sha256 " + toHex(hashFile(e.path()).sha256);
     out[e.path().string()] = v;
   }
   return out;
@@ -389,13 +391,31 @@ std::string indented(const std::string& text, const std::string& pad) {
   return out;
 }
 
-// "PROBE <place>:<name>: refused: ..." anywhere in `text` (also inside Ansible's JSON output).
+// "PROBE <place>:<name>: refused: ..." anywhere in `text` (also inside Ansible's JSON output):
+// place:name -> "refused..." or "ESCAPED...", the rest up to a quote, backslash or newline (at
+// most 400 characters). Read by hand, in one pass: a std::regex iterated over a build log of
+// several megabytes is no tool for this (the test process was OOM-killed at 23 GB once).
 std::map<std::string, std::string> probeResults(const std::string& text) {
   std::map<std::string, std::string> out;
-  static const std::regex line(R"(PROBE ([a-z_]+:[a-z_]+): (refused|ESCAPED)([^"\\\n]*))");
-  for (auto it = std::sregex_iterator(text.begin(), text.end(), line); it != std::sregex_iterator();
-       ++it)
-    out[(*it)[1]] = (*it)[2].str() + (*it)[3].str();
+  const auto word = [&](std::size_t from) {
+    std::size_t to = from;
+    while (to < text.size() && ((text[to] >= 'a' && text[to] <= 'z') || text[to] == '_'))
+      ++to;
+    return to;
+  };
+  for (std::size_t at = text.find("PROBE "); at != std::string::npos;
+       at = text.find("PROBE ", at + 1)) {
+    const std::size_t place = at + 6, colon = word(place);
+    if (colon == place || colon >= text.size() || text[colon] != ':') continue;
+    const std::size_t nameEnd = word(colon + 1);
+    if (nameEnd == colon + 1 || text.compare(nameEnd, 2, ": ") != 0) continue;
+    const std::size_t verdict = nameEnd + 2;
+    if (text.compare(verdict, 7, "refused") != 0 && text.compare(verdict, 7, "ESCAPED") != 0)
+      continue;
+    std::size_t end = std::min(text.find_first_of("\"\\\n", verdict + 7), verdict + 7 + 400);
+    end = std::min(end, text.size());
+    out[text.substr(place, nameEnd - place)] = text.substr(verdict, end - verdict);
+  }
   return out;
 }
 
@@ -409,6 +429,10 @@ std::map<std::string, std::string> probeResults(const std::string& text) {
 TEST(BuildIsolation, EveryPlaceADefinitionsCodeRunsIsRefusedTheSameProbes) {
   fixtureBase();
   TestArea area("isolation-places");
+  // This build's agent gets an apt store of its own (the area's cache shares the machine's by
+  // default): "unchanged" must mean unchanged by this build, while other tests running at the
+  // same time add to the shared one. The probe build installs no package, so it costs nothing.
+  fs::remove(area.cache() / "apt");
   PlacesBait bait(area);
   const auto probes = readFile(sourceDir() / "tests/build/support/isolation-probes.sh");
   const auto corePattern = readFile("/proc/sys/kernel/core_pattern");
@@ -502,6 +526,9 @@ ansible:
   std::string all;
   for (const auto& e : fs::directory_iterator(area.work()))
     if (e.path().filename().string().starts_with("job-places-")) {
+      const auto size = fs::file_size(e.path() / "build.log");
+      std::printf("the probe build's log: %ju bytes\n", static_cast<std::uintmax_t>(size));
+      ASSERT_LT(size, 256u << 20) << "the probe build's log is " << size << " bytes";
       all += readFile(e.path() / "build.log");
       fs::remove_all(e.path());
     }

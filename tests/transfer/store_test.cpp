@@ -14,7 +14,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr std::uint32_t kChunk = 64 << 10;
+constexpr std::uint32_t kStoreChunk = 64 << 10;
 
 std::string data(size_t n, unsigned seed) {
   std::string s(n, '\0');
@@ -36,7 +36,7 @@ fs::path writeFile(const fs::path& p, const std::string& content) {
 StoreOptions options(const TempDir& dir, const std::string& name) {
   StoreOptions o;
   o.dir = dir.path() / name;
-  o.chunkSize = kChunk;
+  o.chunkSize = kStoreChunk;
   o.retention = 2;
   return o;
 }
@@ -50,7 +50,7 @@ std::span<const std::byte> bytes(const std::string& s, size_t off, size_t len) {
 TEST(ArtifactStore, ImportMakesACompleteArtifactWithItsManifest) {
   TempDir dir;
   ArtifactStore store(options(dir, "s"));
-  const std::string content = data(5 * kChunk + 7, 1);
+  const std::string content = data(5 * kStoreChunk + 7, 1);
   auto info = store.importFile(writeFile(dir.path() / "img", content), "img", "1", "{}");
   EXPECT_EQ(info.id, toHex(sha256(content)));
   EXPECT_EQ(info.sha512, toHex(sha512(content)));
@@ -69,7 +69,7 @@ TEST(ArtifactStore, ImportMakesACompleteArtifactWithItsManifest) {
 TEST(ArtifactStore, AWriterVerifiesEveryChunkAndTheWholeFile) {
   TempDir dir;
   ArtifactStore src(options(dir, "src"));
-  const std::string content = data(3 * kChunk + 10, 2);
+  const std::string content = data(3 * kStoreChunk + 10, 2);
   auto info = src.importFile(writeFile(dir.path() / "img", content), "img", "1");
   ArtifactStore dst(options(dir, "dst"));
   auto partial = dst.openPartial(src.find(info.id)->encodedManifest());
@@ -78,13 +78,13 @@ TEST(ArtifactStore, AWriterVerifiesEveryChunkAndTheWholeFile) {
   auto writer = Artifact::openWriter(partial);
   ASSERT_TRUE(writer);
   EXPECT_FALSE(Artifact::openWriter(partial)) << "one writer at a time";
-  std::string wrong = content.substr(kChunk, kChunk);
+  std::string wrong = content.substr(kStoreChunk, kStoreChunk);
   wrong[5] ^= 1;
-  EXPECT_FALSE(writer->writeChunk(1, bytes(wrong, 0, kChunk)));
+  EXPECT_FALSE(writer->writeChunk(1, bytes(wrong, 0, kStoreChunk)));
   EXPECT_FALSE(partial->hasChunk(1));
   // Out of order: the whole-file hashes still come out right.
   for (std::uint32_t i : {2u, 0u, 3u, 1u})
-    EXPECT_TRUE(writer->writeChunk(i, bytes(content, i * kChunk, kChunk)));
+    EXPECT_TRUE(writer->writeChunk(i, bytes(content, i * kStoreChunk, kStoreChunk)));
   EXPECT_EQ(partial->chunksAvailable(), 4u);
   writer->finalize();
   EXPECT_TRUE(partial->complete());
@@ -95,20 +95,20 @@ TEST(ArtifactStore, AWriterVerifiesEveryChunkAndTheWholeFile) {
 TEST(ArtifactStore, APartialArtifactResumesFromItsJournal) {
   TempDir dir;
   ArtifactStore src(options(dir, "src"));
-  const std::string content = data(4 * kChunk, 3);
+  const std::string content = data(4 * kStoreChunk, 3);
   auto info = src.importFile(writeFile(dir.path() / "img", content), "img", "1");
   const std::string manifest = src.find(info.id)->encodedManifest();
   {
     ArtifactStore dst(options(dir, "dst"));
     auto w = Artifact::openWriter(dst.openPartial(manifest));
-    w->writeChunk(0, bytes(content, 0, kChunk));
-    w->writeChunk(2, bytes(content, 2 * kChunk, kChunk));
+    w->writeChunk(0, bytes(content, 0, kStoreChunk));
+    w->writeChunk(2, bytes(content, 2 * kStoreChunk, kStoreChunk));
   }
   // Chunk 2's data did not survive the "crash"; the journal still lists it.
   {
     std::fstream f(dir.path() / "dst" / "objects" / info.id / "data",
                    std::ios::in | std::ios::out | std::ios::binary);
-    f.seekp(2 * kChunk + 100);
+    f.seekp(2 * kStoreChunk + 100);
     f.put('\x42');
   }
   ArtifactStore dst(options(dir, "dst"));
@@ -119,7 +119,7 @@ TEST(ArtifactStore, APartialArtifactResumesFromItsJournal) {
   EXPECT_EQ(w->reverify(), 1u);
   EXPECT_EQ(a->missingChunks(), (std::vector<std::uint32_t>{1, 2, 3}));
   for (std::uint32_t i : {1u, 2u, 3u})
-    w->writeChunk(i, bytes(content, i * kChunk, kChunk));
+    w->writeChunk(i, bytes(content, i * kStoreChunk, kStoreChunk));
   w->finalize();
   EXPECT_EQ(readFile(*dst.pathOf(info.id)), content);
 }
@@ -127,17 +127,17 @@ TEST(ArtifactStore, APartialArtifactResumesFromItsJournal) {
 TEST(ArtifactStore, AChunkDamagedOnDiskIsDroppedNeverServed) {
   TempDir dir;
   ArtifactStore store(options(dir, "s"));
-  const std::string content = data(3 * kChunk, 4);
+  const std::string content = data(3 * kStoreChunk, 4);
   auto info = store.importFile(writeFile(dir.path() / "img", content), "img", "1");
   auto a = store.find(info.id);
   std::vector<StoreEvent> events;
   store.subscribe([&](const StoreEvent& e) { events.push_back(e); });
   {
     std::fstream f(a->dataPath(), std::ios::in | std::ios::out | std::ios::binary);
-    f.seekp(kChunk + 9);
+    f.seekp(kStoreChunk + 9);
     f.put('\0');
   }
-  std::vector<std::byte> buf(kChunk);
+  std::vector<std::byte> buf(kStoreChunk);
   EXPECT_EQ(a->readChunk(0, buf.data()), ReadStatus::ok);
   EXPECT_EQ(a->readChunk(1, buf.data()), ReadStatus::corrupt);
   EXPECT_EQ(a->readChunk(1, buf.data()), ReadStatus::missing);
@@ -153,7 +153,7 @@ TEST(ArtifactStore, AChunkDamagedOnDiskIsDroppedNeverServed) {
   EXPECT_FALSE(b->complete());
   EXPECT_EQ(b->missingChunks(), std::vector<std::uint32_t>{1});
   auto w = Artifact::openWriter(b);
-  w->writeChunk(1, bytes(content, kChunk, kChunk));
+  w->writeChunk(1, bytes(content, kStoreChunk, kStoreChunk));
   w->finalize();
   EXPECT_EQ(readFile(*again.pathOf(info.id)), content);
 }
@@ -161,7 +161,7 @@ TEST(ArtifactStore, AChunkDamagedOnDiskIsDroppedNeverServed) {
 TEST(ArtifactStore, RefusesAnArtifactThatDoesNotFitNamingPathNeedAndAvailable) {
   TempDir dir;
   ArtifactStore src(options(dir, "src"));
-  auto info = src.importFile(writeFile(dir.path() / "img", data(2 * kChunk, 5)), "img", "1");
+  auto info = src.importFile(writeFile(dir.path() / "img", data(2 * kStoreChunk, 5)), "img", "1");
   auto o = options(dir, "dst");
   o.reserveBytes = ~0ull / 2;  // whatever the disk has, it is less than this
   ArtifactStore dst(o);
@@ -182,21 +182,21 @@ TEST(ArtifactStore, KeepsTheNewestVersionsOfEachImage) {
   ArtifactStore store(options(dir, "s"));  // retention 2
   std::vector<std::string> ids;
   for (int v = 1; v <= 4; ++v)
-    ids.push_back(
-        store
-            .importFile(writeFile(dir.path() / ("v" + std::to_string(v)), data(kChunk, 10 + v)),
-                        "img", std::to_string(v))
-            .id);
-  store.importFile(writeFile(dir.path() / "other", data(kChunk, 99)), "other", "1");
+    ids.push_back(store
+                      .importFile(writeFile(dir.path() / ("v" + std::to_string(v)),
+                                            data(kStoreChunk, 10 + v)),
+                                  "img", std::to_string(v))
+                      .id);
+  store.importFile(writeFile(dir.path() / "other", data(kStoreChunk, 99)), "other", "1");
   // The isos of the same image are versions of their own: kept beside the qcow2s, never a
   // delta basis for one (nor one for them).
   std::vector<std::string> isos;
   for (int v = 3; v <= 4; ++v)
-    isos.push_back(
-        store
-            .importFile(writeFile(dir.path() / ("iso" + std::to_string(v)), data(kChunk, 50 + v)),
-                        "img", std::to_string(v), "{}", definition::OutputKind::iso)
-            .id);
+    isos.push_back(store
+                       .importFile(writeFile(dir.path() / ("iso" + std::to_string(v)),
+                                             data(kStoreChunk, 50 + v)),
+                                   "img", std::to_string(v), "{}", definition::OutputKind::iso)
+                       .id);
   EXPECT_FALSE(store.find(ids[0]));
   EXPECT_FALSE(store.find(ids[1]));
   EXPECT_TRUE(store.find(ids[2]));
@@ -212,7 +212,7 @@ TEST(ArtifactStore, KeepsTheNewestVersionsOfEachImage) {
   EXPECT_EQ(store.find(ids[3])->info().kind, "qcow2");
   EXPECT_EQ(store.inventory().size(), 5u);
   // A third iso pushes the oldest iso out, not a qcow2.
-  store.importFile(writeFile(dir.path() / "iso5", data(kChunk, 55)), "img", "5", "{}",
+  store.importFile(writeFile(dir.path() / "iso5", data(kStoreChunk, 55)), "img", "5", "{}",
                    OutputKind::iso);
   EXPECT_FALSE(store.find(isos[0]));
   EXPECT_TRUE(store.find(ids[2]));
@@ -222,7 +222,7 @@ TEST(ArtifactStore, AnImportByAnotherProcessIsFoundLater) {
   TempDir dir;
   ArtifactStore serving(options(dir, "s"));
   ArtifactStore importer(options(dir, "s"));
-  auto info = importer.importFile(writeFile(dir.path() / "img", data(kChunk, 7)), "img", "1");
+  auto info = importer.importFile(writeFile(dir.path() / "img", data(kStoreChunk, 7)), "img", "1");
   auto a = serving.find(info.id);
   ASSERT_TRUE(a);
   EXPECT_TRUE(a->complete());
@@ -234,7 +234,7 @@ TEST(ArtifactStore, AnImportByAnotherProcessIsFoundLater) {
 TEST(ArtifactStore, TheSameBytesUnderANewVersionTakeTheNewManifest) {
   TempDir dir;
   ArtifactStore origin(options(dir, "origin"));
-  const std::string content = data(3 * kChunk + 11, 4);
+  const std::string content = data(3 * kStoreChunk + 11, 4);
   const auto file = writeFile(dir.path() / "img", content);
   auto v1 = origin.importFile(file, "img", "1", R"({"v":1})");
   auto v2 = origin.importFile(file, "img", "2", R"({"v":2})");

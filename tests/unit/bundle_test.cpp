@@ -12,6 +12,7 @@
 #include "common/temp_dir.h"
 #include "common/yaml_reader.h"
 #include "definition/parse_definition.h"
+#include "tests/support/error_of.h"
 
 using namespace imgpipe;
 using namespace imgpipe::definition;
@@ -30,14 +31,7 @@ std::string parseError(const std::string& yaml) {
   return "(no error)";
 }
 
-std::string errorOf(auto&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using imgpipe::test::errorOf;
 
 }  // namespace
 

@@ -13,6 +13,7 @@
 #include "definition/bundle.h"
 #include "definition/definition_json.h"
 #include "definition/parse_definition.h"
+#include "tests/support/error_of.h"
 
 using namespace imgpipe;
 using namespace imgpipe::definition;
@@ -54,14 +55,7 @@ MergedDefinition mergeOf(const Files& files, const std::string& root = "site.yam
   return MergedDefinition::merge(root, sourceOf(files));
 }
 
-std::string errorOf(auto&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using imgpipe::test::errorOf;
 
 std::string originOf(const MergedDefinition& m, const std::string& field) {
   for (const auto& o : m.origins())
