@@ -10,20 +10,16 @@
 #include "common/net/curve_keys.h"
 #include "common/subprocess.h"
 #include "common/temp_dir.h"
+#include "tests/build/support/build_fixture.h"
 
 using namespace imgpipe;
 namespace fs = std::filesystem;
 
 namespace {
 
-fs::path agent() {
-  const char* d = std::getenv("IMGPIPE_BUILD_DIR");
-  return fs::path(d ? d : IMGPIPE_TEST_BUILD_DIR) / "bin" / "imgpipe-agent-build";
-}
-
 CommandResult checkConfig(const fs::path& config) {
   SubprocessOptions o;
-  o.argv = {agent().string(), "--config", config.string(), "--check-config"};
+  o.argv = {build::test::agentBinary().string(), "--config", config.string(), "--check-config"};
   o.captureStdout = true;
   return runCommand(o);
 }

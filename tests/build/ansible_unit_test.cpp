@@ -20,6 +20,7 @@
 #include "common/temp_dir.h"
 #include "definition/bundle.h"
 #include "definition/parse_definition.h"
+#include "tests/build/support/build_fixture.h"
 
 using namespace imgpipe;
 using namespace imgpipe::build;
@@ -36,10 +37,6 @@ std::string errorOf(auto&& f) {
     return e.what();
   }
   return "(no error)";
-}
-
-fs::path agent() {
-  return fs::path(IMGPIPE_TEST_BUILD_DIR) / "bin/imgpipe-agent-build";
 }
 
 bool has(const std::vector<std::string>& v, std::initializer_list<std::string> seq) {
@@ -205,7 +202,7 @@ TEST(ExecBroker, RunsTheCommandWithTheClientsStdioAndExitStatus) {
   const std::string sock = (dir.path() / "exec.sock").string();
   // As the chroot connection calls it: ROOT first (ignored), then the command.
   SubprocessOptions o;
-  o.argv = {agent().string(),
+  o.argv = {build::test::agentBinary().string(),
             "ansible-exec",
             sock,
             "/ignored/root",
@@ -239,7 +236,7 @@ TEST(ExecBroker, RunsTheCommandWithTheClientsStdioAndExitStatus) {
   EXPECT_NE(refused[0].find("0 descriptors instead of stdin, stdout and stderr"), std::string::npos)
       << refused[0];
   EXPECT_EQ(asked.size(), 1u);
-  o.argv = {agent().string(), "ansible-exec", sock, "/", "/bin/true"};
+  o.argv = {build::test::agentBinary().string(), "ansible-exec", sock, "/", "/bin/true"};
   o.input.clear();
   EXPECT_EQ(runCommand(o).exitCode, 0);
   EXPECT_EQ(broker.commandsRun(), 2u);
@@ -257,8 +254,13 @@ TEST(ExecBroker, AClientThatDiesTakesItsCommandWithIt) {
       },
       [](const std::string&) {});
   SubprocessOptions o;
-  o.argv = {agent().string(), "ansible-exec", (dir.path() / "exec.sock").string(), "/",
-            "/bin/sh",        "-c",           "sleep 2; touch " + marker.string()};
+  o.argv = {build::test::agentBinary().string(),
+            "ansible-exec",
+            (dir.path() / "exec.sock").string(),
+            "/",
+            "/bin/sh",
+            "-c",
+            "sleep 2; touch " + marker.string()};
   Subprocess client(std::move(o));
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   ::kill(client.pid(), SIGKILL);

@@ -6,19 +6,13 @@
 #include "common/yaml_reader.h"
 #include "definition/definition_json.h"
 #include "definition/parse_definition.h"
+#include "tests/build/support/definition_error.h"
 
 using namespace imgpipe;
 
 namespace {
 
-std::string errorOf(std::string_view yaml) {
-  try {
-    definition::parseDefinition(yaml, "def.yaml");
-  } catch (const YamlError& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using build::test::definitionError;
 
 std::string withFile(const std::string& path) {
   return "name: x\nbase: {path: /a}\nfiles:\n  - path: '" + path + "'\n    content: hi\n";
@@ -47,9 +41,9 @@ TEST(DefinitionIsolation, NetworkIsHostByDefaultNoneOnRequestAndStrict) {
   EXPECT_EQ(def.network, definition::Network::proxy);
   EXPECT_EQ(definition::toJson(def).at("network"), "proxy");
   EXPECT_NE(definition::summarize(def).find("only the build agent's proxy"), std::string::npos);
-  EXPECT_EQ(errorOf("name: x\nbase: {path: /a}\n\nnetwork: off\n"),
+  EXPECT_EQ(definitionError("name: x\nbase: {path: /a}\n\nnetwork: off\n"),
             "def.yaml:4:10: network: must be host, none or proxy, got 'off'");
-  EXPECT_NE(errorOf("name: x\nbase: {path: /a}\nnetwork: [none]\n").find("def.yaml:3:"),
+  EXPECT_NE(definitionError("name: x\nbase: {path: /a}\nnetwork: [none]\n").find("def.yaml:3:"),
             std::string::npos);
 }
 
@@ -57,13 +51,14 @@ TEST(DefinitionIsolation, FilePathsAreNormalisedBeforeTheReservedPathCheck) {
   for (const char* sneaky :
        {"/./proc/sys/vm/swappiness", "//proc/sys/vm/swappiness", "/proc//sys/vm/swappiness",
         "/././proc/./sys/vm/swappiness", "/proc"}) {
-    const auto err = errorOf(withFile(sneaky));
+    const auto err = definitionError(withFile(sneaky));
     EXPECT_NE(err.find("files[0].path: '/proc"), std::string::npos) << sneaky << ": " << err;
     EXPECT_NE(err.find("is under /proc, which is not part of the image"), std::string::npos)
         << sneaky << ": " << err;
   }
   for (const char* sneaky : {"//sys/kernel/x", "/sys/./x", "/./dev/sda", "//run//x"})
-    EXPECT_NE(errorOf(withFile(sneaky)).find("which is not part of the image"), std::string::npos)
+    EXPECT_NE(definitionError(withFile(sneaky)).find("which is not part of the image"),
+              std::string::npos)
         << sneaky;
   // Names that only start like an API filesystem are part of the image.
   auto def = definition::parseDefinition(withFile("//etc/./proc-names"), "def.yaml");
@@ -71,28 +66,30 @@ TEST(DefinitionIsolation, FilePathsAreNormalisedBeforeTheReservedPathCheck) {
   def = definition::parseDefinition(withFile("/devices.conf"), "def.yaml");
   EXPECT_EQ(def.files.at(0).path, "/devices.conf");
 
-  EXPECT_EQ(errorOf(withFile("/etc/motd/")),
+  EXPECT_EQ(definitionError(withFile("/etc/motd/")),
             "def.yaml:4:11: files[0].path: names a directory; give "
             "the file's path");
-  EXPECT_EQ(errorOf(withFile("/etc/motd/.")),
+  EXPECT_EQ(definitionError(withFile("/etc/motd/.")),
             "def.yaml:4:11: files[0].path: names a directory; give the file's path");
-  EXPECT_EQ(errorOf(withFile("/etc/../proc/x")),
+  EXPECT_EQ(definitionError(withFile("/etc/../proc/x")),
             "def.yaml:4:11: files[0].path: must not contain '..', got '/etc/../proc/x'");
   // Two spellings of one path are one path.
-  EXPECT_NE(errorOf("name: x\nbase: {path: /a}\nfiles:\n  - {path: /etc/motd, content: a}\n"
-                    "  - {path: //etc/./motd, content: b}\n")
+  EXPECT_NE(definitionError("name: x\nbase: {path: /a}\nfiles:\n  - {path: /etc/motd, content: a}\n"
+                            "  - {path: //etc/./motd, content: b}\n")
                 .find("'/etc/motd' is written twice"),
             std::string::npos);
 }
 
 TEST(DefinitionIsolation, CleanupPathsAreNormalisedBeforeTheWholeRootCheck) {
   for (const char* root : {"//", "/./", "/.", "///*", "/./*", "//*"})
-    EXPECT_NE(errorOf(withRemove(root)).find("refusing to remove the whole root filesystem"),
-              std::string::npos)
+    EXPECT_NE(
+        definitionError(withRemove(root)).find("refusing to remove the whole root filesystem"),
+        std::string::npos)
         << root;
   auto def = definition::parseDefinition(withRemove("//var/./log/*.gz/"), "def.yaml");
   EXPECT_EQ(def.cleanup.remove.at(0), "/var/log/*.gz");
-  EXPECT_NE(errorOf(withRemove("/var/../../etc")).find("must not contain '..'"), std::string::npos);
+  EXPECT_NE(definitionError(withRemove("/var/../../etc")).find("must not contain '..'"),
+            std::string::npos);
 }
 
 TEST(DefinitionIsolation, OtherImagePathsAreStoredNormalised) {

@@ -12,6 +12,7 @@
 #include "definition/definition_json.h"
 #include "definition/parse_definition.h"
 #include "definition/resolved_glance.h"
+#include "tests/build/support/definition_error.h"
 
 using namespace imgpipe;
 using namespace imgpipe::build;
@@ -23,14 +24,7 @@ base:
   path: /srv/base.qcow2
 )";
 
-std::string errorOf(std::string_view yaml, const std::string& source = "def.yaml") {
-  try {
-    definition::parseDefinition(yaml, source);
-  } catch (const YamlError& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using build::test::definitionError;
 
 std::filesystem::path sourceDir() {
   const char* d = std::getenv("IMGPIPE_SOURCE_DIR");
@@ -165,96 +159,105 @@ glance:
 }
 
 TEST(Definition, ErrorsNameFileLineFieldAndProblem) {
-  EXPECT_EQ(errorOf("name: Bad_Name\nbase: {path: /x}\n"),
+  EXPECT_EQ(definitionError("name: Bad_Name\nbase: {path: /x}\n"),
             "def.yaml:1:7: name: 'Bad_Name' is not a valid image name (lowercase letters, digits, "
             "'.', '_', '-'; at most 128)");
-  EXPECT_EQ(errorOf("name: x\n"), "def.yaml:1:1: missing required field 'base'");
-  EXPECT_EQ(errorOf("name: x\nbase:\n  url: https://e/x.img\n"),
+  EXPECT_EQ(definitionError("name: x\n"), "def.yaml:1:1: missing required field 'base'");
+  EXPECT_EQ(definitionError("name: x\nbase:\n  url: https://e/x.img\n"),
             "def.yaml:3:3: base: missing required field 'sha256' (a downloaded base must be "
             "verified; the "
             "distribution publishes it in SHA256SUMS next to the image)");
   EXPECT_EQ(
-      errorOf("name: x\nbase:\n  path: /a\n  url: https://e/x\n"),
+      definitionError("name: x\nbase:\n  path: /a\n  url: https://e/x\n"),
       "def.yaml:3:3: base: has both 'url' and 'path'; use exactly one of: url, path, debootstrap, "
       "rootfs, oci");
-  EXPECT_EQ(errorOf("name: x\nbase: {url: 'https://e/x', sha256: abc}\n"),
+  EXPECT_EQ(definitionError("name: x\nbase: {url: 'https://e/x', sha256: abc}\n"),
             "def.yaml:2:36: base.sha256: expected a SHA-256 as 64 hex digits, got 'abc'");
-  EXPECT_EQ(errorOf("name: x\nbase: {path: /a}\npackages:\n  install: [curl, --force-yes]\n"),
-            "def.yaml:4:19: packages.install[1]: '--force-yes' is not a valid package name");
-  EXPECT_EQ(errorOf("name: x\nbase: {path: /a}\nfiles:\n  - path: etc/motd\n    content: hi\n"),
-            "def.yaml:4:11: files[0].path: must be an absolute path, got 'etc/motd'");
-  EXPECT_EQ(errorOf("name: x\nbase: {path: /a}\nfiles:\n  - path: /etc/motd\n    content: hi\n    "
-                    "mode: rwx\n"),
+  EXPECT_EQ(
+      definitionError("name: x\nbase: {path: /a}\npackages:\n  install: [curl, --force-yes]\n"),
+      "def.yaml:4:19: packages.install[1]: '--force-yes' is not a valid package name");
+  EXPECT_EQ(
+      definitionError("name: x\nbase: {path: /a}\nfiles:\n  - path: etc/motd\n    content: hi\n"),
+      "def.yaml:4:11: files[0].path: must be an absolute path, got 'etc/motd'");
+  EXPECT_EQ(definitionError(
+                "name: x\nbase: {path: /a}\nfiles:\n  - path: /etc/motd\n    content: hi\n    "
+                "mode: rwx\n"),
             "def.yaml:6:11: files[0].mode: expected an octal mode such as \"0644\", got 'rwx'");
   EXPECT_EQ(
-      errorOf(
+      definitionError(
           "name: x\nbase: {path: /a}\nfiles:\n  - {path: /proc/sys/vm/swappiness, content: '1'}\n"),
       "def.yaml:4:12: files[0].path: '/proc/sys/vm/swappiness' is under /proc, which is not part "
       "of the image");
-  EXPECT_EQ(errorOf("name: x\nbase: {path: /a}\nfiles:\n  - path: /etc/motd\n"),
+  EXPECT_EQ(definitionError("name: x\nbase: {path: /a}\nfiles:\n  - path: /etc/motd\n"),
             "def.yaml:4:5: files[0]: needs one of: content, source, url");
-  EXPECT_EQ(errorOf("name: x\nbase: {path: /a}\nglance:\n  visibility: everyone\n"),
+  EXPECT_EQ(definitionError("name: x\nbase: {path: /a}\nglance:\n  visibility: everyone\n"),
             "def.yaml:4:15: glance.visibility: must be private, shared, community or public, got "
             "'everyone'");
-  EXPECT_EQ(errorOf("name: x\nbase: {path: /a}\nglance:\n  older_versions: delete\n"),
+  EXPECT_EQ(definitionError("name: x\nbase: {path: /a}\nglance:\n  older_versions: delete\n"),
             "def.yaml:4:19: glance.older_versions: must be keep, hide or rename, got 'delete'");
-  EXPECT_EQ(errorOf("name: x\nbase: {path: /a}\ndisk: {size: 10G}\nglance: {min_disk: 5}\n"),
-            "def.yaml:4:20: glance.min_disk: 5 GiB is smaller than disk.size (10.0 GiB); instances "
-            "on such flavors could not boot");
-  EXPECT_EQ(errorOf("name: x\nbase: {path: /a}\nglance:\n  metadata:\n    min_ram: '512'\n"),
-            "def.yaml:5:14: glance.metadata.min_ram: 'min_ram' is reserved by Glance; use "
-            "glance.min_ram");
-  EXPECT_EQ(errorOf("name: x\nbase: {path: /a}\nglance:\n  metadata:\n    tags: [a, b]\n"),
-            "def.yaml:5:11: glance.metadata.tags: 'tags' is reserved by Glance; use glance.tags");
-  EXPECT_EQ(errorOf("name: x\nbase: {path: /a}\nglance:\n  properties:\n    team: [a, b]\n"),
-            "def.yaml:5:11: glance.properties.team: must be a single value (it becomes a string "
-            "property)");
   EXPECT_EQ(
-      errorOf("name: x\nbase: {path: /a}\ncloud_init:\n  default_user: {groups: [a], add_groups: "
-              "[b]}\n"),
+      definitionError("name: x\nbase: {path: /a}\ndisk: {size: 10G}\nglance: {min_disk: 5}\n"),
+      "def.yaml:4:20: glance.min_disk: 5 GiB is smaller than disk.size (10.0 GiB); instances "
+      "on such flavors could not boot");
+  EXPECT_EQ(
+      definitionError("name: x\nbase: {path: /a}\nglance:\n  metadata:\n    min_ram: '512'\n"),
+      "def.yaml:5:14: glance.metadata.min_ram: 'min_ram' is reserved by Glance; use "
+      "glance.min_ram");
+  EXPECT_EQ(definitionError("name: x\nbase: {path: /a}\nglance:\n  metadata:\n    tags: [a, b]\n"),
+            "def.yaml:5:11: glance.metadata.tags: 'tags' is reserved by Glance; use glance.tags");
+  EXPECT_EQ(
+      definitionError("name: x\nbase: {path: /a}\nglance:\n  properties:\n    team: [a, b]\n"),
+      "def.yaml:5:11: glance.properties.team: must be a single value (it becomes a string "
+      "property)");
+  EXPECT_EQ(
+      definitionError(
+          "name: x\nbase: {path: /a}\ncloud_init:\n  default_user: {groups: [a], add_groups: "
+          "[b]}\n"),
       "def.yaml:4:17: cloud_init.default_user: has both 'groups' (replaces the image's list) and "
       "'add_groups' (adds to it); use one");
+  EXPECT_EQ(definitionError(
+                "name: x\nbase: {path: /a}\npackages: {install: [curl], remove: [vim, curl]}\n"),
+            "def.yaml:3:43: packages.remove[1]: 'curl' is both installed and removed");
   EXPECT_EQ(
-      errorOf("name: x\nbase: {path: /a}\npackages: {install: [curl], remove: [vim, curl]}\n"),
-      "def.yaml:3:43: packages.remove[1]: 'curl' is both installed and removed");
-  EXPECT_EQ(errorOf("name: x\nbase: {path: /a}\nservices: {enable: [ssh], disable: [ssh]}\n"),
-            "def.yaml:3:36: services.disable: 'ssh' is both enabled and disabled");
+      definitionError("name: x\nbase: {path: /a}\nservices: {enable: [ssh], disable: [ssh]}\n"),
+      "def.yaml:3:36: services.disable: 'ssh' is both enabled and disabled");
 }
 
 TEST(Definition, UnknownKeysAreErrorsAtEveryLevel) {
-  auto top = errorOf("name: x\nbase: {path: /a}\npakages: {install: [curl]}\n");
+  auto top = definitionError("name: x\nbase: {path: /a}\npakages: {install: [curl]}\n");
   EXPECT_EQ(top.substr(0, top.find(" (known keys")), "def.yaml:3:1: unknown key 'pakages'");
   EXPECT_NE(top.find("packages"), std::string::npos) << top;
-  auto nested = errorOf("name: x\nbase: {path: /a}\npackages:\n  instal: [curl]\n");
+  auto nested = definitionError("name: x\nbase: {path: /a}\npackages:\n  instal: [curl]\n");
   EXPECT_EQ(nested.substr(0, nested.find(" (known keys")),
             "def.yaml:4:3: packages: unknown key 'instal'");
-  auto deep = errorOf(
+  auto deep = definitionError(
       "name: x\nbase: {path: /a}\nmirrors:\n  containerd:\n    registries:\n      - host: "
       "docker.io\n"
       "        mirrors: [{url: 'https://m', skipverify: true}]\n");
   EXPECT_EQ(deep.substr(0, deep.find(" (known keys")),
             "def.yaml:7:38: mirrors.containerd.registries[0].mirrors[0]: unknown key 'skipverify'");
-  auto glance = errorOf("name: x\nbase: {path: /a}\nglance:\n  min_disks: 3\n");
+  auto glance = definitionError("name: x\nbase: {path: /a}\nglance:\n  min_disks: 3\n");
   EXPECT_EQ(glance.substr(0, glance.find(" (known keys")),
             "def.yaml:4:3: glance: unknown key 'min_disks'");
 }
 
 TEST(Definition, CloudInitDropInMustBeValidYaml) {
-  auto msg = errorOf(
+  auto msg = definitionError(
       "name: x\nbase: {path: /a}\ncloud_init:\n  drop_ins:\n    - name: 99-x.cfg\n"
       "      content: |\n        system_info: [unclosed\n");
   EXPECT_EQ(
       msg.substr(0, msg.find(": end of")),
       "def.yaml:6:16: cloud_init.drop_ins[0].content: is not valid YAML (line 2 of the content)")
       << msg;
-  EXPECT_EQ(errorOf("name: x\nbase: {path: /a}\ncloud_init:\n  drop_ins:\n    - {name: x.conf, "
-                    "content: 'a: 1'}\n"),
-            "def.yaml:5:14: cloud_init.drop_ins[0].name: must be a file name ending in .cfg "
-            "(cloud-init reads only *.cfg), got 'x.conf'");
+  EXPECT_EQ(
+      definitionError("name: x\nbase: {path: /a}\ncloud_init:\n  drop_ins:\n    - {name: x.conf, "
+                      "content: 'a: 1'}\n"),
+      "def.yaml:5:14: cloud_init.drop_ins[0].name: must be a file name ending in .cfg "
+      "(cloud-init reads only *.cfg), got 'x.conf'");
 }
 
 TEST(Definition, SyntaxErrorsHavePositions) {
-  auto msg = errorOf("name: x\nbase: {path: /a\n");
+  auto msg = definitionError("name: x\nbase: {path: /a\n");
   EXPECT_EQ(msg.rfind("def.yaml:", 0), 0u) << msg;
   EXPECT_NE(msg.find("not valid YAML"), std::string::npos) << msg;
 }
@@ -355,7 +358,7 @@ TEST(Definition, AcceptanceBootFields) {
   EXPECT_FALSE(plain.validation.bootTest.diskSize);
 
   auto err = [&](const std::string& section) {
-    return errorOf(std::string(kMinimal) + "validation:\n  boot_test:\n" + section);
+    return definitionError(std::string(kMinimal) + "validation:\n  boot_test:\n" + section);
   };
   EXPECT_NE(err("    firmware: efi\n").find("must be auto, bios, uefi or both, got 'efi'"),
             std::string::npos);
@@ -389,13 +392,14 @@ TEST(Definition, DiskBasesSayOrAreToldByTheirNameHowTheyArePacked) {
   const auto& u = std::get<definition::UrlBase>(def.base);
   EXPECT_EQ(u.disk.packing, BasePacking::vagrantBox);
   EXPECT_EQ(u.disk.format, "vmdk");
-  EXPECT_NE(errorOf("name: b\nbase: {path: x.img, format: iso}\n", "b.yaml")
+  EXPECT_NE(definitionError("name: b\nbase: {path: x.img, format: iso}\n", "b.yaml")
                 .find("base.format: must be qcow2, raw, vmdk, vdi, vhdx or vpc"),
             std::string::npos)
-      << errorOf("name: b\nbase: {path: x.img, format: iso}\n", "b.yaml");
-  EXPECT_NE(errorOf("name: b\nbase: {path: x.img, packing: rar}\n").find("base.packing: must be"),
-            std::string::npos);
-  EXPECT_NE(errorOf("name: b\nbase:\n  debootstrap: {suite: bookworm}\n  format: raw\n")
+      << definitionError("name: b\nbase: {path: x.img, format: iso}\n", "b.yaml");
+  EXPECT_NE(
+      definitionError("name: b\nbase: {path: x.img, packing: rar}\n").find("base.packing: must be"),
+      std::string::npos);
+  EXPECT_NE(definitionError("name: b\nbase:\n  debootstrap: {suite: bookworm}\n  format: raw\n")
                 .find("does not apply to a debootstrap base"),
             std::string::npos);
 }
@@ -423,32 +427,34 @@ TEST(Definition, TreeBasesTakeTheirFileAndHowTheTreeBecomesADisk) {
   EXPECT_EQ(o.tree.rootLabel, "cloudimg-rootfs");
   EXPECT_EQ(definition::toJson(def)["base"]["oci"]["format"], "layout");
 
-  EXPECT_NE(errorOf("name: r\nbase:\n  rootfs: {url: https://e/x.tar}\n")
+  EXPECT_NE(definitionError("name: r\nbase:\n  rootfs: {url: https://e/x.tar}\n")
                 .find("base.rootfs: missing required field 'sha256'"),
             std::string::npos)
-      << errorOf("name: r\nbase:\n  rootfs: {url: https://e/x.tar}\n");
-  EXPECT_NE(errorOf("name: r\nbase:\n  rootfs: {path: ../x.tar}\n").find("must not contain '..'"),
-            std::string::npos);
+      << definitionError("name: r\nbase:\n  rootfs: {url: https://e/x.tar}\n");
   EXPECT_NE(
-      errorOf("name: r\nbase:\n  rootfs: {path: x.tar}\n  sha256: " + std::string(64, 'a') + "\n")
-          .find("does not apply to a rootfs base (put it inside rootfs:)"),
+      definitionError("name: r\nbase:\n  rootfs: {path: ../x.tar}\n").find("must not contain '..'"),
       std::string::npos);
-  EXPECT_NE(errorOf("name: o\nbase:\n  oci: {path: x, format: docker}\n")
+  EXPECT_NE(definitionError(
+                "name: r\nbase:\n  rootfs: {path: x.tar}\n  sha256: " + std::string(64, 'a') + "\n")
+                .find("does not apply to a rootfs base (put it inside rootfs:)"),
+            std::string::npos);
+  EXPECT_NE(definitionError("name: o\nbase:\n  oci: {path: x, format: docker}\n")
                 .find("must be layout, oci-archive or docker-archive, got 'docker'"),
             std::string::npos);
-  EXPECT_NE(errorOf("name: o\nbase:\n  oci: {url: 'https://e/x.tar', sha256: " +
-                    std::string(64, 'a') + ", format: layout}\n")
+  EXPECT_NE(definitionError("name: o\nbase:\n  oci: {url: 'https://e/x.tar', sha256: " +
+                            std::string(64, 'a') + ", format: layout}\n")
                 .find("a layout is a directory"),
             std::string::npos);
-  EXPECT_NE(
-      errorOf("name: o\nbase:\n  oci: {path: x, ref: 'a b'}\n").find("is not an image reference"),
-      std::string::npos);
-  EXPECT_NE(errorOf("name: o\nbase:\n  oci: {path: x, size: 512M}\n").find("must be at least 1G"),
+  EXPECT_NE(definitionError("name: o\nbase:\n  oci: {path: x, ref: 'a b'}\n")
+                .find("is not an image reference"),
             std::string::npos);
-  EXPECT_NE(errorOf("name: o\nbase:\n  oci: {path: x, size: 4G}\ndisk: {size: 2G}\n")
+  EXPECT_NE(
+      definitionError("name: o\nbase:\n  oci: {path: x, size: 512M}\n").find("must be at least 1G"),
+      std::string::npos);
+  EXPECT_NE(definitionError("name: o\nbase:\n  oci: {path: x, size: 4G}\ndisk: {size: 2G}\n")
                 .find("is smaller than the oci base's disk (4.0 GiB)"),
             std::string::npos)
-      << errorOf("name: o\nbase:\n  oci: {path: x, size: 4G}\ndisk: {size: 2G}\n");
+      << definitionError("name: o\nbase:\n  oci: {path: x, size: 4G}\ndisk: {size: 2G}\n");
 }
 
 TEST(Definition, OutputsAreQcow2ByDefaultEachKindOnceAndTheBuildPlansTheirDigests) {
@@ -470,11 +476,11 @@ TEST(Definition, OutputsAreQcow2ByDefaultEachKindOnceAndTheBuildPlansTheirDigest
   EXPECT_NE(definition::summarize(both).find("raw expanded from the delivered qcow2"),
             std::string::npos);
 
-  EXPECT_NE(errorOf(std::string(kMinimal) + "outputs: [qcow2, vmdk]\n")
+  EXPECT_NE(definitionError(std::string(kMinimal) + "outputs: [qcow2, vmdk]\n")
                 .find("def.yaml:4:18: outputs[1]: 'vmdk' is not an output this version builds "
                       "(qcow2, raw, iso)"),
             std::string::npos)
-      << errorOf(std::string(kMinimal) + "outputs: [qcow2, vmdk]\n");
+      << definitionError(std::string(kMinimal) + "outputs: [qcow2, vmdk]\n");
   // A live ISO: live-boot goes in while the image is customized, the ISO is made of the
   // validated image and booted by the acceptance boot after it.
   auto live = definition::parseDefinition(std::string(kMinimal) + "outputs: [qcow2, iso]\n", "t");
@@ -501,22 +507,22 @@ TEST(Definition, OutputsAreQcow2ByDefaultEachKindOnceAndTheBuildPlansTheirDigest
                               "validation: {boot_test: {outputs: [iso]}}\n";
   EXPECT_EQ(definition::bootedOutputs(definition::parseDefinition(isoOnly, "t")),
             std::vector{definition::OutputKind::iso});
-  EXPECT_NE(errorOf(std::string(kMinimal) + "validation: {boot_test: {outputs: [iso]}}\n")
+  EXPECT_NE(definitionError(std::string(kMinimal) + "validation: {boot_test: {outputs: [iso]}}\n")
                 .find("boots iso, which is not among the outputs (qcow2)"),
             std::string::npos);
-  EXPECT_NE(errorOf(std::string(kMinimal) +
-                    "outputs: [qcow2, raw]\nvalidation: {boot_test: {outputs: [raw]}}\n")
+  EXPECT_NE(definitionError(std::string(kMinimal) +
+                            "outputs: [qcow2, raw]\nvalidation: {boot_test: {outputs: [raw]}}\n")
                 .find("a raw is the qcow2's bytes"),
             std::string::npos);
-  EXPECT_NE(
-      errorOf(std::string(kMinimal) + "outputs: [qcow2, iso]\n"
-                                      "validation: {boot_test: {method: nspawn, outputs: [iso]}}\n")
-          .find("method nspawn boots the image's root, not an ISO"),
-      std::string::npos);
-  EXPECT_EQ(definition::diskFormatOf(definition::OutputKind::iso), "iso");
-  EXPECT_NE(errorOf(std::string(kMinimal) + "outputs: [raw, raw]\n").find("listed twice"),
+  EXPECT_NE(definitionError(std::string(kMinimal) +
+                            "outputs: [qcow2, iso]\n"
+                            "validation: {boot_test: {method: nspawn, outputs: [iso]}}\n")
+                .find("method nspawn boots the image's root, not an ISO"),
             std::string::npos);
-  EXPECT_NE(errorOf(std::string(kMinimal) + "outputs: []\n").find("lists no output"),
+  EXPECT_EQ(definition::diskFormatOf(definition::OutputKind::iso), "iso");
+  EXPECT_NE(definitionError(std::string(kMinimal) + "outputs: [raw, raw]\n").find("listed twice"),
+            std::string::npos);
+  EXPECT_NE(definitionError(std::string(kMinimal) + "outputs: []\n").find("lists no output"),
             std::string::npos);
 }
 

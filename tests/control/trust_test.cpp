@@ -20,7 +20,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const char* kTopology = R"(
+const char* kTrustTopology = R"(
 heartbeat: {interval: 500ms, liveness: 4}
 build_grace: 30s
 retry_delay: 1s
@@ -32,7 +32,7 @@ topology:
   default_targets: [site-a]
 )";
 
-const char* kFastAgent =
+const char* kTrustAgent =
     "heartbeat: {interval: 500ms, liveness: 4, reconnect_initial: 200ms, reconnect_max: 1s}\n";
 
 // Every file and directory under `root` except logs and the coordinator's database, which
@@ -72,15 +72,15 @@ class TrustTest : public ::testing::Test {
 }  // namespace
 
 TEST_F(TrustTest, AHostileBuildAgentsIdentifiersAreRefusedNamingTheFieldAndNothingIsForwarded) {
-  c.setCoordinatorExtra(kTopology);
+  c.setCoordinatorExtra(kTrustTopology);
   c.startCoordinator();
   // A real relay agent with a real store: what a forwarded id would have reached.
   c.addKey("relay-1", "relay");
   const int relayPort = freePort();
   c.startAgent("relay-1", {(buildDir() / "bin/imgpipe-agent-relay").string()},
-               c.commonAgentConfig("relay-1") + kFastAgent +
+               c.commonAgentConfig("relay-1") + kTrustAgent +
                    "transfer: {listen: 'tcp://127.0.0.1:" + std::to_string(relayPort) + "'}\n");
-  c.startSimAgent("ctrl-a", "glance", std::string(kFastAgent));
+  c.startSimAgent("ctrl-a", "glance", std::string(kTrustAgent));
   ASSERT_TRUE(
       waitUntil([&] { return c.agentsOnline()["relay-1"] && c.agentsOnline()["ctrl-a"]; }, 15s))
       << c.logs();
@@ -105,7 +105,7 @@ TEST_F(TrustTest, AHostileBuildAgentsIdentifiersAreRefusedNamingTheFieldAndNothi
   for (const auto& k : cases) {
     SCOPED_TRACE(k.field + " = " + k.value.substr(0, 80));
     c.startSimAgent("build-1", "build",
-                    std::string(kFastAgent) + "sim: {build: 200ms, hostile: {field: " + k.field +
+                    std::string(kTrustAgent) + "sim: {build: 200ms, hostile: {field: " + k.field +
                         ", value: \"" + k.value + "\"}}\n");
     ASSERT_TRUE(waitUntil([&] { return c.agentsOnline()["build-1"]; }, 10s));
     auto r = c.cli({"submit", definition()});
@@ -129,13 +129,13 @@ TEST_F(TrustTest, AHostileBuildAgentsIdentifiersAreRefusedNamingTheFieldAndNothi
 }
 
 TEST_F(TrustTest, AKeyReplacedMidJobEndsItsSessionItsLateResultIsRefusedAndTheJobEndsDone) {
-  c.setCoordinatorExtra(kTopology);
+  c.setCoordinatorExtra(kTrustTopology);
   c.startCoordinator();
   // The old process goes on talking after it is refused, as a stolen key's holder would.
   c.startSimAgent("build-1", "build",
-                  std::string(kFastAgent) + "sim: {build: 8s, ignore_refusals: true}\n");
-  c.startSimAgent("relay-1", "relay", std::string(kFastAgent) + "sim: {fetch: 300ms}\n");
-  c.startSimAgent("ctrl-a", "glance", std::string(kFastAgent) + "sim: {register: 200ms}\n");
+                  std::string(kTrustAgent) + "sim: {build: 8s, ignore_refusals: true}\n");
+  c.startSimAgent("relay-1", "relay", std::string(kTrustAgent) + "sim: {fetch: 300ms}\n");
+  c.startSimAgent("ctrl-a", "glance", std::string(kTrustAgent) + "sim: {register: 200ms}\n");
   ASSERT_TRUE(waitUntil(
       [&] {
         auto a = c.agentsOnline();
@@ -173,7 +173,7 @@ TEST_F(TrustTest, AKeyReplacedMidJobEndsItsSessionItsLateResultIsRefusedAndTheJo
                  (c.dir() / "keys" / "build-1.key").string().size(),
                  (newKeys / "build-1.key").string());
   c.startAgent("build-1-rotated", {(buildDir() / "bin/imgpipe-sim-agent").string(), "build"},
-               config + kFastAgent + "sim: {build: 500ms}\n");
+               config + kTrustAgent + "sim: {build: 500ms}\n");
   ASSERT_TRUE(waitUntil([&] { return c.jobState("1") == "done"; }, 30s)) << c.jobState("1");
   auto job = c.cliJson({"show", "1"});
   EXPECT_EQ(job["steps"][0]["attempts"], 2) << job.dump();
@@ -193,9 +193,9 @@ TEST_F(TrustTest, AKeyReplacedMidJobEndsItsSessionItsLateResultIsRefusedAndTheJo
 // as it ends an agent's: the watching CLI is told why and exits "not authorized", and gets no
 // update of the job after that.
 TEST_F(TrustTest, ARevokedOperatorKeysWatchEndsWithItsSession) {
-  c.setCoordinatorExtra(kTopology);
+  c.setCoordinatorExtra(kTrustTopology);
   c.startCoordinator();
-  c.startSimAgent("build-1", "build", std::string(kFastAgent) + "sim: {build: 20s}\n");
+  c.startSimAgent("build-1", "build", std::string(kTrustAgent) + "sim: {build: 20s}\n");
   ASSERT_TRUE(waitUntil([&] { return c.agentsOnline()["build-1"]; }, 15s));
   auto r = c.cli({"submit", definition()});
   ASSERT_EQ(r.exitCode, 0) << r.err;
