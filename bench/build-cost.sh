@@ -2,23 +2,25 @@
 # What compiling imgpipe costs on this machine: a clean configure and build into a scratch dir,
 # timed per phase, then the edit-one-file loop a developer lives in.
 #
-#   bench/build-cost.sh [--json FILE] [--jobs N] [--keep]
+#   bench/build-cost.sh [--json FILE] [--jobs N] [--keep] [--unity]
 #
 # Phases: configure; the quickstart's targets alone (what scripts/quickstart.sh builds); the
 # rest (tests, benchmarks); then one library .cpp touched and the agent relinked. Prints
 # configure_s, compile_quickstart_targets_s, compile_rest_s, compile_s (both builds),
-# incremental_one_cpp_s, targets. Run from the checkout root; needs the build dependencies
+# incremental_one_cpp_s, targets. `--unity` configures as scripts/test.sh and quickstart.sh do
+# (IMGPIPE_UNITY_BUILD). Run from the checkout root; needs the build dependencies
 # (scripts/install-deps.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-json="" jobs="$(nproc)" keep=0
+json="" jobs="$(nproc)" keep=0 unity=OFF
 while [ "$#" -gt 0 ]; do
   case "$1" in
     --json) json=${2:?--json needs a file}; shift 2 ;;
     --jobs) jobs=${2:?--jobs needs a number}; shift 2 ;;
     --keep) keep=1; shift ;;
-    *) echo "usage: $0 [--json FILE] [--jobs N] [--keep]" >&2; exit 2 ;;
+    --unity) unity=ON; shift ;;
+    *) echo "usage: $0 [--json FILE] [--jobs N] [--keep] [--unity]" >&2; exit 2 ;;
   esac
 done
 command -v ninja >/dev/null || { echo "build-cost: ninja is missing (scripts/install-deps.sh)" >&2; exit 1; }
@@ -31,7 +33,8 @@ since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 quickstart_targets=(imgpipe imgpipe-coordinator imgpipe-agent-build imgpipe-agent-relay imgpipe-agent-glance)
 
 t=$(now)
-cmake -S . -B "$scratch" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >"$scratch/configure.log"
+cmake -S . -B "$scratch" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DIMGPIPE_UNITY_BUILD="$unity" \
+  >"$scratch/configure.log"
 configure_s=$(since "$t")
 
 t=$(now)
@@ -52,8 +55,8 @@ incremental_s=$(since "$t")
 
 printf '%-32s %s\n' configure_s "$configure_s" compile_quickstart_targets_s "$quickstart_s" \
   compile_rest_s "$rest_s" compile_s "$compile_s" incremental_one_cpp_s "$incremental_s" \
-  jobs "$jobs" targets "$targets"
+  jobs "$jobs" targets "$targets" unity "$unity"
 if [ -n "$json" ]; then
-  printf '{"configure_s": %s, "compile_quickstart_targets_s": %s, "compile_rest_s": %s, "compile_s": %s, "incremental_one_cpp_s": %s, "jobs": %s, "targets": %s}\n' \
-    "$configure_s" "$quickstart_s" "$rest_s" "$compile_s" "$incremental_s" "$jobs" "$targets" >"$json"
+  printf '{"configure_s": %s, "compile_quickstart_targets_s": %s, "compile_rest_s": %s, "compile_s": %s, "incremental_one_cpp_s": %s, "jobs": %s, "targets": %s, "unity": "%s"}\n' \
+    "$configure_s" "$quickstart_s" "$rest_s" "$compile_s" "$incremental_s" "$jobs" "$targets" "$unity" >"$json"
 fi

@@ -39,7 +39,7 @@ fi
 
 say "Installing dependencies (Debian packages) and building imgpipe"
 scripts/install-deps.sh --test
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DIMGPIPE_UNITY_BUILD=ON >/dev/null
 # Only what the pipeline runs: the tests and benchmarks are targets of their own (scripts/test.sh
 # builds them), and compiling them first would double a newcomer's wait.
 cmake --build build -j"$(nproc)" --target imgpipe imgpipe-coordinator imgpipe-agent-build \
