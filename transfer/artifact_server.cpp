@@ -151,19 +151,22 @@ ArtifactServer::Peer& ArtifactServer::peer(const std::string& routingId) {
   return it->second;
 }
 
-void ArtifactServer::forget(const std::string& routingId) {
-  auto mine = [&](const Parked& p) { return p.routingId == routingId; };
+void ArtifactServer::eraseParked(const std::function<bool(const Parked&)>& drop) {
   for (auto m = parkedManifests_.begin(); m != parkedManifests_.end();) {
-    std::erase_if(m->second, mine);
+    std::erase_if(m->second, drop);
     m = m->second.empty() ? parkedManifests_.erase(m) : std::next(m);
   }
   for (auto a = parked_.begin(); a != parked_.end();) {
     for (auto c = a->second.begin(); c != a->second.end();) {
-      std::erase_if(c->second, mine);
+      std::erase_if(c->second, drop);
       c = c->second.empty() ? a->second.erase(c) : std::next(c);
     }
     a = a->second.empty() ? parked_.erase(a) : std::next(a);
   }
+}
+
+void ArtifactServer::forget(const std::string& routingId) {
+  eraseParked([&](const Parked& p) { return p.routingId == routingId; });
   peers_.erase(routingId);
   budget_.forget(routingId);
 }
@@ -526,22 +529,11 @@ void ArtifactServer::onStoreEvent(const StoreEvent& event) {
 void ArtifactServer::expireParked() {
   const auto now = SteadyClock::now();
   const auto cutoff = now - options_.parkTimeout;
-  auto expired = [&](const Parked& p) {
+  eraseParked([&](const Parked& p) {
     if (p.since >= cutoff) return false;
     unpark(p.routingId);
     return true;
-  };
-  for (auto m = parkedManifests_.begin(); m != parkedManifests_.end();) {
-    std::erase_if(m->second, expired);
-    m = m->second.empty() ? parkedManifests_.erase(m) : std::next(m);
-  }
-  for (auto a = parked_.begin(); a != parked_.end();) {
-    for (auto c = a->second.begin(); c != a->second.end();) {
-      std::erase_if(c->second, expired);
-      c = c->second.empty() ? a->second.erase(c) : std::next(c);
-    }
-    a = a->second.empty() ? parked_.erase(a) : std::next(a);
-  }
+  });
   // An upload nobody finished or used is removed, file and all.
   const auto uploadCutoff = now - options_.limits.uploadTimeout;
   std::erase_if(uploads_, [&](const auto& u) {

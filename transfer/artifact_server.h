@@ -161,6 +161,8 @@ class ArtifactServer {
   void pump();
   void schedulePump();
   void unpark(const std::string& routingId);
+  // Removes the parked requests (manifests and chunks) `drop` says, and what is left empty.
+  void eraseParked(const std::function<bool(const Parked&)>& drop);
   void replyUnavailable(const std::string& routingId, const std::string& artifactId,
                         const std::string& reason, bool retryable);
   void replyManifest(const std::string& routingId, const Artifact& artifact);

@@ -116,6 +116,16 @@ struct Client {
   }
 };
 
+// Asks for a plain (rdiff + xz) delta of `target` against `basis`.
+void openDelta(Client& c, const std::string& target, const std::string& basis) {
+  wire::Message d;
+  auto o = d.body().initOpenDelta();
+  o.setTargetId(text(target));
+  o.setBasisId(text(basis));
+  o.initFormats(1).set(0, proto::DeltaFormat::RDIFF_XZ);
+  c.send(d);
+}
+
 int flood(Client& c, const std::string& artifact, int count, int holdS) {
   if (!c.waitEvent(ZMQ_EVENT_HANDSHAKE_SUCCEEDED, 10s)) {
     std::cout << "no handshake" << std::endl;
@@ -170,12 +180,7 @@ int signatures(Client& c, const std::string& target, int count) {
     p.setBlockSize(2048);
     c.send(m, &junk);
     if (unfinished) continue;
-    wire::Message d;
-    auto o = d.body().initOpenDelta();
-    o.setTargetId(text(target));
-    o.setBasisId(text(basis));
-    o.initFormats(1).set(0, proto::DeltaFormat::RDIFF_XZ);
-    c.send(d);
+    openDelta(c, target, basis);
   }
   // Count what came back for a while: refusals and "pending".
   std::map<std::string, int> seen;
@@ -273,14 +278,7 @@ int uploadedDelta(Client& c, const std::string& target, const std::string& basis
   std::mt19937_64 rng(seed());
   const std::string basis = randomHex(rng);  // a basis the server has never seen
   const auto until = std::chrono::steady_clock::now() + 90s;
-  auto open = [&] {
-    wire::Message d;
-    auto o = d.body().initOpenDelta();
-    o.setTargetId(text(target));
-    o.setBasisId(text(basis));
-    o.initFormats(1).set(0, proto::DeltaFormat::RDIFF_XZ);
-    c.send(d);
-  };
+  auto open = [&] { openDelta(c, target, basis); };
   auto decode = [](const std::string& h) { return wire::decode(h.data(), h.size()); };
   open();
   auto first = receive(c, Body::DELTA_REPLY, nullptr, until);

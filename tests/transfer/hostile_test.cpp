@@ -52,6 +52,33 @@ std::uint64_t rssKiB(pid_t pid) {
   return std::stoull(status.substr(p + 6));
 }
 
+// The most a process's RSS grows above where it was at construction, sampled every 100 ms
+// until stop(): what a hostile peer makes the server hold at its worst, not at the end.
+class PeakRss {
+ public:
+  explicit PeakRss(pid_t pid)
+      : pid_(pid), start_(rssKiB(pid)), peak_(start_), sampler_([this](std::stop_token stop) {
+          while (!stop.stop_requested()) {
+            peak_ = std::max<std::uint64_t>(peak_, rssKiB(pid_));
+            std::this_thread::sleep_for(100ms);
+          }
+        }) {}
+  void stop() {
+    sampler_.request_stop();
+    if (sampler_.joinable()) sampler_.join();
+  }
+  std::uint64_t startKiB() const { return start_; }
+  double growthMiB() const {
+    return (static_cast<double>(peak_) - static_cast<double>(start_)) / 1024;
+  }
+
+ private:
+  pid_t pid_;
+  std::uint64_t start_;
+  std::atomic<std::uint64_t> peak_;
+  std::jthread sampler_;  // last: it reads the members above
+};
+
 std::string hex(const std::string& s) {
   static constexpr char kHex[] = "0123456789abcdef";
   std::string out;
@@ -75,6 +102,15 @@ std::string field(const std::string& out, const std::string& key) {
   auto p = out.find(key + " ");
   if (p == std::string::npos) return "";
   return out.substr(p + key.size() + 1, out.find('\n', p) - p - key.size() - 1);
+}
+
+// A basis the server has never seen: `image` with its first 64 KiB changed, so that a delta
+// against it is small.
+void writeMadeUpBasis(const fs::path& image, const fs::path& out) {
+  std::string basis = readFile(image);
+  for (std::size_t i = 0; i < (64u << 10); ++i)
+    basis[i] = static_cast<char>(basis[i] ^ 0x5a);
+  std::ofstream(out, std::ios::binary) << basis;
 }
 
 // Loopback: a store, keys, the real tool; no namespaces (the limits do not depend on the link).
@@ -202,15 +238,7 @@ TEST_F(HostileLoopback, TwoHundredConnectionsOfOneKeyCostTheServerWhatOneKeyMay)
   auto a = import("server", randomFile(dir() / "image", 4 << 20, 6), "1");
   auto server = serve();
   std::this_thread::sleep_for(1s);
-  const auto rssStart = rssKiB(server->pid());
-  std::atomic<bool> done{false};
-  std::atomic<std::uint64_t> rssMax{rssStart};
-  std::jthread sampler([&] {
-    while (!done) {
-      rssMax = std::max<std::uint64_t>(rssMax, rssKiB(server->pid()));
-      std::this_thread::sleep_for(100ms);
-    }
-  });
+  PeakRss rss(server->pid());
   Daemon flood({hostilePeer().string(), "connections", "--to", endpoint(), "--server-key",
                 pub("server").string(), "--key", key("bad").string(), "--artifact", a.id,
                 "--connections", "200", "--chunks", "4", "--manifests", "4096", "--hold", "60"},
@@ -219,10 +247,9 @@ TEST_F(HostileLoopback, TwoHundredConnectionsOfOneKeyCostTheServerWhatOneKeyMay)
   std::this_thread::sleep_for(10s);  // every request is in; the queues towards it are full
   auto good = fetch(endpoint(), pub("server").string(), a);
   std::this_thread::sleep_for(2s);
-  done = true;
-  sampler.join();
-  const double growthMiB = (static_cast<double>(rssMax) - static_cast<double>(rssStart)) / 1024;
-  std::cout << "server RSS " << rssStart / 1024 << " MiB at start, " << growthMiB
+  rss.stop();
+  const double growthMiB = rss.growthMiB();
+  std::cout << "server RSS " << rss.startKiB() / 1024 << " MiB at start, " << growthMiB
             << " MiB more at most with 200 connections of one key" << std::endl;
   EXPECT_EQ(good.exitCode, 0) << good.err;
   EXPECT_LT(growthMiB, 64.0);
@@ -236,11 +263,7 @@ TEST_F(HostileLoopback, TwoHundredConnectionsOfOneKeyCostTheServerWhatOneKeyMay)
 TEST_F(HostileLoopback, DeltasFromSixPeersUploadedSignaturesAreServedAndNeverStored) {
   const auto image = randomFile(dir() / "image", 4 << 20, 7);
   auto a = import("server", image, "2");
-  // The peers' made-up basis: the image with its first 64 KiB changed, so the delta is small.
-  std::string basis = readFile(image);
-  for (std::size_t i = 0; i < (64u << 10); ++i)
-    basis[i] = static_cast<char>(basis[i] ^ 0x5a);
-  std::ofstream(dir() / "basis", std::ios::binary) << basis;
+  writeMadeUpBasis(image, dir() / "basis");
   std::ofstream(dir() / "limits.yaml") << "transfer:\n  limits:\n    upload_timeout: 2s\n";
   std::vector<std::string> extra{"--config", (dir() / "limits.yaml").string()};
   for (int i = 0; i < 6; ++i) {
@@ -304,10 +327,7 @@ TEST_F(HostileLoopback, ADeltaTheStoresDiskCannotHoldIsRefusedBeforeAnythingIsWr
   const auto image = randomFile(dir() / "image", 8 << 20, 8);
   auto a = import("server", image, "2");
   ASSERT_FALSE(a.id.empty());
-  std::string basis = readFile(image);
-  for (std::size_t i = 0; i < (64u << 10); ++i)
-    basis[i] = static_cast<char>(basis[i] ^ 0x5a);
-  std::ofstream(dir() / "basis", std::ios::binary) << basis;
+  writeMadeUpBasis(image, dir() / "basis");
   checkCommand({transferTool().string(), "keygen", "peer", "--dir", (dir() / "keys").string()});
   auto server = serve({"--allow", pub("peer").string()});
   const std::string before = listing(store("server") / "objects");
@@ -398,7 +418,7 @@ TEST_F(TransferNetTest, APeerThatNeverReadsCostsTheServerNoMemoryAndOthersNoRate
   const double aloneMbit = goodput(alone);
   fs::remove_all(store("ctrl"));
 
-  const auto rssStart = rssKiB(server->pid());
+  PeakRss rss(server->pid());
   SubprocessOptions ho;
   ho.argv =
       net_->inHost("ctrl", {hostilePeer().string(), "flood", "--to", endpoint("build", "ctrl"),
@@ -406,23 +426,14 @@ TEST_F(TransferNetTest, APeerThatNeverReadsCostsTheServerNoMemoryAndOthersNoRate
                             "--artifact", a.id, "--count", "100000", "--hold", "60"});
   ho.captureStdout = true;
   Subprocess flood(std::move(ho));
-  std::atomic<bool> done{false};
-  std::atomic<std::uint64_t> rssMax{rssStart};
-  std::jthread sampler([&] {
-    while (!done) {
-      rssMax = std::max<std::uint64_t>(rssMax, rssKiB(server->pid()));
-      std::this_thread::sleep_for(100ms);
-    }
-  });
   std::this_thread::sleep_for(5s);  // the requests are in, the queue towards it is full
   auto busy = fetch("ctrl", "build", a);
-  done = true;
-  sampler.join();
+  rss.stop();
   ASSERT_EQ(busy.command.exitCode, 0) << busy.tail();
   const double busyMbit = goodput(busy);
-  const double growthMiB = (static_cast<double>(rssMax) - static_cast<double>(rssStart)) / 1024;
+  const double growthMiB = rss.growthMiB();
   std::cout << "goodput alone " << aloneMbit << " Mbit/s, beside the hostile peer " << busyMbit
-            << " Mbit/s (link 40 Mbit/s); server RSS " << rssStart / 1024 << " MiB at start, "
+            << " Mbit/s (link 40 Mbit/s); server RSS " << rss.startKiB() / 1024 << " MiB at start, "
             << growthMiB << " MiB more at most" << std::endl;
   EXPECT_LT(growthMiB, 64.0);
   EXPECT_GE(busyMbit, 0.9 * aloneMbit);
